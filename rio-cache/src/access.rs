@@ -1,0 +1,312 @@
+//! Access to the mapped bytes: reads, write windows, and the checkpoint's copy. With
+//! `sys`, the only module that creates slices of the mapping.
+//!
+//! The rules that make those slices sound (see the crate docs):
+//! - shared slices (`&[u8]`) come from `&RioCache` or `&Update`;
+//! - mutable slices come from `&mut Update`, which exists only while the owner's
+//!   `&mut RioCache` is borrowed (so no shared slice of the owner is alive) and while the
+//!   checkpoint gate is held shared (so the checkpointer is not copying);
+//! - the checkpointer copies pages only while holding the gate exclusively.
+#![allow(unsafe_code)]
+
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut, Range};
+use std::sync::atomic::Ordering;
+use std::sync::RwLockReadGuard;
+
+use crate::cache::{Guard, Inner, RioCache};
+use crate::error::{Error, IoContext, Result};
+use crate::journal::Batch;
+use crate::sys::{self, PAGE};
+
+impl Inner {
+    /// Checks that `[offset, offset + len)` lies in the data and converts it.
+    pub(crate) fn check_range(&self, offset: u64, len: u64) -> Result<(usize, usize)> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.data_len => Ok((offset as usize, len as usize)),
+            _ => Err(Error::OutOfRange {
+                offset,
+                len,
+                size: self.data_len,
+            }),
+        }
+    }
+
+    /// Copies the dirty pages into a journal batch and moves them from the dirty map to
+    /// the in-flight map. Takes the gate exclusively for the copy only.
+    pub(crate) fn stage(&self, seq: u64) -> Batch {
+        let _gate = self
+            .gate
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let dirty = self.dirty_map();
+        let inflight = self.inflight_map();
+        let indices: Vec<u64> = (0..self.pages)
+            .filter(|&p| dirty[p].load(Ordering::Relaxed) != 0)
+            .map(|p| p as u64)
+            .collect();
+        let mut batch = Batch::new(seq, self.data_len, &indices);
+        for (i, &p) in indices.iter().enumerate() {
+            let p = p as usize;
+            // SAFETY: page p is inside the page-rounded data mapping; the gate is held
+            // exclusively, so no `&mut Update` (the only source of mutable slices)
+            // exists, and shared slices may coexist with this one.
+            let src = unsafe { self.data.slice(p * PAGE, PAGE) };
+            batch.page_mut(i).copy_from_slice(src);
+            // In flight before clean: a crash between the two keeps the page marked.
+            inflight[p].store(1, Ordering::Relaxed);
+            dirty[p].store(0, Ordering::Relaxed);
+        }
+        self.dirty_pages
+            .fetch_sub(indices.len() as u64, Ordering::Relaxed);
+        self.kicked.store(false, Ordering::Relaxed);
+        batch
+    }
+}
+
+impl RioCache {
+    /// The bytes `[offset, offset + len)` as of now.
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`] if the range does not lie in the cache.
+    pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {
+        let (off, len) = self.inner.check_range(offset, len)?;
+        // SAFETY: in bounds (checked); `&self` is borrowed for the slice's life, so no
+        // `Update` (which needs `&mut self`) can hand out a mutable slice meanwhile; the
+        // checkpointer only reads.
+        Ok(unsafe { self.inner.data.slice(off, len) })
+    }
+
+    /// All the cached bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: as in `read`: the whole data range, borrowed from `&self`.
+        unsafe { self.inner.data.slice(0, self.inner.data_len as usize) }
+    }
+
+    /// Starts an update: a section in which write windows can be opened. Checkpoints
+    /// wait until the update ends, so a checkpoint never captures it half-done; the
+    /// windows all close (the memory is protected again) when it is dropped.
+    ///
+    /// The update must end on the thread that started it (it is `!Send`), because
+    /// protection keys are per-thread.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] after a failed checkpoint.
+    pub fn update(&mut self) -> Result<Update<'_>> {
+        self.inner.check_poison()?;
+        let gate = self
+            .inner
+            .gate
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(Update {
+            inner: &self.inner,
+            guard: &mut self.guard,
+            _gate: gate,
+            opened: Vec::new(),
+            pkru_saved: None,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Opens a single write window over `[offset, offset + len)`; it closes when
+    /// dropped. A shorthand for [`RioCache::update`] plus [`Update::window`].
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`], [`Error::Poisoned`], or an I/O error from `mprotect`.
+    pub fn window(&mut self, offset: u64, len: u64) -> Result<WriteWindow<'_>> {
+        let mut update = self.update()?;
+        let (off, len) = update.open(offset, len)?;
+        Ok(WriteWindow { update, off, len })
+    }
+}
+
+/// A section of writes that a checkpoint never splits. See [`RioCache::update`].
+#[derive(Debug)]
+pub struct Update<'a> {
+    inner: &'a Inner,
+    guard: &'a mut Guard,
+    _gate: RwLockReadGuard<'a, ()>,
+    /// Page ranges opened with `mprotect`, to close on drop.
+    opened: Vec<Range<usize>>,
+    /// PKRU before the first window opened, restored on drop.
+    pkru_saved: Option<u32>,
+    /// Protection keys are per-thread: the update must close where it opened.
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Update<'_> {
+    /// Bytes in the cache.
+    pub fn len(&self) -> u64 {
+        self.inner.data_len
+    }
+
+    /// Whether the cache holds no bytes (never: a cache has at least one byte).
+    pub fn is_empty(&self) -> bool {
+        self.inner.data_len == 0
+    }
+
+    /// The bytes `[offset, offset + len)`.
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`].
+    pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {
+        let (off, len) = self.inner.check_range(offset, len)?;
+        // SAFETY: in bounds; `&self` is borrowed for the slice's life, so no mutable
+        // slice (which needs `&mut self`) exists meanwhile; the checkpointer is held off
+        // by the gate and only reads anyway.
+        Ok(unsafe { self.inner.data.slice(off, len) })
+    }
+
+    /// Opens `[offset, offset + len)` for writing until the update ends, marks its pages
+    /// dirty, and returns the bytes.
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`], or an I/O error from `mprotect`.
+    pub fn window(&mut self, offset: u64, len: u64) -> Result<&mut [u8]> {
+        let (off, len) = self.open(offset, len)?;
+        // SAFETY: in bounds and opened for writing (open); unaliased: `&mut self` is
+        // borrowed for the slice's life, the owner's `&mut RioCache` is borrowed by this
+        // update, and the checkpointer is held off by the gate.
+        Ok(unsafe { self.inner.writable().slice_mut(off, len) })
+    }
+
+    /// Opens two disjoint ranges at once (for copying from one into the other).
+    ///
+    /// # Errors
+    /// [`Error::Overlap`] if they overlap, else as [`Update::window`].
+    pub fn window_pair(&mut self, a: Range<u64>, b: Range<u64>) -> Result<(&mut [u8], &mut [u8])> {
+        if a.start < b.end && b.start < a.end && !a.is_empty() && !b.is_empty() {
+            return Err(Error::Overlap(a, b));
+        }
+        let (ao, al) = self.open(a.start, a.end.saturating_sub(a.start))?;
+        let (bo, bl) = self.open(b.start, b.end.saturating_sub(b.start))?;
+        let w = self.inner.writable();
+        // SAFETY: both ranges are in bounds and open (open) and disjoint (checked), so
+        // the two slices do not alias each other; otherwise as in `window`.
+        Ok(unsafe { (w.slice_mut(ao, al), w.slice_mut(bo, bl)) })
+    }
+
+    /// Opens a range for writing without returning it (the bytes are then reachable
+    /// through [`Update::window`] at no further cost).
+    ///
+    /// # Errors
+    /// As [`Update::window`].
+    pub fn open(&mut self, offset: u64, len: u64) -> Result<(usize, usize)> {
+        let (off, n) = self.inner.check_range(offset, len)?;
+        if n == 0 {
+            return Ok((off, 0));
+        }
+        let pages = off / PAGE..(off + n).div_ceil(PAGE);
+        match self.guard {
+            Guard::None => {}
+            Guard::Mprotect { refs } => {
+                open_pages(&self.inner.data, refs, pages.clone())
+                    .context(|| format!("mprotect {offset}+{len} writable"))?;
+                self.opened.push(pages.clone());
+            }
+            Guard::Pkey { key } => {
+                if self.pkru_saved.is_none() {
+                    let saved = sys::rdpkru();
+                    sys::wrpkru(saved & !sys::pkru_deny_bits(*key));
+                    self.pkru_saved = Some(saved);
+                }
+            }
+        }
+        self.inner.mark_dirty(pages);
+        Ok((off, n))
+    }
+}
+
+impl Drop for Update<'_> {
+    /// Closes every window. A failure to re-protect pages with `mprotect` cannot be
+    /// reported from here; it leaves those pages writable (weaker protection, never
+    /// unsoundness) and is counted in [`crate::Stats::reprotect_failures`].
+    fn drop(&mut self) {
+        if let Guard::Mprotect { refs } = &mut self.guard {
+            for pages in self.opened.drain(..) {
+                if close_pages(&self.inner.data, refs, pages).is_err() {
+                    self.inner
+                        .reprotect_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if let Some(saved) = self.pkru_saved.take() {
+            sys::wrpkru(saved);
+        }
+    }
+}
+
+/// Increments the per-page counts of `pages`, making writable the runs that were 0.
+fn open_pages(map: &sys::Mapping, refs: &mut [u32], pages: Range<usize>) -> std::io::Result<()> {
+    let mut run: Option<usize> = None;
+    // One step past the end flushes the last run; the index is the page number.
+    #[allow(clippy::needless_range_loop)]
+    for p in pages.start..=pages.end {
+        let closed = p < pages.end && refs[p] == 0;
+        if closed {
+            run.get_or_insert(p);
+            continue;
+        }
+        if let Some(start) = run.take() {
+            if let Err(e) = map.protect(start * PAGE, (p - start) * PAGE, true) {
+                // Give back the counts this call took before the failing run.
+                let _ = close_pages(map, refs, pages.start..start);
+                return Err(e);
+            }
+            refs[start..p].fill(1);
+        }
+        if p < pages.end {
+            refs[p] += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Decrements the per-page counts of `pages`, making read-only the runs that reach 0.
+fn close_pages(map: &sys::Mapping, refs: &mut [u32], pages: Range<usize>) -> std::io::Result<()> {
+    let mut result = Ok(());
+    let mut run: Option<usize> = None;
+    // One step past the end flushes the last run; the index is the page number.
+    #[allow(clippy::needless_range_loop)]
+    for p in pages.start..=pages.end {
+        let reaches_zero = p < pages.end && {
+            refs[p] -= 1;
+            refs[p] == 0
+        };
+        if reaches_zero {
+            run.get_or_insert(p);
+        } else if let Some(start) = run.take() {
+            if let Err(e) = map.protect(start * PAGE, (p - start) * PAGE, false) {
+                result = Err(e);
+            }
+        }
+    }
+    result
+}
+
+/// A single open write window; closes on drop. See [`RioCache::window`].
+#[derive(Debug)]
+pub struct WriteWindow<'a> {
+    update: Update<'a>,
+    off: usize,
+    len: usize,
+}
+
+impl Deref for WriteWindow<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the range was checked and opened at construction; `&self` is
+        // borrowed, so no mutable slice from `deref_mut` is alive.
+        unsafe { self.update.inner.data.slice(self.off, self.len) }
+    }
+}
+
+impl DerefMut for WriteWindow<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the range was checked and opened for writing at construction and
+        // stays open until the update drops; `&mut self` makes this the only slice.
+        unsafe { self.update.inner.writable().slice_mut(self.off, self.len) }
+    }
+}

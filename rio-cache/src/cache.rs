@@ -1,0 +1,856 @@
+//! Opening a cache: the two images, warm and cold start, the lock, and the handle.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
+
+use crash_point::crash_point;
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::{
+    self, DiskHeader, HeaderError, MemHeader, DISK_DATA_OFFSET, MEM_READY, VERSION,
+};
+use crate::journal::{self, Journal};
+use crate::options::{Protection, RioOptions, Writeback};
+use crate::sys::{self, AtomicMapping, Mapping, PAGE};
+use crate::writeback::WritebackThread;
+
+/// How an open found the memory image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartKind {
+    /// The disk file did not exist (or was empty): a new, zeroed cache.
+    Created,
+    /// The memory image survived (a process crash or a clean close): nothing lost.
+    Warm,
+    /// The memory image was unusable, so the cache was loaded from the disk image,
+    /// which holds the last completed checkpoint.
+    Cold(ColdReason),
+}
+
+/// Why an open started cold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColdReason {
+    /// There was no memory image (first open since a restart, or it was removed).
+    NoImage,
+    /// The image was written under another boot: the machine restarted.
+    BootChanged,
+    /// The image belongs to another disk file (another device or inode).
+    OtherFile,
+    /// The image is of another size or layout.
+    SizeChanged,
+    /// The image's header is damaged or of another version.
+    Damaged,
+    /// A cold load was interrupted before the image was complete.
+    Incomplete,
+}
+
+/// The protection actually in force (what [`Protection::Auto`] resolved to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActiveProtection {
+    /// No guard.
+    None,
+    /// `mprotect` windows.
+    Mprotect,
+    /// Memory protection key windows, with this key.
+    Pkey(u32),
+}
+
+/// Counters describing a cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// How the cache was opened.
+    pub start: StartKind,
+    /// The protection in force.
+    pub protection: ActiveProtection,
+    /// Pages written since the last checkpoint's copy.
+    pub dirty_pages: u64,
+    /// Checkpoints completed by this handle (including the one a recovery installed).
+    pub checkpoints: u64,
+    /// Pages installed in the disk image by this handle.
+    pub pages_written: u64,
+    /// Bytes written to the journal and the disk image by this handle.
+    pub bytes_written: u64,
+    /// How long the last checkpoint took, from the copy to the cleared journal.
+    pub last_checkpoint: Option<Duration>,
+    /// Failed attempts to make pages read-only again after a window.
+    pub reprotect_failures: u64,
+    /// The sequence number of the checkpoint the disk image holds.
+    pub disk_seq: u64,
+}
+
+/// The per-handle protection state, owned by the [`RioCache`] and lent to one
+/// [`crate::Update`] at a time.
+#[derive(Debug)]
+pub(crate) enum Guard {
+    None,
+    /// Open-window count per data page.
+    Mprotect {
+        refs: Vec<u32>,
+    },
+    Pkey {
+        key: u32,
+    },
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Wake {
+    pub(crate) stop: bool,
+    pub(crate) kick: bool,
+}
+
+/// State shared with the writeback thread.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) path: PathBuf,
+    pub(crate) journal_path: PathBuf,
+    pub(crate) image_path: PathBuf,
+    pub(crate) disk: File,
+    pub(crate) journal: File,
+    pub(crate) data_len: u64,
+    pub(crate) pages: usize,
+    pub(crate) meta: AtomicMapping,
+    /// The data, for reading (and for writing unless a protection key is in use).
+    pub(crate) data: Mapping,
+    /// With a protection key: a second mapping of the data, tagged with the key.
+    pub(crate) write: Option<Mapping>,
+    pub(crate) pkey: Option<u32>,
+    /// Writers (updates) hold it shared; the checkpoint's copy holds it exclusively.
+    pub(crate) gate: RwLock<()>,
+    /// Serializes checkpoints; holds the disk image's checkpoint sequence number.
+    pub(crate) disk_seq: Mutex<u64>,
+    pub(crate) dirty_pages: AtomicU64,
+    pub(crate) kick_pages: u64,
+    pub(crate) kicked: AtomicBool,
+    pub(crate) wake: Mutex<Wake>,
+    pub(crate) wake_cv: Condvar,
+    pub(crate) poison: Mutex<Option<String>>,
+    pub(crate) poisoned: AtomicBool,
+    pub(crate) checkpoints: AtomicU64,
+    pub(crate) pages_written: AtomicU64,
+    pub(crate) bytes_written: AtomicU64,
+    pub(crate) last_checkpoint_ns: AtomicU64,
+    pub(crate) reprotect_failures: AtomicU64,
+    pub(crate) start: StartKind,
+    pub(crate) protection: ActiveProtection,
+    _image: File,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Unmap the tagged mapping before giving the key back, so a later owner of the
+        // key never governs our pages.
+        drop(self.write.take());
+        if let Some(key) = self.pkey {
+            sys::pkey_free(key);
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn writable(&self) -> &Mapping {
+        self.write.as_ref().unwrap_or(&self.data)
+    }
+
+    pub(crate) fn dirty_map(&self) -> &[std::sync::atomic::AtomicU8] {
+        self.meta.bytes(PAGE, self.pages)
+    }
+
+    pub(crate) fn inflight_map(&self) -> &[std::sync::atomic::AtomicU8] {
+        self.meta.bytes(PAGE + self.pages, self.pages)
+    }
+
+    pub(crate) fn mark_dirty(&self, pages: Range<usize>) {
+        let dirty = self.dirty_map();
+        let mut newly = 0;
+        for p in pages {
+            if dirty[p].load(Ordering::Relaxed) == 0 {
+                dirty[p].store(1, Ordering::Relaxed);
+                newly += 1;
+            }
+        }
+        if newly > 0 {
+            let total = self.dirty_pages.fetch_add(newly, Ordering::Relaxed) + newly;
+            if total >= self.kick_pages && !self.kicked.swap(true, Ordering::Relaxed) {
+                let mut w = self
+                    .wake
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                w.kick = true;
+                self.wake_cv.notify_all();
+            }
+        }
+    }
+
+    pub(crate) fn check_poison(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            let why = self
+                .poison
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+                .unwrap_or_default();
+            return Err(Error::Poisoned(why));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn set_poison(&self, why: String) {
+        *self
+            .poison
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+        self.poisoned.store(true, Ordering::Release);
+    }
+}
+
+/// An emulated Rio file cache: memory that survives the process, guarded against wild
+/// stores, written back to its disk file in consistent checkpoints.
+///
+/// See the [crate documentation](crate) for the model and an example.
+#[derive(Debug)]
+pub struct RioCache {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) guard: Guard,
+    writeback: Option<WritebackThread>,
+    checkpoint_on_close: bool,
+}
+
+/// Removes a cache's disk file, journal and memory image. Missing files are not an
+/// error. The cache must not be open.
+///
+/// # Errors
+/// An I/O error other than "not found".
+pub fn remove(path: impl AsRef<Path>, opts: &RioOptions) -> Result<()> {
+    let path = path.as_ref();
+    let image = image_path(path, &opts.resolved_cache_dir())?;
+    for p in [image, journal_path(path), path.to_owned()] {
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(e).context(|| format!("remove {}", p.display()))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The journal beside a disk file: `<path>.journal`.
+pub fn journal_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".journal");
+    PathBuf::from(s)
+}
+
+/// The memory image of a disk file: `<cache dir>/rio-<name>-<hash of absolute path>.img`.
+///
+/// # Errors
+/// An I/O error if the absolute path cannot be determined.
+pub fn image_path(path: &Path, cache_dir: &Path) -> Result<PathBuf> {
+    let abs = absolute(path)?;
+    // FNV-1a: stable across runs and builds, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in abs.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let name: String = abs
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(40)
+        .collect();
+    Ok(cache_dir.join(format!("rio-{name}-{h:016x}.img")))
+}
+
+/// The absolute path of `path`, resolving symlinks in its directory so two spellings of
+/// one file share one image.
+fn absolute(path: &Path) -> Result<PathBuf> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let dir = parent
+        .canonicalize()
+        .context(|| format!("resolve directory of {}", path.display()))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::InvalidOptions(format!("{} names no file", path.display())))?;
+    Ok(dir.join(name))
+}
+
+fn check_cache_dir(dir: &Path) -> Result<()> {
+    let bad = |reason: String| Error::CacheDir {
+        dir: dir.to_owned(),
+        reason,
+    };
+    let md = std::fs::metadata(dir).map_err(|e| bad(e.to_string()))?;
+    if !md.is_dir() {
+        return Err(bad("not a directory".into()));
+    }
+    // Probe writability for real: permission bits do not tell root the truth about a
+    // read-only mount.
+    let probe = dir.join(format!(".rio-probe-{}", std::process::id()));
+    match OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(bad(format!("not writable: {e}"))),
+    }
+}
+
+fn sync_dir(path: &Path) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .context(|| format!("fsync directory {}", dir.display()))
+}
+
+/// Resolves the protection mode, allocating a key if one is used.
+fn resolve_protection(p: Protection) -> Result<ActiveProtection> {
+    match p {
+        Protection::None => Ok(ActiveProtection::None),
+        Protection::Mprotect => Ok(ActiveProtection::Mprotect),
+        Protection::Pkey => sys::pkey_alloc()
+            .map(ActiveProtection::Pkey)
+            .map_err(|e| Error::PkeyUnavailable(e.to_string())),
+        Protection::Auto => {
+            Ok(sys::pkey_alloc().map_or(ActiveProtection::Mprotect, ActiveProtection::Pkey))
+        }
+    }
+}
+
+/// Frees an allocated key unless disarmed: keeps failed opens from leaking keys.
+struct KeyGuard(Option<u32>);
+impl Drop for KeyGuard {
+    fn drop(&mut self) {
+        if let Some(k) = self.0 {
+            sys::pkey_free(k);
+        }
+    }
+}
+
+impl RioCache {
+    /// Opens (creating if absent) the cache for the disk file at `path`.
+    ///
+    /// Finds the memory image and starts warm if it survived; otherwise loads the disk
+    /// image (cold start). A checkpoint interrupted by a crash is finished or discarded
+    /// first, so the disk image is exactly one checkpoint.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if the file is open elsewhere; [`Error::NotRioCache`],
+    /// [`Error::IncompatibleVersion`], [`Error::Corrupt`], [`Error::SizeMismatch`] for
+    /// bad files (nothing on disk is changed then); [`Error::CacheDir`] and
+    /// [`Error::CacheFull`] for the cache directory; [`Error::PkeyUnavailable`] if
+    /// [`Protection::Pkey`] was asked for and is not available; I/O errors.
+    pub fn open(path: impl AsRef<Path>, opts: &RioOptions) -> Result<RioCache> {
+        let path = path.as_ref();
+        if opts.size == 0 {
+            return Err(Error::InvalidOptions(
+                "size must be at least one byte".into(),
+            ));
+        }
+        if sys::system_page_size() != PAGE {
+            return Err(Error::InvalidOptions(format!(
+                "rio-cache needs {PAGE}-byte pages; this system uses {}",
+                sys::system_page_size()
+            )));
+        }
+        let map_len = format::round_up_pages(opts.size);
+        let pages = (map_len / PAGE as u64) as usize;
+        let cache_dir = opts.resolved_cache_dir();
+        check_cache_dir(&cache_dir)?;
+
+        // The disk image, locked.
+        let existed = path.exists();
+        let disk = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .context(|| format!("open {}", path.display()))?;
+        if !sys::try_lock_exclusive(&disk).context(|| format!("lock {}", path.display()))? {
+            return Err(Error::Locked {
+                path: path.to_owned(),
+            });
+        }
+        let disk_len = disk
+            .metadata()
+            .context(|| format!("stat {}", path.display()))?
+            .len();
+        let fresh = disk_len == 0;
+        let mut disk_seq = 0;
+        if !fresh {
+            disk_seq = validate_disk(&disk, path, disk_len, opts.size, map_len)?;
+        }
+
+        // The journal: read and judge it now, act on it only once everything passed.
+        let jpath = journal_path(path);
+        let journal_state = match File::open(&jpath) {
+            Ok(f) => journal::read(&f, &jpath, opts.size, pages as u64)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Journal::Empty,
+            Err(e) => return Err(e).context(|| format!("open {}", jpath.display())),
+        };
+        if let Journal::Committed(b) = &journal_state {
+            if fresh || (b.seq() != disk_seq + 1 && b.seq() != disk_seq) {
+                return Err(Error::Corrupt {
+                    path: jpath,
+                    reason: format!(
+                        "journal holds checkpoint {} but the disk image is at {disk_seq}",
+                        b.seq()
+                    ),
+                });
+            }
+        }
+
+        let protection = resolve_protection(opts.protection)?;
+        let key_guard = KeyGuard(match protection {
+            ActiveProtection::Pkey(k) => Some(k),
+            _ => None,
+        });
+
+        // The memory image: warm if it is ours and complete.
+        let ipath = image_path(path, &cache_dir)?;
+        let dmeta = disk
+            .metadata()
+            .context(|| format!("stat {}", path.display()))?;
+        let header = MemHeader {
+            data_len: opts.size,
+            dev: dmeta.dev(),
+            ino: dmeta.ino(),
+            boot_id: format::boot_id().context(|| "read the boot id".into())?,
+            meta_len: MemHeader::meta_len_for(pages as u64),
+        };
+        let image_len = header.meta_len + map_len;
+        let start = if fresh {
+            StartKind::Created
+        } else {
+            judge_image(&ipath, &header, image_len)?
+        };
+
+        // Everything is validated: from here on the open changes files.
+        if fresh {
+            let h = DiskHeader {
+                data_len: opts.size,
+                seq: 0,
+            };
+            disk.write_all_at(&h.encode(), 0)
+                .and_then(|()| disk.set_len(DISK_DATA_OFFSET + map_len))
+                .and_then(|()| disk.sync_all())
+                .context(|| format!("initialize {}", path.display()))?;
+            if !existed {
+                sync_dir(path)?;
+            }
+        }
+        let image = if start == StartKind::Warm {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&ipath)
+                .context(|| format!("open {}", ipath.display()))?
+        } else {
+            create_image(&ipath, &cache_dir, &header, image_len)?
+        };
+        let journal = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&jpath)
+            .context(|| format!("open {}", jpath.display()))?;
+        let mut installed = 0;
+        match journal_state {
+            Journal::Empty => {}
+            Journal::Torn => crate::checkpoint::clear_journal(&journal, &jpath)?,
+            Journal::Committed(batch) => {
+                crate::checkpoint::install(&disk, path, &batch, opts.size, true)?;
+                crate::checkpoint::clear_journal(&journal, &jpath)?;
+                disk_seq = batch.seq();
+                installed = 1;
+            }
+        }
+        if !existed || fresh {
+            sync_dir(&jpath)?;
+        }
+        if let StartKind::Cold(_) = start {
+            load_cold(&disk, path, &image, &ipath, header.meta_len, map_len)?;
+        }
+        if start != StartKind::Warm {
+            image
+                .write_all_at(&MEM_READY.to_le_bytes(), MemHeader::READY_AT as u64)
+                .context(|| format!("write {}", ipath.display()))?;
+        }
+
+        // Map it.
+        let meta = AtomicMapping::new(
+            Mapping::read_write(&image, 0, header.meta_len as usize)
+                .context(|| format!("map {}", ipath.display()))?,
+        );
+        let (data, write, guard) = map_data(
+            &image,
+            &ipath,
+            header.meta_len,
+            map_len as usize,
+            protection,
+            pages,
+        )?;
+        let mut key_guard = key_guard;
+        let pkey = key_guard.0.take();
+
+        let inner = Inner {
+            path: path.to_owned(),
+            journal_path: jpath,
+            image_path: ipath,
+            disk,
+            journal,
+            data_len: opts.size,
+            pages,
+            meta,
+            data,
+            write,
+            pkey,
+            gate: RwLock::new(()),
+            disk_seq: Mutex::new(disk_seq),
+            dirty_pages: AtomicU64::new(0),
+            kick_pages: match opts.writeback {
+                Writeback::Background { dirty_bytes, .. } => (dirty_bytes / PAGE as u64).max(1),
+                Writeback::Manual => u64::MAX,
+            },
+            kicked: AtomicBool::new(false),
+            wake: Mutex::new(Wake::default()),
+            wake_cv: Condvar::new(),
+            poison: Mutex::new(None),
+            poisoned: AtomicBool::new(false),
+            checkpoints: AtomicU64::new(installed),
+            pages_written: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            last_checkpoint_ns: AtomicU64::new(u64::MAX),
+            reprotect_failures: AtomicU64::new(0),
+            start,
+            protection,
+            _image: image,
+        };
+        // A crash may have left pages in flight (copied but not installed) or dirty:
+        // all of them still need writing back.
+        let (dirty, inflight) = (inner.dirty_map(), inner.inflight_map());
+        let mut count = 0;
+        for p in 0..pages {
+            if inflight[p].load(Ordering::Relaxed) != 0 {
+                dirty[p].store(1, Ordering::Relaxed);
+                inflight[p].store(0, Ordering::Relaxed);
+            }
+            if dirty[p].load(Ordering::Relaxed) != 0 {
+                count += 1;
+            }
+        }
+        inner.dirty_pages.store(count, Ordering::Relaxed);
+
+        let inner = Arc::new(inner);
+        let writeback = match opts.writeback {
+            Writeback::Manual => None,
+            Writeback::Background { interval, .. } => {
+                Some(WritebackThread::spawn(Arc::clone(&inner), interval)?)
+            }
+        };
+        Ok(RioCache {
+            inner,
+            guard,
+            writeback,
+            checkpoint_on_close: opts.checkpoint_on_close,
+        })
+    }
+
+    /// Bytes of data in the cache.
+    pub fn len(&self) -> u64 {
+        self.inner.data_len
+    }
+
+    /// Always `false`: a cache holds at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.inner.data_len == 0
+    }
+
+    /// How this open started.
+    pub fn start_kind(&self) -> StartKind {
+        self.inner.start
+    }
+
+    /// The protection in force.
+    pub fn protection(&self) -> ActiveProtection {
+        self.inner.protection
+    }
+
+    /// The disk file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The memory image file.
+    pub fn image_path(&self) -> &Path {
+        &self.inner.image_path
+    }
+
+    /// The journal file.
+    pub fn journal_path(&self) -> &Path {
+        &self.inner.journal_path
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        let i = &self.inner;
+        let ns = i.last_checkpoint_ns.load(Ordering::Relaxed);
+        Stats {
+            start: i.start,
+            protection: i.protection,
+            dirty_pages: i.dirty_pages.load(Ordering::Relaxed),
+            checkpoints: i.checkpoints.load(Ordering::Relaxed),
+            pages_written: i.pages_written.load(Ordering::Relaxed),
+            bytes_written: i.bytes_written.load(Ordering::Relaxed),
+            last_checkpoint: (ns != u64::MAX).then(|| Duration::from_nanos(ns)),
+            reprotect_failures: i.reprotect_failures.load(Ordering::Relaxed),
+            disk_seq: *i
+                .disk_seq
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        }
+    }
+
+    /// Writes every page dirtied so far to the disk image, as one all-or-nothing
+    /// checkpoint, and returns once it is durable. Waits for an update in progress to
+    /// end (the copy needs a consistent moment) but never blocks updates for the disk
+    /// I/O itself.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] after an earlier failure; an I/O error, which poisons the
+    /// cache.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.inner.checkpoint()
+    }
+
+    /// Closes the cache, taking a final checkpoint if the options ask for one (the
+    /// default), and reports its errors (which `Drop` cannot).
+    ///
+    /// # Errors
+    /// As [`RioCache::checkpoint`].
+    pub fn close(mut self) -> Result<()> {
+        self.stop_writeback();
+        if self.checkpoint_on_close {
+            self.checkpoint_on_close = false;
+            self.inner.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    fn stop_writeback(&mut self) {
+        if let Some(t) = self.writeback.take() {
+            t.stop(&self.inner);
+        }
+    }
+}
+
+impl Drop for RioCache {
+    /// Stops the writeback thread and, if the options ask for it, takes a final
+    /// checkpoint, ignoring its error (the data stays in the memory image; use
+    /// [`RioCache::close`] to see errors).
+    fn drop(&mut self) {
+        self.stop_writeback();
+        if self.checkpoint_on_close && !self.inner.poisoned.load(Ordering::Acquire) {
+            let _ = self.inner.checkpoint();
+        }
+    }
+}
+
+/// Validates an existing disk image; returns its checkpoint sequence number.
+fn validate_disk(disk: &File, path: &Path, len: u64, size: u64, map_len: u64) -> Result<u64> {
+    let not_ours = |reason: &str| Error::NotRioCache {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if len < DiskHeader::LEN as u64 {
+        return Err(not_ours("shorter than a header"));
+    }
+    let mut b = [0u8; DiskHeader::LEN];
+    disk.read_exact_at(&mut b, 0)
+        .context(|| format!("read {}", path.display()))?;
+    let h = match DiskHeader::decode(&b) {
+        Ok(h) => h,
+        Err(HeaderError::Magic) => return Err(not_ours("bad magic")),
+        Err(HeaderError::Version(v)) => {
+            return Err(Error::IncompatibleVersion {
+                path: path.to_owned(),
+                found: v,
+                supported: VERSION,
+            })
+        }
+        Err(HeaderError::Checksum) => {
+            return Err(Error::Corrupt {
+                path: path.to_owned(),
+                reason: "header checksum mismatch".into(),
+            })
+        }
+        Err(HeaderError::PageSize(p)) => {
+            return Err(Error::Corrupt {
+                path: path.to_owned(),
+                reason: format!("page size {p}"),
+            })
+        }
+    };
+    if h.data_len != size {
+        return Err(Error::SizeMismatch {
+            path: path.to_owned(),
+            found: h.data_len,
+            requested: size,
+        });
+    }
+    let want = DISK_DATA_OFFSET + map_len;
+    if len != want {
+        return Err(Error::Corrupt {
+            path: path.to_owned(),
+            reason: format!("file is {len} bytes; a {size}-byte cache needs {want}"),
+        });
+    }
+    Ok(h.seq)
+}
+
+/// Decides between a warm and a cold start from the memory image at `ipath`.
+fn judge_image(ipath: &Path, want: &MemHeader, image_len: u64) -> Result<StartKind> {
+    let f = match File::open(ipath) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(StartKind::Cold(ColdReason::NoImage))
+        }
+        Err(e) => return Err(e).context(|| format!("open {}", ipath.display())),
+    };
+    let mut b = [0u8; 128];
+    let len = f
+        .metadata()
+        .context(|| format!("stat {}", ipath.display()))?
+        .len();
+    if len < 128 || f.read_exact_at(&mut b, 0).is_err() {
+        return Ok(StartKind::Cold(ColdReason::Damaged));
+    }
+    let Some(h) = MemHeader::decode(&b) else {
+        return Ok(StartKind::Cold(ColdReason::Damaged));
+    };
+    let reason = if format::get_u32(&b, MemHeader::READY_AT) != MEM_READY {
+        ColdReason::Incomplete
+    } else if h.boot_id != want.boot_id {
+        ColdReason::BootChanged
+    } else if h.dev != want.dev || h.ino != want.ino {
+        ColdReason::OtherFile
+    } else if h.data_len != want.data_len || h.meta_len != want.meta_len || len != image_len {
+        ColdReason::SizeChanged
+    } else {
+        return Ok(StartKind::Warm);
+    };
+    Ok(StartKind::Cold(reason))
+}
+
+/// Creates (replacing any stale one) and preallocates a memory image with its header;
+/// the `ready` word stays 0 until the data is loaded.
+fn create_image(ipath: &Path, dir: &Path, header: &MemHeader, len: u64) -> Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(ipath)
+        .context(|| format!("create {}", ipath.display()))?;
+    if let Err(e) = sys::preallocate(&f, len) {
+        let _ = std::fs::remove_file(ipath);
+        return Err(if e.raw_os_error() == Some(libc::ENOSPC) {
+            Error::CacheFull {
+                dir: dir.to_owned(),
+                len,
+            }
+        } else {
+            Error::Io {
+                context: format!("preallocate {}", ipath.display()),
+                source: e,
+            }
+        });
+    }
+    f.write_all_at(&header.encode(), 0)
+        .context(|| format!("write {}", ipath.display()))?;
+    Ok(f)
+}
+
+/// Copies the disk image's data into a new memory image.
+fn load_cold(
+    disk: &File,
+    path: &Path,
+    image: &File,
+    ipath: &Path,
+    meta_len: u64,
+    len: u64,
+) -> Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    let mut buf = vec![0u8; CHUNK as usize];
+    let mut off = 0;
+    while off < len {
+        let n = CHUNK.min(len - off) as usize;
+        disk.read_exact_at(&mut buf[..n], DISK_DATA_OFFSET + off)
+            .context(|| format!("read {}", path.display()))?;
+        image
+            .write_all_at(&buf[..n], meta_len + off)
+            .context(|| format!("write {}", ipath.display()))?;
+        off += n as u64;
+        if off >= len / 2 && off - (n as u64) < len / 2 {
+            crash_point!("rio.cold_load.half");
+        }
+    }
+    crash_point!("rio.cold_load.loaded");
+    Ok(())
+}
+
+type DataMaps = (Mapping, Option<Mapping>, Guard);
+
+/// Maps the data area according to the protection mode.
+fn map_data(
+    image: &File,
+    ipath: &Path,
+    at: u64,
+    len: usize,
+    protection: ActiveProtection,
+    pages: usize,
+) -> Result<DataMaps> {
+    let ctx = || format!("map {}", ipath.display());
+    Ok(match protection {
+        ActiveProtection::None => (
+            Mapping::read_write(image, at, len).context(ctx)?,
+            None,
+            Guard::None,
+        ),
+        ActiveProtection::Mprotect => {
+            let m = Mapping::read_write(image, at, len).context(ctx)?;
+            m.protect(0, len, false).context(ctx)?;
+            (
+                m,
+                None,
+                Guard::Mprotect {
+                    refs: vec![0; pages],
+                },
+            )
+        }
+        ActiveProtection::Pkey(key) => {
+            let r = Mapping::read_only(image, at, len).context(ctx)?;
+            let w = Mapping::read_write(image, at, len).context(ctx)?;
+            w.tag_with_pkey(key).context(ctx)?;
+            // This thread's rights for the key were set to "no access" by pkey_alloc;
+            // other threads start from the kernel's default, which also denies it.
+            (r, Some(w), Guard::Pkey { key })
+        }
+    })
+}

@@ -1,0 +1,165 @@
+//! Checkpoints: copying the dirty pages at a consistent moment and installing them in
+//! the disk image through the journal, so the disk image is always exactly one
+//! checkpoint.
+//!
+//! The steps, each with its crash point:
+//! 1. copy the dirty pages under the exclusive gate (`rio.checkpoint.staged`);
+//! 2. write header, index and pages to the journal (`rio.checkpoint.journal_written`),
+//!    fsync (`rio.checkpoint.journal_synced`);
+//! 3. write the commit record (`rio.checkpoint.commit_written`), fsync
+//!    (`rio.checkpoint.commit_synced`): the checkpoint's commit point;
+//! 4. install the pages and the new header in place (`rio.checkpoint.install_partial`,
+//!    `rio.checkpoint.installed`), fsync (`rio.checkpoint.disk_synced`);
+//! 5. empty the journal and fsync it (`rio.checkpoint.journal_cleared`).
+//!
+//! A crash before 3 completes leaves the old disk image and a journal without a valid
+//! commit record, which the next open discards. A crash after 3 leaves a committed
+//! journal, which the next open installs (again): installing writes the same bytes to
+//! the same places, so it is idempotent.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crash_point::crash_point;
+
+use crate::cache::Inner;
+use crate::error::{IoContext, Result};
+use crate::format::{DiskHeader, DISK_DATA_OFFSET};
+use crate::journal::Batch;
+use crate::sys::PAGE;
+
+/// Every crash point in rio-cache, for harnesses that enumerate them.
+pub const CRASH_POINTS: &[&str] = &[
+    "rio.checkpoint.staged",
+    "rio.checkpoint.journal_written",
+    "rio.checkpoint.journal_synced",
+    "rio.checkpoint.commit_written",
+    "rio.checkpoint.commit_synced",
+    "rio.checkpoint.install_partial",
+    "rio.checkpoint.installed",
+    "rio.checkpoint.disk_synced",
+    "rio.checkpoint.journal_cleared",
+    "rio.recover.install_partial",
+    "rio.recover.installed",
+    "rio.recover.disk_synced",
+    "rio.cold_load.half",
+    "rio.cold_load.loaded",
+];
+
+impl Inner {
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        self.check_poison()?;
+        let mut disk_seq = self
+            .disk_seq
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Another checkpoint may have failed while we waited for the lock.
+        self.check_poison()?;
+        let started = Instant::now();
+        let batch = self.stage(*disk_seq + 1);
+        if batch.len() == 0 {
+            return Ok(());
+        }
+        crash_point!("rio.checkpoint.staged");
+        if let Err(e) = self.write_batch(&batch) {
+            // The pages stay marked (in flight) in the memory image, so a reopen writes
+            // them back; this handle refuses further writes.
+            self.set_poison(e.to_string());
+            return Err(e);
+        }
+        let inflight = self.inflight_map();
+        for i in 0..batch.len() {
+            inflight[batch.index(i) as usize].store(0, Ordering::Relaxed);
+        }
+        *disk_seq = batch.seq();
+        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.pages_written
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.bytes_written.fetch_add(
+            (batch.body().len() + journal_commit_len() + batch.len() * PAGE) as u64,
+            Ordering::Relaxed,
+        );
+        self.last_checkpoint_ns.store(
+            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX - 1),
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+
+    fn write_batch(&self, batch: &Batch) -> Result<()> {
+        let jp = &self.journal_path;
+        let j = &self.journal;
+        let body = batch.body();
+        j.write_all_at(body, 0)
+            .context(|| format!("write {}", jp.display()))?;
+        crash_point!("rio.checkpoint.journal_written");
+        j.sync_data()
+            .context(|| format!("fsync {}", jp.display()))?;
+        crash_point!("rio.checkpoint.journal_synced");
+        j.write_all_at(&batch.commit_record(), body.len() as u64)
+            .context(|| format!("write {}", jp.display()))?;
+        crash_point!("rio.checkpoint.commit_written");
+        j.sync_data()
+            .context(|| format!("fsync {}", jp.display()))?;
+        crash_point!("rio.checkpoint.commit_synced");
+        install(&self.disk, &self.path, batch, self.data_len, false)?;
+        clear_journal(j, jp)?;
+        crash_point!("rio.checkpoint.journal_cleared");
+        Ok(())
+    }
+}
+
+fn journal_commit_len() -> usize {
+    crate::journal::COMMIT_LEN
+}
+
+/// Writes a committed batch's pages and header into the disk image and fsyncs it.
+pub(crate) fn install(
+    disk: &File,
+    path: &Path,
+    batch: &Batch,
+    data_len: u64,
+    recovering: bool,
+) -> Result<()> {
+    let runs = batch.runs();
+    for (i, (first, bytes)) in runs.iter().enumerate() {
+        disk.write_all_at(bytes, DISK_DATA_OFFSET + first * PAGE as u64)
+            .context(|| format!("write {}", path.display()))?;
+        if i == 0 {
+            if recovering {
+                crash_point!("rio.recover.install_partial");
+            } else {
+                crash_point!("rio.checkpoint.install_partial");
+            }
+        }
+    }
+    let header = DiskHeader {
+        data_len,
+        seq: batch.seq(),
+    };
+    disk.write_all_at(&header.encode(), 0)
+        .context(|| format!("write {}", path.display()))?;
+    if recovering {
+        crash_point!("rio.recover.installed");
+    } else {
+        crash_point!("rio.checkpoint.installed");
+    }
+    disk.sync_data()
+        .context(|| format!("fsync {}", path.display()))?;
+    if recovering {
+        crash_point!("rio.recover.disk_synced");
+    } else {
+        crash_point!("rio.checkpoint.disk_synced");
+    }
+    Ok(())
+}
+
+/// Empties the journal durably.
+pub(crate) fn clear_journal(j: &File, path: &Path) -> Result<()> {
+    j.set_len(0)
+        .and_then(|()| j.sync_all())
+        .context(|| format!("clear {}", path.display()))
+}

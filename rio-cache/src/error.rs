@@ -1,0 +1,120 @@
+//! The error type of rio-cache.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in rio-cache.
+///
+/// Operating-system failures stay [`std::io::Error`]s, wrapped with what was being done.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What rio-cache was doing.
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// Another handle, in this process or another, holds the cache for this disk file.
+    #[error("{} is locked by another open cache", path.display())]
+    Locked {
+        /// The disk file.
+        path: PathBuf,
+    },
+    /// The disk file exists but was not created by rio-cache.
+    #[error("{} is not a rio-cache disk image: {reason}", path.display())]
+    NotRioCache {
+        /// The disk file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The disk file was written by a newer, incompatible format version.
+    #[error("{} has format version {found}; this build reads version {supported}", path.display())]
+    IncompatibleVersion {
+        /// The disk file.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// A rio-cache file is damaged.
+    #[error("{} is corrupt: {reason}", path.display())]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The disk file holds a cache of a different size than the one requested.
+    #[error("{} holds a cache of {found} bytes, but {requested} were requested", path.display())]
+    SizeMismatch {
+        /// The disk file.
+        path: PathBuf,
+        /// Its size.
+        found: u64,
+        /// The size in the options.
+        requested: u64,
+    },
+    /// The cache directory (the memory file system) is missing, not a directory or
+    /// not writable.
+    #[error("cache directory {}: {reason}", dir.display())]
+    CacheDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The memory file system has no room for the memory image.
+    #[error("no room for a {len}-byte memory image in {}", dir.display())]
+    CacheFull {
+        /// The cache directory.
+        dir: PathBuf,
+        /// The bytes needed.
+        len: u64,
+    },
+    /// Memory protection keys were asked for but this CPU or kernel has none free.
+    #[error("memory protection keys are unavailable: {0}")]
+    PkeyUnavailable(String),
+    /// An offset range does not lie inside the cache.
+    #[error("range {offset}+{len} is outside the cache of {size} bytes")]
+    OutOfRange {
+        /// Start of the range.
+        offset: u64,
+        /// Its length.
+        len: u64,
+        /// The cache size.
+        size: u64,
+    },
+    /// Two windows asked for together overlap.
+    #[error("windows {0:?} and {1:?} overlap")]
+    Overlap(std::ops::Range<u64>, std::ops::Range<u64>),
+    /// The options are invalid.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    /// An earlier checkpoint failed to reach the disk. The cache refuses further writes:
+    /// after a failed fsync the kernel may have dropped the dirty pages, so retrying
+    /// would pretend. Reopen the cache (a warm start writes everything back again).
+    #[error("the cache is poisoned by an earlier writeback failure: {0}")]
+    Poisoned(String),
+}
+
+/// A `Result` with rio-cache's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) trait IoContext<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            context: what(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,202 @@
+//! On-disk and in-memory headers. All integers are little-endian. The layouts are
+//! documented in `docs/rio-cache.md`.
+
+use crate::sys::PAGE;
+
+/// The format version of the disk image, memory image and journal.
+pub(crate) const VERSION: u32 = 1;
+
+pub(crate) const DISK_MAGIC: [u8; 8] = *b"RIOCDISK";
+pub(crate) const MEM_MAGIC: [u8; 8] = *b"RIOCMEMI";
+pub(crate) const JOURNAL_MAGIC: [u8; 8] = *b"RIOCJRNL";
+pub(crate) const COMMIT_MAGIC: [u8; 8] = *b"RIOCCMIT";
+
+/// The disk image starts with one header page; the data follows.
+pub(crate) const DISK_DATA_OFFSET: u64 = PAGE as u64;
+
+/// The value of the memory image's `ready` word once it holds a complete image.
+pub(crate) const MEM_READY: u32 = 0x5245_4459; // "READY"
+
+/// Rounds `n` up to a whole number of pages.
+pub(crate) fn round_up_pages(n: u64) -> u64 {
+    n.div_ceil(PAGE as u64) * PAGE as u64
+}
+
+fn put_u32(buf: &mut [u8], at: usize, v: u32) {
+    buf[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+fn put_u64(buf: &mut [u8], at: usize, v: u64) {
+    buf[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+pub(crate) fn get_u32(buf: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(buf[at..at + 4].try_into().expect("4 bytes"))
+}
+pub(crate) fn get_u64(buf: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// The header of the disk image (the first 64 bytes of its first page).
+///
+/// ```text
+/// 0  magic "RIOCDISK"   8  version u32   12 page size u32   16 data_len u64
+/// 24 checkpoint seq u64  32 reserved (zero)                  60 crc32 of 0..60
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DiskHeader {
+    pub(crate) data_len: u64,
+    pub(crate) seq: u64,
+}
+
+/// Why a disk header was rejected.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum HeaderError {
+    Magic,
+    Version(u32),
+    PageSize(u32),
+    Checksum,
+}
+
+impl DiskHeader {
+    pub(crate) const LEN: usize = 64;
+
+    pub(crate) fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        b[0..8].copy_from_slice(&DISK_MAGIC);
+        put_u32(&mut b, 8, VERSION);
+        put_u32(&mut b, 12, PAGE as u32);
+        put_u64(&mut b, 16, self.data_len);
+        put_u64(&mut b, 24, self.seq);
+        let crc = crc32fast::hash(&b[..60]);
+        put_u32(&mut b, 60, crc);
+        b
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Result<DiskHeader, HeaderError> {
+        if b.len() < Self::LEN || b[0..8] != DISK_MAGIC {
+            return Err(HeaderError::Magic);
+        }
+        let version = get_u32(b, 8);
+        if version != VERSION {
+            return Err(HeaderError::Version(version));
+        }
+        if crc32fast::hash(&b[..60]) != get_u32(b, 60) {
+            return Err(HeaderError::Checksum);
+        }
+        let page = get_u32(b, 12);
+        if page as usize != PAGE {
+            return Err(HeaderError::PageSize(page));
+        }
+        Ok(DiskHeader {
+            data_len: get_u64(b, 16),
+            seq: get_u64(b, 24),
+        })
+    }
+}
+
+/// The header of the memory image (its first page).
+///
+/// ```text
+/// 0  magic "RIOCMEMI"  8  version u32  12 page size u32  16 data_len u64
+/// 24 disk st_dev u64   32 disk st_ino u64                40 boot id [36]
+/// 76 meta_len u64 (offset of the data)   84 reserved     120 crc32 of 0..120
+/// 124 ready u32: MEM_READY once the image is complete (written last, atomically)
+/// ```
+/// After the header page come the dirty map (one byte per data page) and the in-flight
+/// map (one byte per data page), padded to a page; then the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MemHeader {
+    pub(crate) data_len: u64,
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) boot_id: [u8; 36],
+    pub(crate) meta_len: u64,
+}
+
+impl MemHeader {
+    pub(crate) const LEN: usize = 120;
+    pub(crate) const READY_AT: usize = 124;
+
+    pub(crate) fn encode(&self) -> [u8; 124] {
+        let mut b = [0u8; 124];
+        b[0..8].copy_from_slice(&MEM_MAGIC);
+        put_u32(&mut b, 8, VERSION);
+        put_u32(&mut b, 12, PAGE as u32);
+        put_u64(&mut b, 16, self.data_len);
+        put_u64(&mut b, 24, self.dev);
+        put_u64(&mut b, 32, self.ino);
+        b[40..76].copy_from_slice(&self.boot_id);
+        put_u64(&mut b, 76, self.meta_len);
+        let crc = crc32fast::hash(&b[..Self::LEN]);
+        put_u32(&mut b, Self::LEN, crc);
+        b
+    }
+
+    /// Decodes a header; `None` if it is not a complete, intact rio-cache memory image
+    /// header of this version.
+    pub(crate) fn decode(b: &[u8]) -> Option<MemHeader> {
+        if b.len() < 124 || b[0..8] != MEM_MAGIC || get_u32(b, 8) != VERSION {
+            return None;
+        }
+        if get_u32(b, 12) as usize != PAGE || crc32fast::hash(&b[..Self::LEN]) != get_u32(b, 120) {
+            return None;
+        }
+        Some(MemHeader {
+            data_len: get_u64(b, 16),
+            dev: get_u64(b, 24),
+            ino: get_u64(b, 32),
+            boot_id: b[40..76].try_into().expect("36 bytes"),
+            meta_len: get_u64(b, 76),
+        })
+    }
+
+    /// Bytes of metadata before the data: header page plus two maps, page-aligned.
+    pub(crate) fn meta_len_for(pages: u64) -> u64 {
+        PAGE as u64 + round_up_pages(2 * pages)
+    }
+}
+
+/// This boot's id, from `/proc/sys/kernel/random/boot_id`: a memory image written
+/// under another boot id did not survive a restart.
+pub(crate) fn boot_id() -> std::io::Result<[u8; 36]> {
+    let s = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?;
+    let s = s.trim().as_bytes();
+    let mut id = [b'0'; 36];
+    let n = s.len().min(36);
+    id[..n].copy_from_slice(&s[..n]);
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_header_round_trips_and_detects_damage() {
+        let h = DiskHeader {
+            data_len: 1 << 20,
+            seq: 7,
+        };
+        let mut b = h.encode();
+        assert_eq!(DiskHeader::decode(&b), Ok(h));
+        b[20] ^= 1;
+        assert_eq!(DiskHeader::decode(&b), Err(HeaderError::Checksum));
+        let mut b = h.encode();
+        b[0] = b'X';
+        assert_eq!(DiskHeader::decode(&b), Err(HeaderError::Magic));
+    }
+
+    #[test]
+    fn mem_header_round_trips_and_detects_damage() {
+        let h = MemHeader {
+            data_len: 8192,
+            dev: 1,
+            ino: 2,
+            boot_id: [b'a'; 36],
+            meta_len: MemHeader::meta_len_for(2),
+        };
+        let mut b = h.encode();
+        assert_eq!(MemHeader::decode(&b), Some(h));
+        b[50] ^= 4;
+        assert_eq!(MemHeader::decode(&b), None);
+    }
+}

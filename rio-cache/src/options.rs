@@ -1,0 +1,144 @@
+//! Options for opening a cache.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The environment variable that overrides the default cache directory (`/dev/shm`).
+/// An explicit [`RioOptions::cache_dir`] wins over it.
+pub const CACHE_DIR_ENV: &str = "RIO_CACHE_DIR";
+
+/// The default cache directory: Linux's memory file system.
+pub const DEFAULT_CACHE_DIR: &str = "/dev/shm";
+
+/// How the mapped memory is guarded against wild stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protection {
+    /// No guard: the mapping is always writable. Fastest; a wild store corrupts data.
+    None,
+    /// `mprotect`: the mapping is read-only; a write window makes its pages writable
+    /// (reference-counted per page) and read-only again when it closes. Several
+    /// microseconds per window.
+    Mprotect,
+    /// Memory protection keys: the writable mapping is tagged with a key that the
+    /// thread's PKRU register denies; a write window flips PKRU (tens of nanoseconds).
+    /// Needs a CPU with `pku` and a kernel with `ospke`.
+    Pkey,
+    /// `Pkey` where the CPU and kernel support it, else `Mprotect`.
+    #[default]
+    Auto,
+}
+
+/// When dirty pages are written back to the disk image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writeback {
+    /// Only when [`crate::RioCache::checkpoint`] is called (and at close).
+    Manual,
+    /// A background thread checkpoints every `interval`, or sooner when `dirty_bytes`
+    /// of pages are dirty.
+    Background {
+        /// The longest time between checkpoints while pages are dirty.
+        interval: Duration,
+        /// Dirty bytes that trigger an early checkpoint.
+        dirty_bytes: u64,
+    },
+}
+
+impl Default for Writeback {
+    /// A checkpoint every 5 seconds, or as soon as 16 MiB are dirty.
+    fn default() -> Self {
+        Writeback::Background {
+            interval: Duration::from_secs(5),
+            dirty_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Options for [`crate::RioCache::open`].
+#[derive(Debug, Clone)]
+pub struct RioOptions {
+    pub(crate) size: u64,
+    pub(crate) cache_dir: Option<PathBuf>,
+    pub(crate) protection: Protection,
+    pub(crate) writeback: Writeback,
+    pub(crate) checkpoint_on_close: bool,
+}
+
+impl Default for RioOptions {
+    /// 64 MiB, cache directory from `RIO_CACHE_DIR` or `/dev/shm`, [`Protection::Auto`],
+    /// [`Writeback::default`], checkpoint on close.
+    fn default() -> Self {
+        RioOptions {
+            size: 64 << 20,
+            cache_dir: None,
+            protection: Protection::Auto,
+            writeback: Writeback::default(),
+            checkpoint_on_close: true,
+        }
+    }
+}
+
+impl RioOptions {
+    /// The default options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes of cached data (default 64 MiB). An existing cache must have this size.
+    #[must_use]
+    pub fn size(mut self, bytes: u64) -> Self {
+        self.size = bytes;
+        self
+    }
+
+    /// The directory of the memory image: it must be on a memory file system for the
+    /// image to be memory (default: `$RIO_CACHE_DIR`, else `/dev/shm`).
+    #[must_use]
+    pub fn cache_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cache_dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// The guard against wild stores (default [`Protection::Auto`]).
+    #[must_use]
+    pub fn protection(mut self, protection: Protection) -> Self {
+        self.protection = protection;
+        self
+    }
+
+    /// The writeback policy (default [`Writeback::default`]).
+    #[must_use]
+    pub fn writeback(mut self, writeback: Writeback) -> Self {
+        self.writeback = writeback;
+        self
+    }
+
+    /// Whether dropping or closing the cache takes a final checkpoint (default `true`).
+    /// Without it, data written since the last checkpoint lives only in the memory
+    /// image until the next open.
+    #[must_use]
+    pub fn checkpoint_on_close(mut self, yes: bool) -> Self {
+        self.checkpoint_on_close = yes;
+        self
+    }
+
+    /// The cache directory these options resolve to.
+    pub fn resolved_cache_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.cache_dir {
+            return dir.clone();
+        }
+        match std::env::var_os(CACHE_DIR_ENV) {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => PathBuf::from(DEFAULT_CACHE_DIR),
+        }
+    }
+
+    /// The configured size in bytes.
+    pub fn get_size(&self) -> u64 {
+        self.size
+    }
+
+    /// The configured protection.
+    pub fn get_protection(&self) -> Protection {
+        self.protection
+    }
+}
