@@ -187,6 +187,41 @@ impl Update<'_> {
         Ok(unsafe { (w.slice_mut(ao, al), w.slice_mut(bo, bl)) })
     }
 
+    /// Stores `value` (little-endian) at `offset` with one atomic, release-ordered
+    /// 8-byte store: every write made before it in program order is in the memory image
+    /// before it, and a crash sees either the old or the new value, never a mix. This is
+    /// the primitive for commit points.
+    ///
+    /// # Errors
+    /// [`Error::Misaligned`] unless `offset` is a multiple of 8; else as
+    /// [`Update::window`].
+    pub fn store_u64(&mut self, offset: u64, value: u64) -> Result<()> {
+        if offset % 8 != 0 {
+            return Err(Error::Misaligned { offset });
+        }
+        let (off, _) = self.open(offset, 8)?;
+        let word = self.inner.writable().ptr().wrapping_add(off);
+        #[allow(clippy::cast_ptr_alignment)] // alignment argued in the SAFETY comment
+        // SAFETY: the 8 bytes are in bounds and open for writing (open); the mapping is
+        // page-aligned and `off` a multiple of 8, so the pointer is aligned for
+        // AtomicU64; `&mut self` means no slice of this update is alive, so the atomic
+        // access does not race with a non-atomic one.
+        let atomic = unsafe { &*word.cast::<std::sync::atomic::AtomicU64>() };
+        atomic.store(value.to_le(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Ends the update (closing its windows and letting checkpoints in), then takes a
+    /// checkpoint and returns once everything written so far is durable on disk.
+    ///
+    /// # Errors
+    /// As [`RioCache::checkpoint`].
+    pub fn checkpoint(self) -> Result<()> {
+        let inner = self.inner;
+        drop(self);
+        inner.checkpoint()
+    }
+
     /// Opens a range for writing without returning it (the bytes are then reachable
     /// through [`Update::window`] at no further cost).
     ///

@@ -240,6 +240,42 @@ pub fn remove(path: impl AsRef<Path>, opts: &RioOptions) -> Result<()> {
     Ok(())
 }
 
+/// The data size of the cache whose disk image is at `path`, or `None` if there is no
+/// file (or it is empty, which [`RioCache::open`] treats as new). Reads only the
+/// header; takes no lock.
+///
+/// # Errors
+/// As [`RioCache::open`] for a file that is not a valid disk image.
+pub fn existing_size(path: impl AsRef<Path>) -> Result<Option<u64>> {
+    let path = path.as_ref();
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context(|| format!("open {}", path.display())),
+    };
+    let len = f
+        .metadata()
+        .context(|| format!("stat {}", path.display()))?
+        .len();
+    if len == 0 {
+        return Ok(None);
+    }
+    let mut b = [0u8; DiskHeader::LEN];
+    if len < DiskHeader::LEN as u64 {
+        return Err(Error::NotRioCache {
+            path: path.to_owned(),
+            reason: "shorter than a header".into(),
+        });
+    }
+    f.read_exact_at(&mut b, 0)
+        .context(|| format!("read {}", path.display()))?;
+    if let Ok(h) = DiskHeader::decode(&b) {
+        return Ok(Some(h.data_len));
+    }
+    // Let the full validation produce the precise error.
+    validate_disk(&f, path, len, 1, format::round_up_pages(1)).map(|_| None)
+}
+
 /// The journal beside a disk file: `<path>.journal`.
 pub fn journal_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();

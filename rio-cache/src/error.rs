@@ -90,6 +90,12 @@ pub enum Error {
         /// The cache size.
         size: u64,
     },
+    /// An atomic store was asked for at an offset that is not a multiple of 8.
+    #[error("offset {offset} is not 8-byte aligned")]
+    Misaligned {
+        /// The offset.
+        offset: u64,
+    },
     /// Two windows asked for together overlap.
     #[error("windows {0:?} and {1:?} overlap")]
     Overlap(std::ops::Range<u64>, std::ops::Range<u64>),

@@ -95,7 +95,8 @@ mod writeback;
 
 pub use access::{Update, WriteWindow};
 pub use cache::{
-    image_path, journal_path, remove, ActiveProtection, ColdReason, RioCache, StartKind, Stats,
+    existing_size, image_path, journal_path, remove, ActiveProtection, ColdReason, RioCache,
+    StartKind, Stats,
 };
 pub use checkpoint::CRASH_POINTS;
 pub use error::{Error, Result};
