@@ -1,0 +1,112 @@
+//! The error type of vista.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in vista.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A range does not lie in the segment's user space.
+    #[error("range {offset}+{len} is outside the segment's {size} bytes")]
+    OutOfRange {
+        /// Start of the range (user-space offset).
+        offset: u64,
+        /// Its length.
+        len: u64,
+        /// Bytes of user space.
+        size: u64,
+    },
+    /// The transaction's undo log has no room for another before-image. The
+    /// transaction is still usable: commit or abort what it has.
+    #[error(
+        "undo log full: a {needed}-byte record does not fit in the {free} bytes left of {capacity}"
+    )]
+    UndoLogFull {
+        /// Bytes the record needs.
+        needed: u64,
+        /// Bytes left.
+        free: u64,
+        /// The log's capacity.
+        capacity: u64,
+    },
+    /// The segment file is damaged or is not a vista segment. Nothing was changed.
+    #[error("{} is corrupt: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The segment is open elsewhere (this process or another).
+    #[error("{} is locked by another open segment", path.display())]
+    Locked {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The segment was written by an incompatible format version.
+    #[error("{} has format version {found}; this build reads version {supported}", path.display())]
+    IncompatibleVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+        /// The version this build supports.
+        supported: u32,
+    },
+    /// The options are invalid.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    /// The segment refuses work after an earlier failure (a failed checkpoint, or an
+    /// abort that found a damaged undo log); reopen it to recover.
+    #[error("segment is poisoned: {0}")]
+    Poisoned(String),
+    /// An I/O error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What vista was doing.
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another error from the cache layer (cache directory, memory protection keys...).
+    #[error(transparent)]
+    Cache(rio_cache::Error),
+}
+
+/// A `Result` with vista's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<rio_cache::Error> for Error {
+    fn from(e: rio_cache::Error) -> Self {
+        use rio_cache::Error as R;
+        match e {
+            R::Locked { path } => Error::Locked { path },
+            R::IncompatibleVersion {
+                path,
+                found,
+                supported,
+            } => Error::IncompatibleVersion {
+                path,
+                found,
+                supported,
+            },
+            R::Corrupt { path, reason } => Error::Corrupt { path, reason },
+            R::NotRioCache { path, reason } => Error::Corrupt {
+                path,
+                reason: format!("not a vista segment ({reason})"),
+            },
+            R::SizeMismatch {
+                path,
+                found,
+                requested,
+            } => Error::Corrupt {
+                path,
+                reason: format!("cache of {found} bytes where the header implies {requested}"),
+            },
+            R::Poisoned(why) => Error::Poisoned(why),
+            R::Io { context, source } => Error::Io { context, source },
+            other => Error::Cache(other),
+        }
+    }
+}

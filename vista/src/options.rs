@@ -1,0 +1,104 @@
+//! Options for opening a segment.
+
+use std::path::{Path, PathBuf};
+
+pub use rio_cache::{Protection, Writeback};
+
+/// The default user space: 64 MiB.
+pub const DEFAULT_SIZE: u64 = 64 << 20;
+/// The default undo log capacity per lane: 1 MiB.
+pub const DEFAULT_UNDO_LOG_SIZE: u64 = 1 << 20;
+/// The default number of undo-log lanes in a new segment: 4 (one is used today; the
+/// others reserve room for concurrent transactions without a format change).
+pub const DEFAULT_LANES: u32 = 4;
+
+/// Options for [`crate::Segment::open`].
+///
+/// `size`, `undo_log_size` and `lanes` shape a *new* segment; an existing segment keeps
+/// the shape it was created with (see [`crate::Segment::undo_log_capacity`]).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) size: u64,
+    pub(crate) undo_log_size: u64,
+    pub(crate) lanes: u32,
+    pub(crate) protection: Protection,
+    pub(crate) writeback: Writeback,
+    pub(crate) cache_dir: Option<PathBuf>,
+}
+
+impl Default for Options {
+    /// 64 MiB of user space, a 1 MiB undo log per lane, 4 lanes,
+    /// [`Protection::Auto`], rio-cache's default writeback (every 5 s or 16 MiB dirty),
+    /// memory image in `$RIO_CACHE_DIR` or `/dev/shm`.
+    fn default() -> Self {
+        Options {
+            size: DEFAULT_SIZE,
+            undo_log_size: DEFAULT_UNDO_LOG_SIZE,
+            lanes: DEFAULT_LANES,
+            protection: Protection::Auto,
+            writeback: Writeback::default(),
+            cache_dir: None,
+        }
+    }
+}
+
+impl Options {
+    /// The default options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes of user space in a new segment (default 64 MiB).
+    #[must_use]
+    pub fn size(mut self, bytes: u64) -> Self {
+        self.size = bytes;
+        self
+    }
+
+    /// Undo log capacity of each lane in a new segment (default 1 MiB). A transaction's
+    /// before-images, each with a 24-byte record header, must fit in it.
+    #[must_use]
+    pub fn undo_log_size(mut self, bytes: u64) -> Self {
+        self.undo_log_size = bytes;
+        self
+    }
+
+    /// Undo-log lanes in a new segment (default 4, at least 1).
+    #[must_use]
+    pub fn lanes(mut self, lanes: u32) -> Self {
+        self.lanes = lanes;
+        self
+    }
+
+    /// The guard against wild stores (default [`Protection::Auto`]).
+    #[must_use]
+    pub fn protection(mut self, protection: Protection) -> Self {
+        self.protection = protection;
+        self
+    }
+
+    /// When committed data is written back to disk (default [`Writeback::default`]).
+    #[must_use]
+    pub fn writeback(mut self, writeback: Writeback) -> Self {
+        self.writeback = writeback;
+        self
+    }
+
+    /// Where the memory image lives (default `$RIO_CACHE_DIR`, else `/dev/shm`).
+    #[must_use]
+    pub fn cache_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cache_dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    pub(crate) fn rio(&self, total: u64) -> rio_cache::RioOptions {
+        let mut o = rio_cache::RioOptions::new()
+            .size(total)
+            .protection(self.protection)
+            .writeback(self.writeback);
+        if let Some(dir) = &self.cache_dir {
+            o = o.cache_dir(dir);
+        }
+        o
+    }
+}

@@ -1,0 +1,252 @@
+//! Transactions: write-ahead undo, the commit store, abort.
+
+use std::path::Path;
+
+use crash_point::crash_point;
+use rio_cache::Update;
+
+use crate::error::{Error, Result};
+use crate::layout::{Layout, LANE_HEADER};
+use crate::segment::{check_range, lane_records, roll_back};
+use crate::undo;
+
+/// The lane transactions use today (the format has room for more).
+const LANE: u32 = 0;
+
+/// How many recently logged ranges are checked before logging a range again. A range
+/// inside one of them is not logged twice; beyond them a second record is harmless
+/// (roll-back applies newest first, so the oldest before-image wins).
+const DEDUP_WINDOW: usize = 16;
+
+/// A transaction. Changes are made in place; [`Transaction::commit`] keeps them,
+/// [`Transaction::abort`] (or dropping the transaction) undoes them.
+#[derive(Debug)]
+pub struct Transaction<'s> {
+    /// `None` only after `commit_durable` handed it to the checkpoint.
+    update: Option<Update<'s>>,
+    layout: &'s Layout,
+    logged: &'s mut Vec<(u64, u64)>,
+    poisoned: &'s mut Option<String>,
+    path: &'s Path,
+    /// Published bytes of undo records in the lane.
+    tail: u64,
+    finished: bool,
+}
+
+impl<'s> Transaction<'s> {
+    pub(crate) fn new(
+        update: Update<'s>,
+        layout: &'s Layout,
+        logged: &'s mut Vec<(u64, u64)>,
+        poisoned: &'s mut Option<String>,
+        path: &'s Path,
+    ) -> Transaction<'s> {
+        Transaction {
+            update: Some(update),
+            layout,
+            logged,
+            poisoned,
+            path,
+            tail: 0,
+            finished: false,
+        }
+    }
+
+    fn update(&mut self) -> &mut Update<'s> {
+        self.update
+            .as_mut()
+            .expect("the update lives until the transaction ends")
+    }
+
+    /// Declares that `[offset, offset + len)` will change: its before-image is logged
+    /// and published before this returns. Returns the bytes to change in place.
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`]; [`Error::UndoLogFull`] (the transaction stays usable).
+    pub fn set_range(&mut self, offset: u64, len: u64) -> Result<&mut [u8]> {
+        let at = check_range(self.layout, offset, len)?;
+        self.log(offset, len, at)?;
+        Ok(self.update().window(at, len)?)
+    }
+
+    /// Writes `bytes` at `offset`: [`Transaction::set_range`] plus the copy.
+    ///
+    /// # Errors
+    /// As [`Transaction::set_range`].
+    pub fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        let dst = self.set_range(offset, bytes.len() as u64)?;
+        let half = bytes.len() / 2;
+        dst[..half].copy_from_slice(&bytes[..half]);
+        crash_point!("vista.write.partial");
+        dst[half..].copy_from_slice(&bytes[half..]);
+        Ok(())
+    }
+
+    /// Writes a plain-old-data value at `offset`.
+    ///
+    /// # Errors
+    /// As [`Transaction::set_range`].
+    pub fn put<T: bytemuck::NoUninit>(&mut self, offset: u64, value: &T) -> Result<()> {
+        self.write(offset, bytemuck::bytes_of(value))
+    }
+
+    /// The current bytes `[offset, offset + len)`, including this transaction's
+    /// changes.
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`].
+    pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {
+        let at = check_range(self.layout, offset, len)?;
+        Ok(self
+            .update
+            .as_ref()
+            .expect("the update lives until the transaction ends")
+            .read(at, len)?)
+    }
+
+    /// Reads a plain-old-data value at `offset`, including this transaction's changes.
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`].
+    pub fn get<T: bytemuck::AnyBitPattern>(&self, offset: u64) -> Result<T> {
+        let b = self.read(offset, std::mem::size_of::<T>() as u64)?;
+        Ok(bytemuck::pod_read_unaligned(b))
+    }
+
+    /// Bytes of undo log this transaction has used, and the capacity.
+    pub fn undo_log_usage(&self) -> (u64, u64) {
+        (self.tail, self.layout.lane_capacity())
+    }
+
+    /// Commits: one atomic store empties the undo log. From that store on, the
+    /// transaction survives any crash of the process (and power loss once a checkpoint
+    /// has followed; see [`Transaction::commit_durable`]).
+    ///
+    /// # Errors
+    /// None in practice today (the store cannot fail once the log was written); the
+    /// `Result` keeps room for failures of future lanes.
+    pub fn commit(mut self) -> Result<()> {
+        self.commit_point()?;
+        Ok(())
+    }
+
+    /// Commits, then waits for a checkpoint: on return the transaction survives power
+    /// loss.
+    ///
+    /// # Errors
+    /// I/O errors from the checkpoint (the commit itself stands; the segment is then
+    /// poisoned).
+    pub fn commit_durable(mut self) -> Result<()> {
+        self.commit_point()?;
+        // `finished` is set: Drop does nothing more. The update ends, then checkpoints.
+        let update = self
+            .update
+            .take()
+            .expect("the update lives until the transaction ends");
+        match update.checkpoint() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = Error::from(e);
+                *self.poisoned = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Undoes every change: the before-images are copied back, newest first, and the
+    /// log is emptied last.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if the undo log was damaged (by a wild store); nothing is
+    /// changed then, the segment is poisoned, and reopening reports the damage.
+    pub fn abort(mut self) -> Result<()> {
+        self.finished = true;
+        self.roll_back()
+    }
+
+    fn commit_point(&mut self) -> Result<()> {
+        self.finished = true;
+        if self.tail == 0 {
+            return Ok(()); // Nothing was logged: nothing to discard.
+        }
+        crash_point!("vista.commit.before_store");
+        let lane = self.layout.lane_off(LANE);
+        self.update().store_u64(lane, 0)?;
+        crash_point!("vista.commit.after_store");
+        Ok(())
+    }
+
+    fn roll_back(&mut self) -> Result<()> {
+        if self.tail == 0 {
+            return Ok(());
+        }
+        let (layout, path) = (self.layout, self.path);
+        let update = self
+            .update
+            .as_mut()
+            .expect("the update lives until the transaction ends");
+        let result = lane_records(update, layout, LANE, path).and_then(|records| {
+            roll_back(
+                update,
+                layout,
+                LANE,
+                &records,
+                ("vista.abort.partial", "vista.abort.applied"),
+            )
+        });
+        if let Err(e) = &result {
+            *self.poisoned = Some(e.to_string());
+        }
+        result
+    }
+
+    /// Logs the before-image of `[offset, offset + len)` (at cache offset `at`) unless a
+    /// recent record already covers it, and publishes it.
+    fn log(&mut self, offset: u64, len: u64, at: u64) -> Result<()> {
+        let end = offset + len;
+        if len == 0
+            || self
+                .logged
+                .iter()
+                .rev()
+                .take(DEDUP_WINDOW)
+                .any(|&(s, e)| s <= offset && end <= e)
+        {
+            return Ok(());
+        }
+        let capacity = self.layout.lane_capacity();
+        let needed = undo::record_len(len).unwrap_or(u64::MAX);
+        if needed > capacity - self.tail {
+            return Err(Error::UndoLogFull {
+                needed,
+                free: capacity - self.tail,
+                capacity,
+            });
+        }
+        let lane = self.layout.lane_off(LANE);
+        let rec_at = lane + LANE_HEADER + self.tail;
+        let (rec, data) = self
+            .update()
+            .window_pair(rec_at..rec_at + needed, at..at + len)?;
+        undo::encode(rec, offset, data);
+        crash_point!("vista.set_range.record_copied");
+        // Publish: the record is complete before the tail covers it (release store).
+        self.tail += needed;
+        let tail = self.tail;
+        self.update().store_u64(lane, tail)?;
+        crash_point!("vista.set_range.published");
+        self.logged.push((offset, end));
+        Ok(())
+    }
+}
+
+impl Drop for Transaction<'_> {
+    /// Aborts an unfinished transaction. An abort that fails (a damaged undo log)
+    /// poisons the segment instead of panicking; reopening reports the damage.
+    fn drop(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            let _ = self.roll_back();
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Undo records: the before-images of a transaction, in its lane.
+//!
+//! A lane is `[tail u64][reserved 56 bytes][records...]`. `tail` counts the bytes of
+//! *published* records; records past it are ignored, so a record is published by the
+//! one atomic store that advances `tail`, after it has been completely written. A
+//! record, little-endian:
+//!
+//! ```text
+//! 0 magic u32 "UNDO"   4 crc32 u32 of bytes 8..24+len   8 offset u64 (user space)
+//! 16 len u64           24 before-image [len], padded to a multiple of 8
+//! ```
+
+use crate::layout::{Layout, LANE_HEADER};
+
+pub(crate) const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"UNDO");
+pub(crate) const RECORD_HEADER: u64 = 24;
+
+/// Bytes a record for `len` bytes of before-image occupies.
+pub(crate) fn record_len(len: u64) -> Option<u64> {
+    len.checked_next_multiple_of(8)?.checked_add(RECORD_HEADER)
+}
+
+/// Fills `rec` (exactly `record_len(before.len())` bytes, or at least header + data)
+/// with a record for `offset`.
+pub(crate) fn encode(rec: &mut [u8], offset: u64, before: &[u8]) {
+    let len = before.len();
+    rec[8..16].copy_from_slice(&offset.to_le_bytes());
+    rec[16..24].copy_from_slice(&(len as u64).to_le_bytes());
+    rec[24..24 + len].copy_from_slice(before);
+    let crc = crc32fast::hash(&rec[8..24 + len]);
+    rec[4..8].copy_from_slice(&crc.to_le_bytes());
+    rec[0..4].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
+}
+
+/// A validated record: where its before-image is (lane-relative) and where it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Record {
+    /// Lane-relative offset of the before-image.
+    pub(crate) data_at: u64,
+    /// User-space offset it restores.
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+}
+
+/// Parses and validates every published record of a lane (`lane` is the whole lane,
+/// `tail` its published length). Nothing is trusted: bounds, magic and checksum are
+/// checked for every record before anything is applied.
+pub(crate) fn parse(lane: &[u8], tail: u64, layout: &Layout) -> Result<Vec<Record>, String> {
+    if tail > layout.lane_capacity() {
+        return Err(format!(
+            "undo log tail {tail} exceeds the lane capacity {}",
+            layout.lane_capacity()
+        ));
+    }
+    let end = LANE_HEADER + tail;
+    let mut at = LANE_HEADER;
+    let mut out = Vec::new();
+    while at < end {
+        if end - at < RECORD_HEADER {
+            return Err(format!("truncated undo record at lane offset {at}"));
+        }
+        let a = at as usize;
+        let u32_at = |o: usize| u32::from_le_bytes(lane[o..o + 4].try_into().expect("4"));
+        let u64_at = |o: usize| u64::from_le_bytes(lane[o..o + 8].try_into().expect("8"));
+        if u32_at(a) != RECORD_MAGIC {
+            return Err(format!("bad undo record magic at lane offset {at}"));
+        }
+        let offset = u64_at(a + 8);
+        let len = u64_at(a + 16);
+        let fits_user = offset
+            .checked_add(len)
+            .is_some_and(|e| e <= layout.user_len);
+        let Some(rlen) = record_len(len).filter(|r| *r <= end - at) else {
+            return Err(format!("undo record at lane offset {at} overruns the log"));
+        };
+        if !fits_user {
+            return Err(format!(
+                "undo record at lane offset {at} points outside the segment ({offset}+{len})"
+            ));
+        }
+        let data_end = a + 24 + len as usize;
+        if crc32fast::hash(&lane[a + 8..data_end]) != u32_at(a + 4) {
+            return Err(format!(
+                "undo record at lane offset {at} fails its checksum"
+            ));
+        }
+        out.push(Record {
+            data_at: at + RECORD_HEADER,
+            offset,
+            len,
+        });
+        at += rlen;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::Options;
+
+    fn layout() -> Layout {
+        Layout::for_options(&Options::new().size(4096).undo_log_size(4000)).unwrap()
+    }
+
+    fn lane_with(records: &[(u64, &[u8])]) -> (Vec<u8>, u64) {
+        let l = layout();
+        let mut lane = vec![0u8; l.lane_size as usize];
+        let mut at = LANE_HEADER;
+        for (off, before) in records {
+            let n = record_len(before.len() as u64).unwrap();
+            encode(&mut lane[at as usize..(at + n) as usize], *off, before);
+            at += n;
+        }
+        (lane, at - LANE_HEADER)
+    }
+
+    #[test]
+    fn parses_what_it_encodes() {
+        let (lane, tail) = lane_with(&[(8, b"abc"), (100, &[7; 16])]);
+        let recs = parse(&lane, tail, &layout()).unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!((recs[0].offset, recs[0].len), (8, 3));
+        assert_eq!((recs[1].offset, recs[1].len), (100, 16));
+        assert_eq!(&lane[recs[0].data_at as usize..][..3], b"abc");
+        // Unpublished records are invisible.
+        assert_eq!(parse(&lane, 0, &layout()).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn rejects_damage_and_out_of_bounds() {
+        let (lane, tail) = lane_with(&[(8, b"abc")]);
+        let l = layout();
+        let mut flipped = lane.clone();
+        flipped[LANE_HEADER as usize + 24] ^= 1;
+        assert!(parse(&flipped, tail, &l).unwrap_err().contains("checksum"));
+        let (outside, tail2) = lane_with(&[(4090, b"0123456789")]);
+        assert!(parse(&outside, tail2, &l).unwrap_err().contains("outside"));
+        assert!(parse(&lane, tail - 1, &l).is_err());
+        assert!(parse(&lane, l.lane_capacity() + 8, &l).is_err());
+    }
+}
