@@ -1,7 +1,58 @@
 //! The LRVM-vs-Vista benchmark suite.
 //!
-//! This crate will hold the workloads of Lowell and Chen's evaluation (transaction
-//! overhead against size, debit-credit, order-entry) with an adapter per engine (vista,
-//! lrvm, and the peers a user would pick instead), and the binary that prints and plots
-//! the results.
+//! Lowell and Chen (SOSP 1997) measured transaction overhead against transaction size and
+//! throughput on debit-credit (TPC-B-like) and order-entry (TPC-C-like). This crate runs
+//! those workloads ([`workload`]) on every engine through one trait ([`engine::Engine`]),
+//! times them ([`measure`]), and reports medians, ratios, JSON and SVG plots ([`suite`],
+//! [`plot`]). The binary is `cargo run --release -p benches -- quick`; see
+//! `docs/benchmarks.md`.
+//!
+//! Engines ([`registry::engines`] lists them; its docs say how to add one):
+//! - [`floor`]: the least work an undo-logging engine must do, with no guard, an `mprotect`
+//!   guard, or a protection-key guard (only where `pkey_alloc` works).
+//! - [`lmdb`]: LMDB (write-map; no-sync and sync).
+//! - [`sqlite`]: SQLite (WAL; `synchronous` OFF and FULL).
+//! - `pmdk` (feature `pmdk`): PMDK's libpmemobj, pool on `/dev/shm`.
+//! - vista and lrvm adapters join when those crates are ready.
+//!
+//! ```
+//! use benches::engine::Layout;
+//! use benches::registry::{engines, OpenOptions};
+//! use benches::workload::{synthetic::Synthetic, Workload};
+//!
+//! let spec = &engines(&["floor-noguard".to_string()])?[0];
+//! let mut w = Synthetic::new(1 << 20, 64);
+//! let scratch = std::env::temp_dir();
+//! let mut engine = spec.open(OpenOptions { layout: &w.layout(), scratch: &scratch })?;
+//! for _ in 0..100 {
+//!     w.run_one(engine.as_mut())?;
+//! }
+//! w.check(engine.as_mut())?; // the data is really there
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! Errors are `anyhow::Error` throughout: this crate is a harness whose only users are its
+//! own binary, tests and criterion benches, and every error ends up printed in a report.
+//!
+//! Why each dependency is here: `heed` (LMDB, builds LMDB's C source), `rusqlite` with
+//! `bundled` (SQLite, builds the amalgamation), `plotters` (SVG plots; bitmap and font
+//! features off so nothing from the system is needed), `libc` (mmap, mprotect, pkeys in
+//! [`sys`]), `rand` (workload generators), `serde`/`serde_json` (the JSON results), `clap`
+//! (the binary's options), `tempfile` (per-run database directories), `anyhow` (errors);
+//! `criterion` (dev) for the micro-benchmarks. Unsafe code lives only in [`sys`].
 #![deny(unsafe_code)]
+
+pub mod engine;
+pub mod floor;
+pub mod lmdb;
+pub mod machine;
+pub mod measure;
+pub mod plot;
+#[cfg(feature = "pmdk")]
+pub mod pmdk;
+pub mod records;
+pub mod registry;
+pub mod sqlite;
+pub mod suite;
+pub mod sys;
+pub mod workload;

@@ -1,0 +1,121 @@
+//! The benchmark suite binary: `cargo run --release -p benches -- quick`.
+//!
+//! Runs the selected engines through the synthetic, debit-credit and order-entry workloads,
+//! prints one Markdown table per workload (median ns per transaction, transactions per
+//! second, ratio to the reference engine), and writes `<mode>.json`, `<mode>.md` and SVG
+//! plots into the results directory.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use benches::registry::engines;
+use benches::suite::{run, Plan};
+use benches::workload::Family;
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Mode {
+    /// Five transaction sizes, 150 ms per cell: under two minutes on two cores.
+    Quick,
+    /// Every power of two from 8 B to 64 KiB, 2 s per cell.
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum WorkloadArg {
+    Synthetic,
+    DebitCredit,
+    OrderEntry,
+}
+
+/// Vista-rs benchmark suite: transaction overhead and throughput across engines.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// `quick` or `full`.
+    #[arg(value_enum, default_value = "quick")]
+    mode: Mode,
+    /// Comma-separated engine names (default: all of this build). `--list` shows them.
+    #[arg(long, value_delimiter = ',')]
+    engines: Vec<String>,
+    /// Comma-separated workloads (default: all).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    workloads: Vec<WorkloadArg>,
+    /// Where the JSON, Markdown and SVG results go.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+    /// Directory on a real file system for LMDB's and SQLite's files (their sync
+    /// configurations fsync here).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    scratch: PathBuf,
+    /// List the engines of this build and exit.
+    #[arg(long)]
+    list: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.list {
+        for e in engines(&[])? {
+            let note = e
+                .supported()
+                .err()
+                .map(|r| format!("  [unsupported here: {r}]"))
+                .unwrap_or_default();
+            println!("{:<16} {}{note}", e.name, e.about);
+        }
+        return Ok(());
+    }
+    let selected = engines(&args.engines)?;
+    let mut plan = match args.mode {
+        Mode::Quick => Plan::quick(args.scratch.clone()),
+        Mode::Full => Plan::full(args.scratch.clone()),
+    };
+    if !args.workloads.is_empty() {
+        plan.families = args
+            .workloads
+            .iter()
+            .map(|w| match w {
+                WorkloadArg::Synthetic => Family::Synthetic,
+                WorkloadArg::DebitCredit => Family::DebitCredit,
+                WorkloadArg::OrderEntry => Family::OrderEntry,
+            })
+            .collect();
+    }
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    eprintln!("running {} on {} engines", plan.mode, selected.len());
+    let report = run(&plan, &selected, command, |line| eprintln!("  {line}"));
+
+    println!("\nMachine: {}\n", report.machine.summary());
+    println!("{}", report.markdown());
+
+    std::fs::create_dir_all(&args.results)
+        .with_context(|| format!("creating {}", args.results.display()))?;
+    let json = args.results.join(format!("{}.json", plan.mode));
+    std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
+    let md = args.results.join(format!("{}.md", plan.mode));
+    std::fs::write(
+        &md,
+        format!(
+            "Machine: {}\n\n{}",
+            report.machine.summary(),
+            report.markdown()
+        ),
+    )?;
+    let mut written = vec![json, md];
+    written.extend(benches::plot::write_plots(
+        &report,
+        &args.results,
+        plan.mode,
+    )?);
+    for p in written {
+        println!("wrote {}", p.display());
+    }
+    let failed = report
+        .rows
+        .iter()
+        .filter(|r| matches!(r.outcome, benches::suite::Outcome::Failed { .. }))
+        .count();
+    anyhow::ensure!(failed == 0, "{failed} cells failed; see the tables above");
+    Ok(())
+}

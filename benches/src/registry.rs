@@ -1,0 +1,210 @@
+//! The list of engines the suite knows, and how to add one.
+//!
+//! # Adding an adapter
+//!
+//! 1. Write a type that implements [`Engine`](crate::engine::Engine): an `open(layout, ...)`
+//!    constructor that creates a zeroed segment of `layout.len()` bytes (a segment engine
+//!    needs nothing else from the layout), and `transact`, which begins a transaction, calls
+//!    the body with a [`Txn`](crate::engine::Txn) whose `read` copies bytes out and whose
+//!    `write` declares the range and copies bytes in, then commits; on a body error it rolls
+//!    back and returns the error. Put it in its own module (`src/vista.rs`) and add the crate
+//!    to `[dependencies]`. For vista, roughly:
+//!
+//!    ```ignore
+//!    pub struct Vista(vista::Heap);
+//!    impl Engine for Vista {
+//!        fn transact(&mut self, body: &mut Body<'_>) -> anyhow::Result<()> {
+//!            let mut tx = self.0.begin()?;          // the engine's RAII transaction
+//!            body(&mut VistaTxn(&mut tx))?;         // Drop aborts on error
+//!            tx.commit()?;
+//!            Ok(())
+//!        }
+//!    }
+//!    // VistaTxn::write(off, data) = tx.set_range(off, len) + copy; read = copy out.
+//!    ```
+//!
+//! 2. Register each configuration in [`engines`] with one line:
+//!
+//!    ```ignore
+//!    EngineSpec::new("vista-pkey", "Vista, pkey-protected segment", |o| {
+//!        Ok(Box::new(vista_adapter::Vista::open(o.layout, Protection::Pkey)?))
+//!    })
+//!    .probe(crate::sys::pkeys_supported), // optional: skip where the machine can't
+//!    ```
+//!
+//!    Names `vista-pkey`, `vista-mprotect` and `vista-none` become the ratio reference
+//!    automatically (see [`REFERENCE_ORDER`]).
+//!
+//! 3. `cargo test -p benches` now runs the new adapter through every workload and checks
+//!    the data (tests/adapters.rs iterates over [`engines`]); `benches/txn.rs` picks it up
+//!    for the criterion micro-benchmarks too.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::engine::{Engine, Layout};
+use crate::floor::{Floor, Guard};
+
+/// What an engine is opened with.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenOptions<'a> {
+    /// The segment's tables; its length is the segment size.
+    pub layout: &'a Layout,
+    /// A directory on a real file system for engines that keep files (a fresh
+    /// subdirectory is made inside it per open).
+    pub scratch: &'a Path,
+}
+
+type Opener = Box<dyn Fn(OpenOptions<'_>) -> Result<Box<dyn Engine>> + Send + Sync>;
+
+/// One engine configuration: a name, a description, and how to open it.
+pub struct EngineSpec {
+    /// Short name used in tables and `--engines` (`floor-noguard`, `lmdb-nosync`, ...).
+    pub name: &'static str,
+    /// One line on what the configuration is and what durability it promises.
+    pub about: &'static str,
+    open: Opener,
+    probe: fn() -> std::io::Result<()>,
+}
+
+impl std::fmt::Debug for EngineSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineSpec")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineSpec {
+    /// A configuration opened by `open`.
+    pub fn new(
+        name: &'static str,
+        about: &'static str,
+        open: impl Fn(OpenOptions<'_>) -> Result<Box<dyn Engine>> + Send + Sync + 'static,
+    ) -> EngineSpec {
+        EngineSpec {
+            name,
+            about,
+            open: Box::new(open),
+            probe: || Ok(()),
+        }
+    }
+
+    /// Adds a check that this machine can run the configuration at all.
+    #[must_use]
+    pub fn probe(mut self, probe: fn() -> std::io::Result<()>) -> EngineSpec {
+        self.probe = probe;
+        self
+    }
+
+    /// `Err(reason)` if this machine cannot run the configuration (it is then reported as
+    /// skipped, never measured).
+    ///
+    /// # Errors
+    /// The reason.
+    pub fn supported(&self) -> std::result::Result<(), String> {
+        (self.probe)().map_err(|e| e.to_string())
+    }
+
+    /// Opens a fresh, zeroed segment.
+    ///
+    /// # Errors
+    /// The engine's error.
+    pub fn open(&self, options: OpenOptions<'_>) -> Result<Box<dyn Engine>> {
+        (self.open)(options)
+    }
+}
+
+/// Engines whose results are the ratio reference, in order of preference. When none of them
+/// ran, the first engine in the report is the reference.
+pub const REFERENCE_ORDER: [&str; 3] = ["vista-pkey", "vista-mprotect", "vista-none"];
+
+/// Every engine configuration of this build, in report order.
+pub fn all_engines() -> Vec<EngineSpec> {
+    let mut v = vec![
+        EngineSpec::new(
+            "floor-noguard",
+            "memcpy undo floor: before-image to log, copy, one store",
+            |o| Ok(Box::new(Floor::open(o.layout, Guard::None)?)),
+        ),
+        EngineSpec::new(
+            "floor-mprotect",
+            "floor + mprotect RW/RO around each write",
+            |o| Ok(Box::new(Floor::open(o.layout, Guard::Mprotect)?)),
+        ),
+        EngineSpec::new(
+            "floor-pkey",
+            "floor + protection key opened/closed around each write",
+            |o| Ok(Box::new(Floor::open(o.layout, Guard::Pkey)?)),
+        )
+        .probe(crate::sys::pkeys_supported),
+    ];
+    #[cfg(feature = "pmdk")]
+    v.push(EngineSpec::new(
+        "pmdk",
+        "libpmemobj tx_add_range undo log, pool on /dev/shm",
+        |o| Ok(Box::new(crate::pmdk::Pmdk::open(o.layout)?)),
+    ));
+    v.extend([
+        EngineSpec::new(
+            "lmdb-nosync",
+            "LMDB write-map, NO_SYNC: one write txn per txn",
+            |o| {
+                Ok(Box::new(crate::lmdb::Lmdb::open(
+                    o.layout, o.scratch, false,
+                )?))
+            },
+        ),
+        EngineSpec::new(
+            "lmdb-sync",
+            "LMDB write-map, msync+fsync at each commit",
+            |o| {
+                Ok(Box::new(crate::lmdb::Lmdb::open(
+                    o.layout, o.scratch, true,
+                )?))
+            },
+        ),
+        EngineSpec::new(
+            "sqlite-off",
+            "SQLite WAL, synchronous=OFF, prepared statements",
+            |o| {
+                Ok(Box::new(crate::sqlite::Sqlite::open(
+                    o.layout, o.scratch, false,
+                )?))
+            },
+        ),
+        EngineSpec::new(
+            "sqlite-full",
+            "SQLite WAL, synchronous=FULL (fsync per commit)",
+            |o| {
+                Ok(Box::new(crate::sqlite::Sqlite::open(
+                    o.layout, o.scratch, true,
+                )?))
+            },
+        ),
+    ]);
+    v
+}
+
+/// The engines whose names appear in `filter` (all when `filter` is empty), in report order.
+///
+/// # Errors
+/// A name in `filter` that no engine has.
+pub fn engines(filter: &[String]) -> Result<Vec<EngineSpec>> {
+    let all = all_engines();
+    if let Some(unknown) = filter
+        .iter()
+        .find(|f| !all.iter().any(|e| e.name == f.as_str()))
+    {
+        let names: Vec<_> = all.iter().map(|e| e.name).collect();
+        anyhow::bail!(
+            "unknown engine {unknown:?}; this build has: {}",
+            names.join(", ")
+        );
+    }
+    Ok(all
+        .into_iter()
+        .filter(|e| filter.is_empty() || filter.iter().any(|f| f == e.name))
+        .collect())
+}

@@ -1,0 +1,318 @@
+//! Running the suite: every selected engine through every selected workload, one fresh
+//! segment per (engine, workload family), and the report that comes out of it.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::engine::Engine;
+use crate::machine::Machine;
+use crate::measure::{measure, Budget, Sample};
+use crate::registry::{EngineSpec, OpenOptions, REFERENCE_ORDER};
+use crate::workload::{Family, Scale};
+
+/// What to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// `quick` or `full`.
+    pub mode: &'static str,
+    /// Workload families, in order.
+    pub families: Vec<Family>,
+    /// Synthetic transaction sizes in bytes.
+    pub sizes: Vec<usize>,
+    /// Synthetic segment size in bytes.
+    pub segment_len: u64,
+    /// Table sizes of debit-credit and order-entry.
+    pub scale: Scale,
+    /// Time per cell.
+    pub budget: Budget,
+    /// Where file-backed engines keep their files.
+    pub scratch: PathBuf,
+}
+
+impl Plan {
+    /// `quick`: 8 B, 64 B, 512 B, 4 KiB, 64 KiB; 150 ms per cell.
+    pub fn quick(scratch: PathBuf) -> Plan {
+        Plan {
+            mode: "quick",
+            families: Family::ALL.to_vec(),
+            sizes: vec![8, 64, 512, 4096, 65536],
+            segment_len: 64 << 20,
+            scale: Scale::Standard,
+            budget: Budget::QUICK,
+            scratch,
+        }
+    }
+
+    /// `full`: every power of two from 8 B to 64 KiB; 2 s per cell.
+    pub fn full(scratch: PathBuf) -> Plan {
+        Plan {
+            mode: "full",
+            sizes: (3..=16).map(|s| 1 << s).collect(),
+            budget: Budget::FULL,
+            ..Plan::quick(scratch)
+        }
+    }
+}
+
+/// What happened to one (engine, workload) cell.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Outcome {
+    /// Measured; the data check passed afterwards.
+    Measured(Sample),
+    /// The machine cannot run this engine; never measured.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// Opening, a transaction, or the data check failed.
+    Failed {
+        /// The error chain.
+        error: String,
+    },
+}
+
+/// One cell of the results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// The workload case (`synthetic 8B`, `debit-credit`).
+    pub workload: String,
+    /// Its family.
+    pub family: Family,
+    /// Bytes written per transaction (synthetic only).
+    pub bytes: Option<usize>,
+    /// The engine configuration.
+    pub engine: String,
+    /// The result.
+    pub outcome: Outcome,
+}
+
+impl Row {
+    /// The sample, if measured.
+    pub fn sample(&self) -> Option<&Sample> {
+        match &self.outcome {
+            Outcome::Measured(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// An engine as listed in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineInfo {
+    /// Name.
+    pub name: String,
+    /// What it is.
+    pub about: String,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The command line.
+    pub command: String,
+    /// The machine.
+    pub machine: Machine,
+    /// What was run.
+    pub plan: Plan,
+    /// The engines, in order.
+    pub engines: Vec<EngineInfo>,
+    /// Every cell, by family, then engine, then case.
+    pub rows: Vec<Row>,
+}
+
+/// Runs `plan` over `engines`, calling `progress` with a line per cell.
+pub fn run(
+    plan: &Plan,
+    engines: &[EngineSpec],
+    command: String,
+    mut progress: impl FnMut(&str),
+) -> Report {
+    let mut rows = Vec::new();
+    for &family in &plan.families {
+        for spec in engines {
+            let mut cases = family.cases(&plan.sizes, plan.segment_len, plan.scale);
+            let mut push = |workload: &dyn crate::workload::Workload,
+                            outcome: Outcome,
+                            progress: &mut dyn FnMut(&str)| {
+                let row = Row {
+                    workload: workload.name(),
+                    family,
+                    bytes: workload.txn_bytes(),
+                    engine: spec.name.to_string(),
+                    outcome,
+                };
+                progress(&describe(&row));
+                rows.push(row);
+            };
+            if let Err(reason) = spec.supported() {
+                for w in &cases {
+                    push(
+                        w.as_ref(),
+                        Outcome::Skipped {
+                            reason: reason.clone(),
+                        },
+                        &mut progress,
+                    );
+                }
+                continue;
+            }
+            let layout = cases[0].layout();
+            let mut engine = match spec.open(OpenOptions {
+                layout: &layout,
+                scratch: &plan.scratch,
+            }) {
+                Ok(e) => e,
+                Err(e) => {
+                    for w in &cases {
+                        push(
+                            w.as_ref(),
+                            Outcome::Failed {
+                                error: format!("open: {e:#}"),
+                            },
+                            &mut progress,
+                        );
+                    }
+                    continue;
+                }
+            };
+            for w in &mut cases {
+                let outcome = match run_case(w.as_mut(), engine.as_mut(), &plan.budget) {
+                    Ok(s) => Outcome::Measured(s),
+                    Err(e) => Outcome::Failed {
+                        error: format!("{e:#}"),
+                    },
+                };
+                push(w.as_ref(), outcome, &mut progress);
+            }
+        }
+    }
+    Report {
+        command,
+        machine: Machine::detect(&plan.scratch),
+        plan: plan.clone(),
+        engines: engines
+            .iter()
+            .map(|e| EngineInfo {
+                name: e.name.into(),
+                about: e.about.into(),
+            })
+            .collect(),
+        rows,
+    }
+}
+
+fn run_case(
+    w: &mut dyn crate::workload::Workload,
+    e: &mut dyn Engine,
+    budget: &Budget,
+) -> Result<Sample> {
+    w.load(e).context("load")?;
+    let sample = measure(w, e, budget)?;
+    w.check(e).context("data check after the run")?;
+    Ok(sample)
+}
+
+fn describe(row: &Row) -> String {
+    match &row.outcome {
+        Outcome::Measured(s) => format!(
+            "{:<18} {:<16} {:>12} ns/txn  ({} batches of {})",
+            row.workload,
+            row.engine,
+            group(s.median_ns),
+            s.batches,
+            s.batch
+        ),
+        Outcome::Skipped { reason } => {
+            format!("{:<18} {:<16} skipped: {reason}", row.workload, row.engine)
+        }
+        Outcome::Failed { error } => {
+            format!("{:<18} {:<16} FAILED: {error}", row.workload, row.engine)
+        }
+    }
+}
+
+/// `v` rounded, with thousands separators; one decimal below 100.
+pub fn group(v: f64) -> String {
+    if v < 100.0 {
+        return format!("{v:.1}");
+    }
+    let s = format!("{:.0}", v.round());
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Report {
+    /// Workload cases in order of first appearance.
+    pub fn workloads(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for r in &self.rows {
+            if !v.contains(&r.workload) {
+                v.push(r.workload.clone());
+            }
+        }
+        v
+    }
+
+    /// The reference engine of `workload`: the first of [`REFERENCE_ORDER`] measured there,
+    /// else the first engine measured there.
+    pub fn reference(&self, workload: &str) -> Option<&Row> {
+        let measured = || {
+            self.rows
+                .iter()
+                .filter(move |r| r.workload == workload && r.sample().is_some())
+        };
+        REFERENCE_ORDER
+            .iter()
+            .find_map(|name| measured().find(|r| r.engine == *name))
+            .or_else(|| measured().next())
+    }
+
+    /// The tables, in Markdown: one per workload case.
+    pub fn markdown(&self) -> String {
+        use std::fmt::Write;
+        // Writing to a String cannot fail; the results are ignored.
+        let mut out = String::new();
+        for w in self.workloads() {
+            let reference = self.reference(&w);
+            let ref_name = reference.map_or("-", |r| r.engine.as_str());
+            let _ = write!(
+                out,
+                "#### {w}\n\n| engine | median ns/txn | txn/s | x {ref_name} |\n|---|---:|---:|---:|\n"
+            );
+            for r in self.rows.iter().filter(|r| r.workload == w) {
+                match &r.outcome {
+                    Outcome::Measured(s) => {
+                        let ratio = reference.and_then(Row::sample).map_or_else(
+                            || "-".into(),
+                            |b| format!("{:.2}", s.median_ns / b.median_ns),
+                        );
+                        let _ = writeln!(
+                            out,
+                            "| {} | {} | {} | {ratio} |",
+                            r.engine,
+                            group(s.median_ns),
+                            group(s.per_second())
+                        );
+                    }
+                    Outcome::Skipped { reason } => {
+                        let _ = writeln!(out, "| {} | skipped: {reason} | | |", r.engine);
+                    }
+                    Outcome::Failed { error } => {
+                        let _ = writeln!(out, "| {} | FAILED: {error} | | |", r.engine);
+                    }
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+}

@@ -1,0 +1,474 @@
+//! Every system call and foreign function the suite makes: anonymous mappings, `mprotect`,
+//! memory protection keys, LMDB's environment opening, and (feature `pmdk`) libpmemobj.
+//!
+//! This is the crate's only module allowed to use `unsafe`. The aliasing argument for
+//! [`Mapping`] is simple: it owns its pages exclusively (private anonymous memory that no
+//! other handle can reach), hands out `&[u8]` only through `&self` and `&mut [u8]` only
+//! through `&mut self`, and never changes the protection to anything that forbids reads.
+//! A write while the pages are read-only is a `SIGSEGV`, a crash, not a silent data race.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::ops::Range;
+use std::ptr::NonNull;
+
+/// The page size of this machine.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
+}
+
+/// Whether a page range may be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `PROT_READ`.
+    ReadOnly,
+    /// `PROT_READ | PROT_WRITE`.
+    ReadWrite,
+}
+
+impl Access {
+    fn prot(self) -> libc::c_int {
+        match self {
+            Access::ReadOnly => libc::PROT_READ,
+            Access::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
+        }
+    }
+}
+
+/// A private anonymous mapping, pre-faulted, page aligned, zero filled.
+#[derive(Debug)]
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; moving it to another thread moves
+// the ownership with it (the same argument as `Vec<u8>`).
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    /// Maps `len` bytes (rounded up to whole pages) read-write and touches every page.
+    ///
+    /// # Errors
+    /// The `mmap` error.
+    pub fn anonymous(len: usize) -> io::Result<Mapping> {
+        let page = page_size();
+        let len = len.max(1).div_ceil(page) * page;
+        // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing
+        // cannot alias any existing Rust object.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(Mapping { ptr, len })
+    }
+
+    /// The mapped length in bytes (a whole number of pages).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a mapping has at least one page.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The mapping as bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr+len` is a live mapping owned by `self` and always readable (no
+        // protection this type sets drops PROT_READ); the shared borrow of `self` excludes
+        // writers for the slice's lifetime.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The mapping as mutable bytes. Writing to a read-only range faults (`SIGSEGV`).
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`; the exclusive borrow of `self` makes this the only live
+        // reference into the mapping.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Changes the protection of the pages covering `bytes` (widened to page boundaries).
+    ///
+    /// # Errors
+    /// The `mprotect` error.
+    pub fn protect(&self, bytes: Range<usize>, access: Access) -> io::Result<()> {
+        let page = page_size();
+        let start = bytes.start / page * page;
+        let end = bytes.end.div_ceil(page) * page;
+        assert!(
+            start <= end && end <= self.len,
+            "protect range out of the mapping"
+        );
+        // SAFETY: the range lies inside our own mapping; every access mode we set keeps the
+        // pages readable, so no outstanding `&[u8]` becomes unreadable.
+        let rc = unsafe {
+            libc::mprotect(
+                self.ptr.as_ptr().add(start).cast(),
+                end - start,
+                access.prot(),
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// Tags the whole mapping with protection key `key` (pages stay readable and writable in
+    /// the page tables; the key's rights in PKRU decide).
+    ///
+    /// # Errors
+    /// The `pkey_mprotect` error.
+    pub fn assign_pkey(&self, key: &Pkey) -> io::Result<()> {
+        // SAFETY: the range is exactly our own mapping; the protection keeps it readable.
+        let rc = unsafe {
+            pkey_mprotect(
+                self.ptr.as_ptr().cast(),
+                self.len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                key.0,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: we own the mapping and no borrow of it outlives `self`. A munmap failure
+        // cannot happen for a range we mapped ourselves; it is ignored (Drop never panics).
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+// glibc >= 2.27 wrappers for memory protection keys; the `libc` crate does not bind them.
+extern "C" {
+    fn pkey_alloc(flags: libc::c_uint, access_rights: libc::c_uint) -> libc::c_int;
+    fn pkey_free(pkey: libc::c_int) -> libc::c_int;
+    fn pkey_mprotect(
+        addr: *mut libc::c_void,
+        len: usize,
+        prot: libc::c_int,
+        pkey: libc::c_int,
+    ) -> libc::c_int;
+    fn pkey_set(pkey: libc::c_int, access_rights: libc::c_uint) -> libc::c_int;
+}
+
+/// `PKEY_DISABLE_WRITE` from `<sys/mman.h>`.
+const PKEY_DISABLE_WRITE: libc::c_uint = 0x2;
+
+/// An allocated memory protection key; freed on drop.
+#[derive(Debug)]
+pub struct Pkey(libc::c_int);
+
+impl Pkey {
+    /// Allocates a key whose initial rights deny writes.
+    ///
+    /// # Errors
+    /// The `pkey_alloc` error: `EINVAL` or `ENOSPC` on a CPU or kernel without protection keys.
+    pub fn allocate() -> io::Result<Pkey> {
+        // SAFETY: pkey_alloc only allocates a key number and sets this thread's PKRU bits for
+        // it; no memory is tagged with the key yet.
+        let key = unsafe { pkey_alloc(0, PKEY_DISABLE_WRITE) };
+        if key < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(Pkey(key))
+        }
+    }
+
+    /// Sets this thread's rights for the key: writable or read-only (a WRPKRU).
+    ///
+    /// # Errors
+    /// The `pkey_set` error.
+    pub fn set_writable(&self, writable: bool) -> io::Result<()> {
+        let rights = if writable { 0 } else { PKEY_DISABLE_WRITE };
+        // SAFETY: changing PKRU rights for our own key only affects pages tagged with it,
+        // which are owned by the `Mapping` this key guards; reads stay allowed.
+        let rc = unsafe { pkey_set(self.0, rights) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+impl Drop for Pkey {
+    fn drop(&mut self) {
+        // SAFETY: the key was allocated by us; freeing it while pages still carry it is
+        // allowed by the kernel (the pages keep the stale tag). Errors are ignored.
+        unsafe {
+            pkey_free(self.0);
+        }
+    }
+}
+
+/// Whether this machine can allocate a protection key; the error says why not.
+///
+/// # Errors
+/// The `pkey_alloc` error.
+pub fn pkeys_supported() -> io::Result<()> {
+    Pkey::allocate().map(drop)
+}
+
+/// Opens an LMDB environment with `flags` (heed marks both steps `unsafe`).
+///
+/// # Errors
+/// LMDB's error.
+pub fn open_lmdb(
+    dir: &std::path::Path,
+    map_size: usize,
+    flags: heed::EnvFlags,
+) -> heed::Result<heed::Env> {
+    let mut options = heed::EnvOpenOptions::new();
+    options.map_size(map_size).max_dbs(1);
+    // SAFETY: heed marks NO_SYNC and NO_META_SYNC unsafe because a machine crash may lose
+    // recent commits (never corrupt the file); that is exactly the durability the
+    // `lmdb-nosync` configuration is meant to measure.
+    unsafe {
+        options.flags(flags);
+    }
+    // SAFETY: `dir` is a fresh private directory of this process; nothing else opens or
+    // modifies the files while the environment lives, so the map cannot change underneath.
+    unsafe { options.open(dir) }
+}
+
+/// A minimal binding of PMDK's libpmemobj (Debian `libpmemobj-dev`, PMDK 1.x ABI).
+#[cfg(feature = "pmdk")]
+pub mod pmemobj {
+    use std::ffi::{CStr, CString};
+    use std::io;
+    use std::path::Path;
+    use std::ptr::NonNull;
+
+    #[repr(C)]
+    struct PmemObjPool {
+        _opaque: [u8; 0],
+    }
+
+    /// `PMEMoid` from `<libpmemobj/base.h>`.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct PmemOid {
+        pool_uuid_lo: u64,
+        off: u64,
+    }
+
+    #[link(name = "pmemobj")]
+    extern "C" {
+        fn pmemobj_create(
+            path: *const libc::c_char,
+            layout: *const libc::c_char,
+            poolsize: usize,
+            mode: libc::mode_t,
+        ) -> *mut PmemObjPool;
+        fn pmemobj_close(pop: *mut PmemObjPool);
+        fn pmemobj_root(pop: *mut PmemObjPool, size: usize) -> PmemOid;
+        fn pmemobj_direct(oid: PmemOid) -> *mut libc::c_void;
+        fn pmemobj_errormsg() -> *const libc::c_char;
+        fn pmemobj_tx_begin(pop: *mut PmemObjPool, env: *mut libc::c_void, ...) -> libc::c_int;
+        fn pmemobj_tx_add_range(oid: PmemOid, hoff: u64, size: usize) -> libc::c_int;
+        fn pmemobj_tx_commit();
+        fn pmemobj_tx_abort(errnum: libc::c_int);
+        fn pmemobj_tx_end() -> libc::c_int;
+        fn pmemobj_tx_stage() -> libc::c_int;
+    }
+
+    /// `TX_STAGE_WORK` of `enum pobj_tx_stage`.
+    const TX_STAGE_WORK: libc::c_int = 1;
+
+    /// `TX_PARAM_NONE`, the terminator of `pmemobj_tx_begin`'s parameter list.
+    const TX_PARAM_NONE: libc::c_int = 0;
+
+    fn last_error(what: &str) -> io::Error {
+        // SAFETY: pmemobj_errormsg returns a thread-local NUL-terminated string (or null).
+        let msg = unsafe {
+            let p = pmemobj_errormsg();
+            if p.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        };
+        io::Error::other(format!("{what}: {msg}"))
+    }
+
+    /// A pool whose root object is a flat byte segment.
+    #[derive(Debug)]
+    pub struct Pool {
+        pop: NonNull<PmemObjPool>,
+        root: *mut u8,
+        root_oid_lo: u64,
+        root_oid_off: u64,
+        len: usize,
+    }
+
+    // SAFETY: the pool handle is used by one thread at a time (`&mut self` for transactions);
+    // libpmemobj pools may be used from any thread.
+    unsafe impl Send for Pool {}
+
+    impl Pool {
+        /// Creates a pool file at `path` (which must not exist) holding a zeroed root object
+        /// of `len` bytes.
+        ///
+        /// # Errors
+        /// libpmemobj's error.
+        pub fn create(path: &Path, pool_size: usize, len: usize) -> io::Result<Pool> {
+            let c_path =
+                CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
+            // SAFETY: both strings are NUL-terminated and live across the call.
+            let pop = unsafe {
+                pmemobj_create(c_path.as_ptr(), c"vista-bench".as_ptr(), pool_size, 0o600)
+            };
+            let pop = NonNull::new(pop).ok_or_else(|| last_error("pmemobj_create"))?;
+            // SAFETY: `pop` is a freshly created open pool.
+            let oid = unsafe { pmemobj_root(pop.as_ptr(), len) };
+            if oid.off == 0 {
+                let err = last_error("pmemobj_root");
+                // SAFETY: closing the pool we just opened.
+                unsafe { pmemobj_close(pop.as_ptr()) };
+                return Err(err);
+            }
+            // SAFETY: `oid` is the pool's live root object.
+            let root = unsafe { pmemobj_direct(oid) }.cast::<u8>();
+            Ok(Pool {
+                pop,
+                root,
+                root_oid_lo: oid.pool_uuid_lo,
+                root_oid_off: oid.off,
+                len,
+            })
+        }
+
+        /// The root object's size in bytes.
+        pub fn len(&self) -> usize {
+            self.len
+        }
+
+        /// Always false for a created pool.
+        pub fn is_empty(&self) -> bool {
+            self.len == 0
+        }
+
+        /// The root object as bytes.
+        pub fn root(&self) -> &[u8] {
+            // SAFETY: the root object is `len` bytes of the pool's mapping, which lives as
+            // long as `self`; writers need `&mut self`.
+            unsafe { std::slice::from_raw_parts(self.root, self.len) }
+        }
+
+        fn root_mut(&mut self) -> &mut [u8] {
+            // SAFETY: as `root`, with the exclusive borrow of `self`.
+            unsafe { std::slice::from_raw_parts_mut(self.root, self.len) }
+        }
+
+        /// Begins a transaction on this thread.
+        ///
+        /// # Errors
+        /// libpmemobj's error.
+        pub fn tx_begin(&mut self) -> io::Result<()> {
+            // SAFETY: a null jmp_buf asks libpmemobj to report failures by return value
+            // instead of longjmp, which would skip Rust destructors. The list ends with
+            // TX_PARAM_NONE.
+            let rc =
+                unsafe { pmemobj_tx_begin(self.pop.as_ptr(), std::ptr::null_mut(), TX_PARAM_NONE) };
+            if rc == 0 {
+                Ok(())
+            } else {
+                // A failed begin still requires tx_end.
+                // SAFETY: ends the failed transaction begun above on this thread.
+                unsafe { pmemobj_tx_end() };
+                Err(last_error("pmemobj_tx_begin"))
+            }
+        }
+
+        /// Snapshots `off..off+data.len()` into the undo log and copies `data` in.
+        ///
+        /// # Errors
+        /// libpmemobj's error (the transaction is then aborted and must be ended).
+        pub fn tx_write(&mut self, off: usize, data: &[u8]) -> io::Result<()> {
+            assert!(off + data.len() <= self.len, "write past the root object");
+            let oid = PmemOid {
+                pool_uuid_lo: self.root_oid_lo,
+                off: self.root_oid_off,
+            };
+            // SAFETY: called inside a transaction begun by `tx_begin` on this thread; the
+            // range lies inside the root object (checked above).
+            let rc = unsafe { pmemobj_tx_add_range(oid, off as u64, data.len()) };
+            if rc != 0 {
+                return Err(last_error("pmemobj_tx_add_range"));
+            }
+            self.root_mut()[off..off + data.len()].copy_from_slice(data);
+            Ok(())
+        }
+
+        /// Commits and ends the current transaction.
+        ///
+        /// # Errors
+        /// The transaction's error if it had aborted.
+        pub fn tx_commit(&mut self) -> io::Result<()> {
+            // SAFETY: a transaction begun by `tx_begin` is open on this thread.
+            let rc = unsafe {
+                pmemobj_tx_commit();
+                pmemobj_tx_end()
+            };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(last_error("pmemobj transaction"))
+            }
+        }
+
+        /// Aborts (restoring every snapshotted range) and ends the current transaction.
+        /// A transaction that libpmemobj already aborted (a failed `tx_write`) is just ended.
+        pub fn tx_abort(&mut self) {
+            // SAFETY: a transaction begun by `tx_begin` is open on this thread; abort is only
+            // legal in the WORK stage, and with a null jmp_buf it returns instead of jumping.
+            // tx_end's return value is the abort reason, which the caller already has.
+            unsafe {
+                if pmemobj_tx_stage() == TX_STAGE_WORK {
+                    pmemobj_tx_abort(libc::ECANCELED);
+                }
+                pmemobj_tx_end();
+            }
+        }
+    }
+
+    impl Drop for Pool {
+        fn drop(&mut self) {
+            // SAFETY: the pool is open and no slice of it outlives `self`.
+            unsafe { pmemobj_close(self.pop.as_ptr()) };
+        }
+    }
+
+    /// Makes libpmem treat every mapping as persistent memory (flush with cache-line
+    /// write-backs, not `msync`), as it would on real PMEM. Must run before the first pool
+    /// is created; a user's own setting wins.
+    pub fn force_pmem_mode() {
+        if std::env::var_os("PMEM_IS_PMEM_FORCE").is_none() {
+            std::env::set_var("PMEM_IS_PMEM_FORCE", "1");
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Synthetic: each transaction writes N bytes at a uniformly random byte offset of the
+//! segment (default 64 MiB) and commits. N runs from 8 B to 64 KiB.
+//!
+//! Record engines see the segment as 4 KiB pages keyed by page number.
+
+use anyhow::{ensure, Result};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::Workload;
+use crate::engine::{Engine, Layout};
+
+/// Record size record engines use for the flat segment.
+pub const PAGE: usize = 4096;
+
+/// Above this segment size the check verifies only the last write, not a full model.
+const MODEL_LIMIT: u64 = 16 << 20;
+
+/// The synthetic workload for one transaction size.
+#[derive(Debug)]
+pub struct Synthetic {
+    segment_len: u64,
+    size: usize,
+    rng: SmallRng,
+    payload: Vec<u8>,
+    committed: u64,
+    last_off: Option<u64>,
+    /// A copy of the whole segment, for small segments (tests).
+    model: Option<Vec<u8>>,
+}
+
+impl Synthetic {
+    /// Writes of `size` bytes into a segment of `segment_len` bytes (a multiple of 4 KiB).
+    pub fn new(segment_len: u64, size: usize) -> Synthetic {
+        assert!(size > 0 && size as u64 <= segment_len && segment_len % PAGE as u64 == 0);
+        let payload = (0..size).map(|i| (i % 251) as u8 | 1).collect();
+        Synthetic {
+            segment_len,
+            size,
+            rng: SmallRng::seed_from_u64(0x5157_7a11 ^ size as u64),
+            payload,
+            committed: 0,
+            last_off: None,
+            model: (segment_len <= MODEL_LIMIT).then(|| vec![0; segment_len as usize]),
+        }
+    }
+
+    fn stamp(&mut self) {
+        // The first (up to) 8 bytes carry the transaction number, so every write differs.
+        let stamp = (self.committed + 1).to_le_bytes();
+        let n = self.size.min(8);
+        self.payload[..n].copy_from_slice(&stamp[..n]);
+    }
+}
+
+impl Workload for Synthetic {
+    fn name(&self) -> String {
+        format!("synthetic {}", human_bytes(self.size))
+    }
+
+    fn txn_bytes(&self) -> Option<usize> {
+        Some(self.size)
+    }
+
+    fn layout(&self) -> Layout {
+        Layout::pages(self.segment_len, PAGE)
+    }
+
+    fn load(&mut self, _engine: &mut dyn Engine) -> Result<()> {
+        Ok(())
+    }
+
+    fn run_one(&mut self, engine: &mut dyn Engine) -> Result<()> {
+        let off = self.rng.gen_range(0..=self.segment_len - self.size as u64);
+        self.stamp();
+        let payload = &self.payload;
+        engine.transact(&mut |tx| tx.write(off, payload))?;
+        self.committed += 1;
+        self.last_off = Some(off);
+        if let Some(model) = &mut self.model {
+            model[off as usize..off as usize + self.size].copy_from_slice(&self.payload);
+        }
+        Ok(())
+    }
+
+    fn committed(&self) -> u64 {
+        self.committed
+    }
+
+    fn check(&mut self, engine: &mut dyn Engine) -> Result<()> {
+        if let Some(off) = self.last_off {
+            let mut got = vec![0; self.size];
+            engine.transact(&mut |tx| tx.read(off, &mut got))?;
+            ensure!(got == self.payload, "last write at {off} not found");
+        }
+        if let Some(model) = &self.model {
+            let mut got = vec![0; model.len()];
+            engine.transact(&mut |tx| tx.read(0, &mut got))?;
+            if let Some(at) = got.iter().zip(model).position(|(a, b)| a != b) {
+                anyhow::bail!("segment differs from the model at byte {at}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `8B`, `4KiB`, `64KiB`.
+pub fn human_bytes(n: usize) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{}MiB", n >> 20)
+    } else if n >= 1024 && n % 1024 == 0 {
+        format!("{}KiB", n >> 10)
+    } else {
+        format!("{n}B")
+    }
+}
