@@ -179,8 +179,12 @@ impl Update<'_> {
         if a.start < b.end && b.start < a.end && !a.is_empty() && !b.is_empty() {
             return Err(Error::Overlap(a, b));
         }
-        let (ao, al) = self.open(a.start, a.end.saturating_sub(a.start))?;
-        let (bo, bl) = self.open(b.start, b.end.saturating_sub(b.start))?;
+        let (a_len, b_len) = (a.end.saturating_sub(a.start), b.end.saturating_sub(b.start));
+        // Check both before opening either, so a refused pair opens and dirties nothing.
+        self.inner.check_range(a.start, a_len)?;
+        self.inner.check_range(b.start, b_len)?;
+        let (ao, al) = self.open(a.start, a_len)?;
+        let (bo, bl) = self.open(b.start, b_len)?;
         let w = self.inner.writable();
         // SAFETY: both ranges are in bounds and open (open) and disjoint (checked), so
         // the two slices do not alias each other; otherwise as in `window`.
@@ -209,6 +213,15 @@ impl Update<'_> {
         let atomic = unsafe { &*word.cast::<std::sync::atomic::AtomicU64>() };
         atomic.store(value.to_le(), Ordering::Release);
         Ok(())
+    }
+
+    /// Declares the cache's contents inconsistent (for example, a layer above found its
+    /// undo log damaged): from now on no checkpoint runs, not even at close, so the
+    /// disk image keeps the last consistent checkpoint, and further updates are
+    /// refused with [`Error::Poisoned`]. The memory image is left as it is, for a later
+    /// open to judge.
+    pub fn poison(&self, reason: impl Into<String>) {
+        self.inner.set_poison(reason.into());
     }
 
     /// Ends the update (closing its windows and letting checkpoints in), then takes a

@@ -293,7 +293,14 @@ fn recover(cache: &mut RioCache, layout: &Layout, path: &Path) -> Result<Recover
     let mut update = cache.update()?;
     let mut pending = Vec::new();
     for lane in 0..layout.lanes {
-        let records = lane_records(&update, layout, lane, path)?;
+        let records = match lane_records(&update, layout, lane, path) {
+            Ok(r) => r,
+            Err(e) => {
+                // Keep the close-time checkpoint from writing the damaged state to disk.
+                update.poison(e.to_string());
+                return Err(e);
+            }
+        };
         let tail = update.read(layout.lane_off(lane), 8)?;
         if tail != [0; 8] {
             pending.push((lane, records));

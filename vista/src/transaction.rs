@@ -195,6 +195,8 @@ impl<'s> Transaction<'s> {
             )
         });
         if let Err(e) = &result {
+            // The data may be half restored: no checkpoint may capture it.
+            update.poison(e.to_string());
             *self.poisoned = Some(e.to_string());
         }
         result

@@ -1,0 +1,100 @@
+//! Helpers shared by vista's integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use vista::{Options, Protection, Writeback};
+
+/// A segment path and a private cache directory, removed on drop.
+pub struct Place {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl Place {
+    pub fn new() -> Place {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("seg.vista");
+        Place { dir, path }
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join("shm")
+    }
+
+    /// Small segment, manual writeback, private cache dir.
+    pub fn opts(&self, size: u64) -> Options {
+        std::fs::create_dir_all(self.cache_dir()).expect("cache dir");
+        Options::new()
+            .size(size)
+            .undo_log_size(16 << 10)
+            .protection(Protection::Auto)
+            .writeback(Writeback::Manual)
+            .cache_dir(self.cache_dir())
+    }
+
+    pub fn image(&self) -> PathBuf {
+        rio_cache::image_path(&self.path, &self.cache_dir()).expect("image path")
+    }
+
+    pub fn journal(&self) -> PathBuf {
+        rio_cache::journal_path(&self.path)
+    }
+
+    /// Every byte of the disk file, journal and memory image.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            files: [self.path.clone(), self.journal(), self.image()]
+                .into_iter()
+                .map(|p| {
+                    let bytes = std::fs::read(&p).ok();
+                    (p, bytes)
+                })
+                .collect(),
+        }
+    }
+
+    /// Drops the memory image: what a power loss or reboot does.
+    pub fn lose_power(&self) {
+        let _ = std::fs::remove_file(self.image());
+    }
+}
+
+/// The bytes of a segment's files at one instant. Restoring them in place (same inodes)
+/// reproduces exactly what a process crash at that instant leaves behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub files: Vec<(PathBuf, Option<Vec<u8>>)>,
+}
+
+impl Snapshot {
+    pub fn restore(&self) {
+        for (p, bytes) in &self.files {
+            match bytes {
+                Some(b) => write_in_place(p, b),
+                None => {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+    }
+}
+
+/// Overwrites a file's bytes without replacing its inode.
+pub fn write_in_place(p: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(p)
+        .expect("open for restore");
+    f.write_all(bytes).expect("restore");
+}
+
+/// A deterministic pattern for offset `i` of generation `g`.
+pub fn pattern(g: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| g.wrapping_mul(31).wrapping_add(i as u8))
+        .collect()
+}
