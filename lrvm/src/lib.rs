@@ -54,6 +54,11 @@
 //! - `libc`: the `flock` call in the `sys` module (std's file locks need a newer Rust
 //!   than the workspace's minimum).
 //! - `thiserror`: the typed, `#[non_exhaustive]` [`Error`] enum.
+//!
+//! Development only: `crash-point` again with `enabled` (so every test build has the
+//! points and the SIGKILL tests run under plain `cargo test`), `proptest` (model test),
+//! `tempfile` (scratch logs and segments), `libc` (the `SIGKILL` constant the crash tests
+//! compare exit signals with), `criterion` (benchmarks).
 #![deny(unsafe_code)]
 
 mod disk;

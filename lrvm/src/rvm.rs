@@ -385,9 +385,10 @@ impl Rvm {
         Ok(RegionId(id))
     }
 
-    /// Unmaps a region. If it was the last region of its segment, buffered commits are
-    /// flushed, the log is truncated (so the segment file holds every committed value),
-    /// the segment leaves the status block's table, and its lock is released.
+    /// Unmaps a region. Buffered commits are flushed and the log is truncated, so the
+    /// segment file holds every committed value of the region (a later `map` of the
+    /// same bytes loads them). If it was the last region of its segment, the segment
+    /// leaves the status block's table and its lock is released.
     ///
     /// # Errors
     /// [`Error::UnknownRegion`], [`Error::RegionBusy`] if an open transaction has set a
@@ -406,9 +407,11 @@ impl Rvm {
             .take()
             .expect("checked above")
             .segment;
+        // Apply the log before the region goes: its committed values may still be only in
+        // the log, and a later `map` of the same bytes loads them from the segment file.
+        self.truncate()?;
         let still_used = self.regions.iter().flatten().any(|r| r.segment == seg_id);
         if !still_used {
-            self.truncate()?;
             let r = {
                 let mut st = self.status.lock().unwrap_or_else(PoisonError::into_inner);
                 let mut next = st.clone();
@@ -531,8 +534,8 @@ impl Rvm {
     pub fn end_transaction(&mut self, tid: Tid, mode: CommitMode) -> Result<()> {
         self.check()?;
         let ti = self.txn_index(tid)?;
-        let t = self.txns.swap_remove(ti);
         self.reap_epoch()?;
+        let t = self.txns.swap_remove(ti);
         if t.ranges.is_empty() {
             self.recycle(t);
             if mode == CommitMode::Flush {

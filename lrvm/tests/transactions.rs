@@ -298,3 +298,25 @@ fn oversized_transaction_is_refused_before_it_writes() {
     rvm.end_transaction(t, CommitMode::Flush).unwrap();
     assert!(rvm.stats().truncations >= 1);
 }
+
+#[test]
+fn remapping_an_unmapped_region_sees_its_committed_values() {
+    let e = env(1 << 20);
+    let mut rvm = open(&e.log);
+    let keep = rvm
+        .map(
+            &RegionSpec::new(&e.data, 0, 100),
+            MapOptions::create_or_extend(),
+        )
+        .unwrap();
+    let spec = RegionSpec::new(&e.data, 100, 100);
+    let r = rvm.map(&spec, MapOptions::create_or_extend()).unwrap();
+    let t = rvm.begin_transaction(RestoreMode::Restore).unwrap();
+    rvm.set_range(t, r, 0, 4).unwrap().copy_from_slice(b"kept");
+    rvm.end_transaction(t, CommitMode::NoFlush).unwrap();
+    // The segment stays mapped through `keep`; the value must not be stuck in the log.
+    rvm.unmap(r).unwrap();
+    let r = rvm.map(&spec, MapOptions::default()).unwrap();
+    assert_eq!(&rvm.region(r).unwrap()[..4], b"kept");
+    assert_eq!(rvm.region(keep).unwrap(), &[0u8; 100][..]);
+}
