@@ -1,0 +1,564 @@
+//! Bad input: damaged, foreign or mismatched files, a bad cache directory, misuse of the
+//! API. Each is refused with the documented error and leaves the files byte-for-byte
+//! unchanged, or (for a memory image that cannot be trusted) falls back to the documented
+//! safe cold start.
+
+mod common;
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use common::{
+    assert_same_files, child_dispatch, disk_path, opts, pattern, run_child, snapshot, TestDir, PAGE,
+};
+use rio_cache::{ColdReason, Error, Protection, RioCache, RioOptions, StartKind};
+
+const SIZE: u64 = 8 * PAGE;
+const DATA_AT: u64 = PAGE; // the disk image's data follows its header page
+
+fn o(dir: &Path) -> RioOptions {
+    opts(dir, SIZE, Protection::Auto)
+}
+
+/// A closed cache whose disk image holds `pattern(1)` (checkpointed) and whose memory
+/// image holds `pattern(2)` (not checkpointed). Returns the image path.
+fn setup(dir: &Path) -> PathBuf {
+    // No final checkpoint: the two images must differ.
+    let mut cache = RioCache::open(disk_path(dir), &o(dir).checkpoint_on_close(false)).unwrap();
+    cache
+        .window(0, SIZE)
+        .unwrap()
+        .copy_from_slice(&pattern(1, SIZE as usize));
+    cache.checkpoint().unwrap();
+    cache
+        .window(0, SIZE)
+        .unwrap()
+        .copy_from_slice(&pattern(2, SIZE as usize));
+    let image = cache.image_path().to_owned();
+    drop(cache);
+    image
+}
+
+fn files(dir: &Path, image: &Path) -> Vec<PathBuf> {
+    vec![
+        disk_path(dir),
+        rio_cache::journal_path(&disk_path(dir)),
+        image.to_owned(),
+    ]
+}
+
+/// Opens with `opts`, expects an error matched by `is_expected`, and checks that no file
+/// changed.
+fn refused(dir: &Path, image: &Path, opts: &RioOptions, is_expected: impl Fn(&Error) -> bool) {
+    let paths = files(dir, image);
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let before = snapshot(&refs);
+    match RioCache::open(disk_path(dir), opts) {
+        Ok(c) => panic!("open succeeded ({:?}); expected an error", c.start_kind()),
+        Err(e) => assert!(is_expected(&e), "unexpected error: {e:?}"),
+    }
+    assert_same_files(&before, &snapshot(&refs), "a refused open");
+}
+
+fn patch(path: &Path, at: u64, bytes: &[u8]) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, at).unwrap();
+}
+
+fn read_at(path: &Path, at: u64, len: usize) -> Vec<u8> {
+    let f = std::fs::File::open(path).unwrap();
+    let mut b = vec![0; len];
+    f.read_exact_at(&mut b, at).unwrap();
+    b
+}
+
+/// Rewrites the disk header's CRC (bytes 60..64 over 0..60) after a patch.
+fn fix_disk_crc(path: &Path) {
+    let h = read_at(path, 0, 60);
+    patch(path, 60, &crc32fast::hash(&h).to_le_bytes());
+}
+
+/// Rewrites the memory image header's CRC (bytes 120..124 over 0..120).
+fn fix_image_crc(image: &Path) {
+    let h = read_at(image, 0, 120);
+    patch(image, 120, &crc32fast::hash(&h).to_le_bytes());
+}
+
+#[test]
+fn truncated_disk_file_is_corrupt() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(disk_path(dir))
+        .unwrap();
+    f.set_len(DATA_AT + SIZE / 2).unwrap();
+    refused(dir, &image, &o(dir), |e| matches!(e, Error::Corrupt { .. }));
+    // Shorter than a header: not a rio-cache file at all.
+    f.set_len(10).unwrap();
+    refused(dir, &image, &o(dir), |e| {
+        matches!(e, Error::NotRioCache { .. })
+    });
+}
+
+#[test]
+fn random_bytes_are_not_a_rio_cache() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    std::fs::write(disk_path(dir), pattern(99, (DATA_AT + SIZE) as usize)).unwrap();
+    refused(dir, Path::new("/nonexistent"), &o(dir), |e| {
+        matches!(e, Error::NotRioCache { .. })
+    });
+}
+
+#[test]
+fn wrong_magic_is_not_a_rio_cache() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    patch(&disk_path(dir), 0, b"SQLITE");
+    fix_disk_crc(&disk_path(dir));
+    refused(dir, &image, &o(dir), |e| {
+        matches!(e, Error::NotRioCache { .. })
+    });
+}
+
+#[test]
+fn newer_version_is_incompatible() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    patch(&disk_path(dir), 8, &2u32.to_le_bytes());
+    fix_disk_crc(&disk_path(dir));
+    refused(dir, &image, &o(dir), |e| {
+        matches!(
+            e,
+            Error::IncompatibleVersion {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        )
+    });
+}
+
+#[test]
+fn header_checksum_mismatch_is_corrupt() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    patch(&disk_path(dir), 24, &[7]); // the checkpoint sequence number
+    refused(dir, &image, &o(dir), |e| matches!(e, Error::Corrupt { .. }));
+}
+
+#[test]
+fn size_other_than_requested_is_a_mismatch() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let bigger = o(dir).size(2 * SIZE);
+    refused(dir, &image, &bigger, |e| {
+        matches!(e, Error::SizeMismatch { found, requested, .. }
+            if *found == SIZE && *requested == 2 * SIZE)
+    });
+}
+
+/// A journal in the documented format: header, index, pages, then (if `commit`) the
+/// commit record.
+fn journal(seq: u64, pages: &[(u64, Vec<u8>)], commit: bool) -> Vec<u8> {
+    let n = pages.len() as u64;
+    let mut j = vec![0u8; 64];
+    j[0..8].copy_from_slice(b"RIOCJRNL");
+    j[8..12].copy_from_slice(&1u32.to_le_bytes());
+    j[12..16].copy_from_slice(&4096u32.to_le_bytes());
+    j[16..24].copy_from_slice(&SIZE.to_le_bytes());
+    j[24..32].copy_from_slice(&seq.to_le_bytes());
+    j[32..40].copy_from_slice(&n.to_le_bytes());
+    let crc = crc32fast::hash(&j[..60]);
+    j[60..64].copy_from_slice(&crc.to_le_bytes());
+    for (p, _) in pages {
+        j.extend(p.to_le_bytes());
+    }
+    for (_, data) in pages {
+        assert_eq!(data.len(), 4096);
+        j.extend(data);
+    }
+    if commit {
+        let mut c = vec![0u8; 64];
+        c[0..8].copy_from_slice(b"RIOCCMIT");
+        c[8..16].copy_from_slice(&seq.to_le_bytes());
+        c[16..24].copy_from_slice(&n.to_le_bytes());
+        c[24..28].copy_from_slice(&crc32fast::hash(&j).to_le_bytes());
+        let crc = crc32fast::hash(&c[..60]);
+        c[60..64].copy_from_slice(&crc.to_le_bytes());
+        j.extend(c);
+    }
+    j
+}
+
+/// Checkpoint 2 as a journal: pages 2 and 5 of `pattern(3)`.
+fn journal_pages() -> Vec<(u64, Vec<u8>)> {
+    let new = pattern(3, SIZE as usize);
+    [2u64, 5]
+        .iter()
+        .map(|&p| {
+            (
+                p,
+                new[(p * PAGE) as usize..((p + 1) * PAGE) as usize].to_vec(),
+            )
+        })
+        .collect()
+}
+
+fn expected_after_journal() -> Vec<u8> {
+    let mut v = pattern(1, SIZE as usize);
+    for (p, data) in journal_pages() {
+        v[(p * PAGE) as usize..((p + 1) * PAGE) as usize].copy_from_slice(&data);
+    }
+    v
+}
+
+#[test]
+fn committed_journal_is_installed() {
+    let _serial = common::serial();
+    // The positive case: proves the hand-made journal below is a valid one.
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    std::fs::remove_file(&image).unwrap();
+    let jp = rio_cache::journal_path(&disk_path(dir));
+    std::fs::write(&jp, journal(2, &journal_pages(), true)).unwrap();
+    let cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    assert_eq!(cache.stats().disk_seq, 2);
+    assert!(cache.as_slice() == expected_after_journal());
+    assert_eq!(
+        std::fs::metadata(&jp).unwrap().len(),
+        0,
+        "journal not cleared"
+    );
+}
+
+#[test]
+fn damaged_committed_journal_is_corrupt() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let jp = rio_cache::journal_path(&disk_path(dir));
+    let mut j = journal(2, &journal_pages(), true);
+    j[64 + 16 + 4096 + 77] ^= 0x10; // a bit of the second page
+    std::fs::write(&jp, j).unwrap();
+    refused(
+        dir,
+        &image,
+        &o(dir),
+        |e| matches!(e, Error::Corrupt { path, .. } if *path == jp),
+    );
+    // A committed journal for a checkpoint the disk image cannot follow is corrupt too.
+    std::fs::write(&jp, journal(7, &journal_pages(), true)).unwrap();
+    refused(dir, &image, &o(dir), |e| matches!(e, Error::Corrupt { .. }));
+}
+
+#[test]
+fn torn_journal_is_discarded() {
+    let _serial = common::serial();
+    for torn in ["no commit record", "half a commit record", "half the body"] {
+        let t = TestDir::new();
+        let dir = t.path();
+        let image = setup(dir);
+        std::fs::remove_file(&image).unwrap();
+        let jp = rio_cache::journal_path(&disk_path(dir));
+        let full = journal(2, &journal_pages(), true);
+        let bytes = match torn {
+            "no commit record" => full[..full.len() - 64].to_vec(),
+            "half a commit record" => full[..full.len() - 32].to_vec(),
+            _ => full[..full.len() / 2].to_vec(),
+        };
+        std::fs::write(&jp, bytes).unwrap();
+        let disk_before = std::fs::read(disk_path(dir)).unwrap();
+        let cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+        assert!(cache.as_slice() == pattern(1, SIZE as usize), "{torn}");
+        assert_eq!(cache.stats().disk_seq, 1, "{torn}");
+        assert_eq!(std::fs::metadata(&jp).unwrap().len(), 0, "{torn}");
+        drop(cache);
+        assert!(
+            std::fs::read(disk_path(dir)).unwrap() == disk_before,
+            "{torn}"
+        );
+    }
+}
+
+/// Opens a cache whose memory image was tampered with: it must start cold for `reason`
+/// and hold the disk image's checkpoint, not the image's bytes.
+fn falls_back_cold(dir: &Path, reason: ColdReason) {
+    let disk_before = std::fs::read(disk_path(dir)).unwrap();
+    let cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    assert_eq!(cache.start_kind(), StartKind::Cold(reason));
+    assert!(cache.as_slice() == pattern(1, SIZE as usize), "{reason:?}");
+    drop(cache);
+    assert!(std::fs::read(disk_path(dir)).unwrap() == disk_before);
+}
+
+#[test]
+fn image_of_another_file_is_not_used() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    // Another cache of the same size in the same cache dir; its image replaces ours.
+    let other = dir.join("other.rio");
+    let mut c = RioCache::open(&other, &o(dir)).unwrap();
+    c.window(0, 4).unwrap().copy_from_slice(b"othr");
+    let other_image = c.image_path().to_owned();
+    drop(c);
+    std::fs::copy(other_image, &image).unwrap();
+    falls_back_cold(dir, ColdReason::OtherFile);
+}
+
+#[test]
+fn image_of_another_size_is_not_used() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let len = std::fs::metadata(&image).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap()
+        .set_len(len + PAGE)
+        .unwrap();
+    falls_back_cold(dir, ColdReason::SizeChanged);
+
+    let image = setup(dir);
+    patch(&image, 16, &(SIZE / 2).to_le_bytes()); // the header's data length
+    fix_image_crc(&image);
+    falls_back_cold(dir, ColdReason::SizeChanged);
+}
+
+#[test]
+fn image_with_damaged_header_is_not_used() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    patch(&image, 33, &[0x5a]);
+    falls_back_cold(dir, ColdReason::Damaged);
+}
+
+#[test]
+fn image_from_another_boot_is_not_used() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    patch(&image, 40, b"00000000-0000-0000-0000-000000000000");
+    fix_image_crc(&image);
+    falls_back_cold(dir, ColdReason::BootChanged);
+}
+
+#[test]
+fn incomplete_image_is_not_used() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    patch(&image, 124, &[0, 0, 0, 0]); // the "ready" word
+    falls_back_cold(dir, ColdReason::Incomplete);
+}
+
+#[test]
+fn missing_or_non_directory_cache_dir() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let missing = o(dir).cache_dir(dir.join("nope"));
+    let e = RioCache::open(disk_path(dir), &missing).unwrap_err();
+    assert!(matches!(e, Error::CacheDir { .. }), "{e:?}");
+    assert!(
+        !disk_path(dir).exists(),
+        "a refused open created the disk file"
+    );
+
+    let file = dir.join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let e = RioCache::open(disk_path(dir), &o(dir).cache_dir(&file)).unwrap_err();
+    assert!(matches!(e, Error::CacheDir { .. }), "{e:?}");
+    assert!(!disk_path(dir).exists());
+}
+
+/// A tiny tmpfs, unmounted on drop.
+struct TinyTmpfs(PathBuf);
+
+impl TinyTmpfs {
+    fn mount(at: &Path) -> Option<TinyTmpfs> {
+        std::fs::create_dir(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| TinyTmpfs(at.to_owned()))
+    }
+}
+
+impl Drop for TinyTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_cache_dir() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let Some(tiny) = TinyTmpfs::mount(&dir.join("tiny")) else {
+        eprintln!("note: cannot mount a tmpfs here (not root?); CacheFull test skipped");
+        return;
+    };
+    // A cache whose image (256 KiB of data) cannot fit in 64 KiB.
+    let big = o(dir).size(64 * PAGE);
+    let mut c = RioCache::open(disk_path(dir), &big).unwrap();
+    c.window(0, 64 * PAGE).unwrap().fill(0xAB);
+    let image = c.image_path().to_owned();
+    c.close().unwrap();
+    let full = big.cache_dir(&tiny.0);
+    refused(
+        dir,
+        &image,
+        &full,
+        |e| matches!(e, Error::CacheFull { len, .. } if *len > 64 * 1024),
+    );
+    assert_eq!(
+        std::fs::read_dir(&tiny.0).unwrap().count(),
+        0,
+        "a partial image was left behind"
+    );
+    // A new cache too.
+    let e = RioCache::open(dir.join("new.rio"), &full).unwrap_err();
+    assert!(matches!(e, Error::CacheFull { .. }), "{e:?}");
+}
+
+#[test]
+fn opened_twice_in_one_process_is_locked() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let first = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    refused(dir, &image, &o(dir), |e| matches!(e, Error::Locked { .. }));
+    drop(first);
+    RioCache::open(disk_path(dir), &o(dir)).unwrap();
+}
+
+/// Child: tries to open the cache; exit code 3 means Locked.
+fn child_try_open(dir: &Path, _arg: &str) {
+    match RioCache::open(disk_path(dir), &o(dir)) {
+        Err(Error::Locked { .. }) => std::process::exit(3),
+        Err(e) => panic!("{e:?}"),
+        Ok(_) => std::process::exit(0),
+    }
+}
+
+#[test]
+fn child_process_entry() {
+    child_dispatch(&[("try_open", child_try_open)]);
+}
+
+#[test]
+fn opened_from_another_process_is_locked() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let paths = files(dir, &image);
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let first = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    let before = snapshot(&refs);
+    let status = run_child("try_open", dir, "", &[]);
+    assert_eq!(status.code(), Some(3), "child: {status:?}");
+    assert_same_files(&before, &snapshot(&refs), "a locked-out open");
+    drop(first);
+    assert_eq!(run_child("try_open", dir, "", &[]).code(), Some(0));
+}
+
+#[test]
+fn out_of_range_reads_and_windows() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let mut cache = RioCache::open(disk_path(t.path()), &o(t.path())).unwrap();
+    let oor = |r: Result<(), Error>| {
+        assert!(
+            matches!(r, Err(Error::OutOfRange { size, .. }) if size == SIZE),
+            "{r:?}"
+        );
+    };
+    oor(cache.read(SIZE - 1, 2).map(drop));
+    oor(cache.read(SIZE + 1, 0).map(drop));
+    oor(cache.read(u64::MAX, 2).map(drop));
+    oor(cache.window(SIZE, 1).map(drop));
+    oor(cache.window(1, u64::MAX).map(drop));
+    let mut u = cache.update().unwrap();
+    oor(u.read(SIZE, 1).map(drop));
+    oor(u.window(SIZE - 4, 5).map(drop));
+    oor(u.window_pair(0..1, SIZE..SIZE + 1).map(drop));
+    drop(u);
+    assert_eq!(cache.read(SIZE - 1, 1).unwrap(), [0]);
+    assert_eq!(
+        cache.stats().dirty_pages,
+        0,
+        "a refused window marked pages dirty"
+    );
+}
+
+#[test]
+fn overlapping_window_pair() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let mut cache = RioCache::open(disk_path(t.path()), &o(t.path())).unwrap();
+    let mut u = cache.update().unwrap();
+    for (a, b) in [(0..10, 9..20), (5..6, 0..100), (100..200, 100..200)] {
+        match u.window_pair(a.clone(), b.clone()) {
+            Err(Error::Overlap(x, y)) => assert_eq!((x, y), (a, b)),
+            other => panic!("{a:?} {b:?}: {other:?}"),
+        }
+    }
+    // Adjacent is fine.
+    let (x, y) = u.window_pair(0..10, 10..20).unwrap();
+    x[9] = 1;
+    y[0] = 2;
+}
+
+#[test]
+fn zero_size_is_invalid() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let e = RioCache::open(disk_path(t.path()), &o(t.path()).size(0)).unwrap_err();
+    assert!(matches!(e, Error::InvalidOptions(_)), "{e:?}");
+    assert!(!disk_path(t.path()).exists());
+}
+
+#[test]
+fn pkey_when_unsupported() {
+    let _serial = common::serial();
+    if rio_cache::pkeys_supported() {
+        eprintln!("note: this machine has protection keys; PkeyUnavailable not testable");
+        return;
+    }
+    let t = TestDir::new();
+    let e = RioCache::open(
+        disk_path(t.path()),
+        &o(t.path()).protection(Protection::Pkey),
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::PkeyUnavailable(_)), "{e:?}");
+}
