@@ -17,7 +17,7 @@ use heed::types::{Bytes, U64};
 use heed::{Database, Env, EnvFlags, RwTxn};
 
 use crate::engine::{Body, Engine, Layout, Txn};
-use crate::records::{self, RecordStore};
+use crate::records::{RecordCache, RecordStore};
 use crate::sys;
 
 type Records = Database<U64<BigEndian>, Bytes>;
@@ -27,7 +27,7 @@ pub struct Lmdb {
     env: Env,
     db: Records,
     layout: Layout,
-    scratch: Vec<u8>,
+    cache: RecordCache,
     // Dropped last: the directory outlives the environment's files.
     dir: tempfile::TempDir,
 }
@@ -74,7 +74,7 @@ impl Lmdb {
             env,
             db,
             layout: layout.clone(),
-            scratch: Vec::new(),
+            cache: RecordCache::default(),
             dir,
         })
     }
@@ -84,7 +84,7 @@ struct LmdbTxn<'a, 'e> {
     txn: &'a mut RwTxn<'e>,
     db: Records,
     layout: &'a Layout,
-    scratch: &'a mut Vec<u8>,
+    cache: &'a mut RecordCache,
 }
 
 struct Store<'a, 'e> {
@@ -93,12 +93,13 @@ struct Store<'a, 'e> {
 }
 
 impl RecordStore for Store<'_, '_> {
-    fn get(&mut self, id: u64, within: usize, out: &mut [u8]) -> Result<()> {
+    fn get(&mut self, id: u64, out: &mut [u8]) -> Result<()> {
         let value = self
             .db
             .get(self.txn, &id)?
             .with_context(|| format!("record {id} missing"))?;
-        out.copy_from_slice(&value[within..within + out.len()]);
+        anyhow::ensure!(value.len() == out.len(), "record {id} has the wrong length");
+        out.copy_from_slice(value);
         Ok(())
     }
 
@@ -109,39 +110,31 @@ impl RecordStore for Store<'_, '_> {
 
 impl Txn for LmdbTxn<'_, '_> {
     fn read(&mut self, off: u64, buf: &mut [u8]) -> Result<()> {
-        records::read(
-            self.layout,
-            &mut Store {
-                txn: self.txn,
-                db: self.db,
-            },
-            off,
-            buf,
-        )
+        let mut store = Store {
+            txn: self.txn,
+            db: self.db,
+        };
+        self.cache.read(self.layout, &mut store, off, buf)
     }
 
     fn write(&mut self, off: u64, data: &[u8]) -> Result<()> {
-        records::write(
-            self.layout,
-            &mut Store {
-                txn: self.txn,
-                db: self.db,
-            },
-            self.scratch,
-            off,
-            data,
-        )
+        let mut store = Store {
+            txn: self.txn,
+            db: self.db,
+        };
+        self.cache.write(self.layout, &mut store, off, data)
     }
 }
 
 impl Engine for Lmdb {
     fn transact(&mut self, body: &mut Body<'_>) -> Result<()> {
         let mut txn = self.env.write_txn()?;
+        self.cache.begin();
         body(&mut LmdbTxn {
             txn: &mut txn,
             db: self.db,
             layout: &self.layout,
-            scratch: &mut self.scratch,
+            cache: &mut self.cache,
         })?;
         // On error the `?` above drops `txn`, which aborts it.
         txn.commit()?;

@@ -17,6 +17,19 @@ pub struct Machine {
     pub pkeys: String,
     /// The directory file-backed engines (LMDB, SQLite) kept their files in, and its file system.
     pub scratch: String,
+    /// /proc/loadavg's 1-minute load when the run started (other work on a shared machine
+    /// shows up here and in the numbers).
+    pub load_start: f64,
+    /// The same when the run ended.
+    pub load_end: f64,
+}
+
+/// The 1-minute load average.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN)
 }
 
 impl Machine {
@@ -48,14 +61,23 @@ impl Machine {
                 Err(e) => format!("no (pkey_alloc: {e})"),
             },
             scratch: format!("{} ({})", scratch.display(), file_system(scratch)),
+            load_start: load_average(),
+            load_end: load_average(),
         }
     }
 
     /// One line for reports.
     pub fn summary(&self) -> String {
         format!(
-            "{}, {} cores, {} GiB, Linux {}, pkeys: {}, files in {}",
-            self.cpu, self.cores, self.memory_gib, self.kernel, self.pkeys, self.scratch
+            "{}, {} cores, {} GiB, Linux {}, pkeys: {}, files in {}, load average {:.2} at start and {:.2} at end",
+            self.cpu,
+            self.cores,
+            self.memory_gib,
+            self.kernel,
+            self.pkeys,
+            self.scratch,
+            self.load_start,
+            self.load_end
         )
     }
 }

@@ -31,10 +31,10 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// `quick`: 50 ms warm-up, 150 ms measuring, ~30 batches.
+    /// `quick`: 100 ms warm-up, 300 ms measuring, ~30 batches.
     pub const QUICK: Budget = Budget {
-        warmup: Duration::from_millis(50),
-        measure: Duration::from_millis(150),
+        warmup: Duration::from_millis(100),
+        measure: Duration::from_millis(300),
         target_batches: 30,
         min_batches: 5,
         max_batches: 200,

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::engine::{Body, Engine, Layout, Txn};
-use crate::records::{self, RecordStore};
+use crate::records::{RecordCache, RecordStore};
 
 const SELECT: &str = "SELECT data FROM rec WHERE id = ?1";
 const UPDATE: &str = "UPDATE rec SET data = ?2 WHERE id = ?1";
@@ -23,7 +23,7 @@ const UPDATE: &str = "UPDATE rec SET data = ?2 WHERE id = ?1";
 pub struct Sqlite {
     conn: Connection,
     layout: Layout,
-    scratch: Vec<u8>,
+    cache: RecordCache,
     // Dropped last: the directory outlives the database files.
     dir: tempfile::TempDir,
 }
@@ -70,7 +70,7 @@ impl Sqlite {
         Ok(Sqlite {
             conn,
             layout: layout.clone(),
-            scratch: Vec::new(),
+            cache: RecordCache::default(),
             dir,
         })
     }
@@ -79,16 +79,23 @@ impl Sqlite {
 struct Store<'a>(&'a Connection);
 
 impl RecordStore for Store<'_> {
-    fn get(&mut self, id: u64, within: usize, out: &mut [u8]) -> Result<()> {
+    fn get(&mut self, id: u64, out: &mut [u8]) -> Result<()> {
         let mut stmt = self.0.prepare_cached(SELECT)?;
         let found = stmt
             .query_row([id as i64], |row| {
                 let blob = row.get_ref(0)?.as_blob()?;
-                out.copy_from_slice(&blob[within..within + out.len()]);
-                Ok(())
+                let fits = blob.len() == out.len();
+                if fits {
+                    out.copy_from_slice(blob);
+                }
+                Ok(fits)
             })
             .optional()?;
-        found.with_context(|| format!("record {id} missing"))
+        match found {
+            Some(true) => Ok(()),
+            Some(false) => anyhow::bail!("record {id} has the wrong length"),
+            None => anyhow::bail!("record {id} missing"),
+        }
     }
 
     fn put(&mut self, id: u64, data: &[u8]) -> Result<()> {
@@ -104,26 +111,29 @@ impl RecordStore for Store<'_> {
 struct SqliteTxn<'a> {
     conn: &'a Connection,
     layout: &'a Layout,
-    scratch: &'a mut Vec<u8>,
+    cache: &'a mut RecordCache,
 }
 
 impl Txn for SqliteTxn<'_> {
     fn read(&mut self, off: u64, buf: &mut [u8]) -> Result<()> {
-        records::read(self.layout, &mut Store(self.conn), off, buf)
+        self.cache
+            .read(self.layout, &mut Store(self.conn), off, buf)
     }
 
     fn write(&mut self, off: u64, data: &[u8]) -> Result<()> {
-        records::write(self.layout, &mut Store(self.conn), self.scratch, off, data)
+        self.cache
+            .write(self.layout, &mut Store(self.conn), off, data)
     }
 }
 
 impl Engine for Sqlite {
     fn transact(&mut self, body: &mut Body<'_>) -> Result<()> {
         let tx = self.conn.transaction()?;
+        self.cache.begin();
         body(&mut SqliteTxn {
             conn: &tx,
             layout: &self.layout,
-            scratch: &mut self.scratch,
+            cache: &mut self.cache,
         })?;
         // On error the `?` above drops `tx`, which rolls it back.
         tx.commit()?;

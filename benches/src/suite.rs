@@ -32,7 +32,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// `quick`: 8 B, 64 B, 512 B, 4 KiB, 64 KiB; 150 ms per cell.
+    /// `quick`: 8 B, 64 B, 512 B, 4 KiB, 64 KiB; 300 ms per cell (after 100 ms warm-up).
     pub fn quick(scratch: PathBuf) -> Plan {
         Plan {
             mode: "quick",
@@ -130,6 +130,7 @@ pub fn run(
     command: String,
     mut progress: impl FnMut(&str),
 ) -> Report {
+    let mut machine = Machine::detect(&plan.scratch);
     let mut rows = Vec::new();
     for &family in &plan.families {
         for spec in engines {
@@ -189,9 +190,10 @@ pub fn run(
             }
         }
     }
+    machine.load_end = crate::machine::load_average();
     Report {
         command,
-        machine: Machine::detect(&plan.scratch),
+        machine,
         plan: plan.clone(),
         engines: engines
             .iter()

@@ -73,6 +73,8 @@ impl Mapping {
         }
         let ptr =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        // Small pages, like the file mappings of the other engines (LMDB's map, PMDK's
+        // pool on tmpfs); MAP_POPULATE keeps page faults out of the measurements.
         Ok(Mapping { ptr, len })
     }
 
@@ -230,7 +232,20 @@ impl Drop for Pkey {
 /// # Errors
 /// The `pkey_alloc` error.
 pub fn pkeys_supported() -> io::Result<()> {
-    Pkey::allocate().map(drop)
+    // Asked once per process: on a kernel without pkeys, later calls may report a different
+    // errno (ENOSPC after EINVAL), which would only confuse reports.
+    static ANSWER: std::sync::OnceLock<Result<(), (Option<i32>, String)>> =
+        std::sync::OnceLock::new();
+    ANSWER
+        .get_or_init(|| {
+            Pkey::allocate()
+                .map(drop)
+                .map_err(|e| (e.raw_os_error(), e.to_string()))
+        })
+        .clone()
+        .map_err(|(code, msg)| {
+            code.map_or_else(|| io::Error::other(msg), io::Error::from_raw_os_error)
+        })
 }
 
 /// Opens an LMDB environment with `flags` (heed marks both steps `unsafe`).
