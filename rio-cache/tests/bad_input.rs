@@ -269,7 +269,12 @@ fn damaged_committed_journal_is_corrupt() {
 #[test]
 fn torn_journal_is_discarded() {
     let _serial = common::serial();
-    for torn in ["no commit record", "half a commit record", "half the body"] {
+    for torn in [
+        "no commit record",
+        "half a commit record",
+        "zeroed commit record",
+        "half the body",
+    ] {
         let t = TestDir::new();
         let dir = t.path();
         let image = setup(dir);
@@ -279,6 +284,13 @@ fn torn_journal_is_discarded() {
         let bytes = match torn {
             "no commit record" => full[..full.len() - 64].to_vec(),
             "half a commit record" => full[..full.len() - 32].to_vec(),
+            // The file grew but the commit record's block never reached the disk.
+            "zeroed commit record" => {
+                let mut b = full.clone();
+                let n = b.len();
+                b[n - 64..].fill(0);
+                b
+            }
             _ => full[..full.len() / 2].to_vec(),
         };
         std::fs::write(&jp, bytes).unwrap();
