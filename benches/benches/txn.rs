@@ -15,9 +15,7 @@ fn transactions(c: &mut Criterion) {
     for size in [8usize, 64, 4096] {
         let mut group = c.benchmark_group(format!("txn {}", human_bytes(size)));
         for spec in all_engines() {
-            if spec.supported().is_err()
-                || spec.name.ends_with("sync") && spec.name != "lmdb-nosync"
-            {
+            if spec.supported().is_err() || spec.flushes_to_disk {
                 // Engines that fsync per commit take milliseconds; the suite binary covers them.
                 continue;
             }
@@ -37,7 +35,7 @@ fn transactions(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("debit-credit");
     for spec in all_engines() {
-        if spec.supported().is_err() || spec.name == "lmdb-sync" || spec.name == "sqlite-full" {
+        if spec.supported().is_err() || spec.flushes_to_disk {
             continue;
         }
         let mut w = DebitCredit::new(Scale::Standard);

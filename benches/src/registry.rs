@@ -66,6 +66,8 @@ pub struct EngineSpec {
     pub about: &'static str,
     open: Opener,
     probe: fn() -> std::io::Result<()>,
+    /// Commits wait for a disk flush (milliseconds each here); criterion skips these.
+    pub flushes_to_disk: bool,
 }
 
 impl std::fmt::Debug for EngineSpec {
@@ -88,6 +90,7 @@ impl EngineSpec {
             about,
             open: Box::new(open),
             probe: || Ok(()),
+            flushes_to_disk: false,
         }
     }
 
@@ -95,6 +98,13 @@ impl EngineSpec {
     #[must_use]
     pub fn probe(mut self, probe: fn() -> std::io::Result<()>) -> EngineSpec {
         self.probe = probe;
+        self
+    }
+
+    /// Marks a configuration whose commits wait for the disk.
+    #[must_use]
+    pub fn flushes_to_disk(mut self) -> EngineSpec {
+        self.flushes_to_disk = true;
         self
     }
 
@@ -164,7 +174,8 @@ pub fn all_engines() -> Vec<EngineSpec> {
                     o.layout, o.scratch, true,
                 )?))
             },
-        ),
+        )
+        .flushes_to_disk(),
         EngineSpec::new(
             "sqlite-off",
             "SQLite WAL, synchronous=OFF, prepared statements",
@@ -182,7 +193,8 @@ pub fn all_engines() -> Vec<EngineSpec> {
                     o.layout, o.scratch, true,
                 )?))
             },
-        ),
+        )
+        .flushes_to_disk(),
     ]);
     v
 }
