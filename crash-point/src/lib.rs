@@ -79,41 +79,57 @@ pub fn parse_spec(spec: &str) -> Option<(&str, u64)> {
 
 #[cfg(feature = "enabled")]
 mod armed {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::{Mutex, Once};
+    use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+    use std::sync::Mutex;
 
-    static ENV_READ: Once = Once::new();
-    static ARMED: AtomicBool = AtomicBool::new(false);
+    /// 0: the environment has not been read; 1: disarmed; 2: armed.
+    static STATE: AtomicU8 = AtomicU8::new(0);
     static HITS: AtomicU64 = AtomicU64::new(0);
     static TARGET: Mutex<Option<(String, u64)>> = Mutex::new(None);
 
-    pub(crate) fn arm(target: Option<(String, u64)>) {
-        // Mark the environment as read so it cannot override an explicit choice.
-        ENV_READ.call_once(|| {});
-        let mut t = TARGET.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn target() -> std::sync::MutexGuard<'static, Option<(String, u64)>> {
+        TARGET
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn arm(new: Option<(String, u64)>) {
+        let mut t = target();
         HITS.store(0, Ordering::SeqCst);
-        ARMED.store(target.is_some(), Ordering::SeqCst);
-        *t = target;
+        STATE.store(if new.is_some() { 2 } else { 1 }, Ordering::SeqCst);
+        *t = new;
     }
 
+    #[cold]
     fn read_env() {
-        ENV_READ.call_once(|| {
-            if let Ok(spec) = std::env::var(super::ENV_VAR) {
-                if let Some((name, n)) = super::parse_spec(&spec) {
-                    let mut t = TARGET.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    *t = Some((name.to_owned(), n));
-                    ARMED.store(true, Ordering::SeqCst);
-                }
-            }
-        });
+        let mut t = target();
+        if STATE.load(Ordering::SeqCst) != 0 {
+            return; // armed or disarmed explicitly meanwhile
+        }
+        let spec = std::env::var(super::ENV_VAR).ok();
+        *t = spec
+            .as_deref()
+            .and_then(super::parse_spec)
+            .map(|(name, n)| (name.to_owned(), n));
+        STATE.store(if t.is_some() { 2 } else { 1 }, Ordering::SeqCst);
     }
 
+    /// One relaxed load when disarmed: cheap enough for a transaction's hot path.
+    #[inline]
     pub(crate) fn hit(name: &'static str) {
-        read_env();
-        if !ARMED.load(Ordering::Relaxed) {
-            return;
+        match STATE.load(Ordering::Relaxed) {
+            1 => {}
+            0 => {
+                read_env();
+                hit(name);
+            }
+            _ => armed_hit(name),
         }
-        let t = TARGET.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+
+    #[cold]
+    fn armed_hit(name: &'static str) {
+        let t = target();
         if let Some((target, nth)) = t.as_ref() {
             if target == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *nth {
                 kill_self();

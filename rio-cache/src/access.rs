@@ -21,6 +21,7 @@ use crate::sys::{self, PAGE};
 
 impl Inner {
     /// Checks that `[offset, offset + len)` lies in the data and converts it.
+    #[inline]
     pub(crate) fn check_range(&self, offset: u64, len: u64) -> Result<(usize, usize)> {
         match offset.checked_add(len) {
             Some(end) if end <= self.data_len => Ok((offset as usize, len as usize)),
@@ -69,6 +70,7 @@ impl RioCache {
     ///
     /// # Errors
     /// [`Error::OutOfRange`] if the range does not lie in the cache.
+    #[inline]
     pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {
         let (off, len) = self.inner.check_range(offset, len)?;
         // SAFETY: in bounds (checked); `&self` is borrowed for the slice's life, so no
@@ -92,6 +94,7 @@ impl RioCache {
     ///
     /// # Errors
     /// [`Error::Poisoned`] after a failed checkpoint.
+    #[inline]
     pub fn update(&mut self) -> Result<Update<'_>> {
         self.inner.check_poison()?;
         let gate = self
@@ -104,6 +107,8 @@ impl RioCache {
             guard: &mut self.guard,
             _gate: gate,
             opened: Vec::new(),
+            recent: [0..0, 0..0],
+            next_recent: 0,
             pkru_saved: None,
             _not_send: PhantomData,
         })
@@ -129,6 +134,10 @@ pub struct Update<'a> {
     _gate: RwLockReadGuard<'a, ()>,
     /// Page ranges opened with `mprotect`, to close on drop.
     opened: Vec<Range<usize>>,
+    /// The last two page ranges opened: opening inside one again costs only the range
+    /// check (a transaction reopens its log page and data page several times).
+    recent: [Range<usize>; 2],
+    next_recent: usize,
     /// PKRU before the first window opened, restored on drop.
     pkru_saved: Option<u32>,
     /// Protection keys are per-thread: the update must close where it opened.
@@ -150,6 +159,7 @@ impl Update<'_> {
     ///
     /// # Errors
     /// [`Error::OutOfRange`].
+    #[inline]
     pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {
         let (off, len) = self.inner.check_range(offset, len)?;
         // SAFETY: in bounds; `&self` is borrowed for the slice's life, so no mutable
@@ -163,6 +173,7 @@ impl Update<'_> {
     ///
     /// # Errors
     /// [`Error::OutOfRange`], or an I/O error from `mprotect`.
+    #[inline]
     pub fn window(&mut self, offset: u64, len: u64) -> Result<&mut [u8]> {
         let (off, len) = self.open(offset, len)?;
         // SAFETY: in bounds and opened for writing (open); unaliased: `&mut self` is
@@ -175,6 +186,7 @@ impl Update<'_> {
     ///
     /// # Errors
     /// [`Error::Overlap`] if they overlap, else as [`Update::window`].
+    #[inline]
     pub fn window_pair(&mut self, a: Range<u64>, b: Range<u64>) -> Result<(&mut [u8], &mut [u8])> {
         if a.start < b.end && b.start < a.end && !a.is_empty() && !b.is_empty() {
             return Err(Error::Overlap(a, b));
@@ -199,6 +211,7 @@ impl Update<'_> {
     /// # Errors
     /// [`Error::Misaligned`] unless `offset` is a multiple of 8; else as
     /// [`Update::window`].
+    #[inline]
     pub fn store_u64(&mut self, offset: u64, value: u64) -> Result<()> {
         if offset % 8 != 0 {
             return Err(Error::Misaligned { offset });
@@ -240,17 +253,32 @@ impl Update<'_> {
     ///
     /// # Errors
     /// As [`Update::window`].
+    #[inline]
     pub fn open(&mut self, offset: u64, len: u64) -> Result<(usize, usize)> {
         let (off, n) = self.inner.check_range(offset, len)?;
         if n == 0 {
             return Ok((off, 0));
         }
         let pages = off / PAGE..(off + n).div_ceil(PAGE);
+        if self
+            .recent
+            .iter()
+            .any(|r| r.start <= pages.start && pages.end <= r.end)
+        {
+            return Ok((off, n));
+        }
+        self.open_pages(pages)
+            .context(|| format!("mprotect {offset}+{len} writable"))?;
+        Ok((off, n))
+    }
+
+    /// Opens pages not opened recently: protection, dirty marking.
+    #[inline(never)]
+    fn open_pages(&mut self, pages: Range<usize>) -> std::io::Result<()> {
         match self.guard {
             Guard::None => {}
             Guard::Mprotect { refs } => {
-                open_pages(&self.inner.data, refs, pages.clone())
-                    .context(|| format!("mprotect {offset}+{len} writable"))?;
+                open_pages(&self.inner.data, refs, pages.clone())?;
                 self.opened.push(pages.clone());
             }
             Guard::Pkey { key } => {
@@ -261,8 +289,10 @@ impl Update<'_> {
                 }
             }
         }
-        self.inner.mark_dirty(pages);
-        Ok((off, n))
+        self.inner.mark_dirty(pages.clone());
+        self.recent[self.next_recent] = pages;
+        self.next_recent ^= 1;
+        Ok(())
     }
 }
 
@@ -270,6 +300,7 @@ impl Drop for Update<'_> {
     /// Closes every window. A failure to re-protect pages with `mprotect` cannot be
     /// reported from here; it leaves those pages writable (weaker protection, never
     /// unsoundness) and is counted in [`crate::Stats::reprotect_failures`].
+    #[inline]
     fn drop(&mut self) {
         if let Guard::Mprotect { refs } = &mut self.guard {
             for pages in self.opened.drain(..) {

@@ -165,6 +165,7 @@ impl Inner {
         self.meta.bytes(PAGE + self.pages, self.pages)
     }
 
+    #[inline]
     pub(crate) fn mark_dirty(&self, pages: Range<usize>) {
         let dirty = self.dirty_map();
         let mut newly = 0;
@@ -187,17 +188,23 @@ impl Inner {
         }
     }
 
+    #[inline]
     pub(crate) fn check_poison(&self) -> Result<()> {
         if self.poisoned.load(Ordering::Acquire) {
-            let why = self
-                .poison
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone()
-                .unwrap_or_default();
-            return Err(Error::Poisoned(why));
+            return Err(self.poison_error());
         }
         Ok(())
+    }
+
+    #[cold]
+    fn poison_error(&self) -> Error {
+        let why = self
+            .poison
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default();
+        Error::Poisoned(why)
     }
 
     pub(crate) fn set_poison(&self, why: String) {

@@ -117,6 +117,7 @@ pub(crate) trait IoContext<T> {
 }
 
 impl<T> IoContext<T> for io::Result<T> {
+    #[inline]
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|source| Error::Io {
             context: what(),

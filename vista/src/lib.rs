@@ -70,7 +70,9 @@
 //!
 //! # Dependencies
 //! - `rio-cache`: the crash-surviving memory, protection and checkpoints.
-//! - `crc32fast`: checksums of the header and undo records.
+//! - `crc32fast`: the header checksum.
+//! - `xxhash-rust`: undo-record checksums (XXH3 is fast on the small records of the
+//!   commit path).
 //! - `bytemuck`: typed reads and writes of plain-old-data values.
 //! - `thiserror`: the [`Error`] enum.
 //! - `crash-point`: crash points for crash testing (compiled in only with the feature).

@@ -6,14 +6,24 @@
 //! record, little-endian:
 //!
 //! ```text
-//! 0 magic u32 "UNDO"   4 crc32 u32 of bytes 8..24+len   8 offset u64 (user space)
+//! 0 magic u32 "UNDO"   4 checksum u32   8 offset u64 (user space)
 //! 16 len u64           24 before-image [len], padded to a multiple of 8
 //! ```
+//!
+//! The checksum is the low 32 bits of XXH3-64 of bytes `8..24+len`: it detects a
+//! record damaged by a wild store. (Tearing is not its job: a record is published only
+//! after it is complete.) XXH3 rather than CRC32 because it is on every `set_range`:
+//! about 10 ns for a small record where CRC32 takes several times that.
 
 use crate::layout::{Layout, LANE_HEADER};
 
 pub(crate) const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"UNDO");
 pub(crate) const RECORD_HEADER: u64 = 24;
+
+/// The record checksum: the low half of XXH3-64.
+fn checksum(bytes: &[u8]) -> u32 {
+    xxhash_rust::xxh3::xxh3_64(bytes) as u32
+}
 
 /// Bytes a record for `len` bytes of before-image occupies.
 pub(crate) fn record_len(len: u64) -> Option<u64> {
@@ -27,8 +37,8 @@ pub(crate) fn encode(rec: &mut [u8], offset: u64, before: &[u8]) {
     rec[8..16].copy_from_slice(&offset.to_le_bytes());
     rec[16..24].copy_from_slice(&(len as u64).to_le_bytes());
     rec[24..24 + len].copy_from_slice(before);
-    let crc = crc32fast::hash(&rec[8..24 + len]);
-    rec[4..8].copy_from_slice(&crc.to_le_bytes());
+    let sum = checksum(&rec[8..24 + len]);
+    rec[4..8].copy_from_slice(&sum.to_le_bytes());
     rec[0..4].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
 }
 
@@ -79,7 +89,7 @@ pub(crate) fn parse(lane: &[u8], tail: u64, layout: &Layout) -> Result<Vec<Recor
             ));
         }
         let data_end = a + 24 + len as usize;
-        if crc32fast::hash(&lane[a + 8..data_end]) != u32_at(a + 4) {
+        if checksum(&lane[a + 8..data_end]) != u32_at(a + 4) {
             return Err(format!(
                 "undo record at lane offset {at} fails its checksum"
             ));
