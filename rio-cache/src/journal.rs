@@ -115,7 +115,8 @@ impl Batch {
 /// What a journal file holds.
 #[derive(Debug)]
 pub(crate) enum Journal {
-    /// Nothing: the last checkpoint completed.
+    /// Nothing: the last checkpoint completed (the file is empty or its header is
+    /// zero; bytes after a zero header are leftovers and mean nothing).
     Empty,
     /// A checkpoint that never reached its commit record: discard it.
     Torn,
@@ -143,8 +144,9 @@ pub(crate) fn read(file: &File, path: &Path, data_len: u64, data_pages: u64) -> 
     file.read_exact_at(&mut header, 0)
         .context(|| format!("read {}", path.display()))?;
     if header.iter().all(|&b| b == 0) {
-        // The header sector never reached the disk: torn before the first fsync.
-        return Ok(Journal::Torn);
+        // A cleared journal (its header is zeroed at the end of every checkpoint), or
+        // one whose header sector never reached the disk: nothing was committed.
+        return Ok(Journal::Empty);
     }
     if header[0..8] != JOURNAL_MAGIC {
         return Err(corrupt("bad journal magic".into()));
