@@ -1,6 +1,9 @@
-//! Criterion micro-benchmarks with paired names: `txn 8B/floor-noguard`,
-//! `txn 8B/lmdb-nosync`, `debit-credit/sqlite-off`, ... Every engine of the build that this
-//! machine supports, on a 64 MiB synthetic segment and the debit-credit tables.
+//! Criterion micro-benchmarks with paired names: `txn 8B/vista-mprotect`,
+//! `txn 8B/rvm-rio-restore-flush`, `txn 8B/floor-noguard`, `debit-credit/vista-none`,
+//! `debit-credit/sqlite-off`, ... Every engine of the build that this machine supports and
+//! whose commits do not wait for the disk (`EngineSpec::flushes_to_disk`: `lmdb-sync`,
+//! `sqlite-full`, `rvm-*-flush` on disk; the suite binary measures those), on a 64 MiB
+//! synthetic segment and the debit-credit tables.
 //!
 //! `cargo bench -p benches --bench txn` (add `-- 'txn 8B'` to filter).
 

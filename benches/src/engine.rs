@@ -27,6 +27,13 @@ pub trait Engine {
     /// # Errors
     /// The body's error, or the engine's failure to begin, write, or commit.
     fn transact(&mut self, body: &mut Body<'_>) -> Result<()>;
+
+    /// Cumulative counters of background work the engine does on its own (truncations,
+    /// checkpoints, log forces), so a report can say how much of it ran while a cell was
+    /// measured. Empty by default.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// The handle a transaction body reads and writes through.

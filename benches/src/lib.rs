@@ -13,7 +13,10 @@
 //! - [`lmdb`]: LMDB (write-map; no-sync and sync).
 //! - [`sqlite`]: SQLite (WAL; `synchronous` OFF and FULL).
 //! - `pmdk` (feature `pmdk`): PMDK's libpmemobj, pool on `/dev/shm`.
-//! - vista and lrvm adapters join when those crates are ready.
+//! - [`vista`]: the project's Vista (no guard, `mprotect`, protection keys where
+//!   available), memory image on `/dev/shm`.
+//! - [`lrvm`]: the project's LRVM, restore/no-restore x flush/no-flush, files on disk
+//!   (`rvm-*`) or on `/dev/shm` (`rvm-rio-*`, the paper's RVM on Rio).
 //!
 //! ```
 //! use benches::engine::Layout;
@@ -34,7 +37,8 @@
 //! Errors are `anyhow::Error` throughout: this crate is a harness whose only users are its
 //! own binary, tests and criterion benches, and every error ends up printed in a report.
 //!
-//! Why each dependency is here: `heed` (LMDB, builds LMDB's C source), `rusqlite` with
+//! Why each dependency is here: `vista` and `lrvm` (the engines under comparison),
+//! `rio-cache` (only to remove vista's memory images after a run), `heed` (LMDB, builds LMDB's C source), `rusqlite` with
 //! `bundled` (SQLite, builds the amalgamation), `plotters` (SVG plots; bitmap and font
 //! features off so nothing from the system is needed), `libc` (mmap, mprotect, pkeys in
 //! [`sys`]), `rand` (workload generators), `serde`/`serde_json` (the JSON results), `clap`
@@ -45,6 +49,7 @@
 pub mod engine;
 pub mod floor;
 pub mod lmdb;
+pub mod lrvm;
 pub mod machine;
 pub mod measure;
 pub mod plot;
@@ -55,4 +60,5 @@ pub mod registry;
 pub mod sqlite;
 pub mod suite;
 pub mod sys;
+pub mod vista;
 pub mod workload;

@@ -19,6 +19,9 @@ enum Mode {
     Quick,
     /// Every power of two from 8 B to 64 KiB, 2 s per cell.
     Full,
+    /// Every engine and workload with tiny tables, a 1 MiB segment and ~10 ms per cell:
+    /// seconds, for CI (checks the adapters; the numbers mean little).
+    Smoke,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -32,7 +35,7 @@ enum WorkloadArg {
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// `quick` or `full`.
+    /// `quick`, `full` or `smoke`.
     #[arg(value_enum, default_value = "quick")]
     mode: Mode,
     /// Comma-separated engine names (default: all of this build). `--list` shows them.
@@ -41,9 +44,9 @@ struct Args {
     /// Comma-separated workloads (default: all).
     #[arg(long, value_delimiter = ',', value_enum)]
     workloads: Vec<WorkloadArg>,
-    /// Synthetic segment size in MiB.
-    #[arg(long, default_value_t = 64)]
-    segment_mib: u64,
+    /// Synthetic segment size in MiB (default 64; 1 in `smoke`).
+    #[arg(long)]
+    segment_mib: Option<u64>,
     /// Where the JSON, Markdown and SVG results go.
     #[arg(long, default_value = "results")]
     results: PathBuf,
@@ -73,9 +76,12 @@ fn main() -> Result<()> {
     let mut plan = match args.mode {
         Mode::Quick => Plan::quick(args.scratch.clone()),
         Mode::Full => Plan::full(args.scratch.clone()),
+        Mode::Smoke => Plan::smoke(args.scratch.clone()),
     };
-    anyhow::ensure!(args.segment_mib >= 1, "--segment-mib must be at least 1");
-    plan.segment_len = args.segment_mib << 20;
+    if let Some(mib) = args.segment_mib {
+        anyhow::ensure!(mib >= 1, "--segment-mib must be at least 1");
+        plan.segment_len = mib << 20;
+    }
     if !args.workloads.is_empty() {
         plan.families = args
             .workloads

@@ -39,6 +39,14 @@ impl Budget {
         min_batches: 5,
         max_batches: 200,
     };
+    /// `smoke`: 2 ms warm-up, 10 ms measuring, at least 3 batches: seconds for the suite.
+    pub const SMOKE: Budget = Budget {
+        warmup: Duration::from_millis(2),
+        measure: Duration::from_millis(10),
+        target_batches: 5,
+        min_batches: 3,
+        max_batches: 20,
+    };
     /// `full`: 300 ms warm-up, 2 s measuring, ~100 batches.
     pub const FULL: Budget = Budget {
         warmup: Duration::from_millis(300),
@@ -54,6 +62,9 @@ impl Budget {
 pub struct Sample {
     /// Median over batches of the mean nanoseconds per transaction.
     pub median_ns: f64,
+    /// Measuring time over transactions measured: unlike the median, it includes every
+    /// stall (a truncation the log had to wait for, a checkpoint) in full.
+    pub mean_ns: f64,
     /// Fastest batch mean.
     pub min_ns: f64,
     /// Slowest batch mean.
@@ -81,11 +92,16 @@ fn run_batch(w: &mut dyn Workload, e: &mut dyn Engine, n: u64) -> Result<Duratio
     Ok(start.elapsed())
 }
 
-/// Warms up and measures `w` on `e`.
+/// Warms up and measures `w` on `e`; also returns the engine's
+/// [`counters`](Engine::counters) as they were when the measuring phase began.
 ///
 /// # Errors
 /// The first failed transaction.
-pub fn measure(w: &mut dyn Workload, e: &mut dyn Engine, budget: &Budget) -> Result<Sample> {
+pub fn measure(
+    w: &mut dyn Workload,
+    e: &mut dyn Engine,
+    budget: &Budget,
+) -> Result<(Sample, Vec<(&'static str, u64)>)> {
     let target = budget.measure / budget.target_batches.max(1);
     let mut batch = 1u64;
     let warm_start = Instant::now();
@@ -95,23 +111,29 @@ pub fn measure(w: &mut dyn Workload, e: &mut dyn Engine, budget: &Budget) -> Res
             batch = batch.saturating_mul(2);
         }
     }
+    let counters = e.counters();
     let mut means = Vec::new();
     let start = Instant::now();
+    let mut total = Duration::ZERO;
     while (means.len() < budget.min_batches as usize || start.elapsed() < budget.measure)
         && means.len() < budget.max_batches as usize
     {
         let t = run_batch(w, e, batch)?;
+        total += t;
         means.push(t.as_nanos() as f64 / batch as f64);
     }
     let batches = means.len() as u32;
-    Ok(Sample {
+    let transactions = batch * u64::from(batches);
+    let sample = Sample {
         median_ns: median(&mut means),
+        mean_ns: total.as_nanos() as f64 / transactions as f64,
         min_ns: means.iter().copied().fold(f64::INFINITY, f64::min),
         max_ns: means.iter().copied().fold(0.0, f64::max),
         batch,
         batches,
-        transactions: batch * u64::from(batches),
-    })
+        transactions,
+    };
+    Ok((sample, counters))
 }
 
 /// The median of `v` (mean of the middle two for an even count); sorts `v`.

@@ -2,34 +2,38 @@
 //!
 //! # Adding an adapter
 //!
-//! 1. Write a type that implements [`Engine`](crate::engine::Engine): an `open(layout, ...)`
+//! 1. Write a type that implements [`Engine`]: an `open(layout, ...)`
 //!    constructor that creates a zeroed segment of `layout.len()` bytes (a segment engine
 //!    needs nothing else from the layout), and `transact`, which begins a transaction, calls
 //!    the body with a [`Txn`](crate::engine::Txn) whose `read` copies bytes out and whose
 //!    `write` declares the range and copies bytes in, then commits; on a body error it rolls
-//!    back and returns the error. Put it in its own module (`src/vista.rs`) and add the crate
-//!    to `[dependencies]`. For vista, roughly:
+//!    back and returns the error. Put it in its own module and add the crate to
+//!    `[dependencies]`. `src/vista.rs` is the shortest real example:
 //!
 //!    ```ignore
-//!    pub struct Vista(vista::Heap);
 //!    impl Engine for Vista {
 //!        fn transact(&mut self, body: &mut Body<'_>) -> anyhow::Result<()> {
-//!            let mut tx = self.0.begin()?;          // the engine's RAII transaction
-//!            body(&mut VistaTxn(&mut tx))?;         // Drop aborts on error
-//!            tx.commit()?;
-//!            Ok(())
+//!            let mut tx = self.segment().begin()?;      // the engine's RAII transaction
+//!            match body(&mut VistaTxn(&mut tx)) {
+//!                Ok(()) => Ok(tx.commit()?),
+//!                Err(e) => { tx.abort()?; Err(e) }
+//!            }
 //!        }
 //!    }
-//!    // VistaTxn::write(off, data) = tx.set_range(off, len) + copy; read = copy out.
+//!    // VistaTxn::write(off, data) = tx.write (set_range + copy); read = copy out.
 //!    ```
+//!
+//!    An engine that does background work (truncation, checkpoints) can report it through
+//!    [`Engine::counters`]; the suite records what moved during each measurement.
 //!
 //! 2. Register each configuration in [`engines`] with one line:
 //!
 //!    ```ignore
 //!    EngineSpec::new("vista-pkey", "Vista, pkey-protected segment", |o| {
-//!        Ok(Box::new(vista_adapter::Vista::open(o.layout, Protection::Pkey)?))
+//!        Ok(Box::new(crate::vista::Vista::open(o.layout, o.scratch, Protection::Pkey, Writeback::Manual)?))
 //!    })
 //!    .probe(crate::sys::pkeys_supported), // optional: skip where the machine can't
+//!    // also: .flushes_to_disk() (criterion skips it), .cannot_abort() (RVM no-restore)
 //!    ```
 //!
 //!    Names `vista-pkey`, `vista-mprotect` and `vista-none` become the ratio reference
@@ -37,10 +41,12 @@
 //!
 //! 3. `cargo test -p benches` now runs the new adapter through every workload and checks
 //!    the data (tests/adapters.rs iterates over [`engines`]); `benches/txn.rs` picks it up
-//!    for the criterion micro-benchmarks too.
+//!    for the criterion micro-benchmarks and `benches smoke` for CI too.
 
 use std::path::Path;
 
+use ::lrvm::{CommitMode, RestoreMode};
+use ::vista::{Protection, Writeback};
 use anyhow::Result;
 
 use crate::engine::{Engine, Layout};
@@ -68,6 +74,9 @@ pub struct EngineSpec {
     probe: fn() -> std::io::Result<()>,
     /// Commits wait for a disk flush (milliseconds each here); criterion skips these.
     pub flushes_to_disk: bool,
+    /// A failed transaction body is rolled back (false for RVM's no-restore mode, whose
+    /// adapter refuses further transactions instead).
+    pub can_abort: bool,
 }
 
 impl std::fmt::Debug for EngineSpec {
@@ -91,6 +100,7 @@ impl EngineSpec {
             open: Box::new(open),
             probe: || Ok(()),
             flushes_to_disk: false,
+            can_abort: true,
         }
     }
 
@@ -105,6 +115,13 @@ impl EngineSpec {
     #[must_use]
     pub fn flushes_to_disk(mut self) -> EngineSpec {
         self.flushes_to_disk = true;
+        self
+    }
+
+    /// Marks a configuration that cannot roll a failed body back (see [`EngineSpec::can_abort`]).
+    #[must_use]
+    pub fn cannot_abort(mut self) -> EngineSpec {
+        self.can_abort = false;
         self
     }
 
@@ -149,7 +166,33 @@ pub fn all_engines() -> Vec<EngineSpec> {
             |o| Ok(Box::new(Floor::open(o.layout, Guard::Pkey)?)),
         )
         .probe(crate::sys::pkeys_supported),
+        vista(
+            "vista-none",
+            "Vista, unguarded segment, memory image on /dev/shm",
+            Protection::None,
+            Writeback::Manual,
+        ),
+        vista(
+            "vista-mprotect",
+            "Vista, mprotect write windows, memory image on /dev/shm",
+            Protection::Mprotect,
+            Writeback::Manual,
+        ),
+        vista(
+            "vista-pkey",
+            "Vista, protection-key write windows, memory image on /dev/shm",
+            Protection::Pkey,
+            Writeback::Manual,
+        )
+        .probe(crate::sys::pkeys_supported),
+        vista(
+            "vista-none-writeback",
+            "vista-none + rio-cache's default background writeback (5 s / 16 MiB dirty)",
+            Protection::None,
+            Writeback::default(),
+        ),
     ];
+    v.extend(RVM.iter().map(rvm));
     #[cfg(feature = "pmdk")]
     v.push(EngineSpec::new(
         "pmdk",
@@ -197,6 +240,107 @@ pub fn all_engines() -> Vec<EngineSpec> {
         .flushes_to_disk(),
     ]);
     v
+}
+
+fn vista(
+    name: &'static str,
+    about: &'static str,
+    protection: Protection,
+    writeback: Writeback,
+) -> EngineSpec {
+    EngineSpec::new(name, about, move |o| {
+        Ok(Box::new(crate::vista::Vista::open(
+            o.layout, o.scratch, protection, writeback,
+        )?))
+    })
+}
+
+/// One LRVM configuration: name, description, restore mode, commit mode, files on
+/// `/dev/shm` (RVM on Rio) rather than the scratch directory.
+struct RvmConfig(&'static str, &'static str, RestoreMode, CommitMode, bool);
+
+const RVM: [RvmConfig; 8] = {
+    use CommitMode::{Flush, NoFlush};
+    use RestoreMode::{NoRestore, Restore};
+    [
+        RvmConfig(
+            "rvm-rio-restore-flush",
+            "LRVM on Rio (log + data on /dev/shm), undo copy, log write + sync per commit",
+            Restore,
+            Flush,
+            true,
+        ),
+        RvmConfig(
+            "rvm-rio-restore-noflush",
+            "LRVM on Rio, undo copy, commits buffered (64 KiB)",
+            Restore,
+            NoFlush,
+            true,
+        ),
+        RvmConfig(
+            "rvm-rio-norestore-flush",
+            "LRVM on Rio, no undo copy, log write + sync per commit",
+            NoRestore,
+            Flush,
+            true,
+        ),
+        RvmConfig(
+            "rvm-rio-norestore-noflush",
+            "LRVM on Rio, no undo copy, commits buffered (64 KiB)",
+            NoRestore,
+            NoFlush,
+            true,
+        ),
+        RvmConfig(
+            "rvm-restore-flush",
+            "LRVM, log + data on disk, undo copy, log write + fdatasync per commit",
+            Restore,
+            Flush,
+            false,
+        ),
+        RvmConfig(
+            "rvm-restore-noflush",
+            "LRVM on disk, undo copy, commits buffered (fdatasync per 64 KiB)",
+            Restore,
+            NoFlush,
+            false,
+        ),
+        RvmConfig(
+            "rvm-norestore-flush",
+            "LRVM on disk, no undo copy, log write + fdatasync per commit",
+            NoRestore,
+            Flush,
+            false,
+        ),
+        RvmConfig(
+            "rvm-norestore-noflush",
+            "LRVM on disk, no undo copy, commits buffered (fdatasync per 64 KiB)",
+            NoRestore,
+            NoFlush,
+            false,
+        ),
+    ]
+};
+
+fn rvm(c: &RvmConfig) -> EngineSpec {
+    let &RvmConfig(name, about, restore, commit, rio) = c;
+    let mut spec = EngineSpec::new(name, about, move |o| {
+        let dir = if rio {
+            Path::new(crate::lrvm::RIO_DIR)
+        } else {
+            o.scratch
+        };
+        Ok(Box::new(crate::lrvm::Rvm::open(
+            o.layout, dir, restore, commit,
+        )?))
+    });
+    if !rio && commit == CommitMode::Flush {
+        spec = spec.flushes_to_disk();
+    }
+    if restore == RestoreMode::NoRestore {
+        spec = spec.cannot_abort();
+    }
+    spec
 }
 
 /// The engines whose names appear in `filter` (all when `filter` is empty), in report order.

@@ -45,6 +45,19 @@ impl Plan {
         }
     }
 
+    /// `smoke`: every workload at the quick sizes on a 1 MiB synthetic segment and tiny
+    /// tables, a few milliseconds per cell: checks in seconds that every engine runs every
+    /// workload and keeps its data (for CI), measures nothing worth reporting.
+    pub fn smoke(scratch: PathBuf) -> Plan {
+        Plan {
+            mode: "smoke",
+            segment_len: 1 << 20,
+            scale: Scale::Tiny,
+            budget: Budget::SMOKE,
+            ..Plan::quick(scratch)
+        }
+    }
+
     /// `full`: every power of two from 8 B to 64 KiB; 2 s per cell.
     pub fn full(scratch: PathBuf) -> Plan {
         Plan {
@@ -87,6 +100,10 @@ pub struct Row {
     pub engine: String,
     /// The result.
     pub outcome: Outcome,
+    /// The engine's [`Engine::counters`] that moved while the cell was measured (warm-up
+    /// excluded): truncations, checkpoints, log forces.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub counters: Vec<(String, u64)>,
 }
 
 impl Row {
@@ -136,7 +153,7 @@ pub fn run(
         for spec in engines {
             let mut cases = family.cases(&plan.sizes, plan.segment_len, plan.scale);
             let mut push = |workload: &dyn crate::workload::Workload,
-                            outcome: Outcome,
+                            (outcome, counters): (Outcome, Vec<(String, u64)>),
                             progress: &mut dyn FnMut(&str)| {
                 let row = Row {
                     workload: workload.name(),
@@ -144,6 +161,7 @@ pub fn run(
                     bytes: workload.txn_bytes(),
                     engine: spec.name.to_string(),
                     outcome,
+                    counters,
                 };
                 progress(&describe(&row));
                 rows.push(row);
@@ -152,9 +170,12 @@ pub fn run(
                 for w in &cases {
                     push(
                         w.as_ref(),
-                        Outcome::Skipped {
-                            reason: reason.clone(),
-                        },
+                        (
+                            Outcome::Skipped {
+                                reason: reason.clone(),
+                            },
+                            Vec::new(),
+                        ),
                         &mut progress,
                     );
                 }
@@ -170,9 +191,12 @@ pub fn run(
                     for w in &cases {
                         push(
                             w.as_ref(),
-                            Outcome::Failed {
-                                error: format!("open: {e:#}"),
-                            },
+                            (
+                                Outcome::Failed {
+                                    error: format!("open: {e:#}"),
+                                },
+                                Vec::new(),
+                            ),
                             &mut progress,
                         );
                     }
@@ -181,10 +205,13 @@ pub fn run(
             };
             for w in &mut cases {
                 let outcome = match run_case(w.as_mut(), engine.as_mut(), &plan.budget) {
-                    Ok(s) => Outcome::Measured(s),
-                    Err(e) => Outcome::Failed {
-                        error: format!("{e:#}"),
-                    },
+                    Ok((s, counters)) => (Outcome::Measured(s), counters),
+                    Err(e) => (
+                        Outcome::Failed {
+                            error: format!("{e:#}"),
+                        },
+                        Vec::new(),
+                    ),
                 };
                 push(w.as_ref(), outcome, &mut progress);
             }
@@ -210,28 +237,40 @@ fn run_case(
     w: &mut dyn crate::workload::Workload,
     e: &mut dyn Engine,
     budget: &Budget,
-) -> Result<Sample> {
+) -> Result<(Sample, Vec<(String, u64)>)> {
     w.load(e).context("load")?;
-    let sample = measure(w, e, budget)?;
+    let (sample, before) = measure(w, e, budget)?;
+    let counters = e
+        .counters()
+        .into_iter()
+        .zip(before)
+        .map(|((name, after), (_, before))| (name.to_string(), after - before))
+        .filter(|&(_, moved)| moved > 0)
+        .collect();
     w.check(e).context("data check after the run")?;
-    Ok(sample)
+    Ok((sample, counters))
 }
 
 fn describe(row: &Row) -> String {
     match &row.outcome {
-        Outcome::Measured(s) => format!(
-            "{:<18} {:<16} {:>12} ns/txn  ({} batches of {})",
-            row.workload,
-            row.engine,
-            group(s.median_ns),
-            s.batches,
-            s.batch
-        ),
+        Outcome::Measured(s) => {
+            let counters = row.counters.iter().fold(String::new(), |acc, (name, n)| {
+                acc + &format!(", {n} {name}")
+            });
+            format!(
+                "{:<18} {:<25} {:>12} ns/txn  ({} batches of {}{counters})",
+                row.workload,
+                row.engine,
+                group(s.median_ns),
+                s.batches,
+                s.batch
+            )
+        }
         Outcome::Skipped { reason } => {
-            format!("{:<18} {:<16} skipped: {reason}", row.workload, row.engine)
+            format!("{:<18} {:<25} skipped: {reason}", row.workload, row.engine)
         }
         Outcome::Failed { error } => {
-            format!("{:<18} {:<16} FAILED: {error}", row.workload, row.engine)
+            format!("{:<18} {:<25} FAILED: {error}", row.workload, row.engine)
         }
     }
 }
@@ -278,7 +317,9 @@ impl Report {
             .or_else(|| measured().next())
     }
 
-    /// The tables, in Markdown: one per workload case.
+    /// The tables, in Markdown: one per workload case. Ratios are to the reference engine
+    /// (see [`Report::reference`]) and, when the reference is a guarded vista and
+    /// `vista-none` ran too, also to `vista-none`, so the unguarded comparison is visible.
     pub fn markdown(&self) -> String {
         use std::fmt::Write;
         // Writing to a String cannot fail; the results are ignored.
@@ -286,30 +327,48 @@ impl Report {
         for w in self.workloads() {
             let reference = self.reference(&w);
             let ref_name = reference.map_or("-", |r| r.engine.as_str());
+            let unguarded = self
+                .rows
+                .iter()
+                .find(|r| r.workload == w && r.engine == "vista-none" && r.sample().is_some())
+                .filter(|_| ref_name != "vista-none");
+            let ratio = |s: &Sample, to: Option<&Row>| {
+                to.and_then(Row::sample).map_or_else(
+                    || "-".into(),
+                    |b| format!("{:.2}", s.median_ns / b.median_ns),
+                )
+            };
             let _ = write!(
                 out,
-                "#### {w}\n\n| engine | median ns/txn | txn/s | x {ref_name} |\n|---|---:|---:|---:|\n"
+                "#### {w}\n\n| engine | median ns/txn | txn/s | x {ref_name} |"
             );
+            if unguarded.is_some() {
+                out.push_str(" x vista-none |\n|---|---:|---:|---:|---:|\n");
+            } else {
+                out.push_str("\n|---|---:|---:|---:|\n");
+            }
+            let blank = if unguarded.is_some() { " | |" } else { " |" };
             for r in self.rows.iter().filter(|r| r.workload == w) {
                 match &r.outcome {
                     Outcome::Measured(s) => {
-                        let ratio = reference.and_then(Row::sample).map_or_else(
-                            || "-".into(),
-                            |b| format!("{:.2}", s.median_ns / b.median_ns),
-                        );
-                        let _ = writeln!(
+                        let _ = write!(
                             out,
-                            "| {} | {} | {} | {ratio} |",
+                            "| {} | {} | {} | {} |",
                             r.engine,
                             group(s.median_ns),
-                            group(s.per_second())
+                            group(s.per_second()),
+                            ratio(s, reference)
                         );
+                        if unguarded.is_some() {
+                            let _ = write!(out, " {} |", ratio(s, unguarded));
+                        }
+                        out.push('\n');
                     }
                     Outcome::Skipped { reason } => {
-                        let _ = writeln!(out, "| {} | skipped: {reason} | | |", r.engine);
+                        let _ = writeln!(out, "| {} | skipped: {reason} | |{blank}", r.engine);
                     }
                     Outcome::Failed { error } => {
-                        let _ = writeln!(out, "| {} | FAILED: {error} | | |", r.engine);
+                        let _ = writeln!(out, "| {} | FAILED: {error} | |{blank}", r.engine);
                     }
                 }
             }

@@ -110,8 +110,9 @@ pub(crate) fn put_u64(b: &mut [u8], at: usize, v: u64) {
 }
 
 /// Fills table `table` of `layout` record by record with `init(record, bytes)`, writing
-/// whole records in ~1 MiB transactions (so record engines store them without a
-/// read-modify-write).
+/// whole records (so record engines store them without a read-modify-write) in
+/// transactions of four ~64 KiB writes: 256 KiB fits vista's default 1 MiB undo log and
+/// leaves LRVM's 4 MiB log room to truncate.
 ///
 /// # Errors
 /// The engine's error.
@@ -123,7 +124,7 @@ pub(crate) fn load_table(
 ) -> Result<()> {
     let t = &layout.tables()[table];
     let per_chunk = ((64 << 10) / t.record_len).max(1) as u64;
-    let per_txn = 16 * per_chunk;
+    let per_txn = 4 * per_chunk;
     let mut buf = vec![0u8; per_chunk as usize * t.record_len];
     let mut first = 0;
     while first < t.records {
