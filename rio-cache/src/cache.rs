@@ -138,7 +138,10 @@ pub(crate) struct Inner {
     pub(crate) reprotect_failures: AtomicU64,
     pub(crate) start: StartKind,
     pub(crate) protection: ActiveProtection,
-    _image: File,
+    /// The memory image file, for writes that go through it rather than a window.
+    pub(crate) image: File,
+    /// Where the data starts in the memory image.
+    pub(crate) image_data_at: u64,
 }
 
 impl Drop for Inner {
@@ -583,7 +586,8 @@ impl RioCache {
             reprotect_failures: AtomicU64::new(0),
             start,
             protection,
-            _image: image,
+            image,
+            image_data_at: header.meta_len,
         };
         // A crash may have left pages in flight (copied but not installed) or dirty:
         // all of them still need writing back.

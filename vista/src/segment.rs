@@ -30,6 +30,9 @@ pub struct Segment {
     path: PathBuf,
     /// Ranges logged by the transaction in progress (reused to avoid allocating).
     pub(crate) logged: Vec<(u64, u64)>,
+    /// Where undo records are assembled when they are written through the memory image
+    /// (under `mprotect`; reused to avoid allocating).
+    pub(crate) scratch: Vec<u8>,
     pub(crate) poisoned: Option<String>,
     recovery: Recovery,
 }
@@ -110,6 +113,7 @@ impl Segment {
             layout,
             path,
             logged: Vec::new(),
+            scratch: Vec::new(),
             poisoned: None,
             recovery,
         })
@@ -129,6 +133,7 @@ impl Segment {
             update,
             &self.layout,
             &mut self.logged,
+            &mut self.scratch,
             &mut self.poisoned,
             &self.path,
         ))

@@ -26,10 +26,14 @@ pub struct Transaction<'s> {
     update: Option<Update<'s>>,
     layout: &'s Layout,
     logged: &'s mut Vec<(u64, u64)>,
+    scratch: &'s mut Vec<u8>,
     poisoned: &'s mut Option<String>,
     path: &'s Path,
     /// Published bytes of undo records in the lane.
     tail: u64,
+    /// Undo records are assembled in `scratch` and written through the memory image
+    /// (under `mprotect`: it keeps the lane read-only and saves an `mprotect` pair).
+    write_through: bool,
     finished: bool,
 }
 
@@ -38,16 +42,20 @@ impl<'s> Transaction<'s> {
         update: Update<'s>,
         layout: &'s Layout,
         logged: &'s mut Vec<(u64, u64)>,
+        scratch: &'s mut Vec<u8>,
         poisoned: &'s mut Option<String>,
         path: &'s Path,
     ) -> Transaction<'s> {
+        let write_through = update.protection() == rio_cache::ActiveProtection::Mprotect;
         Transaction {
             update: Some(update),
             layout,
             logged,
+            scratch,
             poisoned,
             path,
             tail: 0,
+            write_through,
             finished: false,
         }
     }
@@ -227,10 +235,21 @@ impl<'s> Transaction<'s> {
         }
         let lane = self.layout.lane_off(LANE);
         let rec_at = lane + LANE_HEADER + self.tail;
-        let (rec, data) = self
-            .update()
-            .window_pair(rec_at..rec_at + needed, at..at + len)?;
-        undo::encode(rec, offset, data);
+        if self.write_through {
+            let update = self
+                .update
+                .as_mut()
+                .expect("the update lives until the transaction ends");
+            self.scratch.clear();
+            self.scratch.resize(needed as usize, 0);
+            undo::encode(self.scratch, offset, update.read(at, len)?);
+            update.write_bytes(rec_at, self.scratch)?;
+        } else {
+            let (rec, data) = self
+                .update()
+                .window_pair(rec_at..rec_at + needed, at..at + len)?;
+            undo::encode(rec, offset, data);
+        }
         crash_point!("vista.set_range.record_copied");
         // Publish: the record is complete before the tail covers it (release store).
         self.tail += needed;
