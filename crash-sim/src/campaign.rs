@@ -1,0 +1,341 @@
+//! A campaign: one engine, one workload, one fault mode, until the time or cycle budget
+//! is spent (or, for the exhaustive modes, until every point is done).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::engine::{engine, Engine, EngineConfig, EngineKind};
+use crate::report::{Report, Violation};
+use crate::workload::{Workload, WorkloadKind};
+
+/// The fault mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// `SIGKILL` after a random delay.
+    Kill,
+    /// Every crash point, every hit.
+    Points,
+    /// Kills during recovery, nested.
+    Recovery,
+    /// Power loss: kills plus the loss of everything not synced.
+    Power,
+    /// Wild stores into the engine's memory.
+    Wild,
+}
+
+impl Mode {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Kill => "kill",
+            Mode::Points => "points",
+            Mode::Recovery => "recovery",
+            Mode::Power => "power",
+            Mode::Wild => "wild",
+        }
+    }
+
+    /// Every mode.
+    pub const ALL: [Mode; 5] = [
+        Mode::Kill,
+        Mode::Points,
+        Mode::Recovery,
+        Mode::Power,
+        Mode::Wild,
+    ];
+
+    /// Parses a command-line name.
+    pub fn parse(s: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.name() == s)
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The engine.
+    pub engine: EngineKind,
+    /// The workload.
+    pub workload: WorkloadKind,
+    /// The fault mode.
+    pub mode: Mode,
+    /// Seed of everything random.
+    pub seed: u64,
+    /// Time budget.
+    pub seconds: f64,
+    /// Cycle budget (kill, power, wild), if any.
+    pub cycles: Option<u64>,
+    /// Longest random delay before a kill, in microseconds.
+    pub max_delay_us: u64,
+    /// Where the engine's files go (default: a fresh directory in `/dev/shm`).
+    pub dir: Option<PathBuf>,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+    /// Points mode: run only this point...
+    pub point: Option<String>,
+    /// ...at this hit...
+    pub hit: Option<u64>,
+    /// ...in this scenario.
+    pub scenario: Option<String>,
+    /// Go on after the first violation.
+    pub keep_going: bool,
+}
+
+impl Config {
+    /// A configuration with the defaults of the command line.
+    pub fn new(engine: EngineKind, workload: WorkloadKind, mode: Mode) -> Config {
+        Config {
+            engine,
+            workload,
+            mode,
+            seed: 1,
+            seconds: 10.0,
+            cycles: None,
+            max_delay_us: 400,
+            dir: None,
+            progress: false,
+            point: None,
+            hit: None,
+            scenario: None,
+            keep_going: false,
+        }
+    }
+
+    /// The command line that reruns this campaign, plus `extra` arguments.
+    pub fn replay(&self, extra: &str) -> String {
+        let mut s = format!(
+            "crash-sim run --engine {} --workload {} --mode {} --seed {}",
+            self.engine.name(),
+            self.workload.name(),
+            self.mode.name(),
+            self.seed
+        );
+        if !extra.is_empty() {
+            s.push(' ');
+            s.push_str(extra);
+        }
+        s
+    }
+}
+
+/// Shared state of a running campaign.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The configuration.
+    pub cfg: Config,
+    /// The workload.
+    pub workload: Box<dyn Workload>,
+    /// The report being filled in.
+    pub report: Report,
+    started: Instant,
+    _tmp: Option<tempfile::TempDir>,
+    dir: PathBuf,
+    bar: indicatif::ProgressBar,
+}
+
+impl Ctx {
+    /// Prepares the work directory and the report.
+    ///
+    /// # Errors
+    /// I/O errors creating the directory.
+    pub fn new(cfg: Config) -> Result<Ctx> {
+        let (tmp, dir) = match &cfg.dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)?;
+                (None, d.clone())
+            }
+            None => {
+                let shm = Path::new("/dev/shm");
+                let t = if shm.is_dir() {
+                    tempfile::Builder::new()
+                        .prefix("crash-sim-")
+                        .tempdir_in(shm)?
+                } else {
+                    tempfile::Builder::new().prefix("crash-sim-").tempdir()?
+                };
+                let d = t.path().to_owned();
+                (Some(t), d)
+            }
+        };
+        let workload = cfg.workload.build();
+        let report = Report {
+            engine: cfg.engine.name().into(),
+            workload: cfg.workload.name().into(),
+            mode: cfg.mode.name().into(),
+            seed: cfg.seed,
+            ..Report::default()
+        };
+        let bar = if cfg.progress {
+            let b = indicatif::ProgressBar::with_draw_target(
+                Some(1000),
+                indicatif::ProgressDrawTarget::stderr_with_hz(4),
+            );
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {elapsed_precise} [{wide_bar}] {msg}",
+                )
+                .expect("valid template"),
+            );
+            b
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        Ok(Ctx {
+            cfg,
+            workload,
+            report,
+            started: Instant::now(),
+            _tmp: tmp,
+            dir,
+            bar,
+        })
+    }
+
+    /// An engine whose files live in the subdirectory `name` of the work directory.
+    pub fn engine(
+        &self,
+        name: &str,
+        protection: vista::Protection,
+        emulate: bool,
+    ) -> Box<dyn Engine> {
+        engine(
+            self.cfg.engine,
+            EngineConfig {
+                dir: self.dir.join(name),
+                state_len: self.workload.state_len(),
+                protection,
+                emulate_power_loss: emulate,
+            },
+        )
+    }
+
+    /// Time since the campaign started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Whether the budget allows another cycle.
+    pub fn more(&self, cycles_done: u64, budget_share: f64) -> bool {
+        let time_ok = self.elapsed().as_secs_f64() < self.cfg.seconds * budget_share;
+        let cycles_ok = !matches!(self.cfg.cycles, Some(c) if cycles_done >= c);
+        time_ok && cycles_ok && (self.cfg.keep_going || self.report.violations.is_empty())
+    }
+
+    /// Whether to stop after a violation.
+    pub fn stop(&self) -> bool {
+        !self.cfg.keep_going && !self.report.violations.is_empty()
+    }
+
+    /// Updates the progress bar.
+    pub fn tick(&self, msg: impl FnOnce() -> String) {
+        if self.bar.is_hidden() {
+            return;
+        }
+        let frac = self.elapsed().as_secs_f64() / self.cfg.seconds.max(0.001);
+        self.bar.set_position((frac * 1000.0).min(1000.0) as u64);
+        self.bar.set_message(msg());
+    }
+
+    /// Records a violation.
+    pub fn violation(&mut self, at: String, message: String, replay_extra: &str) {
+        let replay = self.cfg.replay(replay_extra);
+        if !self.bar.is_hidden() {
+            self.bar
+                .suspend(|| eprintln!("VIOLATION at {at}: {message}\n  replay: {replay}"));
+        }
+        self.report.violations.push(Violation {
+            at,
+            message,
+            replay,
+        });
+    }
+
+    /// Ends the campaign.
+    pub fn finish(mut self) -> Report {
+        self.bar.finish_and_clear();
+        let elapsed = self.elapsed();
+        self.report.finish(elapsed);
+        self.report
+    }
+}
+
+/// The bytes of a set of files (`None`: absent), to put back later.
+#[derive(Debug, Clone)]
+pub struct Snapshot(Vec<(PathBuf, Option<Vec<u8>>)>);
+
+impl Snapshot {
+    /// Reads `files`.
+    ///
+    /// # Errors
+    /// I/O errors other than "not found".
+    pub fn take(files: &[PathBuf]) -> Result<Snapshot> {
+        let mut v = Vec::new();
+        for f in files {
+            let b = match std::fs::read(f) {
+                Ok(b) => Some(b),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e).with_context(|| format!("read {}", f.display())),
+            };
+            v.push((f.clone(), b));
+        }
+        Ok(Snapshot(v))
+    }
+
+    /// Puts the files back as they were (in place, so paths and inodes stay).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn restore(&self) -> Result<()> {
+        for (f, b) in &self.0 {
+            match b {
+                Some(b) => {
+                    use std::io::Write;
+                    let mut file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(f)
+                        .with_context(|| format!("restore {}", f.display()))?;
+                    file.write_all(b)?;
+                    file.set_len(b.len() as u64)?;
+                }
+                None => crate::engine::remove_if_exists(f)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the files under other names: `map` turns each path into its copy's.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn copy_to(&self, targets: &[PathBuf]) -> Result<()> {
+        for ((_, b), t) in self.0.iter().zip(targets) {
+            match b {
+                Some(b) => std::fs::write(t, b)?,
+                None => crate::engine::remove_if_exists(t)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the campaign `cfg`.
+///
+/// # Errors
+/// Harness failures (fork, files); engine misbehaviour is reported as violations.
+pub fn run(cfg: Config) -> Result<Report> {
+    crash_point::disarm();
+    let mut ctx = Ctx::new(cfg)?;
+    match ctx.cfg.mode {
+        Mode::Kill => crate::kill::run(&mut ctx, crate::engine::CrashModel::Process)?,
+        Mode::Power => crate::kill::run(&mut ctx, crate::engine::CrashModel::Power)?,
+        Mode::Points => crate::points::run(&mut ctx)?,
+        Mode::Recovery => crate::recovery::run(&mut ctx)?,
+        Mode::Wild => crate::wild::run(&mut ctx)?,
+    }
+    Ok(ctx.finish())
+}

@@ -1,0 +1,210 @@
+//! The engines under test, behind one trait: what a workload needs (run a transaction,
+//! read the committed bytes) and what a campaign needs (files, crash points, power
+//! loss, the durability each commit promises).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+/// Which engine (and commit mode) a campaign drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineKind {
+    /// vista: undo-only transactions on rio-cache.
+    Vista,
+    /// lrvm, every commit `CommitMode::Flush`.
+    LrvmFlush,
+    /// lrvm, commits `CommitMode::NoFlush` (durable ops flush).
+    LrvmNoFlush,
+}
+
+impl EngineKind {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Vista => "vista",
+            EngineKind::LrvmFlush => "lrvm-flush",
+            EngineKind::LrvmNoFlush => "lrvm-noflush",
+        }
+    }
+
+    /// Every engine.
+    pub const ALL: [EngineKind; 3] = [
+        EngineKind::Vista,
+        EngineKind::LrvmFlush,
+        EngineKind::LrvmNoFlush,
+    ];
+
+    /// Parses a command-line name (`lrvm` means `lrvm-flush`).
+    pub fn parse(s: &str) -> Option<EngineKind> {
+        match s {
+            "vista" => Some(EngineKind::Vista),
+            "lrvm" | "lrvm-flush" => Some(EngineKind::LrvmFlush),
+            "lrvm-noflush" => Some(EngineKind::LrvmNoFlush),
+            _ => None,
+        }
+    }
+
+    /// Whether this is one of the lrvm modes.
+    pub fn is_lrvm(self) -> bool {
+        !matches!(self, EngineKind::Vista)
+    }
+}
+
+/// How a transaction ends, or an operation that is not a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpKind {
+    /// An ordinary commit: vista `commit`, lrvm `Flush` (lrvm-flush) or `NoFlush`
+    /// (lrvm-noflush).
+    Commit,
+    /// The transaction's writes are made, then aborted.
+    Abort,
+    /// A commit that survives power loss: vista `commit_durable`, lrvm `Flush`.
+    Durable,
+    /// No transaction: vista `checkpoint`, lrvm `truncate`.
+    Checkpoint,
+    /// No transaction: close the engine cleanly (vista `close`, lrvm `close`).
+    Close,
+}
+
+/// One operation of a workload: its writes (offset, bytes) and how it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Txn {
+    /// How it ends.
+    pub kind: OpKind,
+    /// Writes in order (empty for checkpoint and close).
+    pub writes: Vec<(u64, Vec<u8>)>,
+}
+
+impl Txn {
+    /// Applies the transaction to a model of the state (nothing if it aborts).
+    pub fn apply(&self, state: &mut [u8]) {
+        if matches!(self.kind, OpKind::Commit | OpKind::Durable) {
+            for (off, bytes) in &self.writes {
+                let at = *off as usize;
+                state[at..at + bytes.len()].copy_from_slice(bytes);
+            }
+        }
+    }
+}
+
+/// What kind of crash a check assumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrashModel {
+    /// The process died; the machine (page cache, memory image) did not.
+    Process,
+    /// Power was lost: only what the engine synced (vista: the last checkpoint) is left.
+    Power,
+}
+
+/// How an open found the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// New files.
+    Created,
+    /// vista: the memory image survived. lrvm: always (it has no memory image).
+    Warm,
+    /// vista: loaded from the disk image (the memory image was gone).
+    Cold,
+}
+
+/// Where an engine keeps its files and how it is configured.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Directory of the engine's files (a memory file system keeps cycles cheap).
+    pub dir: PathBuf,
+    /// Bytes the workload uses.
+    pub state_len: u64,
+    /// vista: the guard against wild stores.
+    pub protection: vista::Protection,
+    /// lrvm: keep unsynced writes in process memory so a kill loses them.
+    pub emulate_power_loss: bool,
+}
+
+/// An engine's files and configuration: opens [`Store`]s.
+pub trait Engine: std::fmt::Debug {
+    /// Which engine.
+    fn kind(&self) -> EngineKind;
+    /// Deletes every file and creates the engine afresh with `initial` committed and
+    /// durable.
+    ///
+    /// # Errors
+    /// Engine and I/O errors.
+    fn reset(&self, initial: &[u8]) -> Result<()>;
+    /// Opens (and so recovers) the engine.
+    ///
+    /// # Errors
+    /// Engine errors: a damaged file, a lock held elsewhere...
+    fn open(&self) -> Result<Box<dyn Store>>;
+    /// Every file of the persistent state, existing or not (for snapshots).
+    fn files(&self) -> Vec<PathBuf>;
+    /// The files that survive power loss (the rest are deleted by [`Engine::power_fail`]).
+    fn durable_files(&self) -> Vec<PathBuf>;
+    /// Makes the state what power loss would leave, once no process has it open:
+    /// vista deletes the memory image; lrvm has nothing to do when its workers ran with
+    /// `emulate_power_loss` (their unsynced writes died with them).
+    ///
+    /// # Errors
+    /// I/O errors.
+    fn power_fail(&self) -> Result<()>;
+    /// The engine's named crash points, including those of the layers under it.
+    fn crash_points(&self) -> Vec<&'static str>;
+    /// The crash points that recovery passes.
+    fn recovery_points(&self) -> Vec<&'static str>;
+    /// Whether an acknowledged `op` must survive a crash of kind `model`.
+    fn survives(&self, op: OpKind, model: CrashModel) -> bool;
+    /// Whether after a crash of kind `model` the state must be exactly that of the last
+    /// durable operation (vista after power loss: the last completed checkpoint), not
+    /// merely contain it.
+    fn exact_durable(&self, model: CrashModel) -> bool;
+}
+
+/// An open engine.
+pub trait Store {
+    /// How the open found the state.
+    fn start(&self) -> Start;
+    /// The committed bytes `[0, state_len)`.
+    ///
+    /// # Errors
+    /// Engine errors.
+    fn state(&self) -> Result<&[u8]>;
+    /// Runs one operation to its end.
+    ///
+    /// # Errors
+    /// Engine errors.
+    fn run(&mut self, txn: &Txn) -> Result<()>;
+    /// Closes cleanly, reporting errors.
+    ///
+    /// # Errors
+    /// Engine errors.
+    fn close(self: Box<Self>) -> Result<()>;
+    /// The address of the mapped byte 0 of the state (for wild stores), and the range
+    /// of addresses around it that are mapped: `(data, mapped_from, mapped_to)`.
+    ///
+    /// # Errors
+    /// Engine errors.
+    fn addresses(&self) -> Result<(usize, usize, usize)>;
+}
+
+/// Builds the engine `kind` with `cfg`.
+pub fn engine(kind: EngineKind, cfg: EngineConfig) -> Box<dyn Engine> {
+    match kind {
+        EngineKind::Vista => Box::new(crate::vista_engine::VistaEngine::new(cfg)),
+        EngineKind::LrvmFlush | EngineKind::LrvmNoFlush => {
+            Box::new(crate::lrvm_engine::LrvmEngine::new(kind, cfg))
+        }
+    }
+}
+
+/// Removes `path` if it exists.
+///
+/// # Errors
+/// I/O errors other than "not found".
+pub fn remove_if_exists(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,197 @@
+//! The kill and power modes: cycles of fork, recover, run, `SIGKILL` after a random
+//! delay (power: then lose everything not synced).
+//!
+//! Each worker first reports the state its recovery produced; the parent checks it
+//! against the previous cycle's oracle before the kill timer even starts, so every
+//! cycle costs one fork and one open. A kill counts as effective only if the worker had
+//! reported that it was running and had not finished.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use rand::{Rng, SeedableRng};
+
+use crate::campaign::Ctx;
+use crate::engine::{CrashModel, Engine, Start};
+use crate::oracle::{verify, Expectation};
+use crate::sys::Exit;
+use crate::worker::{spawn, Job, Outcome};
+use crate::workload::cycle_seed;
+
+/// Operations per cycle: more than a worker gets through before its kill.
+pub const OPS: u64 = 5000;
+
+/// What the next recovery must show.
+struct Pending {
+    base: Vec<u8>,
+    seed: u64,
+    acked: u64,
+    cycle: u64,
+}
+
+/// Crash points at which a power cycle may cut the power instead of the timer: inside
+/// checkpoints (vista) or between a write and its sync (lrvm).
+fn power_points(engine: &dyn Engine) -> Vec<&'static str> {
+    engine
+        .crash_points()
+        .into_iter()
+        .filter(|p| {
+            p.starts_with("rio.checkpoint.")
+                || matches!(
+                    *p,
+                    "lrvm.log.wrapped"
+                        | "lrvm.log.written"
+                        | "lrvm.status.written"
+                        | "lrvm.truncate.applied"
+                        | "lrvm.truncate.data_synced"
+                )
+        })
+        .collect()
+}
+
+/// Runs the kill (`Process`) or power (`Power`) mode.
+///
+/// # Errors
+/// Harness failures.
+pub fn run(ctx: &mut Ctx, model: CrashModel) -> Result<()> {
+    let power = model == CrashModel::Power;
+    let engine = ctx.engine("kill", vista::Protection::Auto, power);
+    let initial = ctx.workload.initial();
+    engine.reset(&initial)?;
+    let points = if power {
+        power_points(&*engine)
+    } else {
+        Vec::new()
+    };
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(ctx.cfg.seed);
+    let mut pending: Option<Pending> = None;
+    let mut cycle = 0u64;
+    while ctx.more(cycle, 1.0) {
+        let seed = cycle_seed(ctx.cfg.seed, cycle);
+        let arm = (power && !points.is_empty() && rng.gen_bool(0.5)).then(|| {
+            (
+                points[rng.gen_range(0..points.len())],
+                rng.gen_range(1..=3u64),
+            )
+        });
+        let delay = rng.gen_range(0..=ctx.cfg.max_delay_us) * if arm.is_some() { 4 } else { 1 };
+        let job = Job {
+            engine: &*engine,
+            workload: &*ctx.workload,
+            seed,
+            ops: OPS,
+            arm,
+            send_state: true,
+            recover_only: false,
+            wild: None,
+        };
+        let mut w = spawn(&job)?;
+        let mut out = Outcome::default();
+        // Recovery's result, checked against the previous cycle.
+        while out.state.is_none() && out.error.is_none() {
+            match w.next(Duration::from_secs(60))? {
+                Some(m) => out.absorb([m]),
+                None => break,
+            }
+        }
+        let running = out.state.is_some();
+        if let Some(state) = &out.state {
+            check(ctx, &*engine, model, pending.as_ref(), out.start, state);
+            pending = Some(Pending {
+                base: state.clone(),
+                seed,
+                acked: 0,
+                cycle,
+            });
+        }
+        if running {
+            crate::sys::sleep_micros(delay);
+        }
+        w.kill()?;
+        let exit = w.wait()?;
+        out.absorb(w.drain()?);
+        if let Some(e) = &out.error {
+            let at = format!("cycle {cycle}");
+            let extra = format!("--cycles {}", cycle + 1);
+            ctx.violation(at, format!("worker failed: {e}"), &extra);
+        } else if !matches!(exit, Exit::Signal(libc::SIGKILL) | Exit::Code(0)) {
+            let at = format!("cycle {cycle}");
+            let extra = format!("--cycles {}", cycle + 1);
+            ctx.violation(at, format!("worker ended with {exit}"), &extra);
+        }
+        if let (true, Some(p)) = (running, pending.as_mut()) {
+            p.acked = out.acked;
+        }
+        ctx.report.acked_ops += out.acked;
+        if running && exit == Exit::Signal(libc::SIGKILL) && !out.done {
+            ctx.report.effective_kills += 1;
+        }
+        if power {
+            engine.power_fail()?;
+        }
+        cycle += 1;
+        ctx.report.cycles = cycle;
+        if cycle % 64 == 0 {
+            let (c, k) = (cycle, ctx.report.effective_kills);
+            ctx.tick(|| format!("{c} cycles, {k} effective kills"));
+        }
+    }
+    // The last crash is checked by the parent itself.
+    if !ctx.stop() {
+        match engine.open() {
+            Ok(store) => {
+                let start = store.start();
+                let state = store.state()?.to_vec();
+                drop(store);
+                check(ctx, &*engine, model, pending.as_ref(), Some(start), &state);
+            }
+            Err(e) => {
+                let extra = format!("--cycles {cycle}");
+                ctx.violation("final open".into(), format!("{e:#}"), &extra);
+            }
+        }
+    }
+    if power && ctx.cfg.engine.is_lrvm() {
+        ctx.report.notes.push(
+            "lrvm power loss: workers run with emulate_power_loss, so unsynced writes die with \
+             them; torn (partially persisted) unsynced pages are not simulated"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+fn check(
+    ctx: &mut Ctx,
+    engine: &dyn Engine,
+    model: CrashModel,
+    pending: Option<&Pending>,
+    start: Option<Start>,
+    state: &[u8],
+) {
+    let Some(p) = pending else {
+        return;
+    };
+    let at = format!("cycle {}", p.cycle);
+    let extra = format!("--cycles {}", p.cycle + 1);
+    if model == CrashModel::Power && !engine.kind().is_lrvm() && start != Some(Start::Cold) {
+        ctx.violation(
+            at,
+            format!("expected a cold start after power loss, got {start:?}"),
+            &extra,
+        );
+        return;
+    }
+    let e = Expectation {
+        engine,
+        workload: &*ctx.workload,
+        model,
+        base: &p.base,
+        seed: p.seed,
+        ops: OPS,
+        acked: p.acked,
+    };
+    if let Err(msg) = verify(&e, state) {
+        ctx.violation(at, msg, &extra);
+    }
+}
