@@ -377,3 +377,80 @@ impl Report {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(engine: &str, median_ns: f64) -> Row {
+        let s = Sample {
+            median_ns,
+            mean_ns: median_ns,
+            min_ns: median_ns,
+            max_ns: median_ns,
+            batch: 1,
+            batches: 1,
+            transactions: 1,
+        };
+        Row {
+            workload: "synthetic 8B".into(),
+            family: Family::Synthetic,
+            bytes: Some(8),
+            engine: engine.into(),
+            outcome: if median_ns > 0.0 {
+                Outcome::Measured(s)
+            } else {
+                Outcome::Skipped {
+                    reason: "no pkeys".into(),
+                }
+            },
+            counters: Vec::new(),
+        }
+    }
+
+    fn report(rows: Vec<Row>) -> Report {
+        Report {
+            command: String::new(),
+            machine: Machine::detect(&std::env::temp_dir()),
+            plan: Plan::smoke(std::env::temp_dir()),
+            engines: Vec::new(),
+            rows,
+        }
+    }
+
+    #[test]
+    fn the_ratio_reference_is_the_best_guarded_vista_that_ran() {
+        let r = report(vec![
+            row("floor-noguard", 50.0),
+            row("vista-none", 100.0),
+            row("vista-mprotect", 1000.0),
+            row("vista-pkey", 0.0),
+        ]);
+        assert_eq!(
+            r.reference("synthetic 8B").unwrap().engine,
+            "vista-mprotect"
+        );
+        let md = r.markdown();
+        assert!(md.contains("| x vista-mprotect | x vista-none |"), "{md}");
+        assert!(
+            md.contains("| floor-noguard | 50.0 | 20,000,000 | 0.05 | 0.50 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| vista-pkey | skipped: no pkeys | | | |"),
+            "{md}"
+        );
+
+        let r = report(vec![row("floor-noguard", 50.0), row("vista-none", 100.0)]);
+        assert_eq!(r.reference("synthetic 8B").unwrap().engine, "vista-none");
+        let md = r.markdown();
+        assert!(
+            !md.contains("x vista-none |\n|---|---:|---:|---:|---:|"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| floor-noguard | 50.0 | 20,000,000 | 0.50 |\n"),
+            "{md}"
+        );
+    }
+}
