@@ -200,18 +200,19 @@ pub fn cold_view(ctx: &Ctx, engine: &dyn Engine) -> Result<Box<dyn Engine>> {
 /// Harness failures.
 pub fn run(ctx: &mut Ctx) -> Result<()> {
     let scenarios = scenarios(ctx, &["fresh", "pending", "cold"])?;
-    let all = ctx
+    let mut all = ctx
         .engine("probe", vista::Protection::Auto, false)
         .crash_points();
+    if let Some(p) = &ctx.cfg.point {
+        // A replay of one point: coverage is about that point alone.
+        all.retain(|q| q == p);
+    }
     let mut kills: BTreeMap<&'static str, u64> = all.iter().map(|p| (*p, 0)).collect();
     ctx.report.points_total = all.len();
     let ops = script_ops(ctx.cfg.engine);
     let seed = ctx.cfg.seed;
     'all: for sc in &scenarios {
         for &point in &all {
-            if ctx.cfg.point.as_deref().is_some_and(|p| p != point) {
-                continue;
-            }
             let hits: Box<dyn Iterator<Item = u64>> = match ctx.cfg.hit {
                 Some(h) => Box::new(std::iter::once(h)),
                 None => Box::new(1..=100_000),

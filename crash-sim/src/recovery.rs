@@ -97,14 +97,26 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(ctx.cfg.seed);
     let probe = ctx.engine("probe", vista::Protection::Auto, false);
     let points = probe.recovery_points();
+    // A replay names the first recovery's point and hit; the deeper ones run in full.
+    let first_points: Vec<&'static str> = points
+        .iter()
+        .copied()
+        .filter(|p| ctx.cfg.point.as_deref().map_or(true, |q| q == *p))
+        .collect();
+
     let mut kills: std::collections::BTreeMap<&'static str, u64> =
-        points.iter().map(|p| (*p, 0)).collect();
-    ctx.report.points_total = points.len();
+        first_points.iter().map(|p| (*p, 0)).collect();
+    ctx.report.points_total = first_points.len();
     'all: for sc in &scenarios {
         // The reference: one clean recovery (the scenario's base is exactly that).
         let reference = sc.base.clone();
-        for &p1 in &points {
+        for &p1 in &first_points {
             for n1 in 1.. {
+                match ctx.cfg.hit {
+                    Some(h) if n1 < h => continue,
+                    Some(h) if n1 > h => break,
+                    _ => {}
+                }
                 if ctx.stop() || ctx.elapsed().as_secs_f64() > ctx.cfg.seconds {
                     if !ctx.stop() {
                         ctx.report

@@ -94,7 +94,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         let guarded = protection != vista::Protection::None;
         let per_row = ctx.cfg.cycles.map(|c| c / 3 + 1);
         let mut n = 0u64;
-        while ctx.more(cycle, share * (k + 1) as f64) && per_row.is_none_or_lt(n) {
+        while ctx.more(cycle, share * (k + 1) as f64) && !matches!(per_row, Some(c) if n >= c) {
             let seed = cycle_seed(ctx.cfg.seed, cycle);
             let f = fault(&mut rng, ctx.workload.records(), !engine.kind().is_lrvm());
             let job = Job {
@@ -180,16 +180,6 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         ctx.report.wild.push(row);
     }
     Ok(())
-}
-
-trait BudgetExt {
-    fn is_none_or_lt(&self, n: u64) -> bool;
-}
-
-impl BudgetExt for Option<u64> {
-    fn is_none_or_lt(&self, n: u64) -> bool {
-        self.map_or(true, |c| n < c)
-    }
 }
 
 enum Verdict {
