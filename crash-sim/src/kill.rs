@@ -30,7 +30,8 @@ struct Pending {
 }
 
 /// Crash points at which a power cycle may cut the power instead of the timer: inside
-/// checkpoints (vista) or between a write and its sync (lrvm).
+/// checkpoints (vista); between a write and its sync, and around the head move of a
+/// truncation (lrvm).
 fn power_points(engine: &dyn Engine) -> Vec<&'static str> {
     engine
         .crash_points()
@@ -42,8 +43,10 @@ fn power_points(engine: &dyn Engine) -> Vec<&'static str> {
                     "lrvm.log.wrapped"
                         | "lrvm.log.written"
                         | "lrvm.status.written"
+                        | "lrvm.status.synced"
                         | "lrvm.truncate.applied"
                         | "lrvm.truncate.data_synced"
+                        | "lrvm.truncate.head_moved"
                 )
         })
         .collect()
@@ -68,6 +71,7 @@ pub fn run(ctx: &mut Ctx, model: CrashModel) -> Result<()> {
     let mut cycle = 0u64;
     while ctx.more(cycle, 1.0) {
         let seed = cycle_seed(ctx.cfg.seed, cycle);
+        let violations_before = ctx.report.violations.len();
         let arm = (power && !points.is_empty() && rng.gen_bool(0.5)).then(|| {
             (
                 points[rng.gen_range(0..points.len())],
@@ -128,6 +132,11 @@ pub fn run(ctx: &mut Ctx, model: CrashModel) -> Result<()> {
         }
         if power {
             engine.power_fail()?;
+        }
+        if ctx.report.violations.len() > violations_before {
+            // --keep-going: start over from a known state.
+            engine.reset(&initial)?;
+            pending = None;
         }
         cycle += 1;
         ctx.report.cycles = cycle;

@@ -62,6 +62,7 @@ pub mod oracle;
 pub mod points;
 pub mod recovery;
 pub mod report;
+pub mod selftest;
 mod sys;
 mod vista_engine;
 pub mod wild;

@@ -22,6 +22,13 @@ struct Cli {
 enum Command {
     /// Runs one campaign; exits with 1 if anything was violated.
     Run(RunArgs),
+    /// Runs campaigns against deliberately broken engines (build with `--features
+    /// mutants`); exits with 1 if a mutant survives or a control fails.
+    SelfTest {
+        /// Print the runs as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Lists an engine's crash points.
     Points {
         /// vista, lrvm (= lrvm-flush), lrvm-flush, lrvm-noflush.
@@ -112,6 +119,48 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(a) => run(a),
+        Command::SelfTest { json } => self_test(json),
+    }
+}
+
+fn self_test(json: bool) -> ExitCode {
+    let runs = match crash_sim::selftest::run() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("crash-sim: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&runs).expect("runs serialize")
+        );
+    } else {
+        println!(
+            "{:<24} {:<6} {:>10} {:>7}  command / first violation",
+            "mutant", "result", "violations", "secs"
+        );
+        for r in &runs {
+            let (name, verdict) = match (&r.mutant, r.ok) {
+                (Some(m), true) => (m.as_str(), "caught"),
+                (Some(m), false) => (m.as_str(), "SURVIVED"),
+                (None, true) => ("(control)", "clean"),
+                (None, false) => ("(control)", "FAILED"),
+            };
+            println!(
+                "{name:<24} {verdict:<6} {:>10} {:>7.1}  {}",
+                r.violations, r.seconds, r.command
+            );
+            if let Some(first) = &r.first {
+                println!("{:<24} {:<6} {:>10} {:>7}  {first}", "", "", "", "");
+            }
+        }
+    }
+    if runs.iter().all(|r| r.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

@@ -47,7 +47,13 @@ pub(crate) fn run(
     debug_assert_eq!(scan.next_seq, epoch.end_seq);
     replay::apply(&scan.trees, segments, epoch.start)?;
     crash_point::crash_point!("lrvm.truncate.applied");
-    replay::sync(&scan.trees, segments)?;
+    #[cfg(feature = "mutants")]
+    let head_first = crate::mutant::is("head-before-sync");
+    #[cfg(not(feature = "mutants"))]
+    let head_first = false;
+    if !head_first {
+        replay::sync(&scan.trees, segments)?;
+    }
     crash_point::crash_point!("lrvm.truncate.data_synced");
     {
         let mut st = status.lock().unwrap_or_else(PoisonError::into_inner);
@@ -57,6 +63,9 @@ pub(crate) fn run(
         next.tail_hint = next.tail_hint.max(epoch.end);
         log.write_status(&mut next)?;
         *st = next;
+    }
+    if head_first {
+        replay::sync(&scan.trees, segments)?; // Mutant: the head moved before this sync.
     }
     crash_point::crash_point!("lrvm.truncate.head_moved");
     Ok(())

@@ -75,6 +75,16 @@ mod segment;
 mod status;
 mod sys;
 
+#[cfg(feature = "mutants")]
+mod mutant {
+    //! Deliberately broken orderings for `crash-sim self-test` (feature `mutants`, off in
+    //! every normal build). `LRVM_MUTANT` names the one in force; it is read once.
+    pub(crate) fn is(name: &str) -> bool {
+        static SELECTED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        SELECTED.get_or_init(|| std::env::var("LRVM_MUTANT").unwrap_or_default()) == name
+    }
+}
+
 pub use error::{Error, Result};
 pub use options::{CommitMode, CreateMode, MapOptions, Options, RegionSpec, RestoreMode, Tunables};
 pub use recovery::RecoveryReport;

@@ -86,6 +86,16 @@ mod segment;
 mod transaction;
 mod undo;
 
+#[cfg(feature = "mutants")]
+mod mutant {
+    //! Deliberately broken orderings for `crash-sim self-test` (feature `mutants`, off in
+    //! every normal build). `VISTA_MUTANT` names the one in force; it is read once.
+    pub(crate) fn is(name: &str) -> bool {
+        static SELECTED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        SELECTED.get_or_init(|| std::env::var("VISTA_MUTANT").unwrap_or_default()) == name
+    }
+}
+
 pub use error::{Error, Result};
 pub use layout::FORMAT_VERSION;
 pub use options::{

@@ -278,6 +278,10 @@ pub(crate) fn roll_back(
     point: (&'static str, &'static str),
 ) -> Result<()> {
     let lane_off = layout.lane_off(lane);
+    #[cfg(feature = "mutants")]
+    if point.0 == "vista.recover.partial" && crate::mutant::is("recover-clear-first") {
+        update.store_u64(lane_off, 0)?; // Mutant: the log is emptied before the undo.
+    }
     for r in records.iter().rev() {
         let src = lane_off + r.data_at;
         let dst = layout.user_off + r.offset;
@@ -314,6 +318,12 @@ fn recover(cache: &mut RioCache, layout: &Layout, path: &Path) -> Result<Recover
     crash_point!("vista.recover.validated");
     let mut report = Recovery::default();
     for (lane, records) in &pending {
+        #[cfg(feature = "mutants")]
+        let records = if crate::mutant::is("recover-skip-newest") {
+            &records[..records.len().saturating_sub(1)] // Mutant: the newest is not undone.
+        } else {
+            &records[..]
+        };
         roll_back(
             &mut update,
             layout,

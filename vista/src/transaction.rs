@@ -82,11 +82,37 @@ impl<'s> Transaction<'s> {
     /// # Errors
     /// As [`Transaction::set_range`].
     pub fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        #[cfg(feature = "mutants")]
+        if crate::mutant::is("commit-early") {
+            return self.write_commit_early(offset, bytes);
+        }
         let dst = self.set_range(offset, bytes.len() as u64)?;
         let half = bytes.len() / 2;
         dst[..half].copy_from_slice(&bytes[..half]);
         crash_point!("vista.write.partial");
         dst[half..].copy_from_slice(&bytes[half..]);
+        #[cfg(feature = "mutants")]
+        if crate::mutant::is("publish-late") {
+            // Mutant: the record is published only now, after the data changed.
+            let (lane, tail) = (self.layout.lane_off(LANE), self.tail);
+            self.update().store_u64(lane, tail)?;
+        }
+        Ok(())
+    }
+
+    /// Mutant `commit-early`: the commit store (an empty log) precedes the data write.
+    #[cfg(feature = "mutants")]
+    fn write_commit_early(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        let len = bytes.len() as u64;
+        let at = check_range(self.layout, offset, len)?;
+        self.log(offset, len, at)?;
+        let lane = self.layout.lane_off(LANE);
+        self.update().store_u64(lane, 0)?;
+        let dst = self.update().window(at, len)?;
+        dst.copy_from_slice(bytes);
+        crash_point!("vista.write.partial");
+        let tail = self.tail;
+        self.update().store_u64(lane, tail)?;
         Ok(())
     }
 
@@ -146,6 +172,10 @@ impl<'s> Transaction<'s> {
     /// poisoned).
     pub fn commit_durable(mut self) -> Result<()> {
         self.commit_point()?;
+        #[cfg(feature = "mutants")]
+        if crate::mutant::is("durable-no-checkpoint") {
+            return Ok(()); // Mutant: acknowledged as durable without a checkpoint.
+        }
         // `finished` is set: Drop does nothing more. The update ends, then checkpoints.
         let update = self
             .update
@@ -254,6 +284,12 @@ impl<'s> Transaction<'s> {
         // Publish: the record is complete before the tail covers it (release store).
         self.tail += needed;
         let tail = self.tail;
+        #[cfg(feature = "mutants")]
+        if crate::mutant::is("publish-late") {
+            // Mutant: `write` stores the tail after it has changed the data.
+            self.logged.push((offset, end));
+            return Ok(());
+        }
         self.update().store_u64(lane, tail)?;
         crash_point!("vista.set_range.published");
         self.logged.push((offset, end));
