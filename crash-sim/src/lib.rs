@@ -34,6 +34,9 @@
 //! - **wild**: stray stores into the engine's memory, with and without protection
 //!   ([`wild`]).
 //!
+//! [`selftest`] runs campaigns against deliberately broken engines (feature `mutants`)
+//! and fails if one survives.
+//!
 //! # Unsafe code
 //! Only in `sys` (fork, kill, waitpid, pipe2, poll, `_exit`, and the deliberate wild
 //! store of the wild mode); the crate root denies `unsafe_code`.
