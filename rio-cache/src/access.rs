@@ -61,6 +61,8 @@ impl Inner {
         }
         self.dirty_pages
             .fetch_sub(indices.len() as u64, Ordering::Relaxed);
+        // Pages remembered as open (and so as dirty) by the owner are no longer dirty.
+        self.dirty_gen.fetch_add(1, Ordering::Relaxed);
         self.kicked.store(false, Ordering::Relaxed);
         batch
     }
@@ -103,12 +105,19 @@ impl RioCache {
             .gate
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Read under the gate: no checkpoint can clear dirty marks until the update ends.
+        let gen = self.inner.dirty_gen.load(Ordering::Relaxed);
+        let recent = match &self.guard {
+            Guard::None { recent, gen: g } if *g == gen => recent.clone(),
+            _ => [0..0, 0..0],
+        };
         Ok(Update {
             inner: &self.inner,
             guard: &mut self.guard,
             _gate: gate,
             opened: Vec::new(),
-            recent: [0..0, 0..0],
+            recent,
+            gen,
             next_recent: 0,
             pkru_saved: None,
             _not_send: PhantomData,
@@ -139,6 +148,8 @@ pub struct Update<'a> {
     /// check (a transaction reopens its log page and data page several times).
     recent: [Range<usize>; 2],
     next_recent: usize,
+    /// The checkpoint generation of the dirty map when the update started.
+    gen: u64,
     /// PKRU before the first window opened, restored on drop.
     pkru_saved: Option<u32>,
     /// Protection keys are per-thread: the update must close where it opened.
@@ -257,11 +268,12 @@ impl Update<'_> {
 
     /// Whether a write of `[offset, offset + len)` is cheaper through the image file:
     /// under `mprotect`, for pages this update has not opened.
+    #[inline]
     fn writes_through(&self, offset: u64, len: u64) -> Result<bool> {
-        let (off, n) = self.inner.check_range(offset, len)?;
         let Guard::Mprotect { .. } = self.guard else {
             return Ok(false);
         };
+        let (off, n) = self.inner.check_range(offset, len)?;
         if n == 0 {
             return Ok(false);
         }
@@ -339,7 +351,7 @@ impl Update<'_> {
     #[inline(never)]
     fn open_pages(&mut self, pages: Range<usize>) -> std::io::Result<()> {
         match self.guard {
-            Guard::None => {}
+            Guard::None { .. } => {}
             Guard::Mprotect { refs } => {
                 open_pages(&self.inner.data, refs, pages.clone())?;
                 self.opened.push(pages.clone());
@@ -365,6 +377,10 @@ impl Drop for Update<'_> {
     /// unsoundness) and is counted in [`crate::Stats::reprotect_failures`].
     #[inline]
     fn drop(&mut self) {
+        if let Guard::None { recent, gen } = &mut self.guard {
+            recent.clone_from(&self.recent);
+            *gen = self.gen;
+        }
         if let Guard::Mprotect { refs } = &mut self.guard {
             for pages in self.opened.drain(..) {
                 if close_pages(&self.inner.data, refs, pages).is_err() {

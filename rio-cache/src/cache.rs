@@ -88,7 +88,13 @@ pub struct Stats {
 /// [`crate::Update`] at a time.
 #[derive(Debug)]
 pub(crate) enum Guard {
-    None,
+    /// Without protection, opening a page only marks it dirty, which stays true until a
+    /// checkpoint's copy clears the dirty map. So the pages the last update opened are
+    /// remembered across updates, valid while `Inner::dirty_gen` still equals `gen`.
+    None {
+        recent: [Range<usize>; 2],
+        gen: u64,
+    },
     /// Open-window count per data page.
     Mprotect {
         refs: Vec<u32>,
@@ -125,6 +131,8 @@ pub(crate) struct Inner {
     /// Serializes checkpoints; holds the disk image's checkpoint sequence number.
     pub(crate) disk_seq: Mutex<u64>,
     pub(crate) dirty_pages: AtomicU64,
+    /// Bumped (under the exclusive gate) whenever a checkpoint clears dirty marks.
+    pub(crate) dirty_gen: AtomicU64,
     pub(crate) kick_pages: u64,
     pub(crate) kicked: AtomicBool,
     pub(crate) wake: Mutex<Wake>,
@@ -570,6 +578,7 @@ impl RioCache {
             gate: RwLock::new(()),
             disk_seq: Mutex::new(disk_seq),
             dirty_pages: AtomicU64::new(0),
+            dirty_gen: AtomicU64::new(0),
             kick_pages: match opts.writeback {
                 Writeback::Background { dirty_bytes, .. } => (dirty_bytes / PAGE as u64).max(1),
                 Writeback::Manual => u64::MAX,
@@ -878,7 +887,10 @@ fn map_data(
         ActiveProtection::None => (
             Mapping::read_write(image, at, len).context(ctx)?,
             None,
-            Guard::None,
+            Guard::None {
+                recent: [0..0, 0..0],
+                gen: u64::MAX,
+            },
         ),
         ActiveProtection::Mprotect => {
             let m = Mapping::read_write(image, at, len).context(ctx)?;

@@ -289,3 +289,34 @@ fn killed_during_a_cold_load() {
         assert!(cache.as_slice() == old_state(), "{point}: data");
     }
 }
+
+/// Without protection, an update remembers the pages the previous one opened (they are
+/// known dirty). A checkpoint in between clears those marks, so a page written again
+/// after it must be marked dirty again, or the next checkpoint would miss it.
+#[test]
+fn page_rewritten_after_a_checkpoint_reaches_the_next_one() {
+    use rio_cache::{Protection, RioCache, RioOptions, Writeback};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.rio");
+    let opts = RioOptions::new()
+        .size(64 << 10)
+        .cache_dir(dir.path())
+        .protection(Protection::None)
+        .writeback(Writeback::Manual)
+        .checkpoint_on_close(false);
+    let mut cache = RioCache::open(&path, &opts).unwrap();
+    cache.window(100, 4).unwrap().copy_from_slice(b"one!");
+    cache.checkpoint().unwrap();
+    cache.window(100, 4).unwrap().copy_from_slice(b"two!");
+    assert_eq!(
+        cache.stats().dirty_pages,
+        1,
+        "the rewritten page is dirty again"
+    );
+    cache.checkpoint().unwrap();
+    let image = cache.image_path().to_owned();
+    drop(cache);
+    std::fs::remove_file(image).unwrap(); // power loss
+    let cache = RioCache::open(&path, &opts).unwrap();
+    assert_eq!(cache.read(100, 4).unwrap(), b"two!");
+}
