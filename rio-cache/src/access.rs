@@ -47,7 +47,7 @@ impl Inner {
             .filter(|&p| dirty[p].load(Ordering::Relaxed) != 0)
             .map(|p| p as u64)
             .collect();
-        let mut batch = Batch::new(seq, self.data_len, &indices);
+        let mut batch = Batch::new(seq, self.data_len, self.image_id, &indices);
         for (i, &p) in indices.iter().enumerate() {
             let p = p as usize;
             // SAFETY: page p is inside the page-rounded data mapping; the gate is held

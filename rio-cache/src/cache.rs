@@ -39,6 +39,10 @@ pub enum ColdReason {
     NoImage,
     /// The image was written under another boot: the machine restarted.
     BootChanged,
+    /// The disk image was checkpointed by another memory image since this one last
+    /// wrote it (the file was renamed and used under another name, used with another
+    /// cache directory, or restored from a copy): this image is not its latest state.
+    Stale,
     /// The image belongs to another disk file (another device or inode).
     OtherFile,
     /// The image is of another size or layout.
@@ -130,6 +134,8 @@ pub(crate) struct Inner {
     pub(crate) gate: RwLock<()>,
     /// Serializes checkpoints; holds the disk image's checkpoint sequence number.
     pub(crate) disk_seq: Mutex<u64>,
+    /// This memory image's id, recorded as the writer of every checkpoint it installs.
+    pub(crate) image_id: u64,
     pub(crate) dirty_pages: AtomicU64,
     /// Bumped (under the exclusive gate) whenever a checkpoint clears dirty marks.
     pub(crate) dirty_gen: AtomicU64,
@@ -164,6 +170,11 @@ impl Drop for Inner {
 }
 
 impl Inner {
+    /// The image's record of the last checkpoint it installed (see `MemHeader`).
+    pub(crate) fn synced_word(&self) -> &std::sync::atomic::AtomicU64 {
+        self.meta.word(MemHeader::SYNCED_AT)
+    }
+
     pub(crate) fn writable(&self) -> &Mapping {
         self.write.as_ref().unwrap_or(&self.data)
     }
@@ -445,10 +456,15 @@ impl RioCache {
             .context(|| format!("stat {}", path.display()))?
             .len();
         let fresh = disk_len == 0;
-        let mut disk_seq = 0;
+        let mut disk_header = DiskHeader {
+            data_len: opts.size,
+            seq: 0,
+            writer: 0,
+        };
         if !fresh {
-            disk_seq = validate_disk(&disk, path, disk_len, opts.size, map_len)?;
+            disk_header = validate_disk(&disk, path, disk_len, opts.size, map_len)?;
         }
+        let mut disk_seq = disk_header.seq;
 
         // The journal: read and judge it now, act on it only once everything passed.
         let jpath = journal_path(path);
@@ -480,18 +496,33 @@ impl RioCache {
         let dmeta = disk
             .metadata()
             .context(|| format!("stat {}", path.display()))?;
-        let header = MemHeader {
+        let mut header = MemHeader {
             data_len: opts.size,
             dev: dmeta.dev(),
             ino: dmeta.ino(),
             boot_id: format::boot_id().context(|| "read the boot id".into())?,
             meta_len: MemHeader::meta_len_for(pages as u64),
+            id: format::new_image_id(),
+            parent: 0,
         };
         let image_len = header.meta_len + map_len;
+        // The disk as it will be once the journal is dealt with.
+        let (final_seq, final_writer) = match &journal_state {
+            Journal::Committed(b) => (b.seq(), b.writer()),
+            _ => (disk_header.seq, disk_header.writer),
+        };
+        // A new image is loaded from the disk as it will be: remember whose it was.
+        header.parent = final_writer;
         let start = if fresh {
             StartKind::Created
         } else {
-            judge_image(&ipath, &header, image_len)?
+            match judge_image(&ipath, &header, image_len, final_seq, final_writer)? {
+                Ok(id) => {
+                    header.id = id;
+                    StartKind::Warm
+                }
+                Err(reason) => StartKind::Cold(reason),
+            }
         };
 
         // Everything is validated: from here on the open changes files.
@@ -499,6 +530,7 @@ impl RioCache {
             let h = DiskHeader {
                 data_len: opts.size,
                 seq: 0,
+                writer: header.id,
             };
             disk.write_all_at(&h.encode(), 0)
                 .and_then(|()| disk.set_len(DISK_DATA_OFFSET + map_len))
@@ -541,6 +573,9 @@ impl RioCache {
         if let StartKind::Cold(_) = start {
             load_cold(&disk, path, &image, &ipath, header.meta_len, map_len)?;
         }
+        image
+            .write_all_at(&disk_seq.to_le_bytes(), MemHeader::SYNCED_AT as u64)
+            .context(|| format!("write {}", ipath.display()))?;
         if start != StartKind::Warm {
             image
                 .write_all_at(&MEM_READY.to_le_bytes(), MemHeader::READY_AT as u64)
@@ -577,6 +612,7 @@ impl RioCache {
             pkey,
             gate: RwLock::new(()),
             disk_seq: Mutex::new(disk_seq),
+            image_id: header.id,
             dirty_pages: AtomicU64::new(0),
             dirty_gen: AtomicU64::new(0),
             kick_pages: match opts.writeback {
@@ -728,8 +764,14 @@ impl Drop for RioCache {
     }
 }
 
-/// Validates an existing disk image; returns its checkpoint sequence number.
-fn validate_disk(disk: &File, path: &Path, len: u64, size: u64, map_len: u64) -> Result<u64> {
+/// Validates an existing disk image; returns its header.
+fn validate_disk(
+    disk: &File,
+    path: &Path,
+    len: u64,
+    size: u64,
+    map_len: u64,
+) -> Result<DiskHeader> {
     let not_ours = |reason: &str| Error::NotRioCache {
         path: path.to_owned(),
         reason: reason.to_owned(),
@@ -777,29 +819,36 @@ fn validate_disk(disk: &File, path: &Path, len: u64, size: u64, map_len: u64) ->
             reason: format!("file is {len} bytes; a {size}-byte cache needs {want}"),
         });
     }
-    Ok(h.seq)
+    Ok(h)
 }
 
-/// Decides between a warm and a cold start from the memory image at `ipath`.
-fn judge_image(ipath: &Path, want: &MemHeader, image_len: u64) -> Result<StartKind> {
+/// Decides between a warm and a cold start from the memory image at `ipath`, for a
+/// disk image at checkpoint `disk_seq` written by the image with id `disk_writer`.
+/// `Ok(id)`: warm, with the image's id; `Err(reason)`: cold.
+fn judge_image(
+    ipath: &Path,
+    want: &MemHeader,
+    image_len: u64,
+    disk_seq: u64,
+    disk_writer: u64,
+) -> Result<std::result::Result<u64, ColdReason>> {
     let f = match File::open(ipath) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(StartKind::Cold(ColdReason::NoImage))
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Err(ColdReason::NoImage)),
         Err(e) => return Err(e).context(|| format!("open {}", ipath.display())),
     };
-    let mut b = [0u8; 128];
+    let mut b = [0u8; MemHeader::SYNCED_AT + 8];
     let len = f
         .metadata()
         .context(|| format!("stat {}", ipath.display()))?
         .len();
-    if len < 128 || f.read_exact_at(&mut b, 0).is_err() {
-        return Ok(StartKind::Cold(ColdReason::Damaged));
+    if len < b.len() as u64 || f.read_exact_at(&mut b, 0).is_err() {
+        return Ok(Err(ColdReason::Damaged));
     }
     let Some(h) = MemHeader::decode(&b) else {
-        return Ok(StartKind::Cold(ColdReason::Damaged));
+        return Ok(Err(ColdReason::Damaged));
     };
+    let synced = format::get_u64(&b, MemHeader::SYNCED_AT);
     let reason = if format::get_u32(&b, MemHeader::READY_AT) != MEM_READY {
         ColdReason::Incomplete
     } else if h.boot_id != want.boot_id {
@@ -808,10 +857,18 @@ fn judge_image(ipath: &Path, want: &MemHeader, image_len: u64) -> Result<StartKi
         ColdReason::OtherFile
     } else if h.data_len != want.data_len || h.meta_len != want.meta_len || len != image_len {
         ColdReason::SizeChanged
+    } else if !(h.id == disk_writer && (disk_seq == synced || disk_seq == synced + 1)
+        || h.parent == disk_writer && disk_seq == synced)
+    {
+        // Ours if the disk's last checkpoint is one this image installed (`synced`, or
+        // the next one if a crash came between its disk fsync and this image recording
+        // it), or, for an image that has installed none yet, still the very checkpoint
+        // it was loaded from.
+        ColdReason::Stale
     } else {
-        return Ok(StartKind::Warm);
+        return Ok(Ok(h.id));
     };
-    Ok(StartKind::Cold(reason))
+    Ok(Err(reason))
 }
 
 /// Creates (replacing any stale one) and preallocates a memory image with its header;

@@ -74,6 +74,9 @@ impl Inner {
         for i in 0..batch.len() {
             inflight[batch.index(i) as usize].store(0, Ordering::Relaxed);
         }
+        // The image now matches checkpoint `seq` plus later writes. (A crash before this
+        // store leaves it one behind the disk, which a warm start accepts.)
+        self.synced_word().store(batch.seq(), Ordering::Release);
         *disk_seq = batch.seq();
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.pages_written
@@ -139,6 +142,7 @@ pub(crate) fn install(
     let header = DiskHeader {
         data_len,
         seq: batch.seq(),
+        writer: batch.writer(),
     };
     disk.write_all_at(&header.encode(), 0)
         .context(|| format!("write {}", path.display()))?;

@@ -39,12 +39,14 @@ pub(crate) fn get_u64(buf: &[u8], at: usize) -> u64 {
 ///
 /// ```text
 /// 0  magic "RIOCDISK"   8  version u32   12 page size u32   16 data_len u64
-/// 24 checkpoint seq u64  32 reserved (zero)                  60 crc32 of 0..60
+/// 24 checkpoint seq u64  32 writer u64: the id of the memory image that wrote it
+/// 40 reserved (zero)     60 crc32 of 0..60
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DiskHeader {
     pub(crate) data_len: u64,
     pub(crate) seq: u64,
+    pub(crate) writer: u64,
 }
 
 /// Why a disk header was rejected.
@@ -66,6 +68,7 @@ impl DiskHeader {
         put_u32(&mut b, 12, PAGE as u32);
         put_u64(&mut b, 16, self.data_len);
         put_u64(&mut b, 24, self.seq);
+        put_u64(&mut b, 32, self.writer);
         let crc = crc32fast::hash(&b[..60]);
         put_u32(&mut b, 60, crc);
         b
@@ -89,6 +92,7 @@ impl DiskHeader {
         Ok(DiskHeader {
             data_len: get_u64(b, 16),
             seq: get_u64(b, 24),
+            writer: get_u64(b, 32),
         })
     }
 }
@@ -98,8 +102,12 @@ impl DiskHeader {
 /// ```text
 /// 0  magic "RIOCMEMI"  8  version u32  12 page size u32  16 data_len u64
 /// 24 disk st_dev u64   32 disk st_ino u64                40 boot id [36]
-/// 76 meta_len u64 (offset of the data)   84 reserved     120 crc32 of 0..120
+/// 76 meta_len u64 (offset of the data)   84 id u64 (random, chosen when the image is made)
+/// 92 parent u64: the writer id of the disk image this image was loaded from
+/// 100 reserved            120 crc32 of 0..120
 /// 124 ready u32: MEM_READY once the image is complete (written last, atomically)
+/// 128 synced u64: the checkpoint sequence number this image last installed on the
+///     disk (or loaded from it); updated atomically after each checkpoint
 /// ```
 /// After the header page come the dirty map (one byte per data page) and the in-flight
 /// map (one byte per data page), padded to a page; then the data.
@@ -110,11 +118,14 @@ pub(crate) struct MemHeader {
     pub(crate) ino: u64,
     pub(crate) boot_id: [u8; 36],
     pub(crate) meta_len: u64,
+    pub(crate) id: u64,
+    pub(crate) parent: u64,
 }
 
 impl MemHeader {
     pub(crate) const LEN: usize = 120;
     pub(crate) const READY_AT: usize = 124;
+    pub(crate) const SYNCED_AT: usize = 128;
 
     pub(crate) fn encode(&self) -> [u8; 124] {
         let mut b = [0u8; 124];
@@ -126,6 +137,8 @@ impl MemHeader {
         put_u64(&mut b, 32, self.ino);
         b[40..76].copy_from_slice(&self.boot_id);
         put_u64(&mut b, 76, self.meta_len);
+        put_u64(&mut b, 84, self.id);
+        put_u64(&mut b, 92, self.parent);
         let crc = crc32fast::hash(&b[..Self::LEN]);
         put_u32(&mut b, Self::LEN, crc);
         b
@@ -146,6 +159,8 @@ impl MemHeader {
             ino: get_u64(b, 32),
             boot_id: b[40..76].try_into().expect("36 bytes"),
             meta_len: get_u64(b, 76),
+            id: get_u64(b, 84),
+            parent: get_u64(b, 92),
         })
     }
 
@@ -153,6 +168,20 @@ impl MemHeader {
     pub(crate) fn meta_len_for(pages: u64) -> u64 {
         PAGE as u64 + round_up_pages(2 * pages)
     }
+}
+
+/// A random id for a new memory image: the OS-seeded keys of std's `RandomState`,
+/// mixed with the time and the process id. Never 0 (0 marks "no writer yet").
+pub(crate) fn new_image_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish().max(1)
 }
 
 /// This boot's id, from `/proc/sys/kernel/random/boot_id`: a memory image written
@@ -175,6 +204,7 @@ mod tests {
         let h = DiskHeader {
             data_len: 1 << 20,
             seq: 7,
+            writer: 0xfeed,
         };
         let mut b = h.encode();
         assert_eq!(DiskHeader::decode(&b), Ok(h));
@@ -193,6 +223,8 @@ mod tests {
             ino: 2,
             boot_id: [b'a'; 36],
             meta_len: MemHeader::meta_len_for(2),
+            id: 42,
+            parent: 7,
         };
         let mut b = h.encode();
         assert_eq!(MemHeader::decode(&b), Some(h));

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! header (64 B)   0 magic "RIOCJRNL"  8 version u32  12 page size u32  16 data_len u64
-//!                 24 seq u64  32 page count n u64  40 reserved  60 crc32 of 0..60
+//!                 24 seq u64  32 page count n u64  40 writer u64 (memory image id)
+//!                 48 reserved  60 crc32 of 0..60
 //! index (8n B)    the data-page number of each page, ascending
 //! pages (4096n B) the page images, in index order
 //! commit (64 B)   0 magic "RIOCCMIT"  8 seq u64  16 n u64  24 crc32 of header+index+pages
@@ -34,7 +35,7 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// A batch for `indices` (ascending), with the page images still zero.
-    pub(crate) fn new(seq: u64, data_len: u64, indices: &[u64]) -> Batch {
+    pub(crate) fn new(seq: u64, data_len: u64, writer: u64, indices: &[u64]) -> Batch {
         let n = indices.len();
         let mut buf = vec![0u8; HEADER_LEN + 8 * n + PAGE * n];
         buf[0..8].copy_from_slice(&JOURNAL_MAGIC);
@@ -43,6 +44,7 @@ impl Batch {
         buf[16..24].copy_from_slice(&data_len.to_le_bytes());
         buf[24..32].copy_from_slice(&seq.to_le_bytes());
         buf[32..40].copy_from_slice(&(n as u64).to_le_bytes());
+        buf[40..48].copy_from_slice(&writer.to_le_bytes());
         let crc = crc32fast::hash(&buf[..60]);
         buf[60..64].copy_from_slice(&crc.to_le_bytes());
         for (i, idx) in indices.iter().enumerate() {
@@ -58,6 +60,11 @@ impl Batch {
 
     pub(crate) fn seq(&self) -> u64 {
         get_u64(&self.buf, 24)
+    }
+
+    /// The id of the memory image that staged this batch.
+    pub(crate) fn writer(&self) -> u64 {
+        get_u64(&self.buf, 40)
     }
 
     /// The page number of the `i`-th page.
@@ -220,7 +227,7 @@ mod tests {
 
     #[test]
     fn runs_group_consecutive_pages() {
-        let mut b = Batch::new(1, 10 * PAGE as u64, &[1, 2, 3, 7, 9, 10]);
+        let mut b = Batch::new(1, 10 * PAGE as u64, 9, &[1, 2, 3, 7, 9, 10]);
         for i in 0..b.len() {
             b.page_mut(i).fill(i as u8);
         }
@@ -241,7 +248,7 @@ mod tests {
             .open(&path)
             .unwrap();
         let data_len = 16 * PAGE as u64;
-        let mut b = Batch::new(4, data_len, &[0, 5]);
+        let mut b = Batch::new(4, data_len, 9, &[0, 5]);
         b.page_mut(1)[7] = 9;
         file.write_all_at(b.body(), 0).unwrap();
         assert!(matches!(

@@ -256,6 +256,20 @@ impl AtomicMapping {
         AtomicMapping { map }
     }
 
+    /// The 8 bytes at `off` (a multiple of 8) as one atomic word. Panics if out of
+    /// bounds or misaligned.
+    pub(crate) fn word(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(off % 8 == 0 && off + 8 <= self.map.len());
+        let word = self.map.ptr().wrapping_add(off);
+        #[allow(clippy::cast_ptr_alignment)] // alignment asserted above
+        // SAFETY: in bounds and 8-aligned (asserted; the mapping is page-aligned); this
+        // mapping is only ever accessed atomically by this process, and these 8 bytes
+        // only as this word; the reference borrows self.
+        unsafe {
+            &*word.cast::<std::sync::atomic::AtomicU64>()
+        }
+    }
+
     /// `len` bytes at `off` as atomics. Panics if out of bounds.
     pub(crate) fn bytes(&self, off: usize, len: usize) -> &[AtomicU8] {
         assert!(off

@@ -296,6 +296,7 @@ fn killed_during_a_cold_load() {
 #[test]
 fn page_rewritten_after_a_checkpoint_reaches_the_next_one() {
     use rio_cache::{Protection, RioCache, RioOptions, Writeback};
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.rio");
     let opts = RioOptions::new()
