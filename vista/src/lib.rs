@@ -101,6 +101,9 @@ pub use layout::FORMAT_VERSION;
 pub use options::{
     Options, Protection, Writeback, DEFAULT_LANES, DEFAULT_SIZE, DEFAULT_UNDO_LOG_SIZE,
 };
+/// The cache layer, re-exported so its types in vista's API (`Error::Cache`, the stats of
+/// `Segment::cache_stats`) can be named without a separate dependency.
+pub use rio_cache;
 pub use rio_cache::{ActiveProtection, ColdReason, StartKind};
 pub use segment::{Recovery, Segment};
 pub use transaction::Transaction;

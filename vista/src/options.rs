@@ -56,7 +56,10 @@ impl Options {
     }
 
     /// Undo log capacity of each lane in a new segment (default 1 MiB). A transaction's
-    /// before-images, each with a 24-byte record header, must fit in it.
+    /// before-images, each with a 24-byte record header and padded to 8 bytes, must fit
+    /// in it. Lanes are whole pages, so the capacity is rounded up: the lane is this
+    /// plus its 64-byte header, rounded up to 4096 bytes (the default gives 1,052,608
+    /// bytes; see [`crate::Segment::undo_log_capacity`]).
     #[must_use]
     pub fn undo_log_size(mut self, bytes: u64) -> Self {
         self.undo_log_size = bytes;

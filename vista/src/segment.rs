@@ -119,6 +119,17 @@ impl Segment {
         })
     }
 
+    /// Deletes a segment's files: the segment file, its checkpoint journal and its memory
+    /// image (in `opts`' cache directory). Missing files are not an error. The segment
+    /// must not be open. Without this, a memory image stays in the cache directory after
+    /// the segment file is deleted.
+    ///
+    /// # Errors
+    /// I/O errors other than "not found".
+    pub fn remove(path: impl AsRef<Path>, opts: &Options) -> Result<()> {
+        Ok(rio_cache::remove(path, &opts.rio(1))?)
+    }
+
     /// Starts a transaction. Only one runs at a time (it borrows the segment).
     ///
     /// # Errors
@@ -158,7 +169,9 @@ impl Segment {
                 Ok(v)
             }
             Err(e) => {
-                tx.abort()?;
+                // `f`'s error is what the caller needs; if the abort fails too, the
+                // segment is poisoned and the next `begin` reports why.
+                let _ = tx.abort();
                 Err(e)
             }
         }

@@ -167,3 +167,14 @@ fn second_open_is_locked() {
         Err(Error::Locked { .. })
     ));
 }
+
+#[test]
+fn remove_deletes_the_segment_its_journal_and_its_memory_image() {
+    let p = Place::new();
+    let opts = p.opts(4096);
+    Segment::open(&p.path, &opts).unwrap().close().unwrap();
+    assert!(p.path.exists() && p.journal().exists() && p.image().exists());
+    Segment::remove(&p.path, &opts).unwrap();
+    assert!(!p.path.exists() && !p.journal().exists() && !p.image().exists());
+    Segment::remove(&p.path, &opts).unwrap(); // nothing left: still fine
+}
