@@ -436,6 +436,12 @@ impl RioCache {
         let pages = (map_len / PAGE as u64) as usize;
         let cache_dir = opts.resolved_cache_dir();
         check_cache_dir(&cache_dir)?;
+        // Before the disk file is created: a refused protection mode leaves nothing behind.
+        let protection = resolve_protection(opts.protection)?;
+        let key_guard = KeyGuard(match protection {
+            ActiveProtection::Pkey(k) => Some(k),
+            _ => None,
+        });
 
         // The disk image, locked.
         let existed = path.exists();
@@ -484,12 +490,6 @@ impl RioCache {
                 });
             }
         }
-
-        let protection = resolve_protection(opts.protection)?;
-        let key_guard = KeyGuard(match protection {
-            ActiveProtection::Pkey(k) => Some(k),
-            _ => None,
-        });
 
         // The memory image: warm if it is ours and complete.
         let ipath = image_path(path, &cache_dir)?;

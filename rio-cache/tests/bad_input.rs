@@ -575,4 +575,8 @@ fn pkey_when_unsupported() {
     )
     .unwrap_err();
     assert!(matches!(e, Error::PkeyUnavailable(_)), "{e:?}");
+    assert!(
+        !disk_path(t.path()).exists(),
+        "a refused open created the disk file"
+    );
 }
