@@ -161,13 +161,24 @@ impl Ctx {
             }
         };
         let workload = cfg.workload.build();
-        let report = Report {
+        let mut report = Report {
             engine: cfg.engine.name().into(),
             workload: cfg.workload.name().into(),
             mode: cfg.mode.name().into(),
             seed: cfg.seed,
             ..Report::default()
         };
+        if cfg.engine.name() == "vista" && cfg.mode.name() != "wild" {
+            // The wild mode reports per protection itself; the others run with Auto.
+            let resolved = if vista::rio_cache::pkeys_supported() {
+                "pkey"
+            } else {
+                "mprotect"
+            };
+            report.notes.push(format!(
+                "vista protection: Auto, which is {resolved} on this machine"
+            ));
+        }
         let bar = if cfg.progress {
             let b = indicatif::ProgressBar::with_draw_target(
                 Some(1000),

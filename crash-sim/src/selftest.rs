@@ -148,7 +148,7 @@ pub fn run() -> Result<Vec<Run>> {
     if !cfg!(feature = "mutants") {
         bail!(
             "this crash-sim was built without the `mutants` feature: \
-             cargo run -p crash-sim --features mutants -- self-test"
+             cargo run --release -p crash-sim --features mutants -- self-test"
         );
     }
     let mut runs = Vec::new();
