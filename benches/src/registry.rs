@@ -199,6 +199,21 @@ pub fn all_engines() -> Vec<EngineSpec> {
         "libpmemobj tx_add_range undo log, pool on /dev/shm",
         |o| Ok(Box::new(crate::pmdk::Pmdk::open(o.layout)?)),
     ));
+    // Without the feature the row still appears, as skipped, so a table never silently
+    // lacks the peer.
+    #[cfg(not(feature = "pmdk"))]
+    v.push(
+        EngineSpec::new(
+            "pmdk",
+            "libpmemobj (not built: needs --features pmdk and libpmemobj-dev)",
+            |_| anyhow::bail!("pmdk is not built in"),
+        )
+        .probe(|| {
+            Err(std::io::Error::other(
+                "not built: run with --features pmdk (needs libpmemobj-dev)",
+            ))
+        }),
+    );
     v.extend([
         EngineSpec::new(
             "lmdb-nosync",
