@@ -171,12 +171,12 @@ pub(crate) fn wild_store(addr: usize, mapped: std::ops::Range<usize>, what: Wild
     );
     // An integer-to-pointer cast: no Rust borrow is being written through.
     let p = addr as *mut u8;
-    // SAFETY: this deliberately performs a wild store, in a forked worker child that is
-    // thrown away afterwards, to test the engine's protection. `p` lies in memory the
-    // child has mapped (checked above), so the store either lands or faults with SIGSEGV
-    // because the engine protected the page, which is the outcome being measured. No
-    // live Rust reference covers the byte: the engine's slices are reborrowed afresh
-    // after this returns. Volatile, so the compiler neither elides nor moves the store.
+    // This deliberately performs a wild store, in a forked worker child that is thrown
+    // away afterwards, to test the engine's protection. Volatile, so the compiler neither
+    // elides nor moves the store.
+    // SAFETY: `p` lies in memory the child has mapped (checked above), so the store
+    // either lands or faults with SIGSEGV (the outcome being measured); no live Rust
+    // reference covers the byte: the engine's slices are reborrowed after this returns.
     unsafe {
         match what {
             WildStore::Write(v) => std::ptr::write_volatile(p, v),

@@ -186,11 +186,10 @@ pub(crate) fn rdpkru() -> u32 {
 /// Writes this thread's PKRU register.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn wrpkru(value: u32) {
-    // SAFETY: WRPKRU changes the access rights of this thread only. rio-cache only
-    // changes the bits of its own key, and only grants write access while a write
-    // window is open on this thread; it never removes rights a live slice relies on
-    // (reads go through a separate mapping with the default key). `nomem` is not
-    // claimed: the change affects which later memory accesses fault.
+    // `nomem` is not claimed: the change affects which later memory accesses fault.
+    // SAFETY: WRPKRU changes this thread's rights only, and rio-cache changes only its
+    // own key's bits, granting write access only while a window is open on this thread
+    // and never removing rights a live slice relies on (reads use the key-0 mapping).
     unsafe {
         std::arch::asm!(
             "wrpkru",

@@ -26,11 +26,10 @@ fn protection_from(arg: &str) -> Protection {
 
 /// The wild store under test.
 fn stray_store(addr: usize) {
-    // SAFETY: none, deliberately: this models a wild store by buggy code. The address is
-    // inside a live MAP_SHARED mapping of this process and no Rust reference to that byte
-    // is alive (the slice it was taken from is gone), so the only possible effects are
-    // the CPU's: a fault (SIGSEGV, under Mprotect or Pkey) or a changed byte (None),
-    // which is what the parent asserts. It only ever runs in a child process.
+    // This models a wild store by buggy code; it only ever runs in a child process.
+    // SAFETY: the address is inside a live MAP_SHARED mapping of this process and no
+    // Rust reference to that byte is alive, so the only effects are the CPU's: a fault
+    // (SIGSEGV, under Mprotect or Pkey) or a changed byte (None), as the parent asserts.
     unsafe { std::ptr::write_volatile(addr as *mut u8, STRAY) };
 }
 
