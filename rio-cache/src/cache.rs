@@ -289,20 +289,7 @@ pub fn existing_size(path: impl AsRef<Path>) -> Result<Option<u64>> {
     if len == 0 {
         return Ok(None);
     }
-    let mut b = [0u8; DiskHeader::LEN];
-    if len < DiskHeader::LEN as u64 {
-        return Err(Error::NotRioCache {
-            path: path.to_owned(),
-            reason: "shorter than a header".into(),
-        });
-    }
-    f.read_exact_at(&mut b, 0)
-        .context(|| format!("read {}", path.display()))?;
-    if let Ok(h) = DiskHeader::decode(&b) {
-        return Ok(Some(h.data_len));
-    }
-    // Let the full validation produce the precise error.
-    validate_disk(&f, path, len, 1, format::round_up_pages(1)).map(|_| None)
+    Ok(Some(read_disk_header(&f, path, len)?.data_len))
 }
 
 /// The journal beside a disk file: `<path>.journal`.
@@ -764,17 +751,16 @@ impl Drop for RioCache {
     }
 }
 
-/// Validates an existing disk image; returns its header.
-fn validate_disk(
-    disk: &File,
-    path: &Path,
-    len: u64,
-    size: u64,
-    map_len: u64,
-) -> Result<DiskHeader> {
+/// Reads and decodes the header of the `len`-byte disk image `disk`, turning each defect
+/// into the error a user should see.
+fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<DiskHeader> {
     let not_ours = |reason: &str| Error::NotRioCache {
         path: path.to_owned(),
         reason: reason.to_owned(),
+    };
+    let corrupt = |reason: String| Error::Corrupt {
+        path: path.to_owned(),
+        reason,
     };
     if len < DiskHeader::LEN as u64 {
         return Err(not_ours("shorter than a header"));
@@ -782,29 +768,27 @@ fn validate_disk(
     let mut b = [0u8; DiskHeader::LEN];
     disk.read_exact_at(&mut b, 0)
         .context(|| format!("read {}", path.display()))?;
-    let h = match DiskHeader::decode(&b) {
-        Ok(h) => h,
-        Err(HeaderError::Magic) => return Err(not_ours("bad magic")),
-        Err(HeaderError::Version(v)) => {
-            return Err(Error::IncompatibleVersion {
-                path: path.to_owned(),
-                found: v,
-                supported: VERSION,
-            })
-        }
-        Err(HeaderError::Checksum) => {
-            return Err(Error::Corrupt {
-                path: path.to_owned(),
-                reason: "header checksum mismatch".into(),
-            })
-        }
-        Err(HeaderError::PageSize(p)) => {
-            return Err(Error::Corrupt {
-                path: path.to_owned(),
-                reason: format!("page size {p}"),
-            })
-        }
-    };
+    DiskHeader::decode(&b).map_err(|e| match e {
+        HeaderError::Magic => not_ours("bad magic"),
+        HeaderError::Version(found) => Error::IncompatibleVersion {
+            path: path.to_owned(),
+            found,
+            supported: VERSION,
+        },
+        HeaderError::Checksum => corrupt("header checksum mismatch".into()),
+        HeaderError::PageSize(p) => corrupt(format!("page size {p}")),
+    })
+}
+
+/// Validates an existing disk image against the requested size; returns its header.
+fn validate_disk(
+    disk: &File,
+    path: &Path,
+    len: u64,
+    size: u64,
+    map_len: u64,
+) -> Result<DiskHeader> {
+    let h = read_disk_header(disk, path, len)?;
     if h.data_len != size {
         return Err(Error::SizeMismatch {
             path: path.to_owned(),

@@ -82,7 +82,7 @@ impl Inner {
         self.pages_written
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.bytes_written.fetch_add(
-            (batch.body().len() + journal_commit_len() + batch.len() * PAGE) as u64,
+            (batch.body().len() + crate::journal::COMMIT_LEN + batch.len() * PAGE) as u64,
             Ordering::Relaxed,
         );
         self.last_checkpoint_ns.store(
@@ -113,10 +113,6 @@ impl Inner {
         crash_point!("rio.checkpoint.journal_cleared");
         Ok(())
     }
-}
-
-fn journal_commit_len() -> usize {
-    crate::journal::COMMIT_LEN
 }
 
 /// Writes a committed batch's pages and header into the disk image and fsyncs it.
