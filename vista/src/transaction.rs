@@ -162,8 +162,10 @@ impl<'s> Transaction<'s> {
     /// has followed; see [`Transaction::commit_durable`]).
     ///
     /// # Errors
-    /// None in practice today (the store cannot fail once the log was written); the
-    /// `Result` keeps room for failures of future lanes.
+    /// An I/O error if the commit store fails (under [`crate::Protection::Mprotect`] it
+    /// is a `pwrite` into the memory image). The transaction is then rolled back, as by
+    /// [`Transaction::abort`], before this returns; if the roll-back fails too, the
+    /// segment is poisoned. Either way none of its changes survive.
     pub fn commit(mut self) -> Result<()> {
         self.commit_point()?;
         Ok(())
@@ -173,8 +175,8 @@ impl<'s> Transaction<'s> {
     /// loss.
     ///
     /// # Errors
-    /// I/O errors from the checkpoint (the commit itself stands; the segment is then
-    /// poisoned).
+    /// As [`Transaction::commit`] for the commit itself; I/O errors from the checkpoint
+    /// (the commit then stands; the segment is poisoned).
     pub fn commit_durable(mut self) -> Result<()> {
         self.commit_point()?;
         #[cfg(feature = "mutants")]
@@ -208,13 +210,23 @@ impl<'s> Transaction<'s> {
     }
 
     fn commit_point(&mut self) -> Result<()> {
-        self.finished = true;
         if self.tail == 0 {
+            self.finished = true;
             return Ok(()); // Nothing was logged: nothing to discard.
         }
         crash_point!("vista.commit.before_store");
         let lane = self.layout.lane_off(LANE);
-        self.update().store_u64(lane, 0)?;
+        let stored = self.update().store_u64(lane, 0);
+        // Finished either way: committed, or rolled back here (not again in Drop).
+        self.finished = true;
+        if let Err(e) = stored {
+            // The store did not happen (a failed `pwrite` or `mprotect` changes nothing),
+            // so the published log still covers every change: undo them now, or the
+            // next transaction would reuse the lane and make these changes permanent.
+            // A roll-back that fails poisons the segment (see `roll_back`).
+            let _ = self.roll_back();
+            return Err(e.into());
+        }
         crash_point!("vista.commit.after_store");
         Ok(())
     }
