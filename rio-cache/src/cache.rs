@@ -139,7 +139,8 @@ pub(crate) struct Inner {
     pub(crate) dirty_pages: AtomicU64,
     /// Bumped (under the exclusive gate) whenever a checkpoint clears dirty marks.
     pub(crate) dirty_gen: AtomicU64,
-    pub(crate) kick_pages: u64,
+    /// Dirty pages that wake the writeback thread (`u64::MAX` without one).
+    pub(crate) kick_pages: AtomicU64,
     pub(crate) kicked: AtomicBool,
     pub(crate) wake: Mutex<Wake>,
     pub(crate) wake_cv: Condvar,
@@ -199,7 +200,9 @@ impl Inner {
         }
         if newly > 0 {
             let total = self.dirty_pages.fetch_add(newly, Ordering::Relaxed) + newly;
-            if total >= self.kick_pages && !self.kicked.swap(true, Ordering::Relaxed) {
+            if total >= self.kick_pages.load(Ordering::Relaxed)
+                && !self.kicked.swap(true, Ordering::Relaxed)
+            {
                 let mut w = self
                     .wake
                     .lock()
@@ -602,10 +605,7 @@ impl RioCache {
             image_id: header.id,
             dirty_pages: AtomicU64::new(0),
             dirty_gen: AtomicU64::new(0),
-            kick_pages: match opts.writeback {
-                Writeback::Background { dirty_bytes, .. } => (dirty_bytes / PAGE as u64).max(1),
-                Writeback::Manual => u64::MAX,
-            },
+            kick_pages: AtomicU64::new(kick_pages(opts.writeback)),
             kicked: AtomicBool::new(false),
             wake: Mutex::new(Wake::default()),
             wake_cv: Condvar::new(),
@@ -732,10 +732,45 @@ impl RioCache {
         Ok(())
     }
 
+    /// Changes the writeback policy of the open cache: stops the background thread, if
+    /// any, and starts the one `writeback` asks for. A layer above that must validate
+    /// the contents before any of them may reach the disk opens with
+    /// [`Writeback::Manual`] and calls this once it has accepted them.
+    ///
+    /// # Errors
+    /// An I/O error if the thread cannot be spawned (the cache is then manual).
+    pub fn set_writeback(&mut self, writeback: Writeback) -> Result<()> {
+        self.stop_writeback();
+        self.inner
+            .kick_pages
+            .store(kick_pages(writeback), Ordering::Relaxed);
+        if let Writeback::Background { interval, .. } = writeback {
+            self.writeback = Some(WritebackThread::spawn(Arc::clone(&self.inner), interval)?);
+        }
+        Ok(())
+    }
+
+    /// Declares the cache's contents unfit for the disk (for example, a layer above
+    /// refused them at open): from now on no checkpoint runs, not even at close, so the
+    /// disk image and the journal are never written again by this handle, and updates
+    /// are refused with [`Error::Poisoned`]. The memory image is left as it is, for a
+    /// later open to judge. The same as [`Update::poison`](crate::Update::poison).
+    pub fn poison(&self, reason: impl Into<String>) {
+        self.inner.set_poison(reason.into());
+    }
+
     fn stop_writeback(&mut self) {
         if let Some(t) = self.writeback.take() {
             t.stop(&self.inner);
         }
+    }
+}
+
+/// The dirty-page count that wakes the writeback thread early.
+fn kick_pages(writeback: Writeback) -> u64 {
+    match writeback {
+        Writeback::Background { dirty_bytes, .. } => (dirty_bytes / PAGE as u64).max(1),
+        Writeback::Manual => u64::MAX,
     }
 }
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crash_point::crash_point;
-use rio_cache::{RioCache, StartKind, Update};
+use rio_cache::{RioCache, StartKind, Update, Writeback};
 
 use crate::error::{Error, Result};
 use crate::layout::{Layout, FORMAT_VERSION, HEADER_LEN};
@@ -58,56 +58,20 @@ impl Segment {
                 (l.total().expect("checked by for_options"), Some(l))
             }
         };
-        let mut cache = RioCache::open(&path, &opts.rio(total))?;
-        let header: [u8; HEADER_LEN] = cache
-            .read(0, HEADER_LEN as u64)?
-            .try_into()
-            .expect("HEADER_LEN bytes");
-        let layout = if header.iter().all(|&b| b == 0) {
-            // A new cache, or one whose creation was interrupted before its header was
-            // checkpointed: initialize it, but only if nothing at all was written.
-            if cache.start_kind() != StartKind::Created && cache.as_slice().iter().any(|&b| b != 0)
-            {
-                return Err(Error::Corrupt {
-                    path,
-                    reason: "the header is zero but the segment holds data".into(),
-                });
-            }
-            let layout = match new_layout {
-                Some(l) => l,
-                None => {
-                    // Interrupted creation: recompute the shape from the options.
-                    let l = Layout::for_options(opts)?;
-                    if l.total() != Some(total) {
-                        return Err(Error::Corrupt {
-                            path,
-                            reason: "uninitialized segment of another size than the options".into(),
-                        });
-                    }
-                    l
-                }
-            };
-            let mut u = cache.update()?;
-            u.window(0, HEADER_LEN as u64)?
-                .copy_from_slice(&layout.encode());
-            // The header must be on disk before the segment is used, or a power loss
-            // would leave a cache that no longer says what it is.
-            u.checkpoint()?;
-            layout
-        } else {
-            match Layout::decode(&header, total) {
-                Ok(l) => l,
-                Err(Ok(found)) => {
-                    return Err(Error::IncompatibleVersion {
-                        path,
-                        found,
-                        supported: FORMAT_VERSION,
-                    })
-                }
-                Err(Err(reason)) => return Err(Error::Corrupt { path, reason }),
+        // Manual writeback until the contents are accepted: no background checkpoint
+        // may copy what this open is about to refuse.
+        let mut cache = RioCache::open(&path, &opts.rio(total).writeback(Writeback::Manual))?;
+        let (layout, recovery) = match accept(&mut cache, opts, new_layout, total, &path) {
+            Ok(v) => v,
+            Err(e) => {
+                // A refused open writes nothing: not even the close-time checkpoint may
+                // carry the refused state (an unfinished transaction, a damaged log)
+                // to the disk image or the journal.
+                cache.poison(format!("refused at open: {e}"));
+                return Err(e);
             }
         };
-        let recovery = recover(&mut cache, &layout, &path)?;
+        cache.set_writeback(opts.writeback)?;
         Ok(Segment {
             cache,
             layout,
@@ -251,6 +215,71 @@ impl Segment {
     pub fn close(self) -> Result<()> {
         Ok(self.cache.close()?)
     }
+}
+
+/// Reads and checks the segment header (initializing a new segment's), then recovers.
+/// Writes only the memory image (and, for a new segment, its first checkpoint).
+fn accept(
+    cache: &mut RioCache,
+    opts: &Options,
+    new_layout: Option<Layout>,
+    total: u64,
+    path: &Path,
+) -> Result<(Layout, Recovery)> {
+    let header: [u8; HEADER_LEN] = cache
+        .read(0, HEADER_LEN as u64)?
+        .try_into()
+        .expect("HEADER_LEN bytes");
+    let layout = if header.iter().all(|&b| b == 0) {
+        // A new cache, or one whose creation was interrupted before its header was
+        // checkpointed: initialize it, but only if nothing at all was written.
+        if cache.start_kind() != StartKind::Created && cache.as_slice().iter().any(|&b| b != 0) {
+            return Err(Error::Corrupt {
+                path: path.to_owned(),
+                reason: "the header is zero but the segment holds data".into(),
+            });
+        }
+        let layout = match new_layout {
+            Some(l) => l,
+            None => {
+                // Interrupted creation: recompute the shape from the options.
+                let l = Layout::for_options(opts)?;
+                if l.total() != Some(total) {
+                    return Err(Error::Corrupt {
+                        path: path.to_owned(),
+                        reason: "uninitialized segment of another size than the options".into(),
+                    });
+                }
+                l
+            }
+        };
+        let mut u = cache.update()?;
+        u.window(0, HEADER_LEN as u64)?
+            .copy_from_slice(&layout.encode());
+        // The header must be on disk before the segment is used, or a power loss
+        // would leave a cache that no longer says what it is.
+        u.checkpoint()?;
+        layout
+    } else {
+        match Layout::decode(&header, total) {
+            Ok(l) => l,
+            Err(Ok(found)) => {
+                return Err(Error::IncompatibleVersion {
+                    path: path.to_owned(),
+                    found,
+                    supported: FORMAT_VERSION,
+                })
+            }
+            Err(Err(reason)) => {
+                return Err(Error::Corrupt {
+                    path: path.to_owned(),
+                    reason,
+                })
+            }
+        }
+    };
+    let recovery = recover(cache, &layout, path)?;
+    Ok((layout, recovery))
 }
 
 /// Converts a user-space range to a cache offset, refusing anything outside it.

@@ -260,3 +260,55 @@ fn locked_by_another_process() {
     assert!(child.wait().unwrap().success());
     Segment::open(&p.path, &p.opts(SIZE)).unwrap();
 }
+
+/// Where the segment's bytes start in the memory image (after rio-cache's metadata).
+fn image_data_at(p: &Place) -> usize {
+    let image_len = std::fs::metadata(p.image()).unwrap().len();
+    let total = std::fs::metadata(&p.path).unwrap().len() - 4096;
+    (image_len - total) as usize
+}
+
+/// A segment left as a crash inside a transaction leaves it: the memory image holds an
+/// unfinished transaction (dirty pages, a non-empty undo lane) that no checkpoint has
+/// seen.
+fn crashed_mid_transaction(p: &Place) {
+    let mut seg = Segment::open(&p.path, &p.opts(SIZE)).unwrap();
+    seg.transaction(|tx| tx.write(0, b"committed")).unwrap();
+    seg.checkpoint().unwrap();
+    let mut tx = seg.begin().unwrap();
+    tx.write(0, b"uncommitted").unwrap();
+    tx.write(5000, b"more").unwrap();
+    let snap = p.snapshot();
+    drop(tx);
+    drop(seg);
+    snap.restore();
+}
+
+/// Opens, expecting a refusal; the disk file and the journal must be byte-identical
+/// afterwards (so must the memory image: nothing was accepted).
+fn refused_writes_nothing(p: &Place) -> Error {
+    let before = p.snapshot();
+    let err = Segment::open(&p.path, &p.opts(SIZE)).unwrap_err();
+    assert!(
+        before == p.snapshot(),
+        "a refused open changed a file: {err}"
+    );
+    err
+}
+
+#[test]
+fn corrupt_header_in_the_memory_image_writes_nothing() {
+    // The cache opens warm; vista then refuses its header. The close-time checkpoint
+    // of the refused cache would write the unfinished transaction to disk.
+    let p = Place::new();
+    crashed_mid_transaction(&p);
+    let image = p.image();
+    let mut b = std::fs::read(&image).unwrap();
+    b[image_data_at(&p) + 20] ^= 0x40; // lane_size, under the header CRC
+    write_in_place(&image, &b);
+    let err = refused_writes_nothing(&p);
+    assert!(
+        matches!(&err, Error::Corrupt { reason, .. } if reason.contains("checksum")),
+        "{err}"
+    );
+}
