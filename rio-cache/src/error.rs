@@ -18,7 +18,9 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// Another handle, in this process or another, holds the cache for this disk file.
+    /// Another handle, in this process or another, holds the cache for this disk file
+    /// (`path` is the disk file), or holds its memory image (`path` is the image: the
+    /// disk file was recreated while a cache of it was open).
     #[error("{} is locked by another open cache", path.display())]
     Locked {
         /// The disk file.
@@ -48,6 +50,46 @@ pub enum Error {
         /// The damaged file.
         path: PathBuf,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// The memory image is damaged (its header, its `ready` or `synced` word, or its
+    /// length) or of another format version, so it cannot be used; but it may hold
+    /// committed data that the disk image lacks, so it is not discarded either. Nothing
+    /// was changed. [`crate::RioOptions::discard_image`] opens from the disk image
+    /// instead, dropping whatever the image held.
+    #[error(
+        "memory image {} of {} is damaged ({reason}) and may hold data newer than the \
+         disk image; nothing was changed (discard_image starts from the disk image)",
+        image.display(),
+        path.display()
+    )]
+    DamagedImage {
+        /// The memory image.
+        image: PathBuf,
+        /// The disk file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A complete memory image of this boot is in the cache directory, but the disk
+    /// file does not continue from it: the disk file is empty (truncated, or removed and
+    /// created again), or it was replaced by another file (another inode) holding the
+    /// checkpoint the image continues. Using the disk file would silently drop
+    /// everything the image holds beyond it. Nothing was changed.
+    /// [`crate::RioOptions::discard_image`] drops the image and opens the disk file as
+    /// it is.
+    #[error(
+        "memory image {} holds a live cache of {} that cannot be used: {reason}; \
+         nothing was changed (discard_image drops the image)",
+        image.display(),
+        path.display()
+    )]
+    LiveImage {
+        /// The memory image.
+        image: PathBuf,
+        /// The disk file.
+        path: PathBuf,
+        /// Why the disk file does not continue from it.
         reason: String,
     },
     /// The disk file holds a cache of a different size than the one requested.

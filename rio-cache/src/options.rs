@@ -61,11 +61,12 @@ pub struct RioOptions {
     pub(crate) protection: Protection,
     pub(crate) writeback: Writeback,
     pub(crate) checkpoint_on_close: bool,
+    pub(crate) discard_image: bool,
 }
 
 impl Default for RioOptions {
     /// 64 MiB, cache directory from `RIO_CACHE_DIR` or `/dev/shm`, [`Protection::Auto`],
-    /// [`Writeback::default`], checkpoint on close.
+    /// [`Writeback::default`], checkpoint on close, memory image not discarded.
     fn default() -> Self {
         RioOptions {
             size: 64 << 20,
@@ -73,6 +74,7 @@ impl Default for RioOptions {
             protection: Protection::Auto,
             writeback: Writeback::default(),
             checkpoint_on_close: true,
+            discard_image: false,
         }
     }
 }
@@ -118,6 +120,22 @@ impl RioOptions {
     #[must_use]
     pub fn checkpoint_on_close(mut self, yes: bool) -> Self {
         self.checkpoint_on_close = yes;
+        self
+    }
+
+    /// Whether the open discards the memory image and starts from the disk image
+    /// (default `false`). Without it, an image that may hold committed data the disk
+    /// image lacks but cannot be used (a damaged one, or one whose disk file is empty
+    /// or was replaced) refuses the open with [`crate::Error::DamagedImage`] or
+    /// [`crate::Error::LiveImage`]. With it, the open never uses the image, not even a
+    /// usable one ([`crate::ColdReason::Discarded`]): it starts cold from the disk image
+    /// (or, for an empty disk file, creates a new cache), and everything written since
+    /// the disk image's last checkpoint is lost. This is the explicit way to proceed
+    /// after such a refusal (a recovery tool's `--discard-image`); the image is replaced
+    /// only once the open has validated everything else.
+    #[must_use]
+    pub fn discard_image(mut self, yes: bool) -> Self {
+        self.discard_image = yes;
         self
     }
 

@@ -336,8 +336,29 @@ fn image_of_another_file_is_not_used() {
     falls_back_cold(dir, ColdReason::OtherFile);
 }
 
+/// Opens with `discard_image`: it must start cold for `reason` and hold the disk
+/// image's checkpoint.
+fn discarded_cold(dir: &Path, reason: ColdReason) {
+    let disk_before = std::fs::read(disk_path(dir)).unwrap();
+    let cache = RioCache::open(disk_path(dir), &o(dir).discard_image(true)).unwrap();
+    assert_eq!(cache.start_kind(), StartKind::Cold(reason));
+    assert!(cache.as_slice() == pattern(1, SIZE as usize), "{reason:?}");
+    drop(cache);
+    assert!(std::fs::read(disk_path(dir)).unwrap() == disk_before);
+}
+
+fn is_damaged_image(image: &Path) -> impl Fn(&Error) -> bool + '_ {
+    move |e| matches!(e, Error::DamagedImage { image: i, .. } if i == image)
+}
+
+fn is_live_image(image: &Path) -> impl Fn(&Error) -> bool + '_ {
+    move |e| matches!(e, Error::LiveImage { image: i, .. } if i == image)
+}
+
 #[test]
-fn image_of_another_size_is_not_used() {
+fn image_of_another_size_is_refused_then_discarded() {
+    // Our own image (it continues the disk's checkpoint), but of the wrong length: it
+    // may hold newer data, so it is refused, not silently replaced.
     let _serial = common::serial();
     let t = TestDir::new();
     let dir = t.path();
@@ -349,22 +370,115 @@ fn image_of_another_size_is_not_used() {
         .unwrap()
         .set_len(len + PAGE)
         .unwrap();
-    falls_back_cold(dir, ColdReason::SizeChanged);
+    refused(dir, &image, &o(dir), is_damaged_image(&image));
+    discarded_cold(dir, ColdReason::SizeChanged);
 
     let image = setup(dir);
     patch(&image, 16, &(SIZE / 2).to_le_bytes()); // the header's data length
     fix_image_crc(&image);
-    falls_back_cold(dir, ColdReason::SizeChanged);
+    refused(dir, &image, &o(dir), is_damaged_image(&image));
+    discarded_cold(dir, ColdReason::SizeChanged);
 }
 
 #[test]
-fn image_with_damaged_header_is_not_used() {
+fn image_with_damaged_header_is_refused_then_discarded() {
     let _serial = common::serial();
     let t = TestDir::new();
     let dir = t.path();
     let image = setup(dir);
     patch(&image, 33, &[0x5a]);
-    falls_back_cold(dir, ColdReason::Damaged);
+    refused(dir, &image, &o(dir), is_damaged_image(&image));
+    discarded_cold(dir, ColdReason::Damaged);
+}
+
+#[test]
+fn discard_image_drops_a_usable_image() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    setup(dir);
+    discarded_cold(dir, ColdReason::Discarded);
+    // And the replaced image is used from then on.
+    let cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    assert_eq!(cache.start_kind(), StartKind::Warm);
+    assert!(cache.as_slice() == pattern(1, SIZE as usize));
+}
+
+#[test]
+fn disk_truncated_to_zero_with_a_live_image_is_refused() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(disk_path(dir))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    refused(dir, &image, &o(dir), is_live_image(&image));
+    // Removed outright: the same (the open leaves an empty disk file, nothing else).
+    std::fs::remove_file(disk_path(dir)).unwrap();
+    let image_before = std::fs::read(&image).unwrap();
+    let e = RioCache::open(disk_path(dir), &o(dir)).unwrap_err();
+    assert!(is_live_image(&image)(&e), "{e:?}");
+    assert!(std::fs::read(&image).unwrap() == image_before);
+    assert_eq!(std::fs::metadata(disk_path(dir)).unwrap().len(), 0);
+    // Discarding the image is the explicit way to start again.
+    let cache = RioCache::open(disk_path(dir), &o(dir).discard_image(true)).unwrap();
+    assert_eq!(cache.start_kind(), StartKind::Created);
+    assert!(cache.as_slice().iter().all(|&b| b == 0));
+}
+
+#[test]
+fn disk_replaced_by_a_copy_with_a_live_image_is_refused() {
+    // A copy of the very checkpoint the image continues, under a new inode (a restore
+    // of the latest backup, a tool that rewrites by rename): the image may hold newer
+    // data, so it is refused; a copy of an older checkpoint is just stale.
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let copy = dir.join("copy");
+    std::fs::copy(disk_path(dir), &copy).unwrap();
+    std::fs::rename(&copy, disk_path(dir)).unwrap();
+    refused(dir, &image, &o(dir), is_live_image(&image));
+    discarded_cold(dir, ColdReason::OtherFile);
+}
+
+#[test]
+fn recreated_disk_file_cannot_take_an_open_image() {
+    // The first cache keeps its disk file's old inode (locked) and maps the image; the
+    // disk file is removed and created again, so the second opener locks a new inode.
+    // Even asked to discard the image, it must not touch it.
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let mut first = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    assert_eq!(first.start_kind(), StartKind::Warm);
+    let old_disk = std::fs::read(disk_path(dir)).unwrap();
+    std::fs::remove_file(disk_path(dir)).unwrap();
+    // Empty, and a copy of the old disk image (valid, so the open gets to the image).
+    for recreated in [Vec::new(), old_disk] {
+        std::fs::write(disk_path(dir), &recreated).unwrap();
+        let image_before = std::fs::read(&image).unwrap();
+        for opts in [o(dir), o(dir).discard_image(true)] {
+            match RioCache::open(disk_path(dir), &opts) {
+                Err(Error::Locked { path }) => assert_eq!(path, image),
+                other => panic!("expected Locked on the image, got {other:?}"),
+            }
+            assert!(
+                std::fs::read(&image).unwrap() == image_before,
+                "the second opener changed the first's image"
+            );
+        }
+    }
+    // The first cache is intact and still works.
+    assert!(first.as_slice() == pattern(2, SIZE as usize));
+    first.window(0, 4).unwrap().copy_from_slice(b"live");
+    first.checkpoint().unwrap();
+    assert_eq!(first.read(0, 4).unwrap(), b"live");
 }
 
 #[test]

@@ -101,14 +101,21 @@ fn a_crash_between_the_disk_fsync_and_the_image_recording_it_is_still_warm() {
     write(&path, &o, b"one!");
     let image = rio_cache::image_path(&path, dir.path()).unwrap();
     let mut b = std::fs::read(&image).unwrap();
-    let synced = u64::from_le_bytes(b[128..136].try_into().unwrap());
+    // The synced word: the checkpoint number in the low 48 bits, and on top the low 16
+    // bits of the CRC-32 of its 6 bytes.
+    let word = |seq: u64| {
+        let check = crc32fast::hash(&seq.to_le_bytes()[..6]) & 0xffff;
+        (seq | u64::from(check) << 48).to_le_bytes()
+    };
+    let synced = u64::from_le_bytes(b[128..136].try_into().unwrap()) & ((1 << 48) - 1);
     assert!(synced >= 2);
-    b[128..136].copy_from_slice(&(synced - 1).to_le_bytes());
+    assert_eq!(b[128..136], word(synced));
+    b[128..136].copy_from_slice(&word(synced - 1));
     std::fs::write(&image, &b).unwrap();
     assert_eq!(read(&path, &o), (StartKind::Warm, b"one!".to_vec()));
     // Two behind is not a crash window: stale.
     let mut b = std::fs::read(&image).unwrap();
-    b[128..136].copy_from_slice(&(synced - 2).to_le_bytes());
+    b[128..136].copy_from_slice(&word(synced - 2));
     std::fs::write(&image, &b).unwrap();
     assert_eq!(read(&path, &o).0, StartKind::Cold(ColdReason::Stale));
 }

@@ -24,12 +24,13 @@ pub struct Options {
     pub(crate) protection: Protection,
     pub(crate) writeback: Writeback,
     pub(crate) cache_dir: Option<PathBuf>,
+    pub(crate) discard_image: bool,
 }
 
 impl Default for Options {
     /// 64 MiB of user space, a 1 MiB undo log per lane, 4 lanes,
     /// [`Protection::Auto`], rio-cache's default writeback (every 5 s or 16 MiB dirty),
-    /// memory image in `$RIO_CACHE_DIR` or `/dev/shm`.
+    /// memory image in `$RIO_CACHE_DIR` or `/dev/shm`, memory image not discarded.
     fn default() -> Self {
         Options {
             size: DEFAULT_SIZE,
@@ -38,6 +39,7 @@ impl Default for Options {
             protection: Protection::Auto,
             writeback: Writeback::default(),
             cache_dir: None,
+            discard_image: false,
         }
     }
 }
@@ -94,9 +96,26 @@ impl Options {
         self
     }
 
+    /// Whether the open discards the memory image and starts from the segment file
+    /// (default `false`): everything committed since the last checkpoint is lost.
+    ///
+    /// Without it, an image that cannot be used but may hold committed transactions
+    /// the file lacks refuses the open ([`crate::Error::DamagedImage`],
+    /// [`crate::Error::LiveImage`]). With it, the image is never used, not even a
+    /// usable one: the segment opens cold from its file (an empty file makes a new
+    /// segment). This is how to proceed after such a refusal, or after an undo log in
+    /// the image was reported damaged ([`crate::Error::Corrupt`]), once what the image
+    /// held is known to be expendable (`vista recover --discard-image`).
+    #[must_use]
+    pub fn discard_image(mut self, yes: bool) -> Self {
+        self.discard_image = yes;
+        self
+    }
+
     pub(crate) fn rio(&self, total: u64) -> rio_cache::RioOptions {
         let mut o = rio_cache::RioOptions::new()
             .size(total)
+            .discard_image(self.discard_image)
             .protection(self.protection)
             .writeback(self.writeback);
         if let Some(dir) = &self.cache_dir {
