@@ -11,14 +11,18 @@
 //! - **Warm and cold start.** Reopening after a process crash finds the memory image and
 //!   uses it ([`StartKind::Warm`]). If the machine restarted (the boot id changed), or
 //!   the image is missing or not this file's, the cache is loaded from the disk image
-//!   ([`StartKind::Cold`]).
+//!   ([`StartKind::Cold`]). An image that may hold committed data the disk image lacks
+//!   is never dropped silently: if it cannot be used, the open is refused
+//!   ([`Error::DamagedImage`], [`Error::LiveImage`]) unless
+//!   [`RioOptions::discard_image`] says to drop it.
 //! - **Protection.** Outside a write window the memory is read-only to the process
 //!   ([`Protection::Mprotect`] or, where the CPU has them, memory protection keys
 //!   ([`Protection::Pkey`])). A stray store dies with `SIGSEGV` and changes nothing.
 //! - **Lazy, consistent writeback.** A checkpoint copies the dirty pages at a moment when
 //!   no [`Update`] is in progress and installs them through a journal, so a crash at any
 //!   step leaves the disk image at exactly the old or exactly the new checkpoint.
-//! - **One owner.** The disk file is locked; a second open gets [`Error::Locked`].
+//! - **One owner.** The disk file and its memory image are locked; a second open gets
+//!   [`Error::Locked`].
 //!
 //! ```
 //! use rio_cache::{RioCache, RioOptions, StartKind, Writeback};
@@ -59,9 +63,10 @@
 //!
 //! The crate hands out `&[u8]` and `&mut [u8]` views of a `MAP_SHARED` mapping. They
 //! cannot change underneath their holder because:
-//! - the disk file is locked (`flock`), so no other cooperating process maps the same
-//!   memory image (a process that writes the image file behind the lock's back is
-//!   outside the model, as with any mmap-based store);
+//! - the disk file and the memory image are locked (`flock`), so no other cooperating
+//!   process maps the same memory image, even one that opens a disk file recreated
+//!   under the same path (a process that writes the image file behind the lock's back
+//!   is outside the model, as with any mmap-based store);
 //! - mutable slices come only from `&mut` [`Update`], which borrows `&mut RioCache`, so
 //!   no shared slice from [`RioCache::read`] is alive, and two windows are never alive at
 //!   once (each borrows the update mutably; [`Update::window_pair`] checks disjointness);

@@ -1006,3 +1006,28 @@ fn truncations_of_a_committed_journal() {
         assert!(journal_is_clear(&jp), "{case}: journal not cleared");
     }
 }
+
+#[test]
+fn disk_header_damaged_during_a_session_is_rewritten_or_reported() {
+    // Every checkpoint that installs pages writes the whole header again, so damage
+    // done to it while the cache is open is repaired by the next such checkpoint; if
+    // none comes, the next open reports it (warm or cold) and changes nothing.
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let damage = || patch(&disk_path(dir), 20, &[0xee]); // data_len, under the CRC
+    let mut cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    damage();
+    cache.window(0, 4).unwrap().copy_from_slice(b"next");
+    cache.checkpoint().unwrap();
+    drop(cache);
+    std::fs::remove_file(&image).unwrap();
+    let cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    assert_eq!(cache.start_kind(), StartKind::Cold(ColdReason::NoImage));
+    assert_eq!(cache.read(0, 4).unwrap(), b"next");
+    // Damaged with nothing left to checkpoint: reported at the next open.
+    damage();
+    cache.close().unwrap();
+    refused(dir, &image, &o(dir), |e| matches!(e, Error::Corrupt { .. }));
+}
