@@ -469,3 +469,45 @@ fn truncations_of_the_segment_file() {
         }
     }
 }
+
+#[test]
+fn damaged_memory_image_is_refused_then_discarded() {
+    // rio-cache's header of the image (not vista's): the image may hold committed
+    // transactions, so it is refused, naming it; discard_image opens the checkpoint.
+    let p = Place::new();
+    crashed_mid_transaction(&p);
+    flip_at(&p.image(), 50, 0x10); // inside the boot id, under the header CRC
+    let err = refused_writes_nothing(&p);
+    assert!(
+        matches!(&err, Error::DamagedImage { image, .. } if *image == p.image()),
+        "{err}"
+    );
+    let seg = Segment::open(&p.path, &p.opts(SIZE).discard_image(true)).unwrap();
+    assert_eq!(
+        seg.start_kind(),
+        rio_cache::StartKind::Cold(rio_cache::ColdReason::Damaged)
+    );
+    assert_eq!(seg.read(0, 9).unwrap(), b"committed");
+}
+
+#[test]
+fn recreated_segment_file_cannot_take_an_open_image() {
+    let p = Place::new();
+    let mut seg = Segment::open(&p.path, &p.opts(SIZE)).unwrap();
+    seg.transaction(|tx| tx.write(0, b"mine")).unwrap();
+    std::fs::remove_file(&p.path).unwrap();
+    let image_before = std::fs::read(p.image()).unwrap();
+    for o in [p.opts(SIZE), p.opts(SIZE).discard_image(true)] {
+        let err = Segment::open(&p.path, &o).unwrap_err();
+        assert!(
+            matches!(&err, Error::Locked { path } if *path == p.image()),
+            "{err}"
+        );
+        assert!(
+            std::fs::read(p.image()).unwrap() == image_before,
+            "the second open changed the first's image"
+        );
+    }
+    seg.transaction(|tx| tx.write(4, b"still")).unwrap();
+    assert_eq!(seg.read(0, 9).unwrap(), b"minestill");
+}
