@@ -44,11 +44,16 @@ impl Segment {
     /// `opts.size`, `undo_log_size` and `lanes` shape a new segment; an existing one
     /// keeps its own shape.
     ///
+    /// A refused open writes nothing: the segment file and its journal are left byte
+    /// for byte as they were, and a memory image keeps everything it held.
+    ///
     /// # Errors
-    /// [`Error::Locked`] if the segment is open elsewhere; [`Error::Corrupt`] or
-    /// [`Error::IncompatibleVersion`] for a damaged or foreign file (left untouched);
-    /// [`Error::InvalidOptions`]; [`Error::Cache`] for the cache directory or
-    /// protection keys; I/O errors.
+    /// [`Error::Locked`] if the segment (or its memory image) is open elsewhere;
+    /// [`Error::Corrupt`] or [`Error::IncompatibleVersion`] for a damaged or foreign
+    /// file or memory image; [`Error::DamagedImage`] or [`Error::LiveImage`] for a memory
+    /// image that may hold committed transactions the file lacks but cannot be used
+    /// (see [`Options::discard_image`]); [`Error::InvalidOptions`]; [`Error::Cache`]
+    /// for the cache directory or protection keys; I/O errors.
     pub fn open(path: impl AsRef<Path>, opts: &Options) -> Result<Segment> {
         let path = path.as_ref().to_owned();
         let (total, new_layout) = match rio_cache::existing_size(&path)? {
