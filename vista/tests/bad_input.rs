@@ -511,3 +511,55 @@ fn recreated_segment_file_cannot_take_an_open_image() {
     seg.transaction(|tx| tx.write(4, b"still")).unwrap();
     assert_eq!(seg.read(0, 9).unwrap(), b"minestill");
 }
+
+#[test]
+fn refused_open_with_background_writeback_writes_nothing() {
+    // A crashed transaction with a long undo log whose last record is damaged: recovery
+    // validates every record (holding the cache's update, so a checkpoint waits at the
+    // gate) and then refuses. A background writeback thread with a zero interval that
+    // started with the cache would be waiting at the gate meanwhile, and copy the
+    // crashed transaction to disk the moment the refusal let go of it. vista starts
+    // the thread only once it has accepted the segment.
+    let p = Place::new();
+    let o = p
+        .opts(SIZE)
+        .protection(vista::Protection::None)
+        .undo_log_size(4 << 20);
+    let mut seg = Segment::open(&p.path, &o).unwrap();
+    seg.transaction(|tx| tx.write(0, b"committed")).unwrap();
+    seg.checkpoint().unwrap();
+    let mut tx = seg.begin().unwrap();
+    let records = 60_000u64;
+    for i in 0..records {
+        // 17 distinct 8-byte ranges in turn: one undo record (32 bytes) per write.
+        tx.write((i % 17) * 8, &i.to_le_bytes()).unwrap();
+    }
+    let snap = p.snapshot();
+    drop(tx);
+    drop(seg);
+    snap.restore();
+    let last = image_data_at(&p) + 4096 + 64 + (records as usize - 1) * 32;
+    flip_at(&p.image(), last + 24, 0x01); // its before-image: the checksum fails
+    let pristine = p.snapshot();
+    let o = o.writeback(vista::Writeback::Background {
+        interval: std::time::Duration::ZERO,
+        dirty_bytes: 1,
+    });
+    for round in 0..3 {
+        pristine.restore();
+        let err = Segment::open(&p.path, &o).unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { reason, .. } if reason.contains("checksum")),
+            "{err}"
+        );
+        for ((path, b), (_, a)) in pristine.files.iter().zip(&p.snapshot().files) {
+            if *path != p.image() {
+                assert!(
+                    b == a,
+                    "round {round}: a refused open changed {}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
