@@ -34,6 +34,9 @@
 //! - **wild**: stray stores into the engine's memory, with and without protection
 //!   ([`wild`]).
 //!
+//! [`exec`] crash-tests any program (`crash-sim exec`): kill, check with a shell
+//! command, repeat.
+//!
 //! [`selftest`] runs campaigns against deliberately broken engines (feature `mutants`)
 //! and fails if one survives.
 //!
@@ -45,7 +48,9 @@
 //! - `vista`, `rio-cache`, `lrvm`: the engines under test, built with their
 //!   `crash-points` features because the points and recovery modes arm named points.
 //! - `crash-point`: arms a point in a freshly forked worker (`crash_point::arm`).
-//! - `libc`: fork, kill, waitpid, pipes, poll, `_exit` in `sys`.
+//! - `nix`: fork, kill, killpg, waitpid, pipe2, poll in `sys` (safe wrappers, except
+//!   `fork`).
+//! - `libc`: `_exit` (nix has none) and the signal numbers of exit statuses.
 //! - `rand`: seeded, reproducible delays, points and faults (`SmallRng`).
 //! - `clap`: the command line.
 //! - `indicatif`: the progress bar of long campaigns (drawn from the campaign thread, no
@@ -58,6 +63,7 @@
 mod bank;
 pub mod campaign;
 pub mod engine;
+pub mod exec;
 pub mod kill;
 mod kv;
 mod lrvm_engine;
