@@ -60,6 +60,7 @@
 //! - `tempfile`: the work directory on `/dev/shm`.
 #![deny(unsafe_code)]
 
+pub mod app;
 mod bank;
 pub mod campaign;
 pub mod engine;

@@ -254,32 +254,7 @@ fn exec(a: ExecArgs) -> ExitCode {
     cfg.dir = a.dir;
     cfg.keep_going = a.keep_going;
     cfg.progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
-    print_report(crash_sim::exec::run(&cfg), a.json)
-}
-
-/// Prints a campaign's report (table or JSON); exit 1 on violations, 2 on errors.
-fn print_report(report: anyhow::Result<crash_sim::Report>, json: bool) -> ExitCode {
-    match report {
-        Ok(report) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("a report serializes")
-                );
-            } else {
-                print!("{}", report.table());
-            }
-            if report.violations.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
-        Err(e) => {
-            eprintln!("crash-sim: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    crash_sim::report::print(crash_sim::exec::run(&cfg), a.json)
 }
 
 fn run(a: RunArgs) -> ExitCode {
@@ -294,5 +269,5 @@ fn run(a: RunArgs) -> ExitCode {
     cfg.scenario = a.scenario;
     cfg.keep_going = a.keep_going;
     cfg.progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
-    print_report(campaign::run(cfg), a.json)
+    crash_sim::report::print(campaign::run(cfg), a.json)
 }
