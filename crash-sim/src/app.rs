@@ -132,12 +132,57 @@ pub trait App: std::fmt::Debug {
 }
 
 /// What a crashed run acknowledged, seen by the oracle.
+///
+/// Kept compactly (one buffer for all operations' bytes, one offset each): a long kill
+/// campaign acknowledges millions of operations.
 #[derive(Debug, Clone, Default)]
 pub struct History {
-    ops: Vec<Vec<u8>>,
+    bytes: Vec<u8>,
+    /// Where each operation's bytes end in `bytes`.
+    ends: Vec<usize>,
     /// Acknowledged operations `[..durable]` survive power loss.
     durable: usize,
     crash: Option<CrashModel>,
+}
+
+/// A run of acknowledged operations, oldest first: a view of a [`History`].
+#[derive(Debug, Clone, Copy)]
+pub struct Ops<'a> {
+    bytes: &'a [u8],
+    ends: &'a [usize],
+}
+
+impl<'a> Ops<'a> {
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Operation `i` (0 = the oldest), as the workload acknowledged it.
+    pub fn get(&self, i: usize) -> Option<&'a [u8]> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(&self.bytes[start..end])
+    }
+
+    /// The newest.
+    pub fn last(&self) -> Option<&'a [u8]> {
+        self.len().checked_sub(1).and_then(|i| self.get(i))
+    }
+
+    /// Every operation, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &'a [u8]> + ExactSizeIterator + 'a {
+        let (bytes, ends) = (self.bytes, self.ends);
+        (0..ends.len()).map(move |i| {
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            &bytes[start..ends[i]]
+        })
+    }
 }
 
 impl History {
@@ -150,37 +195,60 @@ impl History {
     /// as the workload passed it to [`Acks::ack`]. After a power loss that the oracle
     /// accepted, the operations it took (those after the last durable one) are dropped
     /// from the history.
-    pub fn acked(&self) -> &[Vec<u8>] {
-        &self.ops
+    pub fn acked(&self) -> Ops<'_> {
+        Ops {
+            bytes: &self.bytes,
+            ends: &self.ends,
+        }
     }
 
     /// The acknowledged operations vista promises survive this crash, a prefix of
     /// [`History::acked`]: all of them after a process crash; after power loss, those up
     /// to the last one acknowledged durable (vista restores exactly that checkpoint, or
     /// the durable commit that was in flight).
-    pub fn required(&self) -> &[Vec<u8>] {
-        match self.crash() {
-            CrashModel::Process => &self.ops,
-            CrashModel::Power => &self.ops[..self.durable],
+    pub fn required(&self) -> Ops<'_> {
+        let n = match self.crash() {
+            CrashModel::Process => self.ends.len(),
+            CrashModel::Power => self.durable,
+        };
+        Ops {
+            bytes: &self.bytes,
+            ends: &self.ends[..n],
         }
     }
 
     fn push(&mut self, m: Msg) {
         match m {
-            Msg::Ack(op) => self.ops.push(op),
+            Msg::Ack(op) => self.add(&op),
             Msg::AckDurable(op) => {
-                self.ops.push(op);
-                self.durable = self.ops.len();
+                self.add(&op);
+                self.durable = self.ends.len();
             }
-            Msg::Checkpointed => self.durable = self.ops.len(),
+            Msg::Checkpointed => self.durable = self.ends.len(),
             _ => {}
+        }
+    }
+
+    fn add(&mut self, op: &[u8]) {
+        self.bytes.extend_from_slice(op);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Appends what a later run acknowledged.
+    fn extend(&mut self, later: &History) {
+        if later.durable > 0 {
+            self.durable = self.ends.len() + later.durable;
+        }
+        for op in later.acked().iter() {
+            self.add(op);
         }
     }
 
     /// After an accepted check: what the crash took is gone.
     fn settle(&mut self) {
         if self.crash() == CrashModel::Power {
-            self.ops.truncate(self.durable);
+            self.ends.truncate(self.durable);
+            self.bytes.truncate(self.ends.last().copied().unwrap_or(0));
         }
         self.crash = None;
     }
@@ -236,32 +304,14 @@ impl Acks<'_> {
     }
 }
 
-/// What a campaign against an [`App`] does. The defaults are those of `crash-sim run`.
+/// What a campaign against an [`App`] does.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
-    /// The fault mode (kill, power, points or recovery; `wild` is for the built-in
-    /// engines only).
-    pub mode: Mode,
-    /// Seed of everything random (default 1).
-    pub seed: u64,
-    /// Time budget in seconds (default 10; the exhaustive modes stop early when done).
-    pub seconds: f64,
-    /// Stop after this many cycles (kill, power).
-    pub cycles: Option<u64>,
-    /// Longest random delay before a kill, in microseconds (default 2000).
-    pub max_delay_us: u64,
-    /// Work directory (default: a fresh one in `/dev/shm`, removed afterwards).
-    pub dir: Option<PathBuf>,
-    /// Points and recovery modes: only this crash point...
-    pub point: Option<String>,
-    /// ...at this hit...
-    pub hit: Option<u64>,
-    /// ...from this starting state (fresh, pending, cold; recovery: pending, cold).
-    pub scenario: Option<String>,
-    /// Go on after the first violation (default: stop).
-    pub keep_going: bool,
-    /// Draw a progress bar on stderr.
-    pub progress: bool,
+    /// The campaign: mode (kill, power, points or recovery; `wild` is for the built-in
+    /// engines only), seed, budgets, point/hit/scenario selection, progress bar, with the
+    /// defaults of `crash-sim run`. Its `engine` and `workload` are not used: the
+    /// engine is vista, the workload the application.
+    pub campaign: campaign::Config,
     /// The command that reruns this campaign, to which replay lines add their options
     /// (default: this program's name, which suits a binary whose `main` is [`main`]).
     pub command: String,
@@ -271,17 +321,7 @@ impl AppConfig {
     /// The defaults for `mode`.
     pub fn new(mode: Mode) -> AppConfig {
         AppConfig {
-            mode,
-            seed: 1,
-            seconds: 10.0,
-            cycles: None,
-            max_delay_us: 2000,
-            dir: None,
-            point: None,
-            hit: None,
-            scenario: None,
-            keep_going: false,
-            progress: false,
+            campaign: campaign::Config::new(EngineKind::Vista, WorkloadKind::Bank, mode),
             command: std::env::args()
                 .next()
                 .unwrap_or_else(|| "crash-test".into()),
@@ -301,21 +341,11 @@ const CYCLE_OPS: u64 = 1 << 40;
 /// application does wrong is reported as violations.
 pub fn run(app: &dyn App, cfg: &AppConfig) -> Result<Report> {
     crash_point::disarm();
-    if cfg.mode == Mode::Wild {
+    if cfg.campaign.mode == Mode::Wild {
         bail!("the wild mode is for the built-in engines only");
     }
-    let mut c = campaign::Config::new(EngineKind::Vista, WorkloadKind::Bank, cfg.mode);
-    c.seed = cfg.seed;
-    c.seconds = cfg.seconds;
-    c.cycles = cfg.cycles;
-    c.max_delay_us = cfg.max_delay_us;
-    c.dir.clone_from(&cfg.dir);
-    c.point.clone_from(&cfg.point);
-    c.hit = cfg.hit;
-    c.scenario.clone_from(&cfg.scenario);
-    c.keep_going = cfg.keep_going;
-    c.progress = cfg.progress;
-    let mut ctx = Ctx::new(c)?;
+    let mode = cfg.campaign.mode;
+    let mut ctx = Ctx::new(cfg.campaign.clone())?;
     ctx.report.engine = "vista".into();
     ctx.report.workload = app.name().into();
     ctx.report.notes.clear();
@@ -323,12 +353,12 @@ pub fn run(app: &dyn App, cfg: &AppConfig) -> Result<Report> {
         format!(
             "{} --mode {} --seed {}",
             cfg.command,
-            cfg.mode.name(),
-            cfg.seed
+            cfg.campaign.mode.name(),
+            cfg.campaign.seed
         ),
         String::new(),
     );
-    match cfg.mode {
+    match mode {
         Mode::Kill => Harness::new(app, &ctx, "kill").kill(&mut ctx, CrashModel::Process)?,
         Mode::Power => Harness::new(app, &ctx, "power").kill(&mut ctx, CrashModel::Power)?,
         Mode::Points => points(app, &mut ctx)?,
@@ -686,8 +716,7 @@ fn scenarios<'a>(
             ));
             continue;
         }
-        history.ops = prep.history.ops;
-        history.durable = prep.history.durable;
+        history.extend(&prep.history);
         history.crash = Some(CrashModel::Process);
         if name == "cold" {
             h.engine.power_fail()?;
@@ -727,18 +756,8 @@ fn points(app: &dyn App, ctx: &mut Ctx) -> Result<()> {
     'all: for sc in &scenarios {
         let (name, h) = (sc.name, &sc.h);
         for (k, &point) in all.iter().enumerate() {
-            for n in 1.. {
-                match ctx.cfg.hit {
-                    Some(want) if n < want => continue,
-                    Some(want) if n > want => break,
-                    _ => {}
-                }
-                if ctx.stop() || ctx.elapsed().as_secs_f64() > ctx.cfg.seconds {
-                    if !ctx.stop() {
-                        ctx.report
-                            .notes
-                            .push("time budget spent before every point was done".into());
-                    }
+            for n in ctx.hits() {
+                if ctx.exhausted("every point") {
                     break 'all;
                 }
                 sc.snapshot.restore()?;
@@ -758,12 +777,9 @@ fn points(app: &dyn App, ctx: &mut Ctx) -> Result<()> {
                 }
                 kills[k] += 1;
                 ctx.report.effective_kills += 1;
-                ctx.report.acked_ops += out.history.ops.len() as u64;
+                ctx.report.acked_ops += out.history.acked().len() as u64;
                 let mut history = sc.history.clone();
-                if out.history.durable > 0 {
-                    history.durable = history.ops.len() + out.history.durable;
-                }
-                history.ops.extend(out.history.ops);
+                history.extend(&out.history);
                 let crashed = Snapshot::take(&h.engine.files())?;
                 history.crash = Some(CrashModel::Process);
                 h.verify(ctx, &history, &at, &extra)?;
@@ -807,18 +823,8 @@ fn recovery(app: &dyn App, ctx: &mut Ctx) -> Result<()> {
             CrashModel::Process
         });
         for (k, &p1) in firsts.iter().enumerate() {
-            for n1 in 1.. {
-                match ctx.cfg.hit {
-                    Some(want) if n1 < want => continue,
-                    Some(want) if n1 > want => break,
-                    _ => {}
-                }
-                if ctx.stop() || ctx.elapsed().as_secs_f64() > ctx.cfg.seconds {
-                    if !ctx.stop() {
-                        ctx.report
-                            .notes
-                            .push("time budget spent before depth 2 was done".into());
-                    }
+            for n1 in ctx.hits() {
+                if ctx.exhausted("depth 2") {
                     break 'all;
                 }
                 sc.snapshot.restore()?;
@@ -1029,40 +1035,8 @@ struct Args {
     /// kill, points, recovery or power.
     #[arg(long, default_value = "kill", value_parser = parse_mode)]
     mode: Mode,
-    /// Time budget in seconds (the exhaustive modes stop early when done).
-    #[arg(long, default_value_t = 10.0)]
-    seconds: f64,
-    /// Seed of everything random.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Stop after this many cycles (kill, power).
-    #[arg(long)]
-    cycles: Option<u64>,
-    /// Longest random delay before a kill, in microseconds.
-    #[arg(long, default_value_t = 2000)]
-    max_delay_us: u64,
-    /// Work directory (default: a fresh one in /dev/shm, removed afterwards).
-    #[arg(long)]
-    dir: Option<PathBuf>,
-    /// Points and recovery modes: only this crash point.
-    #[arg(long)]
-    point: Option<String>,
-    /// Points and recovery modes: only this hit of the point.
-    #[arg(long)]
-    hit: Option<u64>,
-    /// Points and recovery modes: only this starting state (points: fresh, pending,
-    /// cold; recovery: pending, cold).
-    #[arg(long)]
-    scenario: Option<String>,
-    /// Go on after the first violation.
-    #[arg(long)]
-    keep_going: bool,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    json: bool,
-    /// No progress bar.
-    #[arg(long)]
-    quiet: bool,
+    #[command(flatten)]
+    campaign: crate::cli::CampaignArgs,
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -1079,18 +1053,46 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
 /// anything was violated, 2 on errors (clap's usage errors too), 0 otherwise.
 pub fn main(app: &dyn App) -> ExitCode {
     use clap::Parser;
-    use std::io::IsTerminal;
     let a = Args::parse();
     let mut cfg = AppConfig::new(a.mode);
-    cfg.seconds = a.seconds;
-    cfg.seed = a.seed;
-    cfg.cycles = a.cycles;
-    cfg.max_delay_us = a.max_delay_us;
-    cfg.dir = a.dir;
-    cfg.point = a.point;
-    cfg.hit = a.hit;
-    cfg.scenario = a.scenario;
-    cfg.keep_going = a.keep_going;
-    cfg.progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
-    crate::report::print(run(app, &cfg), a.json)
+    a.campaign.apply(&mut cfg.campaign);
+    crate::report::print(run(app, &cfg), a.campaign.json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ops(o: Ops<'_>) -> Vec<Vec<u8>> {
+        o.iter().map(<[u8]>::to_vec).collect()
+    }
+
+    #[test]
+    fn history_keeps_the_durable_prefix_across_power_loss() {
+        let mut h = History::default();
+        h.push(Msg::Ack(vec![1]));
+        h.push(Msg::AckDurable(vec![2, 2]));
+        h.push(Msg::Ack(vec![3]));
+        h.push(Msg::Checkpointed);
+        h.push(Msg::Ack(vec![]));
+        h.push(Msg::Ack(vec![5]));
+        assert_eq!(h.acked().len(), 5);
+        assert_eq!(h.acked().get(1), Some(&[2u8, 2][..]));
+        assert_eq!(h.acked().get(3), Some(&[][..]));
+        h.crash = Some(CrashModel::Process);
+        assert_eq!(h.required().len(), 5);
+        h.crash = Some(CrashModel::Power);
+        assert_eq!(ops(h.required()), [vec![1], vec![2, 2], vec![3]]);
+        assert_eq!(h.required().last(), Some(&[3u8][..]));
+        h.settle();
+        assert_eq!(ops(h.acked()), [vec![1], vec![2, 2], vec![3]]);
+        // A later run's acknowledgements append; its durable mark moves with them.
+        let mut later = History::default();
+        later.push(Msg::AckDurable(vec![6]));
+        later.push(Msg::Ack(vec![7]));
+        h.extend(&later);
+        h.crash = Some(CrashModel::Power);
+        assert_eq!(ops(h.required()), [vec![1], vec![2, 2], vec![3], vec![6]]);
+        assert_eq!(h.acked().last(), Some(&[7u8][..]));
+    }
 }

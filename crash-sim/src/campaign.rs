@@ -255,6 +255,30 @@ impl Ctx {
         !self.cfg.keep_going && !self.report.violations.is_empty()
     }
 
+    /// The hits of a crash point an exhaustive mode tries: `--hit` alone, or 1, 2, ...
+    /// (the mode stops at the first one the run does not reach).
+    pub fn hits(&self) -> std::ops::RangeInclusive<u64> {
+        match self.cfg.hit {
+            Some(h) => h..=h,
+            None => 1..=u64::MAX,
+        }
+    }
+
+    /// Whether an exhaustive mode must stop: after a violation (without `keep_going`),
+    /// or once the time is spent, noting that `undone` was left undone.
+    pub fn exhausted(&mut self, undone: &str) -> bool {
+        if self.stop() {
+            return true;
+        }
+        if self.elapsed().as_secs_f64() > self.cfg.seconds {
+            self.report
+                .notes
+                .push(format!("time budget spent before {undone} was done"));
+            return true;
+        }
+        false
+    }
+
     /// Updates the progress bar.
     pub fn tick(&self, msg: impl FnOnce() -> String) {
         if self.bar.is_hidden() {

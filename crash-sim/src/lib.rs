@@ -63,6 +63,7 @@
 pub mod app;
 mod bank;
 pub mod campaign;
+pub mod cli;
 pub mod engine;
 pub mod exec;
 pub mod kill;

@@ -52,40 +52,8 @@ struct RunArgs {
     /// kill, points, recovery, power or wild.
     #[arg(long, value_parser = parse_mode)]
     mode: Mode,
-    /// Time budget in seconds (the exhaustive modes stop early when done).
-    #[arg(long, default_value_t = 10.0)]
-    seconds: f64,
-    /// Seed of everything random.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Stop after this many cycles (kill, power, wild).
-    #[arg(long)]
-    cycles: Option<u64>,
-    /// Longest random delay before a kill, in microseconds.
-    #[arg(long, default_value_t = 400)]
-    max_delay_us: u64,
-    /// Work directory (default: a fresh one in /dev/shm, removed afterwards).
-    #[arg(long)]
-    dir: Option<PathBuf>,
-    /// Points and recovery modes: only this crash point.
-    #[arg(long)]
-    point: Option<String>,
-    /// Points mode: only this hit of the point.
-    #[arg(long)]
-    hit: Option<u64>,
-    /// Points and recovery modes: only this starting state (fresh, pending, cold,
-    /// fresh+power, pending+power).
-    #[arg(long)]
-    scenario: Option<String>,
-    /// Go on after the first violation.
-    #[arg(long)]
-    keep_going: bool,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    json: bool,
-    /// No progress bar.
-    #[arg(long)]
-    quiet: bool,
+    #[command(flatten)]
+    campaign: crash_sim::cli::CampaignArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -174,7 +142,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Run(a) => run(a),
+        Command::Run(a) => run(&a),
         Command::Exec(a) => exec(a),
         Command::SelfTest { json } => self_test(json),
     }
@@ -257,17 +225,8 @@ fn exec(a: ExecArgs) -> ExitCode {
     crash_sim::report::print(crash_sim::exec::run(&cfg), a.json)
 }
 
-fn run(a: RunArgs) -> ExitCode {
+fn run(a: &RunArgs) -> ExitCode {
     let mut cfg = campaign::Config::new(a.engine, a.workload, a.mode);
-    cfg.seconds = a.seconds;
-    cfg.seed = a.seed;
-    cfg.cycles = a.cycles;
-    cfg.max_delay_us = a.max_delay_us;
-    cfg.dir = a.dir;
-    cfg.point = a.point;
-    cfg.hit = a.hit;
-    cfg.scenario = a.scenario;
-    cfg.keep_going = a.keep_going;
-    cfg.progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
-    crash_sim::report::print(campaign::run(cfg), a.json)
+    a.campaign.apply(&mut cfg);
+    crash_sim::report::print(campaign::run(cfg), a.campaign.json)
 }

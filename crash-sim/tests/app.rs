@@ -15,9 +15,9 @@ use ledger::Ledger;
 
 fn campaign(ledger: Ledger, mode: Mode, cycles: Option<u64>) -> Report {
     let mut cfg = AppConfig::new(mode);
-    cfg.seed = 3;
-    cfg.seconds = 600.0;
-    cfg.cycles = cycles;
+    cfg.campaign.seed = 3;
+    cfg.campaign.seconds = 600.0;
+    cfg.campaign.cycles = cycles;
     cfg.command = "ledger".into();
     app::run(&ledger, &cfg).expect("the campaign runs")
 }
