@@ -34,6 +34,8 @@
 //! - **wild**: stray stores into the engine's memory, with and without protection
 //!   ([`wild`]).
 //!
+//! [`app`] runs the kill, power, points and recovery modes against a user's own vista
+//! application (its workload, its acknowledgements, its oracle), with the same report.
 //! [`exec`] crash-tests any program (`crash-sim exec`): kill, check with a shell
 //! command, repeat.
 //!
@@ -41,8 +43,9 @@
 //! and fails if one survives.
 //!
 //! # Unsafe code
-//! Only in `sys` (fork, kill, waitpid, pipe2, poll, `_exit`, and the deliberate wild
-//! store of the wild mode); the crate root denies `unsafe_code`.
+//! Only in `sys`: `fork` and `_exit` (process control otherwise goes through nix's safe
+//! wrappers) and the deliberate wild store of the wild mode; the crate root denies
+//! `unsafe_code`.
 //!
 //! # Dependencies
 //! - `vista`, `rio-cache`, `lrvm`: the engines under test, built with their
