@@ -134,6 +134,9 @@ pub struct Ctx {
     _tmp: Option<tempfile::TempDir>,
     dir: PathBuf,
     bar: indicatif::ProgressBar,
+    /// The replay command of harnesses other than `crash-sim run`: (before, after) the
+    /// per-violation arguments.
+    replay_around: Option<(String, String)>,
 }
 
 impl Ctx {
@@ -202,7 +205,19 @@ impl Ctx {
             _tmp: tmp,
             dir,
             bar,
+            replay_around: None,
         })
+    }
+
+    /// The work directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Makes the replay command of each violation `before EXTRA after` instead of a
+    /// `crash-sim run` line (for the app harness and `crash-sim exec`).
+    pub fn set_replay(&mut self, before: String, after: String) {
+        self.replay_around = Some((before, after));
     }
 
     /// An engine whose files live in the subdirectory `name` of the work directory.
@@ -240,6 +255,30 @@ impl Ctx {
         !self.cfg.keep_going && !self.report.violations.is_empty()
     }
 
+    /// The hits of a crash point an exhaustive mode tries: `--hit` alone, or 1, 2, ...
+    /// (the mode stops at the first one the run does not reach).
+    pub fn hits(&self) -> std::ops::RangeInclusive<u64> {
+        match self.cfg.hit {
+            Some(h) => h..=h,
+            None => 1..=u64::MAX,
+        }
+    }
+
+    /// Whether an exhaustive mode must stop: after a violation (without `keep_going`),
+    /// or once the time is spent, noting that `undone` was left undone.
+    pub fn exhausted(&mut self, undone: &str) -> bool {
+        if self.stop() {
+            return true;
+        }
+        if self.elapsed().as_secs_f64() > self.cfg.seconds {
+            self.report
+                .notes
+                .push(format!("time budget spent before {undone} was done"));
+            return true;
+        }
+        false
+    }
+
     /// Updates the progress bar.
     pub fn tick(&self, msg: impl FnOnce() -> String) {
         if self.bar.is_hidden() {
@@ -252,7 +291,14 @@ impl Ctx {
 
     /// Records a violation.
     pub fn violation(&mut self, at: String, message: String, replay_extra: &str) {
-        let replay = self.cfg.replay(replay_extra);
+        let replay = match &self.replay_around {
+            Some((before, after)) => [before.as_str(), replay_extra, after.as_str()]
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
+            None => self.cfg.replay(replay_extra),
+        };
         if !self.bar.is_hidden() {
             self.bar
                 .suspend(|| eprintln!("VIOLATION at {at}: {message}\n  replay: {replay}"));

@@ -196,3 +196,30 @@ impl Report {
         s
     }
 }
+
+/// Prints a campaign's outcome on stdout (the table, or the report as JSON) or its error
+/// on stderr, and returns the exit code of the command line: 0 without violations, 1
+/// with, 2 on errors.
+pub fn print(result: anyhow::Result<Report>, json: bool) -> std::process::ExitCode {
+    match result {
+        Ok(report) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("a report serializes")
+                );
+            } else {
+                print!("{}", report.table());
+            }
+            if report.violations.is_empty() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("crash-sim: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -26,11 +26,13 @@ impl VistaEngine {
         VistaEngine { cfg }
     }
 
-    fn seg_path(&self) -> PathBuf {
+    /// The segment file.
+    pub(crate) fn seg_path(&self) -> PathBuf {
         self.cfg.dir.join("seg.vista")
     }
 
-    fn cache_dir(&self) -> PathBuf {
+    /// The memory image's directory.
+    pub(crate) fn cache_dir(&self) -> PathBuf {
         self.cfg.dir.join("mem")
     }
 
