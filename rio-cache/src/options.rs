@@ -23,7 +23,23 @@ pub enum Protection {
     /// thread's PKRU register denies; a write window flips PKRU (tens of nanoseconds).
     /// Needs a CPU with `pku` and a kernel with `ospke`.
     Pkey,
-    /// `Pkey` where the CPU and kernel support it, else `Mprotect`.
+    /// A W^X dual mapping, as JIT compilers use: the mapping the program reads (every
+    /// address [`crate::RioCache::read`] and [`crate::RioCache::as_slice`] hand out) is
+    /// read-only, and writes go through a second, writable mapping of the same memory
+    /// image placed at a random address (about 34 bits of entropy, independent of
+    /// where the public mapping is). No system call per window: a transaction costs
+    /// about what it costs without protection.
+    ///
+    /// What it stops: a stray store through any address derived from the public
+    /// mapping (a buffer overrun, a stale pointer into the data) faults with
+    /// `SIGSEGV`, whether or not a window is open. What it does not stop: a stray store
+    /// that happens to land in the private alias, which is writable at all times (a
+    /// store to a random address hits it as often as the public mapping, since both
+    /// have the same size), or code that reads the alias's address from
+    /// `/proc/self/maps` or from the cache's own heap state. That is weaker than Rio,
+    /// whose memory was writable only for the instant of a legitimate write.
+    Alias,
+    /// `Pkey` where the CPU and kernel support it, else `Alias`.
     #[default]
     Auto,
 }
