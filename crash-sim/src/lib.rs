@@ -61,6 +61,7 @@ pub mod engine;
 pub mod kill;
 mod kv;
 mod lrvm_engine;
+pub mod maps;
 pub mod oracle;
 pub mod points;
 pub mod recovery;
