@@ -52,6 +52,9 @@ pub struct WildRow {
     pub hit_write_mapping: u64,
     /// Stores that went to rio-cache's metadata mapping (image header, dirty maps).
     pub hit_metadata: u64,
+    /// Stores into any of the engine's mappings (segment, write mapping, metadata)
+    /// that did not fault: what the protection let through.
+    pub landed_in_engine: u64,
     /// Workers that hung or garbled their messages after the store ("anywhere" only);
     /// they were killed and their files judged like the others'.
     pub derailed: u64,
@@ -181,13 +184,14 @@ impl Report {
         if !self.wild.is_empty() {
             let _ = writeln!(
                 s,
-                "  {:<13} {:<9} {:>6} {:>8} {:>6} {:>5} {:>8} {:>9} {:>10} {:>9} {:>9}",
+                "  {:<13} {:<9} {:>6} {:>8} {:>6} {:>5} {:>7} {:>8} {:>9} {:>10} {:>9} {:>9}",
                 "protection",
                 "model",
                 "stores",
                 "segment",
                 "write",
                 "meta",
+                "landed",
                 "trapped",
                 "detected",
                 "corrupted",
@@ -197,13 +201,14 @@ impl Report {
             for w in &self.wild {
                 let _ = writeln!(
                     s,
-                    "  {:<13} {:<9} {:>6} {:>8} {:>6} {:>5} {:>8} {:>9} {:>10} {:>9} {:>9}",
+                    "  {:<13} {:<9} {:>6} {:>8} {:>6} {:>5} {:>7} {:>8} {:>9} {:>10} {:>9} {:>9}",
                     w.protection,
                     w.model,
                     w.faults,
                     w.hit_segment,
                     w.hit_write_mapping,
                     w.hit_metadata,
+                    w.landed_in_engine,
                     w.trapped,
                     w.detected_by_engine,
                     w.corrupted_undetected,

@@ -213,6 +213,9 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
                 Region::Elsewhere => {}
             }
             let trapped = exit == Exit::Signal(libc::SIGSEGV) && !out.wild_survived;
+            if region != Region::Elsewhere && out.wild_survived {
+                row.landed_in_engine += 1;
+            }
             // Damage the protection must have stopped: a store through the segment's
             // public addresses under a guard. (Stores into the write mapping, rio-cache's
             // metadata, or the worker's own memory are outside what any mode promises.)
