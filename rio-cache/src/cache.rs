@@ -954,7 +954,8 @@ fn map_data(
         }
         ActiveProtection::Pkey(key) => {
             let r = Mapping::read_only(image, at, len).context(ctx)?;
-            let w = Mapping::read_write(image, at, len).context(ctx)?;
+            // Populated like the alias, so a first write to a page takes no fault.
+            let w = Mapping::read_write_populated(image, at, len).context(ctx)?;
             w.tag_with_pkey(key).context(ctx)?;
             // This thread's rights for the key were set to "no access" by pkey_alloc;
             // other threads start from the kernel's default, which also denies it.

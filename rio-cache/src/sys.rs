@@ -124,6 +124,24 @@ impl Mapping {
         Err(last)
     }
 
+    /// Maps `len` bytes of `file` at `offset`, readable and writable, with its page
+    /// tables filled at once (`MAP_POPULATE`): for a write mapping whose first write to
+    /// each page would otherwise take a fault on top of the read mapping's.
+    pub(crate) fn read_write_populated(
+        file: &File,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<Mapping> {
+        let map = MmapOptions::new()
+            .offset(offset)
+            .len(len)
+            .populate()
+            .map_raw(file)?;
+        Ok(Mapping {
+            map: Backing::Memmap(map),
+        })
+    }
+
     /// Maps `len` bytes of `file` at `offset`, read-only.
     pub(crate) fn read_only(file: &File, offset: u64, len: usize) -> io::Result<Mapping> {
         let map = MmapOptions::new()
