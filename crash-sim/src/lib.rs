@@ -72,6 +72,7 @@ pub mod exec;
 pub mod kill;
 mod kv;
 mod lrvm_engine;
+pub mod maps;
 pub mod oracle;
 pub mod points;
 pub mod recovery;

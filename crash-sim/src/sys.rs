@@ -156,12 +156,16 @@ pub enum WildStore {
 }
 
 /// Performs a wild store at address `addr`, bypassing every engine API, after checking
-/// that `addr` lies in `mapped` (memory the engine mapped or allocated).
+/// that `addr` lies in `mapped` (memory the engine mapped or allocated, or, in the
+/// "anywhere" fault model, the area of `/proc/self/maps` the address was drawn from).
 ///
 /// Only the `wild` mode's worker calls this, in a disposable child process, between
-/// transactions, when it holds no reference to the bytes at `addr` (it took the address
-/// from a slice that is dead by now). The store breaks the engine's invariants on
-/// purpose: that is the experiment.
+/// transactions, when it holds no reference to the engine's bytes at `addr` (it took
+/// the address from a slice that is dead by now). The store breaks the engine's
+/// invariants on purpose: that is the experiment. In the "anywhere" model it may also
+/// hit the worker's own heap or statics, which Rust code of the worker may hold
+/// references to: the worker's behaviour after that is part of what is measured, and
+/// the parent trusts nothing of it but the files it leaves and the messages it sent.
 pub(crate) fn wild_store(addr: usize, mapped: std::ops::Range<usize>, what: WildStore) {
     assert!(
         mapped.contains(&addr),
@@ -174,7 +178,9 @@ pub(crate) fn wild_store(addr: usize, mapped: std::ops::Range<usize>, what: Wild
     // elides nor moves the store.
     // SAFETY: `p` lies in memory the child has mapped (checked above), so the store
     // either lands or faults with SIGSEGV (the outcome being measured); no live Rust
-    // reference covers the byte: the engine's slices are reborrowed after this returns.
+    // reference covers the engine's bytes: its slices are reborrowed after this
+    // returns. A store into the worker's own memory (the "anywhere" model) is
+    // deliberate corruption of a throwaway process, as documented above.
     unsafe {
         match what {
             WildStore::Write(v) => std::ptr::write_volatile(p, v),

@@ -351,7 +351,8 @@ impl Update<'_> {
     #[inline(never)]
     fn open_pages(&mut self, pages: Range<usize>) -> std::io::Result<()> {
         match self.guard {
-            Guard::None { .. } => {}
+            // The alias is always writable: nothing to open.
+            Guard::None { .. } | Guard::Alias => {}
             Guard::Mprotect { refs } => {
                 open_pages(&self.inner.data, refs, pages.clone())?;
                 self.opened.push(pages.clone());

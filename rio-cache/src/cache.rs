@@ -73,6 +73,9 @@ pub enum ActiveProtection {
     Mprotect,
     /// Memory protection key windows, with this key.
     Pkey(u32),
+    /// A read-only public mapping and a writable alias at a random address
+    /// ([`Protection::Alias`]).
+    Alias,
 }
 
 /// Counters describing a cache.
@@ -117,6 +120,9 @@ pub(crate) enum Guard {
     Pkey {
         key: u32,
     },
+    /// Writes go through the alias mapping, which is always writable: opening a page
+    /// only marks it dirty. No state.
+    Alias,
 }
 
 #[derive(Debug, Default)]
@@ -136,9 +142,10 @@ pub(crate) struct Inner {
     pub(crate) data_len: u64,
     pub(crate) pages: usize,
     pub(crate) meta: AtomicMapping,
-    /// The data, for reading (and for writing unless a protection key is in use).
+    /// The data, for reading (and for writing under `None` and `Mprotect`).
     pub(crate) data: Mapping,
-    /// With a protection key: a second mapping of the data, tagged with the key.
+    /// With a protection key: a second mapping of the data, tagged with the key. With
+    /// `Alias`: a second, writable mapping of the data at a random address.
     pub(crate) write: Option<Mapping>,
     pub(crate) pkey: Option<u32>,
     /// Writers (updates) hold it shared; the checkpoint's copy holds it exclusively.
@@ -401,8 +408,9 @@ fn resolve_protection(p: Protection) -> Result<ActiveProtection> {
         Protection::Pkey => sys::pkey_alloc()
             .map(ActiveProtection::Pkey)
             .map_err(|e| Error::PkeyUnavailable(e.to_string())),
+        Protection::Alias => Ok(ActiveProtection::Alias),
         Protection::Auto => {
-            Ok(sys::pkey_alloc().map_or(ActiveProtection::Mprotect, ActiveProtection::Pkey))
+            Ok(sys::pkey_alloc().map_or(ActiveProtection::Alias, ActiveProtection::Pkey))
         }
     }
 }
@@ -1165,11 +1173,18 @@ fn map_data(
         }
         ActiveProtection::Pkey(key) => {
             let r = Mapping::read_only(image, at, len).context(ctx)?;
-            let w = Mapping::read_write(image, at, len).context(ctx)?;
+            // Populated like the alias, so a first write to a page takes no fault.
+            let w = Mapping::read_write_populated(image, at, len).context(ctx)?;
             w.tag_with_pkey(key).context(ctx)?;
             // This thread's rights for the key were set to "no access" by pkey_alloc;
             // other threads start from the kernel's default, which also denies it.
             (r, Some(w), Guard::Pkey { key })
+        }
+        ActiveProtection::Alias => {
+            let r = Mapping::read_only(image, at, len).context(ctx)?;
+            let w = Mapping::read_write_hidden(image, at, len)
+                .context(|| format!("map {} at a random address", ipath.display()))?;
+            (r, Some(w), Guard::Alias)
         }
     })
 }

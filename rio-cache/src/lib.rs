@@ -15,9 +15,14 @@
 //!   is never dropped silently: if it cannot be used, the open is refused
 //!   ([`Error::DamagedImage`], [`Error::LiveImage`]) unless
 //!   [`RioOptions::discard_image`] says to drop it.
-//! - **Protection.** Outside a write window the memory is read-only to the process
-//!   ([`Protection::Mprotect`] or, where the CPU has them, memory protection keys
-//!   ([`Protection::Pkey`])). A stray store dies with `SIGSEGV` and changes nothing.
+//! - **Protection.** The addresses the program reads the data through are read-only to
+//!   it outside a write window: memory protection keys where the CPU has them
+//!   ([`Protection::Pkey`]), else a second, writable mapping at a random address that
+//!   only windows write through ([`Protection::Alias`], no system call per window), or
+//!   ([`Protection::Mprotect`]) `mprotect` around every window. A stray store through
+//!   those addresses dies with `SIGSEGV` and changes nothing. What each mode does not
+//!   stop is listed at [`Protection`]. [`RioCache::protection`] says which one
+//!   [`Protection::Auto`] picked.
 //! - **Lazy, consistent writeback.** A checkpoint copies the dirty pages at a moment when
 //!   no [`Update`] is in progress and installs them through a journal, so a crash at any
 //!   step leaves the disk image at exactly the old or exactly the new checkpoint.
@@ -73,14 +78,19 @@
 //! - the writeback thread only reads, and only while holding the checkpoint gate
 //!   exclusively, which every update holds shared;
 //! - protection changes never remove read access, and only remove write access from
-//!   pages with no live mutable slice (windows close when the update drops).
+//!   pages with no live mutable slice (windows close when the update drops);
+//! - under `Pkey` and `Alias` the same bytes are reachable through two mappings, one
+//!   read-only: a `&mut [u8]` into the write mapping and a `&[u8]` into the read one
+//!   over the same bytes are never alive together, by the same borrows as above (the
+//!   write mapping's address is never handed out except inside such a `&mut`).
 //!
 //! Unsafe code lives in two modules: `sys` (system calls and raw views of the mapping)
 //! and `access` (where the slices above are created).
 //!
 //! # Dependencies
 //! - `memmap2`: the mappings (creation, unmapping on drop).
-//! - `libc`: `mprotect`, `pkey_*`, `flock`, `posix_fallocate`.
+//! - `libc`: `mprotect`, `mmap`/`munmap` (the alias), `getrandom`, `pkey_*`, `flock`,
+//!   `posix_fallocate`.
 //! - `crc32fast`: checksums of headers and journal.
 //! - `thiserror`: the [`Error`] enum.
 //! - `crash-point`: named crash points at every checkpoint and recovery step (compiled

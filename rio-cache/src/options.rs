@@ -17,13 +17,34 @@ pub enum Protection {
     None,
     /// `mprotect`: the mapping is read-only; a write window makes its pages writable
     /// (reference-counted per page) and read-only again when it closes. Several
-    /// microseconds per window.
+    /// microseconds per window. While a window is open its pages are writable through
+    /// every pointer, not just the window's.
     Mprotect,
-    /// Memory protection keys: the writable mapping is tagged with a key that the
-    /// thread's PKRU register denies; a write window flips PKRU (tens of nanoseconds).
-    /// Needs a CPU with `pku` and a kernel with `ospke`.
+    /// Memory protection keys: reads go through a read-only mapping; the writable
+    /// mapping is tagged with a key that the thread's PKRU register denies; a write
+    /// window flips PKRU (tens of nanoseconds). Needs a CPU with `pku` and a kernel
+    /// with `ospke`. The strongest mode: the write mapping is writable only to the
+    /// thread with an update open, only while it is open.
     Pkey,
-    /// `Pkey` where the CPU and kernel support it, else `Mprotect`.
+    /// A W^X dual mapping, as JIT compilers use: the mapping the program reads (every
+    /// address [`crate::RioCache::read`] and [`crate::RioCache::as_slice`] hand out) is
+    /// read-only, and writes go through a second, writable mapping of the same memory
+    /// image placed at a random address (about 34 bits of entropy, independent of
+    /// where the public mapping is). No system call per window: a transaction costs
+    /// about what it costs without protection.
+    ///
+    /// What it stops: a stray store through any address derived from the public
+    /// mapping (a buffer overrun, a stale pointer into the data) faults with
+    /// `SIGSEGV`, whether or not a window is open. What it does not stop: a stray store
+    /// that happens to land in the private alias, which is writable at all times (a
+    /// store to a random address hits it as often as the public mapping, since both
+    /// have the same size), or code that reads the alias's address from
+    /// `/proc/self/maps` or from the cache's own heap state. That is weaker than Rio,
+    /// whose memory was writable only for the instant of a legitimate write.
+    Alias,
+    /// The strongest mode that is cheap on this machine: `Pkey` where the CPU and
+    /// kernel support it (`pkey_alloc` succeeds), else `Alias`. `Mprotect` is never
+    /// chosen automatically: it costs several microseconds per transaction.
     #[default]
     Auto,
 }

@@ -1,5 +1,8 @@
 //! Protection: a stray store outside a write window kills the process with SIGSEGV and
 //! changes nothing; without protection the same store lands (so the test can tell).
+//! Under `Alias`, a stray store through the data's public addresses faults even while a
+//! window is open, and a stale pointer into the private alias is not caught (asserted,
+//! so the documentation of what the alias stops stays true).
 
 mod common;
 
@@ -20,6 +23,7 @@ fn protection_from(arg: &str) -> Protection {
         "none" => Protection::None,
         "mprotect" => Protection::Mprotect,
         "pkey" => Protection::Pkey,
+        "alias" => Protection::Alias,
         other => panic!("unknown protection {other}"),
     }
 }
@@ -58,11 +62,31 @@ fn child_store_after_window_closed(dir: &Path, arg: &str) {
     common::report("survived");
 }
 
+/// Child: opens a window on the target byte (rewriting it with its own value), then,
+/// with the window still open, stores through the address the read view gave for that
+/// byte: a buffer overrun or stale pointer into the data while a transaction runs.
+fn child_store_to_public_address_inside_window(dir: &Path, arg: &str) {
+    let mut cache = RioCache::open(disk_path(dir), &opts(dir, SIZE, protection_from(arg))).unwrap();
+    assert_eq!(cache.start_kind(), StartKind::Warm);
+    let old = cache.read(TARGET, 1).unwrap()[0];
+    let public = cache.read(TARGET, 1).unwrap().as_ptr() as usize;
+    let mut w = cache.window(TARGET, 1).unwrap();
+    w[0] = old;
+    common::report("window open");
+    stray_store(public);
+    common::report("survived");
+    drop(w);
+}
+
 #[test]
 fn child_process_entry() {
     child_dispatch(&[
         ("store_outside_window", child_store_outside_window),
         ("store_after_window_closed", child_store_after_window_closed),
+        (
+            "store_to_public_address_inside_window",
+            child_store_to_public_address_inside_window,
+        ),
     ]);
 }
 
@@ -71,6 +95,7 @@ fn name(p: Protection) -> &'static str {
         Protection::None => "none",
         Protection::Mprotect => "mprotect",
         Protection::Pkey => "pkey",
+        Protection::Alias => "alias",
         Protection::Auto => "auto",
     }
 }
@@ -101,10 +126,10 @@ fn expect_segv(role: &str, mode: Protection) {
         !common::reports(dir).iter().any(|l| l == "survived"),
         "{role} under {mode:?}: the store went through"
     );
-    // The legitimate window in "store_after_window_closed" rewrote the byte with its own
+    // The legitimate window of the other roles rewrote the byte with its own
     // value but marked its page dirty: the dirty map in the image's metadata may differ,
     // the data must not.
-    if role == "store_after_window_closed" {
+    if role != "store_outside_window" {
         let dirty_byte = 4096 + (TARGET / PAGE) as usize;
         let a = after.get_mut(&image).unwrap().as_mut().unwrap();
         assert_eq!(a[dirty_byte], 1, "the window's page is not marked dirty");
@@ -116,12 +141,13 @@ fn expect_segv(role: &str, mode: Protection) {
     assert_eq!(cache.as_slice(), common::pattern(7, SIZE as usize));
 }
 
-/// Runs `role` without protection: the same store must land.
-fn expect_store_lands(role: &str) {
-    let (t, image) = setup(Protection::None);
+/// Runs `role` under `mode`, expecting the store to land (`None`, or a store `mode`
+/// does not stop).
+fn expect_store_lands(role: &str, mode: Protection) {
+    let (t, image) = setup(mode);
     let dir = t.path();
-    let status = run_child(role, dir, "none", &[]);
-    assert!(status.success(), "{role} without protection: {status:?}");
+    let status = run_child(role, dir, name(mode), &[]);
+    assert!(status.success(), "{role} under {mode:?}: {status:?}");
     assert!(common::reports(dir).iter().any(|l| l == "survived"));
     let mut expected = common::pattern(7, SIZE as usize);
     assert_ne!(
@@ -129,7 +155,7 @@ fn expect_store_lands(role: &str) {
         "the store must be visible"
     );
     expected[TARGET as usize] = STRAY;
-    let cache = RioCache::open(disk_path(dir), &opts(dir, SIZE, Protection::None)).unwrap();
+    let cache = RioCache::open(disk_path(dir), &opts(dir, SIZE, mode)).unwrap();
     assert_eq!(cache.start_kind(), StartKind::Warm);
     assert_eq!(cache.as_slice(), expected);
     assert_eq!(std::fs::read(image).unwrap()[..4], *b"RIOC");
@@ -161,8 +187,118 @@ fn pkey_stray_stores_segfault() {
 #[test]
 fn without_protection_the_same_stray_stores_land() {
     let _serial = common::serial();
-    expect_store_lands("store_outside_window");
-    expect_store_lands("store_after_window_closed");
+    expect_store_lands("store_outside_window", Protection::None);
+    expect_store_lands("store_after_window_closed", Protection::None);
+    expect_store_lands("store_to_public_address_inside_window", Protection::None);
+}
+
+#[test]
+fn mprotect_does_not_stop_stores_to_an_open_window() {
+    let _serial = common::serial();
+    // The contrast the alias tests below rely on: while a window is open, mprotect has
+    // made the page writable for every pointer into it.
+    expect_store_lands(
+        "store_to_public_address_inside_window",
+        Protection::Mprotect,
+    );
+}
+
+#[test]
+fn alias_stray_stores_to_public_addresses_segfault() {
+    let _serial = common::serial();
+    expect_segv("store_outside_window", Protection::Alias);
+    // Unlike mprotect, the public mapping stays read-only while a window is open.
+    expect_segv("store_to_public_address_inside_window", Protection::Alias);
+}
+
+#[test]
+fn alias_does_not_stop_a_stale_pointer_into_the_alias() {
+    let _serial = common::serial();
+    // What the alias does NOT stop, asserted so the documentation stays true: a window
+    // hands out the alias's addresses, and a pointer kept from a closed window (or any
+    // store that happens to land in the alias) still writes the data.
+    expect_store_lands("store_after_window_closed", Protection::Alias);
+}
+
+#[test]
+fn alias_legitimate_writes_land_and_survive_reopen() {
+    let _serial = common::serial();
+    let t = TestDir::on_shm();
+    let options = opts(t.path(), SIZE, Protection::Alias);
+    let mut expected = common::pattern(5, SIZE as usize);
+    let image = {
+        // No final checkpoint: the memory image alone carries the data to the reopen.
+        let crashy = options.clone().checkpoint_on_close(false);
+        let mut cache = RioCache::open(disk_path(t.path()), &crashy).unwrap();
+        assert_eq!(cache.protection(), ActiveProtection::Alias);
+        cache.window(0, SIZE).unwrap().copy_from_slice(&expected);
+        let mut u = cache.update().unwrap();
+        u.store_u64(8, 0x0102_0304_0506_0708).unwrap();
+        u.write_bytes(PAGE + 3, b"alias").unwrap();
+        let (first, second) = u
+            .window_pair(2 * PAGE..2 * PAGE + 4, 5 * PAGE..5 * PAGE + 4)
+            .unwrap();
+        first.copy_from_slice(b"abcd");
+        second.copy_from_slice(b"wxyz");
+        // Reads through the public mapping see the alias's stores at once.
+        assert_eq!(u.read(PAGE + 3, 5).unwrap(), b"alias");
+        drop(u);
+        expected[8..16].copy_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());
+        expected[PAGE as usize + 3..PAGE as usize + 8].copy_from_slice(b"alias");
+        expected[2 * PAGE as usize..2 * PAGE as usize + 4].copy_from_slice(b"abcd");
+        expected[5 * PAGE as usize..5 * PAGE as usize + 4].copy_from_slice(b"wxyz");
+        assert_eq!(cache.as_slice(), expected);
+        drop(cache);
+        let cache = RioCache::open(disk_path(t.path()), &options).unwrap();
+        assert_eq!(cache.start_kind(), StartKind::Warm);
+        assert_eq!(cache.as_slice(), expected);
+        let image = cache.image_path().to_owned();
+        cache.close().unwrap();
+        image
+    };
+    // And through a checkpoint into the disk image (a cold start reads only that).
+    std::fs::remove_file(image).unwrap();
+    let cache = RioCache::open(disk_path(t.path()), &options).unwrap();
+    assert!(matches!(cache.start_kind(), StartKind::Cold(_)));
+    assert_eq!(cache.as_slice(), expected);
+}
+
+#[test]
+fn alias_is_at_an_unpredictable_place() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let o = opts(t.path(), SIZE, Protection::Alias);
+    let (mut offsets, mut aliases) = (Vec::new(), Vec::new());
+    // Open the same cache again and again in one process: the kernel would place a
+    // plain mapping at the same spot, or next to the public one, every time.
+    for _ in 0..8 {
+        let mut cache = RioCache::open(disk_path(t.path()), &o).unwrap();
+        let public = cache.read(0, 1).unwrap().as_ptr() as usize;
+        let alias = cache.window(0, 1).unwrap().as_mut_ptr() as usize;
+        assert_ne!(
+            alias, public,
+            "the window must write through a second mapping"
+        );
+        assert!(
+            (1usize << 40..1usize << 46).contains(&alias),
+            "alias at {alias:#x}, outside the range it is drawn from"
+        );
+        let offset = alias.wrapping_sub(public) as isize;
+        assert!(
+            offset.unsigned_abs() > 1 << 32,
+            "alias {alias:#x} is within 4 GiB of the public mapping {public:#x}"
+        );
+        offsets.push(offset);
+        aliases.push(alias);
+        cache.close().unwrap();
+    }
+    offsets.sort_unstable();
+    offsets.dedup();
+    aliases.sort_unstable();
+    aliases.dedup();
+    // 8 draws from ~2^34 places: a repeat has odds of about 2^-30.
+    assert_eq!(offsets.len(), 8, "the alias's offset from the data repeats");
+    assert_eq!(aliases.len(), 8, "the alias's address repeats");
 }
 
 #[test]
@@ -174,7 +310,7 @@ fn auto_resolves_to_what_the_machine_has() {
     if rio_cache::pkeys_supported() {
         assert!(matches!(cache.protection(), ActiveProtection::Pkey(_)));
     } else {
-        assert_eq!(cache.protection(), ActiveProtection::Mprotect);
+        assert_eq!(cache.protection(), ActiveProtection::Alias);
     }
 }
 

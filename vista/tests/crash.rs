@@ -34,11 +34,47 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The protection the children of the running test use (the parent's own opens use
+/// the same, through the environment variable it also hands the children).
+static CHILD_PROTECTION: std::sync::Mutex<&str> = std::sync::Mutex::new("auto");
+const PROTECTION_ENV: &str = "VISTA_TEST_PROTECTION";
+
+/// The protection modes the SIGKILL tests run under on this machine.
+fn protections() -> Vec<&'static str> {
+    let mut v = vec!["mprotect", "alias"];
+    if rio_cache::pkeys_supported() {
+        v.push("pkey");
+    }
+    v
+}
+
+fn protection() -> Protection {
+    let name = std::env::var(PROTECTION_ENV).unwrap_or_else(|_| {
+        (*CHILD_PROTECTION
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
+        .to_owned()
+    });
+    match name.as_str() {
+        "mprotect" => Protection::Mprotect,
+        "alias" => Protection::Alias,
+        "pkey" => Protection::Pkey,
+        "none" => Protection::None,
+        _ => Protection::Auto,
+    }
+}
+
+fn set_protection(name: &'static str) {
+    *CHILD_PROTECTION
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = name;
+}
+
 fn opts(cache: &Path) -> Options {
     Options::new()
         .size(SIZE)
         .undo_log_size(16 << 10)
-        .protection(Protection::Auto)
+        .protection(protection())
         .writeback(Writeback::Manual)
         .cache_dir(cache)
 }
@@ -145,6 +181,12 @@ fn spawn(role: &str, seg: &Path, cache: &Path, acks: &Path, point: Option<(&str,
         .env("VISTA_SEG", seg)
         .env("VISTA_CACHE", cache)
         .env("VISTA_ACKS", acks)
+        .env(
+            PROTECTION_ENV,
+            *CHILD_PROTECTION
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
         .env_remove(crash_point::ENV_VAR)
         .stdout(std::process::Stdio::null());
     if let Some((name, n)) = point {
@@ -243,6 +285,14 @@ fn name_of(state: &[u8], (s0, s1, s3): (&[u8], &[u8], &[u8])) -> &'static str {
 fn sigkill_at_every_crash_point_keeps_acknowledged_and_drops_partial() {
     let _serial = serial();
     assert!(crash_point::enabled(), "test builds enable crash points");
+    for p in protections() {
+        set_protection(p);
+        sigkill_at_every_crash_point(p);
+    }
+    set_protection("auto");
+}
+
+fn sigkill_at_every_crash_point(protection: &str) {
     let (s0, s1, s3) = states();
     let named = (&s0[..], &s1[..], &s3[..]);
     let f = Fixture::new();
@@ -273,7 +323,7 @@ fn sigkill_at_every_crash_point_keeps_acknowledged_and_drops_partial() {
             };
             assert!(
                 cold_ok.contains(&&cold[..]),
-                "{point}:{n} after {a} acks: cold start holds {}",
+                "{protection} {point}:{n} after {a} acks: cold start holds {}",
                 name_of(&cold, named)
             );
             let warm = f.warm_state();
@@ -285,7 +335,7 @@ fn sigkill_at_every_crash_point_keeps_acknowledged_and_drops_partial() {
             };
             assert!(
                 warm_ok.contains(&&warm[..]),
-                "{point}:{n} after {a} acks: warm start holds {}",
+                "{protection} {point}:{n} after {a} acks: warm start holds {}",
                 name_of(&warm, named)
             );
         }
@@ -312,7 +362,7 @@ fn sigkill_at_every_crash_point_keeps_acknowledged_and_drops_partial() {
         assert!(hit_points.contains(&must), "{must} never hit");
     }
     eprintln!(
-        "{kills} kills; points hit {}/{}",
+        "{protection}: {kills} kills; points hit {}/{}",
         hit_points.len(),
         points.len()
     );

@@ -87,6 +87,12 @@ proptest! {
         run(&steps, Protection::Mprotect)?;
     }
 
+    // Under the alias, every write goes through the private writable mapping.
+    #[test]
+    fn segment_matches_model_alias(steps in prop::collection::vec(step_strategy(), 1..24)) {
+        run(&steps, Protection::Alias)?;
+    }
+
     #[test]
     fn segment_matches_model_unprotected(steps in prop::collection::vec(step_strategy(), 1..24)) {
         run(&steps, Protection::None)?;

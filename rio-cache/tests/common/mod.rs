@@ -229,7 +229,7 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
 
 /// The protection modes this machine can run, noting the ones it cannot.
 pub fn modes() -> Vec<Protection> {
-    let mut m = vec![Protection::None, Protection::Mprotect];
+    let mut m = vec![Protection::None, Protection::Mprotect, Protection::Alias];
     if rio_cache::pkeys_supported() {
         m.push(Protection::Pkey);
     } else {
