@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crash_point::crash_point;
 
+use crate::disk_io::{DiskFile, Target, WriteLog};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
     self, DiskHeader, HeaderError, MemHeader, DISK_DATA_OFFSET, MEM_READY, VERSION,
@@ -120,8 +121,8 @@ pub(crate) struct Inner {
     pub(crate) path: PathBuf,
     pub(crate) journal_path: PathBuf,
     pub(crate) image_path: PathBuf,
-    pub(crate) disk: File,
-    pub(crate) journal: File,
+    pub(crate) disk: DiskFile,
+    pub(crate) journal: DiskFile,
     pub(crate) data_len: u64,
     pub(crate) pages: usize,
     pub(crate) meta: AtomicMapping,
@@ -359,6 +360,17 @@ fn check_cache_dir(dir: &Path) -> Result<()> {
     }
 }
 
+/// The write log, if the options ask for write recording (see `disk_io`).
+fn open_write_log(opts: &RioOptions, ipath: &Path) -> Result<Option<Arc<Mutex<WriteLog>>>> {
+    let Some(dir) = &opts.record_writes else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(dir).context(|| format!("create {}", dir.display()))?;
+    let lp = crate::disk_io::log_path(dir, ipath);
+    let log = WriteLog::open(&lp).context(|| format!("open {}", lp.display()))?;
+    Ok(Some(Arc::new(Mutex::new(log))))
+}
+
 fn sync_dir(path: &Path) -> Result<()> {
     let dir = path
         .parent()
@@ -513,6 +525,8 @@ impl RioCache {
         };
 
         // Everything is validated: from here on the open changes files.
+        let log = open_write_log(opts, &ipath)?;
+        let disk = DiskFile::new(disk, Target::Disk, log.clone());
         if fresh {
             let h = DiskHeader {
                 data_len: opts.size,
@@ -536,13 +550,17 @@ impl RioCache {
         } else {
             create_image(&ipath, &cache_dir, &header, image_len)?
         };
-        let journal = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&jpath)
-            .context(|| format!("open {}", jpath.display()))?;
+        let journal = DiskFile::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&jpath)
+                .context(|| format!("open {}", jpath.display()))?,
+            Target::Journal,
+            log,
+        );
         let mut installed = 0;
         match journal_state {
             Journal::Empty => {}
@@ -886,7 +904,7 @@ fn create_image(ipath: &Path, dir: &Path, header: &MemHeader, len: u64) -> Resul
 
 /// Copies the disk image's data into a new memory image.
 fn load_cold(
-    disk: &File,
+    disk: &DiskFile,
     path: &Path,
     image: &File,
     ipath: &Path,

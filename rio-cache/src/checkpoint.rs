@@ -17,8 +17,6 @@
 //! journal, which the next open installs (again): installing writes the same bytes to
 //! the same places, so it is idempotent.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -26,6 +24,7 @@ use std::time::Instant;
 use crash_point::crash_point;
 
 use crate::cache::Inner;
+use crate::disk_io::DiskFile;
 use crate::error::{IoContext, Result};
 use crate::format::{DiskHeader, DISK_DATA_OFFSET};
 use crate::journal::Batch;
@@ -117,7 +116,7 @@ impl Inner {
 
 /// Writes a committed batch's pages and header into the disk image and fsyncs it.
 pub(crate) fn install(
-    disk: &File,
+    disk: &DiskFile,
     path: &Path,
     batch: &Batch,
     data_len: u64,
@@ -161,7 +160,7 @@ pub(crate) fn install(
 /// and blocks, so this write, and the next checkpoint's journal writes, overwrite
 /// allocated blocks and their `fdatasync`s need no file-system metadata commit
 /// (truncating and regrowing the journal made every checkpoint pay for one).
-pub(crate) fn clear_journal(j: &File, path: &Path) -> Result<()> {
+pub(crate) fn clear_journal(j: &DiskFile, path: &Path) -> Result<()> {
     j.write_all_at(&[0u8; crate::journal::HEADER_LEN], 0)
         .and_then(|()| j.sync_data())
         .context(|| format!("clear {}", path.display()))

@@ -86,10 +86,12 @@
 mod access;
 mod cache;
 mod checkpoint;
+mod disk_io;
 mod error;
 mod format;
 mod journal;
 mod options;
+pub mod power;
 mod sys;
 mod writeback;
 

@@ -61,11 +61,12 @@ pub struct RioOptions {
     pub(crate) protection: Protection,
     pub(crate) writeback: Writeback,
     pub(crate) checkpoint_on_close: bool,
+    pub(crate) record_writes: Option<PathBuf>,
 }
 
 impl Default for RioOptions {
     /// 64 MiB, cache directory from `RIO_CACHE_DIR` or `/dev/shm`, [`Protection::Auto`],
-    /// [`Writeback::default`], checkpoint on close.
+    /// [`Writeback::default`], checkpoint on close, no write recording.
     fn default() -> Self {
         RioOptions {
             size: 64 << 20,
@@ -73,6 +74,7 @@ impl Default for RioOptions {
             protection: Protection::Auto,
             writeback: Writeback::default(),
             checkpoint_on_close: true,
+            record_writes: None,
         }
     }
 }
@@ -118,6 +120,19 @@ impl RioOptions {
     #[must_use]
     pub fn checkpoint_on_close(mut self, yes: bool) -> Self {
         self.checkpoint_on_close = yes;
+        self
+    }
+
+    /// For crash tests: record every write and sync of the disk image and the journal in
+    /// a write log in `dir` (created by the open if absent; best on a memory file
+    /// system, beside the memory image), so that [`crate::power::cut`] can later rebuild
+    /// the two files as a power loss could leave them. Off by default: each write then
+    /// costs a read of the bytes it replaces and an append to the log. Reopening with
+    /// the same directory continues the log, so writes a killed process left unsynced
+    /// stay unsynced until a sync or a cut.
+    #[must_use]
+    pub fn record_writes(mut self, dir: impl AsRef<Path>) -> Self {
+        self.record_writes = Some(dir.as_ref().to_owned());
         self
     }
 
