@@ -3,7 +3,8 @@
 //! checkpoint.
 //!
 //! The steps, each with its crash point:
-//! 1. copy the dirty pages under the exclusive gate (`rio.checkpoint.staged`);
+//! 1. copy the dirty pages under the exclusive gate (`rio.checkpoint.copying` after the
+//!    first page is copied, before it is marked in flight; `rio.checkpoint.staged`);
 //! 2. write header, index and pages to the journal (`rio.checkpoint.journal_written`),
 //!    fsync (`rio.checkpoint.journal_synced`);
 //! 3. write the commit record (`rio.checkpoint.commit_written`), fsync
@@ -32,6 +33,7 @@ use crate::sys::PAGE;
 
 /// Every crash point in rio-cache, for harnesses that enumerate them.
 pub const CRASH_POINTS: &[&str] = &[
+    "rio.checkpoint.copying",
     "rio.checkpoint.staged",
     "rio.checkpoint.journal_written",
     "rio.checkpoint.journal_synced",
@@ -104,8 +106,11 @@ impl Inner {
         j.write_all_at(&batch.commit_record(), body.len() as u64)
             .context(|| format!("write {}", jp.display()))?;
         crash_point!("rio.checkpoint.commit_written");
-        j.sync_data()
-            .context(|| format!("fsync {}", jp.display()))?;
+        // The `commit-no-sync` mutant installs without making the commit record durable.
+        if !crate::mutant::is("commit-no-sync") {
+            j.sync_data()
+                .context(|| format!("fsync {}", jp.display()))?;
+        }
         crash_point!("rio.checkpoint.commit_synced");
         install(&self.disk, &self.path, batch, self.data_len, false)?;
         clear_journal(j, jp)?;
@@ -146,8 +151,11 @@ pub(crate) fn install(
     } else {
         crash_point!("rio.checkpoint.installed");
     }
-    disk.sync_data()
-        .context(|| format!("fsync {}", path.display()))?;
+    // The `install-no-sync` mutant clears the journal with the installed pages volatile.
+    if recovering || !crate::mutant::is("install-no-sync") {
+        disk.sync_data()
+            .context(|| format!("fsync {}", path.display()))?;
+    }
     if recovering {
         crash_point!("rio.recover.disk_synced");
     } else {

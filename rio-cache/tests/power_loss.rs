@@ -235,7 +235,7 @@ fn killed_at_every_checkpoint_step_then_power_loss() {
         .collect();
     assert_eq!(
         points.len(),
-        9,
+        10,
         "a checkpoint step without a test: {points:?}"
     );
     // Until the commit record is written, the checkpoint has not happened; once it is
