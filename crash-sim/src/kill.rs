@@ -131,7 +131,7 @@ pub fn run(ctx: &mut Ctx, model: CrashModel) -> Result<()> {
             ctx.report.effective_kills += 1;
         }
         if power {
-            engine.power_fail()?;
+            engine.power_fail(seed)?;
         }
         if ctx.report.violations.len() > violations_before {
             // --keep-going: start over from a known state.
@@ -159,6 +159,9 @@ pub fn run(ctx: &mut Ctx, model: CrashModel) -> Result<()> {
                 ctx.violation("final open".into(), format!("{e:#}"), &extra);
             }
         }
+    }
+    if let Some(s) = engine.power_summary() {
+        ctx.report.notes.push(s);
     }
     if power && ctx.cfg.engine.is_lrvm() {
         ctx.report.notes.push(

@@ -29,10 +29,12 @@
 //! - **points**: every crash point, every hit, SQLite-style ([`points`]).
 //! - **recovery**: kill recovery at every point, nested to depth 2, sampled at depth 3
 //!   ([`recovery`]).
-//! - **power**: kill, then lose everything not synced ([`kill`] with
-//!   [`CrashModel::Power`]).
+//! - **power**: kill, then cut the power: vista's unsynced disk writes are kept, lost or
+//!   torn at random by rio-cache's model ([`kill`] with [`CrashModel::Power`]).
 //! - **wild**: stray stores into the engine's memory, with and without protection
 //!   ([`wild`]).
+//! - **compound** (vista): sequences of kills and power cuts, each with an exact oracle
+//!   ([`compound`]).
 //!
 //! [`selftest`] runs campaigns against deliberately broken engines (feature `mutants`)
 //! and fails if one survives.
@@ -57,6 +59,7 @@
 
 mod bank;
 pub mod campaign;
+pub mod compound;
 pub mod engine;
 pub mod kill;
 mod kv;

@@ -45,7 +45,7 @@ struct RunArgs {
     /// bank or kv.
     #[arg(long, default_value = "bank", value_parser = parse_workload)]
     workload: WorkloadKind,
-    /// kill, points, recovery, power or wild.
+    /// kill, points, recovery, power, wild or compound.
     #[arg(long, value_parser = parse_mode)]
     mode: Mode,
     /// Time budget in seconds (the exhaustive modes stop early when done).
@@ -70,7 +70,7 @@ struct RunArgs {
     #[arg(long)]
     hit: Option<u64>,
     /// Points and recovery modes: only this starting state (fresh, pending, cold,
-    /// fresh+power, pending+power).
+    /// fresh+power, pending+power); compound mode: only this scenario.
     #[arg(long)]
     scenario: Option<String>,
     /// Go on after the first violation.
@@ -94,7 +94,8 @@ fn parse_workload(s: &str) -> Result<WorkloadKind, String> {
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
-    Mode::parse(s).ok_or_else(|| format!("unknown mode {s}: kill, points, recovery, power, wild"))
+    Mode::parse(s)
+        .ok_or_else(|| format!("unknown mode {s}: kill, points, recovery, power, wild, compound"))
 }
 
 fn main() -> ExitCode {

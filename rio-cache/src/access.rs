@@ -59,9 +59,7 @@ impl Inner {
                 dirty[p].store(0, Ordering::Relaxed);
             }
             batch.page_mut(i).copy_from_slice(src);
-            if i == 0 {
-                crash_point::crash_point!("rio.checkpoint.copying");
-            }
+            crash_point::crash_point!("rio.checkpoint.copying");
             // In flight before clean: a crash between the two keeps the page marked.
             inflight[p].store(1, Ordering::Relaxed);
             dirty[p].store(0, Ordering::Relaxed);

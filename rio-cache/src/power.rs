@@ -146,6 +146,16 @@ fn log_of(path: &Path, opts: &RioOptions) -> Result<std::path::PathBuf> {
     ))
 }
 
+/// The write log of the cache at `path` under `opts` (for harnesses that snapshot and
+/// restore a cache's files: the log is one of them).
+///
+/// # Errors
+/// [`Error::InvalidOptions`] if `opts` do not record writes; an I/O error if the
+/// absolute path cannot be determined.
+pub fn log_path(path: impl AsRef<Path>, opts: &RioOptions) -> Result<std::path::PathBuf> {
+    log_of(path.as_ref(), opts)
+}
+
 /// The operations recorded for the cache at `path`, oldest first, since the log last
 /// started afresh (at a power cut, or at a write when nothing was pending and the log
 /// had grown past 4 MiB). The last checkpoint's writes and syncs are at its end.
