@@ -349,6 +349,10 @@ impl Snapshot {
 /// Harness failures (fork, files); engine misbehaviour is reported as violations.
 pub fn run(cfg: Config) -> Result<Report> {
     crash_point::disarm();
+    anyhow::ensure!(
+        !(cfg.workload == WorkloadKind::Pages && cfg.engine.is_lrvm()),
+        "the pages workload drives vista (its transactions outgrow lrvm's minimum log)"
+    );
     let mut ctx = Ctx::new(cfg)?;
     match ctx.cfg.mode {
         Mode::Kill => crate::kill::run(&mut ctx, crate::engine::CrashModel::Process)?,

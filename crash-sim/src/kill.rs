@@ -2,8 +2,8 @@
 //! delay (power: then lose everything not synced).
 //!
 //! Each worker first reports the state its recovery produced; the parent checks it
-//! against the previous cycle's oracle before the kill timer even starts, so every
-//! cycle costs one fork and one open. A kill counts as effective only if the worker had
+//! against the previous cycle's oracle once the worker is killed, so every cycle costs
+//! one fork and one open, and the check's duration does not lengthen the cycle's work. A kill counts as effective only if the worker had
 //! reported that it was running and had not finished.
 
 use std::time::Duration;
@@ -99,6 +99,14 @@ pub fn run(ctx: &mut Ctx, model: CrashModel) -> Result<()> {
             }
         }
         let running = out.state.is_some();
+        if running {
+            crate::sys::sleep_micros(delay);
+        }
+        w.kill()?;
+        let exit = w.wait()?;
+        out.absorb(w.drain()?);
+        // Recovery's result, checked against the previous cycle once this worker is dead
+        // (checking first would let it run on for as long as the check takes).
         if let Some(state) = &out.state {
             check(ctx, &*engine, model, pending.as_ref(), out.start, state);
             pending = Some(Pending {
@@ -108,12 +116,6 @@ pub fn run(ctx: &mut Ctx, model: CrashModel) -> Result<()> {
                 cycle,
             });
         }
-        if running {
-            crate::sys::sleep_micros(delay);
-        }
-        w.kill()?;
-        let exit = w.wait()?;
-        out.absorb(w.drain()?);
         if let Some(e) = &out.error {
             let at = format!("cycle {cycle}");
             let extra = format!("--cycles {}", cycle + 1);

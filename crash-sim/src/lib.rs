@@ -65,6 +65,7 @@ pub mod kill;
 mod kv;
 mod lrvm_engine;
 pub mod oracle;
+mod pages;
 pub mod points;
 pub mod recovery;
 pub mod report;

@@ -42,7 +42,7 @@ struct RunArgs {
     /// vista, lrvm (= lrvm-flush), lrvm-flush, lrvm-noflush.
     #[arg(long, value_parser = parse_engine)]
     engine: EngineKind,
-    /// bank or kv.
+    /// bank, kv or pages (vista).
     #[arg(long, default_value = "bank", value_parser = parse_workload)]
     workload: WorkloadKind,
     /// kill, points, recovery, power, wild or compound.
@@ -90,7 +90,7 @@ fn parse_engine(s: &str) -> Result<EngineKind, String> {
 }
 
 fn parse_workload(s: &str) -> Result<WorkloadKind, String> {
-    WorkloadKind::parse(s).ok_or_else(|| format!("unknown workload {s}: bank, kv"))
+    WorkloadKind::parse(s).ok_or_else(|| format!("unknown workload {s}: bank, kv, pages"))
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {

@@ -97,9 +97,14 @@ impl Engine for VistaEngine {
             remove_if_exists(&f)?;
         }
         let mut seg = Segment::open(self.seg_path(), &self.options())?;
-        let mut tx = seg.begin()?;
-        tx.write(0, initial)?;
-        tx.commit_durable()?;
+        // In pieces that fit the undo log (a multi-megabyte state would not).
+        let piece = (UNDO_LOG / 2) as usize;
+        for (k, chunk) in initial.chunks(piece).enumerate() {
+            let mut tx = seg.begin()?;
+            tx.write((k * piece) as u64, chunk)?;
+            tx.commit()?;
+        }
+        seg.checkpoint()?;
         seg.close()?;
         Ok(())
     }

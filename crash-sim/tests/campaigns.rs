@@ -80,6 +80,14 @@ fn vista_power_mode_cuts_with_the_rio_cache_model() {
 }
 
 #[test]
+fn pages_workload_survives_kills_power_cuts_and_compound_faults() {
+    for mode in ["kill", "power", "compound"] {
+        let v = campaign("vista", "pages", mode, &["--seconds", "3", "--cycles", "6"]);
+        assert!(n(&v, "effective_kills") >= 5, "{v}");
+    }
+}
+
+#[test]
 fn compound_mode_runs_every_scenario() {
     for workload in ["bank", "kv"] {
         let v = campaign(
