@@ -174,6 +174,11 @@ pub trait Engine: std::fmt::Debug {
 pub trait Store {
     /// How the open found the state.
     fn start(&self) -> Start;
+    /// What the open's recovery did: `(lanes rolled back, undo records undone)`, for
+    /// engines that report it (vista).
+    fn recovery_report(&self) -> Option<(u32, u64)> {
+        None
+    }
     /// The committed bytes `[0, state_len)`.
     ///
     /// # Errors

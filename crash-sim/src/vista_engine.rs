@@ -234,6 +234,11 @@ impl Store for VistaStore {
         Ok(self.seg.read(0, self.len)?)
     }
 
+    fn recovery_report(&self) -> Option<(u32, u64)> {
+        let r = self.seg.recovery();
+        Some((r.lanes_rolled_back, r.records_undone))
+    }
+
     fn run(&mut self, txn: &Txn) -> Result<()> {
         match txn.kind {
             OpKind::Checkpoint => return Ok(self.seg.checkpoint()?),
