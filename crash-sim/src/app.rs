@@ -341,8 +341,11 @@ const CYCLE_OPS: u64 = 1 << 40;
 /// application does wrong is reported as violations.
 pub fn run(app: &dyn App, cfg: &AppConfig) -> Result<Report> {
     crash_point::disarm();
-    if cfg.campaign.mode == Mode::Wild {
-        bail!("the wild mode is for the built-in engines only");
+    if matches!(cfg.campaign.mode, Mode::Wild | Mode::Compound) {
+        bail!(
+            "the {} mode is for the built-in engines only",
+            cfg.campaign.mode.name()
+        );
     }
     let mode = cfg.campaign.mode;
     let mut ctx = Ctx::new(cfg.campaign.clone())?;
@@ -363,7 +366,7 @@ pub fn run(app: &dyn App, cfg: &AppConfig) -> Result<Report> {
         Mode::Power => Harness::new(app, &ctx, "power").kill(&mut ctx, CrashModel::Power)?,
         Mode::Points => points(app, &mut ctx)?,
         Mode::Recovery => recovery(app, &mut ctx)?,
-        Mode::Wild => unreachable!("refused above"),
+        Mode::Wild | Mode::Compound => unreachable!("refused above"),
     }
     Ok(ctx.finish())
 }
@@ -407,7 +410,12 @@ impl<'a> Harness<'a> {
             protection: vista::Protection::Auto,
             emulate_power_loss: true,
         });
-        let opts = app.options().cache_dir(engine.cache_dir());
+        // The disk writes are recorded, so that a power cut can drop or tear the unsynced
+        // ones (rio-cache's power model), as in the built-in power mode.
+        let opts = app
+            .options()
+            .cache_dir(engine.cache_dir())
+            .record_writes(engine.cache_dir());
         Harness {
             app,
             seg: engine.seg_path(),
@@ -621,7 +629,7 @@ impl<'a> Harness<'a> {
                 ctx.report.effective_kills += 1;
             }
             if power {
-                self.engine.power_fail()?;
+                self.engine.power_fail(cycle_seed(ctx.cfg.seed, cycle))?;
             }
             history.crash = Some(model);
             checked = false;
@@ -719,7 +727,7 @@ fn scenarios<'a>(
         history.extend(&prep.history);
         history.crash = Some(CrashModel::Process);
         if name == "cold" {
-            h.engine.power_fail()?;
+            h.engine.power_fail(ctx.cfg.seed ^ 0xc01d)?;
             history.crash = Some(CrashModel::Power);
         }
         let snapshot = Snapshot::take(&h.engine.files())?;
@@ -785,7 +793,7 @@ fn points(app: &dyn App, ctx: &mut Ctx) -> Result<()> {
                 h.verify(ctx, &history, &at, &extra)?;
                 // The same instant as a power loss: the disk files alone.
                 crashed.restore()?;
-                h.engine.power_fail()?;
+                h.engine.power_fail(cycle_seed(seed, ctx.report.cycles))?;
                 history.crash = Some(CrashModel::Power);
                 h.verify(ctx, &history, &format!("{at} + power loss"), &extra)?;
                 let c = ctx.report.cycles;
@@ -1041,7 +1049,7 @@ struct Args {
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
     match Mode::parse(s) {
-        Some(Mode::Wild) | None => Err(format!("unknown mode {s}: kill, points, recovery, power")),
+        Some(Mode::Wild | Mode::Compound) | None => Err(format!("unknown mode {s}: kill, points, recovery, power")),
         Some(m) => Ok(m),
     }
 }

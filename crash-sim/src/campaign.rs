@@ -24,6 +24,8 @@ pub enum Mode {
     Power,
     /// Wild stores into the engine's memory.
     Wild,
+    /// Sequences of kills and power cuts (vista), each with an exact oracle.
+    Compound,
 }
 
 impl Mode {
@@ -35,16 +37,18 @@ impl Mode {
             Mode::Recovery => "recovery",
             Mode::Power => "power",
             Mode::Wild => "wild",
+            Mode::Compound => "compound",
         }
     }
 
     /// Every mode.
-    pub const ALL: [Mode; 5] = [
+    pub const ALL: [Mode; 6] = [
         Mode::Kill,
         Mode::Points,
         Mode::Recovery,
         Mode::Power,
         Mode::Wild,
+        Mode::Compound,
     ];
 
     /// Parses a command-line name.
@@ -238,6 +242,11 @@ impl Ctx {
         )
     }
 
+    /// The work directory.
+    pub fn work_dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Time since the campaign started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
@@ -386,6 +395,10 @@ impl Snapshot {
 /// Harness failures (fork, files); engine misbehaviour is reported as violations.
 pub fn run(cfg: Config) -> Result<Report> {
     crash_point::disarm();
+    anyhow::ensure!(
+        !(cfg.workload == WorkloadKind::Pages && cfg.engine.is_lrvm()),
+        "the pages workload drives vista (its transactions outgrow lrvm's minimum log)"
+    );
     let mut ctx = Ctx::new(cfg)?;
     match ctx.cfg.mode {
         Mode::Kill => crate::kill::run(&mut ctx, crate::engine::CrashModel::Process)?,
@@ -393,6 +406,7 @@ pub fn run(cfg: Config) -> Result<Report> {
         Mode::Points => crate::points::run(&mut ctx)?,
         Mode::Recovery => crate::recovery::run(&mut ctx)?,
         Mode::Wild => crate::wild::run(&mut ctx)?,
+        Mode::Compound => crate::compound::run(&mut ctx)?,
     }
     Ok(ctx.finish())
 }

@@ -31,7 +31,8 @@ pub struct CampaignArgs {
     #[arg(long)]
     pub hit: Option<u64>,
     /// Points and recovery modes: only this starting state (built-in engines: fresh,
-    /// pending, cold, fresh+power, pending+power; applications: fresh, pending, cold).
+    /// pending, cold, fresh+power, pending+power; applications: fresh, pending, cold);
+    /// compound mode: only this scenario.
     #[arg(long)]
     pub scenario: Option<String>,
     /// Go on after the first violation.

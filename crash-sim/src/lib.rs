@@ -29,10 +29,12 @@
 //! - **points**: every crash point, every hit, SQLite-style ([`points`]).
 //! - **recovery**: kill recovery at every point, nested to depth 2, sampled at depth 3
 //!   ([`recovery`]).
-//! - **power**: kill, then lose everything not synced ([`kill`] with
-//!   [`CrashModel::Power`]).
+//! - **power**: kill, then cut the power: vista's unsynced disk writes are kept, lost or
+//!   torn at random by rio-cache's model ([`kill`] with [`CrashModel::Power`]).
 //! - **wild**: stray stores into the engine's memory, with and without protection
 //!   ([`wild`]).
+//! - **compound** (vista): sequences of kills and power cuts, each with an exact oracle
+//!   ([`compound`]).
 //!
 //! [`app`] runs the kill, power, points and recovery modes against a user's own vista
 //! application (its workload, its acknowledgements, its oracle), with the same report.
@@ -67,6 +69,7 @@ pub mod app;
 mod bank;
 pub mod campaign;
 pub mod cli;
+pub mod compound;
 pub mod engine;
 pub mod exec;
 pub mod kill;
@@ -74,6 +77,7 @@ mod kv;
 mod lrvm_engine;
 pub mod maps;
 pub mod oracle;
+mod pages;
 pub mod points;
 pub mod recovery;
 pub mod report;

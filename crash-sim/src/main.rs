@@ -46,10 +46,10 @@ struct RunArgs {
     /// vista, lrvm (= lrvm-flush), lrvm-flush, lrvm-noflush.
     #[arg(long, value_parser = parse_engine)]
     engine: EngineKind,
-    /// bank or kv.
+    /// bank, kv or pages (vista).
     #[arg(long, default_value = "bank", value_parser = parse_workload)]
     workload: WorkloadKind,
-    /// kill, points, recovery, power or wild.
+    /// kill, points, recovery, power, wild or compound.
     #[arg(long, value_parser = parse_mode)]
     mode: Mode,
     #[command(flatten)]
@@ -114,11 +114,12 @@ fn parse_engine(s: &str) -> Result<EngineKind, String> {
 }
 
 fn parse_workload(s: &str) -> Result<WorkloadKind, String> {
-    WorkloadKind::parse(s).ok_or_else(|| format!("unknown workload {s}: bank, kv"))
+    WorkloadKind::parse(s).ok_or_else(|| format!("unknown workload {s}: bank, kv, pages"))
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
-    Mode::parse(s).ok_or_else(|| format!("unknown mode {s}: kill, points, recovery, power, wild"))
+    Mode::parse(s)
+        .ok_or_else(|| format!("unknown mode {s}: kill, points, recovery, power, wild, compound"))
 }
 
 fn main() -> ExitCode {

@@ -75,6 +75,8 @@ pub enum Msg {
     WildSurvived,
     /// Every operation returned.
     Done,
+    /// What recovery did: lanes rolled back, records undone.
+    Recovery(u32, u64),
     /// An engine error (the worker then exits with code 3).
     Error(String),
 }
@@ -86,6 +88,7 @@ const WILD: u64 = 4;
 const WILD_SURVIVED: u64 = 5;
 const DONE: u64 = 6;
 const ERROR: u64 = 7;
+const RECOVERY: u64 = 8;
 
 fn send(w: &mut File, tag: u64, value: u64, payload: &[u8]) -> std::io::Result<()> {
     let mut frame = Vec::with_capacity(16 + payload.len());
@@ -152,6 +155,9 @@ fn child_body(job: &Job<'_>, w: &mut File) -> Result<()> {
         Start::Cold => 2,
     };
     send(w, READY, start, &[])?;
+    if let Some((lanes, records)) = s.recovery_report() {
+        send(w, RECOVERY, records, &lanes.to_le_bytes())?;
+    }
     if job.send_state {
         let st = s.state()?;
         send(w, STATE, st.len() as u64, st)?;
@@ -244,6 +250,13 @@ impl Worker {
             WILD => Msg::Wild(crate::maps::Region::from_code(value)),
             WILD_SURVIVED => Msg::WildSurvived,
             DONE => Msg::Done,
+            RECOVERY => {
+                let mut lanes = [0u8; 4];
+                self.reader
+                    .read_exact(&mut lanes)
+                    .context("worker died in the middle of a message")?;
+                Msg::Recovery(u32::from_le_bytes(lanes), value)
+            }
             ERROR => Msg::Error(String::from_utf8_lossy(&payload()?).into_owned()),
             other => bail!("unknown message tag {other} from worker {}", self.pid),
         }))
@@ -303,6 +316,8 @@ pub struct Outcome {
     pub done: bool,
     /// The engine error it reported.
     pub error: Option<String>,
+    /// What its recovery did (lanes rolled back, records undone), if the engine says.
+    pub recovery: Option<(u32, u64)>,
     /// It reached the wild store.
     pub wild: bool,
     /// Where the wild store went.
@@ -325,6 +340,7 @@ impl Outcome {
                 }
                 Msg::WildSurvived => self.wild_survived = true,
                 Msg::Done => self.done = true,
+                Msg::Recovery(lanes, records) => self.recovery = Some((lanes, records)),
                 Msg::Error(e) => self.error = Some(e),
             }
         }

@@ -54,7 +54,12 @@ impl Inner {
             // exclusively, so no `&mut Update` (the only source of mutable slices)
             // exists, and shared slices may coexist with this one.
             let src = unsafe { self.data.slice(p * PAGE, PAGE) };
+            // The `clean-before-copy` mutant: a crash before the in-flight mark loses the page.
+            if crate::mutant::is("clean-before-copy") {
+                dirty[p].store(0, Ordering::Relaxed);
+            }
             batch.page_mut(i).copy_from_slice(src);
+            crash_point::crash_point!("rio.checkpoint.copying");
             // In flight before clean: a crash between the two keeps the page marked.
             inflight[p].store(1, Ordering::Relaxed);
             dirty[p].store(0, Ordering::Relaxed);

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crash_point::crash_point;
 
+use crate::disk_io::{DiskFile, Target, WriteLog};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
     self, DiskHeader, HeaderError, MemHeader, DISK_DATA_OFFSET, MEM_READY, VERSION,
@@ -137,8 +138,8 @@ pub(crate) struct Inner {
     pub(crate) path: PathBuf,
     pub(crate) journal_path: PathBuf,
     pub(crate) image_path: PathBuf,
-    pub(crate) disk: File,
-    pub(crate) journal: File,
+    pub(crate) disk: DiskFile,
+    pub(crate) journal: DiskFile,
     pub(crate) data_len: u64,
     pub(crate) pages: usize,
     pub(crate) meta: AtomicMapping,
@@ -390,6 +391,17 @@ fn check_cache_dir(dir: &Path) -> Result<()> {
     }
 }
 
+/// The write log, if the options ask for write recording (see `disk_io`).
+fn open_write_log(opts: &RioOptions, ipath: &Path) -> Result<Option<Arc<Mutex<WriteLog>>>> {
+    let Some(dir) = &opts.record_writes else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(dir).context(|| format!("create {}", dir.display()))?;
+    let lp = crate::disk_io::log_path(dir, ipath);
+    let log = WriteLog::open(&lp).context(|| format!("open {}", lp.display()))?;
+    Ok(Some(Arc::new(Mutex::new(log))))
+}
+
 fn sync_dir(path: &Path) -> Result<()> {
     let dir = path
         .parent()
@@ -566,6 +578,8 @@ impl RioCache {
         };
 
         // Everything is validated: from here on the open changes files.
+        let log = open_write_log(opts, &ipath)?;
+        let disk = DiskFile::new(disk, Target::Disk, log.clone());
         if fresh {
             let h = DiskHeader {
                 data_len: opts.size,
@@ -584,13 +598,17 @@ impl RioCache {
         if start != StartKind::Warm {
             create_image(&image, &ipath, &cache_dir, &header, image_len)?;
         }
-        let journal = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&jpath)
-            .context(|| format!("open {}", jpath.display()))?;
+        let journal = DiskFile::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&jpath)
+                .context(|| format!("open {}", jpath.display()))?,
+            Target::Journal,
+            log,
+        );
         let mut installed = 0;
         match journal_state {
             Journal::Empty => {}
@@ -987,7 +1005,7 @@ fn judge_image(
     // or, for an image that has installed none yet, still the very checkpoint it was
     // loaded from.
     let continues = h.id == disk_writer && (disk_seq == synced || disk_seq == synced + 1)
-        || h.parent == disk_writer && disk_seq == synced;
+        || h.parent == disk_writer && (disk_seq == synced || loaded_any_seq());
     if h.dev != want.dev || h.ino != want.ino {
         return Ok(if continues {
             Verdict::Refuse(
@@ -1023,6 +1041,12 @@ fn judge_image(
         return Ok(Verdict::Cold(ColdReason::Stale));
     }
     Ok(Verdict::Warm(h.id))
+}
+
+/// The `warm-after-rewrite` mutant: an image loaded from a writer is accepted whatever
+/// that writer checkpointed since.
+fn loaded_any_seq() -> bool {
+    crate::mutant::is("warm-after-rewrite")
 }
 
 /// Opens and locks the existing memory image at `ipath`; `None` if there is none.
@@ -1113,7 +1137,7 @@ fn create_image(f: &File, ipath: &Path, dir: &Path, header: &MemHeader, len: u64
 
 /// Copies the disk image's data into a new memory image.
 fn load_cold(
-    disk: &File,
+    disk: &DiskFile,
     path: &Path,
     image: &File,
     ipath: &Path,

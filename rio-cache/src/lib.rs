@@ -101,12 +101,40 @@
 mod access;
 mod cache;
 mod checkpoint;
+mod disk_io;
 mod error;
 mod format;
 mod journal;
 mod options;
+pub mod power;
 mod sys;
 mod writeback;
+
+#[cfg(feature = "mutants")]
+mod mutant {
+    //! Deliberately broken orderings for tests and `crash-sim self-test` (feature
+    //! `mutants`, off in every normal build). `RIO_MUTANT` names the one in force; it is
+    //! read once per process.
+    pub(crate) fn is(name: &str) -> bool {
+        static SELECTED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        SELECTED.get_or_init(|| std::env::var("RIO_MUTANT").unwrap_or_default()) == name
+    }
+}
+
+#[cfg(not(feature = "mutants"))]
+mod mutant {
+    //! Without the `mutants` feature no mutant is ever in force; the checks compile away.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    pub(crate) fn is(_name: &str) -> bool {
+        false
+    }
+}
+
+/// The mutant environment variable: with the `mutants` feature, names the deliberately
+/// broken ordering in force (`commit-no-sync`, `install-no-sync`, `clean-before-copy`,
+/// `warm-after-rewrite`).
+pub const MUTANT_ENV: &str = "RIO_MUTANT";
 
 pub use access::{Update, WriteWindow};
 pub use cache::{

@@ -83,11 +83,12 @@ pub struct RioOptions {
     pub(crate) writeback: Writeback,
     pub(crate) checkpoint_on_close: bool,
     pub(crate) discard_image: bool,
+    pub(crate) record_writes: Option<PathBuf>,
 }
 
 impl Default for RioOptions {
     /// 64 MiB, cache directory from `RIO_CACHE_DIR` or `/dev/shm`, [`Protection::Auto`],
-    /// [`Writeback::default`], checkpoint on close, memory image not discarded.
+    /// [`Writeback::default`], checkpoint on close, memory image not discarded, no write recording.
     fn default() -> Self {
         RioOptions {
             size: 64 << 20,
@@ -96,6 +97,7 @@ impl Default for RioOptions {
             writeback: Writeback::default(),
             checkpoint_on_close: true,
             discard_image: false,
+            record_writes: None,
         }
     }
 }
@@ -157,6 +159,19 @@ impl RioOptions {
     #[must_use]
     pub fn discard_image(mut self, yes: bool) -> Self {
         self.discard_image = yes;
+        self
+    }
+
+    /// For crash tests: record every write and sync of the disk image and the journal in
+    /// a write log in `dir` (created by the open if absent; best on a memory file
+    /// system, beside the memory image), so that [`crate::power::cut`] can later rebuild
+    /// the two files as a power loss could leave them. Off by default: each write then
+    /// costs a read of the bytes it replaces and an append to the log. Reopening with
+    /// the same directory continues the log, so writes a killed process left unsynced
+    /// stay unsynced until a sync or a cut.
+    #[must_use]
+    pub fn record_writes(mut self, dir: impl AsRef<Path>) -> Self {
+        self.record_writes = Some(dir.as_ref().to_owned());
         self
     }
 

@@ -25,6 +25,7 @@ pub struct Options {
     pub(crate) writeback: Writeback,
     pub(crate) cache_dir: Option<PathBuf>,
     pub(crate) discard_image: bool,
+    pub(crate) record_writes: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -40,6 +41,7 @@ impl Default for Options {
             writeback: Writeback::default(),
             cache_dir: None,
             discard_image: false,
+            record_writes: None,
         }
     }
 }
@@ -112,6 +114,16 @@ impl Options {
         self
     }
 
+    /// For crash tests: record the disk image's and journal's writes in `dir`, so that
+    /// `rio_cache::power::cut` can emulate a power loss (see
+    /// [`rio_cache::RioOptions::record_writes`]; pass the cut `RioOptions` with the same
+    /// cache directory and this directory). Off by default.
+    #[must_use]
+    pub fn record_writes(mut self, dir: impl AsRef<Path>) -> Self {
+        self.record_writes = Some(dir.as_ref().to_owned());
+        self
+    }
+
     pub(crate) fn rio(&self, total: u64) -> rio_cache::RioOptions {
         let mut o = rio_cache::RioOptions::new()
             .size(total)
@@ -120,6 +132,9 @@ impl Options {
             .writeback(self.writeback);
         if let Some(dir) = &self.cache_dir {
             o = o.cache_dir(dir);
+        }
+        if let Some(dir) = &self.record_writes {
+            o = o.record_writes(dir);
         }
         o
     }
