@@ -828,7 +828,7 @@ impl Drop for RioCache {
 
 /// Reads and decodes the header of the `len`-byte disk image `disk`, turning each defect
 /// into the error a user should see.
-fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<DiskHeader> {
+pub(crate) fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<DiskHeader> {
     let not_ours = |reason: &str| Error::NotRioCache {
         path: path.to_owned(),
         reason: reason.to_owned(),
@@ -883,7 +883,7 @@ fn validate_disk(
 
 /// What an open does with the memory image.
 #[derive(Debug)]
-enum Verdict {
+pub(crate) enum Verdict {
     /// Use it (a warm start), with its id.
     Warm(u64),
     /// It holds nothing the disk image lacks: start cold.
@@ -898,7 +898,7 @@ enum Verdict {
 /// for a disk image that will hold checkpoint `disk = (seq, writer)` once the journal
 /// is dealt with, or for an empty disk file (`disk` is `None`). The rule for each case
 /// is in `docs/rio-cache.md` ("Warm or cold").
-fn judge_image(
+pub(crate) fn judge_image(
     image: Option<&File>,
     ipath: &Path,
     path: &Path,

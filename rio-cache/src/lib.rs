@@ -93,6 +93,7 @@ mod cache;
 mod checkpoint;
 mod error;
 mod format;
+pub mod inspect;
 mod journal;
 mod options;
 mod sys;
