@@ -155,7 +155,7 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
     if meta.is_dir() {
         return Err(Error::Io {
             context: format!("open {}", path.display()),
-            source: io::Error::new(io::ErrorKind::IsADirectory, "is a directory"),
+            source: io::Error::from_raw_os_error(libc::EISDIR),
         });
     }
     let file_len = meta.len();

@@ -190,7 +190,11 @@ pub fn info(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
             }
         }
         Err(e) => {
-            let _ = writeln!(t, "segment       UNREADABLE from {}: {e}", source_name(source));
+            let _ = writeln!(
+                t,
+                "segment       UNREADABLE from {}: {e}",
+                source_name(source)
+            );
         }
     }
     let _ = writeln!(t, "memory image  {}", c.image_path.display());
@@ -263,7 +267,11 @@ fn check_view(r: &mut Report, info: &SegmentInfo, source: Source) {
     let v = match info.view(source) {
         Ok(v) => v,
         Err(e) => {
-            r.push(format!("segment ({where_})"), false, format!("unreadable: {e}"));
+            r.push(
+                format!("segment ({where_})"),
+                false,
+                format!("unreadable: {e}"),
+            );
             return;
         }
     };
@@ -301,7 +309,11 @@ fn check_view(r: &mut Report, info: &SegmentInfo, source: Source) {
     for l in &v.lanes {
         match &l.state {
             LaneState::Damaged(why) => {
-                r.push(format!("undo lane {} ({where_})", l.index), false, why.clone());
+                r.push(
+                    format!("undo lane {} ({where_})", l.index),
+                    false,
+                    why.clone(),
+                );
             }
             LaneState::Unfinished { .. } => {
                 unfinished += 1;

@@ -158,14 +158,19 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }
     };
-    let cache_dir = cli.cache_dir.clone().unwrap_or_else(|| {
-        vista::rio_cache::RioOptions::new().resolved_cache_dir()
-    });
+    let cache_dir = cli
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| vista::rio_cache::RioOptions::new().resolved_cache_dir());
     let result = match cli.command {
         Command::Create {
             path,

@@ -45,7 +45,7 @@ pub fn create(
     let image = seg.cache_stats();
     let image_path = vista::rio_cache::image_path(path, cache_dir)
         .map_or_else(|_| String::new(), |p| p.display().to_string());
-    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
     seg.close().map_err(|e| Failure::vista(path, &e))?;
     let text = format!(
         "created {}\n  user space    {}\n  undo lanes    {lanes} x {} of records\n  file          {}\n  memory image  {image_path}\n",

@@ -9,11 +9,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!("'{s}' is not a size (expected e.g. 4096, 64KiB, 64MiB, 1GiB)"));
+        return Err(format!(
+            "'{s}' is not a size (expected e.g. 4096, 64KiB, 64MiB, 1GiB)"
+        ));
     }
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is too large"))?;
+    let n: u64 = num.parse().map_err(|_| format!("'{s}' is too large"))?;
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "kib" | "k" => 10,

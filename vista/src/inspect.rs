@@ -259,9 +259,7 @@ impl SegmentInfo {
                 }
                 LaneState::Unfinished { .. } => {
                     let off = layout.lane_off(lane.index);
-                    let bytes = self
-                        .cache
-                        .read(view.source, off, LANE_HEADER + lane.used)?;
+                    let bytes = self.cache.read(view.source, off, LANE_HEADER + lane.used)?;
                     let records = undo::parse(&bytes, lane.used, layout)
                         .map_err(|why| corrupt(format!("undo lane {}: {why}", lane.index)))?;
                     for r in records.iter().rev() {
