@@ -438,10 +438,11 @@ impl RioCache {
     /// [`Protection::Pkey`] was asked for and is not available; I/O errors.
     pub fn open(path: impl AsRef<Path>, opts: &RioOptions) -> Result<RioCache> {
         let path = path.as_ref();
-        if opts.size == 0 {
-            return Err(Error::InvalidOptions(
-                "size must be at least one byte".into(),
-            ));
+        if opts.size == 0 || opts.size > format::MAX_DATA_LEN {
+            return Err(Error::InvalidOptions(format!(
+                "size must be between 1 and {} bytes",
+                format::MAX_DATA_LEN
+            )));
         }
         if sys::system_page_size() != PAGE {
             return Err(Error::InvalidOptions(format!(
@@ -843,7 +844,7 @@ pub(crate) fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<Dis
     let mut b = [0u8; DiskHeader::LEN];
     disk.read_exact_at(&mut b, 0)
         .context(|| format!("read {}", path.display()))?;
-    DiskHeader::decode(&b).map_err(|e| match e {
+    let h = DiskHeader::decode(&b).map_err(|e| match e {
         HeaderError::Magic => not_ours("bad magic"),
         HeaderError::Version(found) => Error::IncompatibleVersion {
             path: path.to_owned(),
@@ -852,7 +853,15 @@ pub(crate) fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<Dis
         },
         HeaderError::Checksum => corrupt("header checksum mismatch".into()),
         HeaderError::PageSize(p) => corrupt(format!("page size {p}")),
-    })
+    })?;
+    // An intact header can still claim any size (a crafted file).
+    if h.data_len == 0 || h.data_len > format::MAX_DATA_LEN {
+        return Err(corrupt(format!(
+            "the header claims {} bytes of data",
+            h.data_len
+        )));
+    }
+    Ok(h)
 }
 
 /// Validates an existing disk image against the requested size; returns its header.

@@ -160,9 +160,18 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
     }
     let file_len = meta.len();
     if file_len == 0 {
+        let image = crate::image_path(path, cache_dir)?;
         return Err(Error::NotRioCache {
             path: path.to_owned(),
-            reason: "the file is empty".into(),
+            reason: if image.exists() {
+                format!(
+                    "the file is empty, but a memory image of it exists ({}): an open \
+                     is refused unless it discards that image",
+                    image.display()
+                )
+            } else {
+                "the file is empty".into()
+            },
         });
     }
     let h = read_disk_header(&disk, path, file_len)?;

@@ -398,3 +398,31 @@ fn usage_errors() {
     fails(&r, 3, "x");
     assert!(!d.join("x").exists() || std::fs::metadata(d.join("x")).unwrap().len() == 0);
 }
+
+#[test]
+fn intact_header_claiming_an_absurd_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = good_segment(d);
+    for claim in [u64::MAX - 4, 1 << 62, 0] {
+        // A header that passes its checksum but claims `claim` bytes of data.
+        let mut b = std::fs::read(&path).unwrap();
+        b[16..24].copy_from_slice(&claim.to_le_bytes());
+        let crc = crc32fast::hash(&b[..60]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, b).unwrap();
+        for cmd in ["info", "dump", "recover", "checkpoint"] {
+            let r = read_only(d, &[cmd, "seg"]);
+            fails(&r, 3, "seg");
+            assert!(r.stderr.contains("claims"), "{cmd} {claim}: {}", r.stderr);
+        }
+        assert_eq!(read_only(d, &["check", "seg"]).code, 1);
+    }
+    // Creating one is refused before any file is made.
+    fails(
+        &vista(d, &["create", "huge", "--size", "16000000TiB"]),
+        3,
+        "huge",
+    );
+    assert!(!d.join("huge").exists());
+}
