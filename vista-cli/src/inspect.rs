@@ -79,11 +79,16 @@ fn lane_text(state: &LaneState, used: u64, capacity: u64, in_use: bool) -> Strin
     match state {
         LaneState::Empty => "empty".into(),
         LaneState::Unfinished { records } => format!(
-            "{} transaction: {records} record(s), {used} of {capacity} bytes ({pct:.1}%)",
+            "{}: {records} record(s), {used} of {capacity} bytes ({pct:.1}%){}",
             if in_use {
-                "open"
+                "transaction in progress"
             } else {
-                "UNFINISHED (a crash interrupted it; the next open rolls it back)"
+                "UNFINISHED transaction"
+            },
+            if in_use {
+                ""
+            } else {
+                "; a crash interrupted it, the next open rolls it back"
             }
         ),
         LaneState::Damaged(why) => format!("DAMAGED: {why}"),
@@ -459,14 +464,13 @@ pub fn dump(
         Source::Disk
     } else {
         match &c.image {
-            ImageState::Damaged(_) | ImageState::Live(_) => {
+            ImageState::Damaged(why) | ImageState::Live(why) => {
                 return Err(Failure::new(
                     exit::FILE,
                     path,
                     format!(
-                        "its memory image {} may hold newer committed data but cannot be read ({}); `vista dump --disk` shows the last checkpoint",
+                        "its memory image {} cannot be read ({why}) and may hold newer committed data; `vista dump --disk` shows the last checkpoint",
                         c.image_path.display(),
-                        image_text(&c.image)
                     ),
                 ))
             }

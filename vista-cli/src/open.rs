@@ -121,7 +121,7 @@ pub fn recover(path: &Path, cache_dir: &Path, discard_image: bool) -> Result<Out
             e,
             vista::Error::DamagedImage { .. } | vista::Error::LiveImage { .. }
         ) {
-            f.msg.push_str(" (vista recover --discard-image drops it)");
+            f.msg.push_str("; `vista recover --discard-image` drops it");
         }
         f
     })?;
@@ -172,7 +172,7 @@ pub fn checkpoint(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
                 | vista::Error::LiveImage { .. }
                 | vista::Error::Corrupt { .. }
         ) {
-            f.msg.push_str(" (see vista check and vista recover)");
+            f.msg.push_str("; see `vista check` and `vista recover`");
         }
         f
     })?;
