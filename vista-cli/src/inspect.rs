@@ -469,8 +469,9 @@ pub fn dump(
                     exit::FILE,
                     path,
                     format!(
-                        "its memory image {} cannot be read ({why}) and may hold newer committed data; `vista dump --disk` shows the last checkpoint",
+                        "memory image {} of {} cannot be read ({why}) and may hold newer committed data; `vista dump --disk` shows the last checkpoint",
                         c.image_path.display(),
+                        path.display(),
                     ),
                 ))
             }
