@@ -386,7 +386,70 @@ pub fn auto_protection() -> crate::Protection {
 
 #[cfg(test)]
 mod tests {
-    use super::overlay;
+    use super::*;
+    use crate::journal::Batch;
+    use crate::{RioCache, RioOptions, Writeback};
+
+    fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| {
+                let b = std::fs::read(&p).unwrap();
+                (p, b)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A committed journal not yet installed (a crash in checkpoint step 4): inspection
+    /// reports it, reads the disk with its pages laid over, writes nothing, and the next
+    /// open then installs exactly what the read showed.
+    #[test]
+    fn committed_journal_is_reported_and_laid_over_disk_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c");
+        let opts = RioOptions::new()
+            .size(4 * PAGE as u64)
+            .cache_dir(dir.path())
+            .writeback(Writeback::Manual);
+        let mut cache = RioCache::open(&path, &opts).unwrap();
+        cache
+            .window(PAGE as u64, 3)
+            .unwrap()
+            .copy_from_slice(b"old");
+        cache.close().unwrap();
+        let before = inspect(&path, dir.path()).unwrap();
+        assert_eq!(before.journal, JournalState::Empty);
+        assert_eq!(before.image, ImageState::Warm);
+
+        // Checkpoint seq+1 of page 1, committed in the journal but not installed.
+        let mut batch = Batch::new(before.disk.seq + 1, before.disk.data_len, 77, &[1]);
+        batch.page_mut(0)[..3].copy_from_slice(b"new");
+        let mut j = batch.body().to_vec();
+        j.extend_from_slice(&batch.commit_record());
+        std::fs::write(&before.journal_path, j).unwrap();
+
+        let snapshot = files(dir.path());
+        let info = inspect(&path, dir.path()).unwrap();
+        assert_eq!(
+            info.journal,
+            JournalState::Committed {
+                seq: before.disk.seq + 1,
+                pages: 1
+            }
+        );
+        assert_eq!(info.read(Source::Disk, PAGE as u64, 3).unwrap(), b"new");
+        // The image was not written by checkpoint seq+1's writer: the disk moves on
+        // without it once the journal is installed.
+        assert_eq!(info.image, ImageState::Cold(ColdReason::Stale));
+        assert!(info.read(Source::Image, 0, 1).is_err());
+        assert_eq!(files(dir.path()), snapshot, "inspection wrote");
+
+        let cache = RioCache::open(&path, &opts).unwrap();
+        assert_eq!(cache.read(PAGE as u64, 3).unwrap(), b"new");
+    }
 
     #[test]
     fn overlay_copies_only_the_overlap() {
