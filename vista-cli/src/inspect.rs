@@ -314,11 +314,16 @@ fn check_view(r: &mut Report, info: &SegmentInfo, source: Source) {
     for l in &v.lanes {
         match &l.state {
             LaneState::Damaged(why) => {
-                r.push(
-                    format!("undo lane {} ({where_})", l.index),
-                    false,
-                    why.clone(),
-                );
+                let why = if in_use {
+                    // Read without the lock while a transaction may be writing it.
+                    format!(
+                        "{why} (the segment is open: the lane may have changed while it \
+                         was read; check again once it is closed)"
+                    )
+                } else {
+                    why.clone()
+                };
+                r.push(format!("undo lane {} ({where_})", l.index), false, why);
             }
             LaneState::Unfinished { .. } => {
                 unfinished += 1;
