@@ -458,10 +458,11 @@ impl RioCache {
     /// [`Protection::Pkey`] was asked for and is not available; I/O errors.
     pub fn open(path: impl AsRef<Path>, opts: &RioOptions) -> Result<RioCache> {
         let path = path.as_ref();
-        if opts.size == 0 {
-            return Err(Error::InvalidOptions(
-                "size must be at least one byte".into(),
-            ));
+        if opts.size == 0 || opts.size > format::MAX_DATA_LEN {
+            return Err(Error::InvalidOptions(format!(
+                "size must be between 1 and {} bytes",
+                format::MAX_DATA_LEN
+            )));
         }
         if sys::system_page_size() != PAGE {
             return Err(Error::InvalidOptions(format!(
@@ -854,7 +855,7 @@ impl Drop for RioCache {
 
 /// Reads and decodes the header of the `len`-byte disk image `disk`, turning each defect
 /// into the error a user should see.
-fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<DiskHeader> {
+pub(crate) fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<DiskHeader> {
     let not_ours = |reason: &str| Error::NotRioCache {
         path: path.to_owned(),
         reason: reason.to_owned(),
@@ -869,7 +870,7 @@ fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<DiskHeader> {
     let mut b = [0u8; DiskHeader::LEN];
     disk.read_exact_at(&mut b, 0)
         .context(|| format!("read {}", path.display()))?;
-    DiskHeader::decode(&b).map_err(|e| match e {
+    let h = DiskHeader::decode(&b).map_err(|e| match e {
         HeaderError::Magic => not_ours("bad magic"),
         HeaderError::Version(found) => Error::IncompatibleVersion {
             path: path.to_owned(),
@@ -878,7 +879,15 @@ fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<DiskHeader> {
         },
         HeaderError::Checksum => corrupt("header checksum mismatch".into()),
         HeaderError::PageSize(p) => corrupt(format!("page size {p}")),
-    })
+    })?;
+    // An intact header can still claim any size (a crafted file).
+    if h.data_len == 0 || h.data_len > format::MAX_DATA_LEN {
+        return Err(corrupt(format!(
+            "the header claims {} bytes of data",
+            h.data_len
+        )));
+    }
+    Ok(h)
 }
 
 /// Validates an existing disk image against the requested size; returns its header.
@@ -909,7 +918,7 @@ fn validate_disk(
 
 /// What an open does with the memory image.
 #[derive(Debug)]
-enum Verdict {
+pub(crate) enum Verdict {
     /// Use it (a warm start), with its id.
     Warm(u64),
     /// It holds nothing the disk image lacks: start cold.
@@ -924,7 +933,7 @@ enum Verdict {
 /// for a disk image that will hold checkpoint `disk = (seq, writer)` once the journal
 /// is dealt with, or for an empty disk file (`disk` is `None`). The rule for each case
 /// is in `docs/rio-cache.md` ("Warm or cold").
-fn judge_image(
+pub(crate) fn judge_image(
     image: Option<&File>,
     ipath: &Path,
     path: &Path,

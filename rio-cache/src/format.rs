@@ -11,6 +11,10 @@ pub(crate) const MEM_MAGIC: [u8; 8] = *b"RIOCMEMI";
 pub(crate) const JOURNAL_MAGIC: [u8; 8] = *b"RIOCJRNL";
 pub(crate) const COMMIT_MAGIC: [u8; 8] = *b"RIOCCMIT";
 
+/// The largest cache (2^50 bytes, 1 PiB): far beyond any memory file system, and small
+/// enough that no offset or length computed from it overflows.
+pub(crate) const MAX_DATA_LEN: u64 = 1 << 50;
+
 /// The disk image starts with one header page; the data follows.
 pub(crate) const DISK_DATA_OFFSET: u64 = PAGE as u64;
 

@@ -104,6 +104,7 @@ mod checkpoint;
 mod disk_io;
 mod error;
 mod format;
+pub mod inspect;
 mod journal;
 mod options;
 pub mod power;

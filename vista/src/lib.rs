@@ -80,6 +80,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod inspect;
 mod layout;
 mod options;
 mod segment;
