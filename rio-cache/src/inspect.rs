@@ -380,7 +380,7 @@ pub fn auto_protection() -> crate::Protection {
     if crate::pkeys_supported() {
         crate::Protection::Pkey
     } else {
-        crate::Protection::Mprotect
+        crate::Protection::Alias
     }
 }
 

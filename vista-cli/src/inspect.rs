@@ -142,6 +142,7 @@ pub fn info(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
     let pkeys = vista::rio_cache::pkeys_supported();
     let auto = match vista::rio_cache::inspect::auto_protection() {
         vista::Protection::Pkey => "pkey",
+        vista::Protection::Alias => "alias",
         vista::Protection::Mprotect => "mprotect",
         vista::Protection::None => "none",
         vista::Protection::Auto => "auto",
