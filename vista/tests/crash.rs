@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::pattern;
-use vista::{Options, Protection, Segment, StartKind, Writeback};
+use vista::{Options, Segment, StartKind, Writeback};
 
 const SIZE: u64 = 64 << 10;
 const CHILD_ENV: &str = "VISTA_CHILD";
@@ -38,7 +38,7 @@ fn opts(cache: &Path) -> Options {
     Options::new()
         .size(SIZE)
         .undo_log_size(16 << 10)
-        .protection(Protection::Auto)
+        .protection(common::protection())
         .writeback(Writeback::Manual)
         .cache_dir(cache)
 }
