@@ -143,10 +143,16 @@ impl Mapping {
 /// of CR4.PKE).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn cpu_pkeys() -> (bool, bool) {
-    #[allow(unused_unsafe)] // an unsafe fn before Rust 1.87, safe since
+    use std::arch::x86_64::{__cpuid, __cpuid_count};
+    #[allow(unused_unsafe)] // unsafe fns before Rust 1.87, safe since
     // SAFETY: CPUID exists on every x86-64 CPU and only reads identification registers;
-    // leaf 7 is within range on every CPU with PKU (and reads as zeros on older ones).
-    let ecx = unsafe { std::arch::x86_64::__cpuid_count(7, 0) }.ecx;
+    // leaf 7 is asked for only if leaf 0 says it exists.
+    let ecx = unsafe {
+        if __cpuid(0).eax < 7 {
+            return (false, false);
+        }
+        __cpuid_count(7, 0).ecx
+    };
     (ecx & (1 << 3) != 0, ecx & (1 << 4) != 0)
 }
 
