@@ -256,8 +256,13 @@ pub fn pkeys_here() -> bool {
     }
 }
 
-/// The protection modes this machine can run, noting the ones it cannot.
+/// The protection modes this machine can run, noting the ones it cannot; only `Pkey`
+/// where [`PKEY_ENV`] requires it (the emulated machine is slow, and the other modes run
+/// on the host).
 pub fn modes() -> Vec<Protection> {
+    if std::env::var(PKEY_ENV).is_ok_and(|v| v == "require") && pkeys_here() {
+        return vec![Protection::Pkey];
+    }
     let mut m = vec![Protection::None, Protection::Mprotect];
     if pkeys_here() {
         m.push(Protection::Pkey);
