@@ -124,7 +124,7 @@ impl RioCache {
             recent,
             gen,
             next_recent: 0,
-            pkru_saved: None,
+            key_open: false,
             _not_send: PhantomData,
         })
     }
@@ -155,8 +155,9 @@ pub struct Update<'a> {
     next_recent: usize,
     /// The checkpoint generation of the dirty map when the update started.
     gen: u64,
-    /// PKRU before the first window opened, restored on drop.
-    pkru_saved: Option<u32>,
+    /// Whether this update holds write access to its protection key on this thread
+    /// (see [`key_rights`]); given back on drop.
+    key_open: bool,
     /// Protection keys are per-thread: the update must close where it opened.
     _not_send: PhantomData<*mut ()>,
 }
@@ -363,10 +364,9 @@ impl Update<'_> {
                 self.opened.push(pages.clone());
             }
             Guard::Pkey { key } => {
-                if self.pkru_saved.is_none() {
-                    let saved = sys::rdpkru();
-                    sys::wrpkru(saved & !sys::pkru_deny_bits(*key));
-                    self.pkru_saved = Some(saved);
+                if !self.key_open {
+                    key_rights::open(*key);
+                    self.key_open = true;
                 }
             }
         }
@@ -396,9 +396,60 @@ impl Drop for Update<'_> {
                 }
             }
         }
-        if let Some(saved) = self.pkru_saved.take() {
-            sys::wrpkru(saved);
+        if let (true, Guard::Pkey { key }) = (self.key_open, &*self.guard) {
+            key_rights::close(*key);
+            self.key_open = false;
         }
+    }
+}
+
+/// This thread's rights to the caches' protection keys.
+///
+/// The rule: an update changes only the two PKRU bits of its own cache's key, never the
+/// whole register. Write access to a key is granted when the first update on this
+/// thread that uses the key opens a window, and denied again (access and write
+/// disabled, as `pkey_alloc` set it) when the last such update on this thread ends, in
+/// whatever order the updates end. Saving PKRU when a window opens and restoring it
+/// when the update ends would instead, with two caches on one thread whose updates end
+/// out of order, deny the other cache's key under its open windows, or leave it
+/// granted for good.
+mod key_rights {
+    use std::cell::Cell;
+
+    use crate::sys;
+
+    /// x86-64 has 16 keys.
+    const KEYS: usize = 16;
+
+    thread_local! {
+        /// Per key, how many updates on this thread hold it open.
+        static HOLDERS: Cell<[u32; KEYS]> = const { Cell::new([0; KEYS]) };
+    }
+
+    /// Grants this thread write access to `key` (if no update on it holds it already).
+    pub(super) fn open(key: u32) {
+        HOLDERS.with(|h| {
+            let mut n = h.get();
+            let k = key as usize % KEYS;
+            if n[k] == 0 {
+                sys::wrpkru(sys::rdpkru() & !sys::pkru_deny_bits(key));
+            }
+            n[k] += 1;
+            h.set(n);
+        });
+    }
+
+    /// Gives back one update's hold on `key`, denying it when none is left.
+    pub(super) fn close(key: u32) {
+        HOLDERS.with(|h| {
+            let mut n = h.get();
+            let k = key as usize % KEYS;
+            n[k] = n[k].saturating_sub(1);
+            if n[k] == 0 {
+                sys::wrpkru(sys::rdpkru() | sys::pkru_deny_bits(key));
+            }
+            h.set(n);
+        });
     }
 }
 

@@ -417,9 +417,7 @@ fn resolve_protection(p: Protection) -> Result<ActiveProtection> {
     match p {
         Protection::None => Ok(ActiveProtection::None),
         Protection::Mprotect => Ok(ActiveProtection::Mprotect),
-        Protection::Pkey => sys::pkey_alloc()
-            .map(ActiveProtection::Pkey)
-            .map_err(|e| Error::PkeyUnavailable(e.to_string())),
+        Protection::Pkey => Ok(ActiveProtection::Pkey(sys::pkey_alloc()?)),
         Protection::Alias => Ok(ActiveProtection::Alias),
         Protection::Auto => {
             Ok(sys::pkey_alloc().map_or(ActiveProtection::Alias, ActiveProtection::Pkey))

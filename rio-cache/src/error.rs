@@ -119,9 +119,11 @@ pub enum Error {
         /// The bytes needed.
         len: u64,
     },
-    /// Memory protection keys were asked for but this CPU or kernel has none free.
+    /// [`crate::Protection::Pkey`] was asked for, but this machine cannot give the
+    /// process a protection key; the reason says why (no keys in the CPU, not enabled by
+    /// the kernel, or all in use).
     #[error("memory protection keys are unavailable: {0}")]
-    PkeyUnavailable(String),
+    PkeyUnavailable(#[from] PkeyUnavailable),
     /// An offset range does not lie inside the cache.
     #[error("range {offset}+{len} is outside the cache of {size} bytes")]
     OutOfRange {
@@ -149,6 +151,32 @@ pub enum Error {
     /// would pretend. Reopen the cache (a warm start writes everything back again).
     #[error("the cache is poisoned by an earlier writeback failure: {0}")]
     Poisoned(String),
+}
+
+/// Why memory protection keys cannot be used (see [`crate::pkey_support`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PkeyUnavailable {
+    /// The CPU has no protection keys (CPUID leaf 7 does not report `PKU`): most AMD
+    /// CPUs before Zen 3, Intel client CPUs before Tiger Lake, and virtual CPUs that
+    /// hide the feature.
+    #[error("this CPU has no memory protection keys (CPUID reports no PKU)")]
+    NoCpuSupport,
+    /// The CPU has protection keys, but the kernel did not turn them on (CPUID reports
+    /// no `OSPKE`): a kernel built without `CONFIG_X86_INTEL_MEMORY_PROTECTION_KEYS`, or
+    /// booted with `nopku`.
+    #[error("this CPU has memory protection keys but the kernel has not enabled them (no OSPKE: built without CONFIG_X86_INTEL_MEMORY_PROTECTION_KEYS, or booted with nopku)")]
+    NotEnabledByKernel,
+    /// Every protection key is allocated in this process (x86-64 has 15 besides the
+    /// default key 0; each open `Pkey` cache holds one).
+    #[error("all protection keys of this process are in use (pkey_alloc: no free key)")]
+    NoFreeKey,
+    /// Protection keys are implemented for x86-64 only.
+    #[error("rio-cache uses protection keys on x86-64 only")]
+    NotX86_64,
+    /// `pkey_alloc` failed for another reason.
+    #[error("pkey_alloc failed: {0}")]
+    Os(#[source] io::Error),
 }
 
 /// A `Result` with rio-cache's [`Error`].

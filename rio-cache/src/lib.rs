@@ -143,7 +143,7 @@ pub use cache::{
     StartKind, Stats,
 };
 pub use checkpoint::CRASH_POINTS;
-pub use error::{Error, Result};
+pub use error::{Error, PkeyUnavailable, Result};
 pub use options::{Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACHE_DIR};
 
 /// The page size rio-cache works in (dirty tracking, protection, checkpoints).
@@ -151,11 +151,14 @@ pub const PAGE_SIZE: usize = sys::PAGE;
 
 /// Whether memory protection keys can be allocated on this machine right now.
 pub fn pkeys_supported() -> bool {
-    match sys::pkey_alloc() {
-        Ok(k) => {
-            sys::pkey_free(k);
-            true
-        }
-        Err(_) => false,
-    }
+    pkey_support().is_ok()
+}
+
+/// Whether memory protection keys can be allocated on this machine right now, and if
+/// not, why (the reason [`Protection::Pkey`] would be refused with).
+///
+/// # Errors
+/// The [`PkeyUnavailable`] reason.
+pub fn pkey_support() -> std::result::Result<(), PkeyUnavailable> {
+    sys::pkey_alloc().map(sys::pkey_free)
 }

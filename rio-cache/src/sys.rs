@@ -269,15 +269,53 @@ fn random_u64() -> io::Result<u64> {
     }
 }
 
+/// What the CPU says about protection keys (CPUID leaf 7, sub-leaf 0, ECX): whether it
+/// has them (`PKU`, bit 3) and whether the kernel turned them on (`OSPKE`, bit 4, a copy
+/// of CR4.PKE).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn cpu_pkeys() -> (bool, bool) {
+    use std::arch::x86_64::{__cpuid, __cpuid_count};
+    #[allow(unused_unsafe)] // unsafe fns before Rust 1.87, safe since
+    // SAFETY: CPUID exists on every x86-64 CPU and only reads identification registers;
+    // leaf 7 is asked for only if leaf 0 says it exists.
+    let ecx = unsafe {
+        if __cpuid(0).eax < 7 {
+            return (false, false);
+        }
+        __cpuid_count(7, 0).ecx
+    };
+    (ecx & (1 << 3) != 0, ecx & (1 << 4) != 0)
+}
+
 /// Allocates a protection key whose initial rights for this thread deny all access.
-pub(crate) fn pkey_alloc() -> io::Result<u32> {
+///
+/// Checks the CPU first: without PKU (or with the kernel not enabling it), Linux
+/// answers `pkey_alloc` with `ENOSPC` or `EINVAL`, which would name the wrong cause.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn pkey_alloc() -> Result<u32, crate::PkeyUnavailable> {
+    use crate::PkeyUnavailable;
+    match cpu_pkeys() {
+        (false, _) => return Err(PkeyUnavailable::NoCpuSupport),
+        (true, false) => return Err(PkeyUnavailable::NotEnabledByKernel),
+        (true, true) => {}
+    }
     // SAFETY: pkey_alloc has no memory-safety preconditions.
     let rc = unsafe { libc::syscall(libc::SYS_pkey_alloc, 0, PKEY_DISABLE_ACCESS) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc as u32)
+    if rc >= 0 {
+        return Ok(rc as u32);
     }
+    let e = io::Error::last_os_error();
+    Err(match e.raw_os_error() {
+        Some(libc::ENOSPC) => PkeyUnavailable::NoFreeKey,
+        Some(libc::ENOSYS) => PkeyUnavailable::NotEnabledByKernel,
+        _ => PkeyUnavailable::Os(e),
+    })
+}
+
+/// Protection keys are used on x86-64 only.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn pkey_alloc() -> Result<u32, crate::PkeyUnavailable> {
+    Err(crate::PkeyUnavailable::NotX86_64)
 }
 
 /// Frees a protection key.
