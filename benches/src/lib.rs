@@ -57,6 +57,7 @@ pub mod plot;
 pub mod pmdk;
 pub mod records;
 pub mod registry;
+pub mod report;
 pub mod sqlite;
 pub mod suite;
 pub mod sys;
