@@ -343,7 +343,7 @@ struct PaperChart<'a> {
 
 impl Chart for PaperChart<'_> {
     fn size(&self) -> (u32, u32) {
-        (380 * self.cases.len() as u32 + 60, 560)
+        (380 * self.cases.len() as u32 + 60, 600)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
@@ -358,7 +358,7 @@ impl Chart for PaperChart<'_> {
         )?;
         let (body, foot) = root.split_vertically(h - 84);
         foot.draw(&Text::new(
-            "Factors: how many times faster, measured here (Lowell and Chen, SOSP 1997, in brackets). RVM on disk = rvm-restore-flush, RVM on Rio = rvm-rio-restore-flush, Vista = vista-none."
+            "Factors: how many times faster, measured here; the paper's (Lowell and Chen, SOSP 1997) where it gives one. RVM on disk = rvm-restore-flush, RVM on Rio = rvm-rio-restore-flush, Vista = vista-none."
                 .to_string(),
             (12, 6),
             grey(12),
@@ -385,8 +385,17 @@ impl Chart for PaperChart<'_> {
             } else {
                 c.workload.clone()
             };
-            let mut chart = ChartBuilder::on(area)
-                .caption(title, text(17))
+            // Title and factors above the plot, so no bar can run into them.
+            let (head, plot) = area.split_vertically(100);
+            let (head_w, _) = head.dim_in_pixel();
+            #[allow(clippy::cast_possible_wrap)] // a few hundred pixels
+            let mid = head_w as i32 / 2 + 30;
+            head.draw(&Text::new(
+                title,
+                (mid, 6),
+                text(17).pos(Pos::new(HPos::Center, VPos::Top)),
+            ))?;
+            let mut chart = ChartBuilder::on(&plot)
                 .margin(10)
                 .x_label_area_size(30)
                 .y_label_area_size(62)
@@ -446,17 +455,11 @@ impl Chart for PaperChart<'_> {
                     c.paper.total
                 ),
             ];
-            // Top right of the plot, where the descending bars leave room.
-            let (px, py) = chart.plotting_area().get_base_pixel();
-            let (pw, _) = chart.plotting_area().dim_in_pixel();
-            for (k, line) in lines.iter().enumerate() {
-                area.draw(&Text::new(
+            for (k, line) in (0i32..).zip(&lines) {
+                head.draw(&Text::new(
                     line.clone(),
-                    (
-                        px - area.get_base_pixel().0 + pw as i32 - 8,
-                        py - area.get_base_pixel().1 + 8 + 20 * k as i32,
-                    ),
-                    text(14).pos(Pos::new(HPos::Right, VPos::Top)),
+                    (mid, 34 + 20 * k),
+                    text(14).pos(Pos::new(HPos::Center, VPos::Top)),
                 ))?;
             }
         }
