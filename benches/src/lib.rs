@@ -3,8 +3,8 @@
 //! Lowell and Chen (SOSP 1997) measured transaction overhead against transaction size and
 //! throughput on debit-credit (TPC-B-like) and order-entry (TPC-C-like). This crate runs
 //! those workloads ([`workload`]) on every engine through one trait ([`engine::Engine`]),
-//! times them ([`measure`]), and reports medians, ratios, JSON and SVG plots ([`suite`],
-//! [`plot`]). The binary is `cargo run --release -p benches -- quick`; see
+//! times them ([`measure`]), and reports medians, ratios, JSON, a Markdown report and SVG and
+//! PNG figures ([`suite`], [`report`], [`plot`]). The binary is `cargo run --release -p benches -- quick`; see
 //! `docs/benchmarks.md`.
 //!
 //! Engines ([`registry::engines`] lists them; its docs say how to add one):
@@ -39,8 +39,9 @@
 //!
 //! Why each dependency is here: `vista` and `lrvm` (the engines under comparison),
 //! `rio-cache` (only to remove vista's memory images after a run), `heed` (LMDB, builds LMDB's C source), `rusqlite` with
-//! `bundled` (SQLite, builds the amalgamation), `plotters` (SVG plots; bitmap and font
-//! features off so nothing from the system is needed), `libc` (mmap, mprotect, pkeys in
+//! `bundled` (SQLite, builds the amalgamation), `plotters`, `plotters-backend` and `ab_glyph`
+//! (SVG and PNG figures; text drawn from a TrueType font read at run time, so nothing links
+//! against fontconfig), `libc` (mmap, mprotect, pkeys in
 //! [`sys`]), `rand` (workload generators), `serde`/`serde_json` (the JSON results), `clap`
 //! (the binary's options), `tempfile` (per-run database directories), `anyhow` (errors);
 //! `criterion` (dev) for the micro-benchmarks. Unsafe code lives only in [`sys`].
@@ -57,6 +58,7 @@ pub mod plot;
 pub mod pmdk;
 pub mod records;
 pub mod registry;
+pub mod report;
 pub mod sqlite;
 pub mod suite;
 pub mod sys;

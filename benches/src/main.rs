@@ -1,9 +1,10 @@
 //! The benchmark suite binary: `cargo run --release -p benches -- quick`.
 //!
 //! Runs the selected engines through the synthetic, debit-credit and order-entry workloads,
-//! prints one Markdown table per workload (median ns per transaction, transactions per
-//! second, ratio to the reference engine), and writes `<mode>.json`, `<mode>.md` and SVG
-//! plots into the results directory.
+//! prints the report (engine legend, the paper's comparison, one Markdown table per workload:
+//! median ns per transaction, transactions per second, ratio to the reference engine), and
+//! writes `<mode>.json`, `<mode>.md` (the report with its figures) and the figures as SVG
+//! and PNG into the results directory.
 
 use std::path::PathBuf;
 
@@ -47,7 +48,7 @@ struct Args {
     /// Synthetic segment size in MiB (default 64; 1 in `smoke`).
     #[arg(long)]
     segment_mib: Option<u64>,
-    /// Where the JSON, Markdown and SVG results go.
+    /// Where the JSON, Markdown and figures (SVG, PNG) go.
     #[arg(long, default_value = "results")]
     results: PathBuf,
     /// Directory on a real file system for LMDB's and SQLite's files (their sync
@@ -97,28 +98,25 @@ fn main() -> Result<()> {
     eprintln!("running {} on {} engines", plan.mode, selected.len());
     let report = run(&plan, &selected, command, |line| eprintln!("  {line}"));
 
-    println!("\nMachine: {}\n", report.machine.summary());
-    println!("{}", report.markdown());
-
     std::fs::create_dir_all(&args.results)
         .with_context(|| format!("creating {}", args.results.display()))?;
+    let figures = benches::plot::write_plots(&report, &args.results, plan.mode)?;
+    println!("\n{}", report.document(&[]));
     let json = args.results.join(format!("{}.json", plan.mode));
     std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
     let md = args.results.join(format!("{}.md", plan.mode));
-    std::fs::write(
-        &md,
-        format!(
-            "Machine: {}\n\n{}",
-            report.machine.summary(),
-            report.markdown()
-        ),
-    )?;
+    let mut doc = report.document(&figures.figures);
+    if let Some(why) = &figures.not_drawn {
+        doc.push_str("\nNo figures: ");
+        doc.push_str(why);
+        doc.push_str(".\n");
+        eprintln!("no figures drawn: {why}");
+    }
+    std::fs::write(&md, doc)?;
     let mut written = vec![json, md];
-    written.extend(benches::plot::write_plots(
-        &report,
-        &args.results,
-        plan.mode,
-    )?);
+    for f in figures.figures {
+        written.extend([f.svg, f.png]);
+    }
     for p in written {
         println!("wrote {}", p.display());
     }

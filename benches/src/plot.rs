@@ -1,170 +1,764 @@
-//! SVG plots of a report: overhead against transaction size (log-log, like the paper's
-//! figure) and throughput bars per workload. Text is laid out by plotters' built-in
-//! estimator and left to the SVG viewer's fonts, so no font library is needed.
+//! The report's figures, each as SVG and PNG: per workload a bar chart of the charted
+//! engines ([`Report::picks`]), the paper's central comparison ([`Report::paper`]), and time
+//! against transaction size. Which engines appear is decided in [`crate::report`], never
+//! here; colours follow the role, so an engine keeps its colour in every figure.
+//!
+//! Text is laid out and drawn by ab_glyph from a TrueType font found on the system
+//! ([`FONT_PATHS`], or the file named by `$BENCH_PLOT_FONT`). Without one, no figure is
+//! drawn and the report says why; the tables and JSON do not depend on it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use anyhow::Result;
-use plotters::coord::ranged1d::SegmentValue;
+use ab_glyph::{point, Font, FontRef, ScaleFont};
+use anyhow::{anyhow, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters_backend::{
+    BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind, FontTransform,
+};
 
+use crate::report::{factor, human_ns, roles, PaperCase, Pick};
 use crate::suite::Report;
+use crate::workload::synthetic::human_bytes;
 
-/// Writes `overhead.svg` (when there are synthetic results) and `throughput.svg` into `dir`
-/// with file names prefixed by `prefix`; returns the paths written.
+/// Where a TrueType sans-serif font is looked for (Debian and Ubuntu's fonts-dejavu-core,
+/// Fedora, Arch, Liberation), after `$BENCH_PLOT_FONT`.
+pub const FONT_PATHS: [&str; 5] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+];
+
+/// Colours of the roles, in [`roles`] order: distinct hues that read on white (after
+/// Okabe and Ito's palette for colour-blind readers, darkened where it was too light).
+const COLOURS: [RGBColor; 10] = [
+    RGBColor(0, 90, 181),    // Vista, default protection: blue
+    RGBColor(86, 180, 233),  // Vista, unprotected: sky blue
+    RGBColor(230, 159, 0),   // RVM on Rio: orange
+    RGBColor(213, 94, 0),    // RVM on disk: vermillion
+    RGBColor(0, 158, 115),   // PMDK: green
+    RGBColor(204, 121, 167), // LMDB: pink
+    RGBColor(140, 86, 75),   // SQLite: brown
+    RGBColor(80, 80, 80),    // floor: dark grey
+    RGBColor(117, 112, 179), // spare: purple
+    RGBColor(27, 158, 119),  // spare: teal
+];
+
+fn colour(role: usize) -> RGBColor {
+    COLOURS[role % COLOURS.len()]
+}
+
+/// What a figure shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FigureKind {
+    /// RVM on disk -> RVM on Rio -> Vista, with the paper's factors.
+    Paper,
+    /// Time per transaction against its size (synthetic workload).
+    Sizes,
+    /// The charted engines on one workload case.
+    Workload(String),
+}
+
+/// One figure written to disk.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    /// What it shows.
+    pub kind: FigureKind,
+    /// The SVG file.
+    pub svg: PathBuf,
+    /// The PNG file.
+    pub png: PathBuf,
+}
+
+/// The figures of one run, or why none were drawn.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    /// Written figures.
+    pub figures: Vec<Figure>,
+    /// Why no figure was drawn (no font), if so.
+    pub not_drawn: Option<String>,
+}
+
+fn font() -> &'static std::result::Result<&'static [u8], String> {
+    static FONT: OnceLock<std::result::Result<&'static [u8], String>> = OnceLock::new();
+    FONT.get_or_init(|| {
+        let env = std::env::var_os("BENCH_PLOT_FONT").map(PathBuf::from);
+        let path = env
+            .iter()
+            .cloned()
+            .chain(FONT_PATHS.iter().map(PathBuf::from))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                format!(
+                    "no TrueType font found (looked at $BENCH_PLOT_FONT and {}; Debian: apt-get install fonts-dejavu-core)",
+                    FONT_PATHS.join(", ")
+                )
+            })?;
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // The font registry wants 'static bytes; one font, loaded once per process.
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        for style in [FontStyle::Normal, FontStyle::Bold] {
+            plotters::style::register_font("sans-serif", style, bytes)
+                .map_err(|_| format!("{}: not a usable TrueType font", path.display()))?;
+        }
+        Ok(bytes)
+    })
+}
+
+/// Draws every figure of `report` into `dir` as `<prefix>-<what>.svg` and `.png`.
 ///
 /// # Errors
-/// File or drawing errors.
-pub fn write_plots(report: &Report, dir: &Path, prefix: &str) -> Result<Vec<std::path::PathBuf>> {
-    let mut written = Vec::new();
-    let overhead = dir.join(format!("{prefix}-overhead.svg"));
-    if overhead_plot(report, &overhead)? {
-        written.push(overhead);
+/// File or drawing errors. A missing font is not an error: it is returned in
+/// [`Figures::not_drawn`].
+pub fn write_plots(report: &Report, dir: &Path, prefix: &str) -> Result<Figures> {
+    let font = match font() {
+        Ok(bytes) => FontRef::try_from_slice(bytes)
+            .map_err(|e| anyhow!("the plot font was registered but does not parse: {e}"))?,
+        Err(why) => {
+            return Ok(Figures {
+                figures: Vec::new(),
+                not_drawn: Some(why.clone()),
+            })
+        }
+    };
+    let footer = format!(
+        "{} run; {}, {} cores; load average {:.2} at start, {:.2} at end",
+        report.plan.mode,
+        report.machine.cpu,
+        report.machine.cores,
+        report.machine.load_start,
+        report.machine.load_end
+    );
+    let mut figures = Vec::new();
+    let cases = report.paper();
+    if !cases.is_empty() {
+        let chart = PaperChart {
+            cases: &cases,
+            footer: &footer,
+        };
+        figures.push(render(
+            &chart,
+            &font,
+            dir,
+            &format!("{prefix}-paper"),
+            FigureKind::Paper,
+        )?);
     }
-    let throughput = dir.join(format!("{prefix}-throughput.svg"));
-    if throughput_plot(report, &throughput)? {
-        written.push(throughput);
+    for w in report.workloads() {
+        let picks = report.picks(&w);
+        if picks.is_empty() {
+            continue;
+        }
+        let chart = BarChart {
+            workload: &w,
+            picks: &picks,
+            footer: &footer,
+        };
+        let stem = format!("{prefix}-{}", slug(&w));
+        figures.push(render(
+            &chart,
+            &font,
+            dir,
+            &stem,
+            FigureKind::Workload(w.clone()),
+        )?);
     }
-    Ok(written)
+    let sizes = SizeChart::new(report, &footer);
+    if sizes.lines.iter().any(|l| l.points.len() > 1) {
+        figures.push(render(
+            &sizes,
+            &font,
+            dir,
+            &format!("{prefix}-sizes"),
+            FigureKind::Sizes,
+        )?);
+    }
+    Ok(Figures {
+        figures,
+        not_drawn: None,
+    })
 }
 
-fn overhead_plot(report: &Report, path: &Path) -> Result<bool> {
-    let series: Vec<(&str, Vec<(f64, f64)>)> = report
-        .engines
-        .iter()
-        .map(|e| {
-            let pts = report
-                .rows
-                .iter()
-                .filter(|r| r.engine == e.name)
-                .filter_map(|r| Some((r.bytes? as f64, r.sample()?.median_ns)))
-                .collect();
-            (e.name.as_str(), pts)
-        })
-        .filter(|(_, pts): &(&str, Vec<_>)| !pts.is_empty())
-        .collect();
-    if series.is_empty() {
-        return Ok(false);
-    }
-    let all = series.iter().flat_map(|s| s.1.iter());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, 0f64, f64::MAX, 0f64);
-    for &(x, y) in all {
-        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
-    }
-    // The legend gets its own column: with twenty engines it would hide half the lines
-    // inside the plot.
-    let root = SVGBackend::new(path, (1180, 640)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (plot_area, legend_area) = root.split_horizontally(940);
-    let mut chart = ChartBuilder::on(&plot_area)
-        .caption(
-            "Transaction overhead vs transaction size (median)",
-            ("sans-serif", 22),
-        )
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(80)
-        .build_cartesian_2d(
-            (x0 / 1.5..x1 * 1.5).log_scale(),
-            (y0 / 2.0..y1 * 2.0).log_scale(),
-        )?;
-    chart
-        .configure_mesh()
-        .x_desc("bytes written per transaction")
-        .y_desc("ns per transaction")
-        .x_label_formatter(&|v| crate::workload::synthetic::human_bytes(v.round() as usize))
-        .y_label_formatter(&|v| crate::suite::group(*v))
-        .draw()?;
-    for (i, (name, pts)) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        chart.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?;
-        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
-        let y = 60 + 24 * i as i32;
-        legend_area.draw(&PathElement::new(
-            vec![(8, y), (36, y)],
-            color.stroke_width(3),
-        ))?;
-        legend_area.draw(&Text::new(
-            (*name).to_string(),
-            (44, y - 7),
-            ("sans-serif", 14),
-        ))?;
-    }
-    root.present()?;
-    Ok(true)
+/// `synthetic 8B` -> `synthetic-8B`: a file-name-safe workload name.
+fn slug(w: &str) -> String {
+    w.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
 }
 
-fn throughput_plot(report: &Report, path: &Path) -> Result<bool> {
-    // One panel per table workload, plus the smallest synthetic size.
-    let mut panels: Vec<String> = report
-        .workloads()
-        .into_iter()
-        .filter(|w| !w.starts_with("synthetic"))
-        .collect();
-    if let Some(small) = report
-        .rows
-        .iter()
-        .filter(|r| r.bytes.is_some())
-        .min_by_key(|r| r.bytes)
+/// A figure that can be drawn on any backend.
+trait Chart {
+    /// Width and height in pixels.
+    fn size(&self) -> (u32, u32);
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static;
+}
+
+fn render<C: Chart>(
+    chart: &C,
+    font: &FontRef<'static>,
+    dir: &Path,
+    stem: &str,
+    kind: FigureKind,
+) -> Result<Figure> {
+    let svg = dir.join(format!("{stem}.svg"));
+    let png = dir.join(format!("{stem}.png"));
     {
-        panels.insert(0, small.workload.clone());
+        let root = SVGBackend::new(&svg, chart.size()).into_drawing_area();
+        chart.draw(&root)?;
+        root.present()?;
     }
-    let panels: Vec<(String, Vec<(String, f64)>)> = panels
-        .into_iter()
-        .map(|w| {
-            let bars = report
-                .rows
-                .iter()
-                .filter(|r| r.workload == w)
-                .filter_map(|r| Some((r.engine.clone(), r.sample()?.per_second())))
-                .collect();
-            (w, bars)
-        })
-        .filter(|(_, b): &(String, Vec<_>)| !b.is_empty())
-        .collect();
-    if panels.is_empty() {
-        return Ok(false);
+    {
+        let root = Glyphs {
+            inner: BitMapBackend::new(&png, chart.size()),
+            font: font.clone(),
+        }
+        .into_drawing_area();
+        chart.draw(&root)?;
+        root.present()
+            .map_err(|e| anyhow!("{}: {e}", png.display()))?;
     }
-    let root = SVGBackend::new(path, (960, 300 * panels.len() as u32)).into_drawing_area();
-    root.fill(&WHITE)?;
-    for (area, (workload, bars)) in root.split_evenly((panels.len(), 1)).iter().zip(&panels) {
-        let lo = bars.iter().map(|b| b.1).fold(f64::MAX, f64::min) / 3.0;
-        let hi = bars.iter().map(|b| b.1).fold(0.0, f64::max) * 3.0;
+    Ok(Figure { kind, svg, png })
+}
+
+fn text(size: u32) -> TextStyle<'static> {
+    ("sans-serif", size).into_font().color(&BLACK)
+}
+
+fn grey(size: u32) -> TextStyle<'static> {
+    ("sans-serif", size)
+        .into_font()
+        .color(&RGBColor(90, 90, 90))
+}
+
+/// Powers of ten (and 3x them when the range is short) inside `lo..hi`: the log axis ticks.
+fn decades(lo: f64, hi: f64) -> Vec<f64> {
+    let mut v = Vec::new();
+    let mut d = 10f64.powf(lo.log10().floor());
+    while d <= hi {
+        for (m, always) in [(1.0, true), (3.0, false)] {
+            let x = d * m;
+            if x >= lo && x <= hi && (always || hi / lo < 1e4) {
+                v.push(x);
+            }
+        }
+        d *= 10.0;
+    }
+    v
+}
+
+/// Per workload: one horizontal bar per charted engine, fastest on top, log scale, the
+/// time printed at the end of each bar.
+struct BarChart<'a> {
+    workload: &'a str,
+    picks: &'a [Pick<'a>],
+    footer: &'a str,
+}
+
+impl Chart for BarChart<'_> {
+    fn size(&self) -> (u32, u32) {
+        (900, 110 + 44 * self.picks.len() as u32)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        let (root, foot) = root.split_vertically(self.size().1 - 24);
+        foot.draw(&Text::new(self.footer.to_string(), (12, 4), grey(12)))?;
+        let mut bars: Vec<&Pick<'_>> = self.picks.iter().collect();
+        bars.sort_by(|a, b| a.sample.median_ns.total_cmp(&b.sample.median_ns));
+        let lo = bars.first().map_or(1.0, |b| b.sample.median_ns) / 4.0;
+        let hi = bars.last().map_or(10.0, |b| b.sample.median_ns) * 6.0;
         let n = bars.len() as u32;
-        let mut chart = ChartBuilder::on(area)
+        let labels: Vec<String> = bars
+            .iter()
+            .map(|b| format!("{} ({})", b.label, b.engine))
+            .collect();
+        let mut chart = ChartBuilder::on(&root)
             .caption(
-                format!("{workload}: transactions per second (median)"),
-                ("sans-serif", 18),
+                format!(
+                    "{}: time per transaction (median; shorter is faster)",
+                    self.workload
+                ),
+                text(19),
             )
             .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(130)
-            .build_cartesian_2d((lo..hi).log_scale(), (0..n).into_segmented())?;
+            .margin_right(24)
+            .x_label_area_size(30)
+            .y_label_area_size(330)
+            .build_cartesian_2d(
+                (lo..hi).log_scale().with_key_points(decades(lo, hi)),
+                // Integer ranges are inclusive here: 0..n-1 is n slots.
+                (0..n.saturating_sub(1)).into_segmented(),
+            )?;
         chart
             .configure_mesh()
             .disable_y_mesh()
+            .light_line_style(WHITE)
+            .bold_line_style(RGBColor(225, 225, 225))
             .y_labels(n as usize)
-            .x_label_formatter(&|v| crate::suite::group(*v))
+            .x_label_formatter(&|v| human_ns(*v))
+            // Fastest at the top: slot 0 is drawn at the bottom.
             .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => bars
-                    .get(*i as usize)
-                    .map(|b| b.0.clone())
-                    .unwrap_or_default(),
+                SegmentValue::CenterOf(i) if *i < n => labels[(n - 1 - i) as usize].clone(),
                 _ => String::new(),
             })
+            .label_style(text(14))
             .draw()?;
-        chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
-            let i = i as u32;
-            let color = Palette99::pick(i as usize).to_rgba();
-            Rectangle::new(
+        for (i, b) in bars.iter().enumerate() {
+            let slot = n - 1 - i as u32;
+            let v = b.sample.median_ns;
+            let mut bar = Rectangle::new(
                 [
-                    (lo, SegmentValue::Exact(i)),
-                    (*v, SegmentValue::Exact(i + 1)),
+                    (lo, SegmentValue::Exact(slot)),
+                    (v, SegmentValue::Exact(slot + 1)),
                 ],
-                color.filled(),
-            )
-        }))?;
+                colour(b.role).filled(),
+            );
+            bar.set_margin(5, 5, 0, 0);
+            chart.draw_series(std::iter::once(bar))?;
+            chart.draw_series(std::iter::once(Text::new(
+                human_ns(v),
+                (v * 1.12, SegmentValue::CenterOf(slot)),
+                text(14).pos(Pos::new(HPos::Left, VPos::Center)),
+            )))?;
+        }
+        Ok(())
     }
-    root.present()?;
-    Ok(true)
+}
+
+/// The paper's central figure: per case, RVM on disk, RVM on Rio and Vista as bars on a
+/// shared log scale, with the measured factors and the paper's written beside them.
+struct PaperChart<'a> {
+    cases: &'a [PaperCase],
+    footer: &'a str,
+}
+
+impl Chart for PaperChart<'_> {
+    fn size(&self) -> (u32, u32) {
+        (380 * self.cases.len() as u32 + 60, 600)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        let (w, h) = self.size();
+        let root = root.titled(
+            "RVM on disk → RVM on the Rio cache → Vista: time per transaction (median)",
+            text(20),
+        )?;
+        let (body, foot) = root.split_vertically(h - 84);
+        foot.draw(&Text::new(
+            "Factors: how many times faster, measured here; the paper's (Lowell and Chen, SOSP 1997) where it gives one. RVM on disk = rvm-restore-flush, RVM on Rio = rvm-rio-restore-flush, Vista = vista-none."
+                .to_string(),
+            (12, 6),
+            grey(12),
+        ))?;
+        foot.draw(&Text::new(self.footer.to_string(), (12, 26), grey(12)))?;
+        let (_, body) = body.split_horizontally(20);
+        let (body, _) = body.split_horizontally(w - 40);
+        let all = self.cases.iter().flat_map(|c| [c.disk, c.rio, c.vista]);
+        let lo = all.clone().fold(f64::MAX, f64::min) / 3.0;
+        let hi = all.fold(0.0, f64::max) * 4.0;
+        let role = |label: &str| roles().iter().position(|r| r.label == label).unwrap_or(0);
+        let bars = [
+            ("RVM on disk", role("RVM on disk")),
+            ("RVM on Rio", role("RVM on Rio")),
+            ("Vista", role("Vista, unprotected")),
+        ];
+        for (area, c) in body
+            .split_evenly((1, self.cases.len()))
+            .iter()
+            .zip(self.cases)
+        {
+            let title = if c.workload.starts_with("synthetic") {
+                format!("small transactions ({})", c.workload)
+            } else {
+                c.workload.clone()
+            };
+            // Title and factors above the plot, so no bar can run into them.
+            let (head, plot) = area.split_vertically(100);
+            let (head_w, _) = head.dim_in_pixel();
+            #[allow(clippy::cast_possible_wrap)] // a few hundred pixels
+            let mid = head_w as i32 / 2 + 30;
+            head.draw(&Text::new(
+                title,
+                (mid, 6),
+                text(17).pos(Pos::new(HPos::Center, VPos::Top)),
+            ))?;
+            let mut chart = ChartBuilder::on(&plot)
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(62)
+                .build_cartesian_2d(
+                    (0u32..2).into_segmented(),
+                    (lo..hi).log_scale().with_key_points(decades(lo, hi)),
+                )?;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .light_line_style(WHITE)
+                .bold_line_style(RGBColor(225, 225, 225))
+                .x_labels(3)
+                .x_label_formatter(&|v| match v {
+                    SegmentValue::CenterOf(i) => bars
+                        .get(*i as usize)
+                        .map_or(String::new(), |b| b.0.to_string()),
+                    _ => String::new(),
+                })
+                .y_label_formatter(&|v| human_ns(*v))
+                .label_style(text(13))
+                .draw()?;
+            let values = [c.disk, c.rio, c.vista];
+            for (i, (v, (_, role))) in values.iter().zip(bars).enumerate() {
+                let i = i as u32;
+                let mut bar = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i), lo),
+                        (SegmentValue::Exact(i + 1), *v),
+                    ],
+                    colour(role).filled(),
+                );
+                bar.set_margin(0, 0, 10, 10);
+                chart.draw_series(std::iter::once(bar))?;
+                chart.draw_series(std::iter::once(Text::new(
+                    human_ns(*v),
+                    (SegmentValue::CenterOf(i), v * 1.25),
+                    text(14).pos(Pos::new(HPos::Center, VPos::Bottom)),
+                )))?;
+            }
+            let paper =
+                |x: Option<f64>| x.map_or_else(String::new, |x| format!(" (paper {})", factor(x)));
+            let lines = [
+                format!(
+                    "disk → Rio: {}{}",
+                    factor(c.rio_factor()),
+                    paper(c.paper.rio)
+                ),
+                format!(
+                    "Rio → Vista: {}{}",
+                    factor(c.vista_factor()),
+                    paper(c.paper.vista)
+                ),
+                format!(
+                    "disk → Vista: {} (paper {})",
+                    factor(c.total_factor()),
+                    c.paper.total
+                ),
+            ];
+            for (k, line) in (0i32..).zip(&lines) {
+                head.draw(&Text::new(
+                    line.clone(),
+                    (mid, 34 + 20 * k),
+                    text(14).pos(Pos::new(HPos::Center, VPos::Top)),
+                ))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One line of the size chart.
+struct Line {
+    role: usize,
+    label: String,
+    points: Vec<(f64, f64)>,
+}
+
+/// Time per transaction against bytes written, log-log, one line per charted role, ticks at
+/// the measured sizes, the legend in a column of its own.
+struct SizeChart<'a> {
+    sizes: Vec<f64>,
+    lines: Vec<Line>,
+    footer: &'a str,
+}
+
+impl<'a> SizeChart<'a> {
+    fn new(report: &Report, footer: &'a str) -> SizeChart<'a> {
+        let sizes = report.sizes();
+        let mut lines: Vec<Line> = Vec::new();
+        for (bytes, w) in &sizes {
+            for p in report.picks(w) {
+                let label = format!("{} ({})", p.label, p.engine);
+                let point = (*bytes as f64, p.sample.median_ns);
+                match lines.iter_mut().find(|l| l.label == label) {
+                    Some(l) => l.points.push(point),
+                    None => lines.push(Line {
+                        role: p.role,
+                        label,
+                        points: vec![point],
+                    }),
+                }
+            }
+        }
+        lines.sort_by_key(|l| l.role);
+        SizeChart {
+            sizes: sizes.iter().map(|s| s.0 as f64).collect(),
+            lines,
+            footer,
+        }
+    }
+}
+
+impl Chart for SizeChart<'_> {
+    fn size(&self) -> (u32, u32) {
+        (1200, 620)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        let (root, foot) = root.split_vertically(self.size().1 - 24);
+        foot.draw(&Text::new(self.footer.to_string(), (12, 4), grey(12)))?;
+        let (plot, legend) = root.split_horizontally(820);
+        let ys = self.lines.iter().flat_map(|l| l.points.iter().map(|p| p.1));
+        let lo = ys.clone().fold(f64::MAX, f64::min) / 2.0;
+        let hi = ys.fold(0.0, f64::max) * 2.0;
+        let (x0, x1) = (
+            self.sizes.first().copied().unwrap_or(1.0),
+            self.sizes.last().copied().unwrap_or(2.0),
+        );
+        let mut chart = ChartBuilder::on(&plot)
+            .caption(
+                "Time per transaction against bytes written (synthetic, median)",
+                text(19),
+            )
+            .margin(14)
+            .x_label_area_size(50)
+            .y_label_area_size(72)
+            .build_cartesian_2d(
+                (x0 / 1.4..x1 * 1.4)
+                    .log_scale()
+                    .with_key_points(self.sizes.clone()),
+                (lo..hi).log_scale().with_key_points(decades(lo, hi)),
+            )?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .bold_line_style(RGBColor(225, 225, 225))
+            .x_desc("bytes written per transaction (one write at a random offset)")
+            .x_label_formatter(&|v| human_bytes(v.round() as usize))
+            .y_label_formatter(&|v| human_ns(*v))
+            .label_style(text(13))
+            .axis_desc_style(text(14))
+            .draw()?;
+        for l in &self.lines {
+            let c = colour(l.role);
+            chart.draw_series(LineSeries::new(
+                l.points.iter().copied(),
+                Color::stroke_width(&c, 3),
+            ))?;
+            chart.draw_series(l.points.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
+        }
+        // Legend, ordered by the lines' height at the smallest size, so it reads top to
+        // bottom like the lines do at the left edge.
+        let mut order: Vec<&Line> = self.lines.iter().collect();
+        order.sort_by(|a, b| {
+            let first = |l: &Line| l.points.first().map_or(0.0, |p| p.1);
+            first(b).total_cmp(&first(a))
+        });
+        legend.draw(&Text::new(
+            format!("slowest at {} on top", human_bytes(x0 as usize)),
+            (10, 44),
+            grey(13),
+        ))?;
+        for (i, l) in order.iter().enumerate() {
+            let y = 80 + 30 * i as i32;
+            let c = colour(l.role);
+            legend.draw(&PathElement::new(
+                vec![(10, y), (44, y)],
+                Color::stroke_width(&c, 4),
+            ))?;
+            legend.draw(&Circle::new((27, y), 4, c.filled()))?;
+            legend.draw(&Text::new(
+                l.label.clone(),
+                (54, y),
+                text(14).pos(Pos::new(HPos::Left, VPos::Center)),
+            ))?;
+        }
+        Ok(())
+    }
+}
+
+/// A bitmap backend whose text is drawn glyph by glyph at each glyph's own bounds. Plotters'
+/// ab_glyph drawing places every glyph's bitmap at the pen position, dropping its left
+/// bearing, so narrow glyphs ("1") sit too far left and "10.0" reads "1 0.0". Everything
+/// else is passed to the inner backend; rotated text (none in these figures) too.
+struct Glyphs<B> {
+    inner: B,
+    font: FontRef<'static>,
+}
+
+impl<B: DrawingBackend> DrawingBackend for Glyphs<B> {
+    type ErrorType = B::ErrorType;
+
+    fn get_size(&self) -> (u32, u32) {
+        self.inner.get_size()
+    }
+
+    fn ensure_prepared(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.ensure_prepared()
+    }
+
+    fn present(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.present()
+    }
+
+    fn draw_pixel(
+        &mut self,
+        point: BackendCoord,
+        color: BackendColor,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_pixel(point, color)
+    }
+
+    fn draw_line<S: BackendStyle>(
+        &mut self,
+        from: BackendCoord,
+        to: BackendCoord,
+        style: &S,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_line(from, to, style)
+    }
+
+    fn draw_rect<S: BackendStyle>(
+        &mut self,
+        upper_left: BackendCoord,
+        bottom_right: BackendCoord,
+        style: &S,
+        fill: bool,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_rect(upper_left, bottom_right, style, fill)
+    }
+
+    fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+        &mut self,
+        path: I,
+        style: &S,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_path(path, style)
+    }
+
+    fn draw_circle<S: BackendStyle>(
+        &mut self,
+        center: BackendCoord,
+        radius: u32,
+        style: &S,
+        fill: bool,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_circle(center, radius, style, fill)
+    }
+
+    fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+        &mut self,
+        vert: I,
+        style: &S,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.fill_polygon(vert, style)
+    }
+
+    fn blit_bitmap(
+        &mut self,
+        pos: BackendCoord,
+        size: (u32, u32),
+        src: &[u8],
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.blit_bitmap(pos, size, src)
+    }
+
+    fn draw_text<S: BackendTextStyle>(
+        &mut self,
+        text: &str,
+        style: &S,
+        pos: BackendCoord,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        let color = style.color();
+        if color.alpha == 0.0 {
+            return Ok(());
+        }
+        if !matches!(style.transform(), FontTransform::None) {
+            return self.inner.draw_text(text, style, pos);
+        }
+        #[allow(clippy::cast_possible_truncation)] // a font size in pixels
+        let font = self.font.as_scaled(style.size() as f32);
+        // The box plotters reserved for the text (its ab_glyph layout): the advances wide,
+        // size / 1.24 high. The capital height is centred in it.
+        let mut width = 0f32;
+        let mut prev = None;
+        for c in text.chars() {
+            let id = font.glyph_id(c);
+            if let Some(p) = prev {
+                width += font.kern(p, id);
+            }
+            width += font.h_advance(id);
+            prev = Some(id);
+        }
+        let height = style.size() as f32 / 1.24;
+        let cap = font
+            .outline_glyph(font.scaled_glyph('H'))
+            .map_or(height * 0.7, |o| o.px_bounds().height());
+        let x0 = pos.0 as f32
+            - match style.anchor().h_pos {
+                HPos::Left => 0.0,
+                HPos::Center => width / 2.0,
+                HPos::Right => width,
+            };
+        let top = pos.1 as f32
+            - match style.anchor().v_pos {
+                VPos::Top => 0.0,
+                VPos::Center => height / 2.0,
+                VPos::Bottom => height,
+            };
+        let baseline = top + (height + cap) / 2.0;
+        let (size_x, size_y) = self.inner.get_size();
+        let mut pen = x0;
+        let mut prev = None;
+        let mut failed = None;
+        for c in text.chars() {
+            let mut glyph = font.scaled_glyph(c);
+            if let Some(p) = prev {
+                pen += font.kern(p, glyph.id);
+            }
+            prev = Some(glyph.id);
+            let advance = font.h_advance(glyph.id);
+            glyph.position = point(pen, baseline);
+            pen += advance;
+            let Some(outline) = font.outline_glyph(glyph) else {
+                continue;
+            };
+            let bounds = outline.px_bounds();
+            outline.draw(|gx, gy, coverage| {
+                #[allow(clippy::cast_possible_truncation)] // pixel coordinates
+                let (px, py) = (
+                    bounds.min.x as i32 + gx as i32,
+                    bounds.min.y as i32 + gy as i32,
+                );
+                if failed.is_none()
+                    && coverage > 0.0
+                    && (0..size_x as i32).contains(&px)
+                    && (0..size_y as i32).contains(&py)
+                {
+                    let c = BackendColor {
+                        alpha: color.alpha * f64::from(coverage.min(1.0)),
+                        rgb: color.rgb,
+                    };
+                    if let Err(e) = self.inner.draw_pixel((px, py), c) {
+                        failed = Some(e);
+                    }
+                }
+            });
+        }
+        failed.map_or(Ok(()), Err)
+    }
 }

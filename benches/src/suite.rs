@@ -75,11 +75,6 @@ impl Plan {
 pub enum Outcome {
     /// Measured; the data check passed afterwards.
     Measured(Sample),
-    /// The machine cannot run this engine; never measured.
-    Skipped {
-        /// Why.
-        reason: String,
-    },
     /// Opening, a transaction, or the data check failed.
     Failed {
         /// The error chain.
@@ -111,7 +106,7 @@ impl Row {
     pub fn sample(&self) -> Option<&Sample> {
         match &self.outcome {
             Outcome::Measured(s) => Some(s),
-            _ => None,
+            Outcome::Failed { .. } => None,
         }
     }
 }
@@ -123,6 +118,16 @@ pub struct EngineInfo {
     pub name: String,
     /// What it is.
     pub about: String,
+}
+
+/// An engine of the selection that this machine cannot run (its probe failed): it has no
+/// rows, and the report says so once.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unavailable {
+    /// The engine's name.
+    pub engine: String,
+    /// Why it cannot run here.
+    pub reason: String,
 }
 
 /// Everything a run produced.
@@ -138,6 +143,8 @@ pub struct Report {
     pub engines: Vec<EngineInfo>,
     /// Every cell, by family, then engine, then case.
     pub rows: Vec<Row>,
+    /// Selected engines this machine cannot run, in engine order (never measured, no rows).
+    pub unavailable: Vec<Unavailable>,
 }
 
 /// Runs `plan` over `engines`, calling `progress` with a line per cell.
@@ -149,25 +156,41 @@ pub fn run(
 ) -> Report {
     let mut machine = Machine::detect(&plan.scratch);
     let mut rows = Vec::new();
-    // What this machine cannot run is said once per reason (say, no protection keys),
-    // not once per cell; the report still has a skipped row per cell.
-    let mut unsupported: Vec<(String, Vec<&str>)> = Vec::new();
-    for spec in engines {
-        if let Err(reason) = spec.supported() {
-            match unsupported.iter_mut().find(|(r, _)| *r == reason) {
-                Some((_, names)) => names.push(spec.name),
-                None => unsupported.push((reason, vec![spec.name])),
+    // An engine the machine cannot run is reported once, not as a row per workload, and
+    // the console says once per reason (say, no protection keys) which engines that is.
+    let mut unavailable: Vec<Unavailable> = Vec::new();
+    let runnable: Vec<&EngineSpec> = engines
+        .iter()
+        .filter(|spec| match spec.supported() {
+            Ok(()) => true,
+            Err(reason) => {
+                unavailable.push(Unavailable {
+                    engine: spec.name.to_string(),
+                    reason,
+                });
+                false
             }
+        })
+        .collect();
+    let mut reasons: Vec<&str> = Vec::new();
+    for u in &unavailable {
+        if !reasons.contains(&u.reason.as_str()) {
+            reasons.push(&u.reason);
         }
     }
-    for (reason, names) in &unsupported {
+    for reason in reasons {
+        let names: Vec<&str> = unavailable
+            .iter()
+            .filter(|u| u.reason == reason)
+            .map(|u| u.engine.as_str())
+            .collect();
         progress(&format!(
             "not run on this machine: {}: {reason}",
             names.join(", ")
         ));
     }
     for &family in &plan.families {
-        for spec in engines {
+        for &spec in &runnable {
             let mut cases = family.cases(&plan.sizes, plan.segment_len, plan.scale);
             let mut push = |workload: &dyn crate::workload::Workload,
                             (outcome, counters): (Outcome, Vec<(String, u64)>),
@@ -180,26 +203,9 @@ pub fn run(
                     outcome,
                     counters,
                 };
-                if !matches!(row.outcome, Outcome::Skipped { .. }) {
-                    progress(&describe(&row));
-                }
+                progress(&describe(&row));
                 rows.push(row);
             };
-            if let Err(reason) = spec.supported() {
-                for w in &cases {
-                    push(
-                        w.as_ref(),
-                        (
-                            Outcome::Skipped {
-                                reason: reason.clone(),
-                            },
-                            Vec::new(),
-                        ),
-                        &mut progress,
-                    );
-                }
-                continue;
-            }
             let layout = cases[0].layout();
             let mut engine = match spec.open(OpenOptions {
                 layout: &layout,
@@ -249,6 +255,7 @@ pub fn run(
             })
             .collect(),
         rows,
+        unavailable,
     }
 }
 
@@ -284,9 +291,6 @@ fn describe(row: &Row) -> String {
                 s.batches,
                 s.batch
             )
-        }
-        Outcome::Skipped { reason } => {
-            format!("{:<18} {:<25} skipped: {reason}", row.workload, row.engine)
         }
         Outcome::Failed { error } => {
             format!("{:<18} {:<25} FAILED: {error}", row.workload, row.engine)
@@ -335,107 +339,11 @@ impl Report {
             .find_map(|name| measured().find(|r| r.engine == *name))
             .or_else(|| measured().next())
     }
-
-    /// The tables, in Markdown: one per workload case. Ratios are to the reference engine
-    /// (see [`Report::reference`]) and, when the reference is a guarded vista and
-    /// `vista-none` ran too, also to `vista-none`, so the unguarded comparison is visible.
-    pub fn markdown(&self) -> String {
-        use std::fmt::Write;
-        // Writing to a String cannot fail; the results are ignored.
-        let mut out = String::new();
-        for w in self.workloads() {
-            let reference = self.reference(&w);
-            let ref_name = reference.map_or("-", |r| r.engine.as_str());
-            let unguarded = self
-                .rows
-                .iter()
-                .find(|r| r.workload == w && r.engine == "vista-none" && r.sample().is_some())
-                .filter(|_| ref_name != "vista-none");
-            let ratio = |s: &Sample, to: Option<&Row>| {
-                to.and_then(Row::sample).map_or_else(
-                    || "-".into(),
-                    |b| format!("{:.2}", s.median_ns / b.median_ns),
-                )
-            };
-            let _ = write!(
-                out,
-                "#### {w}\n\n| engine | median ns/txn | txn/s | x {ref_name} |"
-            );
-            if unguarded.is_some() {
-                out.push_str(" x vista-none |\n|---|---:|---:|---:|---:|\n");
-            } else {
-                out.push_str("\n|---|---:|---:|---:|\n");
-            }
-            let blank = if unguarded.is_some() { " | |" } else { " |" };
-            for r in self.rows.iter().filter(|r| r.workload == w) {
-                match &r.outcome {
-                    Outcome::Measured(s) => {
-                        let _ = write!(
-                            out,
-                            "| {} | {} | {} | {} |",
-                            r.engine,
-                            group(s.median_ns),
-                            group(s.per_second()),
-                            ratio(s, reference)
-                        );
-                        if unguarded.is_some() {
-                            let _ = write!(out, " {} |", ratio(s, unguarded));
-                        }
-                        out.push('\n');
-                    }
-                    Outcome::Skipped { reason } => {
-                        let _ = writeln!(out, "| {} | skipped: {reason} | |{blank}", r.engine);
-                    }
-                    Outcome::Failed { error } => {
-                        let _ = writeln!(out, "| {} | FAILED: {error} | |{blank}", r.engine);
-                    }
-                }
-            }
-            out.push('\n');
-        }
-        out
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(engine: &str, median_ns: f64) -> Row {
-        let s = Sample {
-            median_ns,
-            mean_ns: median_ns,
-            min_ns: median_ns,
-            max_ns: median_ns,
-            batch: 1,
-            batches: 1,
-            transactions: 1,
-        };
-        Row {
-            workload: "synthetic 8B".into(),
-            family: Family::Synthetic,
-            bytes: Some(8),
-            engine: engine.into(),
-            outcome: if median_ns > 0.0 {
-                Outcome::Measured(s)
-            } else {
-                Outcome::Skipped {
-                    reason: "no pkeys".into(),
-                }
-            },
-            counters: Vec::new(),
-        }
-    }
-
-    fn report(rows: Vec<Row>) -> Report {
-        Report {
-            command: String::new(),
-            machine: Machine::detect(&std::env::temp_dir()),
-            plan: Plan::smoke(std::env::temp_dir()),
-            engines: Vec::new(),
-            rows,
-        }
-    }
 
     #[test]
     fn what_cannot_run_here_is_said_once_per_reason() {
@@ -461,46 +369,8 @@ mod tests {
             lines,
             ["not run on this machine: a-pkey, b-pkey: memory protection keys are unavailable: test"]
         );
-        assert!(r.rows.len() > 2, "every cell is still in the report");
-        assert!(r
-            .rows
-            .iter()
-            .all(|row| matches!(row.outcome, Outcome::Skipped { .. })));
-    }
-
-    #[test]
-    fn the_ratio_reference_is_the_best_guarded_vista_that_ran() {
-        let r = report(vec![
-            row("floor-noguard", 50.0),
-            row("vista-none", 100.0),
-            row("vista-mprotect", 1000.0),
-            row("vista-pkey", 0.0),
-        ]);
-        assert_eq!(
-            r.reference("synthetic 8B").unwrap().engine,
-            "vista-mprotect"
-        );
-        let md = r.markdown();
-        assert!(md.contains("| x vista-mprotect | x vista-none |"), "{md}");
-        assert!(
-            md.contains("| floor-noguard | 50.0 | 20,000,000 | 0.05 | 0.50 |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("| vista-pkey | skipped: no pkeys | | | |"),
-            "{md}"
-        );
-
-        let r = report(vec![row("floor-noguard", 50.0), row("vista-none", 100.0)]);
-        assert_eq!(r.reference("synthetic 8B").unwrap().engine, "vista-none");
-        let md = r.markdown();
-        assert!(
-            !md.contains("x vista-none |\n|---|---:|---:|---:|---:|"),
-            "{md}"
-        );
-        assert!(
-            md.contains("| floor-noguard | 50.0 | 20,000,000 | 0.50 |\n"),
-            "{md}"
-        );
+        assert!(r.rows.is_empty(), "no row for an engine that cannot run");
+        let names: Vec<&str> = r.unavailable.iter().map(|u| u.engine.as_str()).collect();
+        assert_eq!(names, ["a-pkey", "b-pkey"]);
     }
 }
