@@ -1049,7 +1049,9 @@ struct Args {
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
     match Mode::parse(s) {
-        Some(Mode::Wild | Mode::Compound) | None => Err(format!("unknown mode {s}: kill, points, recovery, power")),
+        Some(Mode::Wild | Mode::Compound) | None => {
+            Err(format!("unknown mode {s}: kill, points, recovery, power"))
+        }
         Some(m) => Ok(m),
     }
 }
