@@ -57,8 +57,20 @@ fn background_checkpoints_only_see_whole_transactions() {
         // Power loss now: open a copy of the disk files alone.
         let cold = tempfile::tempdir().unwrap();
         let copy = cold.path().join("seg.vista");
-        std::fs::copy(&p.path, &copy).unwrap();
-        if let Ok(j) = std::fs::read(p.journal()) {
+        // A background checkpoint may be writing while the files are read: take a copy in
+        // which the disk file did not change while the journal was read (an install would
+        // have changed at least its header's sequence number), so the pair is one moment
+        // of the page cache, as a power loss would leave it.
+        let (disk, journal) = loop {
+            let d1 = std::fs::read(&p.path).unwrap();
+            let j = std::fs::read(p.journal()).ok();
+            let d2 = std::fs::read(&p.path).unwrap();
+            if d1 == d2 {
+                break (d1, j);
+            }
+        };
+        std::fs::write(&copy, disk).unwrap();
+        if let Some(j) = journal {
             std::fs::write(rio_cache::journal_path(&copy), j).unwrap();
         }
         let c = Segment::open(&copy, &opts.clone().cache_dir(cold.path())).unwrap();
