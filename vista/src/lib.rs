@@ -97,6 +97,12 @@ mod mutant {
     }
 }
 
+/// The application developers' guide, `docs/guide.md`: its Rust examples run as doctests
+/// (`cargo test -p vista --doc`), so the guide cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide.md")]
+pub struct GuideDoctests;
+
 pub use error::{Error, Result};
 pub use layout::FORMAT_VERSION;
 pub use options::{
