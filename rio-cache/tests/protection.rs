@@ -472,10 +472,10 @@ fn pkey_refused_with_the_reason_when_unavailable() {
         !disk_path(t.path()).exists(),
         "a refused open created the disk file"
     );
-    // Auto falls back to mprotect on the same machine.
+    // Auto falls back to the alias on the same machine.
     let cache =
         RioCache::open(disk_path(t.path()), &opts(t.path(), SIZE, Protection::Auto)).unwrap();
-    assert_eq!(cache.protection(), ActiveProtection::Mprotect);
+    assert_eq!(cache.protection(), ActiveProtection::Alias);
 }
 
 #[test]
