@@ -7,7 +7,8 @@ use anyhow::{Context, Result};
 use vista::{Options, Segment, StartKind, Writeback};
 
 use crate::engine::{
-    remove_if_exists, CrashModel, Engine, EngineConfig, EngineKind, OpKind, Start, Store, Txn,
+    remove_if_exists, CrashModel, Engine, EngineConfig, EngineKind, OpKind, Start, State, Store,
+    Txn,
 };
 
 /// Undo log per lane: room for every transaction a workload makes.
@@ -66,7 +67,7 @@ impl Engine for VistaEngine {
         for f in self.files() {
             remove_if_exists(&f)?;
         }
-        let mut seg = Segment::open(self.seg_path(), &self.options())?;
+        let seg = Segment::open(self.seg_path(), &self.options())?;
         let mut tx = seg.begin()?;
         tx.write(0, initial)?;
         tx.commit_durable()?;
@@ -152,8 +153,8 @@ impl Store for VistaStore {
         }
     }
 
-    fn state(&self) -> Result<&[u8]> {
-        Ok(self.seg.read(0, self.len)?)
+    fn state(&self) -> Result<State<'_>> {
+        Ok(Box::new(self.seg.read(0, self.len)?))
     }
 
     fn run(&mut self, txn: &Txn) -> Result<()> {

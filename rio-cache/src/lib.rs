@@ -88,12 +88,15 @@ mod cache;
 mod checkpoint;
 mod error;
 mod format;
+mod gate;
 mod journal;
+mod locks;
 mod options;
+mod shared;
 mod sys;
 mod writeback;
 
-pub use access::{Update, WriteWindow};
+pub use access::{PageMemo, Update, WriteWindow};
 pub use cache::{
     existing_size, image_path, journal_path, remove, ActiveProtection, ColdReason, RioCache,
     StartKind, Stats,
@@ -101,6 +104,7 @@ pub use cache::{
 pub use checkpoint::CRASH_POINTS;
 pub use error::{Error, Result};
 pub use options::{Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACHE_DIR};
+pub use shared::{Locked, SharedCache, DEFAULT_LOCK_WAIT};
 
 /// The page size rio-cache works in (dirty tracking, protection, checkpoints).
 pub const PAGE_SIZE: usize = sys::PAGE;

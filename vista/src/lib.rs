@@ -80,6 +80,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod lane;
 mod layout;
 mod options;
 mod segment;
@@ -99,13 +100,14 @@ mod mutant {
 pub use error::{Error, Result};
 pub use layout::FORMAT_VERSION;
 pub use options::{
-    Options, Protection, Writeback, DEFAULT_LANES, DEFAULT_SIZE, DEFAULT_UNDO_LOG_SIZE,
+    Options, Protection, Writeback, DEFAULT_LANES, DEFAULT_LANE_WAIT, DEFAULT_LOCK_WAIT,
+    DEFAULT_RETRIES, DEFAULT_SIZE, DEFAULT_UNDO_LOG_SIZE, MAX_LANES,
 };
 /// The cache layer, re-exported so its types in vista's API (`Error::Cache`, the stats of
 /// `Segment::cache_stats`) can be named without a separate dependency.
 pub use rio_cache;
 pub use rio_cache::{ActiveProtection, ColdReason, StartKind};
-pub use segment::{Recovery, Segment};
+pub use segment::{Bytes, Recovery, Segment};
 pub use transaction::Transaction;
 
 /// Every crash point in vista (rio-cache's checkpoint points are in

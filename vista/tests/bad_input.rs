@@ -13,7 +13,7 @@ const SIZE: u64 = 16 << 10;
 /// A closed, checkpointed segment with some data, and its memory image removed, so an
 /// open reads the disk file (cold start).
 fn closed_segment(p: &Place) {
-    let mut seg = Segment::open(&p.path, &p.opts(SIZE)).unwrap();
+    let seg = Segment::open(&p.path, &p.opts(SIZE)).unwrap();
     seg.transaction(|tx| tx.write(0, b"precious data")).unwrap();
     seg.close().unwrap();
     p.lose_power();
@@ -123,7 +123,7 @@ fn inconsistent_header_with_valid_checksum() {
 /// A segment left with an unfinished transaction (as a crash leaves it), then a patch
 /// of its first undo record in the memory image. Returns the image path.
 fn unfinished_with_patched_record(p: &Place, patch: impl FnOnce(&mut [u8])) -> std::path::PathBuf {
-    let mut seg = Segment::open(&p.path, &p.opts(SIZE)).unwrap();
+    let seg = Segment::open(&p.path, &p.opts(SIZE)).unwrap();
     seg.transaction(|tx| tx.write(0, b"committed")).unwrap();
     let mut tx = seg.begin().unwrap();
     tx.write(0, b"uncommitted").unwrap();
