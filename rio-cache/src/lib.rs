@@ -62,11 +62,18 @@
 //! - the disk file is locked (`flock`), so no other cooperating process maps the same
 //!   memory image (a process that writes the image file behind the lock's back is
 //!   outside the model, as with any mmap-based store);
-//! - mutable slices come only from `&mut` [`Update`], which borrows `&mut RioCache`, so
-//!   no shared slice from [`RioCache::read`] is alive, and two windows are never alive at
-//!   once (each borrows the update mutably; [`Update::window_pair`] checks disjointness);
-//! - the writeback thread only reads, and only while holding the checkpoint gate
-//!   exclusively, which every update holds shared;
+//! - mutable slices come only from `&mut` [`Update`]. An update of a [`RioCache`]
+//!   borrows `&mut RioCache`, so no shared slice from [`RioCache::read`] is alive. An
+//!   update of a [`SharedCache`] (which owns its `RioCache`, so `RioCache::read` cannot
+//!   be reached) hands out a mutable slice only over bytes it holds exclusively in the
+//!   cache's lock table, and a shared slice only over bytes it holds shared or
+//!   exclusively, until it ends; [`SharedCache::read`]'s guard holds its bytes shared.
+//!   Within one update two windows are never alive at once (each borrows the update
+//!   mutably; [`Update::window_pair`] checks disjointness);
+//! - lock words are taken with acquire and released with release ordering, so a holder
+//!   sees every write of the previous exclusive holder;
+//! - the writeback thread only reads, and only while the checkpoint gate is closed,
+//!   which happens only while no update is inside it;
 //! - protection changes never remove read access, and only remove write access from
 //!   pages with no live mutable slice (windows close when the update drops).
 //!

@@ -62,11 +62,76 @@
 //!
 //! See `docs/design.md` and `docs/format.md`.
 //!
+//! # Threads
+//! A [`Segment`] is `Send + Sync`: share it by reference, in an `Arc` or with scoped
+//! threads, and run transactions from any number of threads at once. Each running
+//! transaction owns one undo lane (`Options::lanes`, default the number of CPUs but at
+//! least 4; `begin` waits up to `Options::lane_wait` for a free one, then fails with
+//! [`Error::LanesBusy`]). Transactions are **serializable**: every range a
+//! transaction reads is locked shared and every range it declares with
+//! [`Transaction::set_range`] (or `write`, `put`) exclusively, until it commits or
+//! aborts (strict two-phase locking). A range another transaction holds is waited for
+//! up to `Options::lock_wait`, then the call fails with [`Error::Conflict`];
+//! [`Segment::transaction`] then aborts and runs the closure again with backoff, up to
+//! `Options::retries` times. Waiting is bounded, so no set of transactions deadlocks.
+//! A thread that panics inside a transaction aborts it on unwinding, which releases
+//! its locks and its lane. [`Segment::read`] returns a guard that holds the range
+//! shared: committed bytes that no transaction can change while it is alive.
+//!
+//! ```
+//! # fn main() -> Result<(), vista::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let opts = vista::Options::default().size(1 << 16).cache_dir(dir.path());
+//! let seg = vista::Segment::open(dir.path().join("bank.vista"), &opts)?;
+//! seg.transaction(|tx| tx.put(0, &[100u64, 100u64]))?;
+//! std::thread::scope(|s| {
+//!     for t in 0..4u64 {
+//!         let seg = &seg;
+//!         s.spawn(move || {
+//!             for _ in 0..10 {
+//!                 let (from, to) = if t % 2 == 0 { (0, 8) } else { (8, 0) };
+//!                 seg.transaction(|tx| {
+//!                     let a = tx.get::<u64>(from)?;
+//!                     let b = tx.get::<u64>(to)?;
+//!                     tx.put(from, &(a - 1))?;
+//!                     tx.put(to, &(b + 1))
+//!                 })
+//!                 .unwrap();
+//!             }
+//!         });
+//!     }
+//! });
+//! let [a, b]: [u64; 2] = seg.get(0)?;
+//! assert_eq!(a + b, 200);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Safety
 //! The public API is safe Rust; vista itself has no `unsafe` code. The slices it hands
-//! out borrow the segment (`&self` for committed reads, the transaction for writes), so
-//! they cannot change underneath their holder; rio-cache documents why its mapping
-//! can be sliced soundly.
+//! out borrow either a transaction (`Transaction::read`, `set_range`) or a read guard
+//! ([`Bytes`]), and each of those holds locks in rio-cache's
+//! [`rio_cache::SharedCache`] lock table for every byte it has handed out, until it
+//! ends. So, also across threads:
+//! - **no two live `&mut [u8]` overlap**: a mutable slice exists only over bytes its
+//!   transaction holds exclusively; two transactions cannot both hold a byte
+//!   exclusively; within one transaction each mutable slice borrows the transaction
+//!   mutably, so only one is alive at a time (and [`rio_cache::Update::window_pair`],
+//!   used to copy a before-image, checks that its two ranges are disjoint);
+//! - **readers never race a writer**: a shared slice exists only over bytes its holder
+//!   locked shared or exclusively, which excludes every other holder's exclusive lock;
+//!   a transaction's own shared slices borrow it immutably, so it cannot open a window
+//!   while one is alive;
+//! - the undo lanes are memory of the same cache, written only by the transaction that
+//!   owns the lane (the lane pool hands each lane to one transaction at a
+//!   time) and locked like user data;
+//! - the checkpointer copies only while no transaction is running (the checkpoint gate),
+//!   and only reads;
+//! - lock words are released with release ordering and taken with acquire ordering, so
+//!   the next holder of a range sees every byte the previous one wrote.
+//!
+//! A false conflict (two lines sharing a lock stripe) can cost a retry, never
+//! soundness. rio-cache documents why its mapping can be sliced soundly at all.
 //!
 //! # Dependencies
 //! - `rio-cache`: the crash-surviving memory, protection and checkpoints.
