@@ -14,8 +14,14 @@
 //! never waits: two holders upgrading the same stripe would wait for each other.
 
 use std::collections::HashMap;
+#[cfg(not(feature = "shuttle"))]
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+// Under the `shuttle` feature (model-checked tests only) the lock words are shuttle's
+// atomics, so that its scheduler can interleave threads at every access.
+#[cfg(feature = "shuttle")]
+use shuttle::sync::atomic::{AtomicU32, Ordering};
 
 use crossbeam_utils::Backoff;
 
@@ -175,7 +181,7 @@ impl Held {
     }
 
     /// How many stripes are held.
-    #[cfg(test)]
+    #[cfg(all(test, not(feature = "shuttle")))]
     pub(crate) fn len(&self) -> usize {
         self.list.len()
     }
@@ -195,7 +201,10 @@ fn wait_for(mut f: impl FnMut() -> bool, wait: Duration) -> bool {
     }
     let deadline = Instant::now() + wait;
     loop {
+        #[cfg(not(feature = "shuttle"))]
         std::thread::yield_now();
+        #[cfg(feature = "shuttle")]
+        shuttle::thread::yield_now();
         if f() {
             return true;
         }
@@ -205,7 +214,91 @@ fn wait_for(mut f: impl FnMut() -> bool, wait: Duration) -> bool {
     }
 }
 
-#[cfg(test)]
+/// Model-checked tests: shuttle runs the threads under a randomized scheduler (PCT)
+/// that interleaves them at every lock-word access. See the crate docs for why shuttle.
+#[cfg(all(test, feature = "shuttle"))]
+mod shuttle_tests {
+    use super::*;
+    use shuttle::sync::atomic::AtomicUsize;
+    use shuttle::sync::Arc;
+
+    /// Per line: readers and writers inside, checked by every holder.
+    struct Witness {
+        readers: Vec<AtomicUsize>,
+        writers: Vec<AtomicUsize>,
+    }
+
+    fn holders_exclude_each_other() {
+        const LINES: u64 = 6;
+        // Fewer stripes than lines: stripes are shared, as in a big cache.
+        let table = Arc::new(LockTable::new(4 * LINE));
+        let w = Arc::new(Witness {
+            readers: (0..LINES).map(|_| AtomicUsize::new(0)).collect(),
+            writers: (0..LINES).map(|_| AtomicUsize::new(0)).collect(),
+        });
+        let threads: Vec<_> = (0..3u64)
+            .map(|t| {
+                let (table, w) = (Arc::clone(&table), Arc::clone(&w));
+                shuttle::thread::spawn(move || {
+                    for round in 0..3u64 {
+                        // A read of one range, then a write of another (an upgrade when
+                        // they share a stripe).
+                        let r = (t + round) % LINES;
+                        let x = (t * 2 + round + 1) % LINES;
+                        let mut held = Held::default();
+                        loop {
+                            let ok = held.acquire(&table, r * LINE, 8, false, Duration::ZERO)
+                                && held.acquire(&table, x * LINE, LINE + 8, true, Duration::ZERO);
+                            if ok {
+                                break;
+                            }
+                            held.release_all(&table);
+                            shuttle::thread::yield_now();
+                        }
+                        let xs = [x, (x + 1) % LINES];
+                        for &l in &xs {
+                            w.writers[l as usize].fetch_add(1, Ordering::SeqCst);
+                        }
+                        if !xs.contains(&r) {
+                            w.readers[r as usize].fetch_add(1, Ordering::SeqCst);
+                        }
+                        for &l in &xs {
+                            assert_eq!(w.writers[l as usize].load(Ordering::SeqCst), 1);
+                            assert_eq!(w.readers[l as usize].load(Ordering::SeqCst), 0);
+                        }
+                        assert_eq!(
+                            w.writers[r as usize].load(Ordering::SeqCst),
+                            usize::from(xs.contains(&r))
+                        );
+                        for &l in &xs {
+                            w.writers[l as usize].fetch_sub(1, Ordering::SeqCst);
+                        }
+                        if !xs.contains(&r) {
+                            w.readers[r as usize].fetch_sub(1, Ordering::SeqCst);
+                        }
+                        held.release_all(&table);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(table.words.iter().all(|w| w.load(Ordering::SeqCst) == 0));
+    }
+
+    #[test]
+    fn lock_table_excludes_under_random_schedules() {
+        shuttle::check_random(holders_exclude_each_other, 1000);
+    }
+
+    #[test]
+    fn lock_table_excludes_under_pct_schedules() {
+        shuttle::check_pct(holders_exclude_each_other, 1000, 3);
+    }
+}
+
+#[cfg(all(test, not(feature = "shuttle")))]
 mod tests {
     use super::*;
 

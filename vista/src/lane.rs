@@ -7,7 +7,9 @@
 //! starts from an empty log.
 
 use std::path::Path;
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::PoisonError;
+#[cfg(not(feature = "shuttle"))]
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crash_point::crash_point;
@@ -16,6 +18,11 @@ use rio_cache::{PageMemo, Update};
 use crate::error::{Error, Result};
 use crate::layout::{Layout, LANE_HEADER};
 use crate::undo::{self, Record};
+
+// Under the `shuttle` feature (model-checked tests only) the pool's lock is shuttle's, so
+// that its scheduler can interleave threads at every lock operation.
+#[cfg(feature = "shuttle")]
+use shuttle::sync::{Condvar, Mutex};
 
 /// How many recently logged ranges are checked before logging a range again. A range
 /// inside one of them is not logged twice; beyond them a second record is harmless
@@ -292,7 +299,58 @@ impl LanePool {
     }
 }
 
-#[cfg(test)]
+/// Model-checked test: threads take and give back lanes under shuttle's randomized and
+/// PCT schedulers; no lane is ever held twice, every thread gets one, and all return.
+/// (shuttle's `wait_timeout` never times out, so the pool's wait is tested for
+/// progress, not for its timeout, which the plain unit test covers.)
+#[cfg(all(test, feature = "shuttle"))]
+mod shuttle_tests {
+    use super::*;
+    use crate::options::Options;
+    use shuttle::sync::atomic::{AtomicBool, Ordering};
+    use shuttle::sync::Arc;
+
+    fn lanes_are_exclusive() {
+        let layout = Layout::for_options(&Options::new().size(4096).lanes(2)).unwrap();
+        let pool = Arc::new(LanePool::new(&layout, Duration::from_secs(3600)));
+        let in_use: Arc<Vec<AtomicBool>> =
+            Arc::new((0..2).map(|_| AtomicBool::new(false)).collect());
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let (pool, in_use) = (Arc::clone(&pool), Arc::clone(&in_use));
+                shuttle::thread::spawn(move || {
+                    for _ in 0..2 {
+                        let lane = pool.take().unwrap();
+                        let i = lane.index() as usize;
+                        assert!(
+                            !in_use[i].swap(true, Ordering::SeqCst),
+                            "lane {i} held twice"
+                        );
+                        shuttle::thread::yield_now();
+                        in_use[i].store(false, Ordering::SeqCst);
+                        pool.give_back(lane);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(pool.free.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn lane_pool_under_random_schedules() {
+        shuttle::check_random(lanes_are_exclusive, 1000);
+    }
+
+    #[test]
+    fn lane_pool_under_pct_schedules() {
+        shuttle::check_pct(lanes_are_exclusive, 1000, 3);
+    }
+}
+
+#[cfg(all(test, not(feature = "shuttle")))]
 mod tests {
     use super::*;
     use crate::options::Options;

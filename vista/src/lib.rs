@@ -133,6 +133,18 @@
 //! A false conflict (two lines sharing a lock stripe) can cost a retry, never
 //! soundness. rio-cache documents why its mapping can be sliced soundly at all.
 //!
+//! # Model-checked tests
+//! The lane pool (here) and the lock table (in rio-cache) have concurrency tests run
+//! under [shuttle](https://docs.rs/shuttle)'s randomized and PCT schedulers
+//! (`cargo test -p vista --features shuttle --lib shuttle`). Shuttle rather than loom:
+//! loom explores every interleaving, which is only tractable for a handful of
+//! operations and needs every spin and timed wait rewritten for it; the lock table's
+//! waits spin and yield, and the pool waits on a condition variable with a timeout.
+//! Shuttle runs the same code with its own atomics, locks and scheduler, scales to
+//! several threads each taking several locks, and PCT gives probabilistic bounds for
+//! finding bugs of small depth. The `shuttle` feature is for those tests only (it
+//! replaces the pool's lock with shuttle's, which works only inside a shuttle test).
+//!
 //! # Dependencies
 //! - `rio-cache`: the crash-surviving memory, protection and checkpoints.
 //! - `crc32fast`: the header checksum.
@@ -141,6 +153,8 @@
 //! - `bytemuck`: typed reads and writes of plain-old-data values.
 //! - `thiserror`: the [`Error`] enum.
 //! - `crash-point`: crash points for crash testing (compiled in only with the feature).
+//! - `crossbeam-utils`: `Backoff` between the retries of a conflicted transaction.
+//! - `shuttle` (optional, feature `shuttle`): model-checked tests of the lane pool.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
