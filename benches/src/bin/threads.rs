@@ -64,10 +64,20 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
     threads: Vec<u64>,
     /// Engines.
-    #[arg(long, value_delimiter = ',', value_enum, default_value = "vista,vista-mutex")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_enum,
+        default_value = "vista,vista-mutex"
+    )]
     engines: Vec<Engine>,
     /// Workload shapes.
-    #[arg(long, value_delimiter = ',', value_enum, default_value = "uniform,hotspot")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_enum,
+        default_value = "uniform,hotspot"
+    )]
     shapes: Vec<Shape>,
     /// Protection of the segment.
     #[arg(long, value_enum, default_value = "none")]
@@ -124,7 +134,13 @@ fn transact(seg: &Segment, rng: &mut SmallRng, shape: Shape, thread: u64, n: u64
     Ok(runs)
 }
 
-fn run_cell(seg: &Segment, engine: Engine, shape: Shape, threads: u64, args: &Args) -> Result<Cell> {
+fn run_cell(
+    seg: &Segment,
+    engine: Engine,
+    shape: Shape,
+    threads: u64,
+    args: &Args,
+) -> Result<Cell> {
     let global = Mutex::new(());
     let stop = AtomicBool::new(false);
     let measuring = AtomicBool::new(false);
@@ -219,7 +235,9 @@ fn main() -> Result<()> {
         Guard::None => Protection::None,
         Guard::Mprotect => Protection::Mprotect,
     };
-    let lanes = u32::try_from(*args.threads.iter().max().unwrap_or(&1)).unwrap_or(64).max(4);
+    let lanes = u32::try_from(*args.threads.iter().max().unwrap_or(&1))
+        .unwrap_or(64)
+        .max(4);
     let opts = Options::new()
         .size(SEGMENT)
         .lanes(lanes)
