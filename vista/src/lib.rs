@@ -16,7 +16,7 @@
 //!     .protection(vista::Protection::Auto)
 //! #   .cache_dir(dir.path())
 //!     ;
-//! let mut seg = vista::Segment::open(&path, &opts)?;   // creates, or recovers
+//! let seg = vista::Segment::open(&path, &opts)?;       // creates, or recovers
 //!
 //! let mut tx = seg.begin()?;
 //! tx.write(0, b"hello")?;                               // set_range + copy
