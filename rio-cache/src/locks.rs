@@ -98,31 +98,68 @@ impl LockTable {
 /// [`Held::release_all`]. Small sets are scanned, large ones indexed.
 #[derive(Debug, Default)]
 pub(crate) struct Held {
-    /// Stripe numbers, with [`EXCLUSIVE`] set for exclusive ones.
-    list: Vec<u32>,
-    /// Position in `list` by stripe, once the list is long.
+    /// Stripe numbers, with [`EXCLUSIVE`] set for exclusive ones: the first
+    /// [`INLINE`] in place (a small transaction allocates nothing), the rest in `more`.
+    first: [u32; INLINE],
+    len: usize,
+    more: Vec<u32>,
+    /// Position by stripe, once the set is long.
     index: HashMap<u32, usize>,
 }
+
+/// Stripes a holder keeps without allocating.
+const INLINE: usize = 8;
 
 /// Past this many stripes a holder indexes them.
 const SCAN_LIMIT: usize = 24;
 
 impl Held {
+    fn entries(&self) -> impl Iterator<Item = u32> + '_ {
+        self.first[..self.len.min(INLINE)]
+            .iter()
+            .chain(&self.more)
+            .copied()
+    }
+
+    fn get(&self, i: usize) -> u32 {
+        if i < INLINE {
+            self.first[i]
+        } else {
+            self.more[i - INLINE]
+        }
+    }
+
+    fn set(&mut self, i: usize, e: u32) {
+        if i < INLINE {
+            self.first[i] = e;
+        } else {
+            self.more[i - INLINE] = e;
+        }
+    }
+
     fn find(&self, s: u32) -> Option<usize> {
-        if self.list.len() <= SCAN_LIMIT {
-            self.list.iter().position(|&e| e & !EXCLUSIVE == s)
+        if self.len <= SCAN_LIMIT {
+            self.entries().position(|e| e & !EXCLUSIVE == s)
         } else {
             self.index.get(&s).copied()
         }
     }
 
     fn push(&mut self, e: u32) {
-        self.list.push(e);
-        match self.list.len() {
+        if self.len < INLINE {
+            self.first[self.len] = e;
+        } else {
+            self.more.push(e);
+        }
+        self.len += 1;
+        match self.len {
             n if n == SCAN_LIMIT + 1 => {
-                for (i, &e) in self.list.iter().enumerate() {
-                    self.index.insert(e & !EXCLUSIVE, i);
-                }
+                let index = self
+                    .entries()
+                    .enumerate()
+                    .map(|(i, e)| (e & !EXCLUSIVE, i))
+                    .collect();
+                self.index = index;
             }
             n if n > SCAN_LIMIT + 1 => {
                 self.index.insert(e & !EXCLUSIVE, n - 1);
@@ -148,12 +185,12 @@ impl Held {
         for s in table.stripes(offset, len) {
             match self.find(s) {
                 Some(i) => {
-                    let e = self.list[i];
+                    let e = self.get(i);
                     if exclusive && e & EXCLUSIVE == 0 {
                         if !table.try_upgrade(s) {
                             return false;
                         }
-                        self.list[i] = s | EXCLUSIVE;
+                        self.set(i, s | EXCLUSIVE);
                     }
                 }
                 None => {
@@ -174,16 +211,20 @@ impl Held {
 
     /// Releases every stripe (the end of the holder's growing phase and its life).
     pub(crate) fn release_all(&mut self, table: &LockTable) {
-        for e in self.list.drain(..) {
+        for e in self.entries() {
             table.release(e & !EXCLUSIVE, e & EXCLUSIVE != 0);
         }
-        self.index.clear();
+        self.len = 0;
+        self.more.clear();
+        if self.index.capacity() > 0 {
+            self.index.clear();
+        }
     }
 
     /// How many stripes are held.
     #[cfg(all(test, not(feature = "shuttle")))]
     pub(crate) fn len(&self) -> usize {
-        self.list.len()
+        self.len
     }
 }
 
