@@ -179,6 +179,12 @@ pub fn all_engines() -> Vec<EngineSpec> {
             Writeback::Manual,
         ),
         vista(
+            "vista-alias",
+            "Vista, read-only segment + writable alias at a random address (Auto without PKU)",
+            Protection::Alias,
+            Writeback::Manual,
+        ),
+        vista(
             "vista-pkey",
             "Vista, protection-key write windows, memory image on /dev/shm",
             Protection::Pkey,

@@ -149,6 +149,23 @@ pub fn run(
 ) -> Report {
     let mut machine = Machine::detect(&plan.scratch);
     let mut rows = Vec::new();
+    // What this machine cannot run is said once per reason (say, no protection keys),
+    // not once per cell; the report still has a skipped row per cell.
+    let mut unsupported: Vec<(String, Vec<&str>)> = Vec::new();
+    for spec in engines {
+        if let Err(reason) = spec.supported() {
+            match unsupported.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, names)) => names.push(spec.name),
+                None => unsupported.push((reason, vec![spec.name])),
+            }
+        }
+    }
+    for (reason, names) in &unsupported {
+        progress(&format!(
+            "not run on this machine: {}: {reason}",
+            names.join(", ")
+        ));
+    }
     for &family in &plan.families {
         for spec in engines {
             let mut cases = family.cases(&plan.sizes, plan.segment_len, plan.scale);
@@ -163,7 +180,9 @@ pub fn run(
                     outcome,
                     counters,
                 };
-                progress(&describe(&row));
+                if !matches!(row.outcome, Outcome::Skipped { .. }) {
+                    progress(&describe(&row));
+                }
                 rows.push(row);
             };
             if let Err(reason) = spec.supported() {
@@ -416,6 +435,37 @@ mod tests {
             engines: Vec::new(),
             rows,
         }
+    }
+
+    #[test]
+    fn what_cannot_run_here_is_said_once_per_reason() {
+        let no_keys = || {
+            Err(std::io::Error::other(
+                "memory protection keys are unavailable: test",
+            ))
+        };
+        let specs = [
+            crate::registry::EngineSpec::new("a-pkey", "a", |_| anyhow::bail!("not run"))
+                .probe(no_keys),
+            crate::registry::EngineSpec::new("b-pkey", "b", |_| anyhow::bail!("not run"))
+                .probe(no_keys),
+        ];
+        let mut lines = Vec::new();
+        let r = run(
+            &Plan::smoke(std::env::temp_dir()),
+            &specs,
+            String::new(),
+            |l| lines.push(l.to_owned()),
+        );
+        assert_eq!(
+            lines,
+            ["not run on this machine: a-pkey, b-pkey: memory protection keys are unavailable: test"]
+        );
+        assert!(r.rows.len() > 2, "every cell is still in the report");
+        assert!(r
+            .rows
+            .iter()
+            .all(|row| matches!(row.outcome, Outcome::Skipped { .. })));
     }
 
     #[test]

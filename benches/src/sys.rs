@@ -227,25 +227,14 @@ impl Drop for Pkey {
     }
 }
 
-/// Whether this machine can allocate a protection key; the error says why not.
+/// Whether this machine can allocate a protection key; the error says why not (in
+/// rio-cache's words: no keys in the CPU, not enabled by the kernel, or none free).
 ///
 /// # Errors
-/// The `pkey_alloc` error.
+/// The reason.
 pub fn pkeys_supported() -> io::Result<()> {
-    // Asked once per process: on a kernel without pkeys, later calls may report a different
-    // errno (ENOSPC after EINVAL), which would only confuse reports.
-    static ANSWER: std::sync::OnceLock<Result<(), (Option<i32>, String)>> =
-        std::sync::OnceLock::new();
-    ANSWER
-        .get_or_init(|| {
-            Pkey::allocate()
-                .map(drop)
-                .map_err(|e| (e.raw_os_error(), e.to_string()))
-        })
-        .clone()
-        .map_err(|(code, msg)| {
-            code.map_or_else(|| io::Error::other(msg), io::Error::from_raw_os_error)
-        })
+    rio_cache::pkey_support()
+        .map_err(|e| io::Error::other(format!("memory protection keys are unavailable: {e}")))
 }
 
 /// Opens an LMDB environment with `flags` (heed marks both steps `unsafe`).

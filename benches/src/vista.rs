@@ -80,6 +80,7 @@ impl Vista {
                         ::vista::Protection::Pkey,
                         ::vista::ActiveProtection::Pkey(_)
                     )
+                    | (::vista::Protection::Alias, ::vista::ActiveProtection::Alias)
             ),
             "asked for {protection:?} protection, vista runs with {active:?}"
         );

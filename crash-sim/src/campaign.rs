@@ -24,6 +24,8 @@ pub enum Mode {
     Power,
     /// Wild stores into the engine's memory.
     Wild,
+    /// Sequences of kills and power cuts (vista), each with an exact oracle.
+    Compound,
 }
 
 impl Mode {
@@ -35,16 +37,18 @@ impl Mode {
             Mode::Recovery => "recovery",
             Mode::Power => "power",
             Mode::Wild => "wild",
+            Mode::Compound => "compound",
         }
     }
 
     /// Every mode.
-    pub const ALL: [Mode; 5] = [
+    pub const ALL: [Mode; 6] = [
         Mode::Kill,
         Mode::Points,
         Mode::Recovery,
         Mode::Power,
         Mode::Wild,
+        Mode::Compound,
     ];
 
     /// Parses a command-line name.
@@ -134,6 +138,9 @@ pub struct Ctx {
     _tmp: Option<tempfile::TempDir>,
     dir: PathBuf,
     bar: indicatif::ProgressBar,
+    /// The replay command of harnesses other than `crash-sim run`: (before, after) the
+    /// per-violation arguments.
+    replay_around: Option<(String, String)>,
 }
 
 impl Ctx {
@@ -202,7 +209,19 @@ impl Ctx {
             _tmp: tmp,
             dir,
             bar,
+            replay_around: None,
         })
+    }
+
+    /// The work directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Makes the replay command of each violation `before EXTRA after` instead of a
+    /// `crash-sim run` line (for the app harness and `crash-sim exec`).
+    pub fn set_replay(&mut self, before: String, after: String) {
+        self.replay_around = Some((before, after));
     }
 
     /// An engine whose files live in the subdirectory `name` of the work directory.
@@ -223,6 +242,11 @@ impl Ctx {
         )
     }
 
+    /// The work directory.
+    pub fn work_dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Time since the campaign started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
@@ -240,6 +264,30 @@ impl Ctx {
         !self.cfg.keep_going && !self.report.violations.is_empty()
     }
 
+    /// The hits of a crash point an exhaustive mode tries: `--hit` alone, or 1, 2, ...
+    /// (the mode stops at the first one the run does not reach).
+    pub fn hits(&self) -> std::ops::RangeInclusive<u64> {
+        match self.cfg.hit {
+            Some(h) => h..=h,
+            None => 1..=u64::MAX,
+        }
+    }
+
+    /// Whether an exhaustive mode must stop: after a violation (without `keep_going`),
+    /// or once the time is spent, noting that `undone` was left undone.
+    pub fn exhausted(&mut self, undone: &str) -> bool {
+        if self.stop() {
+            return true;
+        }
+        if self.elapsed().as_secs_f64() > self.cfg.seconds {
+            self.report
+                .notes
+                .push(format!("time budget spent before {undone} was done"));
+            return true;
+        }
+        false
+    }
+
     /// Updates the progress bar.
     pub fn tick(&self, msg: impl FnOnce() -> String) {
         if self.bar.is_hidden() {
@@ -252,7 +300,14 @@ impl Ctx {
 
     /// Records a violation.
     pub fn violation(&mut self, at: String, message: String, replay_extra: &str) {
-        let replay = self.cfg.replay(replay_extra);
+        let replay = match &self.replay_around {
+            Some((before, after)) => [before.as_str(), replay_extra, after.as_str()]
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
+            None => self.cfg.replay(replay_extra),
+        };
         if !self.bar.is_hidden() {
             self.bar
                 .suspend(|| eprintln!("VIOLATION at {at}: {message}\n  replay: {replay}"));
@@ -340,6 +395,10 @@ impl Snapshot {
 /// Harness failures (fork, files); engine misbehaviour is reported as violations.
 pub fn run(cfg: Config) -> Result<Report> {
     crash_point::disarm();
+    anyhow::ensure!(
+        !(cfg.workload == WorkloadKind::Pages && cfg.engine.is_lrvm()),
+        "the pages workload drives vista (its transactions outgrow lrvm's minimum log)"
+    );
     let mut ctx = Ctx::new(cfg)?;
     match ctx.cfg.mode {
         Mode::Kill => crate::kill::run(&mut ctx, crate::engine::CrashModel::Process)?,
@@ -347,6 +406,7 @@ pub fn run(cfg: Config) -> Result<Report> {
         Mode::Points => crate::points::run(&mut ctx)?,
         Mode::Recovery => crate::recovery::run(&mut ctx)?,
         Mode::Wild => crate::wild::run(&mut ctx)?,
+        Mode::Compound => crate::compound::run(&mut ctx)?,
     }
     Ok(ctx.finish())
 }

@@ -119,7 +119,9 @@ pub struct EngineConfig {
     pub state_len: u64,
     /// vista: the guard against wild stores.
     pub protection: vista::Protection,
-    /// lrvm: keep unsynced writes in process memory so a kill loses them.
+    /// Emulate power loss faithfully: lrvm keeps unsynced writes in process memory so a
+    /// kill loses them; vista records the disk image's and journal's writes
+    /// (`RioOptions::record_writes`) so a power cut can drop and tear the unsynced ones.
     pub emulate_power_loss: bool,
 }
 
@@ -143,12 +145,19 @@ pub trait Engine: std::fmt::Debug {
     /// The files that survive power loss (the rest are deleted by [`Engine::power_fail`]).
     fn durable_files(&self) -> Vec<PathBuf>;
     /// Makes the state what power loss would leave, once no process has it open:
-    /// vista deletes the memory image; lrvm has nothing to do when its workers ran with
-    /// `emulate_power_loss` (their unsynced writes died with them).
+    /// vista with `emulate_power_loss` cuts the power with rio-cache's model
+    /// (`rio_cache::power::cut`: synced writes survive, unsynced ones are kept, lost or
+    /// torn as a plan drawn from `seed` says) and without it only deletes the memory
+    /// image; lrvm has nothing to do when its workers ran with `emulate_power_loss`
+    /// (their unsynced writes died with them).
     ///
     /// # Errors
     /// I/O errors.
-    fn power_fail(&self) -> Result<()>;
+    fn power_fail(&self, seed: u64) -> Result<()>;
+    /// What the power cuts so far did (a line for the report), if the engine counts.
+    fn power_summary(&self) -> Option<String> {
+        None
+    }
     /// The engine's named crash points, including those of the layers under it.
     fn crash_points(&self) -> Vec<&'static str>;
     /// The crash points that recovery passes.
@@ -168,6 +177,11 @@ pub type State<'a> = Box<dyn std::ops::Deref<Target = [u8]> + 'a>;
 pub trait Store {
     /// How the open found the state.
     fn start(&self) -> Start;
+    /// What the open's recovery did: `(lanes rolled back, undo records undone)`, for
+    /// engines that report it (vista).
+    fn recovery_report(&self) -> Option<(u32, u64)> {
+        None
+    }
     /// The committed bytes `[0, state_len)` (a view that may hold a lock until dropped).
     ///
     /// # Errors

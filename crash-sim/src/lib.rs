@@ -29,23 +29,33 @@
 //! - **points**: every crash point, every hit, SQLite-style ([`points`]).
 //! - **recovery**: kill recovery at every point, nested to depth 2, sampled at depth 3
 //!   ([`recovery`]).
-//! - **power**: kill, then lose everything not synced ([`kill`] with
-//!   [`CrashModel::Power`]).
+//! - **power**: kill, then cut the power: vista's unsynced disk writes are kept, lost or
+//!   torn at random by rio-cache's model ([`kill`] with [`CrashModel::Power`]).
 //! - **wild**: stray stores into the engine's memory, with and without protection
 //!   ([`wild`]).
+//! - **compound** (vista): sequences of kills and power cuts, each with an exact oracle
+//!   ([`compound`]).
+//!
+//! [`app`] runs the kill, power, points and recovery modes against a user's own vista
+//! application (its workload, its acknowledgements, its oracle), with the same report.
+//! [`exec`] crash-tests any program (`crash-sim exec`): kill, check with a shell
+//! command, repeat.
 //!
 //! [`selftest`] runs campaigns against deliberately broken engines (feature `mutants`)
 //! and fails if one survives.
 //!
 //! # Unsafe code
-//! Only in `sys` (fork, kill, waitpid, pipe2, poll, `_exit`, and the deliberate wild
-//! store of the wild mode); the crate root denies `unsafe_code`.
+//! Only in `sys`: `fork` and `_exit` (process control otherwise goes through nix's safe
+//! wrappers) and the deliberate wild store of the wild mode; the crate root denies
+//! `unsafe_code`.
 //!
 //! # Dependencies
 //! - `vista`, `rio-cache`, `lrvm`: the engines under test, built with their
 //!   `crash-points` features because the points and recovery modes arm named points.
 //! - `crash-point`: arms a point in a freshly forked worker (`crash_point::arm`).
-//! - `libc`: fork, kill, waitpid, pipes, poll, `_exit` in `sys`.
+//! - `nix`: fork, kill, killpg, waitpid, pipe2, poll in `sys` (safe wrappers, except
+//!   `fork`).
+//! - `libc`: `_exit` (nix has none) and the signal numbers of exit statuses.
 //! - `rand`: seeded, reproducible delays, points and faults (`SmallRng`).
 //! - `clap`: the command line.
 //! - `indicatif`: the progress bar of long campaigns (drawn from the campaign thread, no
@@ -55,13 +65,19 @@
 //! - `tempfile`: the work directory on `/dev/shm`.
 #![deny(unsafe_code)]
 
+pub mod app;
 mod bank;
 pub mod campaign;
+pub mod cli;
+pub mod compound;
 pub mod engine;
+pub mod exec;
 pub mod kill;
 mod kv;
 mod lrvm_engine;
+pub mod maps;
 pub mod oracle;
+mod pages;
 pub mod points;
 pub mod recovery;
 pub mod report;

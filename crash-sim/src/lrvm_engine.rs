@@ -86,7 +86,7 @@ impl Engine for LrvmEngine {
         self.files()
     }
 
-    fn power_fail(&self) -> Result<()> {
+    fn power_fail(&self, _seed: u64) -> Result<()> {
         // Workers of power campaigns run with `emulate_power_loss`: whatever they did not
         // sync was in their memory and died with them.
         anyhow::ensure!(

@@ -29,6 +29,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Crash-tests any program: starts it, SIGKILLs it (with its process group) after a
+    /// seeded random delay, runs CHECK_CMD through `sh -c` (exit 0: consistent), repeats
+    /// until the time is up. Exits with 1 if a check failed, 2 on usage or harness errors.
+    Exec(ExecArgs),
     /// Lists an engine's crash points.
     Points {
         /// vista, lrvm (= lrvm-flush), lrvm-flush, lrvm-noflush.
@@ -42,46 +46,66 @@ struct RunArgs {
     /// vista, lrvm (= lrvm-flush), lrvm-flush, lrvm-noflush.
     #[arg(long, value_parser = parse_engine)]
     engine: EngineKind,
-    /// bank or kv.
+    /// bank, kv or pages (vista).
     #[arg(long, default_value = "bank", value_parser = parse_workload)]
     workload: WorkloadKind,
-    /// kill, points, recovery, power or wild.
+    /// kill, points, recovery, power, wild or compound.
     #[arg(long, value_parser = parse_mode)]
     mode: Mode,
-    /// Time budget in seconds (the exhaustive modes stop early when done).
+    #[command(flatten)]
+    campaign: crash_sim::cli::CampaignArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct ExecArgs {
+    /// Time budget in seconds.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
-    /// Seed of everything random.
+    /// Seed of the kill delays.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Stop after this many cycles (kill, power, wild).
-    #[arg(long)]
-    cycles: Option<u64>,
-    /// Longest random delay before a kill, in microseconds.
-    #[arg(long, default_value_t = 400)]
-    max_delay_us: u64,
-    /// Work directory (default: a fresh one in /dev/shm, removed afterwards).
-    #[arg(long)]
-    dir: Option<PathBuf>,
-    /// Points and recovery modes: only this crash point.
-    #[arg(long)]
-    point: Option<String>,
-    /// Points mode: only this hit of the point.
-    #[arg(long)]
-    hit: Option<u64>,
-    /// Points and recovery modes: only this starting state (fresh, pending, cold,
-    /// fresh+power, pending+power).
-    #[arg(long)]
-    scenario: Option<String>,
-    /// Go on after the first violation.
-    #[arg(long)]
-    keep_going: bool,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// The consistency check, run through `sh -c` in the working directory after each
+    /// kill: exit 0 means consistent; anything else is a violation (its output is shown).
+    #[arg(long, value_name = "CHECK_CMD")]
+    check: String,
+    /// Stop after this many cycles.
+    #[arg(long)]
+    cycles: Option<u64>,
+    /// Shortest delay before the kill, in milliseconds.
+    #[arg(long, default_value_t = 0.0)]
+    min_delay_ms: f64,
+    /// Longest delay before the kill, in milliseconds.
+    #[arg(long, default_value_t = 100.0)]
+    max_delay_ms: f64,
+    /// Start the kill clock when the program prints a line containing this on stdout.
+    #[arg(long, value_name = "TEXT")]
+    ready: Option<String>,
+    /// Seconds to wait for the ready line (not coming up in time is a violation).
+    #[arg(long, default_value_t = 30.0)]
+    ready_timeout: f64,
+    /// Run once through `sh -c` in the working directory before the first cycle.
+    #[arg(long, value_name = "CMD")]
+    setup: Option<String>,
+    /// Power loss for vista programs: RIO_CACHE_DIR is private to this run and wiped
+    /// after each kill, before the check.
+    #[arg(long)]
+    power_loss: bool,
+    /// The run's directory (default: a fresh one in /dev/shm, removed afterwards);
+    /// DIR/work is the working directory of the program, the check and the setup.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Go on after a violation (the working directory is emptied and set up again).
+    #[arg(long)]
+    keep_going: bool,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// The program and its arguments.
+    #[arg(last = true, required = true, value_name = "PROGRAM")]
+    program: Vec<String>,
 }
 
 fn parse_engine(s: &str) -> Result<EngineKind, String> {
@@ -90,11 +114,12 @@ fn parse_engine(s: &str) -> Result<EngineKind, String> {
 }
 
 fn parse_workload(s: &str) -> Result<WorkloadKind, String> {
-    WorkloadKind::parse(s).ok_or_else(|| format!("unknown workload {s}: bank, kv"))
+    WorkloadKind::parse(s).ok_or_else(|| format!("unknown workload {s}: bank, kv, pages"))
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
-    Mode::parse(s).ok_or_else(|| format!("unknown mode {s}: kill, points, recovery, power, wild"))
+    Mode::parse(s)
+        .ok_or_else(|| format!("unknown mode {s}: kill, points, recovery, power, wild, compound"))
 }
 
 fn main() -> ExitCode {
@@ -118,7 +143,8 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Run(a) => run(a),
+        Command::Run(a) => run(&a),
+        Command::Exec(a) => exec(a),
         Command::SelfTest { json } => self_test(json),
     }
 }
@@ -164,37 +190,44 @@ fn self_test(json: bool) -> ExitCode {
     }
 }
 
-fn run(a: RunArgs) -> ExitCode {
-    let mut cfg = campaign::Config::new(a.engine, a.workload, a.mode);
+fn secs(s: f64, what: &str) -> Result<std::time::Duration, String> {
+    std::time::Duration::try_from_secs_f64(s).map_err(|e| format!("{what}: {e}"))
+}
+
+fn exec(a: ExecArgs) -> ExitCode {
+    let mut cfg = crash_sim::exec::ExecConfig::new(a.program, a.check);
+    let delays = (|| {
+        Ok::<_, String>((
+            secs(a.min_delay_ms / 1e3, "--min-delay-ms")?,
+            secs(a.max_delay_ms / 1e3, "--max-delay-ms")?,
+            secs(a.ready_timeout, "--ready-timeout")?,
+        ))
+    })();
+    match delays {
+        Ok((min, max, ready)) => {
+            cfg.min_delay = min;
+            cfg.max_delay = max;
+            cfg.ready_timeout = ready;
+        }
+        Err(e) => {
+            eprintln!("crash-sim: {e}");
+            return ExitCode::from(2);
+        }
+    }
     cfg.seconds = a.seconds;
     cfg.seed = a.seed;
     cfg.cycles = a.cycles;
-    cfg.max_delay_us = a.max_delay_us;
+    cfg.ready = a.ready;
+    cfg.setup = a.setup;
+    cfg.power_loss = a.power_loss;
     cfg.dir = a.dir;
-    cfg.point = a.point;
-    cfg.hit = a.hit;
-    cfg.scenario = a.scenario;
     cfg.keep_going = a.keep_going;
     cfg.progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
-    match campaign::run(cfg) {
-        Ok(report) => {
-            if a.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("a report serializes")
-                );
-            } else {
-                print!("{}", report.table());
-            }
-            if report.violations.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
-        Err(e) => {
-            eprintln!("crash-sim: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    crash_sim::report::print(crash_sim::exec::run(&cfg), a.json)
+}
+
+fn run(a: &RunArgs) -> ExitCode {
+    let mut cfg = campaign::Config::new(a.engine, a.workload, a.mode);
+    a.campaign.apply(&mut cfg);
+    crash_sim::report::print(campaign::run(cfg), a.campaign.json)
 }

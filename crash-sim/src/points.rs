@@ -122,7 +122,7 @@ pub fn scenarios(ctx: &mut Ctx, kinds: &[&str]) -> Result<Vec<Scenario>> {
                     );
                 }
                 if kind == "cold" {
-                    engine.power_fail()?;
+                    engine.power_fail(prep_seed)?;
                     prep_model = CrashModel::Power;
                 }
                 let snapshot = Snapshot::take(&engine.files())?;

@@ -39,10 +39,25 @@ pub struct RecoveryStats {
 /// One row of the wild-store table.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct WildRow {
-    /// The guard (vista: none, mprotect, pkey; lrvm: its private copy).
+    /// The guard (vista: none, mprotect, alias, pkey; lrvm: its private copy).
     pub protection: String,
+    /// The fault model: `segment` (stores aimed at the engine's public addresses) or
+    /// `anywhere` (stores at random mapped addresses).
+    pub model: String,
     /// Wild stores performed.
     pub faults: u64,
+    /// Stores that went to the engine's public mapping.
+    pub hit_segment: u64,
+    /// Stores that went to rio-cache's write mapping (the alias, or the pkey mapping).
+    pub hit_write_mapping: u64,
+    /// Stores that went to rio-cache's metadata mapping (image header, dirty maps).
+    pub hit_metadata: u64,
+    /// Stores into any of the engine's mappings (segment, write mapping, metadata)
+    /// that did not fault: what the protection let through.
+    pub landed_in_engine: u64,
+    /// Workers that hung or garbled their messages after the store ("anywhere" only);
+    /// they were killed and their files judged like the others'.
+    pub derailed: u64,
     /// The worker died of `SIGSEGV` at the store.
     pub trapped: u64,
     /// The next open refused the files (a checksum caught the damage).
@@ -169,19 +184,36 @@ impl Report {
         if !self.wild.is_empty() {
             let _ = writeln!(
                 s,
-                "  {:<18} {:>7} {:>8} {:>9} {:>10} {:>9}",
-                "protection", "faults", "trapped", "detected", "corrupted", "harmless"
+                "  {:<13} {:<9} {:>6} {:>8} {:>6} {:>5} {:>7} {:>8} {:>9} {:>10} {:>9} {:>9}",
+                "protection",
+                "model",
+                "stores",
+                "segment",
+                "write",
+                "meta",
+                "landed",
+                "trapped",
+                "detected",
+                "corrupted",
+                "harmless",
+                "derailed"
             );
             for w in &self.wild {
                 let _ = writeln!(
                     s,
-                    "  {:<18} {:>7} {:>8} {:>9} {:>10} {:>9}",
+                    "  {:<13} {:<9} {:>6} {:>8} {:>6} {:>5} {:>7} {:>8} {:>9} {:>10} {:>9} {:>9}",
                     w.protection,
+                    w.model,
                     w.faults,
+                    w.hit_segment,
+                    w.hit_write_mapping,
+                    w.hit_metadata,
+                    w.landed_in_engine,
                     w.trapped,
                     w.detected_by_engine,
                     w.corrupted_undetected,
-                    w.harmless
+                    w.harmless,
+                    w.derailed
                 );
             }
         }
@@ -194,5 +226,32 @@ impl Report {
             let _ = writeln!(s, "  note: {n}");
         }
         s
+    }
+}
+
+/// Prints a campaign's outcome on stdout (the table, or the report as JSON) or its error
+/// on stderr, and returns the exit code of the command line: 0 without violations, 1
+/// with, 2 on errors.
+pub fn print(result: anyhow::Result<Report>, json: bool) -> std::process::ExitCode {
+    match result {
+        Ok(report) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("a report serializes")
+                );
+            } else {
+                print!("{}", report.table());
+            }
+            if report.violations.is_empty() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("crash-sim: {e:#}");
+            std::process::ExitCode::from(2)
+        }
     }
 }

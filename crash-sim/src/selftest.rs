@@ -1,6 +1,6 @@
 //! `crash-sim self-test`: the campaign has teeth. Each mutant is a deliberately broken
 //! engine (compiled in only with the `mutants` feature, picked at run time through
-//! `VISTA_MUTANT` or `LRVM_MUTANT`); each must make the campaign that targets it report
+//! `VISTA_MUTANT`, `RIO_MUTANT` or `LRVM_MUTANT`); each must make the campaign that targets it report
 //! a violation. The same campaigns against the unbroken engines must report none, so a
 //! caught mutant means the harness saw the bug, not that it fails on anything.
 
@@ -66,6 +66,34 @@ pub const MUTANTS: &[Mutant] = &[
         what: "lrvm Flush commits return without fsyncing the log",
         campaign: ("lrvm-noflush", "kv", "power", "10"),
     },
+    Mutant {
+        name: "commit-no-sync",
+        var: "RIO_MUTANT",
+        what: "rio-cache installs a checkpoint without fsyncing its journal's commit record",
+        // Caught in about 3-5 s on a loaded machine: room to spare (a caught campaign
+        // stops at its first violation).
+        campaign: ("vista", "kv", "power", "20"),
+    },
+    Mutant {
+        name: "install-no-sync",
+        var: "RIO_MUTANT",
+        what: "rio-cache clears the journal without fsyncing the installed disk image",
+        campaign: ("vista", "bank", "power", "10"),
+    },
+    Mutant {
+        name: "clean-before-copy",
+        var: "RIO_MUTANT",
+        what: "rio-cache's checkpoint clears a page's dirty mark before copying it and marking \
+               it in flight",
+        campaign: ("vista", "bank", "compound", "10"),
+    },
+    Mutant {
+        name: "warm-after-rewrite",
+        var: "RIO_MUTANT",
+        what: "rio-cache starts warm from an image loaded from a writer that has checkpointed \
+               since",
+        campaign: ("vista", "kv", "compound", "10"),
+    },
 ];
 
 /// The outcome of one campaign of the self-test.
@@ -106,7 +134,8 @@ fn campaign(mutant: Option<&Mutant>, c: (&str, &str, &str, &str)) -> Result<Run>
     let mut cmd = Command::new(exe);
     cmd.args(args)
         .env_remove("VISTA_MUTANT")
-        .env_remove("LRVM_MUTANT");
+        .env_remove("LRVM_MUTANT")
+        .env_remove("RIO_MUTANT");
     let mut line = String::new();
     if let Some(m) = mutant {
         cmd.env(m.var, m.name);

@@ -1,11 +1,18 @@
-//! The only module with `unsafe`: process control (fork, kill, wait, pipes, `_exit`)
-//! and the deliberate wild store of the `wild` mode.
+//! The only module with `unsafe`: process control (fork, kill, wait, pipes, poll,
+//! `_exit`) and the deliberate wild store of the `wild` mode.
+//!
+//! Process control goes through `nix`, whose wrappers are safe, except for the two
+//! calls nix has no safe form of: `fork` (unsafe in nix too, see [`fork`]) and `_exit`
+//! (absent from nix). The wild store is unsafe by nature.
 #![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
+
+use nix::sys::signal::{self, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
 
 /// How a child process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,14 +50,18 @@ pub enum Fork {
 /// # Errors
 /// The `fork` error.
 pub fn fork() -> io::Result<Fork> {
-    // SAFETY: fork has no memory-safety preconditions of its own. The child only runs
-    // code that is sound after fork in a process whose other threads (if any) hold no
-    // lock it takes: crash-sim forks from its single-threaded campaign loop.
-    let pid = unsafe { libc::fork() };
-    match pid {
-        -1 => Err(io::Error::last_os_error()),
-        0 => Ok(Fork::Child),
-        pid => Ok(Fork::Parent(pid)),
+    // nix keeps `fork` unsafe: after a fork in a multi-threaded process the child may
+    // only call async-signal-safe functions, which no type can express.
+    // SAFETY: the invariant that makes the child's code sound is that no other thread
+    // of this process holds a lock (allocator, stdio, an engine's) the child will take.
+    // crash-sim forks only from its single-threaded campaign loop, which holds no engine
+    // handle while it forks; the exec mode starts programs with `std::process::Command`
+    // and never forks itself. A caller in a multi-threaded process (a doctest harness,
+    // a user's test binary) must uphold the same: its other threads must not be in the
+    // middle of an allocation or hold an engine open when a campaign starts.
+    match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
+        nix::unistd::ForkResult::Child => Ok(Fork::Child),
+        nix::unistd::ForkResult::Parent { child } => Ok(Fork::Parent(child.as_raw())),
     }
 }
 
@@ -59,14 +70,7 @@ pub fn fork() -> io::Result<Fork> {
 /// # Errors
 /// The `pipe2` error.
 pub fn pipe() -> io::Result<(File, File)> {
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` is a valid, writable array of two descriptors, as pipe2 requires.
-    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     Ok((File::from(r), File::from(w)))
 }
 
@@ -75,12 +79,19 @@ pub fn pipe() -> io::Result<(File, File)> {
 /// # Errors
 /// The `kill` error (`ESRCH` cannot happen for an unreaped child).
 pub fn kill(pid: libc::pid_t) -> io::Result<()> {
-    // SAFETY: kill only reads its integer arguments. `pid` is our own child that has not
-    // been reaped, so the pid cannot have been reused by another process.
-    if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+    // `pid` is our own child that has not been reaped, so it cannot have been reused.
+    Ok(signal::kill(Pid::from_raw(pid), Signal::SIGKILL)?)
+}
+
+/// Sends `SIGKILL` to every process of the process group `pgid` (a child started as the
+/// leader of its own group, and whatever it started).
+///
+/// # Errors
+/// The `kill` error; `ESRCH` (the group is gone) is not one.
+pub fn kill_group(pgid: libc::pid_t) -> io::Result<()> {
+    match signal::killpg(Pid::from_raw(pgid), Signal::SIGKILL) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -89,28 +100,22 @@ pub fn kill(pid: libc::pid_t) -> io::Result<()> {
 /// # Errors
 /// The `waitpid` error.
 pub fn wait(pid: libc::pid_t) -> io::Result<Exit> {
-    let mut status = 0;
     loop {
-        // SAFETY: `status` is a valid out-pointer for the duration of the call.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if rc == pid {
-            break;
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(Exit::Signal(sig as i32)),
+            // Stops and continues are not ends (no flags ask for them; be safe anyway).
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-    if libc::WIFSIGNALED(status) {
-        Ok(Exit::Signal(libc::WTERMSIG(status)))
-    } else {
-        Ok(Exit::Code(libc::WEXITSTATUS(status)))
     }
 }
 
 /// Ends the child at once: no destructors, no atexit handlers, no buffered output, as
 /// a crash would leave things (but with an exit code the parent can read).
 pub fn exit_now(code: i32) -> ! {
+    // nix has no `_exit`, and `std::process::exit` runs atexit handlers and flushes
+    // stdio, which a crashing child must not do; libc declares every function unsafe.
     // SAFETY: _exit has no preconditions and does not return.
     unsafe { libc::_exit(code) }
 }
@@ -121,22 +126,15 @@ pub fn exit_now(code: i32) -> ! {
 /// # Errors
 /// The `poll` error.
 pub fn readable(file: &File, timeout: Duration) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    let mut pfd = libc::pollfd {
-        fd: file.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
     loop {
-        // SAFETY: `pfd` is one valid pollfd, and nfds says one.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc >= 0 {
-            return Ok(rc > 0);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(n) => return Ok(n > 0),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -158,12 +156,16 @@ pub enum WildStore {
 }
 
 /// Performs a wild store at address `addr`, bypassing every engine API, after checking
-/// that `addr` lies in `mapped` (memory the engine mapped or allocated).
+/// that `addr` lies in `mapped` (memory the engine mapped or allocated, or, in the
+/// "anywhere" fault model, the area of `/proc/self/maps` the address was drawn from).
 ///
 /// Only the `wild` mode's worker calls this, in a disposable child process, between
-/// transactions, when it holds no reference to the bytes at `addr` (it took the address
-/// from a slice that is dead by now). The store breaks the engine's invariants on
-/// purpose: that is the experiment.
+/// transactions, when it holds no reference to the engine's bytes at `addr` (it took
+/// the address from a slice that is dead by now). The store breaks the engine's
+/// invariants on purpose: that is the experiment. In the "anywhere" model it may also
+/// hit the worker's own heap or statics, which Rust code of the worker may hold
+/// references to: the worker's behaviour after that is part of what is measured, and
+/// the parent trusts nothing of it but the files it leaves and the messages it sent.
 pub(crate) fn wild_store(addr: usize, mapped: std::ops::Range<usize>, what: WildStore) {
     assert!(
         mapped.contains(&addr),
@@ -176,7 +178,9 @@ pub(crate) fn wild_store(addr: usize, mapped: std::ops::Range<usize>, what: Wild
     // elides nor moves the store.
     // SAFETY: `p` lies in memory the child has mapped (checked above), so the store
     // either lands or faults with SIGSEGV (the outcome being measured); no live Rust
-    // reference covers the byte: the engine's slices are reborrowed after this returns.
+    // reference covers the engine's bytes: its slices are reborrowed after this
+    // returns. A store into the worker's own memory (the "anywhere" model) is
+    // deliberate corruption of a throwaway process, as documented above.
     unsafe {
         match what {
             WildStore::Write(v) => std::ptr::write_volatile(p, v),

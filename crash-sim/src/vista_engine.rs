@@ -1,9 +1,11 @@
 //! The vista adapter: a small segment, manual writeback, the memory image in the work
 //! directory (which crash-sim puts on `/dev/shm`).
 
+use std::cell::Cell;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use vista::rio_cache::power::{self, Plan};
 use vista::{Options, Segment, StartKind, Writeback};
 
 use crate::engine::{
@@ -19,20 +21,45 @@ const PAGE: u64 = 4096;
 #[derive(Debug)]
 pub struct VistaEngine {
     cfg: EngineConfig,
+    /// The memory image's directory (default `mem` in `cfg.dir`).
+    cache_dir: PathBuf,
+    /// Power cuts so far, and the unsynced writes they kept, tore and dropped.
+    cuts: Cell<[u64; 4]>,
 }
 
 impl VistaEngine {
     /// An engine keeping its files in `cfg.dir`.
     pub fn new(cfg: EngineConfig) -> VistaEngine {
-        VistaEngine { cfg }
+        let cache_dir = cfg.dir.join("mem");
+        VistaEngine::with_cache_dir(cfg, cache_dir)
     }
 
-    fn seg_path(&self) -> PathBuf {
+    /// An engine keeping its segment in `cfg.dir` and its memory image (and write log)
+    /// in `cache_dir`: two of them over one directory are one segment used with two
+    /// cache directories.
+    pub fn with_cache_dir(cfg: EngineConfig, cache_dir: PathBuf) -> VistaEngine {
+        VistaEngine {
+            cfg,
+            cache_dir,
+            cuts: Cell::new([0; 4]),
+        }
+    }
+
+    /// The segment file.
+    pub(crate) fn seg_path(&self) -> PathBuf {
         self.cfg.dir.join("seg.vista")
     }
 
-    fn cache_dir(&self) -> PathBuf {
-        self.cfg.dir.join("mem")
+    /// The memory image's (and write log's) directory.
+    pub(crate) fn cache_dir(&self) -> PathBuf {
+        self.cache_dir.clone()
+    }
+
+    /// The rio-cache options a power cut needs: where the image and the log are.
+    fn rio_options(&self) -> vista::rio_cache::RioOptions {
+        vista::rio_cache::RioOptions::new()
+            .cache_dir(self.cache_dir())
+            .record_writes(self.cache_dir())
     }
 
     /// The user-space size: the workload's bytes, rounded up to a page.
@@ -41,13 +68,18 @@ impl VistaEngine {
     }
 
     fn options(&self) -> Options {
-        Options::new()
+        let o = Options::new()
             .size(self.size())
             .undo_log_size(UNDO_LOG)
             .lanes(1)
             .protection(self.cfg.protection)
             .writeback(Writeback::Manual)
-            .cache_dir(self.cache_dir())
+            .cache_dir(self.cache_dir());
+        if self.cfg.emulate_power_loss {
+            o.record_writes(self.cache_dir())
+        } else {
+            o
+        }
     }
 
     /// Where user byte 0 lies in the rio-cache data: the header page, then one lane of
@@ -68,9 +100,14 @@ impl Engine for VistaEngine {
             remove_if_exists(&f)?;
         }
         let seg = Segment::open(self.seg_path(), &self.options())?;
-        let mut tx = seg.begin()?;
-        tx.write(0, initial)?;
-        tx.commit_durable()?;
+        // In pieces that fit the undo log (a multi-megabyte state would not).
+        let piece = (UNDO_LOG / 2) as usize;
+        for (k, chunk) in initial.chunks(piece).enumerate() {
+            let mut tx = seg.begin()?;
+            tx.write((k * piece) as u64, chunk)?;
+            tx.commit()?;
+        }
+        seg.checkpoint()?;
         seg.close()?;
         Ok(())
     }
@@ -91,6 +128,11 @@ impl Engine for VistaEngine {
         if let Ok(img) = rio_cache::image_path(&seg, &self.cache_dir()) {
             v.push(img);
         }
+        if self.cfg.emulate_power_loss {
+            if let Ok(log) = power::log_path(&seg, &self.rio_options()) {
+                v.push(log);
+            }
+        }
         v.insert(0, seg);
         v
     }
@@ -100,11 +142,31 @@ impl Engine for VistaEngine {
         vec![rio_cache::journal_path(&seg), seg]
     }
 
-    fn power_fail(&self) -> Result<()> {
-        // Power loss takes the memory (the image on /dev/shm) and nothing synced.
-        let img = rio_cache::image_path(&self.seg_path(), &self.cache_dir())?;
-        remove_if_exists(&img)?;
+    fn power_fail(&self, seed: u64) -> Result<()> {
+        if !self.cfg.emulate_power_loss {
+            // Only the memory (the image on /dev/shm) is lost; the page cache of the
+            // disk files survives.
+            let img = rio_cache::image_path(&self.seg_path(), &self.cache_dir())?;
+            remove_if_exists(&img)?;
+            return Ok(());
+        }
+        let r = power::cut(self.seg_path(), &self.rio_options(), plan_for(seed))?;
+        let mut c = self.cuts.get();
+        c[0] += 1;
+        c[1] += r.kept as u64;
+        c[2] += r.torn as u64;
+        c[3] += r.dropped as u64;
+        self.cuts.set(c);
         Ok(())
+    }
+
+    fn power_summary(&self) -> Option<String> {
+        let [cuts, kept, torn, dropped] = self.cuts.get();
+        (cuts > 0).then(|| {
+            format!(
+                "vista power cuts (rio-cache model): {cuts}; unsynced writes kept {kept}, torn {torn}, dropped {dropped}"
+            )
+        })
     }
 
     fn crash_points(&self) -> Vec<&'static str> {
@@ -139,6 +201,24 @@ impl Engine for VistaEngine {
     }
 }
 
+/// The power-cut plan of a cycle: mostly random subsets with torn writes, sometimes
+/// none, all, a prefix (with the next write torn) or a suffix.
+pub fn plan_for(seed: u64) -> Plan {
+    let r = crate::workload::mix(seed ^ 0x0070_0c07);
+    match r % 8 {
+        0 => Plan::DropAll,
+        1 => Plan::KeepAll,
+        2 => Plan::Prefix {
+            writes: ((r >> 8) % 4) as usize,
+            sectors: ((r >> 16) % 9) as usize,
+        },
+        3 => Plan::Suffix {
+            writes: 1 + ((r >> 8) % 3) as usize,
+        },
+        _ => Plan::Random { seed: r >> 3 },
+    }
+}
+
 struct VistaStore {
     seg: Segment,
     len: u64,
@@ -155,6 +235,11 @@ impl Store for VistaStore {
 
     fn state(&self) -> Result<State<'_>> {
         Ok(Box::new(self.seg.read(0, self.len)?))
+    }
+
+    fn recovery_report(&self) -> Option<(u32, u64)> {
+        let r = self.seg.recovery();
+        Some((r.lanes_rolled_back, r.records_undone))
     }
 
     fn run(&mut self, txn: &Txn) -> Result<()> {

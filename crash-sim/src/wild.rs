@@ -1,12 +1,25 @@
-//! The wild mode, Rio's experiment: a worker performs one stray store, bit flip or
-//! off-by-one overrun into the engine's memory, outside any transaction, keeps running
-//! transactions for a while (so a corrupted value can be read and committed), and is
-//! killed. The parent then reopens and compares with the oracle.
+//! The wild mode, Rio's experiment: a worker performs one stray store or bit flip,
+//! outside any transaction, keeps running transactions for a while (so a corrupted
+//! value can be read and committed), and is killed. The parent then reopens and
+//! compares with the oracle.
 //!
-//! vista runs once per protection (none, mprotect, and pkey where the CPU has it); its
-//! mapping's address is derived in the worker from a committed read. lrvm's region is a
-//! private copy in the worker's memory: a wild store there corrupts data only if a later
-//! transaction reads the damaged bytes and commits what it computed from them.
+//! Two fault models, each run for every protection:
+//! - **segment**: the store is aimed at the engine's public addresses (a random byte
+//!   of a record, a bit flip, an off-by-one overrun into the next record, vista's
+//!   header or undo-lane tail): buffer overruns and stale pointers into the data.
+//! - **anywhere**: the store goes to a random byte of everything the worker has mapped
+//!   (parsed from `/proc/self/maps`, every byte equally likely; code, libraries, heap,
+//!   the engine's mappings), except the kernel's vDSO/vvar/vsyscall pages and the
+//!   worker's stack (see [`crate::maps::targets`]). A store into a read-only area faults
+//!   whatever the protection, and is counted as trapped; a store into the worker's own
+//!   heap may derail it (a hang, a garbled message, a panic): the worker is then killed
+//!   and the files are judged like any other.
+//!
+//! vista runs once per protection (none, mprotect, alias, and pkey where the CPU has
+//! it); its mapping's address is derived in the worker from a committed read. lrvm's
+//! region is a private copy in the worker's memory: a wild store there corrupts data
+//! only if a later transaction reads the damaged bytes and commits what it computed
+//! from them.
 
 use std::time::Duration;
 
@@ -16,6 +29,7 @@ use rand::{Rng, SeedableRng};
 use crate::campaign::Ctx;
 use crate::engine::{CrashModel, Engine, EngineKind};
 use crate::kill::OPS;
+use crate::maps::Region;
 use crate::oracle::{verify, Expectation};
 use crate::report::WildRow;
 use crate::sys::{Exit, WildStore};
@@ -25,9 +39,39 @@ use crate::workload::cycle_seed;
 /// Transactions a worker runs after its wild store before it is killed (at most).
 const AFTER: u64 = 8;
 
-fn fault(rng: &mut impl Rng, records: (u64, u64, u64), vista: bool) -> WildFault {
+/// Where the wild stores of a row are aimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Model {
+    /// At the engine's public addresses.
+    Segment,
+    /// Anywhere the worker has mapped.
+    Anywhere,
+}
+
+impl Model {
+    fn name(self) -> &'static str {
+        match self {
+            Model::Segment => "segment",
+            Model::Anywhere => "anywhere",
+        }
+    }
+}
+
+fn fault(rng: &mut impl Rng, records: (u64, u64, u64), vista: bool, model: Model) -> WildFault {
     let (first, size, count) = records;
     let before_op = rng.gen_range(1..=6);
+    if model == Model::Anywhere {
+        let store = if rng.gen_bool(0.5) {
+            WildStore::Write(rng.gen_range(1..=255))
+        } else {
+            WildStore::FlipBit(rng.gen_range(0..8))
+        };
+        return WildFault {
+            before_op,
+            target: WildTarget::Anywhere(rng.gen()),
+            store,
+        };
+    }
     let kind = rng.gen_range(0..if vista { 4 } else { 3 });
     let (target, store) = match kind {
         // A stray store of a random byte into a random record.
@@ -63,10 +107,11 @@ fn fault(rng: &mut impl Rng, records: (u64, u64, u64), vista: bool) -> WildFault
 /// # Errors
 /// Harness failures.
 pub fn run(ctx: &mut Ctx) -> Result<()> {
-    let rows: Vec<(String, vista::Protection)> = if ctx.cfg.engine == EngineKind::Vista {
+    let guards: Vec<(String, vista::Protection)> = if ctx.cfg.engine == EngineKind::Vista {
         let mut v = vec![
             ("none".to_owned(), vista::Protection::None),
             ("mprotect".to_owned(), vista::Protection::Mprotect),
+            ("alias".to_owned(), vista::Protection::Alias),
         ];
         if rio_cache::pkeys_supported() {
             v.push(("pkey".to_owned(), vista::Protection::Pkey));
@@ -79,24 +124,34 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     } else {
         vec![("private copy".to_owned(), vista::Protection::None)]
     };
+    let rows: Vec<(Model, String, vista::Protection)> = [Model::Segment, Model::Anywhere]
+        .into_iter()
+        .flat_map(|m| guards.iter().map(move |(l, p)| (m, l.clone(), *p)))
+        .collect();
     let share = 1.0 / rows.len() as f64;
     let mut rng = rand::rngs::SmallRng::seed_from_u64(ctx.cfg.seed);
     let mut cycle = 0u64;
-    for (k, (label, protection)) in rows.into_iter().enumerate() {
-        let engine = ctx.engine(&format!("wild-{label}"), protection, false);
+    for (k, (model, label, protection)) in rows.iter().cloned().enumerate() {
+        let engine = ctx.engine(&format!("wild-{label}-{}", model.name()), protection, false);
         let initial = ctx.workload.initial();
         engine.reset(&initial)?;
         let mut base = initial.clone();
         let mut row = WildRow {
             protection: label.clone(),
+            model: model.name().to_owned(),
             ..WildRow::default()
         };
         let guarded = protection != vista::Protection::None;
-        let per_row = ctx.cfg.cycles.map(|c| c / 3 + 1);
+        let per_row = ctx.cfg.cycles.map(|c| c / rows.len() as u64 + 1);
         let mut n = 0u64;
         while ctx.more(cycle, share * (k + 1) as f64) && !matches!(per_row, Some(c) if n >= c) {
             let seed = cycle_seed(ctx.cfg.seed, cycle);
-            let f = fault(&mut rng, ctx.workload.records(), !engine.kind().is_lrvm());
+            let f = fault(
+                &mut rng,
+                ctx.workload.records(),
+                !engine.kind().is_lrvm(),
+                model,
+            );
             let job = Job {
                 engine: &*engine,
                 workload: &*ctx.workload,
@@ -110,16 +165,36 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             let mut w = spawn(&job)?;
             let mut out = Outcome::default();
             let stop_at = f.before_op + rng.gen_range(0..=AFTER);
-            while let Some(m) = w.next(Duration::from_secs(60))? {
-                let enough = matches!(m, Msg::Ack(i) if i >= stop_at);
-                out.absorb([m]);
+            // A worker that stored into its own memory may hang or garble its messages:
+            // in the "anywhere" model that ends the cycle (it is killed and judged by
+            // its files); at the segment it is a harness failure as everywhere else.
+            let timeout = match model {
+                Model::Segment => Duration::from_secs(60),
+                Model::Anywhere => Duration::from_secs(5),
+            };
+            loop {
+                let msg = match w.next(timeout) {
+                    Ok(Some(msg)) => msg,
+                    Ok(None) => break,
+                    Err(_) if model == Model::Anywhere && out.wild => {
+                        row.derailed += 1;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let enough = matches!(msg, Msg::Ack(i) if i >= stop_at);
+                out.absorb([msg]);
                 if enough {
                     break;
                 }
             }
             w.kill()?;
             let exit = w.wait()?;
-            out.absorb(w.drain()?);
+            match w.drain() {
+                Ok(rest) => out.absorb(rest),
+                Err(_) if model == Model::Anywhere && out.wild => {}
+                Err(e) => return Err(e),
+            }
             cycle += 1;
             n += 1;
             ctx.report.cycles = cycle;
@@ -130,8 +205,22 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
                 continue;
             }
             row.faults += 1;
-            let trapped = exit == Exit::Signal(libc::SIGSEGV);
-            let at = format!("{label} cycle {cycle}");
+            let region = out.wild_region.unwrap_or(Region::Elsewhere);
+            match region {
+                Region::Segment => row.hit_segment += 1,
+                Region::WriteMapping => row.hit_write_mapping += 1,
+                Region::Metadata => row.hit_metadata += 1,
+                Region::Elsewhere => {}
+            }
+            let trapped = exit == Exit::Signal(libc::SIGSEGV) && !out.wild_survived;
+            if region != Region::Elsewhere && out.wild_survived {
+                row.landed_in_engine += 1;
+            }
+            // Damage the protection must have stopped: a store through the segment's
+            // public addresses under a guard. (Stores into the write mapping, rio-cache's
+            // metadata, or the worker's own memory are outside what any mode promises.)
+            let must_trap = guarded && region == Region::Segment;
+            let at = format!("{label} ({} model) cycle {cycle}", model.name());
             let extra = format!("--cycles {cycle}");
             let verdict = reopen(ctx, &*engine, &base, seed, out.acked);
             match verdict {
@@ -148,7 +237,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
                     if trapped {
                         row.trapped += 1;
                     }
-                    if guarded {
+                    if must_trap {
                         ctx.violation(
                             at,
                             format!("{label}: the wild store damaged the segment: {e}"),
@@ -163,7 +252,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
                     if trapped {
                         row.trapped += 1;
                     }
-                    if guarded {
+                    if must_trap {
                         ctx.violation(at, format!("{label}: undetected corruption: {msg}"), &extra);
                     }
                     engine.reset(&initial)?;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::engine::{Engine, OpKind, Start, Store, Txn};
+use crate::maps::{self, Region};
 use crate::sys::{self, Exit, Fork, WildStore};
 use crate::workload::{op_kind, Workload};
 
@@ -22,6 +23,9 @@ pub enum WildTarget {
     Data(u64),
     /// This offset from the start of the engine's mapping (vista: header, undo log).
     Meta(u64),
+    /// Anywhere the worker has mapped (see [`crate::maps::targets`]), every byte
+    /// equally likely: the address is this number modulo the mapped bytes.
+    Anywhere(u64),
 }
 
 /// A wild store a worker performs before one of its operations.
@@ -65,12 +69,14 @@ pub enum Msg {
     State(Vec<u8>),
     /// Operation `i` returned.
     Ack(u64),
-    /// About to perform the wild store.
-    Wild,
+    /// About to perform the wild store, at an address in this region.
+    Wild(crate::maps::Region),
     /// The wild store did not fault.
     WildSurvived,
     /// Every operation returned.
     Done,
+    /// What recovery did: lanes rolled back, records undone.
+    Recovery(u32, u64),
     /// An engine error (the worker then exits with code 3).
     Error(String),
 }
@@ -82,6 +88,7 @@ const WILD: u64 = 4;
 const WILD_SURVIVED: u64 = 5;
 const DONE: u64 = 6;
 const ERROR: u64 = 7;
+const RECOVERY: u64 = 8;
 
 fn send(w: &mut File, tag: u64, value: u64, payload: &[u8]) -> std::io::Result<()> {
     let mut frame = Vec::with_capacity(16 + payload.len());
@@ -148,6 +155,9 @@ fn child_body(job: &Job<'_>, w: &mut File) -> Result<()> {
         Start::Cold => 2,
     };
     send(w, READY, start, &[])?;
+    if let Some((lanes, records)) = s.recovery_report() {
+        send(w, RECOVERY, records, &lanes.to_le_bytes())?;
+    }
     if job.send_state {
         let st = s.state()?;
         send(w, STATE, st.len() as u64, &st)?;
@@ -180,12 +190,26 @@ fn child_body(job: &Job<'_>, w: &mut File) -> Result<()> {
 
 fn wild(store: &dyn Store, f: WildFault, w: &mut File) -> Result<()> {
     let (data, from, to) = store.addresses()?;
-    let addr = match f.target {
-        WildTarget::Data(off) => data + off as usize,
-        WildTarget::Meta(off) => from + off as usize,
+    let (addr, mapped, region) = match f.target {
+        WildTarget::Data(off) => (data + off as usize, from..to, Region::Segment),
+        WildTarget::Meta(off) => (from + off as usize, from..to, Region::Segment),
+        WildTarget::Anywhere(n) => {
+            let areas = maps::current()?;
+            let targets = maps::targets(&areas);
+            let addr = maps::pick(&targets, n).context("nothing mapped")?;
+            let area = targets
+                .iter()
+                .find(|a| a.range.contains(&addr))
+                .context("picked outside")?;
+            (
+                addr,
+                area.range.clone(),
+                maps::region(&areas, &(from..to), addr),
+            )
+        }
     };
-    send(w, WILD, addr as u64, &[])?;
-    sys::wild_store(addr, from..to, f.store);
+    send(w, WILD, region.code(), &[])?;
+    sys::wild_store(addr, mapped, f.store);
     send(w, WILD_SURVIVED, 0, &[])?;
     Ok(())
 }
@@ -223,9 +247,16 @@ impl Worker {
             }),
             STATE => Msg::State(payload()?),
             ACK => Msg::Ack(value),
-            WILD => Msg::Wild,
+            WILD => Msg::Wild(crate::maps::Region::from_code(value)),
             WILD_SURVIVED => Msg::WildSurvived,
             DONE => Msg::Done,
+            RECOVERY => {
+                let mut lanes = [0u8; 4];
+                self.reader
+                    .read_exact(&mut lanes)
+                    .context("worker died in the middle of a message")?;
+                Msg::Recovery(u32::from_le_bytes(lanes), value)
+            }
             ERROR => Msg::Error(String::from_utf8_lossy(&payload()?).into_owned()),
             other => bail!("unknown message tag {other} from worker {}", self.pid),
         }))
@@ -285,8 +316,12 @@ pub struct Outcome {
     pub done: bool,
     /// The engine error it reported.
     pub error: Option<String>,
+    /// What its recovery did (lanes rolled back, records undone), if the engine says.
+    pub recovery: Option<(u32, u64)>,
     /// It reached the wild store.
     pub wild: bool,
+    /// Where the wild store went.
+    pub wild_region: Option<crate::maps::Region>,
     /// It survived the wild store.
     pub wild_survived: bool,
 }
@@ -299,9 +334,13 @@ impl Outcome {
                 Msg::Ready(s) => self.start = Some(s),
                 Msg::State(s) => self.state = Some(s),
                 Msg::Ack(i) => self.acked = i,
-                Msg::Wild => self.wild = true,
+                Msg::Wild(r) => {
+                    self.wild = true;
+                    self.wild_region = Some(r);
+                }
                 Msg::WildSurvived => self.wild_survived = true,
                 Msg::Done => self.done = true,
+                Msg::Recovery(lanes, records) => self.recovery = Some((lanes, records)),
                 Msg::Error(e) => self.error = Some(e),
             }
         }

@@ -16,6 +16,9 @@ pub enum WorkloadKind {
     Bank,
     /// Jepsen-style key-value writes.
     Kv,
+    /// A multi-megabyte state written in page-crossing, overlapping, repeated ranges
+    /// (vista).
+    Pages,
 }
 
 impl WorkloadKind {
@@ -24,6 +27,7 @@ impl WorkloadKind {
         match self {
             WorkloadKind::Bank => "bank",
             WorkloadKind::Kv => "kv",
+            WorkloadKind::Pages => "pages",
         }
     }
 
@@ -32,6 +36,7 @@ impl WorkloadKind {
         match s {
             "bank" => Some(WorkloadKind::Bank),
             "kv" => Some(WorkloadKind::Kv),
+            "pages" => Some(WorkloadKind::Pages),
             _ => None,
         }
     }
@@ -41,6 +46,7 @@ impl WorkloadKind {
         match self {
             WorkloadKind::Bank => Box::new(crate::bank::Bank),
             WorkloadKind::Kv => Box::new(crate::kv::Kv),
+            WorkloadKind::Pages => Box::new(crate::pages::Pages),
         }
     }
 }

@@ -68,6 +68,47 @@ fn power_mode_on_every_engine() {
 }
 
 #[test]
+fn vista_power_mode_cuts_with_the_rio_cache_model() {
+    let v = campaign(
+        "vista",
+        "bank",
+        "power",
+        &["--seconds", "1.5", "--cycles", "300"],
+    );
+    let notes = v["notes"].to_string();
+    assert!(notes.contains("power cuts (rio-cache model)"), "{v}");
+}
+
+#[test]
+fn pages_workload_survives_kills_power_cuts_and_compound_faults() {
+    for mode in ["kill", "power", "compound"] {
+        let v = campaign(
+            "vista",
+            "pages",
+            mode,
+            &["--seconds", "60", "--cycles", "4"],
+        );
+        // A 3 MiB state is slow in a debug build: a few cycles, not a time budget.
+        assert!(n(&v, "effective_kills") >= 2, "{v}");
+    }
+}
+
+#[test]
+fn compound_mode_runs_every_scenario() {
+    for workload in ["bank", "kv"] {
+        let v = campaign(
+            "vista",
+            workload,
+            "compound",
+            &["--seconds", "2", "--cycles", "3"],
+        );
+        // Three rounds of four scenarios.
+        assert_eq!(n(&v, "cycles"), 12, "{v}");
+        assert!(n(&v, "effective_kills") >= 12, "{v}");
+    }
+}
+
+#[test]
 fn points_mode_reaches_every_crash_point() {
     for (engine, workload) in [
         ("vista", "bank"),

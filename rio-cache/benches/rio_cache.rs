@@ -28,6 +28,7 @@ fn modes() -> Vec<(&'static str, Protection)> {
     let mut m = vec![
         ("none", Protection::None),
         ("mprotect", Protection::Mprotect),
+        ("alias", Protection::Alias),
     ];
     if rio_cache::pkeys_supported() {
         m.push(("pkey", Protection::Pkey));

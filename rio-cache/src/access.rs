@@ -12,7 +12,7 @@
 //! - the checkpointer copies pages only while the gate is closed.
 #![allow(unsafe_code)]
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut, Range};
 use std::os::unix::fs::FileExt;
@@ -58,7 +58,12 @@ impl Inner {
             // so no `Update` (the only source of mutable slices) exists, and shared
             // slices may coexist with this one.
             let src = unsafe { self.data.slice(p * PAGE, PAGE) };
+            // The `clean-before-copy` mutant: a crash before the in-flight mark loses the page.
+            if crate::mutant::is("clean-before-copy") {
+                dirty[p].store(0, Ordering::Relaxed);
+            }
             batch.page_mut(i).copy_from_slice(src);
+            crash_point::crash_point!("rio.checkpoint.copying");
             // In flight before clean: a crash between the two keeps the page marked.
             inflight[p].store(1, Ordering::Relaxed);
             dirty[p].store(0, Ordering::Relaxed);
@@ -165,12 +170,6 @@ impl Locking<'_> {
     }
 }
 
-thread_local! {
-    /// Per protection key, how many updates of this thread have the key's write access
-    /// open: the first grants it, the last revokes it, in whatever order they end.
-    static PKEY_OPEN: Cell<[u16; 16]> = const { Cell::new([0; 16]) };
-}
-
 /// A section of writes that a checkpoint never splits. See [`RioCache::update`] and
 /// [`crate::SharedCache::update`].
 #[derive(Debug)]
@@ -190,8 +189,9 @@ pub struct Update<'a> {
     next_recent: usize,
     /// The checkpoint generation of the dirty map when the update started.
     gen: u64,
-    /// This update holds its thread's write access to the protection key.
-    pkey_open: bool,
+    /// Whether this update holds write access to its protection key on this thread
+    /// (see [`key_rights`]); given back on drop.
+    key_open: bool,
     /// Protection keys are per-thread: the update must close where it opened.
     _not_send: PhantomData<*mut ()>,
 }
@@ -223,7 +223,7 @@ impl<'a> Update<'a> {
             recent,
             gen,
             next_recent: 0,
-            pkey_open: false,
+            key_open: false,
             _not_send: PhantomData,
         })
     }
@@ -467,24 +467,17 @@ impl Update<'_> {
     #[inline(never)]
     fn open_pages(&mut self, pages: Range<usize>) -> std::io::Result<()> {
         match self.guard {
-            Guard::None => {}
+            // The alias is always writable: nothing to open.
+            Guard::None | Guard::Alias => {}
             Guard::Mprotect { refs } => {
                 let mut refs = refs.lock().unwrap_or_else(PoisonError::into_inner);
                 open_pages(&self.inner.data, &mut refs, pages.clone())?;
                 self.opened.push(pages.clone());
             }
             Guard::Pkey { key } => {
-                if !self.pkey_open {
-                    let k = *key as usize;
-                    PKEY_OPEN.with(|c| {
-                        let mut d = c.get();
-                        if d[k] == 0 {
-                            sys::wrpkru(sys::rdpkru() & !sys::pkru_deny_bits(*key));
-                        }
-                        d[k] += 1;
-                        c.set(d);
-                    });
-                    self.pkey_open = true;
+                if !self.key_open {
+                    key_rights::open(*key);
+                    self.key_open = true;
                 }
             }
         }
@@ -518,23 +511,64 @@ impl Drop for Update<'_> {
                 }
             }
         }
-        if self.pkey_open {
-            if let Guard::Pkey { key } = self.guard {
-                let k = *key as usize;
-                PKEY_OPEN.with(|c| {
-                    let mut d = c.get();
-                    d[k] -= 1;
-                    if d[k] == 0 {
-                        sys::wrpkru(sys::rdpkru() | sys::pkru_deny_bits(*key));
-                    }
-                    c.set(d);
-                });
-            }
+        if let (true, Guard::Pkey { key }) = (self.key_open, self.guard) {
+            key_rights::close(*key);
+            self.key_open = false;
         }
         // The windows are closed: only now may other updates take the ranges.
         if let Some(l) = &self.locks {
             l.held.borrow_mut().release_all(l.table);
         }
+    }
+}
+
+/// This thread's rights to the caches' protection keys.
+///
+/// The rule: an update changes only the two PKRU bits of its own cache's key, never the
+/// whole register. Write access to a key is granted when the first update on this
+/// thread that uses the key opens a window, and denied again (access and write
+/// disabled, as `pkey_alloc` set it) when the last such update on this thread ends, in
+/// whatever order the updates end. Saving PKRU when a window opens and restoring it
+/// when the update ends would instead, with two caches on one thread whose updates end
+/// out of order, deny the other cache's key under its open windows, or leave it
+/// granted for good.
+mod key_rights {
+    use std::cell::Cell;
+
+    use crate::sys;
+
+    /// x86-64 has 16 keys.
+    const KEYS: usize = 16;
+
+    thread_local! {
+        /// Per key, how many updates on this thread hold it open.
+        static HOLDERS: Cell<[u32; KEYS]> = const { Cell::new([0; KEYS]) };
+    }
+
+    /// Grants this thread write access to `key` (if no update on it holds it already).
+    pub(super) fn open(key: u32) {
+        HOLDERS.with(|h| {
+            let mut n = h.get();
+            let k = key as usize % KEYS;
+            if n[k] == 0 {
+                sys::wrpkru(sys::rdpkru() & !sys::pkru_deny_bits(key));
+            }
+            n[k] += 1;
+            h.set(n);
+        });
+    }
+
+    /// Gives back one update's hold on `key`, denying it when none is left.
+    pub(super) fn close(key: u32) {
+        HOLDERS.with(|h| {
+            let mut n = h.get();
+            let k = key as usize % KEYS;
+            n[k] = n[k].saturating_sub(1);
+            if n[k] == 0 {
+                sys::wrpkru(sys::rdpkru() | sys::pkru_deny_bits(key));
+            }
+            h.set(n);
+        });
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crash_point::crash_point;
 
+use crate::disk_io::{DiskFile, Target, WriteLog};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
     self, DiskHeader, HeaderError, MemHeader, DISK_DATA_OFFSET, MEM_READY, VERSION,
@@ -24,7 +25,8 @@ use crate::writeback::WritebackThread;
 /// How an open found the memory image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartKind {
-    /// The disk file did not exist (or was empty): a new, zeroed cache.
+    /// The disk file did not exist (or was empty) and no live memory image of it did
+    /// (or [`RioOptions::discard_image`] dropped it): a new, zeroed cache.
     Created,
     /// The memory image survived (a process crash or a clean close): nothing lost.
     Warm,
@@ -34,7 +36,14 @@ pub enum StartKind {
 }
 
 /// Why an open started cold.
+///
+/// Only reasons that cannot hide committed data newer than the disk image start cold
+/// silently; an image that might hold such data refuses the open instead
+/// ([`Error::DamagedImage`], [`Error::LiveImage`]) unless
+/// [`RioOptions::discard_image`] is set, and the start then names the reason here.
+/// `docs/rio-cache.md` ("Warm or cold") gives the rule for each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ColdReason {
     /// There was no memory image (first open since a restart, or it was removed).
     NoImage,
@@ -48,10 +57,13 @@ pub enum ColdReason {
     OtherFile,
     /// The image is of another size or layout.
     SizeChanged,
-    /// The image's header is damaged or of another version.
+    /// The image's header is damaged or of another version (only with
+    /// [`RioOptions::discard_image`]; otherwise [`Error::DamagedImage`]).
     Damaged,
     /// A cold load was interrupted before the image was complete.
     Incomplete,
+    /// The image was usable, but [`RioOptions::discard_image`] asked not to use it.
+    Discarded,
 }
 
 /// The protection actually in force (what [`Protection::Auto`] resolved to).
@@ -63,6 +75,9 @@ pub enum ActiveProtection {
     Mprotect,
     /// Memory protection key windows, with this key.
     Pkey(u32),
+    /// A read-only public mapping and a writable alias at a random address
+    /// ([`Protection::Alias`]).
+    Alias,
 }
 
 /// Counters describing a cache.
@@ -105,6 +120,9 @@ pub(crate) enum Guard {
     Pkey {
         key: u32,
     },
+    /// Writes go through the alias mapping, which is always writable: opening a page
+    /// only marks it dirty. No state.
+    Alias,
 }
 
 #[derive(Debug, Default)]
@@ -119,14 +137,15 @@ pub(crate) struct Inner {
     pub(crate) path: PathBuf,
     pub(crate) journal_path: PathBuf,
     pub(crate) image_path: PathBuf,
-    pub(crate) disk: File,
-    pub(crate) journal: File,
+    pub(crate) disk: DiskFile,
+    pub(crate) journal: DiskFile,
     pub(crate) data_len: u64,
     pub(crate) pages: usize,
     pub(crate) meta: AtomicMapping,
-    /// The data, for reading (and for writing unless a protection key is in use).
+    /// The data, for reading (and for writing under `None` and `Mprotect`).
     pub(crate) data: Mapping,
-    /// With a protection key: a second mapping of the data, tagged with the key.
+    /// With a protection key: a second mapping of the data, tagged with the key. With
+    /// `Alias`: a second, writable mapping of the data at a random address.
     pub(crate) write: Option<Mapping>,
     pub(crate) pkey: Option<u32>,
     /// Updates pass it; the checkpoint's copy closes it.
@@ -138,7 +157,8 @@ pub(crate) struct Inner {
     pub(crate) dirty_pages: AtomicU64,
     /// Bumped (under the exclusive gate) whenever a checkpoint clears dirty marks.
     pub(crate) dirty_gen: AtomicU64,
-    pub(crate) kick_pages: u64,
+    /// Dirty pages that wake the writeback thread (`u64::MAX` without one).
+    pub(crate) kick_pages: AtomicU64,
     pub(crate) kicked: AtomicBool,
     pub(crate) wake: Mutex<Wake>,
     pub(crate) wake_cv: Condvar,
@@ -170,8 +190,8 @@ impl Drop for Inner {
 
 impl Inner {
     /// The image's record of the last checkpoint it installed (see `MemHeader`).
-    pub(crate) fn synced_word(&self) -> &std::sync::atomic::AtomicU64 {
-        self.meta.word(MemHeader::SYNCED_AT)
+    pub(crate) fn synced_word(&self) -> SyncedWord<'_> {
+        SyncedWord(self.meta.word(MemHeader::SYNCED_AT))
     }
 
     pub(crate) fn writable(&self) -> &Mapping {
@@ -198,7 +218,9 @@ impl Inner {
         }
         if newly > 0 {
             let total = self.dirty_pages.fetch_add(newly, Ordering::Relaxed) + newly;
-            if total >= self.kick_pages && !self.kicked.swap(true, Ordering::Relaxed) {
+            if total >= self.kick_pages.load(Ordering::Relaxed)
+                && !self.kicked.swap(true, Ordering::Relaxed)
+            {
                 let mut w = self
                     .wake
                     .lock()
@@ -237,6 +259,16 @@ impl Inner {
     }
 }
 
+/// The memory image's `synced` word: stores go through its check-bit encoding.
+pub(crate) struct SyncedWord<'a>(&'a AtomicU64);
+
+impl SyncedWord<'_> {
+    /// Records that the image has installed checkpoint `seq`, with one atomic store.
+    pub(crate) fn store(&self, seq: u64, order: Ordering) {
+        self.0.store(MemHeader::encode_synced(seq), order);
+    }
+}
+
 /// An emulated Rio file cache: memory that survives the process, guarded against wild
 /// stores, written back to its disk file in consistent checkpoints.
 ///
@@ -271,8 +303,8 @@ pub fn remove(path: impl AsRef<Path>, opts: &RioOptions) -> Result<()> {
 }
 
 /// The data size of the cache whose disk image is at `path`, or `None` if there is no
-/// file (or it is empty, which [`RioCache::open`] treats as new). Reads only the
-/// header; takes no lock.
+/// file (or it is empty, which [`RioCache::open`] treats as new unless a live memory
+/// image of it exists). Reads only the header; takes no lock.
 ///
 /// # Errors
 /// As [`RioCache::open`] for a file that is not a valid disk image.
@@ -360,6 +392,17 @@ fn check_cache_dir(dir: &Path) -> Result<()> {
     }
 }
 
+/// The write log, if the options ask for write recording (see `disk_io`).
+fn open_write_log(opts: &RioOptions, ipath: &Path) -> Result<Option<Arc<Mutex<WriteLog>>>> {
+    let Some(dir) = &opts.record_writes else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(dir).context(|| format!("create {}", dir.display()))?;
+    let lp = crate::disk_io::log_path(dir, ipath);
+    let log = WriteLog::open(&lp).context(|| format!("open {}", lp.display()))?;
+    Ok(Some(Arc::new(Mutex::new(log))))
+}
+
 fn sync_dir(path: &Path) -> Result<()> {
     let dir = path
         .parent()
@@ -375,11 +418,10 @@ fn resolve_protection(p: Protection) -> Result<ActiveProtection> {
     match p {
         Protection::None => Ok(ActiveProtection::None),
         Protection::Mprotect => Ok(ActiveProtection::Mprotect),
-        Protection::Pkey => sys::pkey_alloc()
-            .map(ActiveProtection::Pkey)
-            .map_err(|e| Error::PkeyUnavailable(e.to_string())),
+        Protection::Pkey => Ok(ActiveProtection::Pkey(sys::pkey_alloc()?)),
+        Protection::Alias => Ok(ActiveProtection::Alias),
         Protection::Auto => {
-            Ok(sys::pkey_alloc().map_or(ActiveProtection::Mprotect, ActiveProtection::Pkey))
+            Ok(sys::pkey_alloc().map_or(ActiveProtection::Alias, ActiveProtection::Pkey))
         }
     }
 }
@@ -401,18 +443,25 @@ impl RioCache {
     /// image (cold start). A checkpoint interrupted by a crash is finished or discarded
     /// first, so the disk image is exactly one checkpoint.
     ///
+    /// A memory image that cannot be used but may hold committed data the disk image
+    /// lacks refuses the open, unless [`RioOptions::discard_image`] is set; one that
+    /// cannot hold such data is replaced by a cold start (see [`ColdReason`]).
+    ///
     /// # Errors
-    /// [`Error::Locked`] if the file is open elsewhere; [`Error::NotRioCache`],
-    /// [`Error::IncompatibleVersion`], [`Error::Corrupt`], [`Error::SizeMismatch`] for
-    /// bad files (nothing on disk is changed then); [`Error::CacheDir`] and
+    /// [`Error::Locked`] if the file (or its memory image) is open elsewhere;
+    /// [`Error::NotRioCache`], [`Error::IncompatibleVersion`], [`Error::Corrupt`],
+    /// [`Error::SizeMismatch`] for bad files; [`Error::DamagedImage`] and
+    /// [`Error::LiveImage`] for a memory image that must not be silently dropped (no
+    /// file is changed after any of these); [`Error::CacheDir`] and
     /// [`Error::CacheFull`] for the cache directory; [`Error::PkeyUnavailable`] if
     /// [`Protection::Pkey`] was asked for and is not available; I/O errors.
     pub fn open(path: impl AsRef<Path>, opts: &RioOptions) -> Result<RioCache> {
         let path = path.as_ref();
-        if opts.size == 0 {
-            return Err(Error::InvalidOptions(
-                "size must be at least one byte".into(),
-            ));
+        if opts.size == 0 || opts.size > format::MAX_DATA_LEN {
+            return Err(Error::InvalidOptions(format!(
+                "size must be between 1 and {} bytes",
+                format::MAX_DATA_LEN
+            )));
         }
         if sys::system_page_size() != PAGE {
             return Err(Error::InvalidOptions(format!(
@@ -479,8 +528,12 @@ impl RioCache {
             }
         }
 
-        // The memory image: warm if it is ours and complete.
+        // The memory image: warm if it is ours and complete. It is locked too: the disk
+        // file's lock is on its inode, and a disk file recreated while its cache is open
+        // gets a new inode, so only the image's own lock keeps a second opener from
+        // replacing the image under the first one's mapping.
         let ipath = image_path(path, &cache_dir)?;
+        let image_file = lock_image(&ipath)?;
         let dmeta = disk
             .metadata()
             .context(|| format!("stat {}", path.display()))?;
@@ -501,19 +554,32 @@ impl RioCache {
         };
         // A new image is loaded from the disk as it will be: remember whose it was.
         header.parent = final_writer;
-        let start = if fresh {
-            StartKind::Created
-        } else {
-            match judge_image(&ipath, &header, image_len, final_seq, final_writer)? {
-                Ok(id) => {
-                    header.id = id;
-                    StartKind::Warm
-                }
-                Err(reason) => StartKind::Cold(reason),
+        let verdict = judge_image(
+            image_file.as_ref(),
+            &ipath,
+            path,
+            &header,
+            image_len,
+            (!fresh).then_some((final_seq, final_writer)),
+        )?;
+        let start = match verdict {
+            Verdict::Warm(_) if opts.discard_image => StartKind::Cold(ColdReason::Discarded),
+            Verdict::Warm(id) => {
+                header.id = id;
+                StartKind::Warm
             }
+            Verdict::Refuse(_, e) if !opts.discard_image => return Err(e),
+            Verdict::Cold(_) | Verdict::Refuse(..) if fresh => StartKind::Created,
+            Verdict::Cold(reason) | Verdict::Refuse(reason, _) => StartKind::Cold(reason),
+        };
+        let image_file = match image_file {
+            Some(f) => f,
+            None => create_locked_image(&ipath)?,
         };
 
         // Everything is validated: from here on the open changes files.
+        let log = open_write_log(opts, &ipath)?;
+        let disk = DiskFile::new(disk, Target::Disk, log.clone());
         if fresh {
             let h = DiskHeader {
                 data_len: opts.size,
@@ -528,22 +594,21 @@ impl RioCache {
                 sync_dir(path)?;
             }
         }
-        let image = if start == StartKind::Warm {
+        let image = image_file;
+        if start != StartKind::Warm {
+            create_image(&image, &ipath, &cache_dir, &header, image_len)?;
+        }
+        let journal = DiskFile::new(
             OpenOptions::new()
                 .read(true)
                 .write(true)
-                .open(&ipath)
-                .context(|| format!("open {}", ipath.display()))?
-        } else {
-            create_image(&ipath, &cache_dir, &header, image_len)?
-        };
-        let journal = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&jpath)
-            .context(|| format!("open {}", jpath.display()))?;
+                .create(true)
+                .truncate(false)
+                .open(&jpath)
+                .context(|| format!("open {}", jpath.display()))?,
+            Target::Journal,
+            log,
+        );
         let mut installed = 0;
         match journal_state {
             Journal::Empty => {}
@@ -562,7 +627,10 @@ impl RioCache {
             load_cold(&disk, path, &image, &ipath, header.meta_len, map_len)?;
         }
         image
-            .write_all_at(&disk_seq.to_le_bytes(), MemHeader::SYNCED_AT as u64)
+            .write_all_at(
+                &MemHeader::encode_synced(disk_seq).to_le_bytes(),
+                MemHeader::SYNCED_AT as u64,
+            )
             .context(|| format!("write {}", ipath.display()))?;
         if start != StartKind::Warm {
             image
@@ -603,10 +671,7 @@ impl RioCache {
             image_id: header.id,
             dirty_pages: AtomicU64::new(0),
             dirty_gen: AtomicU64::new(0),
-            kick_pages: match opts.writeback {
-                Writeback::Background { dirty_bytes, .. } => (dirty_bytes / PAGE as u64).max(1),
-                Writeback::Manual => u64::MAX,
-            },
+            kick_pages: AtomicU64::new(kick_pages(opts.writeback)),
             kicked: AtomicBool::new(false),
             wake: Mutex::new(Wake::default()),
             wake_cv: Condvar::new(),
@@ -734,10 +799,45 @@ impl RioCache {
         Ok(())
     }
 
+    /// Changes the writeback policy of the open cache: stops the background thread, if
+    /// any, and starts the one `writeback` asks for. A layer above that must validate
+    /// the contents before any of them may reach the disk opens with
+    /// [`Writeback::Manual`] and calls this once it has accepted them.
+    ///
+    /// # Errors
+    /// An I/O error if the thread cannot be spawned (the cache is then manual).
+    pub fn set_writeback(&mut self, writeback: Writeback) -> Result<()> {
+        self.stop_writeback();
+        self.inner
+            .kick_pages
+            .store(kick_pages(writeback), Ordering::Relaxed);
+        if let Writeback::Background { interval, .. } = writeback {
+            self.writeback = Some(WritebackThread::spawn(Arc::clone(&self.inner), interval)?);
+        }
+        Ok(())
+    }
+
+    /// Declares the cache's contents unfit for the disk (for example, a layer above
+    /// refused them at open): from now on no checkpoint runs, not even at close, so the
+    /// disk image and the journal are never written again by this handle, and updates
+    /// are refused with [`Error::Poisoned`]. The memory image is left as it is, for a
+    /// later open to judge. The same as [`Update::poison`](crate::Update::poison).
+    pub fn poison(&self, reason: impl Into<String>) {
+        self.inner.set_poison(reason.into());
+    }
+
     fn stop_writeback(&mut self) {
         if let Some(t) = self.writeback.take() {
             t.stop(&self.inner);
         }
+    }
+}
+
+/// The dirty-page count that wakes the writeback thread early.
+fn kick_pages(writeback: Writeback) -> u64 {
+    match writeback {
+        Writeback::Background { dirty_bytes, .. } => (dirty_bytes / PAGE as u64).max(1),
+        Writeback::Manual => u64::MAX,
     }
 }
 
@@ -755,7 +855,7 @@ impl Drop for RioCache {
 
 /// Reads and decodes the header of the `len`-byte disk image `disk`, turning each defect
 /// into the error a user should see.
-fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<DiskHeader> {
+pub(crate) fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<DiskHeader> {
     let not_ours = |reason: &str| Error::NotRioCache {
         path: path.to_owned(),
         reason: reason.to_owned(),
@@ -770,7 +870,7 @@ fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<DiskHeader> {
     let mut b = [0u8; DiskHeader::LEN];
     disk.read_exact_at(&mut b, 0)
         .context(|| format!("read {}", path.display()))?;
-    DiskHeader::decode(&b).map_err(|e| match e {
+    let h = DiskHeader::decode(&b).map_err(|e| match e {
         HeaderError::Magic => not_ours("bad magic"),
         HeaderError::Version(found) => Error::IncompatibleVersion {
             path: path.to_owned(),
@@ -779,7 +879,15 @@ fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<DiskHeader> {
         },
         HeaderError::Checksum => corrupt("header checksum mismatch".into()),
         HeaderError::PageSize(p) => corrupt(format!("page size {p}")),
-    })
+    })?;
+    // An intact header can still claim any size (a crafted file).
+    if h.data_len == 0 || h.data_len > format::MAX_DATA_LEN {
+        return Err(corrupt(format!(
+            "the header claims {} bytes of data",
+            h.data_len
+        )));
+    }
+    Ok(h)
 }
 
 /// Validates an existing disk image against the requested size; returns its header.
@@ -808,66 +916,217 @@ fn validate_disk(
     Ok(h)
 }
 
-/// Decides between a warm and a cold start from the memory image at `ipath`, for a
-/// disk image at checkpoint `disk_seq` written by the image with id `disk_writer`.
-/// `Ok(id)`: warm, with the image's id; `Err(reason)`: cold.
-fn judge_image(
+/// What an open does with the memory image.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Use it (a warm start), with its id.
+    Warm(u64),
+    /// It holds nothing the disk image lacks: start cold.
+    Cold(ColdReason),
+    /// It may hold committed data the disk image lacks, but cannot be used: the open
+    /// is refused with this error, unless the options discard the image (then a cold
+    /// start for this reason).
+    Refuse(ColdReason, Error),
+}
+
+/// Judges the memory image `image` (at `ipath`, locked by the caller) against `want`,
+/// for a disk image that will hold checkpoint `disk = (seq, writer)` once the journal
+/// is dealt with, or for an empty disk file (`disk` is `None`). The rule for each case
+/// is in `docs/rio-cache.md` ("Warm or cold").
+pub(crate) fn judge_image(
+    image: Option<&File>,
     ipath: &Path,
+    path: &Path,
     want: &MemHeader,
     image_len: u64,
-    disk_seq: u64,
-    disk_writer: u64,
-) -> Result<std::result::Result<u64, ColdReason>> {
-    let f = match File::open(ipath) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Err(ColdReason::NoImage)),
-        Err(e) => return Err(e).context(|| format!("open {}", ipath.display())),
+    disk: Option<(u64, u64)>,
+) -> Result<Verdict> {
+    let Some(f) = image else {
+        return Ok(Verdict::Cold(ColdReason::NoImage));
     };
-    let mut b = [0u8; MemHeader::SYNCED_AT + 8];
+    let refuse = |reason: ColdReason, why: String| {
+        Verdict::Refuse(
+            reason,
+            Error::DamagedImage {
+                image: ipath.to_owned(),
+                path: path.to_owned(),
+                reason: why,
+            },
+        )
+    };
+    let damaged = |why: String| refuse(ColdReason::Damaged, why);
     let len = f
         .metadata()
         .context(|| format!("stat {}", ipath.display()))?
         .len();
-    if len < b.len() as u64 || f.read_exact_at(&mut b, 0).is_err() {
-        return Ok(Err(ColdReason::Damaged));
+    let mut b = [0u8; MemHeader::READ_LEN];
+    let n = len.min(b.len() as u64) as usize;
+    f.read_exact_at(&mut b[..n], 0)
+        .context(|| format!("read {}", ipath.display()))?;
+    // Created (empty, then preallocated with zeros) but its header not yet written:
+    // nothing was ever loaded into it, let alone committed.
+    if b[..MemHeader::SYNCED_AT].iter().all(|&x| x == 0) {
+        return Ok(Verdict::Cold(ColdReason::Incomplete));
     }
-    let Some(h) = MemHeader::decode(&b) else {
-        return Ok(Err(ColdReason::Damaged));
+    if n < b.len() {
+        return Ok(damaged(format!("{len} bytes, shorter than its header")));
+    }
+    let h = match MemHeader::decode(&b) {
+        Ok(h) => h,
+        Err(HeaderError::Magic) => {
+            return Ok(damaged("bad magic: not a rio-cache memory image".into()))
+        }
+        Err(HeaderError::Version(v)) => {
+            return Ok(damaged(format!(
+                "format version {v}; this build reads version {VERSION}"
+            )))
+        }
+        Err(HeaderError::Checksum) => return Ok(damaged("header checksum mismatch".into())),
+        Err(HeaderError::PageSize(p)) => return Ok(damaged(format!("page size {p}"))),
     };
-    let synced = format::get_u64(&b, MemHeader::SYNCED_AT);
-    let reason = if format::get_u32(&b, MemHeader::READY_AT) != MEM_READY {
-        ColdReason::Incomplete
-    } else if h.boot_id != want.boot_id {
-        ColdReason::BootChanged
-    } else if h.dev != want.dev || h.ino != want.ino {
-        ColdReason::OtherFile
-    } else if h.data_len != want.data_len || h.meta_len != want.meta_len || len != image_len {
-        ColdReason::SizeChanged
-    } else if !(h.id == disk_writer && (disk_seq == synced || disk_seq == synced + 1)
-        || h.parent == disk_writer && disk_seq == synced)
-    {
-        // Ours if the disk's last checkpoint is one this image installed (`synced`, or
-        // the next one if a crash came between its disk fsync and this image recording
-        // it), or, for an image that has installed none yet, still the very checkpoint
-        // it was loaded from.
-        ColdReason::Stale
-    } else {
-        return Ok(Ok(h.id));
+    match format::get_u32(&b, MemHeader::READY_AT) {
+        0 => return Ok(Verdict::Cold(ColdReason::Incomplete)),
+        MEM_READY => {}
+        other => return Ok(damaged(format!("ready word {other:#x}"))),
+    }
+    if h.boot_id != want.boot_id {
+        // The machine restarted: by the model, memory did not survive it.
+        return Ok(Verdict::Cold(ColdReason::BootChanged));
+    }
+    let Some(synced) = MemHeader::decode_synced(format::get_u64(&b, MemHeader::SYNCED_AT)) else {
+        return Ok(damaged("its synced word fails its check".into()));
     };
-    Ok(Err(reason))
+    let Some((disk_seq, disk_writer)) = disk else {
+        // A complete image of this boot, for a disk file that is empty (truncated, or
+        // removed and created again): it may be the only copy of everything. An empty
+        // file names no checkpoint, so nothing proves the image belongs to it.
+        return Ok(Verdict::Refuse(
+            ColdReason::Discarded,
+            Error::LiveImage {
+                image: ipath.to_owned(),
+                path: path.to_owned(),
+                reason: "the disk file is empty".into(),
+            },
+        ));
+    };
+    // Ours if the disk's last checkpoint is one this image installed (`synced`, or the
+    // next one if a crash came between its disk fsync and this image recording it),
+    // or, for an image that has installed none yet, still the very checkpoint it was
+    // loaded from.
+    let continues = h.id == disk_writer && (disk_seq == synced || disk_seq == synced + 1)
+        || h.parent == disk_writer && (disk_seq == synced || loaded_any_seq());
+    if h.dev != want.dev || h.ino != want.ino {
+        return Ok(if continues {
+            Verdict::Refuse(
+                ColdReason::OtherFile,
+                Error::LiveImage {
+                    image: ipath.to_owned(),
+                    path: path.to_owned(),
+                    reason: "the disk file was replaced (another inode) by a copy of the \
+                             checkpoint this image continues"
+                        .into(),
+                },
+            )
+        } else {
+            Verdict::Cold(ColdReason::OtherFile)
+        });
+    }
+    if h.data_len != want.data_len || h.meta_len != want.meta_len || len != image_len {
+        return Ok(if continues {
+            refuse(
+                ColdReason::SizeChanged,
+                format!(
+                    "{len} bytes for {} bytes of data (metadata {}); this disk image needs \
+                     {image_len} for {} (metadata {})",
+                    h.data_len, h.meta_len, want.data_len, want.meta_len
+                ),
+            )
+        } else {
+            Verdict::Cold(ColdReason::SizeChanged)
+        });
+    }
+    if !continues {
+        // The disk moved on without this image: it is the newer state.
+        return Ok(Verdict::Cold(ColdReason::Stale));
+    }
+    Ok(Verdict::Warm(h.id))
 }
 
-/// Creates (replacing any stale one) and preallocates a memory image with its header;
-/// the `ready` word stays 0 until the data is loaded.
-fn create_image(ipath: &Path, dir: &Path, header: &MemHeader, len: u64) -> Result<File> {
-    let f = OpenOptions::new()
+/// The `warm-after-rewrite` mutant: an image loaded from a writer is accepted whatever
+/// that writer checkpointed since.
+fn loaded_any_seq() -> bool {
+    crate::mutant::is("warm-after-rewrite")
+}
+
+/// Opens and locks the existing memory image at `ipath`; `None` if there is none.
+///
+/// # Errors
+/// [`Error::Locked`] (naming the image) if another open cache holds it.
+fn lock_image(ipath: &Path) -> Result<Option<File>> {
+    // A file replaced between our open and our lock is not the one at the path: retry.
+    for _ in 0..8 {
+        let f = match OpenOptions::new().read(true).write(true).open(ipath) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).context(|| format!("open {}", ipath.display())),
+        };
+        if !sys::try_lock_exclusive(&f).context(|| format!("lock {}", ipath.display()))? {
+            return Err(Error::Locked {
+                path: ipath.to_owned(),
+            });
+        }
+        if is_at(&f, ipath)? {
+            return Ok(Some(f));
+        }
+    }
+    Err(Error::Locked {
+        path: ipath.to_owned(),
+    })
+}
+
+/// Creates the memory image file at `ipath` (empty) and locks it. Never replaces a
+/// file: one that appeared since [`lock_image`] looked belongs to another opener.
+fn create_locked_image(ipath: &Path) -> Result<File> {
+    let f = match OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .open(ipath)
-        .context(|| format!("create {}", ipath.display()))?;
-    if let Err(e) = sys::preallocate(&f, len) {
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(Error::Locked {
+                path: ipath.to_owned(),
+            })
+        }
+        Err(e) => return Err(e).context(|| format!("create {}", ipath.display())),
+    };
+    if !sys::try_lock_exclusive(&f).context(|| format!("lock {}", ipath.display()))?
+        || !is_at(&f, ipath)?
+    {
+        return Err(Error::Locked {
+            path: ipath.to_owned(),
+        });
+    }
+    Ok(f)
+}
+
+/// Whether the open file `f` is still the file at `p`.
+fn is_at(f: &File, p: &Path) -> Result<bool> {
+    let ours = f.metadata().context(|| format!("stat {}", p.display()))?;
+    Ok(match std::fs::metadata(p) {
+        Ok(m) => m.dev() == ours.dev() && m.ino() == ours.ino(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e).context(|| format!("stat {}", p.display())),
+    })
+}
+
+/// Empties the (locked) memory image `f`, preallocates it and writes its header; the
+/// `ready` word stays 0 until the data is loaded.
+fn create_image(f: &File, ipath: &Path, dir: &Path, header: &MemHeader, len: u64) -> Result<()> {
+    f.set_len(0)
+        .context(|| format!("truncate {}", ipath.display()))?;
+    if let Err(e) = sys::preallocate(f, len) {
         let _ = std::fs::remove_file(ipath);
         return Err(if e.raw_os_error() == Some(libc::ENOSPC) {
             Error::CacheFull {
@@ -882,13 +1141,12 @@ fn create_image(ipath: &Path, dir: &Path, header: &MemHeader, len: u64) -> Resul
         });
     }
     f.write_all_at(&header.encode(), 0)
-        .context(|| format!("write {}", ipath.display()))?;
-    Ok(f)
+        .context(|| format!("write {}", ipath.display()))
 }
 
 /// Copies the disk image's data into a new memory image.
 fn load_cold(
-    disk: &File,
+    disk: &DiskFile,
     path: &Path,
     image: &File,
     ipath: &Path,
@@ -945,11 +1203,18 @@ fn map_data(
         }
         ActiveProtection::Pkey(key) => {
             let r = Mapping::read_only(image, at, len).context(ctx)?;
-            let w = Mapping::read_write(image, at, len).context(ctx)?;
+            // Populated like the alias, so a first write to a page takes no fault.
+            let w = Mapping::read_write_populated(image, at, len).context(ctx)?;
             w.tag_with_pkey(key).context(ctx)?;
             // This thread's rights for the key were set to "no access" by pkey_alloc;
             // other threads start from the kernel's default, which also denies it.
             (r, Some(w), Guard::Pkey { key })
+        }
+        ActiveProtection::Alias => {
+            let r = Mapping::read_only(image, at, len).context(ctx)?;
+            let w = Mapping::read_write_hidden(image, at, len)
+                .context(|| format!("map {} at a random address", ipath.display()))?;
+            (r, Some(w), Guard::Alias)
         }
     })
 }

@@ -3,7 +3,8 @@
 //! checkpoint.
 //!
 //! The steps, each with its crash point:
-//! 1. copy the dirty pages under the exclusive gate (`rio.checkpoint.staged`);
+//! 1. copy the dirty pages under the exclusive gate (`rio.checkpoint.copying` after each
+//!    page is copied, before it is marked in flight; `rio.checkpoint.staged`);
 //! 2. write header, index and pages to the journal (`rio.checkpoint.journal_written`),
 //!    fsync (`rio.checkpoint.journal_synced`);
 //! 3. write the commit record (`rio.checkpoint.commit_written`), fsync
@@ -17,8 +18,6 @@
 //! journal, which the next open installs (again): installing writes the same bytes to
 //! the same places, so it is idempotent.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -26,6 +25,7 @@ use std::time::Instant;
 use crash_point::crash_point;
 
 use crate::cache::Inner;
+use crate::disk_io::DiskFile;
 use crate::error::{IoContext, Result};
 use crate::format::{DiskHeader, DISK_DATA_OFFSET};
 use crate::journal::Batch;
@@ -33,6 +33,7 @@ use crate::sys::PAGE;
 
 /// Every crash point in rio-cache, for harnesses that enumerate them.
 pub const CRASH_POINTS: &[&str] = &[
+    "rio.checkpoint.copying",
     "rio.checkpoint.staged",
     "rio.checkpoint.journal_written",
     "rio.checkpoint.journal_synced",
@@ -105,8 +106,11 @@ impl Inner {
         j.write_all_at(&batch.commit_record(), body.len() as u64)
             .context(|| format!("write {}", jp.display()))?;
         crash_point!("rio.checkpoint.commit_written");
-        j.sync_data()
-            .context(|| format!("fsync {}", jp.display()))?;
+        // The `commit-no-sync` mutant installs without making the commit record durable.
+        if !crate::mutant::is("commit-no-sync") {
+            j.sync_data()
+                .context(|| format!("fsync {}", jp.display()))?;
+        }
         crash_point!("rio.checkpoint.commit_synced");
         install(&self.disk, &self.path, batch, self.data_len, false)?;
         clear_journal(j, jp)?;
@@ -117,7 +121,7 @@ impl Inner {
 
 /// Writes a committed batch's pages and header into the disk image and fsyncs it.
 pub(crate) fn install(
-    disk: &File,
+    disk: &DiskFile,
     path: &Path,
     batch: &Batch,
     data_len: u64,
@@ -147,8 +151,11 @@ pub(crate) fn install(
     } else {
         crash_point!("rio.checkpoint.installed");
     }
-    disk.sync_data()
-        .context(|| format!("fsync {}", path.display()))?;
+    // The `install-no-sync` mutant clears the journal with the installed pages volatile.
+    if recovering || !crate::mutant::is("install-no-sync") {
+        disk.sync_data()
+            .context(|| format!("fsync {}", path.display()))?;
+    }
     if recovering {
         crash_point!("rio.recover.disk_synced");
     } else {
@@ -161,7 +168,7 @@ pub(crate) fn install(
 /// and blocks, so this write, and the next checkpoint's journal writes, overwrite
 /// allocated blocks and their `fdatasync`s need no file-system metadata commit
 /// (truncating and regrowing the journal made every checkpoint pay for one).
-pub(crate) fn clear_journal(j: &File, path: &Path) -> Result<()> {
+pub(crate) fn clear_journal(j: &DiskFile, path: &Path) -> Result<()> {
     j.write_all_at(&[0u8; crate::journal::HEADER_LEN], 0)
         .and_then(|()| j.sync_data())
         .context(|| format!("clear {}", path.display()))

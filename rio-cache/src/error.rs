@@ -18,7 +18,9 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// Another handle, in this process or another, holds the cache for this disk file.
+    /// Another handle, in this process or another, holds the cache for this disk file
+    /// (`path` is the disk file), or holds its memory image (`path` is the image: the
+    /// disk file was recreated while a cache of it was open).
     #[error("{} is locked by another open cache", path.display())]
     Locked {
         /// The disk file.
@@ -50,6 +52,46 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The memory image is damaged (its header, its `ready` or `synced` word, or its
+    /// length) or of another format version, so it cannot be used; but it may hold
+    /// committed data that the disk image lacks, so it is not discarded either. Nothing
+    /// was changed. [`crate::RioOptions::discard_image`] opens from the disk image
+    /// instead, dropping whatever the image held.
+    #[error(
+        "memory image {} of {} is damaged ({reason}) and may hold data newer than the \
+         disk image; nothing was changed (discard_image starts from the disk image)",
+        image.display(),
+        path.display()
+    )]
+    DamagedImage {
+        /// The memory image.
+        image: PathBuf,
+        /// The disk file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A complete memory image of this boot is in the cache directory, but the disk
+    /// file does not continue from it: the disk file is empty (truncated, or removed and
+    /// created again), or it was replaced by another file (another inode) holding the
+    /// checkpoint the image continues. Using the disk file would silently drop
+    /// everything the image holds beyond it. Nothing was changed.
+    /// [`crate::RioOptions::discard_image`] drops the image and opens the disk file as
+    /// it is.
+    #[error(
+        "memory image {} holds a live cache of {} that cannot be used: {reason}; \
+         nothing was changed (discard_image drops the image)",
+        image.display(),
+        path.display()
+    )]
+    LiveImage {
+        /// The memory image.
+        image: PathBuf,
+        /// The disk file.
+        path: PathBuf,
+        /// Why the disk file does not continue from it.
+        reason: String,
+    },
     /// The disk file holds a cache of a different size than the one requested.
     #[error("{} holds a cache of {found} bytes, but {requested} were requested", path.display())]
     SizeMismatch {
@@ -77,9 +119,11 @@ pub enum Error {
         /// The bytes needed.
         len: u64,
     },
-    /// Memory protection keys were asked for but this CPU or kernel has none free.
+    /// [`crate::Protection::Pkey`] was asked for, but this machine cannot give the
+    /// process a protection key; the reason says why (no keys in the CPU, not enabled by
+    /// the kernel, or all in use).
     #[error("memory protection keys are unavailable: {0}")]
-    PkeyUnavailable(String),
+    PkeyUnavailable(#[from] PkeyUnavailable),
     /// An offset range does not lie inside the cache.
     #[error("range {offset}+{len} is outside the cache of {size} bytes")]
     OutOfRange {
@@ -121,6 +165,32 @@ pub enum Error {
     /// would pretend. Reopen the cache (a warm start writes everything back again).
     #[error("the cache is poisoned by an earlier writeback failure: {0}")]
     Poisoned(String),
+}
+
+/// Why memory protection keys cannot be used (see [`crate::pkey_support`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PkeyUnavailable {
+    /// The CPU has no protection keys (CPUID leaf 7 does not report `PKU`): most AMD
+    /// CPUs before Zen 3, Intel client CPUs before Tiger Lake, and virtual CPUs that
+    /// hide the feature.
+    #[error("this CPU has no memory protection keys (CPUID reports no PKU)")]
+    NoCpuSupport,
+    /// The CPU has protection keys, but the kernel did not turn them on (CPUID reports
+    /// no `OSPKE`): a kernel built without `CONFIG_X86_INTEL_MEMORY_PROTECTION_KEYS`, or
+    /// booted with `nopku`.
+    #[error("this CPU has memory protection keys but the kernel has not enabled them (no OSPKE: built without CONFIG_X86_INTEL_MEMORY_PROTECTION_KEYS, or booted with nopku)")]
+    NotEnabledByKernel,
+    /// Every protection key is allocated in this process (x86-64 has 15 besides the
+    /// default key 0; each open `Pkey` cache holds one).
+    #[error("all protection keys of this process are in use (pkey_alloc: no free key)")]
+    NoFreeKey,
+    /// Protection keys are implemented for x86-64 only.
+    #[error("rio-cache uses protection keys on x86-64 only")]
+    NotX86_64,
+    /// `pkey_alloc` failed for another reason.
+    #[error("pkey_alloc failed: {0}")]
+    Os(#[source] io::Error),
 }
 
 /// A `Result` with rio-cache's [`Error`].

@@ -11,14 +11,23 @@
 //! - **Warm and cold start.** Reopening after a process crash finds the memory image and
 //!   uses it ([`StartKind::Warm`]). If the machine restarted (the boot id changed), or
 //!   the image is missing or not this file's, the cache is loaded from the disk image
-//!   ([`StartKind::Cold`]).
-//! - **Protection.** Outside a write window the memory is read-only to the process
-//!   ([`Protection::Mprotect`] or, where the CPU has them, memory protection keys
-//!   ([`Protection::Pkey`])). A stray store dies with `SIGSEGV` and changes nothing.
+//!   ([`StartKind::Cold`]). An image that may hold committed data the disk image lacks
+//!   is never dropped silently: if it cannot be used, the open is refused
+//!   ([`Error::DamagedImage`], [`Error::LiveImage`]) unless
+//!   [`RioOptions::discard_image`] says to drop it.
+//! - **Protection.** The addresses the program reads the data through are read-only to
+//!   it outside a write window: memory protection keys where the CPU has them
+//!   ([`Protection::Pkey`]), else a second, writable mapping at a random address that
+//!   only windows write through ([`Protection::Alias`], no system call per window), or
+//!   ([`Protection::Mprotect`]) `mprotect` around every window. A stray store through
+//!   those addresses dies with `SIGSEGV` and changes nothing. What each mode does not
+//!   stop is listed at [`Protection`]. [`RioCache::protection`] says which one
+//!   [`Protection::Auto`] picked.
 //! - **Lazy, consistent writeback.** A checkpoint copies the dirty pages at a moment when
 //!   no [`Update`] is in progress and installs them through a journal, so a crash at any
 //!   step leaves the disk image at exactly the old or exactly the new checkpoint.
-//! - **One owner.** The disk file is locked; a second open gets [`Error::Locked`].
+//! - **One owner.** The disk file and its memory image are locked; a second open gets
+//!   [`Error::Locked`].
 //!
 //! ```
 //! use rio_cache::{RioCache, RioOptions, StartKind, Writeback};
@@ -59,9 +68,10 @@
 //!
 //! The crate hands out `&[u8]` and `&mut [u8]` views of a `MAP_SHARED` mapping. They
 //! cannot change underneath their holder because:
-//! - the disk file is locked (`flock`), so no other cooperating process maps the same
-//!   memory image (a process that writes the image file behind the lock's back is
-//!   outside the model, as with any mmap-based store);
+//! - the disk file and the memory image are locked (`flock`), so no other cooperating
+//!   process maps the same memory image, even one that opens a disk file recreated
+//!   under the same path (a process that writes the image file behind the lock's back
+//!   is outside the model, as with any mmap-based store);
 //! - mutable slices come only from `&mut` [`Update`]. An update of a [`RioCache`]
 //!   borrows `&mut RioCache`, so no shared slice from [`RioCache::read`] is alive. An
 //!   update of a [`SharedCache`] (which owns its `RioCache`, so `RioCache::read` cannot
@@ -75,14 +85,19 @@
 //! - the writeback thread only reads, and only while the checkpoint gate is closed,
 //!   which happens only while no update is inside it;
 //! - protection changes never remove read access, and only remove write access from
-//!   pages with no live mutable slice (windows close when the update drops).
+//!   pages with no live mutable slice (windows close when the update drops);
+//! - under `Pkey` and `Alias` the same bytes are reachable through two mappings, one
+//!   read-only: a `&mut [u8]` into the write mapping and a `&[u8]` into the read one
+//!   over the same bytes are never alive together, by the same borrows as above (the
+//!   write mapping's address is never handed out except inside such a `&mut`).
 //!
 //! Unsafe code lives in two modules: `sys` (system calls and raw views of the mapping)
 //! and `access` (where the slices above are created).
 //!
 //! # Dependencies
 //! - `memmap2`: the mappings (creation, unmapping on drop).
-//! - `libc`: `mprotect`, `pkey_*`, `flock`, `posix_fallocate`.
+//! - `libc`: `mprotect`, `mmap`/`munmap` (the alias), `getrandom`, `pkey_*`, `flock`,
+//!   `posix_fallocate`.
 //! - `crc32fast`: checksums of headers and journal.
 //! - `thiserror`: the [`Error`] enum.
 //! - `crash-point`: named crash points at every checkpoint and recovery step (compiled
@@ -98,15 +113,44 @@
 mod access;
 mod cache;
 mod checkpoint;
+mod disk_io;
 mod error;
 mod format;
 mod gate;
+pub mod inspect;
 mod journal;
 mod locks;
 mod options;
+pub mod power;
 mod shared;
 mod sys;
 mod writeback;
+
+#[cfg(feature = "mutants")]
+mod mutant {
+    //! Deliberately broken orderings for tests and `crash-sim self-test` (feature
+    //! `mutants`, off in every normal build). `RIO_MUTANT` names the one in force; it is
+    //! read once per process.
+    pub(crate) fn is(name: &str) -> bool {
+        static SELECTED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        SELECTED.get_or_init(|| std::env::var("RIO_MUTANT").unwrap_or_default()) == name
+    }
+}
+
+#[cfg(not(feature = "mutants"))]
+mod mutant {
+    //! Without the `mutants` feature no mutant is ever in force; the checks compile away.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    pub(crate) fn is(_name: &str) -> bool {
+        false
+    }
+}
+
+/// The mutant environment variable: with the `mutants` feature, names the deliberately
+/// broken ordering in force (`commit-no-sync`, `install-no-sync`, `clean-before-copy`,
+/// `warm-after-rewrite`).
+pub const MUTANT_ENV: &str = "RIO_MUTANT";
 
 pub use access::{PageMemo, Update, WriteWindow};
 pub use cache::{
@@ -114,7 +158,7 @@ pub use cache::{
     StartKind, Stats,
 };
 pub use checkpoint::CRASH_POINTS;
-pub use error::{Error, Result};
+pub use error::{Error, PkeyUnavailable, Result};
 pub use options::{Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACHE_DIR};
 pub use shared::{Locked, SharedCache, DEFAULT_LOCK_WAIT};
 
@@ -123,11 +167,14 @@ pub const PAGE_SIZE: usize = sys::PAGE;
 
 /// Whether memory protection keys can be allocated on this machine right now.
 pub fn pkeys_supported() -> bool {
-    match sys::pkey_alloc() {
-        Ok(k) => {
-            sys::pkey_free(k);
-            true
-        }
-        Err(_) => false,
-    }
+    pkey_support().is_ok()
+}
+
+/// Whether memory protection keys can be allocated on this machine right now, and if
+/// not, why (the reason [`Protection::Pkey`] would be refused with).
+///
+/// # Errors
+/// The [`PkeyUnavailable`] reason.
+pub fn pkey_support() -> std::result::Result<(), PkeyUnavailable> {
+    sys::pkey_alloc().map(sys::pkey_free)
 }

@@ -17,13 +17,34 @@ pub enum Protection {
     None,
     /// `mprotect`: the mapping is read-only; a write window makes its pages writable
     /// (reference-counted per page) and read-only again when it closes. Several
-    /// microseconds per window.
+    /// microseconds per window. While a window is open its pages are writable through
+    /// every pointer, not just the window's.
     Mprotect,
-    /// Memory protection keys: the writable mapping is tagged with a key that the
-    /// thread's PKRU register denies; a write window flips PKRU (tens of nanoseconds).
-    /// Needs a CPU with `pku` and a kernel with `ospke`.
+    /// Memory protection keys: reads go through a read-only mapping; the writable
+    /// mapping is tagged with a key that the thread's PKRU register denies; a write
+    /// window flips PKRU (tens of nanoseconds). Needs a CPU with `pku` and a kernel
+    /// with `ospke`. The strongest mode: the write mapping is writable only to the
+    /// thread with an update open, only while it is open.
     Pkey,
-    /// `Pkey` where the CPU and kernel support it, else `Mprotect`.
+    /// A W^X dual mapping, as JIT compilers use: the mapping the program reads (every
+    /// address [`crate::RioCache::read`] and [`crate::RioCache::as_slice`] hand out) is
+    /// read-only, and writes go through a second, writable mapping of the same memory
+    /// image placed at a random address (about 34 bits of entropy, independent of
+    /// where the public mapping is). No system call per window: a transaction costs
+    /// about what it costs without protection.
+    ///
+    /// What it stops: a stray store through any address derived from the public
+    /// mapping (a buffer overrun, a stale pointer into the data) faults with
+    /// `SIGSEGV`, whether or not a window is open. What it does not stop: a stray store
+    /// that happens to land in the private alias, which is writable at all times (a
+    /// store to a random address hits it as often as the public mapping, since both
+    /// have the same size), or code that reads the alias's address from
+    /// `/proc/self/maps` or from the cache's own heap state. That is weaker than Rio,
+    /// whose memory was writable only for the instant of a legitimate write.
+    Alias,
+    /// The strongest mode that is cheap on this machine: `Pkey` where the CPU and
+    /// kernel support it (`pkey_alloc` succeeds), else `Alias`. `Mprotect` is never
+    /// chosen automatically: it costs several microseconds per transaction.
     #[default]
     Auto,
 }
@@ -61,11 +82,13 @@ pub struct RioOptions {
     pub(crate) protection: Protection,
     pub(crate) writeback: Writeback,
     pub(crate) checkpoint_on_close: bool,
+    pub(crate) discard_image: bool,
+    pub(crate) record_writes: Option<PathBuf>,
 }
 
 impl Default for RioOptions {
     /// 64 MiB, cache directory from `RIO_CACHE_DIR` or `/dev/shm`, [`Protection::Auto`],
-    /// [`Writeback::default`], checkpoint on close.
+    /// [`Writeback::default`], checkpoint on close, memory image not discarded, no write recording.
     fn default() -> Self {
         RioOptions {
             size: 64 << 20,
@@ -73,6 +96,8 @@ impl Default for RioOptions {
             protection: Protection::Auto,
             writeback: Writeback::default(),
             checkpoint_on_close: true,
+            discard_image: false,
+            record_writes: None,
         }
     }
 }
@@ -118,6 +143,35 @@ impl RioOptions {
     #[must_use]
     pub fn checkpoint_on_close(mut self, yes: bool) -> Self {
         self.checkpoint_on_close = yes;
+        self
+    }
+
+    /// Whether the open discards the memory image and starts from the disk image
+    /// (default `false`). Without it, an image that may hold committed data the disk
+    /// image lacks but cannot be used (a damaged one, or one whose disk file is empty
+    /// or was replaced) refuses the open with [`crate::Error::DamagedImage`] or
+    /// [`crate::Error::LiveImage`]. With it, the open never uses the image, not even a
+    /// usable one ([`crate::ColdReason::Discarded`]): it starts cold from the disk image
+    /// (or, for an empty disk file, creates a new cache), and everything written since
+    /// the disk image's last checkpoint is lost. This is the explicit way to proceed
+    /// after such a refusal (a recovery tool's `--discard-image`); the image is replaced
+    /// only once the open has validated everything else.
+    #[must_use]
+    pub fn discard_image(mut self, yes: bool) -> Self {
+        self.discard_image = yes;
+        self
+    }
+
+    /// For crash tests: record every write and sync of the disk image and the journal in
+    /// a write log in `dir` (created by the open if absent; best on a memory file
+    /// system, beside the memory image), so that [`crate::power::cut`] can later rebuild
+    /// the two files as a power loss could leave them. Off by default: each write then
+    /// costs a read of the bytes it replaces and an append to the log. Reopening with
+    /// the same directory continues the log, so writes a killed process left unsynced
+    /// stay unsynced until a sync or a cut.
+    #[must_use]
+    pub fn record_writes(mut self, dir: impl AsRef<Path>) -> Self {
+        self.record_writes = Some(dir.as_ref().to_owned());
         self
     }
 

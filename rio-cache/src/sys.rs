@@ -26,7 +26,28 @@ pub(crate) fn system_page_size() -> usize {
 /// A `MAP_SHARED` mapping of part of a file.
 #[derive(Debug)]
 pub(crate) struct Mapping {
-    map: MmapRaw,
+    map: Backing,
+}
+
+/// Who unmaps a [`Mapping`].
+#[derive(Debug)]
+enum Backing {
+    /// memmap2, at an address the kernel chose.
+    Memmap(MmapRaw),
+    /// A mapping this module placed itself (see [`Mapping::read_write_hidden`]);
+    /// unmapped on drop.
+    Placed { ptr: *mut u8, len: usize },
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        if let Backing::Placed { ptr, len } = *self {
+            // SAFETY: `ptr..ptr + len` is a mapping this module created and nothing else
+            // unmaps; the `Mapping` that owned it is being dropped, and every slice of it
+            // borrowed that `Mapping`, so none is alive.
+            unsafe { libc::munmap(ptr.cast(), len) };
+        }
+    }
 }
 
 // SAFETY: the mapping is plain memory shared with a file; `Mapping` hands out only raw
@@ -39,7 +60,86 @@ impl Mapping {
     /// Maps `len` bytes of `file` at `offset`, readable and writable.
     pub(crate) fn read_write(file: &File, offset: u64, len: usize) -> io::Result<Mapping> {
         let map = MmapOptions::new().offset(offset).len(len).map_raw(file)?;
-        Ok(Mapping { map })
+        Ok(Mapping {
+            map: Backing::Memmap(map),
+        })
+    }
+
+    /// Maps `len` bytes of `file` at `offset`, readable and writable, at a page-aligned
+    /// address drawn uniformly at random from `[HIDDEN_LOW, HIDDEN_HIGH)` (about 2^34
+    /// possible places, independent of where the kernel put any other mapping), instead
+    /// of next to the process's other mappings where the kernel would put it.
+    ///
+    /// The page tables are filled at once (`MAP_POPULATE`), so a transaction's first
+    /// write to a page takes no fault on the alias (the public mapping still faults on
+    /// first touch, as it does without protection).
+    ///
+    /// `MAP_FIXED_NOREPLACE` never replaces an existing mapping: a draw that overlaps
+    /// one (or a kernel older than 4.17, which treats the flag as a hint and may map
+    /// elsewhere) is undone and drawn again, up to 64 times.
+    pub(crate) fn read_write_hidden(file: &File, offset: u64, len: usize) -> io::Result<Mapping> {
+        let off = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let span = (HIDDEN_HIGH - HIDDEN_LOW)
+            .checked_sub(len)
+            .filter(|s| *s >= PAGE && len > 0)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let slots = (span / PAGE) as u64;
+        let mut last = io::Error::from(io::ErrorKind::AddrInUse);
+        for _ in 0..64 {
+            let want = HIDDEN_LOW + (random_u64()? % slots) as usize * PAGE;
+            // SAFETY: MAP_FIXED_NOREPLACE never unmaps or replaces anything: the call
+            // either creates a new mapping at `want` or fails with EEXIST. The
+            // descriptor is open and the length nonzero. The result is checked below.
+            let got = unsafe {
+                libc::mmap(
+                    want as *mut libc::c_void,
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE | libc::MAP_POPULATE,
+                    file.as_raw_fd(),
+                    off,
+                )
+            };
+            if got == libc::MAP_FAILED {
+                last = io::Error::last_os_error();
+                if last.raw_os_error() == Some(libc::EEXIST) {
+                    continue;
+                }
+                return Err(last);
+            }
+            if got as usize == want {
+                return Ok(Mapping {
+                    map: Backing::Placed {
+                        ptr: got.cast(),
+                        len,
+                    },
+                });
+            }
+            // A kernel without MAP_FIXED_NOREPLACE chose another address: undo, retry.
+            // SAFETY: `got..got + len` is the mapping the call above just created;
+            // nothing else refers to it.
+            unsafe { libc::munmap(got, len) };
+        }
+        Err(last)
+    }
+
+    /// Maps `len` bytes of `file` at `offset`, readable and writable, with its page
+    /// tables filled at once (`MAP_POPULATE`): for a write mapping whose first write to
+    /// each page would otherwise take a fault on top of the read mapping's.
+    pub(crate) fn read_write_populated(
+        file: &File,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<Mapping> {
+        let map = MmapOptions::new()
+            .offset(offset)
+            .len(len)
+            .populate()
+            .map_raw(file)?;
+        Ok(Mapping {
+            map: Backing::Memmap(map),
+        })
     }
 
     /// Maps `len` bytes of `file` at `offset`, read-only.
@@ -48,15 +148,23 @@ impl Mapping {
             .offset(offset)
             .len(len)
             .map_raw_read_only(file)?;
-        Ok(Mapping { map })
+        Ok(Mapping {
+            map: Backing::Memmap(map),
+        })
     }
 
     pub(crate) fn ptr(&self) -> *mut u8 {
-        self.map.as_mut_ptr()
+        match &self.map {
+            Backing::Memmap(m) => m.as_mut_ptr(),
+            Backing::Placed { ptr, .. } => *ptr,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        match &self.map {
+            Backing::Memmap(m) => m.len(),
+            Backing::Placed { len, .. } => *len,
+        }
     }
 
     /// The bytes `[off, off + len)` for reading.
@@ -138,15 +246,76 @@ impl Mapping {
     }
 }
 
-/// Allocates a protection key whose initial rights for this thread deny all access.
-pub(crate) fn pkey_alloc() -> io::Result<u32> {
-    // SAFETY: pkey_alloc has no memory-safety preconditions.
-    let rc = unsafe { libc::syscall(libc::SYS_pkey_alloc, 0, PKEY_DISABLE_ACCESS) };
-    if rc < 0 {
+/// The lowest address a hidden mapping may start at (1 TiB: far above the program's
+/// brk heap, which grows up from near the executable).
+pub(crate) const HIDDEN_LOW: usize = 1 << 40;
+/// The end of the range hidden mappings are placed in (64 TiB: below the region where
+/// the kernel places mmaps and stacks, just under 128 TiB on x86-64 with 4-level
+/// paging, and valid on 5-level paging too, which only hands out higher addresses on
+/// request).
+pub(crate) const HIDDEN_HIGH: usize = 1 << 46;
+
+/// Eight bytes from the kernel's random number generator.
+fn random_u64() -> io::Result<u64> {
+    let mut b = [0u8; 8];
+    // SAFETY: the buffer is valid for writes of its length.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 8 {
+        Ok(u64::from_ne_bytes(b))
+    } else if n < 0 {
         Err(io::Error::last_os_error())
     } else {
-        Ok(rc as u32)
+        Err(io::Error::from(io::ErrorKind::UnexpectedEof))
     }
+}
+
+/// What the CPU says about protection keys (CPUID leaf 7, sub-leaf 0, ECX): whether it
+/// has them (`PKU`, bit 3) and whether the kernel turned them on (`OSPKE`, bit 4, a copy
+/// of CR4.PKE).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn cpu_pkeys() -> (bool, bool) {
+    use std::arch::x86_64::{__cpuid, __cpuid_count};
+    #[allow(unused_unsafe)] // unsafe fns before Rust 1.87, safe since
+    // SAFETY: CPUID exists on every x86-64 CPU and only reads identification registers;
+    // leaf 7 is asked for only if leaf 0 says it exists.
+    let ecx = unsafe {
+        if __cpuid(0).eax < 7 {
+            return (false, false);
+        }
+        __cpuid_count(7, 0).ecx
+    };
+    (ecx & (1 << 3) != 0, ecx & (1 << 4) != 0)
+}
+
+/// Allocates a protection key whose initial rights for this thread deny all access.
+///
+/// Checks the CPU first: without PKU (or with the kernel not enabling it), Linux
+/// answers `pkey_alloc` with `ENOSPC` or `EINVAL`, which would name the wrong cause.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn pkey_alloc() -> Result<u32, crate::PkeyUnavailable> {
+    use crate::PkeyUnavailable;
+    match cpu_pkeys() {
+        (false, _) => return Err(PkeyUnavailable::NoCpuSupport),
+        (true, false) => return Err(PkeyUnavailable::NotEnabledByKernel),
+        (true, true) => {}
+    }
+    // SAFETY: pkey_alloc has no memory-safety preconditions.
+    let rc = unsafe { libc::syscall(libc::SYS_pkey_alloc, 0, PKEY_DISABLE_ACCESS) };
+    if rc >= 0 {
+        return Ok(rc as u32);
+    }
+    let e = io::Error::last_os_error();
+    Err(match e.raw_os_error() {
+        Some(libc::ENOSPC) => PkeyUnavailable::NoFreeKey,
+        Some(libc::ENOSYS) => PkeyUnavailable::NotEnabledByKernel,
+        _ => PkeyUnavailable::Os(e),
+    })
+}
+
+/// Protection keys are used on x86-64 only.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn pkey_alloc() -> Result<u32, crate::PkeyUnavailable> {
+    Err(crate::PkeyUnavailable::NotX86_64)
 }
 
 /// Frees a protection key.

@@ -336,8 +336,29 @@ fn image_of_another_file_is_not_used() {
     falls_back_cold(dir, ColdReason::OtherFile);
 }
 
+/// Opens with `discard_image`: it must start cold for `reason` and hold the disk
+/// image's checkpoint.
+fn discarded_cold(dir: &Path, reason: ColdReason) {
+    let disk_before = std::fs::read(disk_path(dir)).unwrap();
+    let cache = RioCache::open(disk_path(dir), &o(dir).discard_image(true)).unwrap();
+    assert_eq!(cache.start_kind(), StartKind::Cold(reason));
+    assert!(cache.as_slice() == pattern(1, SIZE as usize), "{reason:?}");
+    drop(cache);
+    assert!(std::fs::read(disk_path(dir)).unwrap() == disk_before);
+}
+
+fn is_damaged_image(image: &Path) -> impl Fn(&Error) -> bool + '_ {
+    move |e| matches!(e, Error::DamagedImage { image: i, .. } if i == image)
+}
+
+fn is_live_image(image: &Path) -> impl Fn(&Error) -> bool + '_ {
+    move |e| matches!(e, Error::LiveImage { image: i, .. } if i == image)
+}
+
 #[test]
-fn image_of_another_size_is_not_used() {
+fn image_of_another_size_is_refused_then_discarded() {
+    // Our own image (it continues the disk's checkpoint), but of the wrong length: it
+    // may hold newer data, so it is refused, not silently replaced.
     let _serial = common::serial();
     let t = TestDir::new();
     let dir = t.path();
@@ -349,22 +370,115 @@ fn image_of_another_size_is_not_used() {
         .unwrap()
         .set_len(len + PAGE)
         .unwrap();
-    falls_back_cold(dir, ColdReason::SizeChanged);
+    refused(dir, &image, &o(dir), is_damaged_image(&image));
+    discarded_cold(dir, ColdReason::SizeChanged);
 
     let image = setup(dir);
     patch(&image, 16, &(SIZE / 2).to_le_bytes()); // the header's data length
     fix_image_crc(&image);
-    falls_back_cold(dir, ColdReason::SizeChanged);
+    refused(dir, &image, &o(dir), is_damaged_image(&image));
+    discarded_cold(dir, ColdReason::SizeChanged);
 }
 
 #[test]
-fn image_with_damaged_header_is_not_used() {
+fn image_with_damaged_header_is_refused_then_discarded() {
     let _serial = common::serial();
     let t = TestDir::new();
     let dir = t.path();
     let image = setup(dir);
     patch(&image, 33, &[0x5a]);
-    falls_back_cold(dir, ColdReason::Damaged);
+    refused(dir, &image, &o(dir), is_damaged_image(&image));
+    discarded_cold(dir, ColdReason::Damaged);
+}
+
+#[test]
+fn discard_image_drops_a_usable_image() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    setup(dir);
+    discarded_cold(dir, ColdReason::Discarded);
+    // And the replaced image is used from then on.
+    let cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    assert_eq!(cache.start_kind(), StartKind::Warm);
+    assert!(cache.as_slice() == pattern(1, SIZE as usize));
+}
+
+#[test]
+fn disk_truncated_to_zero_with_a_live_image_is_refused() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(disk_path(dir))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    refused(dir, &image, &o(dir), is_live_image(&image));
+    // Removed outright: the same (the open leaves an empty disk file, nothing else).
+    std::fs::remove_file(disk_path(dir)).unwrap();
+    let image_before = std::fs::read(&image).unwrap();
+    let e = RioCache::open(disk_path(dir), &o(dir)).unwrap_err();
+    assert!(is_live_image(&image)(&e), "{e:?}");
+    assert!(std::fs::read(&image).unwrap() == image_before);
+    assert_eq!(std::fs::metadata(disk_path(dir)).unwrap().len(), 0);
+    // Discarding the image is the explicit way to start again.
+    let cache = RioCache::open(disk_path(dir), &o(dir).discard_image(true)).unwrap();
+    assert_eq!(cache.start_kind(), StartKind::Created);
+    assert!(cache.as_slice().iter().all(|&b| b == 0));
+}
+
+#[test]
+fn disk_replaced_by_a_copy_with_a_live_image_is_refused() {
+    // A copy of the very checkpoint the image continues, under a new inode (a restore
+    // of the latest backup, a tool that rewrites by rename): the image may hold newer
+    // data, so it is refused; a copy of an older checkpoint is just stale.
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let copy = dir.join("copy");
+    std::fs::copy(disk_path(dir), &copy).unwrap();
+    std::fs::rename(&copy, disk_path(dir)).unwrap();
+    refused(dir, &image, &o(dir), is_live_image(&image));
+    discarded_cold(dir, ColdReason::OtherFile);
+}
+
+#[test]
+fn recreated_disk_file_cannot_take_an_open_image() {
+    // The first cache keeps its disk file's old inode (locked) and maps the image; the
+    // disk file is removed and created again, so the second opener locks a new inode.
+    // Even asked to discard the image, it must not touch it.
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let mut first = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    assert_eq!(first.start_kind(), StartKind::Warm);
+    let old_disk = std::fs::read(disk_path(dir)).unwrap();
+    std::fs::remove_file(disk_path(dir)).unwrap();
+    // Empty, and a copy of the old disk image (valid, so the open gets to the image).
+    for recreated in [Vec::new(), old_disk] {
+        std::fs::write(disk_path(dir), &recreated).unwrap();
+        let image_before = std::fs::read(&image).unwrap();
+        for opts in [o(dir), o(dir).discard_image(true)] {
+            match RioCache::open(disk_path(dir), &opts) {
+                Err(Error::Locked { path }) => assert_eq!(path, image),
+                other => panic!("expected Locked on the image, got {other:?}"),
+            }
+            assert!(
+                std::fs::read(&image).unwrap() == image_before,
+                "the second opener changed the first's image"
+            );
+        }
+    }
+    // The first cache is intact and still works.
+    assert!(first.as_slice() == pattern(2, SIZE as usize));
+    first.window(0, 4).unwrap().copy_from_slice(b"live");
+    first.checkpoint().unwrap();
+    assert_eq!(first.read(0, 4).unwrap(), b"live");
 }
 
 #[test]
@@ -579,4 +693,341 @@ fn pkey_when_unsupported() {
         !disk_path(t.path()).exists(),
         "a refused open created the disk file"
     );
+}
+
+// ---------------------------------------------------------------------------------
+// Exhaustive damage: every header byte and truncations at many sizes. Each case starts
+// from the same files (restored in place, so inodes stay), opens once, and asserts the
+// documented outcome: a typed error with every file unchanged, or a correct open.
+// ---------------------------------------------------------------------------------
+
+/// What an open of a damaged cache must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    NotRioCache,
+    IncompatibleVersion,
+    Corrupt,
+    DamagedImage,
+    LiveImage,
+    /// Open, with this start, holding `pattern(n)` (0: zeroes).
+    Opens(StartKind, u64),
+}
+
+fn classify(e: &Error) -> Option<Expect> {
+    Some(match e {
+        Error::NotRioCache { .. } => Expect::NotRioCache,
+        Error::IncompatibleVersion { .. } => Expect::IncompatibleVersion,
+        Error::Corrupt { .. } => Expect::Corrupt,
+        Error::DamagedImage { .. } => Expect::DamagedImage,
+        Error::LiveImage { .. } => Expect::LiveImage,
+        _ => return None,
+    })
+}
+
+/// The three files of `dir`, as bytes (`None`: absent).
+type Files = Vec<(PathBuf, Option<Vec<u8>>)>;
+
+fn capture(dir: &Path, image: &Path) -> Files {
+    files(dir, image)
+        .into_iter()
+        .map(|p| {
+            let b = std::fs::read(&p).ok();
+            (p, b)
+        })
+        .collect()
+}
+
+/// Puts the files back in place (same inodes), removing those that were absent.
+fn put_back(files: &Files) {
+    for (p, bytes) in files {
+        match bytes {
+            Some(b) => {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(p)
+                    .unwrap();
+                f.set_len(b.len() as u64).unwrap();
+                f.write_all_at(b, 0).unwrap();
+            }
+            None => drop(std::fs::remove_file(p)),
+        }
+    }
+}
+
+/// Opens `dir`'s cache and checks the outcome against `want`: an expected error with
+/// every file byte-identical afterwards, or an open with the expected start and data.
+fn check(dir: &Path, image: &Path, opts: &RioOptions, want: Expect, case: &str) {
+    let before = capture(dir, image);
+    match RioCache::open(disk_path(dir), opts) {
+        Ok(cache) => {
+            let Expect::Opens(start, gen) = want else {
+                panic!(
+                    "{case}: opened ({:?}); expected {want:?}",
+                    cache.start_kind()
+                );
+            };
+            assert_eq!(cache.start_kind(), start, "{case}");
+            let data = if gen == 0 {
+                vec![0; SIZE as usize]
+            } else {
+                pattern(gen, SIZE as usize)
+            };
+            assert!(cache.as_slice() == data, "{case}: wrong data");
+        }
+        Err(e) => {
+            assert_eq!(classify(&e), Some(want), "{case}: {e}");
+            assert!(
+                capture(dir, image) == before,
+                "{case}: a refused open ({e}) changed a file"
+            );
+        }
+    }
+}
+
+/// The two ways a byte is damaged in these tests.
+const FLIPS: [u8; 2] = [0x01, 0xff];
+
+#[test]
+fn every_disk_header_byte() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let pristine = capture(dir, &image);
+    // Warm (a live image: the header is still read and checked) and cold.
+    for warm in [true, false] {
+        let (start, gen) = if warm {
+            (StartKind::Warm, 2)
+        } else {
+            (StartKind::Cold(ColdReason::NoImage), 1)
+        };
+        // The 64-byte header, then a sample of the reserved rest of the header page.
+        for at in (0..64).chain((64..PAGE).step_by(67)) {
+            for flip in FLIPS {
+                put_back(&pristine);
+                if !warm {
+                    std::fs::remove_file(&image).unwrap();
+                }
+                let mut b = read_at(&disk_path(dir), at, 1);
+                b[0] ^= flip;
+                patch(&disk_path(dir), at, &b);
+                let want = match at {
+                    0..8 => Expect::NotRioCache,
+                    8..12 => Expect::IncompatibleVersion,
+                    // page size, data_len, seq, writer, reserved, crc: the CRC catches it
+                    12..64 => Expect::Corrupt,
+                    _ => Expect::Opens(start, gen),
+                };
+                let case = format!("disk byte {at} ^ {flip:#x}, warm {warm}");
+                check(dir, &image, &o(dir), want, &case);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_image_header_byte() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let pristine = capture(dir, &image);
+    let meta_len = std::fs::metadata(&image).unwrap().len() - SIZE;
+    // The header, `ready` and `synced` (0..136); a sample of the reserved rest of the
+    // header page and of the dirty and in-flight maps (a flipped mark only makes a
+    // page dirty: it is written again).
+    for at in (0..136).chain((136..meta_len).step_by(61)) {
+        for flip in FLIPS {
+            put_back(&pristine);
+            let mut b = read_at(&image, at, 1);
+            b[0] ^= flip;
+            patch(&image, at, &b);
+            let case = format!("image byte {at} ^ {flip:#x}");
+            if at < 136 {
+                check(dir, &image, &o(dir), Expect::DamagedImage, &case);
+                // The explicit way on: the disk image's checkpoint, nothing else.
+                let discard = o(dir).discard_image(true);
+                let cold = Expect::Opens(StartKind::Cold(ColdReason::Damaged), 1);
+                check(dir, &image, &discard, cold, &case);
+            } else {
+                check(
+                    dir,
+                    &image,
+                    &o(dir),
+                    Expect::Opens(StartKind::Warm, 2),
+                    &case,
+                );
+            }
+        }
+    }
+}
+
+/// Truncates (or extends) `path` to `len` bytes.
+fn set_len(path: &Path, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
+#[test]
+fn truncations_of_the_disk_file() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let pristine = capture(dir, &image);
+    let full = DATA_AT + SIZE;
+    for warm in [true, false] {
+        for len in [
+            0,
+            1,
+            8,
+            63,
+            64,
+            65,
+            PAGE - 1,
+            PAGE,
+            PAGE + 1,
+            DATA_AT + SIZE / 2,
+            full - 1,
+            full + 1,
+            full + PAGE,
+        ] {
+            put_back(&pristine);
+            if !warm {
+                std::fs::remove_file(&image).unwrap();
+            }
+            set_len(&disk_path(dir), len);
+            let want = match len {
+                // An empty file is new, unless a live image of it exists.
+                0 if warm => Expect::LiveImage,
+                0 => Expect::Opens(StartKind::Created, 0),
+                1..64 => Expect::NotRioCache,
+                _ => Expect::Corrupt, // the length does not match the header
+            };
+            check(
+                dir,
+                &image,
+                &o(dir),
+                want,
+                &format!("disk {len} bytes, warm {warm}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn truncations_of_the_memory_image() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let pristine = capture(dir, &image);
+    let full = std::fs::metadata(&image).unwrap().len();
+    let meta_len = full - SIZE;
+    for len in [
+        0,
+        1,
+        64,
+        123,
+        124,
+        128,
+        135,
+        136,
+        PAGE,
+        meta_len,
+        meta_len + PAGE,
+        full - 1,
+        full + 1,
+        full + PAGE,
+    ] {
+        put_back(&pristine);
+        set_len(&image, len);
+        let want = match len {
+            // Nothing was ever loaded into an empty image.
+            0 => Expect::Opens(StartKind::Cold(ColdReason::Incomplete), 1),
+            // Cut inside its header or its data: it may have held newer data.
+            _ => Expect::DamagedImage,
+        };
+        check(dir, &image, &o(dir), want, &format!("image {len} bytes"));
+    }
+}
+
+#[test]
+fn truncations_of_a_committed_journal() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    std::fs::remove_file(&image).unwrap();
+    let jp = rio_cache::journal_path(&disk_path(dir));
+    let full = journal(2, &journal_pages(), true);
+    std::fs::write(&jp, &full).unwrap();
+    let pristine = capture(dir, &image);
+    let n = full.len() as u64;
+    for len in [
+        0,
+        1,
+        32,
+        63,
+        64,
+        65,
+        64 + 8,
+        64 + 16,
+        64 + 16 + PAGE / 2,
+        64 + 16 + PAGE,
+        n - 64,
+        n - 63,
+        n - 32,
+        n - 1,
+        n,
+    ] {
+        put_back(&pristine);
+        set_len(&jp, len);
+        let case = format!("journal {len} of {n} bytes");
+        let cache =
+            RioCache::open(disk_path(dir), &o(dir)).unwrap_or_else(|e| panic!("{case}: {e}"));
+        let disk_seq = cache.stats().disk_seq;
+        if len == n {
+            // The whole journal, commit record included: installed.
+            assert_eq!(disk_seq, 2, "{case}");
+            assert!(cache.as_slice() == expected_after_journal(), "{case}");
+        } else {
+            // Torn: discarded, the old checkpoint exactly.
+            assert_eq!(disk_seq, 1, "{case}");
+            assert!(cache.as_slice() == pattern(1, SIZE as usize), "{case}");
+        }
+        drop(cache);
+        assert!(journal_is_clear(&jp), "{case}: journal not cleared");
+    }
+}
+
+#[test]
+fn disk_header_damaged_during_a_session_is_rewritten_or_reported() {
+    // Every checkpoint that installs pages writes the whole header again, so damage
+    // done to it while the cache is open is repaired by the next such checkpoint; if
+    // none comes, the next open reports it (warm or cold) and changes nothing.
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let damage = || patch(&disk_path(dir), 20, &[0xee]); // data_len, under the CRC
+    let mut cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    damage();
+    cache.window(0, 4).unwrap().copy_from_slice(b"next");
+    cache.checkpoint().unwrap();
+    drop(cache);
+    std::fs::remove_file(&image).unwrap();
+    let cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    assert_eq!(cache.start_kind(), StartKind::Cold(ColdReason::NoImage));
+    assert_eq!(cache.read(0, 4).unwrap(), b"next");
+    // Damaged with nothing left to checkpoint: reported at the next open.
+    damage();
+    cache.close().unwrap();
+    refused(dir, &image, &o(dir), |e| matches!(e, Error::Corrupt { .. }));
 }

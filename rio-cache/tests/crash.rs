@@ -26,6 +26,7 @@ fn protection_from(arg: &str) -> Protection {
         "none" => Protection::None,
         "mprotect" => Protection::Mprotect,
         "pkey" => Protection::Pkey,
+        "alias" => Protection::Alias,
         other => panic!("unknown protection {other}"),
     }
 }
@@ -35,6 +36,7 @@ fn protection_name(p: Protection) -> &'static str {
         Protection::None => "none",
         Protection::Mprotect => "mprotect",
         Protection::Pkey => "pkey",
+        Protection::Alias => "alias",
         Protection::Auto => "auto",
     }
 }

@@ -125,6 +125,11 @@ proptest! {
     }
 
     #[test]
+    fn cache_matches_model_alias(ops in proptest::collection::vec(op(), 1..24)) {
+        run(&ops, Protection::Alias)?;
+    }
+
+    #[test]
     fn cache_matches_model_unprotected(ops in proptest::collection::vec(op(), 1..24)) {
         run(&ops, Protection::None)?;
     }

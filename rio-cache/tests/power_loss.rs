@@ -1,20 +1,27 @@
-//! Power loss: the memory image is gone (deleted), so the cache starts cold from the disk
-//! image, which must be exactly one checkpoint: the last one that committed. The process
-//! is also killed at every checkpoint and recovery step (crash points), after which both
-//! a cold start (exactly the old or the new checkpoint) and a warm start (every store)
-//! must hold.
+//! Power loss, emulated with rio-cache's write recording (`RioOptions::record_writes`)
+//! and `power::cut`: the memory image is gone, every synced write survives, and of the
+//! writes not yet synced the cut keeps none, all, a prefix, a suffix or a random subset,
+//! tearing a partly kept write at 512-byte sectors. After it the cache starts cold from
+//! the disk image, which must be exactly one checkpoint: the last one that committed.
+//! The process is also killed at every checkpoint and recovery step (crash points), and
+//! each crash state is put through every plan; a warm start after the kill alone must
+//! hold every store. A last test checks the recorded writes and syncs of a checkpoint
+//! and of a recovery against the protocol in docs/rio-cache.md.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use common::{assert_signaled, child_dispatch, disk_path, opts, pattern, run_child, TestDir, PAGE};
+use rio_cache::power::{self, IoEvent, IoKind, Plan, Target};
 use rio_cache::{ColdReason, Protection, RioCache, StartKind, CRASH_POINTS};
 
 const SIZE: u64 = 16 * PAGE;
 
 fn o(dir: &Path) -> rio_cache::RioOptions {
-    opts(dir, SIZE, Protection::Auto).checkpoint_on_close(false)
+    opts(dir, SIZE, Protection::Auto)
+        .checkpoint_on_close(false)
+        .record_writes(dir.join("shm"))
 }
 
 /// The contents of checkpoint 1.
@@ -45,15 +52,12 @@ fn write_state(cache: &mut RioCache, want: &[u8]) {
 
 /// Leaves checkpoint 1 (= old) on disk and the new state, not yet checkpointed, in the
 /// memory image.
-fn setup(dir: &Path) -> PathBuf {
+fn setup(dir: &Path) {
     let mut cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
     write_state(&mut cache, &old_state());
     cache.checkpoint().unwrap();
     assert_eq!(cache.stats().disk_seq, 1);
     write_state(&mut cache, &new_state());
-    let image = cache.image_path().to_owned();
-    drop(cache);
-    image
 }
 
 /// Child: opens the cache (warm or cold) and takes a checkpoint; `CRASH_POINT` kills it.
@@ -63,9 +67,16 @@ fn child_checkpoint(dir: &Path, _arg: &str) {
     common::report("survived");
 }
 
+/// Child: opens the cache (recovering it) and stops there.
+fn child_open(dir: &Path, _arg: &str) {
+    let cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    common::report("opened");
+    std::mem::forget(cache);
+}
+
 #[test]
 fn child_process_entry() {
-    child_dispatch(&[("checkpoint", child_checkpoint)]);
+    child_dispatch(&[("checkpoint", child_checkpoint), ("open", child_open)]);
 }
 
 fn crash_points_or_skip() -> bool {
@@ -84,47 +95,80 @@ fn kill_at(dir: &Path, point: &str) {
     assert!(common::reports(dir).is_empty(), "{point} was never reached");
 }
 
-/// The three files of a cache, to put a crash state aside and restore it.
-struct Files {
-    disk: Vec<u8>,
-    journal: Option<Vec<u8>>,
-    image: Option<Vec<u8>>,
+/// The power-cut plans every crash state is tried with.
+fn plans() -> Vec<Plan> {
+    let mut p = vec![
+        Plan::DropAll,
+        Plan::KeepAll,
+        Plan::Prefix {
+            writes: 0,
+            sectors: 3,
+        },
+        Plan::Prefix {
+            writes: 1,
+            sectors: 1,
+        },
+        Plan::Suffix { writes: 1 },
+        Plan::Suffix { writes: 2 },
+    ];
+    p.extend((1..=24).map(|seed| Plan::Random { seed }));
+    p
 }
 
-fn save(dir: &Path, image: &Path) -> Files {
-    Files {
-        disk: std::fs::read(disk_path(dir)).unwrap(),
-        journal: std::fs::read(rio_cache::journal_path(&disk_path(dir))).ok(),
-        image: std::fs::read(image).ok(),
+/// Every file of a test directory (disk file, journal, memory image, write log), to put
+/// a crash state aside and restore it.
+struct Files(Vec<(PathBuf, Vec<u8>)>);
+
+fn save(dir: &Path) -> Files {
+    let mut v = Vec::new();
+    for d in [dir.to_owned(), dir.join("shm")] {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                v.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
     }
+    Files(v)
 }
 
 /// Restores the files in place (the disk file keeps its inode, which the memory image
-/// records).
-fn restore(dir: &Path, image: &Path, f: &Files) {
-    std::fs::write(disk_path(dir), &f.disk).unwrap();
-    let j = rio_cache::journal_path(&disk_path(dir));
-    match &f.journal {
-        Some(b) => std::fs::write(j, b).unwrap(),
-        None => drop(std::fs::remove_file(j)),
+/// records) and removes the ones that did not exist.
+fn restore(dir: &Path, f: &Files) {
+    for d in [dir.to_owned(), dir.join("shm")] {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() && !f.0.iter().any(|(q, _)| *q == p) {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
     }
-    match &f.image {
-        Some(b) => std::fs::write(image, b).unwrap(),
-        None => drop(std::fs::remove_file(image)),
+    for (p, b) in &f.0 {
+        std::fs::write(p, b).unwrap();
     }
 }
 
-/// Power loss: drop the memory image and start cold. Returns the data and disk seq.
-fn cold_start(dir: &Path, image: &Path) -> (Vec<u8>, u64) {
-    std::fs::remove_file(image).unwrap();
-    let cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
-    assert_eq!(cache.start_kind(), StartKind::Cold(ColdReason::NoImage));
+/// Power loss under `plan`, then a cold start. Returns the data and the disk seq.
+fn cut_and_open(dir: &Path, plan: Plan, what: &str) -> (Vec<u8>, u64) {
+    power::cut(disk_path(dir), &o(dir), plan).unwrap();
+    let cache = RioCache::open(disk_path(dir), &o(dir))
+        .unwrap_or_else(|e| panic!("{what}, {plan:?}: open after the power cut: {e}"));
+    assert_eq!(
+        cache.start_kind(),
+        StartKind::Cold(ColdReason::NoImage),
+        "{what}"
+    );
     (cache.as_slice().to_vec(), cache.stats().disk_seq)
+}
+
+/// Power loss keeping nothing unsynced, then a cold start.
+fn cold_start(dir: &Path) -> (Vec<u8>, u64) {
+    cut_and_open(dir, Plan::DropAll, "cold start")
 }
 
 /// After a process crash the warm start holds every store, and the pages the dead
 /// checkpoint had in flight are dirty again, so the next checkpoint makes them durable.
-fn warm_start_holds_everything(dir: &Path, image: &Path, what: &str) {
+fn warm_start_holds_everything(dir: &Path, what: &str) {
     let cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
     assert_eq!(cache.start_kind(), StartKind::Warm, "{what}");
     assert!(
@@ -133,7 +177,7 @@ fn warm_start_holds_everything(dir: &Path, image: &Path, what: &str) {
     );
     cache.checkpoint().unwrap();
     drop(cache);
-    let (data, _) = cold_start(dir, image);
+    let (data, _) = cold_start(dir);
     assert!(
         data == new_state(),
         "{what}: the checkpoint after the warm start did not write every in-flight page"
@@ -145,10 +189,18 @@ fn cold_start_equals_the_last_checkpoint() {
     let _serial = common::serial();
     let t = TestDir::new();
     let dir = t.path();
-    let image = setup(dir);
-    let (data, seq) = cold_start(dir, &image);
-    assert!(data == old_state(), "cold start is not checkpoint 1");
-    assert_eq!(seq, 1);
+    setup(dir);
+    let crashed = save(dir);
+    // The writes since checkpoint 1 live only in memory: no plan brings them back.
+    for plan in plans() {
+        restore(dir, &crashed);
+        let (data, seq) = cut_and_open(dir, plan, "after checkpoint 1");
+        assert!(
+            data == old_state(),
+            "{plan:?}: cold start is not checkpoint 1"
+        );
+        assert_eq!(seq, 1);
+    }
 
     // Writes after the cold start, then a checkpoint, then more writes: power loss keeps
     // exactly the checkpoint.
@@ -158,13 +210,20 @@ fn cold_start_equals_the_last_checkpoint() {
     cache.checkpoint().unwrap();
     cache.window(0, 5).unwrap().copy_from_slice(b"later");
     drop(cache);
-    let (data, seq) = cold_start(dir, &image);
-    assert!(data == new_state(), "cold start is not checkpoint 2");
-    assert_eq!(seq, 2);
+    let crashed = save(dir);
+    for plan in plans() {
+        restore(dir, &crashed);
+        let (data, seq) = cut_and_open(dir, plan, "after checkpoint 2");
+        assert!(
+            data == new_state(),
+            "{plan:?}: cold start is not checkpoint 2"
+        );
+        assert_eq!(seq, 2);
+    }
 }
 
 #[test]
-fn killed_at_every_checkpoint_step() {
+fn killed_at_every_checkpoint_step_then_power_loss() {
     let _serial = common::serial();
     if !crash_points_or_skip() {
         return;
@@ -176,7 +235,7 @@ fn killed_at_every_checkpoint_step() {
         .collect();
     assert_eq!(
         points.len(),
-        9,
+        10,
         "a checkpoint step without a test: {points:?}"
     );
     // Until the commit record is written, the checkpoint has not happened; once it is
@@ -188,36 +247,44 @@ fn killed_at_every_checkpoint_step() {
     for (i, point) in points.iter().enumerate() {
         let t = TestDir::new();
         let dir = t.path();
-        let image = setup(dir);
+        setup(dir);
         kill_at(dir, point);
-        let crashed = save(dir, &image);
-
-        let (data, seq) = cold_start(dir, &image);
-        let is_old = data == old_state();
-        let is_new = data == new_state();
-        assert!(
-            is_old || is_new,
-            "{point}: cold start is neither checkpoint"
-        );
-        if i < commit_written {
+        let crashed = save(dir);
+        let mut outcomes = Vec::new();
+        for plan in plans() {
+            restore(dir, &crashed);
+            let (data, seq) = cut_and_open(dir, plan, point);
+            let is_old = data == old_state() && seq == 1;
+            let is_new = data == new_state() && seq == 2;
             assert!(
-                is_old && seq == 1,
-                "{point}: an uncommitted checkpoint was installed"
+                is_old || is_new,
+                "{point}, {plan:?}: cold start is neither checkpoint (seq {seq})"
             );
-        } else if i > commit_written {
+            if i < commit_written {
+                assert!(
+                    is_old,
+                    "{point}, {plan:?}: an uncommitted checkpoint was installed"
+                );
+            } else if i > commit_written {
+                assert!(is_new, "{point}, {plan:?}: a committed checkpoint was lost");
+            }
+            outcomes.push(is_new);
+        }
+        if i == commit_written {
+            // The unsynced commit record: some plans keep it, some lose it.
             assert!(
-                is_new && seq == 2,
-                "{point}: a committed checkpoint was lost"
+                outcomes.contains(&true) && outcomes.contains(&false),
+                "{point}: the plans do not cover both outcomes"
             );
         }
 
-        restore(dir, &image, &crashed);
-        warm_start_holds_everything(dir, &image, point);
+        restore(dir, &crashed);
+        warm_start_holds_everything(dir, point);
     }
 }
 
 #[test]
-fn killed_at_every_recovery_step() {
+fn killed_at_every_recovery_step_then_power_loss() {
     let _serial = common::serial();
     if !crash_points_or_skip() {
         return;
@@ -237,21 +304,28 @@ fn killed_at_every_recovery_step() {
             let what = format!("{point} ({} recovery)", if warm { "warm" } else { "cold" });
             let t = TestDir::new();
             let dir = t.path();
-            let image = setup(dir);
+            setup(dir);
             // A committed journal that the next open must install...
             kill_at(dir, "rio.checkpoint.commit_synced");
             if !warm {
-                std::fs::remove_file(&image).unwrap();
+                // ...after a power loss (which keeps part of the unsynced install)...
+                power::cut(disk_path(dir), &o(dir), Plan::Random { seed: 11 }).unwrap();
             }
             // ...and that open is killed while installing it.
             kill_at(dir, point);
-            let crashed = save(dir, &image);
-
+            let crashed = save(dir);
+            // A power loss now: the committed journal is installed again.
+            for plan in plans() {
+                restore(dir, &crashed);
+                let (data, seq) = cut_and_open(dir, plan, &what);
+                assert!(
+                    data == new_state() && seq == 2,
+                    "{what}, {plan:?}: cold start lost the committed checkpoint"
+                );
+            }
+            restore(dir, &crashed);
             if warm {
-                let (data, seq) = cold_start(dir, &image);
-                assert!(data == new_state() && seq == 2, "{what}: cold start");
-                restore(dir, &image, &crashed);
-                warm_start_holds_everything(dir, &image, &what);
+                warm_start_holds_everything(dir, &what);
             } else {
                 // The killed open never finished loading its image: the next one
                 // notices and loads again.
@@ -268,6 +342,31 @@ fn killed_at_every_recovery_step() {
     }
 }
 
+/// A recovery that completed, then a power loss: what it installed must be durable
+/// before it cleared the journal.
+#[test]
+fn power_loss_right_after_a_recovery() {
+    let _serial = common::serial();
+    if !crash_points_or_skip() {
+        return;
+    }
+    let t = TestDir::new();
+    let dir = t.path();
+    setup(dir);
+    kill_at(dir, "rio.checkpoint.commit_synced");
+    let status = common::run_child("open", dir, "", &[]);
+    assert!(status.success(), "recovering open: {status:?}");
+    let crashed = save(dir);
+    for plan in plans() {
+        restore(dir, &crashed);
+        let (data, seq) = cut_and_open(dir, plan, "after recovery");
+        assert!(
+            data == new_state() && seq == 2,
+            "{plan:?}: the recovered checkpoint was lost"
+        );
+    }
+}
+
 #[test]
 fn killed_during_a_cold_load() {
     let _serial = common::serial();
@@ -277,8 +376,8 @@ fn killed_during_a_cold_load() {
     for point in ["rio.cold_load.half", "rio.cold_load.loaded"] {
         let t = TestDir::new();
         let dir = t.path();
-        let image = setup(dir);
-        std::fs::remove_file(&image).unwrap();
+        setup(dir);
+        power::cut(disk_path(dir), &o(dir), Plan::KeepAll).unwrap();
         kill_at(dir, point);
         let cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
         assert_eq!(
@@ -288,6 +387,99 @@ fn killed_during_a_cold_load() {
         );
         assert!(cache.as_slice() == old_state(), "{point}: data");
     }
+}
+
+/// The recorded writes and syncs, one token each: `J`/`D` for the journal or disk
+/// image, `w0` a write at offset 0 (a header), `w` a write elsewhere, `s` a sync.
+/// Consecutive page writes to the disk image collapse into one `Dw+`.
+fn protocol(events: &[IoEvent]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for e in events {
+        let f = if e.target == Target::Disk { "D" } else { "J" };
+        let tok = match e.kind {
+            IoKind::Write { offset: 0, .. } => format!("{f}w0"),
+            IoKind::Write { .. } => format!("{f}w"),
+            IoKind::Resize { .. } => format!("{f}r"),
+            IoKind::Sync => format!("{f}s"),
+            _ => format!("{f}?"),
+        };
+        if tok == "Dw" && out.last().is_some_and(|l| l == "Dw+") {
+            continue;
+        }
+        out.push(if tok == "Dw" { "Dw+".into() } else { tok });
+    }
+    out.join(" ")
+}
+
+/// The order of writes and syncs is the protocol of docs/rio-cache.md ("Checkpoints"):
+/// journal body, fsync, commit record, fsync (the commit point), pages and header in
+/// place, fsync of the disk image, journal header zeroed, fsync. And a recovery:
+/// pages and header in place, fsync, journal zeroed, fsync. A missing or moved fsync
+/// changes the string.
+#[test]
+fn checkpoint_and_recovery_follow_the_documented_fsync_order() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    setup(dir);
+    let mut cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    write_state(&mut cache, &old_state());
+    cache.checkpoint().unwrap();
+    drop(cache);
+    let events = power::recorded(disk_path(dir), &o(dir)).unwrap();
+    // The last checkpoint starts with its journal body: the last write of more than a
+    // header at offset 0 of the journal.
+    let start = events
+        .iter()
+        .rposition(|e| {
+            e.target == Target::Journal
+                && matches!(e.kind, IoKind::Write { offset: 0, len } if len > 64)
+        })
+        .expect("a journal body was written");
+    let events = &events[start..];
+    assert_eq!(
+        protocol(events),
+        "Jw0 Js Jw Js Dw+ Dw0 Ds Jw0 Js",
+        "checkpoint: {events:?}"
+    );
+    // The body is one write from offset 0 and the commit record follows it directly.
+    let (
+        IoKind::Write { len: body, .. },
+        IoKind::Write {
+            offset: commit_at,
+            len: 64,
+        },
+    ) = (events[0].kind, events[2].kind)
+    else {
+        panic!("unexpected events {events:?}");
+    };
+    assert_eq!(body, commit_at);
+
+    if !crash_points_or_skip() {
+        return;
+    }
+    let t = TestDir::new();
+    let dir = t.path();
+    setup(dir);
+    kill_at(dir, "rio.checkpoint.commit_synced");
+    drop(RioCache::open(disk_path(dir), &o(dir)).unwrap());
+    let events = power::recorded(disk_path(dir), &o(dir)).unwrap();
+    // The recovery follows the killed checkpoint's commit record (a journal write of
+    // 64 bytes past offset 0) and its fsync.
+    let commit = events
+        .iter()
+        .rposition(|e| {
+            e.target == Target::Journal
+                && matches!(e.kind, IoKind::Write { offset, len: 64 } if offset > 0)
+        })
+        .expect("the killed checkpoint's commit record");
+    assert_eq!(protocol(&events[commit..commit + 2]), "Jw Js");
+    let events = &events[commit + 2..];
+    assert_eq!(
+        protocol(events),
+        "Dw+ Dw0 Ds Jw0 Js",
+        "recovery: {events:?}"
+    );
 }
 
 /// Without protection, an update remembers the pages the previous one opened (they are
@@ -304,7 +496,8 @@ fn page_rewritten_after_a_checkpoint_reaches_the_next_one() {
         .cache_dir(dir.path())
         .protection(Protection::None)
         .writeback(Writeback::Manual)
-        .checkpoint_on_close(false);
+        .checkpoint_on_close(false)
+        .record_writes(dir.path());
     let mut cache = RioCache::open(&path, &opts).unwrap();
     cache.window(100, 4).unwrap().copy_from_slice(b"one!");
     cache.checkpoint().unwrap();
@@ -315,9 +508,8 @@ fn page_rewritten_after_a_checkpoint_reaches_the_next_one() {
         "the rewritten page is dirty again"
     );
     cache.checkpoint().unwrap();
-    let image = cache.image_path().to_owned();
     drop(cache);
-    std::fs::remove_file(image).unwrap(); // power loss
+    power::cut(&path, &opts, Plan::DropAll).unwrap();
     let cache = RioCache::open(&path, &opts).unwrap();
     assert_eq!(cache.read(100, 4).unwrap(), b"two!");
 }

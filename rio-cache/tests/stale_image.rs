@@ -101,14 +101,43 @@ fn a_crash_between_the_disk_fsync_and_the_image_recording_it_is_still_warm() {
     write(&path, &o, b"one!");
     let image = rio_cache::image_path(&path, dir.path()).unwrap();
     let mut b = std::fs::read(&image).unwrap();
-    let synced = u64::from_le_bytes(b[128..136].try_into().unwrap());
+    // The synced word: the checkpoint number in the low 48 bits, and on top the low 16
+    // bits of the CRC-32 of its 6 bytes.
+    let word = |seq: u64| {
+        let check = crc32fast::hash(&seq.to_le_bytes()[..6]) & 0xffff;
+        (seq | u64::from(check) << 48).to_le_bytes()
+    };
+    let synced = u64::from_le_bytes(b[128..136].try_into().unwrap()) & ((1 << 48) - 1);
     assert!(synced >= 2);
-    b[128..136].copy_from_slice(&(synced - 1).to_le_bytes());
+    assert_eq!(b[128..136], word(synced));
+    b[128..136].copy_from_slice(&word(synced - 1));
     std::fs::write(&image, &b).unwrap();
     assert_eq!(read(&path, &o), (StartKind::Warm, b"one!".to_vec()));
     // Two behind is not a crash window: stale.
     let mut b = std::fs::read(&image).unwrap();
-    b[128..136].copy_from_slice(&(synced - 2).to_le_bytes());
+    b[128..136].copy_from_slice(&word(synced - 2));
     std::fs::write(&image, &b).unwrap();
     assert_eq!(read(&path, &o).0, StartKind::Cold(ColdReason::Stale));
+}
+
+#[test]
+fn image_loaded_from_a_writer_that_has_checkpointed_since_is_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d1, d2) = (dir.path().join("shm1"), dir.path().join("shm2"));
+    std::fs::create_dir_all(&d1).unwrap();
+    std::fs::create_dir_all(&d2).unwrap();
+    let path = dir.path().join("d.rio");
+    write(&path, &opts(&d1), b"one!");
+    // An image loaded from d1's checkpoint, written but never checkpointed...
+    let mut c = RioCache::open(&path, &opts(&d2).checkpoint_on_close(false)).unwrap();
+    assert_eq!(c.start_kind(), StartKind::Cold(ColdReason::NoImage));
+    c.window(0, 4).unwrap().copy_from_slice(b"two!");
+    drop(c);
+    // ...while d1's image, the writer it was loaded from, checkpoints again.
+    assert_eq!(write(&path, &opts(&d1), b"thr!"), StartKind::Warm);
+    // d2's image was loaded from that writer, but not from its latest checkpoint.
+    assert_eq!(
+        read(&path, &opts(&d2)),
+        (StartKind::Cold(ColdReason::Stale), b"thr!".to_vec())
+    );
 }

@@ -37,7 +37,9 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// The segment is open elsewhere (this process or another).
+    /// The segment is open elsewhere (this process or another). `path` is the segment
+    /// file, or its memory image if the file was recreated while a segment of it was
+    /// open.
     #[error("{} is locked by another open segment", path.display())]
     Locked {
         /// The file.
@@ -74,6 +76,40 @@ pub enum Error {
         lanes: u32,
         /// How long the transaction waited.
         waited: std::time::Duration,
+    },
+    /// The segment's memory image is damaged or of another version, and may hold
+    /// committed transactions that the segment file lacks; nothing was changed. Open
+    /// with [`crate::Options::discard_image`] to start from the segment file instead.
+    #[error(
+        "memory image {} of {} is damaged ({reason}) and may hold transactions newer \
+         than the segment file; nothing was changed (discard_image starts from the file)",
+        image.display(),
+        path.display()
+    )]
+    DamagedImage {
+        /// The memory image.
+        image: PathBuf,
+        /// The segment file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A live memory image holds transactions of the segment that its file does not
+    /// continue from (the file is empty, or was replaced by another file); nothing was
+    /// changed. [`crate::Options::discard_image`] drops the image.
+    #[error(
+        "memory image {} holds a live copy of {} that cannot be used: {reason}; nothing \
+         was changed (discard_image drops the image)",
+        image.display(),
+        path.display()
+    )]
+    LiveImage {
+        /// The memory image.
+        image: PathBuf,
+        /// The segment file.
+        path: PathBuf,
+        /// Why the file does not continue from it.
+        reason: String,
     },
     /// An I/O error.
     #[error("{context}: {source}")]
@@ -118,6 +154,24 @@ impl From<rio_cache::Error> for Error {
             } => Error::Corrupt {
                 path,
                 reason: format!("cache of {found} bytes where the header implies {requested}"),
+            },
+            R::DamagedImage {
+                image,
+                path,
+                reason,
+            } => Error::DamagedImage {
+                image,
+                path,
+                reason,
+            },
+            R::LiveImage {
+                image,
+                path,
+                reason,
+            } => Error::LiveImage {
+                image,
+                path,
+                reason,
             },
             R::Poisoned(why) => Error::Poisoned(why),
             R::Conflict { .. } => Error::Conflict,

@@ -159,6 +159,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod inspect;
 mod lane;
 mod layout;
 mod options;

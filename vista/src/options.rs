@@ -39,13 +39,16 @@ pub struct Options {
     pub(crate) protection: Protection,
     pub(crate) writeback: Writeback,
     pub(crate) cache_dir: Option<PathBuf>,
+    pub(crate) discard_image: bool,
+    pub(crate) record_writes: Option<PathBuf>,
 }
 
 impl Default for Options {
     /// 64 MiB of user space, a 1 MiB undo log per lane, as many lanes as CPUs but at
     /// least [`DEFAULT_LANES`], [`DEFAULT_LOCK_WAIT`], [`DEFAULT_LANE_WAIT`],
     /// [`DEFAULT_RETRIES`], [`Protection::Auto`], rio-cache's default writeback (every
-    /// 5 s or 16 MiB dirty), memory image in `$RIO_CACHE_DIR` or `/dev/shm`.
+    /// 5 s or 16 MiB dirty), memory image in `$RIO_CACHE_DIR` or `/dev/shm`, memory image
+    /// not discarded.
     fn default() -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         Options {
@@ -60,6 +63,8 @@ impl Default for Options {
             protection: Protection::Auto,
             writeback: Writeback::default(),
             cache_dir: None,
+            discard_image: false,
+            record_writes: None,
         }
     }
 }
@@ -145,13 +150,43 @@ impl Options {
         self
     }
 
+    /// Whether the open discards the memory image and starts from the segment file
+    /// (default `false`): everything committed since the last checkpoint is lost.
+    ///
+    /// Without it, an image that cannot be used but may hold committed transactions
+    /// the file lacks refuses the open ([`crate::Error::DamagedImage`],
+    /// [`crate::Error::LiveImage`]). With it, the image is never used, not even a
+    /// usable one: the segment opens cold from its file (an empty file makes a new
+    /// segment). This is how to proceed after such a refusal, or after an undo log in
+    /// the image was reported damaged ([`crate::Error::Corrupt`]), once what the image
+    /// held is known to be expendable (`vista recover --discard-image`).
+    #[must_use]
+    pub fn discard_image(mut self, yes: bool) -> Self {
+        self.discard_image = yes;
+        self
+    }
+
+    /// For crash tests: record the disk image's and journal's writes in `dir`, so that
+    /// `rio_cache::power::cut` can emulate a power loss (see
+    /// [`rio_cache::RioOptions::record_writes`]; pass the cut `RioOptions` with the same
+    /// cache directory and this directory). Off by default.
+    #[must_use]
+    pub fn record_writes(mut self, dir: impl AsRef<Path>) -> Self {
+        self.record_writes = Some(dir.as_ref().to_owned());
+        self
+    }
+
     pub(crate) fn rio(&self, total: u64) -> rio_cache::RioOptions {
         let mut o = rio_cache::RioOptions::new()
             .size(total)
+            .discard_image(self.discard_image)
             .protection(self.protection)
             .writeback(self.writeback);
         if let Some(dir) = &self.cache_dir {
             o = o.cache_dir(dir);
+        }
+        if let Some(dir) = &self.record_writes {
+            o = o.record_writes(dir);
         }
         o
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crash_point::crash_point;
 use crossbeam_utils::Backoff;
-use rio_cache::{RioCache, SharedCache, StartKind};
+use rio_cache::{RioCache, SharedCache, StartKind, Writeback};
 
 use crate::error::{Error, Poison, Result};
 use crate::lane::{self, LanePool};
@@ -47,11 +47,16 @@ impl Segment {
     /// `opts.size`, `undo_log_size` and `lanes` shape a new segment; an existing one
     /// keeps its own shape.
     ///
+    /// A refused open writes nothing: the segment file and its journal are left byte
+    /// for byte as they were, and a memory image keeps everything it held.
+    ///
     /// # Errors
-    /// [`Error::Locked`] if the segment is open elsewhere; [`Error::Corrupt`] or
-    /// [`Error::IncompatibleVersion`] for a damaged or foreign file (left untouched);
-    /// [`Error::InvalidOptions`]; [`Error::Cache`] for the cache directory or
-    /// protection keys; I/O errors.
+    /// [`Error::Locked`] if the segment (or its memory image) is open elsewhere;
+    /// [`Error::Corrupt`] or [`Error::IncompatibleVersion`] for a damaged or foreign
+    /// file or memory image; [`Error::DamagedImage`] or [`Error::LiveImage`] for a memory
+    /// image that may hold committed transactions the file lacks but cannot be used
+    /// (see [`Options::discard_image`]); [`Error::InvalidOptions`]; [`Error::Cache`]
+    /// for the cache directory or protection keys; I/O errors.
     pub fn open(path: impl AsRef<Path>, opts: &Options) -> Result<Segment> {
         let path = path.as_ref().to_owned();
         let (total, new_layout) = match rio_cache::existing_size(&path)? {
@@ -61,56 +66,20 @@ impl Segment {
                 (l.total().expect("checked by for_options"), Some(l))
             }
         };
-        let mut cache = RioCache::open(&path, &opts.rio(total))?;
-        let header: [u8; HEADER_LEN] = cache
-            .read(0, HEADER_LEN as u64)?
-            .try_into()
-            .expect("HEADER_LEN bytes");
-        let layout = if header.iter().all(|&b| b == 0) {
-            // A new cache, or one whose creation was interrupted before its header was
-            // checkpointed: initialize it, but only if nothing at all was written.
-            if cache.start_kind() != StartKind::Created && cache.as_slice().iter().any(|&b| b != 0)
-            {
-                return Err(Error::Corrupt {
-                    path,
-                    reason: "the header is zero but the segment holds data".into(),
-                });
-            }
-            let layout = match new_layout {
-                Some(l) => l,
-                None => {
-                    // Interrupted creation: recompute the shape from the options.
-                    let l = Layout::for_options(opts)?;
-                    if l.total() != Some(total) {
-                        return Err(Error::Corrupt {
-                            path,
-                            reason: "uninitialized segment of another size than the options".into(),
-                        });
-                    }
-                    l
-                }
-            };
-            let mut u = cache.update()?;
-            u.window(0, HEADER_LEN as u64)?
-                .copy_from_slice(&layout.encode());
-            // The header must be on disk before the segment is used, or a power loss
-            // would leave a cache that no longer says what it is.
-            u.checkpoint()?;
-            layout
-        } else {
-            match Layout::decode(&header, total) {
-                Ok(l) => l,
-                Err(Ok(found)) => {
-                    return Err(Error::IncompatibleVersion {
-                        path,
-                        found,
-                        supported: FORMAT_VERSION,
-                    })
-                }
-                Err(Err(reason)) => return Err(Error::Corrupt { path, reason }),
+        // Manual writeback until the contents are accepted: no background checkpoint
+        // may copy what this open is about to refuse.
+        let mut cache = RioCache::open(&path, &opts.rio(total).writeback(Writeback::Manual))?;
+        let (layout, recovery) = match accept(&mut cache, opts, new_layout, total, &path) {
+            Ok(v) => v,
+            Err(e) => {
+                // A refused open writes nothing: not even the close-time checkpoint may
+                // carry the refused state (an unfinished transaction, a damaged log)
+                // to the disk image or the journal.
+                cache.poison(format!("refused at open: {e}"));
+                return Err(e);
             }
         };
-        let recovery = recover(&mut cache, &layout, &path)?;
+        cache.set_writeback(opts.writeback)?;
         Ok(Segment {
             cache: SharedCache::new(cache).lock_wait(opts.lock_wait),
             lanes: LanePool::new(&layout, opts.lane_wait),
@@ -306,6 +275,71 @@ impl Segment {
     pub fn close(self) -> Result<()> {
         Ok(self.cache.close()?)
     }
+}
+
+/// Reads and checks the segment header (initializing a new segment's), then recovers.
+/// Writes only the memory image (and, for a new segment, its first checkpoint).
+fn accept(
+    cache: &mut RioCache,
+    opts: &Options,
+    new_layout: Option<Layout>,
+    total: u64,
+    path: &Path,
+) -> Result<(Layout, Recovery)> {
+    let header: [u8; HEADER_LEN] = cache
+        .read(0, HEADER_LEN as u64)?
+        .try_into()
+        .expect("HEADER_LEN bytes");
+    let layout = if header.iter().all(|&b| b == 0) {
+        // A new cache, or one whose creation was interrupted before its header was
+        // checkpointed: initialize it, but only if nothing at all was written.
+        if cache.start_kind() != StartKind::Created && cache.as_slice().iter().any(|&b| b != 0) {
+            return Err(Error::Corrupt {
+                path: path.to_owned(),
+                reason: "the header is zero but the segment holds data".into(),
+            });
+        }
+        let layout = match new_layout {
+            Some(l) => l,
+            None => {
+                // Interrupted creation: recompute the shape from the options.
+                let l = Layout::for_options(opts)?;
+                if l.total() != Some(total) {
+                    return Err(Error::Corrupt {
+                        path: path.to_owned(),
+                        reason: "uninitialized segment of another size than the options".into(),
+                    });
+                }
+                l
+            }
+        };
+        let mut u = cache.update()?;
+        u.window(0, HEADER_LEN as u64)?
+            .copy_from_slice(&layout.encode());
+        // The header must be on disk before the segment is used, or a power loss
+        // would leave a cache that no longer says what it is.
+        u.checkpoint()?;
+        layout
+    } else {
+        match Layout::decode(&header, total) {
+            Ok(l) => l,
+            Err(Ok(found)) => {
+                return Err(Error::IncompatibleVersion {
+                    path: path.to_owned(),
+                    found,
+                    supported: FORMAT_VERSION,
+                })
+            }
+            Err(Err(reason)) => {
+                return Err(Error::Corrupt {
+                    path: path.to_owned(),
+                    reason,
+                })
+            }
+        }
+    };
+    let recovery = recover(cache, &layout, path)?;
+    Ok((layout, recovery))
 }
 
 /// Committed bytes read from a segment, locked against change until dropped. See

@@ -203,8 +203,10 @@ impl<'s> Transaction<'s> {
     /// the store, so no other transaction sees its changes before they are committed.
     ///
     /// # Errors
-    /// None in practice today (the store cannot fail once the log was written); the
-    /// `Result` keeps room for failures of future lanes.
+    /// An I/O error if the commit store fails (under [`crate::Protection::Mprotect`] it
+    /// is a `pwrite` into the memory image). The transaction is then rolled back, as by
+    /// [`Transaction::abort`], before this returns; if the roll-back fails too, the
+    /// segment is poisoned. Either way none of its changes survive.
     pub fn commit(mut self) -> Result<()> {
         self.commit_point()
     }
@@ -213,9 +215,10 @@ impl<'s> Transaction<'s> {
     /// loss.
     ///
     /// # Errors
-    /// I/O errors from the checkpoint (the commit itself stands; the segment is then
-    /// poisoned); [`Error::Cache`] if this thread has another transaction open (the
-    /// checkpoint would wait for it forever; the commit stands).
+    /// As [`Transaction::commit`] for the commit itself; I/O errors from the checkpoint
+    /// (the commit then stands; the segment is poisoned); [`Error::Cache`] if this thread
+    /// has another transaction open (the checkpoint would wait for it forever; the commit
+    /// stands).
     pub fn commit_durable(mut self) -> Result<()> {
         self.commit_point()?;
         #[cfg(feature = "mutants")]
@@ -248,9 +251,19 @@ impl<'s> Transaction<'s> {
     }
 
     fn commit_point(&mut self) -> Result<()> {
-        self.finished = true;
         let (update, lane) = self.parts();
-        lane.commit(update)
+        let stored = lane.commit(update);
+        // Finished either way: committed, or rolled back here (not again in Drop).
+        self.finished = true;
+        if let Err(e) = stored {
+            // The store did not happen (a failed `pwrite` or `mprotect` changes nothing),
+            // so the published log still covers every change: undo them now, or the
+            // lane would go back to the pool with these changes in it. A roll-back that
+            // fails poisons the segment (see `roll_back`) and keeps the lane out of use.
+            let _ = self.roll_back();
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn roll_back(&mut self) -> Result<()> {

@@ -34,11 +34,52 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The protection the children of the running test use (the parent's own opens use
+/// the same, through the environment variable it also hands the children).
+static CHILD_PROTECTION: std::sync::Mutex<&str> = std::sync::Mutex::new("auto");
+const PROTECTION_ENV: &str = "VISTA_TEST_PROTECTION";
+
+/// The protection modes the SIGKILL tests run under on this machine.
+fn protections() -> Vec<&'static str> {
+    // In scripts/pkey-vm's emulated machine (RIO_TEST_PKEY=require), only the keys: the
+    // other modes run on the host, and the emulated machine is slow.
+    if common::protection() == Protection::Pkey {
+        return vec!["pkey"];
+    }
+    let mut v = vec!["mprotect", "alias"];
+    if common::pkeys_here() {
+        v.push("pkey");
+    }
+    v
+}
+
+fn protection() -> Protection {
+    let name = std::env::var(PROTECTION_ENV).unwrap_or_else(|_| {
+        (*CHILD_PROTECTION
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
+        .to_owned()
+    });
+    match name.as_str() {
+        "mprotect" => Protection::Mprotect,
+        "alias" => Protection::Alias,
+        "pkey" => Protection::Pkey,
+        "none" => Protection::None,
+        _ => common::protection(),
+    }
+}
+
+fn set_protection(name: &'static str) {
+    *CHILD_PROTECTION
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = name;
+}
+
 fn opts(cache: &Path) -> Options {
     Options::new()
         .size(SIZE)
         .undo_log_size(16 << 10)
-        .protection(Protection::Auto)
+        .protection(protection())
         .writeback(Writeback::Manual)
         .cache_dir(cache)
 }
@@ -145,6 +186,12 @@ fn spawn(role: &str, seg: &Path, cache: &Path, acks: &Path, point: Option<(&str,
         .env("VISTA_SEG", seg)
         .env("VISTA_CACHE", cache)
         .env("VISTA_ACKS", acks)
+        .env(
+            PROTECTION_ENV,
+            *CHILD_PROTECTION
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
         .env_remove(crash_point::ENV_VAR)
         .stdout(std::process::Stdio::null());
     if let Some((name, n)) = point {
@@ -245,6 +292,14 @@ fn name_of(state: &[u8], (s0, s1, s3): (&[u8], &[u8], &[u8])) -> &'static str {
 fn sigkill_at_every_crash_point_keeps_acknowledged_and_drops_partial() {
     let _serial = serial();
     assert!(crash_point::enabled(), "test builds enable crash points");
+    for p in protections() {
+        set_protection(p);
+        sigkill_at_every_crash_point(p);
+    }
+    set_protection("auto");
+}
+
+fn sigkill_at_every_crash_point(protection: &str) {
     let (s0, s1, s3) = states();
     let named = (&s0[..], &s1[..], &s3[..]);
     let f = Fixture::new();
@@ -275,7 +330,7 @@ fn sigkill_at_every_crash_point_keeps_acknowledged_and_drops_partial() {
             };
             assert!(
                 cold_ok.contains(&&cold[..]),
-                "{point}:{n} after {a} acks: cold start holds {}",
+                "{protection} {point}:{n} after {a} acks: cold start holds {}",
                 name_of(&cold, named)
             );
             let warm = f.warm_state();
@@ -287,7 +342,7 @@ fn sigkill_at_every_crash_point_keeps_acknowledged_and_drops_partial() {
             };
             assert!(
                 warm_ok.contains(&&warm[..]),
-                "{point}:{n} after {a} acks: warm start holds {}",
+                "{protection} {point}:{n} after {a} acks: warm start holds {}",
                 name_of(&warm, named)
             );
         }
@@ -314,7 +369,7 @@ fn sigkill_at_every_crash_point_keeps_acknowledged_and_drops_partial() {
         assert!(hit_points.contains(&must), "{must} never hit");
     }
     eprintln!(
-        "{kills} kills; points hit {}/{}",
+        "{protection}: {kills} kills; points hit {}/{}",
         hit_points.len(),
         points.len()
     );

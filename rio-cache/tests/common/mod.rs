@@ -227,13 +227,45 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// The protection modes this machine can run, noting the ones it cannot.
+/// What the tests expect of protection keys: `require` (the pkey tests must run; a
+/// machine without keys fails them, as `scripts/pkey-vm` sets it in its emulated
+/// machine with keys), `absent` (the machine must have none, so the refusal is
+/// tested), or unset (run what the machine allows, noting what is skipped).
+pub const PKEY_ENV: &str = "RIO_TEST_PKEY";
+
+/// Whether the pkey tests run here: true if the machine has keys; false, with a note
+/// naming the reason, if it has none; a panic if [`PKEY_ENV`] requires them.
+pub fn pkeys_here() -> bool {
+    let want = std::env::var(PKEY_ENV).unwrap_or_default();
+    match rio_cache::pkey_support() {
+        Ok(()) => {
+            assert_ne!(
+                want, "absent",
+                "{PKEY_ENV}=absent, but this machine has protection keys"
+            );
+            true
+        }
+        Err(why) => {
+            assert_ne!(
+                want, "require",
+                "{PKEY_ENV}=require, but protection keys are unavailable: {why}"
+            );
+            eprintln!("note: Protection::Pkey not tested: {why}");
+            false
+        }
+    }
+}
+
+/// The protection modes this machine can run, noting the ones it cannot; only `Pkey`
+/// where [`PKEY_ENV`] requires it (the emulated machine is slow, and the other modes run
+/// on the host).
 pub fn modes() -> Vec<Protection> {
-    let mut m = vec![Protection::None, Protection::Mprotect];
-    if rio_cache::pkeys_supported() {
+    if std::env::var(PKEY_ENV).is_ok_and(|v| v == "require") && pkeys_here() {
+        return vec![Protection::Pkey];
+    }
+    let mut m = vec![Protection::None, Protection::Mprotect, Protection::Alias];
+    if pkeys_here() {
         m.push(Protection::Pkey);
-    } else {
-        eprintln!("note: no memory protection keys on this machine; Protection::Pkey skipped");
     }
     m
 }

@@ -5,6 +5,39 @@ use std::path::{Path, PathBuf};
 
 use vista::{Options, Protection, Writeback};
 
+/// What the tests expect of protection keys (as in rio-cache's tests): `require` makes
+/// the tests that run one protection mode run [`Protection::Pkey`], and the pkey tests
+/// fail instead of skipping on a machine without keys (`scripts/pkey-vm` sets it in its
+/// emulated machine with keys).
+pub const PKEY_ENV: &str = "RIO_TEST_PKEY";
+
+/// The protection of the tests that run one mode: `Pkey` when [`PKEY_ENV`] requires
+/// it, else `Auto`.
+pub fn protection() -> Protection {
+    if std::env::var(PKEY_ENV).is_ok_and(|v| v == "require") {
+        Protection::Pkey
+    } else {
+        Protection::Auto
+    }
+}
+
+/// Whether the pkey tests run here: true if the machine has keys; false, with a note
+/// naming the reason, if it has none; a panic if [`PKEY_ENV`] requires them.
+pub fn pkeys_here() -> bool {
+    static NOTED: std::sync::Once = std::sync::Once::new();
+    match rio_cache::pkey_support() {
+        Ok(()) => true,
+        Err(why) => {
+            assert!(
+                protection() != Protection::Pkey,
+                "{PKEY_ENV}=require, but protection keys are unavailable: {why}"
+            );
+            NOTED.call_once(|| eprintln!("note: Protection::Pkey not tested: {why}"));
+            false
+        }
+    }
+}
+
 /// A segment path and a private cache directory, removed on drop.
 pub struct Place {
     pub dir: tempfile::TempDir,
@@ -28,7 +61,7 @@ impl Place {
         Options::new()
             .size(size)
             .undo_log_size(16 << 10)
-            .protection(Protection::Auto)
+            .protection(protection())
             .writeback(Writeback::Manual)
             .cache_dir(self.cache_dir())
     }

@@ -1,0 +1,560 @@
+//! The read-only commands: `info`, `check`, `dump`. Everything here goes through
+//! [`vista::inspect`], which opens files read-only and takes no lock.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::{json, Value};
+use vista::inspect::{
+    CacheInfo, HeaderFault, ImageState, JournalState, LaneState, SegmentInfo, Source, View,
+};
+
+use crate::open::cold_name;
+use crate::units::{epoch_secs, human, utc};
+use crate::{exit, Failure, Outcome};
+
+fn source_name(s: Source) -> &'static str {
+    match s {
+        Source::Image => "memory image",
+        Source::Disk => "disk",
+    }
+}
+
+fn image_text(i: &ImageState) -> String {
+    match i {
+        ImageState::Warm => "warm: the live state; an open starts from it".into(),
+        ImageState::Cold(r) => format!("cold ({}): an open loads the file instead", cold_name(*r)),
+        ImageState::Damaged(why) => format!(
+            "DAMAGED ({why}); it may hold transactions newer than the file: opens are refused until `vista recover --discard-image`"
+        ),
+        ImageState::Live(why) => format!(
+            "LIVE but unusable ({why}): opens are refused until `vista recover --discard-image`"
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+fn image_json(i: &ImageState) -> Value {
+    match i {
+        ImageState::Warm => json!({"state": "warm"}),
+        ImageState::Cold(r) => json!({"state": "cold", "reason": cold_name(*r)}),
+        ImageState::Damaged(why) => json!({"state": "damaged", "reason": why}),
+        ImageState::Live(why) => json!({"state": "live", "reason": why}),
+        other => json!({"state": format!("{other:?}")}),
+    }
+}
+
+fn journal_text(j: &JournalState) -> String {
+    match j {
+        JournalState::Absent => "none".into(),
+        JournalState::Empty => "empty (the last checkpoint completed)".into(),
+        JournalState::Torn => "an uncommitted checkpoint (the next open discards it)".into(),
+        JournalState::Committed { seq, pages } => format!(
+            "committed checkpoint {seq} of {pages} page(s), not yet installed (the next open installs it)"
+        ),
+        JournalState::Corrupt(why) => format!("CORRUPT: {why}"),
+        other => format!("{other:?}"),
+    }
+}
+
+fn journal_json(j: &JournalState) -> Value {
+    match j {
+        JournalState::Absent => json!({"state": "absent"}),
+        JournalState::Empty => json!({"state": "empty"}),
+        JournalState::Torn => json!({"state": "torn"}),
+        JournalState::Committed { seq, pages } => {
+            json!({"state": "committed", "seq": seq, "pages": pages})
+        }
+        JournalState::Corrupt(why) => json!({"state": "corrupt", "reason": why}),
+        other => json!({"state": format!("{other:?}")}),
+    }
+}
+
+fn lane_text(state: &LaneState, used: u64, capacity: u64, in_use: bool) -> String {
+    let pct = if capacity == 0 {
+        0.0
+    } else {
+        used as f64 * 100.0 / capacity as f64
+    };
+    match state {
+        LaneState::Empty => "empty".into(),
+        LaneState::Unfinished { records } => format!(
+            "{}: {records} record(s), {used} of {capacity} bytes ({pct:.1}%){}",
+            if in_use {
+                "transaction in progress"
+            } else {
+                "UNFINISHED transaction"
+            },
+            if in_use {
+                ""
+            } else {
+                "; a crash interrupted it, the next open rolls it back"
+            }
+        ),
+        LaneState::Damaged(why) => format!("DAMAGED: {why}"),
+        other => format!("{other:?}"),
+    }
+}
+
+fn view_json(v: &View) -> Value {
+    let header = match &v.header {
+        Ok(s) => json!({
+            "version": s.version, "lanes": s.lanes, "lane_size": s.lane_size,
+            "undo_log_capacity": s.undo_log_capacity, "user_off": s.user_off,
+            "user_len": s.user_len,
+        }),
+        Err(f) => json!({"error": f.to_string()}),
+    };
+    let lanes: Vec<Value> = v
+        .lanes
+        .iter()
+        .map(|l| {
+            let (state, extra) = match &l.state {
+                LaneState::Empty => ("empty", Value::Null),
+                LaneState::Unfinished { records } => ("unfinished", json!(records)),
+                LaneState::Damaged(why) => ("damaged", json!(why)),
+                other => ("other", json!(format!("{other:?}"))),
+            };
+            json!({"lane": l.index, "used": l.used, "state": state, "detail": extra})
+        })
+        .collect();
+    json!({"source": source_name(v.source), "header": header, "lanes": lanes})
+}
+
+fn lock_text(c: &CacheInfo) -> String {
+    match c.locked_by {
+        None => "no (no process holds its lock)".into(),
+        Some(0) => "yes, by a process this one cannot see".into(),
+        Some(pid) => format!("yes, by process {pid} (what is read may change while it is read)"),
+    }
+}
+
+fn inspect_or_fail(path: &Path, cache_dir: &Path) -> Result<SegmentInfo, Failure> {
+    vista::inspect::inspect(path, cache_dir).map_err(|e| Failure::vista(path, &e))
+}
+
+/// `vista info`.
+pub fn info(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
+    let info = inspect_or_fail(path, cache_dir)?;
+    let c = &info.cache;
+    let source = info.current_source();
+    let view = info.view(source);
+    let pkeys = vista::rio_cache::pkeys_supported();
+    let auto = match vista::rio_cache::inspect::auto_protection() {
+        vista::Protection::Pkey => "pkey",
+        vista::Protection::Alias => "alias",
+        vista::Protection::Mprotect => "mprotect",
+        vista::Protection::None => "none",
+        vista::Protection::Auto => "auto",
+    };
+    let mut t = String::new();
+    let _ = writeln!(t, "segment       {}", c.path.display());
+    let _ = writeln!(
+        t,
+        "format        rio-cache version {}, segment version {}",
+        c.disk.version,
+        vista::FORMAT_VERSION
+    );
+    let _ = writeln!(
+        t,
+        "file          {}{}",
+        human(c.file_len),
+        if c.file_len == c.expected_len {
+            String::new()
+        } else {
+            format!(
+                "; WRONG LENGTH: its header implies {} bytes",
+                c.expected_len
+            )
+        }
+    );
+    let _ = writeln!(t, "cache data    {}", human(c.disk.data_len));
+    match &view {
+        Ok(v) => {
+            let _ = writeln!(t, "read from     {}", source_name(v.source));
+            match &v.header {
+                Ok(s) => {
+                    let _ = writeln!(t, "user space    {}", human(s.user_len));
+                    let _ = writeln!(
+                        t,
+                        "undo lanes    {} x {} of records",
+                        s.lanes,
+                        human(s.undo_log_capacity)
+                    );
+                    for l in &v.lanes {
+                        let _ = writeln!(
+                            t,
+                            "  lane {:<4}   {}",
+                            l.index,
+                            lane_text(&l.state, l.used, s.undo_log_capacity, c.locked_by.is_some())
+                        );
+                    }
+                }
+                Err(f) => {
+                    let _ = writeln!(t, "segment hdr   UNUSABLE: {f}");
+                }
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(
+                t,
+                "segment       UNREADABLE from {}: {e}",
+                source_name(source)
+            );
+        }
+    }
+    let _ = writeln!(t, "memory image  {}", c.image_path.display());
+    let _ = writeln!(t, "              {}", image_text(&c.image));
+    if let Some(s) = c.image_synced {
+        let _ = writeln!(t, "              last installed or loaded checkpoint {s}");
+    }
+    let _ = writeln!(
+        t,
+        "checkpoint    {} on disk; file last written {} (the format records no checkpoint time: this is the file's mtime, and only opens and checkpoints write the file)",
+        c.disk.seq,
+        c.modified.map_or_else(|| "at an unknown time".into(), utc)
+    );
+    let _ = writeln!(t, "journal       {}", journal_text(&c.journal));
+    let _ = writeln!(t, "in use        {}", lock_text(c));
+    let _ = writeln!(
+        t,
+        "protection    protection keys {} on this machine; Auto picks {auto}",
+        if pkeys { "available" } else { "NOT available" }
+    );
+    let json = json!({
+        "path": c.path,
+        "rio_cache_version": c.disk.version,
+        "segment_version": vista::FORMAT_VERSION,
+        "file_len": c.file_len,
+        "expected_len": c.expected_len,
+        "data_len": c.disk.data_len,
+        "segment": match &view { Ok(v) => view_json(v), Err(e) => json!({"error": e.to_string()}) },
+        "image": {"path": c.image_path, "len": c.image_len, "synced": c.image_synced, "verdict": image_json(&c.image)},
+        "checkpoint": {"seq": c.disk.seq, "writer": c.disk.writer, "file_modified": c.modified.and_then(epoch_secs), "time_recorded": false},
+        "journal": {"path": c.journal_path, "verdict": journal_json(&c.journal)},
+        "locked_by": c.locked_by,
+        "protection": {"pkeys": pkeys, "auto": auto},
+    });
+    Ok(Outcome {
+        text: t,
+        json,
+        code: exit::OK,
+    })
+}
+
+/// One line of a check report.
+struct Item {
+    name: String,
+    ok: bool,
+    detail: String,
+}
+
+struct Report {
+    items: Vec<Item>,
+}
+
+impl Report {
+    fn push(&mut self, name: impl Into<String>, ok: bool, detail: impl Into<String>) {
+        self.items.push(Item {
+            name: name.into(),
+            ok,
+            detail: detail.into(),
+        });
+    }
+
+    fn problems(&self) -> usize {
+        self.items.iter().filter(|i| !i.ok).count()
+    }
+}
+
+/// Checks one view (the memory image's or the disk's): segment header, undo lanes.
+fn check_view(r: &mut Report, info: &SegmentInfo, source: Source) {
+    let where_ = source_name(source);
+    let v = match info.view(source) {
+        Ok(v) => v,
+        Err(e) => {
+            r.push(
+                format!("segment ({where_})"),
+                false,
+                format!("unreadable: {e}"),
+            );
+            return;
+        }
+    };
+    let shape = match &v.header {
+        Ok(s) => {
+            r.push(
+                format!("segment header ({where_})"),
+                true,
+                format!(
+                    "version {}, {} of user space, {} lanes",
+                    s.version,
+                    human(s.user_len),
+                    s.lanes
+                ),
+            );
+            s
+        }
+        // A zero header is a creation interrupted before anything was written: the
+        // next open initializes it. It is reported, not failed, only where that holds.
+        Err(HeaderFault::Uninitialized) => {
+            r.push(
+                format!("segment header ({where_})"),
+                false,
+                "the header is zero: creation was interrupted (an open initializes it only if nothing else was written)",
+            );
+            return;
+        }
+        Err(f) => {
+            r.push(format!("segment header ({where_})"), false, f.to_string());
+            return;
+        }
+    };
+    let in_use = info.cache.locked_by.is_some();
+    let mut unfinished = 0;
+    for l in &v.lanes {
+        match &l.state {
+            LaneState::Damaged(why) => {
+                let why = if in_use {
+                    // Read without the lock while a transaction may be writing it.
+                    format!(
+                        "{why} (the segment is open: the lane may have changed while it \
+                         was read; check again once it is closed)"
+                    )
+                } else {
+                    why.clone()
+                };
+                r.push(format!("undo lane {} ({where_})", l.index), false, why);
+            }
+            LaneState::Unfinished { .. } => {
+                unfinished += 1;
+                r.push(
+                    format!("undo lane {} ({where_})", l.index),
+                    true,
+                    lane_text(&l.state, l.used, shape.undo_log_capacity, in_use),
+                );
+            }
+            _ => {}
+        }
+    }
+    let damaged = v
+        .lanes
+        .iter()
+        .filter(|l| matches!(l.state, LaneState::Damaged(_)))
+        .count();
+    if damaged == 0 {
+        r.push(
+            format!("undo lanes ({where_})"),
+            true,
+            format!(
+                "{} lane(s) valid, {unfinished} holding a transaction",
+                v.lanes.len()
+            ),
+        );
+    }
+}
+
+/// `vista check`.
+pub fn check(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
+    let mut r = Report { items: Vec::new() };
+    let info = match vista::inspect::inspect(path, cache_dir) {
+        Ok(i) => Some(i),
+        // The disk header is what identifies the file: a damaged or foreign one is the
+        // check's finding. A file that cannot be read at all is not.
+        Err(e @ (vista::Error::Corrupt { .. } | vista::Error::IncompatibleVersion { .. })) => {
+            r.push("disk header", false, e.to_string());
+            None
+        }
+        Err(e) => return Err(Failure::vista(path, &e)),
+    };
+    if let Some(info) = &info {
+        let c = &info.cache;
+        r.push(
+            "disk header",
+            true,
+            format!(
+                "rio-cache version {}, {} of data, checkpoint {}",
+                c.disk.version,
+                human(c.disk.data_len),
+                c.disk.seq
+            ),
+        );
+        r.push(
+            "file length",
+            c.file_len == c.expected_len,
+            if c.file_len == c.expected_len {
+                format!("{} bytes", c.file_len)
+            } else {
+                format!(
+                    "{} bytes; the header implies {} (truncated or extended)",
+                    c.file_len, c.expected_len
+                )
+            },
+        );
+        r.push(
+            "journal",
+            !matches!(c.journal, JournalState::Corrupt(_)),
+            journal_text(&c.journal),
+        );
+        r.push(
+            "memory image header",
+            matches!(c.image, ImageState::Warm | ImageState::Cold(_)),
+            format!("{}: {}", c.image_path.display(), image_text(&c.image)),
+        );
+        if c.locked_by.is_some() {
+            r.push("in use", true, lock_text(c));
+        }
+        if c.file_len == c.expected_len {
+            check_view(&mut r, info, Source::Disk);
+        }
+        if c.image == ImageState::Warm {
+            check_view(&mut r, info, Source::Image);
+        }
+        // The extension point for heap invariants: a segment has no heap yet, so there
+        // is nothing to check and nothing is claimed.
+        r.push(
+            "heap invariants",
+            true,
+            "not checked: this segment format has no heap",
+        );
+    }
+    let problems = r.problems();
+    let mut t = format!("check {}\n", path.display());
+    for i in &r.items {
+        let _ = writeln!(
+            t,
+            "  {:<4} {}: {}",
+            if i.ok { "ok" } else { "FAIL" },
+            i.name,
+            i.detail
+        );
+    }
+    let _ = writeln!(
+        t,
+        "{}",
+        if problems == 0 {
+            "no problems found".to_string()
+        } else {
+            format!("{problems} problem(s) found")
+        }
+    );
+    let json = json!({
+        "path": path,
+        "ok": problems == 0,
+        "problems": problems,
+        "checks": r.items.iter().map(|i| json!({"check": i.name, "ok": i.ok, "detail": i.detail})).collect::<Vec<_>>(),
+    });
+    Ok(Outcome {
+        text: t,
+        json,
+        code: if problems == 0 {
+            exit::OK
+        } else {
+            exit::PROBLEMS
+        },
+    })
+}
+
+/// `vista dump`: committed user data, from the live state (the memory image if it is
+/// warm, else the disk) or, with `disk`, from the last checkpoint.
+pub fn dump(
+    path: &Path,
+    cache_dir: &Path,
+    offset: u64,
+    len: u64,
+    disk: bool,
+) -> Result<Outcome, Failure> {
+    let info = inspect_or_fail(path, cache_dir)?;
+    let c = &info.cache;
+    let source = if disk {
+        Source::Disk
+    } else {
+        match &c.image {
+            ImageState::Damaged(why) | ImageState::Live(why) => {
+                return Err(Failure::new(
+                    exit::FILE,
+                    path,
+                    format!(
+                        "memory image {} of {} cannot be read ({why}) and may hold newer committed data; `vista dump --disk` shows the last checkpoint",
+                        c.image_path.display(),
+                        path.display(),
+                    ),
+                ))
+            }
+            _ => info.current_source(),
+        }
+    };
+    if c.file_len != c.expected_len && source == Source::Disk {
+        return Err(Failure::new(
+            exit::FILE,
+            path,
+            format!(
+                "is {} bytes but its header implies {} (truncated or extended)",
+                c.file_len, c.expected_len
+            ),
+        ));
+    }
+    let view = info.view(source).map_err(|e| Failure::vista(path, &e))?;
+    let bytes = info
+        .read_committed(&view, offset, len)
+        .map_err(|e| Failure::vista(path, &e))?;
+    let mut t = format!(
+        "# {} bytes of committed user data at offset {offset}, from the {}\n",
+        bytes.len(),
+        match source {
+            Source::Image => "memory image (the live state)",
+            Source::Disk => "disk (the last checkpoint)",
+        }
+    );
+    hexdump(&mut t, offset, &bytes);
+    let hex: String = bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    });
+    Ok(Outcome {
+        text: t,
+        json: json!({"path": path, "offset": offset, "len": bytes.len(), "source": source_name(source), "hex": hex}),
+        code: exit::OK,
+    })
+}
+
+/// `hexdump -C` style: offset, 16 bytes in hex, the printable ASCII.
+fn hexdump(out: &mut String, base: u64, bytes: &[u8]) {
+    for (i, row) in bytes.chunks(16).enumerate() {
+        let _ = write!(out, "{:08x}  ", base + 16 * i as u64);
+        for j in 0..16 {
+            match row.get(j) {
+                Some(b) => {
+                    let _ = write!(out, "{b:02x} ");
+                }
+                None => out.push_str("   "),
+            }
+            if j == 7 {
+                out.push(' ');
+            }
+        }
+        out.push_str(" |");
+        out.extend(row.iter().map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        }));
+        out.push_str("|\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hexdump_shows_offsets_hex_and_ascii() {
+        let mut s = String::new();
+        super::hexdump(&mut s, 32, b"hello\0world, 0123456789");
+        assert_eq!(
+            s,
+            "00000020  68 65 6c 6c 6f 00 77 6f  72 6c 64 2c 20 30 31 32  |hello.world, 012|\n\
+             00000030  33 34 35 36 37 38 39                              |3456789|\n"
+        );
+    }
+}
