@@ -13,7 +13,7 @@
 //! # let dir = tempfile::tempdir().unwrap();
 //! # let path = dir.path().join("data.vista");
 //! let opts = vista::Options::new().size(4096).cache_dir(dir.path());
-//! let mut seg = vista::Segment::open(&path, &opts)?;
+//! let seg = vista::Segment::open(&path, &opts)?;
 //! seg.transaction(|tx| tx.write(0, b"hi"))?;
 //! drop(seg);
 //!
