@@ -205,7 +205,7 @@ mod tests {
     #[allow(clippy::many_single_char_names)]
     fn updates_exclude_each_other_per_range_and_release_at_the_end() {
         assert_send_sync::<SharedCache>();
-        for protection in [Protection::None, Protection::Mprotect] {
+        for protection in [Protection::None, Protection::Mprotect, Protection::Alias] {
             let dir = tempfile::tempdir().unwrap();
             let c = shared(dir.path(), protection);
             let mut a = c.update().unwrap();
@@ -241,7 +241,12 @@ mod tests {
 
     #[test]
     fn threads_update_disjoint_ranges_at_once() {
-        for protection in [Protection::None, Protection::Mprotect, Protection::Auto] {
+        for protection in [
+            Protection::None,
+            Protection::Mprotect,
+            Protection::Alias,
+            Protection::Auto,
+        ] {
             let dir = tempfile::tempdir().unwrap();
             let c = shared(dir.path(), protection).lock_wait(Duration::from_secs(10));
             std::thread::scope(|s| {
