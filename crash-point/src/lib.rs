@@ -137,15 +137,23 @@ mod armed {
         }
     }
 
-    #[allow(unsafe_code)]
     fn kill_self() -> ! {
-        // SAFETY: getpid and kill have no memory-safety preconditions; SIGKILL cannot
-        // be caught, so the call does not return.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
+        sys::kill_self()
+    }
+
+    /// The crate's one system call with an unsafe binding.
+    #[allow(unsafe_code)]
+    mod sys {
+        /// Kills this process with `SIGKILL`.
+        pub(super) fn kill_self() -> ! {
+            // SAFETY: getpid and kill have no memory-safety preconditions; SIGKILL cannot
+            // be caught, so the call does not return.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+            // kill(getpid(), SIGKILL) delivers before returning; abort is a backstop.
+            std::process::abort()
         }
-        // kill(getpid(), SIGKILL) delivers before returning; abort is a backstop.
-        std::process::abort()
     }
 }
 

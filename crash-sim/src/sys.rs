@@ -52,13 +52,13 @@ pub enum Fork {
 pub fn fork() -> io::Result<Fork> {
     // nix keeps `fork` unsafe: after a fork in a multi-threaded process the child may
     // only call async-signal-safe functions, which no type can express.
-    // SAFETY: the invariant that makes the child's code sound is that no other thread
-    // of this process holds a lock (allocator, stdio, an engine's) the child will take.
     // crash-sim forks only from its single-threaded campaign loop, which holds no engine
     // handle while it forks; the exec mode starts programs with `std::process::Command`
     // and never forks itself. A caller in a multi-threaded process (a doctest harness,
     // a user's test binary) must uphold the same: its other threads must not be in the
     // middle of an allocation or hold an engine open when a campaign starts.
+    // SAFETY: no other thread of this process holds a lock (allocator, stdio, an
+    // engine's) the child will take, as the function's contract requires (above).
     match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
         nix::unistd::ForkResult::Child => Ok(Fork::Child),
         nix::unistd::ForkResult::Parent { child } => Ok(Fork::Parent(child.as_raw())),
@@ -175,12 +175,11 @@ pub(crate) fn wild_store(addr: usize, mapped: std::ops::Range<usize>, what: Wild
     let p = addr as *mut u8;
     // This deliberately performs a wild store, in a forked worker child that is thrown
     // away afterwards, to test the engine's protection. Volatile, so the compiler neither
-    // elides nor moves the store.
+    // elides nor moves the store. No live Rust reference covers the engine's bytes: its
+    // slices are reborrowed after this returns. A store into the worker's own memory (the
+    // "anywhere" model) is deliberate corruption of a throwaway process (see above).
     // SAFETY: `p` lies in memory the child has mapped (checked above), so the store
-    // either lands or faults with SIGSEGV (the outcome being measured); no live Rust
-    // reference covers the engine's bytes: its slices are reborrowed after this
-    // returns. A store into the worker's own memory (the "anywhere" model) is
-    // deliberate corruption of a throwaway process, as documented above.
+    // either lands or faults with SIGSEGV, the outcome being measured.
     unsafe {
         match what {
             WildStore::Write(v) => std::ptr::write_volatile(p, v),
