@@ -170,6 +170,9 @@ pub trait Engine: std::fmt::Debug {
     fn exact_durable(&self, model: CrashModel) -> bool;
 }
 
+/// A view of a store's committed bytes.
+pub type State<'a> = Box<dyn std::ops::Deref<Target = [u8]> + 'a>;
+
 /// An open engine.
 pub trait Store {
     /// How the open found the state.
@@ -179,11 +182,11 @@ pub trait Store {
     fn recovery_report(&self) -> Option<(u32, u64)> {
         None
     }
-    /// The committed bytes `[0, state_len)`.
+    /// The committed bytes `[0, state_len)` (a view that may hold a lock until dropped).
     ///
     /// # Errors
     /// Engine errors.
-    fn state(&self) -> Result<&[u8]>;
+    fn state(&self) -> Result<State<'_>>;
     /// Runs one operation to its end.
     ///
     /// # Errors

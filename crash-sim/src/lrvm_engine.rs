@@ -7,7 +7,8 @@ use anyhow::{Context, Result};
 use lrvm::{CommitMode, CreateMode, MapOptions, Options, RegionId, RegionSpec, RestoreMode, Rvm};
 
 use crate::engine::{
-    remove_if_exists, CrashModel, Engine, EngineConfig, EngineKind, OpKind, Start, Store, Txn,
+    remove_if_exists, CrashModel, Engine, EngineConfig, EngineKind, OpKind, Start, State, Store,
+    Txn,
 };
 
 /// lrvm behind the [`Engine`] trait, in one of its commit modes.
@@ -131,8 +132,8 @@ impl Store for LrvmStore {
         Start::Warm
     }
 
-    fn state(&self) -> Result<&[u8]> {
-        Ok(self.rvm.region(self.region)?)
+    fn state(&self) -> Result<State<'_>> {
+        Ok(Box::new(self.rvm.region(self.region)?))
     }
 
     fn run(&mut self, txn: &Txn) -> Result<()> {

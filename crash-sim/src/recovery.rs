@@ -62,7 +62,7 @@ fn compare(
     match engine.open() {
         Ok(store) => {
             let state = store.state()?;
-            if state != reference {
+            if **state != *reference {
                 let first = state
                     .iter()
                     .zip(reference)

@@ -9,7 +9,8 @@ use vista::rio_cache::power::{self, Plan};
 use vista::{Options, Segment, StartKind, Writeback};
 
 use crate::engine::{
-    remove_if_exists, CrashModel, Engine, EngineConfig, EngineKind, OpKind, Start, Store, Txn,
+    remove_if_exists, CrashModel, Engine, EngineConfig, EngineKind, OpKind, Start, State, Store,
+    Txn,
 };
 
 /// Undo log per lane: room for every transaction a workload makes.
@@ -98,7 +99,7 @@ impl Engine for VistaEngine {
         for f in self.files() {
             remove_if_exists(&f)?;
         }
-        let mut seg = Segment::open(self.seg_path(), &self.options())?;
+        let seg = Segment::open(self.seg_path(), &self.options())?;
         // In pieces that fit the undo log (a multi-megabyte state would not).
         let piece = (UNDO_LOG / 2) as usize;
         for (k, chunk) in initial.chunks(piece).enumerate() {
@@ -232,8 +233,8 @@ impl Store for VistaStore {
         }
     }
 
-    fn state(&self) -> Result<&[u8]> {
-        Ok(self.seg.read(0, self.len)?)
+    fn state(&self) -> Result<State<'_>> {
+        Ok(Box::new(self.seg.read(0, self.len)?))
     }
 
     fn recovery_report(&self) -> Option<(u32, u64)> {

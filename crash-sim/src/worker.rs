@@ -160,7 +160,7 @@ fn child_body(job: &Job<'_>, w: &mut File) -> Result<()> {
     }
     if job.send_state {
         let st = s.state()?;
-        send(w, STATE, st.len() as u64, st)?;
+        send(w, STATE, st.len() as u64, &st)?;
     }
     if job.recover_only {
         send(w, DONE, 0, &[])?;
@@ -179,7 +179,7 @@ fn child_body(job: &Job<'_>, w: &mut File) -> Result<()> {
         let s = store.as_mut().expect("open");
         let writes = match kind {
             OpKind::Checkpoint => Vec::new(),
-            _ => job.workload.writes(job.seed, i, s.state()?),
+            _ => job.workload.writes(job.seed, i, &s.state()?),
         };
         s.run(&Txn { kind, writes })?;
         send(w, ACK, i, &[])?;

@@ -4,20 +4,27 @@
 //! The rules that make those slices sound (see the crate docs):
 //! - shared slices (`&[u8]`) come from `&RioCache` or `&Update`;
 //! - mutable slices come from `&mut Update`, which exists only while the owner's
-//!   `&mut RioCache` is borrowed (so no shared slice of the owner is alive) and while the
-//!   checkpoint gate is held shared (so the checkpointer is not copying);
-//! - the checkpointer copies pages only while holding the gate exclusively.
+//!   `&mut RioCache` is borrowed (so no shared slice of the owner is alive), or, for a
+//!   [`crate::SharedCache`], only over ranges the update holds exclusively in the lock
+//!   table; either way only while the update is inside the checkpoint gate (so the
+//!   checkpointer is not copying);
+//! - shared slices of a shared cache cover only ranges their holder has locked;
+//! - the checkpointer copies pages only while the gate is closed.
 #![allow(unsafe_code)]
 
+use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut, Range};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
-use std::sync::RwLockReadGuard;
+use std::sync::PoisonError;
+use std::time::Duration;
 
 use crate::cache::{Guard, Inner, RioCache};
 use crate::error::{Error, IoContext, Result};
+use crate::gate::Ticket;
 use crate::journal::Batch;
+use crate::locks::{Held, LockTable};
 use crate::sys::{self, PAGE};
 
 impl Inner {
@@ -37,10 +44,7 @@ impl Inner {
     /// Copies the dirty pages into a journal batch and moves them from the dirty map to
     /// the in-flight map. Takes the gate exclusively for the copy only.
     pub(crate) fn stage(&self, seq: u64) -> Batch {
-        let _gate = self
-            .gate
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _gate = self.gate.close();
         let dirty = self.dirty_map();
         let inflight = self.inflight_map();
         let indices: Vec<u64> = (0..self.pages)
@@ -50,9 +54,9 @@ impl Inner {
         let mut batch = Batch::new(seq, self.data_len, self.image_id, &indices);
         for (i, &p) in indices.iter().enumerate() {
             let p = p as usize;
-            // SAFETY: page p is inside the page-rounded data mapping; the gate is held
-            // exclusively, so no `&mut Update` (the only source of mutable slices)
-            // exists, and shared slices may coexist with this one.
+            // SAFETY: page p is inside the page-rounded data mapping; the gate is closed,
+            // so no `Update` (the only source of mutable slices) exists, and shared
+            // slices may coexist with this one.
             let src = unsafe { self.data.slice(p * PAGE, PAGE) };
             // The `clean-before-copy` mutant: a crash before the in-flight mark loses the page.
             if crate::mutant::is("clean-before-copy") {
@@ -82,8 +86,9 @@ impl RioCache {
     pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {
         let (off, len) = self.inner.check_range(offset, len)?;
         // SAFETY: in bounds (checked); `&self` is borrowed for the slice's life, so no
-        // `Update` (which needs `&mut self`) can hand out a mutable slice meanwhile; the
-        // checkpointer only reads.
+        // `Update` of this handle (which needs `&mut self`) can hand out a mutable slice
+        // meanwhile, and a `SharedCache` owns its `RioCache`, so none of its updates
+        // can either; the checkpointer only reads.
         Ok(unsafe { self.inner.data.slice(off, len) })
     }
 
@@ -98,35 +103,14 @@ impl RioCache {
     /// windows all close (the memory is protected again) when it is dropped.
     ///
     /// The update must end on the thread that started it (it is `!Send`), because
-    /// protection keys are per-thread.
+    /// protection keys are per-thread. For updates from several threads at once, see
+    /// [`crate::SharedCache`].
     ///
     /// # Errors
     /// [`Error::Poisoned`] after a failed checkpoint.
     #[inline]
     pub fn update(&mut self) -> Result<Update<'_>> {
-        self.inner.check_poison()?;
-        let gate = self
-            .inner
-            .gate
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Read under the gate: no checkpoint can clear dirty marks until the update ends.
-        let gen = self.inner.dirty_gen.load(Ordering::Relaxed);
-        let recent = match &self.guard {
-            Guard::None { recent, gen: g } if *g == gen => recent.clone(),
-            _ => [0..0, 0..0],
-        };
-        Ok(Update {
-            inner: &self.inner,
-            guard: &mut self.guard,
-            _gate: gate,
-            opened: Vec::new(),
-            recent,
-            gen,
-            next_recent: 0,
-            key_open: false,
-            _not_send: PhantomData,
-        })
+        Update::start(&self.inner, &self.guard, Some(&mut self.memo), None)
     }
 
     /// Opens a single write window over `[offset, offset + len)`; it closes when
@@ -141,12 +125,62 @@ impl RioCache {
     }
 }
 
-/// A section of writes that a checkpoint never splits. See [`RioCache::update`].
+/// Pages an update opened, kept across updates of one writer so that the next update
+/// need not mark them dirty again. Valid only while no checkpoint has cleared the dirty
+/// marks since (tracked by a generation), and only without protection (with
+/// protection, opening a page also changes its protection, which ends with the
+/// update). A writer that runs many updates (a transaction lane) keeps one and passes
+/// it to [`crate::SharedCache::update_with`].
+#[derive(Debug, Clone)]
+pub struct PageMemo {
+    recent: [Range<usize>; 2],
+    gen: u64,
+}
+
+impl Default for PageMemo {
+    fn default() -> Self {
+        PageMemo {
+            recent: [0..0, 0..0],
+            gen: u64::MAX,
+        }
+    }
+}
+
+/// Range locking of an update of a [`crate::SharedCache`].
+#[derive(Debug)]
+pub(crate) struct Locking<'a> {
+    pub(crate) table: &'a LockTable,
+    pub(crate) held: RefCell<Held>,
+    pub(crate) wait: Duration,
+}
+
+impl Locking<'_> {
+    /// Takes `[offset, offset + len)` (checked) for this update.
+    #[inline]
+    fn take(&self, offset: u64, len: u64, exclusive: bool) -> Result<()> {
+        if self
+            .held
+            .borrow_mut()
+            .acquire(self.table, offset, len, exclusive, self.wait)
+        {
+            Ok(())
+        } else {
+            Err(Error::Conflict { offset, len })
+        }
+    }
+}
+
+/// A section of writes that a checkpoint never splits. See [`RioCache::update`] and
+/// [`crate::SharedCache::update`].
 #[derive(Debug)]
 pub struct Update<'a> {
     inner: &'a Inner,
-    guard: &'a mut Guard,
-    _gate: RwLockReadGuard<'a, ()>,
+    guard: &'a Guard,
+    _gate: Ticket<'a>,
+    /// Where `recent` is kept between updates of one writer.
+    memo: Option<&'a mut PageMemo>,
+    /// For updates of a shared cache: the ranges this update holds.
+    locks: Option<Locking<'a>>,
     /// Page ranges opened with `mprotect`, to close on drop.
     opened: Vec<Range<usize>>,
     /// The last two page ranges opened: opening inside one again costs only the range
@@ -162,7 +196,56 @@ pub struct Update<'a> {
     _not_send: PhantomData<*mut ()>,
 }
 
+impl<'a> Update<'a> {
+    #[inline]
+    pub(crate) fn start(
+        inner: &'a Inner,
+        guard: &'a Guard,
+        memo: Option<&'a mut PageMemo>,
+        locks: Option<Locking<'a>>,
+    ) -> Result<Update<'a>> {
+        inner.check_poison()?;
+        let gate = inner.gate.enter();
+        // Read inside the gate: no checkpoint can clear dirty marks until the update
+        // ends.
+        let gen = inner.dirty_gen.load(Ordering::Relaxed);
+        let recent = match (&memo, guard) {
+            (Some(m), Guard::None) if m.gen == gen => m.recent.clone(),
+            _ => [0..0, 0..0],
+        };
+        Ok(Update {
+            inner,
+            guard,
+            _gate: gate,
+            memo,
+            locks,
+            opened: Vec::new(),
+            recent,
+            gen,
+            next_recent: 0,
+            key_open: false,
+            _not_send: PhantomData,
+        })
+    }
+}
+
 impl Update<'_> {
+    /// Starts from a writer's memo (see [`PageMemo`]), if it is still valid.
+    #[inline]
+    pub(crate) fn seed(&mut self, memo: &PageMemo) {
+        if matches!(self.guard, Guard::None) && memo.gen == self.gen {
+            self.recent.clone_from(&memo.recent);
+        }
+    }
+
+    /// The pages this update opened, for the writer's next update (see [`PageMemo`]).
+    pub fn memo(&self) -> PageMemo {
+        PageMemo {
+            recent: self.recent.clone(),
+            gen: self.gen,
+        }
+    }
+
     /// Bytes in the cache.
     pub fn len(&self) -> u64 {
         self.inner.data_len
@@ -178,16 +261,23 @@ impl Update<'_> {
         self.inner.data_len == 0
     }
 
-    /// The bytes `[offset, offset + len)`.
+    /// The bytes `[offset, offset + len)`. In an update of a shared cache, the range is
+    /// locked shared until the update ends.
     ///
     /// # Errors
-    /// [`Error::OutOfRange`].
+    /// [`Error::OutOfRange`]; [`Error::Conflict`] if another update holds the range
+    /// exclusively beyond the lock wait.
     #[inline]
     pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {
         let (off, len) = self.inner.check_range(offset, len)?;
+        if let Some(l) = &self.locks {
+            l.take(offset, len as u64, false)?;
+        }
         // SAFETY: in bounds; `&self` is borrowed for the slice's life, so no mutable
-        // slice (which needs `&mut self`) exists meanwhile; the checkpointer is held off
-        // by the gate and only reads anyway.
+        // slice of this update (which needs `&mut self`) exists meanwhile; of a shared
+        // cache, this update holds the range (shared or exclusively) until it ends, so
+        // no other update has or gets a mutable slice of it; the checkpointer is held
+        // off by the gate and only reads anyway.
         Ok(unsafe { self.inner.data.slice(off, len) })
     }
 
@@ -195,13 +285,16 @@ impl Update<'_> {
     /// dirty, and returns the bytes.
     ///
     /// # Errors
-    /// [`Error::OutOfRange`], or an I/O error from `mprotect`.
+    /// [`Error::OutOfRange`]; [`Error::Conflict`] (shared cache); an I/O error from
+    /// `mprotect`.
     #[inline]
     pub fn window(&mut self, offset: u64, len: u64) -> Result<&mut [u8]> {
         let (off, len) = self.open(offset, len)?;
         // SAFETY: in bounds and opened for writing (open); unaliased: `&mut self` is
-        // borrowed for the slice's life, the owner's `&mut RioCache` is borrowed by this
-        // update, and the checkpointer is held off by the gate.
+        // borrowed for the slice's life; without a shared cache, the owner's
+        // `&mut RioCache` is borrowed by this update; with one, this update holds the
+        // range exclusively (open) until it ends; the checkpointer is held off by the
+        // gate.
         Ok(unsafe { self.inner.writable().slice_mut(off, len) })
     }
 
@@ -247,8 +340,9 @@ impl Update<'_> {
         #[allow(clippy::cast_ptr_alignment)] // alignment argued in the SAFETY comment
         // SAFETY: the 8 bytes are in bounds and open for writing (open); the mapping is
         // page-aligned and `off` a multiple of 8, so the pointer is aligned for
-        // AtomicU64; `&mut self` means no slice of this update is alive, so the atomic
-        // access does not race with a non-atomic one.
+        // AtomicU64; `&mut self` means no slice of this update is alive, and of a shared
+        // cache no other update holds the range, so the atomic access does not race
+        // with a non-atomic one.
         let atomic = unsafe { &*word.cast::<std::sync::atomic::AtomicU64>() };
         atomic.store(value.to_le(), Ordering::Release);
         Ok(())
@@ -262,7 +356,8 @@ impl Update<'_> {
     /// are in the memory image when this returns.
     ///
     /// # Errors
-    /// [`Error::OutOfRange`]; I/O errors from `mprotect` or `pwrite`.
+    /// [`Error::OutOfRange`]; [`Error::Conflict`] (shared cache); I/O errors from
+    /// `mprotect` or `pwrite`.
     pub fn write_bytes(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         if self.writes_through(offset, bytes.len() as u64)? {
             return self.write_through(offset, bytes);
@@ -273,7 +368,8 @@ impl Update<'_> {
     }
 
     /// Whether a write of `[offset, offset + len)` is cheaper through the image file:
-    /// under `mprotect`, for pages this update has not opened.
+    /// under `mprotect`, for pages this update has not opened. Takes the range
+    /// exclusively (shared cache) when it says yes.
     #[inline]
     fn writes_through(&self, offset: u64, len: u64) -> Result<bool> {
         let Guard::Mprotect { .. } = self.guard else {
@@ -289,10 +385,15 @@ impl Update<'_> {
             .iter()
             .chain(&self.opened)
             .any(|r| r.start <= pages.start && pages.end <= r.end);
+        if !open {
+            if let Some(l) = &self.locks {
+                l.take(offset, len, true)?;
+            }
+        }
         Ok(!open)
     }
 
-    /// Writes through the memory image file. The caller checked the range.
+    /// Writes through the memory image file. The caller checked and locked the range.
     ///
     /// Atomicity: a process dies only on its way back to user mode, never inside the
     /// kernel's copy of a write that does not cross a page, so a crash sees such a write
@@ -318,19 +419,25 @@ impl Update<'_> {
         self.inner.set_poison(reason.into());
     }
 
-    /// Ends the update (closing its windows and letting checkpoints in), then takes a
-    /// checkpoint and returns once everything written so far is durable on disk.
+    /// Ends the update (closing its windows, releasing its ranges and letting
+    /// checkpoints in), then takes a checkpoint and returns once everything written so
+    /// far is durable on disk.
     ///
     /// # Errors
-    /// As [`RioCache::checkpoint`].
+    /// As [`RioCache::checkpoint`]; [`Error::InUpdate`] if this thread is still inside
+    /// another update of the cache (the checkpoint would wait for it forever).
     pub fn checkpoint(self) -> Result<()> {
         let inner = self.inner;
         drop(self);
+        if inner.gate.held_by_this_thread() {
+            return Err(Error::InUpdate);
+        }
         inner.checkpoint()
     }
 
     /// Opens a range for writing without returning it (the bytes are then reachable
-    /// through [`Update::window`] at no further cost).
+    /// through [`Update::window`] at no further cost). In an update of a shared cache,
+    /// the range is locked exclusively until the update ends.
     ///
     /// # Errors
     /// As [`Update::window`].
@@ -339,6 +446,9 @@ impl Update<'_> {
         let (off, n) = self.inner.check_range(offset, len)?;
         if n == 0 {
             return Ok((off, 0));
+        }
+        if let Some(l) = &self.locks {
+            l.take(offset, len, true)?;
         }
         let pages = off / PAGE..(off + n).div_ceil(PAGE);
         if self
@@ -358,9 +468,10 @@ impl Update<'_> {
     fn open_pages(&mut self, pages: Range<usize>) -> std::io::Result<()> {
         match self.guard {
             // The alias is always writable: nothing to open.
-            Guard::None { .. } | Guard::Alias => {}
+            Guard::None | Guard::Alias => {}
             Guard::Mprotect { refs } => {
-                open_pages(&self.inner.data, refs, pages.clone())?;
+                let mut refs = refs.lock().unwrap_or_else(PoisonError::into_inner);
+                open_pages(&self.inner.data, &mut refs, pages.clone())?;
                 self.opened.push(pages.clone());
             }
             Guard::Pkey { key } => {
@@ -378,27 +489,35 @@ impl Update<'_> {
 }
 
 impl Drop for Update<'_> {
-    /// Closes every window. A failure to re-protect pages with `mprotect` cannot be
-    /// reported from here; it leaves those pages writable (weaker protection, never
-    /// unsoundness) and is counted in [`crate::Stats::reprotect_failures`].
+    /// Closes every window and releases the update's ranges. A failure to re-protect
+    /// pages with `mprotect` cannot be reported from here; it leaves those pages
+    /// writable (weaker protection, never unsoundness) and is counted in
+    /// [`crate::Stats::reprotect_failures`].
     #[inline]
     fn drop(&mut self) {
-        if let Guard::None { recent, gen } = &mut self.guard {
-            recent.clone_from(&self.recent);
-            *gen = self.gen;
+        if let Some(memo) = self.memo.as_deref_mut() {
+            memo.recent.clone_from(&self.recent);
+            memo.gen = self.gen;
         }
-        if let Guard::Mprotect { refs } = &mut self.guard {
-            for pages in self.opened.drain(..) {
-                if close_pages(&self.inner.data, refs, pages).is_err() {
-                    self.inner
-                        .reprotect_failures
-                        .fetch_add(1, Ordering::Relaxed);
+        if let Guard::Mprotect { refs } = self.guard {
+            if !self.opened.is_empty() {
+                let mut refs = refs.lock().unwrap_or_else(PoisonError::into_inner);
+                for pages in self.opened.drain(..) {
+                    if close_pages(&self.inner.data, &mut refs, pages).is_err() {
+                        self.inner
+                            .reprotect_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         }
-        if let (true, Guard::Pkey { key }) = (self.key_open, &*self.guard) {
+        if let (true, Guard::Pkey { key }) = (self.key_open, self.guard) {
             key_rights::close(*key);
             self.key_open = false;
+        }
+        // The windows are closed: only now may other updates take the ranges.
+        if let Some(l) = &self.locks {
+            l.held.borrow_mut().release_all(l.table);
         }
     }
 }

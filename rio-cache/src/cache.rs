@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crash_point::crash_point;
@@ -16,6 +16,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::{
     self, DiskHeader, HeaderError, MemHeader, DISK_DATA_OFFSET, MEM_READY, VERSION,
 };
+use crate::gate::Gate;
 use crate::journal::{self, Journal};
 use crate::options::{Protection, RioOptions, Writeback};
 use crate::sys::{self, AtomicMapping, Mapping, PAGE};
@@ -103,20 +104,18 @@ pub struct Stats {
     pub disk_seq: u64,
 }
 
-/// The per-handle protection state, owned by the [`RioCache`] and lent to one
-/// [`crate::Update`] at a time.
+/// The per-handle protection state, owned by the [`RioCache`] and shared by its
+/// updates (one at a time for a `RioCache`, any number for a [`crate::SharedCache`]).
 #[derive(Debug)]
 pub(crate) enum Guard {
     /// Without protection, opening a page only marks it dirty, which stays true until a
-    /// checkpoint's copy clears the dirty map. So the pages the last update opened are
-    /// remembered across updates, valid while `Inner::dirty_gen` still equals `gen`.
-    None {
-        recent: [Range<usize>; 2],
-        gen: u64,
-    },
-    /// Open-window count per data page.
+    /// checkpoint's copy clears the dirty map; see [`crate::PageMemo`].
+    None,
+    /// Open-window count per data page. The lock makes a count's change and the
+    /// `mprotect` it calls for one step, so two threads' windows on a page never leave
+    /// it read-only while one of them is open.
     Mprotect {
-        refs: Vec<u32>,
+        refs: Mutex<Vec<u32>>,
     },
     Pkey {
         key: u32,
@@ -149,8 +148,8 @@ pub(crate) struct Inner {
     /// `Alias`: a second, writable mapping of the data at a random address.
     pub(crate) write: Option<Mapping>,
     pub(crate) pkey: Option<u32>,
-    /// Writers (updates) hold it shared; the checkpoint's copy holds it exclusively.
-    pub(crate) gate: RwLock<()>,
+    /// Updates pass it; the checkpoint's copy closes it.
+    pub(crate) gate: Gate,
     /// Serializes checkpoints; holds the disk image's checkpoint sequence number.
     pub(crate) disk_seq: Mutex<u64>,
     /// This memory image's id, recorded as the writer of every checkpoint it installs.
@@ -212,8 +211,8 @@ impl Inner {
         let dirty = self.dirty_map();
         let mut newly = 0;
         for p in pages {
-            if dirty[p].load(Ordering::Relaxed) == 0 {
-                dirty[p].store(1, Ordering::Relaxed);
+            // The swap keeps two threads marking one page from counting it twice.
+            if dirty[p].load(Ordering::Relaxed) == 0 && dirty[p].swap(1, Ordering::Relaxed) == 0 {
                 newly += 1;
             }
         }
@@ -278,6 +277,8 @@ impl SyncedWord<'_> {
 pub struct RioCache {
     pub(crate) inner: Arc<Inner>,
     pub(crate) guard: Guard,
+    /// The pages the last update opened (see [`crate::PageMemo`]).
+    pub(crate) memo: crate::PageMemo,
     writeback: Option<WritebackThread>,
     checkpoint_on_close: bool,
 }
@@ -665,7 +666,7 @@ impl RioCache {
             data,
             write,
             pkey,
-            gate: RwLock::new(()),
+            gate: Gate::default(),
             disk_seq: Mutex::new(disk_seq),
             image_id: header.id,
             dirty_pages: AtomicU64::new(0),
@@ -711,6 +712,7 @@ impl RioCache {
         Ok(RioCache {
             inner,
             guard,
+            memo: crate::PageMemo::default(),
             writeback,
             checkpoint_on_close: opts.checkpoint_on_close,
         })
@@ -1186,10 +1188,7 @@ fn map_data(
         ActiveProtection::None => (
             Mapping::read_write(image, at, len).context(ctx)?,
             None,
-            Guard::None {
-                recent: [0..0, 0..0],
-                gen: u64::MAX,
-            },
+            Guard::None,
         ),
         ActiveProtection::Mprotect => {
             let m = Mapping::read_write(image, at, len).context(ctx)?;
@@ -1198,7 +1197,7 @@ fn map_data(
                 m,
                 None,
                 Guard::Mprotect {
-                    refs: vec![0; pages],
+                    refs: Mutex::new(vec![0; pages]),
                 },
             )
         }

@@ -146,6 +146,20 @@ pub enum Error {
     /// The options are invalid.
     #[error("invalid options: {0}")]
     InvalidOptions(String),
+    /// An update of a [`crate::SharedCache`] could not lock a range: another update
+    /// held it incompatibly for longer than the lock wait. The update keeps what it
+    /// holds; end it (and undo what it did) and try again.
+    #[error("range {offset}+{len} is locked by another update")]
+    Conflict {
+        /// Start of the range.
+        offset: u64,
+        /// Its length.
+        len: u64,
+    },
+    /// A checkpoint was asked for by a thread that is inside an update of the same
+    /// cache: it would wait for that update forever.
+    #[error("a checkpoint cannot run while this thread has an update open")]
+    InUpdate,
     /// An earlier checkpoint failed to reach the disk. The cache refuses further writes:
     /// after a failed fsync the kernel may have dropped the dirty pages, so retrying
     /// would pretend. Reopen the cache (a warm start writes everything back again).

@@ -72,11 +72,18 @@
 //!   process maps the same memory image, even one that opens a disk file recreated
 //!   under the same path (a process that writes the image file behind the lock's back
 //!   is outside the model, as with any mmap-based store);
-//! - mutable slices come only from `&mut` [`Update`], which borrows `&mut RioCache`, so
-//!   no shared slice from [`RioCache::read`] is alive, and two windows are never alive at
-//!   once (each borrows the update mutably; [`Update::window_pair`] checks disjointness);
-//! - the writeback thread only reads, and only while holding the checkpoint gate
-//!   exclusively, which every update holds shared;
+//! - mutable slices come only from `&mut` [`Update`]. An update of a [`RioCache`]
+//!   borrows `&mut RioCache`, so no shared slice from [`RioCache::read`] is alive. An
+//!   update of a [`SharedCache`] (which owns its `RioCache`, so `RioCache::read` cannot
+//!   be reached) hands out a mutable slice only over bytes it holds exclusively in the
+//!   cache's lock table, and a shared slice only over bytes it holds shared or
+//!   exclusively, until it ends; [`SharedCache::read`]'s guard holds its bytes shared.
+//!   Within one update two windows are never alive at once (each borrows the update
+//!   mutably; [`Update::window_pair`] checks disjointness);
+//! - lock words are taken with acquire and released with release ordering, so a holder
+//!   sees every write of the previous exclusive holder;
+//! - the writeback thread only reads, and only while the checkpoint gate is closed,
+//!   which happens only while no update is inside it;
 //! - protection changes never remove read access, and only remove write access from
 //!   pages with no live mutable slice (windows close when the update drops);
 //! - under `Pkey` and `Alias` the same bytes are reachable through two mappings, one
@@ -95,6 +102,11 @@
 //! - `thiserror`: the [`Error`] enum.
 //! - `crash-point`: named crash points at every checkpoint and recovery step (compiled
 //!   in only with the `crash-points` feature).
+//! - `crossbeam-utils`: `Backoff` while waiting for a range lock.
+//! - `shuttle` (optional, feature `shuttle`): model-checked tests of the lock table
+//!   (`cargo test -p rio-cache --features shuttle --lib shuttle`; vista's crate docs say
+//!   why shuttle rather than loom). The feature replaces the lock words with shuttle's
+//!   atomics, which work only inside a shuttle test.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -104,10 +116,13 @@ mod checkpoint;
 mod disk_io;
 mod error;
 mod format;
+mod gate;
 pub mod inspect;
 mod journal;
+mod locks;
 mod options;
 pub mod power;
+mod shared;
 mod sys;
 mod writeback;
 
@@ -137,7 +152,7 @@ mod mutant {
 /// `warm-after-rewrite`).
 pub const MUTANT_ENV: &str = "RIO_MUTANT";
 
-pub use access::{Update, WriteWindow};
+pub use access::{PageMemo, Update, WriteWindow};
 pub use cache::{
     existing_size, image_path, journal_path, remove, ActiveProtection, ColdReason, RioCache,
     StartKind, Stats,
@@ -145,6 +160,7 @@ pub use cache::{
 pub use checkpoint::CRASH_POINTS;
 pub use error::{Error, PkeyUnavailable, Result};
 pub use options::{Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACHE_DIR};
+pub use shared::{Locked, SharedCache, DEFAULT_LOCK_WAIT};
 
 /// The page size rio-cache works in (dirty tracking, protection, checkpoints).
 pub const PAGE_SIZE: usize = sys::PAGE;

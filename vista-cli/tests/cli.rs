@@ -90,7 +90,7 @@ fn options(dir: &Path) -> Options {
 /// A segment with "hello" committed at 0 and checkpointed, closed cleanly.
 fn good_segment(dir: &Path) -> PathBuf {
     let path = dir.join("seg");
-    let mut seg = Segment::open(&path, &options(dir)).unwrap();
+    let seg = Segment::open(&path, &options(dir)).unwrap();
     seg.transaction(|tx| tx.write(0, b"hello")).unwrap();
     seg.close().unwrap();
     path
@@ -120,7 +120,7 @@ fn crash_child() {
         return;
     };
     let dir = PathBuf::from(dir);
-    let mut seg = Segment::open(dir.join("seg"), &options(&dir)).unwrap();
+    let seg = Segment::open(dir.join("seg"), &options(&dir)).unwrap();
     let mut tx = seg.begin().unwrap();
     tx.write(0, b"HELLO").unwrap();
     std::process::abort();

@@ -46,7 +46,7 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir_in(base).unwrap();
     let mut g = c.benchmark_group("vista txn");
     for (name, protection) in modes() {
-        let mut seg = open(dir.path(), protection);
+        let seg = open(dir.path(), protection);
         g.bench_function(BenchmarkId::new("empty", name), |b| {
             b.iter(|| seg.begin().unwrap().commit().unwrap());
         });

@@ -62,6 +62,21 @@ pub enum Error {
     /// abort that found a damaged undo log); reopen it to recover.
     #[error("segment is poisoned: {0}")]
     Poisoned(String),
+    /// A transaction could not lock a range it reads or writes: another transaction
+    /// held it for longer than the lock wait (see `Options::lock_wait`). Abort the
+    /// transaction (dropping it does) and run it again; [`crate::Segment::transaction`]
+    /// does this itself.
+    #[error("a range is locked by another transaction")]
+    Conflict,
+    /// Every undo lane stayed in use by other transactions for the whole lane wait
+    /// (see `Options::lane_wait`).
+    #[error("all {lanes} undo lanes stayed busy for {waited:?}")]
+    LanesBusy {
+        /// Lanes in the segment.
+        lanes: u32,
+        /// How long the transaction waited.
+        waited: std::time::Duration,
+    },
     /// The segment's memory image is damaged or of another version, and may hold
     /// committed transactions that the segment file lacks; nothing was changed. Open
     /// with [`crate::Options::discard_image`] to start from the segment file instead.
@@ -159,8 +174,46 @@ impl From<rio_cache::Error> for Error {
                 reason,
             },
             R::Poisoned(why) => Error::Poisoned(why),
+            R::Conflict { .. } => Error::Conflict,
             R::Io { context, source } => Error::Io { context, source },
             other => Error::Cache(other),
         }
+    }
+}
+
+/// Why the segment refuses work, once something has failed (shared by its
+/// transactions).
+#[derive(Debug, Default)]
+pub(crate) struct Poison {
+    why: std::sync::Mutex<Option<String>>,
+    set: std::sync::atomic::AtomicBool,
+}
+
+impl Poison {
+    /// `Err(Poisoned)` once poisoned.
+    #[inline]
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.set.load(std::sync::atomic::Ordering::Acquire) {
+            let why = self
+                .why
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+                .unwrap_or_default();
+            return Err(Error::Poisoned(why));
+        }
+        Ok(())
+    }
+
+    /// Poisons the segment (the first reason is kept).
+    pub(crate) fn set(&self, why: String) {
+        let mut w = self
+            .why
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if w.is_none() {
+            *w = Some(why);
+        }
+        self.set.store(true, std::sync::atomic::Ordering::Release);
     }
 }

@@ -13,7 +13,7 @@
 //! # let dir = tempfile::tempdir().unwrap();
 //! # let path = dir.path().join("data.vista");
 //! let opts = vista::Options::new().size(4096).cache_dir(dir.path());
-//! let mut seg = vista::Segment::open(&path, &opts)?;
+//! let seg = vista::Segment::open(&path, &opts)?;
 //! seg.transaction(|tx| tx.write(0, b"hi"))?;
 //! drop(seg);
 //!
@@ -249,7 +249,7 @@ impl SegmentInfo {
             };
             return Err(corrupt(format!("segment header: {why}")));
         };
-        let at = crate::segment::check_range(layout, offset, len)?;
+        let at = layout.user_range(offset, len)?;
         let mut buf = self.cache.read(view.source, at, len)?;
         for lane in &view.lanes {
             match &lane.state {

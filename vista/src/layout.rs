@@ -42,7 +42,7 @@ impl Layout {
         if o.size == 0 {
             return Err(bad("size must be at least one byte"));
         }
-        if o.lanes == 0 || o.lanes > 1024 {
+        if o.lanes == 0 || o.lanes > crate::options::MAX_LANES {
             return Err(bad("lanes must be between 1 and 1024"));
         }
         if o.undo_log_size < 64 {
@@ -78,6 +78,19 @@ impl Layout {
     /// The rio-cache offset of lane `i`.
     pub(crate) fn lane_off(&self, i: u32) -> u64 {
         self.lanes_off + u64::from(i) * self.lane_size
+    }
+
+    /// Converts a user-space range to a cache offset, refusing anything outside it.
+    #[inline]
+    pub(crate) fn user_range(&self, offset: u64, len: u64) -> Result<u64> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.user_len => Ok(self.user_off + offset),
+            _ => Err(Error::OutOfRange {
+                offset,
+                len,
+                size: self.user_len,
+            }),
+        }
     }
 
     /// Bytes of records a lane can hold.

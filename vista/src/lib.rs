@@ -16,7 +16,7 @@
 //!     .protection(vista::Protection::Auto)
 //! #   .cache_dir(dir.path())
 //!     ;
-//! let mut seg = vista::Segment::open(&path, &opts)?;   // creates, or recovers
+//! let seg = vista::Segment::open(&path, &opts)?;       // creates, or recovers
 //!
 //! let mut tx = seg.begin()?;
 //! tx.write(0, b"hello")?;                               // set_range + copy
@@ -62,11 +62,88 @@
 //!
 //! See `docs/design.md` and `docs/format.md`.
 //!
+//! # Threads
+//! A [`Segment`] is `Send + Sync`: share it by reference, in an `Arc` or with scoped
+//! threads, and run transactions from any number of threads at once. Each running
+//! transaction owns one undo lane (`Options::lanes`, default the number of CPUs but at
+//! least 4; `begin` waits up to `Options::lane_wait` for a free one, then fails with
+//! [`Error::LanesBusy`]). Transactions are **serializable**: every range a
+//! transaction reads is locked shared and every range it declares with
+//! [`Transaction::set_range`] (or `write`, `put`) exclusively, until it commits or
+//! aborts (strict two-phase locking). A range another transaction holds is waited for
+//! up to `Options::lock_wait`, then the call fails with [`Error::Conflict`];
+//! [`Segment::transaction`] then aborts and runs the closure again with backoff, up to
+//! `Options::retries` times. Waiting is bounded, so no set of transactions deadlocks.
+//! A thread that panics inside a transaction aborts it on unwinding, which releases
+//! its locks and its lane. [`Segment::read`] returns a guard that holds the range
+//! shared: committed bytes that no transaction can change while it is alive.
+//!
+//! ```
+//! # fn main() -> Result<(), vista::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let opts = vista::Options::default().size(1 << 16).cache_dir(dir.path());
+//! let seg = vista::Segment::open(dir.path().join("bank.vista"), &opts)?;
+//! seg.transaction(|tx| tx.put(0, &[100u64, 100u64]))?;
+//! std::thread::scope(|s| {
+//!     for t in 0..4u64 {
+//!         let seg = &seg;
+//!         s.spawn(move || {
+//!             for _ in 0..10 {
+//!                 let (from, to) = if t % 2 == 0 { (0, 8) } else { (8, 0) };
+//!                 seg.transaction(|tx| {
+//!                     let a = tx.get::<u64>(from)?;
+//!                     let b = tx.get::<u64>(to)?;
+//!                     tx.put(from, &(a - 1))?;
+//!                     tx.put(to, &(b + 1))
+//!                 })
+//!                 .unwrap();
+//!             }
+//!         });
+//!     }
+//! });
+//! let [a, b]: [u64; 2] = seg.get(0)?;
+//! assert_eq!(a + b, 200);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Safety
 //! The public API is safe Rust; vista itself has no `unsafe` code. The slices it hands
-//! out borrow the segment (`&self` for committed reads, the transaction for writes), so
-//! they cannot change underneath their holder; rio-cache documents why its mapping
-//! can be sliced soundly.
+//! out borrow either a transaction (`Transaction::read`, `set_range`) or a read guard
+//! ([`Bytes`]), and each of those holds locks in rio-cache's
+//! [`rio_cache::SharedCache`] lock table for every byte it has handed out, until it
+//! ends. So, also across threads:
+//! - **no two live `&mut [u8]` overlap**: a mutable slice exists only over bytes its
+//!   transaction holds exclusively; two transactions cannot both hold a byte
+//!   exclusively; within one transaction each mutable slice borrows the transaction
+//!   mutably, so only one is alive at a time (and [`rio_cache::Update::window_pair`],
+//!   used to copy a before-image, checks that its two ranges are disjoint);
+//! - **readers never race a writer**: a shared slice exists only over bytes its holder
+//!   locked shared or exclusively, which excludes every other holder's exclusive lock;
+//!   a transaction's own shared slices borrow it immutably, so it cannot open a window
+//!   while one is alive;
+//! - the undo lanes are memory of the same cache, written only by the transaction that
+//!   owns the lane (the lane pool hands each lane to one transaction at a
+//!   time) and locked like user data;
+//! - the checkpointer copies only while no transaction is running (the checkpoint gate),
+//!   and only reads;
+//! - lock words are released with release ordering and taken with acquire ordering, so
+//!   the next holder of a range sees every byte the previous one wrote.
+//!
+//! A false conflict (two lines sharing a lock stripe) can cost a retry, never
+//! soundness. rio-cache documents why its mapping can be sliced soundly at all.
+//!
+//! # Model-checked tests
+//! The lane pool (here) and the lock table (in rio-cache) have concurrency tests run
+//! under [shuttle](https://docs.rs/shuttle)'s randomized and PCT schedulers
+//! (`cargo test -p vista --features shuttle --lib shuttle`). Shuttle rather than loom:
+//! loom explores every interleaving, which is only tractable for a handful of
+//! operations and needs every spin and timed wait rewritten for it; the lock table's
+//! waits spin and yield, and the pool waits on a condition variable with a timeout.
+//! Shuttle runs the same code with its own atomics, locks and scheduler, scales to
+//! several threads each taking several locks, and PCT gives probabilistic bounds for
+//! finding bugs of small depth. The `shuttle` feature is for those tests only (it
+//! replaces the pool's lock with shuttle's, which works only inside a shuttle test).
 //!
 //! # Dependencies
 //! - `rio-cache`: the crash-surviving memory, protection and checkpoints.
@@ -76,11 +153,14 @@
 //! - `bytemuck`: typed reads and writes of plain-old-data values.
 //! - `thiserror`: the [`Error`] enum.
 //! - `crash-point`: crash points for crash testing (compiled in only with the feature).
+//! - `crossbeam-utils`: `Backoff` between the retries of a conflicted transaction.
+//! - `shuttle` (optional, feature `shuttle`): model-checked tests of the lane pool.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod error;
 pub mod inspect;
+mod lane;
 mod layout;
 mod options;
 mod segment;
@@ -106,13 +186,14 @@ pub struct GuideDoctests;
 pub use error::{Error, Result};
 pub use layout::FORMAT_VERSION;
 pub use options::{
-    Options, Protection, Writeback, DEFAULT_LANES, DEFAULT_SIZE, DEFAULT_UNDO_LOG_SIZE,
+    Options, Protection, Writeback, DEFAULT_LANES, DEFAULT_LANE_WAIT, DEFAULT_LOCK_WAIT,
+    DEFAULT_RETRIES, DEFAULT_SIZE, DEFAULT_UNDO_LOG_SIZE, MAX_LANES,
 };
 /// The cache layer, re-exported so its types in vista's API (`Error::Cache`, the stats of
 /// `Segment::cache_stats`) can be named without a separate dependency.
 pub use rio_cache;
 pub use rio_cache::{ActiveProtection, ColdReason, StartKind};
-pub use segment::{Recovery, Segment};
+pub use segment::{Bytes, Recovery, Segment};
 pub use transaction::Transaction;
 
 /// Every crash point in vista (rio-cache's checkpoint points are in

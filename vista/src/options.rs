@@ -1,6 +1,7 @@
 //! Options for opening a segment.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use rio_cache::{Protection, Writeback};
 
@@ -8,9 +9,20 @@ pub use rio_cache::{Protection, Writeback};
 pub const DEFAULT_SIZE: u64 = 64 << 20;
 /// The default undo log capacity per lane: 1 MiB.
 pub const DEFAULT_UNDO_LOG_SIZE: u64 = 1 << 20;
-/// The default number of undo-log lanes in a new segment: 4 (one is used today; the
-/// others reserve room for concurrent transactions without a format change).
+/// The fewest undo-log lanes a new segment gets by default: 4, or the number of CPUs
+/// if that is more (see [`Options::lanes`]).
 pub const DEFAULT_LANES: u32 = 4;
+/// The most lanes the format allows.
+pub const MAX_LANES: u32 = 1024;
+/// How long a transaction waits, by default, for a range another transaction holds
+/// before [`crate::Error::Conflict`]: 2 ms.
+pub const DEFAULT_LOCK_WAIT: Duration = rio_cache::DEFAULT_LOCK_WAIT;
+/// How long `begin` waits, by default, for a free undo lane before
+/// [`crate::Error::LanesBusy`]: 1 s.
+pub const DEFAULT_LANE_WAIT: Duration = Duration::from_secs(1);
+/// How many times, by default, [`crate::Segment::transaction`] runs a transaction again
+/// after a conflict: 1000.
+pub const DEFAULT_RETRIES: u32 = 1000;
 
 /// Options for [`crate::Segment::open`].
 ///
@@ -21,6 +33,9 @@ pub struct Options {
     pub(crate) size: u64,
     pub(crate) undo_log_size: u64,
     pub(crate) lanes: u32,
+    pub(crate) lock_wait: Duration,
+    pub(crate) lane_wait: Duration,
+    pub(crate) retries: u32,
     pub(crate) protection: Protection,
     pub(crate) writeback: Writeback,
     pub(crate) cache_dir: Option<PathBuf>,
@@ -29,14 +44,22 @@ pub struct Options {
 }
 
 impl Default for Options {
-    /// 64 MiB of user space, a 1 MiB undo log per lane, 4 lanes,
-    /// [`Protection::Auto`], rio-cache's default writeback (every 5 s or 16 MiB dirty),
-    /// memory image in `$RIO_CACHE_DIR` or `/dev/shm`, memory image not discarded.
+    /// 64 MiB of user space, a 1 MiB undo log per lane, as many lanes as CPUs but at
+    /// least [`DEFAULT_LANES`], [`DEFAULT_LOCK_WAIT`], [`DEFAULT_LANE_WAIT`],
+    /// [`DEFAULT_RETRIES`], [`Protection::Auto`], rio-cache's default writeback (every
+    /// 5 s or 16 MiB dirty), memory image in `$RIO_CACHE_DIR` or `/dev/shm`, memory image
+    /// not discarded.
     fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         Options {
             size: DEFAULT_SIZE,
             undo_log_size: DEFAULT_UNDO_LOG_SIZE,
-            lanes: DEFAULT_LANES,
+            lanes: u32::try_from(cpus)
+                .unwrap_or(MAX_LANES)
+                .clamp(DEFAULT_LANES, MAX_LANES),
+            lock_wait: DEFAULT_LOCK_WAIT,
+            lane_wait: DEFAULT_LANE_WAIT,
+            retries: DEFAULT_RETRIES,
             protection: Protection::Auto,
             writeback: Writeback::default(),
             cache_dir: None,
@@ -70,10 +93,39 @@ impl Options {
         self
     }
 
-    /// Undo-log lanes in a new segment (default 4, at least 1).
+    /// Undo-log lanes in a new segment, between 1 and [`MAX_LANES`] (default: the
+    /// number of CPUs, at least [`DEFAULT_LANES`]). Each running transaction owns a
+    /// lane, so this bounds how many run at once; more wait in `begin`.
     #[must_use]
     pub fn lanes(mut self, lanes: u32) -> Self {
         self.lanes = lanes;
+        self
+    }
+
+    /// How long a transaction waits for a range that another transaction holds before
+    /// the call fails with [`crate::Error::Conflict`] (default [`DEFAULT_LOCK_WAIT`]).
+    /// Zero: only a short spin. Upgrading a range the transaction read to a write never
+    /// waits for other readers (two upgraders would wait for each other).
+    #[must_use]
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// How long `begin` waits for a free undo lane before [`crate::Error::LanesBusy`]
+    /// (default [`DEFAULT_LANE_WAIT`]).
+    #[must_use]
+    pub fn lane_wait(mut self, wait: Duration) -> Self {
+        self.lane_wait = wait;
+        self
+    }
+
+    /// How many times [`crate::Segment::transaction`] runs a transaction again after a
+    /// conflict, and [`crate::Segment::read`] retries a locked range (default
+    /// [`DEFAULT_RETRIES`]).
+    #[must_use]
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
         self
     }
 

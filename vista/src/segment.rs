@@ -1,15 +1,17 @@
 //! A segment: opening, recovery, committed reads, checkpoints.
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use crash_point::crash_point;
-use rio_cache::{RioCache, StartKind, Update, Writeback};
+use crossbeam_utils::Backoff;
+use rio_cache::{RioCache, SharedCache, StartKind, Writeback};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Poison, Result};
+use crate::lane::{self, LanePool};
 use crate::layout::{Layout, FORMAT_VERSION, HEADER_LEN};
 use crate::options::Options;
-use crate::transaction::Transaction;
-use crate::undo::{self, Record};
+use crate::transaction::{Context, Transaction};
 
 /// What recovery found when the segment was opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -23,17 +25,18 @@ pub struct Recovery {
 
 /// A recoverable segment: a byte array whose committed contents survive crashes,
 /// changed only through [`Transaction`]s.
+///
+/// A segment is `Send + Sync`: any number of threads may run transactions on it at
+/// once (through `&Segment`, an `Arc<Segment>` or scoped threads). Each running
+/// transaction owns one undo lane and locks what it touches; see the crate docs.
 #[derive(Debug)]
 pub struct Segment {
-    pub(crate) cache: RioCache,
-    pub(crate) layout: Layout,
+    cache: SharedCache,
+    layout: Layout,
     path: PathBuf,
-    /// Ranges logged by the transaction in progress (reused to avoid allocating).
-    pub(crate) logged: Vec<(u64, u64)>,
-    /// Where undo records are assembled when they are written through the memory image
-    /// (under `mprotect`; reused to avoid allocating).
-    pub(crate) scratch: Vec<u8>,
-    pub(crate) poisoned: Option<String>,
+    lanes: LanePool,
+    poison: Poison,
+    retries: u32,
     recovery: Recovery,
 }
 
@@ -78,12 +81,12 @@ impl Segment {
         };
         cache.set_writeback(opts.writeback)?;
         Ok(Segment {
-            cache,
+            cache: SharedCache::new(cache).lock_wait(opts.lock_wait),
+            lanes: LanePool::new(&layout, opts.lane_wait),
             layout,
             path,
-            logged: Vec::new(),
-            scratch: Vec::new(),
-            poisoned: None,
+            poison: Poison::default(),
+            retries: opts.retries,
             recovery,
         })
     }
@@ -99,69 +102,112 @@ impl Segment {
         Ok(rio_cache::remove(path, &opts.rio(1))?)
     }
 
-    /// Starts a transaction. Only one runs at a time (it borrows the segment).
+    /// Starts a transaction in a free undo lane, waiting for one if every lane is in
+    /// use (up to `Options::lane_wait`). Any number of threads may begin transactions
+    /// at once; each holds its lane and its range locks until it ends.
     ///
     /// # Errors
-    /// [`Error::Poisoned`] after a failed checkpoint or abort.
-    pub fn begin(&mut self) -> Result<Transaction<'_>> {
-        if let Some(why) = &self.poisoned {
-            return Err(Error::Poisoned(why.clone()));
+    /// [`Error::Poisoned`] after a failed checkpoint or abort; [`Error::LanesBusy`].
+    pub fn begin(&self) -> Result<Transaction<'_>> {
+        self.poison.check()?;
+        let lane = self.lanes.take()?;
+        match self.cache.update_with(&lane.memo) {
+            Ok(update) => Ok(Transaction::new(update, lane, self.context())),
+            Err(e) => {
+                self.lanes.give_back(lane);
+                Err(e.into())
+            }
         }
-        self.logged.clear();
-        let update = self.cache.update()?;
-        Ok(Transaction::new(
-            update,
-            &self.layout,
-            &mut self.logged,
-            &mut self.scratch,
-            &mut self.poisoned,
-            &self.path,
-        ))
+    }
+
+    fn context(&self) -> Context<'_> {
+        Context {
+            layout: &self.layout,
+            lanes: &self.lanes,
+            poison: &self.poison,
+            path: &self.path,
+        }
     }
 
     /// Runs `f` in a transaction: commits if it returns `Ok`, aborts if it returns
-    /// `Err` or panics (the panic then continues).
+    /// `Err` or panics (the panic then continues). If `f` failed because a range was
+    /// locked by another transaction ([`Error::Conflict`] from one of the transaction's
+    /// calls), the transaction is aborted and `f` runs again in a new one, after a
+    /// backoff, up to `Options::retries` times (default
+    /// [`crate::DEFAULT_RETRIES`]); then its error is returned.
     ///
     /// # Errors
     /// `f`'s error, or a vista error from begin or commit.
     pub fn transaction<T, E>(
-        &mut self,
-        f: impl FnOnce(&mut Transaction<'_>) -> std::result::Result<T, E>,
+        &self,
+        mut f: impl FnMut(&mut Transaction<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E>
     where
         E: From<Error>,
     {
-        let mut tx = self.begin()?;
-        match f(&mut tx) {
-            Ok(v) => {
-                tx.commit()?;
-                Ok(v)
+        let backoff = Backoff::new();
+        let mut attempt = 0;
+        loop {
+            let mut tx = self.begin()?;
+            match f(&mut tx) {
+                Ok(v) => {
+                    tx.commit()?;
+                    return Ok(v);
+                }
+                Err(e) => {
+                    let retry = tx.conflicted() && attempt < self.retries;
+                    // `f`'s error is what the caller needs; if the abort fails too, the
+                    // segment is poisoned and the next `begin` reports why.
+                    let _ = tx.abort();
+                    if !retry {
+                        return Err(e);
+                    }
+                }
             }
-            Err(e) => {
-                // `f`'s error is what the caller needs; if the abort fails too, the
-                // segment is poisoned and the next `begin` reports why.
-                let _ = tx.abort();
-                Err(e)
+            attempt += 1;
+            if backoff.is_completed() {
+                std::thread::yield_now();
+            } else {
+                backoff.snooze();
             }
         }
     }
 
-    /// The committed bytes `[offset, offset + len)` of user space.
+    /// The committed bytes `[offset, offset + len)` of user space, locked against
+    /// change until the returned guard drops (transactions that want to change them
+    /// wait meanwhile). It never shows a transaction's uncommitted bytes. A range held
+    /// by a running transaction is waited for, with retries as in
+    /// [`Segment::transaction`].
+    ///
+    /// Do not hold the guard while this thread runs a transaction that changes the
+    /// range: that transaction would wait for the guard and fail with
+    /// [`Error::Conflict`].
     ///
     /// # Errors
-    /// [`Error::OutOfRange`].
-    pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {
-        let at = check_range(&self.layout, offset, len)?;
-        Ok(self.cache.read(at, len)?)
+    /// [`Error::OutOfRange`]; [`Error::Conflict`] after the retries.
+    pub fn read(&self, offset: u64, len: u64) -> Result<Bytes<'_>> {
+        let at = self.layout.user_range(offset, len)?;
+        let backoff = Backoff::new();
+        let mut attempt = 0;
+        loop {
+            match self.cache.read(at, len) {
+                Ok(bytes) => return Ok(Bytes(bytes)),
+                Err(rio_cache::Error::Conflict { .. }) if attempt < self.retries => {
+                    attempt += 1;
+                    backoff.snooze();
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Reads a plain-old-data value at `offset`.
     ///
     /// # Errors
-    /// [`Error::OutOfRange`].
+    /// As [`Segment::read`].
     pub fn get<T: bytemuck::AnyBitPattern>(&self, offset: u64) -> Result<T> {
         let b = self.read(offset, std::mem::size_of::<T>() as u64)?;
-        Ok(bytemuck::pod_read_unaligned(b))
+        Ok(bytemuck::pod_read_unaligned(&b))
     }
 
     /// Bytes of user space; offsets are `0..len`.
@@ -175,11 +221,20 @@ impl Segment {
     }
 
     /// Makes everything committed so far durable on disk (it survives power loss).
+    /// Waits for the transactions running now to end; transactions that begin meanwhile
+    /// wait only for the copy of the dirty pages, not for the disk writes.
     ///
     /// # Errors
-    /// I/O errors, after which the segment is poisoned.
+    /// I/O errors, after which the segment is poisoned; [`Error::Cache`] if this thread
+    /// has a transaction of this segment open (the checkpoint would wait for it
+    /// forever).
     pub fn checkpoint(&self) -> Result<()> {
         Ok(self.cache.checkpoint()?)
+    }
+
+    /// Undo lanes: at most this many transactions run at once.
+    pub fn lanes(&self) -> u32 {
+        self.layout.lanes
     }
 
     /// What recovery did when the segment was opened.
@@ -287,60 +342,52 @@ fn accept(
     Ok((layout, recovery))
 }
 
-/// Converts a user-space range to a cache offset, refusing anything outside it.
-pub(crate) fn check_range(layout: &Layout, offset: u64, len: u64) -> Result<u64> {
-    match offset.checked_add(len) {
-        Some(end) if end <= layout.user_len => Ok(layout.user_off + offset),
-        _ => Err(Error::OutOfRange {
-            offset,
-            len,
-            size: layout.user_len,
-        }),
+/// Committed bytes read from a segment, locked against change until dropped. See
+/// [`Segment::read`]; it derefs to `[u8]` and compares with byte slices and arrays.
+#[derive(Debug)]
+pub struct Bytes<'a>(rio_cache::Locked<'a>);
+
+impl Deref for Bytes<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
     }
 }
 
-/// The published records of lane `i`, validated.
-pub(crate) fn lane_records(
-    update: &Update<'_>,
-    layout: &Layout,
-    lane: u32,
-    path: &Path,
-) -> Result<Vec<Record>> {
-    let bytes = update.read(layout.lane_off(lane), layout.lane_size)?;
-    let tail = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-    undo::parse(bytes, tail, layout).map_err(|reason| Error::Corrupt {
-        path: path.to_owned(),
-        reason: format!("undo lane {lane}: {reason}"),
-    })
+impl AsRef<[u8]> for Bytes<'_> {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
-/// Copies a lane's before-images back, newest first, then empties the lane with one
-/// atomic store. `point` names the crash points (`<point>.partial` after each record,
-/// `<point>.applied` before the store).
-pub(crate) fn roll_back(
-    update: &mut Update<'_>,
-    layout: &Layout,
-    lane: u32,
-    records: &[Record],
-    point: (&'static str, &'static str),
-) -> Result<()> {
-    let lane_off = layout.lane_off(lane);
-    #[cfg(feature = "mutants")]
-    if point.0 == "vista.recover.partial" && crate::mutant::is("recover-clear-first") {
-        update.store_u64(lane_off, 0)?; // Mutant: the log is emptied before the undo.
+impl PartialEq<[u8]> for Bytes<'_> {
+    fn eq(&self, other: &[u8]) -> bool {
+        **self == *other
     }
-    for r in records.iter().rev() {
-        let src = lane_off + r.data_at;
-        let dst = layout.user_off + r.offset;
-        let (before, target) = update.window_pair(src..src + r.len, dst..dst + r.len)?;
-        target.copy_from_slice(before);
-        crash_point!(point.0);
+}
+
+impl PartialEq<&[u8]> for Bytes<'_> {
+    fn eq(&self, other: &&[u8]) -> bool {
+        **self == **other
     }
-    crash_point!(point.1);
-    // The log is marked empty last: until this store, a crash repeats the roll-back,
-    // which writes the same before-images again (idempotent).
-    update.store_u64(lane_off, 0)?;
-    Ok(())
+}
+
+impl<const N: usize> PartialEq<[u8; N]> for Bytes<'_> {
+    fn eq(&self, other: &[u8; N]) -> bool {
+        **self == other[..]
+    }
+}
+
+impl<const N: usize> PartialEq<&[u8; N]> for Bytes<'_> {
+    fn eq(&self, other: &&[u8; N]) -> bool {
+        **self == other[..]
+    }
+}
+
+impl PartialEq<Vec<u8>> for Bytes<'_> {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        **self == other[..]
+    }
 }
 
 /// Rolls back every lane that holds an unfinished transaction. Validates all lanes
@@ -349,7 +396,7 @@ fn recover(cache: &mut RioCache, layout: &Layout, path: &Path) -> Result<Recover
     let mut update = cache.update()?;
     let mut pending = Vec::new();
     for lane in 0..layout.lanes {
-        let records = match lane_records(&update, layout, lane, path) {
+        let records = match lane::records(&update, layout, lane, path) {
             Ok(r) => r,
             Err(e) => {
                 // Keep the close-time checkpoint from writing the damaged state to disk.
@@ -371,7 +418,7 @@ fn recover(cache: &mut RioCache, layout: &Layout, path: &Path) -> Result<Recover
         } else {
             &records[..]
         };
-        roll_back(
+        lane::roll_back(
             &mut update,
             layout,
             *lane,

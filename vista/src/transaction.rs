@@ -1,80 +1,104 @@
-//! Transactions: write-ahead undo, the commit store, abort.
+//! Transactions: write-ahead undo in the transaction's lane, the commit store, abort,
+//! and the range locks that isolate transactions of different threads.
 
+use std::cell::Cell;
 use std::path::Path;
 
 use crash_point::crash_point;
 use rio_cache::Update;
 
-use crate::error::{Error, Result};
-use crate::layout::{Layout, LANE_HEADER};
-use crate::segment::{check_range, lane_records, roll_back};
-use crate::undo;
+use crate::error::{Error, Poison, Result};
+use crate::lane::{Lane, LanePool};
+use crate::layout::Layout;
 
-/// The lane transactions use today (the format has room for more).
-const LANE: u32 = 0;
-
-/// How many recently logged ranges are checked before logging a range again. A range
-/// inside one of them is not logged twice; beyond them a second record is harmless
-/// (roll-back applies newest first, so the oldest before-image wins).
-const DEDUP_WINDOW: usize = 16;
+/// What a transaction borrows from its segment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Context<'s> {
+    pub(crate) layout: &'s Layout,
+    pub(crate) lanes: &'s LanePool,
+    pub(crate) poison: &'s Poison,
+    pub(crate) path: &'s Path,
+}
 
 /// A transaction. Changes are made in place; [`Transaction::commit`] keeps them,
-/// [`Transaction::abort`] (or dropping the transaction) undoes them.
+/// [`Transaction::abort`] (or dropping the transaction, also while unwinding from a
+/// panic) undoes them. Either way the transaction's range locks and its undo lane are
+/// released when it ends.
+///
+/// Every range it reads is locked shared and every range it changes exclusively, until
+/// it ends (strict two-phase locking), so transactions of different threads are
+/// serializable and never see each other's uncommitted bytes. A range another
+/// transaction holds is waited for up to the lock wait, then refused with
+/// [`Error::Conflict`]; the transaction should then be dropped and run again
+/// ([`crate::Segment::transaction`] does this).
+///
+/// A transaction is not `Send`: protection keys are per thread.
 #[derive(Debug)]
 pub struct Transaction<'s> {
     /// `None` only after `commit_durable` handed it to the checkpoint.
     update: Option<Update<'s>>,
-    layout: &'s Layout,
-    logged: &'s mut Vec<(u64, u64)>,
-    scratch: &'s mut Vec<u8>,
-    poisoned: &'s mut Option<String>,
-    path: &'s Path,
-    /// Published bytes of undo records in the lane.
-    tail: u64,
-    /// Undo records are assembled in `scratch` and written through the memory image
+    /// `None` only once returned to the pool.
+    lane: Option<Lane>,
+    cx: Context<'s>,
+    /// Undo records are assembled in memory and written through the memory image
     /// (under `mprotect`: it keeps the lane read-only and saves an `mprotect` pair).
     write_through: bool,
     finished: bool,
+    /// One of its calls failed with [`Error::Conflict`].
+    conflicted: Cell<bool>,
 }
 
 impl<'s> Transaction<'s> {
-    pub(crate) fn new(
-        update: Update<'s>,
-        layout: &'s Layout,
-        logged: &'s mut Vec<(u64, u64)>,
-        scratch: &'s mut Vec<u8>,
-        poisoned: &'s mut Option<String>,
-        path: &'s Path,
-    ) -> Transaction<'s> {
+    pub(crate) fn new(update: Update<'s>, lane: Lane, cx: Context<'s>) -> Transaction<'s> {
         let write_through = update.protection() == rio_cache::ActiveProtection::Mprotect;
         Transaction {
             update: Some(update),
-            layout,
-            logged,
-            scratch,
-            poisoned,
-            path,
-            tail: 0,
+            lane: Some(lane),
+            cx,
             write_through,
             finished: false,
+            conflicted: Cell::new(false),
         }
     }
 
-    fn update(&mut self) -> &mut Update<'s> {
-        self.update
-            .as_mut()
-            .expect("the update lives until the transaction ends")
+    /// The update and the lane, both alive until the transaction ends.
+    fn parts(&mut self) -> (&mut Update<'s>, &mut Lane) {
+        (
+            self.update
+                .as_mut()
+                .expect("the update lives until the transaction ends"),
+            self.lane
+                .as_mut()
+                .expect("the lane is held until the transaction ends"),
+        )
     }
 
-    /// Declares that `[offset, offset + len)` will change: its before-image is logged
-    /// and published before this returns. Returns the bytes to change in place.
+    /// Declares that `[offset, offset + len)` will change: the range is locked, its
+    /// before-image is logged and published before this returns. Returns the bytes to
+    /// change in place.
     ///
     /// # Errors
-    /// [`Error::OutOfRange`]; [`Error::UndoLogFull`] (the transaction stays usable).
+    /// [`Error::OutOfRange`]; [`Error::UndoLogFull`] (the transaction stays usable);
+    /// [`Error::Conflict`].
     pub fn set_range(&mut self, offset: u64, len: u64) -> Result<&mut [u8]> {
-        let at = check_range(self.layout, offset, len)?;
-        self.log(offset, len, at)?;
-        Ok(self.update().window(at, len)?)
+        let at = self.cx.layout.user_range(offset, len)?;
+        let (layout, wt) = (self.cx.layout, self.write_through);
+        let conflicted = &self.conflicted;
+        let update = self
+            .update
+            .as_mut()
+            .expect("the update lives until the transaction ends");
+        let lane = self
+            .lane
+            .as_mut()
+            .expect("the lane is held until the transaction ends");
+        let logged = lane
+            .log(update, layout, offset, len, at, wt)
+            .and_then(|()| Ok(update.window(at, len)?));
+        if matches!(logged, Err(Error::Conflict)) {
+            conflicted.set(true);
+        }
+        logged
     }
 
     /// Writes `bytes` at `offset`: [`Transaction::set_range`] plus the copy.
@@ -99,8 +123,8 @@ impl<'s> Transaction<'s> {
         #[cfg(feature = "mutants")]
         if crate::mutant::is("publish-late") {
             // Mutant: the record is published only now, after the data changed.
-            let (lane, tail) = (self.layout.lane_off(LANE), self.tail);
-            self.update().store_u64(lane, tail)?;
+            let (update, lane) = self.parts();
+            lane.store_tail(update, lane.tail())?;
         }
         Ok(())
     }
@@ -109,15 +133,15 @@ impl<'s> Transaction<'s> {
     #[cfg(feature = "mutants")]
     fn write_commit_early(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         let len = bytes.len() as u64;
-        let at = check_range(self.layout, offset, len)?;
-        self.log(offset, len, at)?;
-        let lane = self.layout.lane_off(LANE);
-        self.update().store_u64(lane, 0)?;
-        let dst = self.update().window(at, len)?;
+        let at = self.cx.layout.user_range(offset, len)?;
+        let (layout, wt) = (self.cx.layout, self.write_through);
+        let (update, lane) = self.parts();
+        lane.log(update, layout, offset, len, at, wt)?;
+        lane.store_tail(update, 0)?;
+        let dst = update.window(at, len)?;
         dst.copy_from_slice(bytes);
         crash_point!("vista.write.partial");
-        let tail = self.tail;
-        self.update().store_u64(lane, tail)?;
+        lane.store_tail(update, lane.tail())?;
         Ok(())
     }
 
@@ -130,23 +154,33 @@ impl<'s> Transaction<'s> {
     }
 
     /// The current bytes `[offset, offset + len)`, including this transaction's
-    /// changes.
+    /// changes. The range is locked shared until the transaction ends.
     ///
     /// # Errors
-    /// [`Error::OutOfRange`].
+    /// [`Error::OutOfRange`]; [`Error::Conflict`].
     pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {
-        let at = check_range(self.layout, offset, len)?;
-        Ok(self
+        let at = self.cx.layout.user_range(offset, len)?;
+        let read = self
             .update
             .as_ref()
             .expect("the update lives until the transaction ends")
-            .read(at, len)?)
+            .read(at, len);
+        if let Err(rio_cache::Error::Conflict { .. }) = read {
+            self.conflicted.set(true);
+        }
+        Ok(read?)
+    }
+
+    /// Whether one of this transaction's calls failed with [`Error::Conflict`] (it
+    /// should then be aborted and run again).
+    pub fn conflicted(&self) -> bool {
+        self.conflicted.get()
     }
 
     /// Reads a plain-old-data value at `offset`, including this transaction's changes.
     ///
     /// # Errors
-    /// [`Error::OutOfRange`].
+    /// As [`Transaction::read`].
     pub fn get<T: bytemuck::AnyBitPattern>(&self, offset: u64) -> Result<T> {
         let b = self.read(offset, std::mem::size_of::<T>() as u64)?;
         Ok(bytemuck::pod_read_unaligned(b))
@@ -154,12 +188,19 @@ impl<'s> Transaction<'s> {
 
     /// Bytes of undo log this transaction has used, and the capacity.
     pub fn undo_log_usage(&self) -> (u64, u64) {
-        (self.tail, self.layout.lane_capacity())
+        let tail = self.lane.as_ref().map_or(0, Lane::tail);
+        (tail, self.cx.layout.lane_capacity())
+    }
+
+    /// The undo lane this transaction owns.
+    pub fn lane(&self) -> u32 {
+        self.lane.as_ref().map_or(0, Lane::index)
     }
 
     /// Commits: one atomic store empties the undo log. From that store on, the
     /// transaction survives any crash of the process (and power loss once a checkpoint
-    /// has followed; see [`Transaction::commit_durable`]).
+    /// has followed; see [`Transaction::commit_durable`]). Its locks are released after
+    /// the store, so no other transaction sees its changes before they are committed.
     ///
     /// # Errors
     /// An I/O error if the commit store fails (under [`crate::Protection::Mprotect`] it
@@ -167,8 +208,7 @@ impl<'s> Transaction<'s> {
     /// [`Transaction::abort`], before this returns; if the roll-back fails too, the
     /// segment is poisoned. Either way none of its changes survive.
     pub fn commit(mut self) -> Result<()> {
-        self.commit_point()?;
-        Ok(())
+        self.commit_point()
     }
 
     /// Commits, then waits for a checkpoint: on return the transaction survives power
@@ -176,23 +216,24 @@ impl<'s> Transaction<'s> {
     ///
     /// # Errors
     /// As [`Transaction::commit`] for the commit itself; I/O errors from the checkpoint
-    /// (the commit then stands; the segment is poisoned).
+    /// (the commit then stands; the segment is poisoned); [`Error::Cache`] if this thread
+    /// has another transaction open (the checkpoint would wait for it forever; the commit
+    /// stands).
     pub fn commit_durable(mut self) -> Result<()> {
         self.commit_point()?;
         #[cfg(feature = "mutants")]
         if crate::mutant::is("durable-no-checkpoint") {
             return Ok(()); // Mutant: acknowledged as durable without a checkpoint.
         }
-        // `finished` is set: Drop does nothing more. The update ends, then checkpoints.
-        let update = self
-            .update
-            .take()
-            .expect("the update lives until the transaction ends");
+        // `finished` is set: Drop does nothing more. The update ends (its locks are
+        // released), then checkpoints.
+        let update = self.end_update().expect("the update lives until now");
         match update.checkpoint() {
             Ok(()) => Ok(()),
+            Err(e @ rio_cache::Error::InUpdate) => Err(Error::from(e)),
             Err(e) => {
                 let e = Error::from(e);
-                *self.poisoned = Some(e.to_string());
+                self.cx.poison.set(e.to_string());
                 Err(e)
             }
         }
@@ -210,117 +251,56 @@ impl<'s> Transaction<'s> {
     }
 
     fn commit_point(&mut self) -> Result<()> {
-        if self.tail == 0 {
-            self.finished = true;
-            return Ok(()); // Nothing was logged: nothing to discard.
-        }
-        crash_point!("vista.commit.before_store");
-        let lane = self.layout.lane_off(LANE);
-        let stored = self.update().store_u64(lane, 0);
+        let (update, lane) = self.parts();
+        let stored = lane.commit(update);
         // Finished either way: committed, or rolled back here (not again in Drop).
         self.finished = true;
         if let Err(e) = stored {
             // The store did not happen (a failed `pwrite` or `mprotect` changes nothing),
             // so the published log still covers every change: undo them now, or the
-            // next transaction would reuse the lane and make these changes permanent.
-            // A roll-back that fails poisons the segment (see `roll_back`).
+            // lane would go back to the pool with these changes in it. A roll-back that
+            // fails poisons the segment (see `roll_back`) and keeps the lane out of use.
             let _ = self.roll_back();
-            return Err(e.into());
+            return Err(e);
         }
-        crash_point!("vista.commit.after_store");
         Ok(())
     }
 
     fn roll_back(&mut self) -> Result<()> {
-        if self.tail == 0 {
-            return Ok(());
-        }
-        let (layout, path) = (self.layout, self.path);
-        let update = self
-            .update
-            .as_mut()
-            .expect("the update lives until the transaction ends");
-        let result = lane_records(update, layout, LANE, path).and_then(|records| {
-            roll_back(
-                update,
-                layout,
-                LANE,
-                &records,
-                ("vista.abort.partial", "vista.abort.applied"),
-            )
-        });
+        let (layout, path, poison) = (self.cx.layout, self.cx.path, self.cx.poison);
+        let (update, lane) = self.parts();
+        let result = lane.abort(update, layout, path);
         if let Err(e) = &result {
             // The data may be half restored: no checkpoint may capture it.
             update.poison(e.to_string());
-            *self.poisoned = Some(e.to_string());
+            poison.set(e.to_string());
         }
         result
     }
 
-    /// Logs the before-image of `[offset, offset + len)` (at cache offset `at`) unless a
-    /// recent record already covers it, and publishes it.
-    fn log(&mut self, offset: u64, len: u64, at: u64) -> Result<()> {
-        let end = offset + len;
-        if len == 0
-            || self
-                .logged
-                .iter()
-                .rev()
-                .take(DEDUP_WINDOW)
-                .any(|&(s, e)| s <= offset && end <= e)
-        {
-            return Ok(());
+    /// Ends the update (closing windows, releasing locks), keeping the lane's memo of
+    /// opened pages; returns it for a checkpoint to consume.
+    fn end_update(&mut self) -> Option<Update<'s>> {
+        let update = self.update.take()?;
+        if let Some(lane) = self.lane.as_mut() {
+            lane.memo = update.memo();
         }
-        let capacity = self.layout.lane_capacity();
-        let needed = undo::record_len(len).unwrap_or(u64::MAX);
-        if needed > capacity - self.tail {
-            return Err(Error::UndoLogFull {
-                needed,
-                free: capacity - self.tail,
-                capacity,
-            });
-        }
-        let lane = self.layout.lane_off(LANE);
-        let rec_at = lane + LANE_HEADER + self.tail;
-        if self.write_through {
-            let update = self
-                .update
-                .as_mut()
-                .expect("the update lives until the transaction ends");
-            self.scratch.clear();
-            self.scratch.resize(needed as usize, 0);
-            undo::encode(self.scratch, offset, update.read(at, len)?);
-            update.write_bytes(rec_at, self.scratch)?;
-        } else {
-            let (rec, data) = self
-                .update()
-                .window_pair(rec_at..rec_at + needed, at..at + len)?;
-            undo::encode(rec, offset, data);
-        }
-        crash_point!("vista.set_range.record_copied");
-        // Publish: the record is complete before the tail covers it (release store).
-        self.tail += needed;
-        let tail = self.tail;
-        #[cfg(feature = "mutants")]
-        if crate::mutant::is("publish-late") {
-            // Mutant: `write` stores the tail after it has changed the data.
-            self.logged.push((offset, end));
-            return Ok(());
-        }
-        self.update().store_u64(lane, tail)?;
-        crash_point!("vista.set_range.published");
-        self.logged.push((offset, end));
-        Ok(())
+        Some(update)
     }
 }
 
 impl Drop for Transaction<'_> {
-    /// Aborts an unfinished transaction. An abort that fails (a damaged undo log)
-    /// poisons the segment instead of panicking; reopening reports the damage.
+    /// Aborts an unfinished transaction, then releases its locks and its lane. An abort
+    /// that fails (a damaged undo log) poisons the segment instead of panicking;
+    /// reopening reports the damage.
     fn drop(&mut self) {
         if !self.finished {
             self.finished = true;
             let _ = self.roll_back();
+        }
+        drop(self.end_update());
+        if let Some(lane) = self.lane.take() {
+            self.cx.lanes.give_back(lane);
         }
     }
 }

@@ -13,7 +13,7 @@ const SIZE: u64 = 16 << 10;
 /// A closed, checkpointed segment with some data, and its memory image removed, so an
 /// open reads the disk file (cold start).
 fn closed_segment(p: &Place) {
-    let mut seg = Segment::open(&p.path, &p.opts(SIZE)).unwrap();
+    let seg = Segment::open(&p.path, &p.opts(SIZE)).unwrap();
     seg.transaction(|tx| tx.write(0, b"precious data")).unwrap();
     seg.close().unwrap();
     p.lose_power();
@@ -123,7 +123,7 @@ fn inconsistent_header_with_valid_checksum() {
 /// A segment left with an unfinished transaction (as a crash leaves it), then a patch
 /// of its first undo record in the memory image. Returns the image path.
 fn unfinished_with_patched_record(p: &Place, patch: impl FnOnce(&mut [u8])) -> std::path::PathBuf {
-    let mut seg = Segment::open(&p.path, &p.opts(SIZE)).unwrap();
+    let seg = Segment::open(&p.path, &p.opts(SIZE)).unwrap();
     seg.transaction(|tx| tx.write(0, b"committed")).unwrap();
     let mut tx = seg.begin().unwrap();
     tx.write(0, b"uncommitted").unwrap();
@@ -272,7 +272,7 @@ fn image_data_at(p: &Place) -> usize {
 /// unfinished transaction (dirty pages, a non-empty undo lane) that no checkpoint has
 /// seen.
 fn crashed_mid_transaction(p: &Place) {
-    let mut seg = Segment::open(&p.path, &p.opts(SIZE)).unwrap();
+    let seg = Segment::open(&p.path, &p.opts(SIZE)).unwrap();
     seg.transaction(|tx| tx.write(0, b"committed")).unwrap();
     seg.checkpoint().unwrap();
     let mut tx = seg.begin().unwrap();
@@ -493,7 +493,7 @@ fn damaged_memory_image_is_refused_then_discarded() {
 #[test]
 fn recreated_segment_file_cannot_take_an_open_image() {
     let p = Place::new();
-    let mut seg = Segment::open(&p.path, &p.opts(SIZE)).unwrap();
+    let seg = Segment::open(&p.path, &p.opts(SIZE)).unwrap();
     seg.transaction(|tx| tx.write(0, b"mine")).unwrap();
     std::fs::remove_file(&p.path).unwrap();
     let image_before = std::fs::read(p.image()).unwrap();
@@ -525,7 +525,7 @@ fn refused_open_with_background_writeback_writes_nothing() {
         .opts(SIZE)
         .protection(vista::Protection::None)
         .undo_log_size(4 << 20);
-    let mut seg = Segment::open(&p.path, &o).unwrap();
+    let seg = Segment::open(&p.path, &o).unwrap();
     seg.transaction(|tx| tx.write(0, b"committed")).unwrap();
     seg.checkpoint().unwrap();
     let mut tx = seg.begin().unwrap();

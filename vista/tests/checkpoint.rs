@@ -25,7 +25,7 @@ fn background_checkpoints_only_see_whole_transactions() {
         interval: Duration::from_millis(1),
         dirty_bytes: 4096,
     });
-    let mut seg = Segment::open(&p.path, &opts).unwrap();
+    let seg = Segment::open(&p.path, &opts).unwrap();
     seg.transaction(|tx| {
         for i in 0..ACCOUNTS {
             tx.put(i * 512, &1000u64)?;

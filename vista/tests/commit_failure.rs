@@ -53,7 +53,7 @@ fn child_process_entry() {
     let dir = Path::new(&dir);
     let path = dir.join("seg.vista");
     let o = opts(&dir.join("shm"));
-    let mut seg = Segment::open(&path, &o).unwrap();
+    let seg = Segment::open(&path, &o).unwrap();
     seg.transaction(|tx| tx.write(0, b"committed")).unwrap();
     seg.checkpoint().unwrap();
 

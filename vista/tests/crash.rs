@@ -121,7 +121,7 @@ fn ack(path: &Path, n: u32) {
 }
 
 fn run_script(seg_path: &Path, cache: &Path, acks: &Path) {
-    let mut seg = Segment::open(seg_path, &opts(cache)).unwrap();
+    let seg = Segment::open(seg_path, &opts(cache)).unwrap();
     let s = script();
     let write_all = |tx: &mut vista::Transaction<'_>, writes: &[(u64, u8, usize)]| {
         for (i, &(off, g, len)) in writes.iter().enumerate() {
@@ -240,7 +240,7 @@ impl Fixture {
             let _ = std::fs::remove_file(p);
         }
         let _ = std::fs::remove_file(rio_cache::image_path(&self.seg(), &self.cache()).unwrap());
-        let mut seg = Segment::open(self.seg(), &opts(&self.cache())).unwrap();
+        let seg = Segment::open(self.seg(), &opts(&self.cache())).unwrap();
         for (i, chunk) in s0.chunks(8192).enumerate() {
             seg.transaction(|tx| tx.write(i as u64 * 8192, chunk))
                 .unwrap();
@@ -265,12 +265,14 @@ impl Fixture {
         }
         let s = Segment::open(&seg, &opts(cold.path())).unwrap();
         assert!(matches!(s.start_kind(), StartKind::Cold(_)));
-        s.read(0, SIZE).unwrap().to_vec()
+        let state = s.read(0, SIZE).unwrap().to_vec();
+        state
     }
     fn warm_state(&self) -> Vec<u8> {
         let s = Segment::open(self.seg(), &opts(&self.cache())).unwrap();
         assert_eq!(s.start_kind(), StartKind::Warm);
-        s.read(0, SIZE).unwrap().to_vec()
+        let state = s.read(0, SIZE).unwrap().to_vec();
+        state
     }
 }
 
@@ -418,7 +420,8 @@ fn crash_during_recovery_at_every_step_then_recover_gives_the_same_bytes() {
         let s = Segment::open(f.seg(), &opts(&f.cache())).unwrap();
         assert_eq!(s.recovery().lanes_rolled_back, 1);
         assert_eq!(s.recovery().records_undone, 3);
-        s.read(0, SIZE).unwrap().to_vec()
+        let state = s.read(0, SIZE).unwrap().to_vec();
+        state
     };
     assert_eq!(reference, s0, "recovery restores the state before T1");
 

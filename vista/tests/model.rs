@@ -179,7 +179,7 @@ fn run(steps: &[Step], protection: Protection) -> Result<(), TestCaseError> {
                 }
             }
             prop_assert!(
-                seg.read(0, SIZE).unwrap() == &committed[..],
+                seg.read(0, SIZE).unwrap() == committed[..],
                 "segment differs from the model"
             );
         }

@@ -28,7 +28,7 @@ fn two_segments_on_one_thread_end_out_of_order() {
         return;
     }
     let (pa, pb) = (Place::new(), Place::new());
-    let (mut a, mut b) = (open(&pa), open(&pb));
+    let (a, b) = (open(&pa), open(&pb));
     assert_ne!(a.protection(), b.protection(), "two segments share a key");
 
     for round in 0..4u8 {

@@ -8,7 +8,7 @@ use vista::{Error, Segment, StartKind};
 #[test]
 fn commit_keeps_abort_and_drop_undo() {
     let p = Place::new();
-    let mut seg = Segment::open(&p.path, &p.opts(64 << 10)).unwrap();
+    let seg = Segment::open(&p.path, &p.opts(64 << 10)).unwrap();
     assert_eq!(seg.start_kind(), StartKind::Created);
     assert_eq!(seg.len(), 64 << 10);
 
@@ -35,7 +35,7 @@ fn commit_keeps_abort_and_drop_undo() {
 #[test]
 fn overlapping_and_repeated_ranges_roll_back_to_the_oldest_image() {
     let p = Place::new();
-    let mut seg = Segment::open(&p.path, &p.opts(64 << 10)).unwrap();
+    let seg = Segment::open(&p.path, &p.opts(64 << 10)).unwrap();
     seg.transaction(|tx| tx.write(0, &[1u8; 64])).unwrap();
     let mut tx = seg.begin().unwrap();
     tx.write(0, &[2u8; 32]).unwrap();
@@ -51,7 +51,7 @@ fn overlapping_and_repeated_ranges_roll_back_to_the_oldest_image() {
 #[test]
 fn closure_commits_on_ok_aborts_on_err_and_panic() {
     let p = Place::new();
-    let mut seg = Segment::open(&p.path, &p.opts(4096)).unwrap();
+    let seg = Segment::open(&p.path, &p.opts(4096)).unwrap();
     let v = seg
         .transaction(|tx| {
             tx.put(0, &7u64)?;
@@ -80,7 +80,7 @@ fn closure_commits_on_ok_aborts_on_err_and_panic() {
 #[test]
 fn out_of_range_is_refused_without_logging() {
     let p = Place::new();
-    let mut seg = Segment::open(&p.path, &p.opts(4096)).unwrap();
+    let seg = Segment::open(&p.path, &p.opts(4096)).unwrap();
     let mut tx = seg.begin().unwrap();
     assert!(matches!(
         tx.write(4090, &[0; 7]),
@@ -100,7 +100,7 @@ fn out_of_range_is_refused_without_logging() {
 #[test]
 fn full_undo_log_leaves_the_transaction_usable() {
     let p = Place::new();
-    let mut seg = Segment::open(&p.path, &p.opts(1 << 20).undo_log_size(4096)).unwrap();
+    let seg = Segment::open(&p.path, &p.opts(1 << 20).undo_log_size(4096)).unwrap();
     let cap = seg.undo_log_capacity();
     assert!(cap >= 4096);
     let mut tx = seg.begin().unwrap();
@@ -123,7 +123,7 @@ fn reopen_is_warm_and_commit_durable_survives_power_loss() {
     let p = Place::new();
     let opts = p.opts(64 << 10);
     {
-        let mut seg = Segment::open(&p.path, &opts).unwrap();
+        let seg = Segment::open(&p.path, &opts).unwrap();
         let mut tx = seg.begin().unwrap();
         tx.write(100, b"durable").unwrap();
         tx.commit_durable().unwrap();

@@ -1,0 +1,397 @@
+//! Range locks for concurrent updates: a striped table of reader-writer words keyed by
+//! cache line, and the set of stripes one holder has taken.
+//!
+//! Line `l` (bytes `64 l .. 64 l + 64` of the data) maps to stripe `l mod n`, with `n` a
+//! power of two no larger than the number of lines. Two lines that share a stripe share
+//! its lock: a false conflict at worst, never a missed one. A stripe word is `0` (free),
+//! a count of shared holders, or [`EXCLUSIVE`].
+//!
+//! Holders follow strict two-phase locking: they only take stripes until they end, then
+//! release everything at once. Taking a free or compatible stripe never waits; an
+//! incompatible one is waited for with [`crossbeam_utils::Backoff`] and then by yielding
+//! until the holder's wait limit, after which the caller gets a conflict (so a cycle of
+//! waiters breaks instead of deadlocking). Upgrading a stripe from shared to exclusive
+//! never waits: two holders upgrading the same stripe would wait for each other.
+
+use std::collections::HashMap;
+#[cfg(not(feature = "shuttle"))]
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+// Under the `shuttle` feature (model-checked tests only) the lock words are shuttle's
+// atomics, so that its scheduler can interleave threads at every access.
+#[cfg(feature = "shuttle")]
+use shuttle::sync::atomic::{AtomicU32, Ordering};
+
+use crossbeam_utils::Backoff;
+
+/// Bytes covered by one lock key.
+pub(crate) const LINE: u64 = 64;
+/// The most stripes a table has (256 KiB of lock words).
+const MAX_STRIPES: usize = 1 << 16;
+const EXCLUSIVE: u32 = 1 << 31;
+
+/// The lock words of one cache.
+#[derive(Debug)]
+pub(crate) struct LockTable {
+    words: Box<[AtomicU32]>,
+    mask: u64,
+}
+
+impl LockTable {
+    /// A table for `data_len` bytes.
+    pub(crate) fn new(data_len: u64) -> LockTable {
+        let lines = data_len.div_ceil(LINE).max(1) as usize;
+        let n = lines.next_power_of_two().min(MAX_STRIPES);
+        LockTable {
+            words: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            mask: n as u64 - 1,
+        }
+    }
+
+    fn try_shared(&self, s: u32) -> bool {
+        let w = &self.words[s as usize];
+        let mut cur = w.load(Ordering::Relaxed);
+        loop {
+            if cur & EXCLUSIVE != 0 || cur == EXCLUSIVE - 1 {
+                return false;
+            }
+            match w.compare_exchange_weak(cur, cur + 1, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn try_exclusive(&self, s: u32) -> bool {
+        self.words[s as usize]
+            .compare_exchange(0, EXCLUSIVE, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Shared to exclusive, if the caller is the only shared holder.
+    fn try_upgrade(&self, s: u32) -> bool {
+        self.words[s as usize]
+            .compare_exchange(1, EXCLUSIVE, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    fn release(&self, s: u32, exclusive: bool) {
+        let w = &self.words[s as usize];
+        if exclusive {
+            w.store(0, Ordering::Release);
+        } else {
+            w.fetch_sub(1, Ordering::Release);
+        }
+    }
+
+    /// The stripes of `[offset, offset + len)`, each once.
+    fn stripes(&self, offset: u64, len: u64) -> impl Iterator<Item = u32> {
+        let (first, last) = (offset / LINE, (offset + len - 1) / LINE);
+        let count = (last - first + 1).min(self.mask + 1);
+        let mask = self.mask;
+        (first..first + count).map(move |l| (l & mask) as u32)
+    }
+}
+
+/// The stripes one holder (an update or a read guard) has taken; released on
+/// [`Held::release_all`]. Small sets are scanned, large ones indexed.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    /// Stripe numbers, with [`EXCLUSIVE`] set for exclusive ones: the first
+    /// [`INLINE`] in place (a small transaction allocates nothing), the rest in `more`.
+    first: [u32; INLINE],
+    len: usize,
+    more: Vec<u32>,
+    /// Position by stripe, once the set is long.
+    index: HashMap<u32, usize>,
+}
+
+/// Stripes a holder keeps without allocating.
+const INLINE: usize = 8;
+
+/// Past this many stripes a holder indexes them.
+const SCAN_LIMIT: usize = 24;
+
+impl Held {
+    fn entries(&self) -> impl Iterator<Item = u32> + '_ {
+        self.first[..self.len.min(INLINE)]
+            .iter()
+            .chain(&self.more)
+            .copied()
+    }
+
+    fn get(&self, i: usize) -> u32 {
+        if i < INLINE {
+            self.first[i]
+        } else {
+            self.more[i - INLINE]
+        }
+    }
+
+    fn set(&mut self, i: usize, e: u32) {
+        if i < INLINE {
+            self.first[i] = e;
+        } else {
+            self.more[i - INLINE] = e;
+        }
+    }
+
+    fn find(&self, s: u32) -> Option<usize> {
+        if self.len <= SCAN_LIMIT {
+            self.entries().position(|e| e & !EXCLUSIVE == s)
+        } else {
+            self.index.get(&s).copied()
+        }
+    }
+
+    fn push(&mut self, e: u32) {
+        if self.len < INLINE {
+            self.first[self.len] = e;
+        } else {
+            self.more.push(e);
+        }
+        self.len += 1;
+        match self.len {
+            n if n == SCAN_LIMIT + 1 => {
+                let index = self
+                    .entries()
+                    .enumerate()
+                    .map(|(i, e)| (e & !EXCLUSIVE, i))
+                    .collect();
+                self.index = index;
+            }
+            n if n > SCAN_LIMIT + 1 => {
+                self.index.insert(e & !EXCLUSIVE, n - 1);
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes `[offset, offset + len)` shared or exclusively, waiting at most `wait` for
+    /// each stripe held incompatibly by others. On `false` some stripes may have been
+    /// taken: they stay held until [`Held::release_all`].
+    pub(crate) fn acquire(
+        &mut self,
+        table: &LockTable,
+        offset: u64,
+        len: u64,
+        exclusive: bool,
+        wait: Duration,
+    ) -> bool {
+        if len == 0 {
+            return true;
+        }
+        for s in table.stripes(offset, len) {
+            match self.find(s) {
+                Some(i) => {
+                    let e = self.get(i);
+                    if exclusive && e & EXCLUSIVE == 0 {
+                        if !table.try_upgrade(s) {
+                            return false;
+                        }
+                        self.set(i, s | EXCLUSIVE);
+                    }
+                }
+                None => {
+                    let taken = if exclusive {
+                        wait_for(|| table.try_exclusive(s), wait)
+                    } else {
+                        wait_for(|| table.try_shared(s), wait)
+                    };
+                    if !taken {
+                        return false;
+                    }
+                    self.push(if exclusive { s | EXCLUSIVE } else { s });
+                }
+            }
+        }
+        true
+    }
+
+    /// Releases every stripe (the end of the holder's growing phase and its life).
+    pub(crate) fn release_all(&mut self, table: &LockTable) {
+        for e in self.entries() {
+            table.release(e & !EXCLUSIVE, e & EXCLUSIVE != 0);
+        }
+        self.len = 0;
+        self.more.clear();
+        if self.index.capacity() > 0 {
+            self.index.clear();
+        }
+    }
+
+    /// How many stripes are held.
+    #[cfg(all(test, not(feature = "shuttle")))]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// Tries `f` until it succeeds or `wait` has passed: spinning first, then yielding.
+fn wait_for(mut f: impl FnMut() -> bool, wait: Duration) -> bool {
+    if f() {
+        return true;
+    }
+    let backoff = Backoff::new();
+    while !backoff.is_completed() {
+        backoff.snooze();
+        if f() {
+            return true;
+        }
+    }
+    let deadline = Instant::now() + wait;
+    loop {
+        #[cfg(not(feature = "shuttle"))]
+        std::thread::yield_now();
+        #[cfg(feature = "shuttle")]
+        shuttle::thread::yield_now();
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+    }
+}
+
+/// Model-checked tests: shuttle runs the threads under a randomized scheduler (PCT)
+/// that interleaves them at every lock-word access. See the crate docs for why shuttle.
+#[cfg(all(test, feature = "shuttle"))]
+mod shuttle_tests {
+    use super::*;
+    use shuttle::sync::atomic::AtomicUsize;
+    use shuttle::sync::Arc;
+
+    /// Per line: readers and writers inside, checked by every holder.
+    struct Witness {
+        readers: Vec<AtomicUsize>,
+        writers: Vec<AtomicUsize>,
+    }
+
+    fn holders_exclude_each_other() {
+        const LINES: u64 = 6;
+        // Fewer stripes than lines: stripes are shared, as in a big cache.
+        let table = Arc::new(LockTable::new(4 * LINE));
+        let w = Arc::new(Witness {
+            readers: (0..LINES).map(|_| AtomicUsize::new(0)).collect(),
+            writers: (0..LINES).map(|_| AtomicUsize::new(0)).collect(),
+        });
+        let threads: Vec<_> = (0..3u64)
+            .map(|t| {
+                let (table, w) = (Arc::clone(&table), Arc::clone(&w));
+                shuttle::thread::spawn(move || {
+                    for round in 0..3u64 {
+                        // A read of one range, then a write of another (an upgrade when
+                        // they share a stripe).
+                        let r = (t + round) % LINES;
+                        let x = (t * 2 + round + 1) % LINES;
+                        let mut held = Held::default();
+                        loop {
+                            let ok = held.acquire(&table, r * LINE, 8, false, Duration::ZERO)
+                                && held.acquire(&table, x * LINE, LINE + 8, true, Duration::ZERO);
+                            if ok {
+                                break;
+                            }
+                            held.release_all(&table);
+                            shuttle::thread::yield_now();
+                        }
+                        let xs = [x, (x + 1) % LINES];
+                        for &l in &xs {
+                            w.writers[l as usize].fetch_add(1, Ordering::SeqCst);
+                        }
+                        if !xs.contains(&r) {
+                            w.readers[r as usize].fetch_add(1, Ordering::SeqCst);
+                        }
+                        for &l in &xs {
+                            assert_eq!(w.writers[l as usize].load(Ordering::SeqCst), 1);
+                            assert_eq!(w.readers[l as usize].load(Ordering::SeqCst), 0);
+                        }
+                        assert_eq!(
+                            w.writers[r as usize].load(Ordering::SeqCst),
+                            usize::from(xs.contains(&r))
+                        );
+                        for &l in &xs {
+                            w.writers[l as usize].fetch_sub(1, Ordering::SeqCst);
+                        }
+                        if !xs.contains(&r) {
+                            w.readers[r as usize].fetch_sub(1, Ordering::SeqCst);
+                        }
+                        held.release_all(&table);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(table.words.iter().all(|w| w.load(Ordering::SeqCst) == 0));
+    }
+
+    #[test]
+    fn lock_table_excludes_under_random_schedules() {
+        shuttle::check_random(holders_exclude_each_other, 1000);
+    }
+
+    #[test]
+    fn lock_table_excludes_under_pct_schedules() {
+        shuttle::check_pct(holders_exclude_each_other, 1000, 3);
+    }
+}
+
+#[cfg(all(test, not(feature = "shuttle")))]
+mod tests {
+    use super::*;
+
+    const NO_WAIT: Duration = Duration::ZERO;
+
+    #[test]
+    fn shared_holders_coexist_and_exclude_writers() {
+        let t = LockTable::new(1 << 20);
+        let (mut a, mut b, mut c) = (Held::default(), Held::default(), Held::default());
+        assert!(a.acquire(&t, 0, 100, false, NO_WAIT));
+        assert!(b.acquire(&t, 64, 8, false, NO_WAIT));
+        assert!(!c.acquire(&t, 70, 1, true, NO_WAIT));
+        // An upgrade with another reader present fails at once.
+        assert!(!a.acquire(&t, 64, 1, true, NO_WAIT));
+        b.release_all(&t);
+        assert!(a.acquire(&t, 64, 1, true, NO_WAIT), "sole reader upgrades");
+        assert!(!c.acquire(&t, 64, 1, false, NO_WAIT));
+        a.release_all(&t);
+        c.release_all(&t);
+        assert!(c.acquire(&t, 0, 128, true, NO_WAIT));
+        c.release_all(&t);
+        assert!(t.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+    }
+
+    #[test]
+    fn a_holder_retakes_its_own_stripes_and_wide_ranges_take_each_stripe_once() {
+        let t = LockTable::new(64 * 128); // 128 stripes
+        let mut a = Held::default();
+        assert!(a.acquire(&t, 0, 64 * 1000, true, NO_WAIT));
+        assert_eq!(a.len(), 128);
+        assert!(a.acquire(&t, 5, 64 * 300, true, NO_WAIT));
+        assert!(a.acquire(&t, 5, 10, false, NO_WAIT));
+        assert_eq!(a.len(), 128);
+        a.release_all(&t);
+        assert!(t.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+    }
+
+    #[test]
+    fn a_waiter_gets_the_stripe_when_its_holder_ends() {
+        let t = LockTable::new(4096);
+        let mut a = Held::default();
+        assert!(a.acquire(&t, 0, 8, true, NO_WAIT));
+        std::thread::scope(|s| {
+            let w = s.spawn(|| {
+                let mut b = Held::default();
+                let ok = b.acquire(&t, 0, 8, true, Duration::from_secs(60));
+                b.release_all(&t);
+                ok
+            });
+            std::thread::sleep(Duration::from_millis(5));
+            a.release_all(&t);
+            assert!(w.join().unwrap());
+        });
+    }
+}

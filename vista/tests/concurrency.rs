@@ -1,0 +1,306 @@
+//! Transactions from many threads: isolation, serializability against a serial model,
+//! lanes, conflicts, panics, and a hot spot with more threads than cores and lanes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::Place;
+use rand::{Rng, SeedableRng};
+use vista::{Error, Segment};
+
+/// An account: balance, then the number of transactions that changed it.
+const ACCOUNT: u64 = 16;
+const START_BALANCE: u64 = 1000;
+
+fn assert_send_sync<T: Send + Sync>() {}
+
+fn open_bank(p: &Place, accounts: u64, lanes: u32) -> Segment {
+    let seg = Segment::open(&p.path, &p.opts(1 << 20).lanes(lanes)).unwrap();
+    for a in 0..accounts {
+        seg.transaction(|tx| tx.put(a * ACCOUNT, &[START_BALANCE, 0u64]))
+            .unwrap();
+    }
+    seg
+}
+
+fn balances(bytes: &[u8], accounts: u64) -> Vec<[u64; 2]> {
+    (0..accounts as usize)
+        .map(|a| bytemuck::pod_read_unaligned(&bytes[a * 16..a * 16 + 16]))
+        .collect()
+}
+
+/// One committed transfer, as its transaction saw it.
+#[derive(Debug, Clone, Copy)]
+struct Transfer {
+    from: u64,
+    from_version: u64,
+    to: u64,
+    to_version: u64,
+    amount: u64,
+}
+
+/// Moves up to `want` from `from` to `to`, bumping both versions. Returns what it saw.
+fn transfer(seg: &Segment, from: u64, to: u64, want: u64) -> vista::Result<Transfer> {
+    seg.transaction(|tx| {
+        let [fb, fv]: [u64; 2] = tx.get(from * ACCOUNT)?;
+        let [tb, tv]: [u64; 2] = tx.get(to * ACCOUNT)?;
+        let amount = want.min(fb);
+        tx.put(from * ACCOUNT, &[fb - amount, fv + 1])?;
+        tx.put(to * ACCOUNT, &[tb + amount, tv + 1])?;
+        Ok(Transfer {
+            from,
+            from_version: fv,
+            to,
+            to_version: tv,
+            amount,
+        })
+    })
+}
+
+/// Finds a serial order of `log` consistent with the versions each transfer read, and
+/// replays it on a model; returns the model's balances. Panics if there is none.
+fn serial_replay(log: &[Transfer], accounts: u64) -> Vec<[u64; 2]> {
+    // Who read (account, version): exactly one committed transfer per pair.
+    let mut reader: HashMap<(u64, u64), usize> = HashMap::new();
+    for (i, t) in log.iter().enumerate() {
+        for key in [(t.from, t.from_version), (t.to, t.to_version)] {
+            assert!(
+                reader.insert(key, i).is_none(),
+                "two committed transfers read version {} of account {}: a lost update",
+                key.1,
+                key.0
+            );
+        }
+    }
+    // Edges: the reader of (a, v) precedes the reader of (a, v + 1).
+    let mut indegree = vec![0usize; log.len()];
+    let mut next: Vec<Vec<usize>> = vec![Vec::new(); log.len()];
+    for (&(a, v), &i) in &reader {
+        if let Some(&j) = reader.get(&(a, v + 1)) {
+            next[i].push(j);
+            indegree[j] += 1;
+        }
+    }
+    let mut ready: Vec<usize> = (0..log.len()).filter(|&i| indegree[i] == 0).collect();
+    let mut model = vec![[START_BALANCE, 0u64]; accounts as usize];
+    let mut done = 0;
+    while let Some(i) = ready.pop() {
+        let t = log[i];
+        let (f, to) = (t.from as usize, t.to as usize);
+        assert_eq!(model[f][1], t.from_version, "replay order");
+        assert_eq!(model[to][1], t.to_version, "replay order");
+        assert!(model[f][0] >= t.amount, "overdraft in the serial replay");
+        model[f] = [model[f][0] - t.amount, model[f][1] + 1];
+        model[to] = [model[to][0] + t.amount, model[to][1] + 1];
+        done += 1;
+        for &j in &next[i] {
+            indegree[j] -= 1;
+            if indegree[j] == 0 {
+                ready.push(j);
+            }
+        }
+    }
+    assert_eq!(done, log.len(), "the committed history has a cycle");
+    model
+}
+
+#[test]
+fn concurrent_transfers_are_serializable_and_every_read_sees_the_total() {
+    const ACCOUNTS: u64 = 24;
+    const THREADS: u64 = 4;
+    const TRANSFERS: u64 = 300;
+    assert_send_sync::<Segment>();
+    let p = Place::new();
+    let seg = open_bank(&p, ACCOUNTS, 4);
+    let total = ACCOUNTS * START_BALANCE;
+    let done = AtomicBool::new(false);
+    let reads = AtomicU64::new(0);
+    let log: Vec<Transfer> = std::thread::scope(|s| {
+        let seg = &seg;
+        // Readers: inside transactions and through the segment's read guard.
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                let sum: u64 = seg
+                    .transaction(|tx| {
+                        let b = tx.read(0, ACCOUNTS * ACCOUNT)?;
+                        Ok::<_, Error>(balances(b, ACCOUNTS).iter().map(|a| a[0]).sum())
+                    })
+                    .unwrap();
+                assert_eq!(sum, total, "a transaction saw money appear or vanish");
+                let bytes = seg.read(0, ACCOUNTS * ACCOUNT).unwrap();
+                let sum: u64 = balances(&bytes, ACCOUNTS).iter().map(|a| a[0]).sum();
+                assert_eq!(sum, total, "Segment::read saw money appear or vanish");
+                reads.fetch_add(2, Ordering::Relaxed);
+            }
+        });
+        // Checkpoints while transfers run.
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                seg.checkpoint().unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let writers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut rng = rand::rngs::SmallRng::seed_from_u64(t);
+                    let mut mine = Vec::new();
+                    for _ in 0..TRANSFERS {
+                        let from = rng.gen_range(0..ACCOUNTS);
+                        let to = (from + rng.gen_range(1..ACCOUNTS)) % ACCOUNTS;
+                        mine.push(transfer(seg, from, to, rng.gen_range(0..300)).unwrap());
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let log = writers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        done.store(true, Ordering::Relaxed);
+        log
+    });
+    assert!(reads.load(Ordering::Relaxed) > 0);
+    assert_eq!(log.len() as u64, THREADS * TRANSFERS);
+    let model = serial_replay(&log, ACCOUNTS);
+    let state = balances(&seg.read(0, ACCOUNTS * ACCOUNT).unwrap(), ACCOUNTS);
+    assert_eq!(state, model, "the segment differs from the serial replay");
+    // And the same after a reopen.
+    drop(seg);
+    let seg = Segment::open(&p.path, &p.opts(1 << 20)).unwrap();
+    let state = balances(&seg.read(0, ACCOUNTS * ACCOUNT).unwrap(), ACCOUNTS);
+    assert_eq!(state, model);
+}
+
+#[test]
+fn sixteen_threads_on_a_hot_spot_all_commit() {
+    const ACCOUNTS: u64 = 4;
+    const THREADS: u64 = 16;
+    const TRANSFERS: u64 = 100;
+    let p = Place::new();
+    // Fewer lanes than threads: transactions also wait for lanes.
+    let seg = open_bank(&p, ACCOUNTS, 4);
+    let attempts = AtomicU64::new(0);
+    let max_attempts = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (seg, attempts, max_attempts) = (&seg, &attempts, &max_attempts);
+            s.spawn(move || {
+                let mut rng = rand::rngs::SmallRng::seed_from_u64(100 + t);
+                for _ in 0..TRANSFERS {
+                    let from = rng.gen_range(0..ACCOUNTS);
+                    let to = (from + rng.gen_range(1..ACCOUNTS)) % ACCOUNTS;
+                    let mut tries = 0;
+                    seg.transaction(|tx| {
+                        tries += 1;
+                        let [fb, fv]: [u64; 2] = tx.get(from * ACCOUNT)?;
+                        let [tb, tv]: [u64; 2] = tx.get(to * ACCOUNT)?;
+                        let amount = fb.min(7);
+                        tx.put(from * ACCOUNT, &[fb - amount, fv + 1])?;
+                        tx.put(to * ACCOUNT, &[tb + amount, tv + 1])?;
+                        Ok::<_, Error>(())
+                    })
+                    .expect("every transfer commits within the retry limit");
+                    attempts.fetch_add(tries, Ordering::Relaxed);
+                    max_attempts.fetch_max(tries, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let state = balances(&seg.read(0, ACCOUNTS * ACCOUNT).unwrap(), ACCOUNTS);
+    assert_eq!(
+        state.iter().map(|a| a[0]).sum::<u64>(),
+        ACCOUNTS * START_BALANCE
+    );
+    // Every committed transfer bumped two versions.
+    assert_eq!(
+        state.iter().map(|a| a[1]).sum::<u64>(),
+        2 * THREADS * TRANSFERS
+    );
+    let max = max_attempts.load(Ordering::Relaxed);
+    assert!(max <= u64::from(vista::DEFAULT_RETRIES) + 1);
+    eprintln!(
+        "hot spot: {} attempts for {} transfers, at most {max} for one",
+        attempts.load(Ordering::Relaxed),
+        THREADS * TRANSFERS
+    );
+}
+
+#[test]
+fn uncommitted_bytes_are_invisible_and_conflicts_are_typed() {
+    let p = Place::new();
+    let opts = p
+        .opts(1 << 16)
+        .lock_wait(Duration::ZERO)
+        .retries(0)
+        .lanes(2)
+        .lane_wait(Duration::from_millis(5));
+    let seg = Segment::open(&p.path, &opts).unwrap();
+    seg.transaction(|tx| tx.write(0, b"committed")).unwrap();
+    let mut t1 = seg.begin().unwrap();
+    t1.write(0, b"DIRTY").unwrap();
+    let mut t2 = seg.begin().unwrap();
+    assert!(matches!(t2.read(0, 9), Err(Error::Conflict)), "dirty read");
+    assert!(t2.conflicted());
+    assert!(matches!(t2.write(4, b"x"), Err(Error::Conflict)));
+    assert!(matches!(seg.read(2, 1), Err(Error::Conflict)));
+    // Both lanes are taken.
+    assert!(matches!(
+        seg.begin(),
+        Err(Error::LanesBusy { lanes: 2, .. })
+    ));
+    // A checkpoint from a thread inside a transaction is refused, not a deadlock.
+    assert!(seg.checkpoint().is_err());
+    // Disjoint ranges go ahead.
+    t2.write(100, b"other").unwrap();
+    t2.commit().unwrap();
+    drop(t1); // aborted: its locks and lane are released
+    assert_eq!(seg.read(0, 9).unwrap(), b"committed");
+    assert_eq!(seg.read(100, 5).unwrap(), b"other");
+    // A read guard holds its range against writers.
+    let guard = seg.read(0, 4).unwrap();
+    let mut t3 = seg.begin().unwrap();
+    assert!(matches!(t3.write(0, b"no"), Err(Error::Conflict)));
+    drop(t3);
+    drop(guard);
+    seg.transaction(|tx| tx.write(0, b"yes")).unwrap();
+    assert_eq!(seg.read(0, 3).unwrap(), b"yes");
+    seg.checkpoint().unwrap();
+}
+
+#[test]
+fn a_panicking_thread_aborts_and_frees_its_locks_and_lane() {
+    let p = Place::new();
+    let opts = p
+        .opts(1 << 16)
+        .lanes(2)
+        .lane_wait(Duration::from_millis(50));
+    let seg = Segment::open(&p.path, &opts).unwrap();
+    seg.transaction(|tx| tx.write(0, b"before")).unwrap();
+    std::thread::scope(|s| {
+        let r = s.spawn(|| {
+            seg.transaction(|tx| {
+                tx.write(0, b"during")?;
+                assert!(
+                    tx.get::<u8>(0)? != b'd',
+                    "deliberate panic inside a transaction"
+                );
+                Ok::<_, Error>(())
+            })
+        });
+        assert!(r.join().is_err(), "the thread panicked");
+    });
+    assert_eq!(seg.read(0, 6).unwrap(), b"before");
+    // Both lanes and the range are free again.
+    let mut a = seg.begin().unwrap();
+    let mut b = seg.begin().unwrap();
+    a.write(0, b"after!").unwrap();
+    b.write(64, b"too").unwrap();
+    a.commit().unwrap();
+    b.commit().unwrap();
+    assert_eq!(seg.read(0, 6).unwrap(), b"after!");
+}
