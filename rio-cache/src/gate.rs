@@ -11,23 +11,111 @@
 //! that thread's first update to end. This is safe: while the thread is inside, the
 //! count is not zero, so the copy has not started and cannot start until every one of
 //! its updates has left.
+//!
+//! The count of updates inside is striped over cache lines by thread, so that updates
+//! of different threads do not write one shared line; the gate is empty when every
+//! stripe is zero. The per-thread record of which gates a thread is inside is a
+//! thread-local slot for the last gate, with a list for the rare thread inside several.
 
-use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 
+use crossbeam_utils::CachePadded;
+
+/// Counters of updates inside, one per cache line: a thread always counts on the same
+/// stripe, so threads on different stripes never write a shared line on the hot path.
+const STRIPES: usize = 8;
+
+/// Hands out stripes to threads in turn.
+static NEXT_STRIPE: AtomicU32 = AtomicU32::new(0);
+
 thread_local! {
-    /// The gates this thread is inside, by address, with how many times.
-    static INSIDE: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
+    /// This thread's stripe (`u32::MAX` until first use).
+    static STRIPE: Cell<u32> = const { Cell::new(u32::MAX) };
+    /// The gate this thread entered last, by address, with how many tickets it holds
+    /// there: one thread nearly always uses one cache, so this is the fast record.
+    static LAST: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    /// Other gates this thread is inside, by address, with how many tickets.
+    static OTHERS: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn my_stripe() -> usize {
+    STRIPE.with(|s| {
+        let mut i = s.get();
+        if i == u32::MAX {
+            i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES as u32;
+            s.set(i);
+        }
+        i as usize
+    })
+}
+
+/// Counts one more ticket of this thread at gate `me`; returns whether it already held
+/// one (a re-entry).
+fn note_enter(me: usize) -> bool {
+    let (g, n) = LAST.get();
+    if g == me && n > 0 {
+        LAST.set((g, n + 1));
+        return true;
+    }
+    if n == 0 {
+        // The fast record is free: take it, with the tickets `me` may have in the
+        // others (when the record was busy with another gate as `me` was entered).
+        let moved = OTHERS.with(|o| {
+            let mut o = o.borrow_mut();
+            o.iter().position(|e| e.0 == me).map(|i| o.swap_remove(i).1)
+        });
+        let held = moved.unwrap_or(0);
+        LAST.set((me, held + 1));
+        return held > 0;
+    }
+    OTHERS.with(|o| {
+        let mut o = o.borrow_mut();
+        if let Some(e) = o.iter_mut().find(|e| e.0 == me) {
+            e.1 += 1;
+            true
+        } else {
+            o.push((me, 1));
+            false
+        }
+    })
+}
+
+/// Counts one ticket of this thread at gate `me` less.
+fn note_leave(me: usize) {
+    let (g, n) = LAST.get();
+    if g == me && n > 0 {
+        LAST.set((g, n - 1));
+        return;
+    }
+    OTHERS.with(|o| {
+        let mut o = o.borrow_mut();
+        if let Some(i) = o.iter().position(|e| e.0 == me) {
+            o[i].1 -= 1;
+            if o[i].1 == 0 {
+                o.swap_remove(i);
+            }
+        }
+    });
+}
+
+/// How many tickets this thread holds at gate `me`.
+fn held_here(me: usize) -> usize {
+    let (g, n) = LAST.get();
+    if g == me && n > 0 {
+        return n;
+    }
+    OTHERS.with(|o| o.borrow().iter().find(|e| e.0 == me).map_or(0, |e| e.1))
 }
 
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub(crate) struct Gate {
-    /// Updates inside.
-    active: AtomicU64,
+    /// Updates inside, striped by thread; the gate is empty when every stripe is 0.
+    active: [CachePadded<AtomicU64>; STRIPES],
     /// A checkpoint is closing the gate or copying.
-    closing: AtomicBool,
+    closing: CachePadded<AtomicBool>,
     lock: Mutex<()>,
     changed: Condvar,
 }
@@ -39,47 +127,43 @@ impl Gate {
 
     /// Whether this thread is inside the gate.
     pub(crate) fn held_by_this_thread(&self) -> bool {
-        let me = self.addr();
-        INSIDE.with(|v| v.borrow().iter().any(|&(g, _)| g == me))
+        held_here(self.addr()) > 0
     }
 
     /// Enters the gate (an update starts). Waits while a checkpoint copies, unless this
     /// thread is already inside.
+    #[inline]
     pub(crate) fn enter(&self) -> Ticket<'_> {
         let me = self.addr();
-        let reentry = INSIDE.with(|v| {
-            let mut v = v.borrow_mut();
-            if let Some(e) = v.iter_mut().find(|e| e.0 == me) {
-                e.1 += 1;
-                true
-            } else {
-                false
-            }
-        });
-        if reentry {
+        let stripe = &self.active[my_stripe()];
+        if note_enter(me) {
             // The count is not zero (our first ticket), so no copy is running.
-            self.active.fetch_add(1, Ordering::SeqCst);
-            return Ticket { gate: self };
+            stripe.fetch_add(1, Ordering::SeqCst);
+            return Ticket { gate: self, stripe };
         }
         loop {
             // SeqCst pairs with `close`: either the checkpoint sees our count, or we
             // see its flag (Dekker's argument; both sides store then load).
-            self.active.fetch_add(1, Ordering::SeqCst);
+            stripe.fetch_add(1, Ordering::SeqCst);
             if !self.closing.load(Ordering::SeqCst) {
                 break;
             }
-            self.leave_count();
+            self.leave_count(stripe);
             let mut g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
             while self.closing.load(Ordering::SeqCst) {
                 g = self.changed.wait(g).unwrap_or_else(PoisonError::into_inner);
             }
         }
-        INSIDE.with(|v| v.borrow_mut().push((me, 1)));
-        Ticket { gate: self }
+        Ticket { gate: self, stripe }
     }
 
-    fn leave_count(&self) {
-        if self.active.fetch_sub(1, Ordering::SeqCst) == 1 && self.closing.load(Ordering::SeqCst) {
+    fn is_empty(&self) -> bool {
+        self.active.iter().all(|a| a.load(Ordering::SeqCst) == 0)
+    }
+
+    #[inline]
+    fn leave_count(&self, stripe: &AtomicU64) {
+        if stripe.fetch_sub(1, Ordering::SeqCst) == 1 && self.closing.load(Ordering::SeqCst) {
             // Take the lock so the notification cannot fall between the closer's check
             // and its wait.
             let _g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
@@ -92,33 +176,26 @@ impl Gate {
     pub(crate) fn close(&self) -> Closed<'_> {
         self.closing.store(true, Ordering::SeqCst);
         let mut g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        while self.active.load(Ordering::SeqCst) != 0 {
+        while !self.is_empty() {
             g = self.changed.wait(g).unwrap_or_else(PoisonError::into_inner);
         }
         Closed { gate: self }
     }
 }
 
-/// An update's pass through the gate; leaves on drop. Not `Send`: the re-entrancy
-/// record is per thread.
+/// An update's pass through the gate; leaves on drop. It must drop on the thread that
+/// entered (the re-entrancy record is per thread): its owner, an update, is not `Send`.
 #[derive(Debug)]
 pub(crate) struct Ticket<'a> {
     gate: &'a Gate,
+    stripe: &'a AtomicU64,
 }
 
 impl Drop for Ticket<'_> {
+    #[inline]
     fn drop(&mut self) {
-        let me = self.gate.addr();
-        INSIDE.with(|v| {
-            let mut v = v.borrow_mut();
-            if let Some(i) = v.iter().position(|e| e.0 == me) {
-                v[i].1 -= 1;
-                if v[i].1 == 0 {
-                    v.swap_remove(i);
-                }
-            }
-        });
-        self.gate.leave_count();
+        note_leave(self.gate.addr());
+        self.gate.leave_count(self.stripe);
     }
 }
 
@@ -152,7 +229,7 @@ mod tests {
         std::thread::scope(|s| {
             let closer = s.spawn(|| {
                 let _closed = gate.close();
-                assert_eq!(gate.active.load(Ordering::SeqCst), 0);
+                assert!(gate.is_empty());
             });
             // Wait until the closer has raised the flag, then enter again: it must not
             // block (it would deadlock: the closer waits for `first`).
@@ -166,6 +243,32 @@ mod tests {
             closer.join().unwrap();
         });
         assert!(!gate.held_by_this_thread());
+    }
+
+    #[test]
+    fn a_thread_inside_several_gates_is_counted_per_gate() {
+        let (a, b, c) = (Gate::default(), Gate::default(), Gate::default());
+        let a1 = a.enter();
+        let b1 = b.enter();
+        let a2 = a.enter();
+        let b2 = b.enter();
+        assert!(a.held_by_this_thread() && b.held_by_this_thread());
+        assert!(!c.held_by_this_thread());
+        drop(a1);
+        drop(a2);
+        assert!(!a.held_by_this_thread() && b.held_by_this_thread());
+        // The fast record is free again while `b` is still in the list: entering `b`
+        // must find its tickets there.
+        let b3 = b.enter();
+        let c1 = c.enter();
+        drop(b1);
+        drop(b2);
+        assert!(b.held_by_this_thread(), "b3 still holds b");
+        drop(b3);
+        assert!(!b.held_by_this_thread() && c.held_by_this_thread());
+        drop(c1);
+        assert!(a.is_empty() && b.is_empty() && c.is_empty());
+        assert!(!c.held_by_this_thread());
     }
 
     #[test]

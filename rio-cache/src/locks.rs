@@ -103,8 +103,9 @@ pub(crate) struct Held {
     first: [u32; INLINE],
     len: usize,
     more: Vec<u32>,
-    /// Position by stripe, once the set is long.
-    index: HashMap<u32, usize>,
+    /// Position by stripe, once the set is long (built only then: creating a hash map
+    /// seeds its hasher, which a small transaction should not pay for).
+    index: Option<HashMap<u32, usize>>,
 }
 
 /// Stripes a holder keeps without allocating.
@@ -141,7 +142,7 @@ impl Held {
         if self.len <= SCAN_LIMIT {
             self.entries().position(|e| e & !EXCLUSIVE == s)
         } else {
-            self.index.get(&s).copied()
+            self.index.as_ref().and_then(|i| i.get(&s).copied())
         }
     }
 
@@ -159,10 +160,12 @@ impl Held {
                     .enumerate()
                     .map(|(i, e)| (e & !EXCLUSIVE, i))
                     .collect();
-                self.index = index;
+                self.index = Some(index);
             }
             n if n > SCAN_LIMIT + 1 => {
-                self.index.insert(e & !EXCLUSIVE, n - 1);
+                if let Some(i) = self.index.as_mut() {
+                    i.insert(e & !EXCLUSIVE, n - 1);
+                }
             }
             _ => {}
         }
@@ -216,9 +219,7 @@ impl Held {
         }
         self.len = 0;
         self.more.clear();
-        if self.index.capacity() > 0 {
-            self.index.clear();
-        }
+        self.index = None;
     }
 
     /// How many stripes are held.

@@ -6,11 +6,16 @@
 //! log is empty again (committed or rolled back), so a lane taken from the pool always
 //! starts from an empty log.
 
+use std::cell::Cell;
 use std::path::Path;
-use std::sync::PoisonError;
 #[cfg(not(feature = "shuttle"))]
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicU32, Ordering};
+#[cfg(not(feature = "shuttle"))]
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{PoisonError, TryLockError};
 use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
 
 use crash_point::crash_point;
 use rio_cache::{PageMemo, Update};
@@ -22,7 +27,9 @@ use crate::undo::{self, Record};
 // Under the `shuttle` feature (model-checked tests only) the pool's lock is shuttle's, so
 // that its scheduler can interleave threads at every lock operation.
 #[cfg(feature = "shuttle")]
-use shuttle::sync::{Condvar, Mutex};
+use shuttle::sync::atomic::{AtomicU32, Ordering};
+#[cfg(feature = "shuttle")]
+use shuttle::sync::{Condvar, Mutex, MutexGuard};
 
 /// How many recently logged ranges are checked before logging a range again. A range
 /// inside one of them is not logged twice; beyond them a second record is harmless
@@ -230,72 +237,131 @@ pub(crate) fn roll_back(
     Ok(())
 }
 
-/// The lanes not in use, and the transactions waiting for one.
+/// The lanes, each behind its own lock, and the transactions waiting for one.
+///
+/// A transaction takes a lane by locking it (`try_lock`: one compare-and-swap on the
+/// lane's own cache line) and holds the guard until it ends. A thread starts with the
+/// lane it used last, so on the uncontended path a lane's line stays in its thread's
+/// cache and no shared word is written. Only when every lane is held does a
+/// transaction wait, on a condition variable, rescanning at least every
+/// [`RESCAN`] (a release that races with a waiter going to sleep costs that waiter at
+/// most one rescan period, never a lost lane).
 #[derive(Debug)]
 pub(crate) struct LanePool {
-    free: Mutex<Vec<Lane>>,
+    lanes: Box<[CachePadded<Mutex<Lane>>]>,
+    /// Transactions waiting for a lane: releases notify only when this is not zero.
+    waiting: AtomicU32,
+    wait_lock: Mutex<()>,
     returned: Condvar,
-    count: u32,
     wait: Duration,
 }
+
+/// The longest a waiter for a lane sleeps before it looks again.
+const RESCAN: Duration = Duration::from_millis(1);
+
+std::thread_local! {
+    /// The lane this thread used last (a hint: any lane is correct).
+    static PREFERRED: Cell<u32> = const { Cell::new(u32::MAX) };
+}
+
+/// A taken lane: its state, locked until the transaction ends.
+pub(crate) type LaneGuard<'p> = MutexGuard<'p, Lane>;
 
 impl LanePool {
     /// Every lane of `layout`, all free (recovery has emptied them).
     pub(crate) fn new(layout: &Layout, wait: Duration) -> LanePool {
         LanePool {
-            // Popped from the end: lane 0 first, as before lanes were shared.
-            free: Mutex::new(
-                (0..layout.lanes)
-                    .rev()
-                    .map(|i| Lane::new(layout, i))
-                    .collect(),
-            ),
+            lanes: (0..layout.lanes)
+                .map(|i| CachePadded::new(Mutex::new(Lane::new(layout, i))))
+                .collect(),
+            waiting: AtomicU32::new(0),
+            wait_lock: Mutex::new(()),
             returned: Condvar::new(),
-            count: layout.lanes,
             wait,
         }
+    }
+
+    /// A free lane with an empty log, if there is one now: this thread's last lane
+    /// first. A lane left with records (its abort failed: the segment is poisoned) is
+    /// never handed out again.
+    #[inline]
+    fn try_take(&self) -> Option<LaneGuard<'_>> {
+        let n = self.lanes.len();
+        // A thread's first transaction starts at lane 0 (a single-threaded program
+        // always uses lane 0); threads that meet there move on and keep the lane they
+        // found.
+        let preferred = PREFERRED.with(Cell::get) as usize;
+        let start = if preferred < n { preferred } else { 0 };
+        for k in 0..n {
+            let i = (start + k) % n;
+            let guard = match self.lanes[i].try_lock() {
+                Ok(g) => g,
+                // A transaction that panicked: its Drop rolled it back first.
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => continue,
+            };
+            if guard.is_clear() {
+                if i != preferred {
+                    PREFERRED.with(|p| p.set(i as u32));
+                }
+                return Some(guard);
+            }
+        }
+        None
     }
 
     /// Takes a free lane, waiting up to the pool's wait for one.
     ///
     /// # Errors
     /// [`Error::LanesBusy`] if every lane stayed in use for the whole wait.
-    pub(crate) fn take(&self) -> Result<Lane> {
-        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(l) = free.pop() {
-            return Ok(l);
+    #[inline]
+    pub(crate) fn take(&self) -> Result<LaneGuard<'_>> {
+        if let Some(g) = self.try_take() {
+            return Ok(g);
         }
+        self.take_slow()
+    }
+
+    #[inline(never)]
+    fn take_slow(&self) -> Result<LaneGuard<'_>> {
         let deadline = Instant::now() + self.wait;
-        loop {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let result = loop {
+            let guard = self
+                .wait_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(g) = self.try_take() {
+                break Ok(g);
+            }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::LanesBusy {
-                    lanes: self.count,
+                break Err(Error::LanesBusy {
+                    lanes: self.lanes.len() as u32,
                     waited: self.wait,
                 });
             }
-            free = self
-                .returned
-                .wait_timeout(free, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            if let Some(l) = free.pop() {
-                return Ok(l);
-            }
-        }
+            drop(
+                self.returned
+                    .wait_timeout(guard, RESCAN.min(deadline - now))
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        result
     }
 
-    /// Gives a lane back. A lane whose log is not empty (its abort failed: the segment
-    /// is poisoned) is kept out of use.
-    pub(crate) fn give_back(&self, lane: Lane) {
-        if !lane.is_clear() {
-            return;
+    /// Gives a lane back (the guard is dropped) and wakes a waiter if there is one.
+    #[inline]
+    pub(crate) fn give_back(&self, lane: LaneGuard<'_>) {
+        drop(lane);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            let _g = self
+                .wait_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.returned.notify_one();
         }
-        self.free
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(lane);
-        self.returned.notify_one();
     }
 }
 
@@ -336,7 +402,9 @@ mod shuttle_tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(pool.free.lock().unwrap().len(), 2);
+        for l in pool.lanes.iter() {
+            assert!(l.try_lock().is_ok(), "every lane is free again");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crash_point::crash_point;
 use rio_cache::Update;
 
 use crate::error::{Error, Poison, Result};
-use crate::lane::{Lane, LanePool};
+use crate::lane::{Lane, LaneGuard, LanePool};
 use crate::layout::Layout;
 
 /// What a transaction borrows from its segment.
@@ -38,7 +38,7 @@ pub struct Transaction<'s> {
     /// `None` only after `commit_durable` handed it to the checkpoint.
     update: Option<Update<'s>>,
     /// `None` only once returned to the pool.
-    lane: Option<Lane>,
+    lane: Option<LaneGuard<'s>>,
     cx: Context<'s>,
     /// Undo records are assembled in memory and written through the memory image
     /// (under `mprotect`: it keeps the lane read-only and saves an `mprotect` pair).
@@ -49,7 +49,7 @@ pub struct Transaction<'s> {
 }
 
 impl<'s> Transaction<'s> {
-    pub(crate) fn new(update: Update<'s>, lane: Lane, cx: Context<'s>) -> Transaction<'s> {
+    pub(crate) fn new(update: Update<'s>, lane: LaneGuard<'s>, cx: Context<'s>) -> Transaction<'s> {
         let write_through = update.protection() == rio_cache::ActiveProtection::Mprotect;
         Transaction {
             update: Some(update),
@@ -188,13 +188,13 @@ impl<'s> Transaction<'s> {
 
     /// Bytes of undo log this transaction has used, and the capacity.
     pub fn undo_log_usage(&self) -> (u64, u64) {
-        let tail = self.lane.as_ref().map_or(0, Lane::tail);
+        let tail = self.lane.as_deref().map_or(0, Lane::tail);
         (tail, self.cx.layout.lane_capacity())
     }
 
     /// The undo lane this transaction owns.
     pub fn lane(&self) -> u32 {
-        self.lane.as_ref().map_or(0, Lane::index)
+        self.lane.as_deref().map_or(0, Lane::index)
     }
 
     /// Commits: one atomic store empties the undo log. From that store on, the
