@@ -25,6 +25,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::gate::Ticket;
 use crate::journal::Batch;
 use crate::locks::{Held, LockTable};
+use crate::shared::Claim;
 use crate::sys::{self, PAGE};
 
 impl Inner {
@@ -152,12 +153,25 @@ pub(crate) struct Locking<'a> {
     pub(crate) table: &'a LockTable,
     pub(crate) held: RefCell<Held>,
     pub(crate) wait: Duration,
+    /// The cache's number, to refuse another cache's claim.
+    pub(crate) cache: u64,
+    /// The cache's claimed region: only the holder of a part touches it.
+    pub(crate) claimed: Range<u64>,
+    /// The part this update holds, if any.
+    pub(crate) claim: Option<Claim>,
 }
 
 impl Locking<'_> {
-    /// Takes `[offset, offset + len)` (checked) for this update.
+    /// Takes `[offset, offset + len)` (checked, not empty) for this update: nothing to
+    /// take inside its own claim; refused inside the claimed region elsewhere.
     #[inline]
     fn take(&self, offset: u64, len: u64, exclusive: bool) -> Result<()> {
+        if offset < self.claimed.end && self.claimed.start < offset + len {
+            return match &self.claim {
+                Some(c) if c.covers(offset, len) => Ok(()),
+                _ => Err(Error::Claimed { offset, len }),
+            };
+        }
         if self
             .held
             .borrow_mut()
@@ -246,6 +260,60 @@ impl Update<'_> {
         }
     }
 
+    /// Takes `claim` for the rest of the update (see [`crate::SharedCache::with_claims`]):
+    /// its part is then read and written without locks. Give it back with
+    /// [`Update::release_claim`] before the update ends, or it is lost with the update.
+    ///
+    /// # Errors
+    /// The claim back if this is not an update of the claim's cache, or the update
+    /// already holds one.
+    pub fn hold(&mut self, claim: Claim) -> std::result::Result<(), Claim> {
+        match &mut self.locks {
+            Some(l) if l.claim.is_none() && l.cache == claim.cache() => {
+                l.claim = Some(claim);
+                Ok(())
+            }
+            _ => Err(claim),
+        }
+    }
+
+    /// The claim this update holds, back (from now on the update cannot touch its part).
+    pub fn release_claim(&mut self) -> Option<Claim> {
+        self.locks.as_mut().and_then(|l| l.claim.take())
+    }
+
+    /// Writes a log record and opens the data it protects, in one step: opens `record`
+    /// and `data` (disjoint), lets `fill` write the record from the data's current
+    /// bytes, then publishes it with one release-ordered atomic store of `tail` at
+    /// `tail_at` (as [`Update::store_u64`]), and returns the data to change. The record
+    /// is complete in memory before the store; the data is returned only after it.
+    ///
+    /// # Errors
+    /// As [`Update::window_pair`] and [`Update::store_u64`].
+    #[inline]
+    pub fn log_and_open(
+        &mut self,
+        record: Range<u64>,
+        data: Range<u64>,
+        tail_at: u64,
+        tail: u64,
+        fill: impl FnOnce(&mut [u8], &[u8]),
+    ) -> Result<&mut [u8]> {
+        if tail_at % 8 != 0 {
+            return Err(Error::Misaligned { offset: tail_at });
+        }
+        let (rec, before) = self.window_pair(record, data.clone())?;
+        fill(rec, before);
+        self.store_u64(tail_at, tail)?;
+        let (off, len) = self.inner.check_range(data.start, data.end - data.start)?;
+        // SAFETY: the data range is in bounds and was opened for writing by
+        // `window_pair` above in this update (its pages and, in a shared cache, its
+        // exclusive lock stay until the update ends); `&mut self` is borrowed for the
+        // slice's life, so no other slice of this update is alive; the checkpointer is
+        // held off by the gate.
+        Ok(unsafe { self.inner.writable().slice_mut(off, len) })
+    }
+
     /// Bytes in the cache.
     pub fn len(&self) -> u64 {
         self.inner.data_len
@@ -270,7 +338,7 @@ impl Update<'_> {
     #[inline]
     pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {
         let (off, len) = self.inner.check_range(offset, len)?;
-        if let Some(l) = &self.locks {
+        if let (Some(l), true) = (&self.locks, len > 0) {
             l.take(offset, len as u64, false)?;
         }
         // SAFETY: in bounds; `&self` is borrowed for the slice's life, so no mutable

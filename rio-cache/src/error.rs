@@ -156,6 +156,15 @@ pub enum Error {
         /// Its length.
         len: u64,
     },
+    /// An update of a [`crate::SharedCache`] touched a range inside the claimed region
+    /// (see [`crate::SharedCache::with_claims`]) that its own claim does not cover.
+    #[error("range {offset}+{len} lies in a claimed region this update does not own")]
+    Claimed {
+        /// Start of the range.
+        offset: u64,
+        /// Its length.
+        len: u64,
+    },
     /// A checkpoint was asked for by a thread that is inside an update of the same
     /// cache: it would wait for that update forever.
     #[error("a checkpoint cannot run while this thread has an update open")]

@@ -160,7 +160,7 @@ pub use cache::{
 pub use checkpoint::CRASH_POINTS;
 pub use error::{Error, PkeyUnavailable, Result};
 pub use options::{Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACHE_DIR};
-pub use shared::{Locked, SharedCache, DEFAULT_LOCK_WAIT};
+pub use shared::{Claim, Locked, SharedCache, DEFAULT_LOCK_WAIT};
 
 /// The page size rio-cache works in (dirty tracking, protection, checkpoints).
 pub const PAGE_SIZE: usize = sys::PAGE;

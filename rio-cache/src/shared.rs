@@ -1,7 +1,8 @@
 //! A cache shared by threads: updates from `&self`, each holding the ranges it touches.
 
-use std::ops::Deref;
+use std::ops::{Deref, Range};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::access::{Locking, PageMemo};
@@ -30,6 +31,40 @@ pub struct SharedCache {
     cache: RioCache,
     locks: LockTable,
     wait: Duration,
+    /// Tells this cache's claims from other caches'.
+    id: u64,
+    /// The region split into claims (empty without claims).
+    claimed: Range<u64>,
+}
+
+/// Numbers shared caches, for their claims.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One part of a shared cache's claimed region (see [`SharedCache::with_claims`]): the
+/// update that holds it reads and writes the part without the lock table, because no
+/// other update can touch it. A claim is not `Clone`; each part has exactly one, and it
+/// moves into an update ([`Update::hold`]) and back out ([`Update::release_claim`]).
+#[derive(Debug)]
+pub struct Claim {
+    cache: u64,
+    range: Range<u64>,
+}
+
+impl Claim {
+    /// The bytes this claim covers.
+    pub fn range(&self) -> Range<u64> {
+        self.range.clone()
+    }
+
+    /// Whether `[offset, offset + len)` lies inside the claim.
+    #[inline]
+    pub(crate) fn covers(&self, offset: u64, len: u64) -> bool {
+        offset >= self.range.start && offset.saturating_add(len) <= self.range.end
+    }
+
+    pub(crate) fn cache(&self) -> u64 {
+        self.cache
+    }
 }
 
 impl SharedCache {
@@ -40,7 +75,43 @@ impl SharedCache {
             cache,
             locks,
             wait: DEFAULT_LOCK_WAIT,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            claimed: 0..0,
         }
+    }
+
+    /// Shares `cache` between threads, with `region` split into `parts` equal claims:
+    /// ranges that belong to whichever update holds their [`Claim`] (a writer's private
+    /// log, for example). An update holding a claim reads and writes its part without
+    /// locking; no other update may touch the region ([`Error::Claimed`]).
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`] if the region does not lie in the cache or does not split
+    /// into `parts` equal parts.
+    pub fn with_claims(
+        cache: RioCache,
+        region: Range<u64>,
+        parts: u64,
+    ) -> Result<(SharedCache, Vec<Claim>)> {
+        let len = region.end.saturating_sub(region.start);
+        cache.inner.check_range(region.start, len)?;
+        if parts == 0 || len % parts != 0 {
+            return Err(Error::OutOfRange {
+                offset: region.start,
+                len,
+                size: cache.len(),
+            });
+        }
+        let mut shared = SharedCache::new(cache);
+        let part = len / parts;
+        let claims = (0..parts)
+            .map(|i| Claim {
+                cache: shared.id,
+                range: region.start + i * part..region.start + (i + 1) * part,
+            })
+            .collect();
+        shared.claimed = region;
+        Ok((shared, claims))
     }
 
     /// How long an update waits for a range held by another before
@@ -83,6 +154,9 @@ impl SharedCache {
             table: &self.locks,
             held: std::cell::RefCell::new(Held::default()),
             wait: self.wait,
+            cache: self.id,
+            claimed: self.claimed.clone(),
+            claim: None,
         };
         Update::start(&self.cache.inner, &self.cache.guard, None, Some(locking))
     }
@@ -95,6 +169,9 @@ impl SharedCache {
     /// [`Error::OutOfRange`]; [`Error::Conflict`].
     pub fn read(&self, offset: u64, len: u64) -> Result<Locked<'_>> {
         self.cache.inner.check_range(offset, len)?;
+        if len > 0 && offset < self.claimed.end && self.claimed.start < offset + len {
+            return Err(Error::Claimed { offset, len });
+        }
         let mut held = Held::default();
         if !held.acquire(&self.locks, offset, len, false, self.wait) {
             held.release_all(&self.locks);

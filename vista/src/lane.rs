@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 
 use crash_point::crash_point;
-use rio_cache::{PageMemo, Update};
+use rio_cache::{Claim, PageMemo, Update};
 
 use crate::error::{Error, Result};
 use crate::layout::{Layout, LANE_HEADER};
@@ -51,10 +51,13 @@ pub(crate) struct Lane {
     scratch: Vec<u8>,
     /// Pages the lane's last update opened (see `rio_cache::PageMemo`).
     pub(crate) memo: PageMemo,
+    /// The lane's bytes in the cache: the transaction that owns the lane moves it into
+    /// its update, which then reads and writes the lane without range locks.
+    pub(crate) claim: Option<Claim>,
 }
 
 impl Lane {
-    fn new(layout: &Layout, index: u32) -> Lane {
+    fn new(layout: &Layout, index: u32, claim: Option<Claim>) -> Lane {
         Lane {
             index,
             off: layout.lane_off(index),
@@ -62,6 +65,7 @@ impl Lane {
             logged: Vec::new(),
             scratch: Vec::new(),
             memo: PageMemo::default(),
+            claim,
         }
     }
 
@@ -76,19 +80,20 @@ impl Lane {
     }
 
     /// Logs the before-image of user range `[offset, offset + len)` (at cache offset
-    /// `at`) unless a recent record already covers it, and publishes it: the record is
-    /// completely written before the store of the tail that covers it.
-    /// `write_through` assembles the record in memory and writes it with one call
-    /// (under `mprotect`, where it saves opening the lane's pages).
-    pub(crate) fn log(
+    /// `at`) unless a recent record already covers it, publishes it (the record is
+    /// completely written before the store of the tail that covers it), and returns
+    /// the range's bytes to change. `write_through` assembles the record in memory and
+    /// writes it with one call (under `mprotect`, where it saves opening the lane's
+    /// pages).
+    pub(crate) fn log<'u>(
         &mut self,
-        update: &mut Update<'_>,
+        update: &'u mut Update<'_>,
         layout: &Layout,
         offset: u64,
         len: u64,
         at: u64,
         write_through: bool,
-    ) -> Result<()> {
+    ) -> Result<&'u mut [u8]> {
         let end = offset + len;
         if len == 0
             || self
@@ -98,7 +103,7 @@ impl Lane {
                 .take(DEDUP_WINDOW)
                 .any(|&(s, e)| s <= offset && end <= e)
         {
-            return Ok(());
+            return Ok(update.window(at, len)?);
         }
         let capacity = layout.lane_capacity();
         let needed = undo::record_len(len).unwrap_or(u64::MAX);
@@ -110,30 +115,43 @@ impl Lane {
             });
         }
         let rec_at = self.off + LANE_HEADER + self.tail;
-        if write_through {
-            self.scratch.clear();
-            self.scratch.resize(needed as usize, 0);
-            undo::encode(&mut self.scratch, offset, update.read(at, len)?);
-            update.write_bytes(rec_at, &self.scratch)?;
-        } else {
-            let (rec, data) = update.window_pair(rec_at..rec_at + needed, at..at + len)?;
-            undo::encode(rec, offset, data);
-        }
-        crash_point!("vista.set_range.record_copied");
         let tail = self.tail + needed;
         #[cfg(feature = "mutants")]
         if crate::mutant::is("publish-late") {
             // Mutant: `write` stores the tail after it has changed the data.
+            let (rec, data) = update.window_pair(rec_at..rec_at + needed, at..at + len)?;
+            undo::encode(rec, offset, data);
             self.tail = tail;
             self.logged.push((offset, end));
-            return Ok(());
+            return Ok(update.window(at, len)?);
         }
-        // Publish: the record is complete before the tail covers it (release store).
-        update.store_u64(self.off, tail)?;
+        let data = if write_through {
+            self.scratch.clear();
+            self.scratch.resize(needed as usize, 0);
+            undo::encode(&mut self.scratch, offset, update.read(at, len)?);
+            update.write_bytes(rec_at, &self.scratch)?;
+            crash_point!("vista.set_range.record_copied");
+            // Publish: the record is complete before the tail covers it.
+            update.store_u64(self.off, tail)?;
+            update.window(at, len)?
+        } else {
+            // One call: the record written from the data, published by the release
+            // store of the tail, and the data opened.
+            update.log_and_open(
+                rec_at..rec_at + needed,
+                at..at + len,
+                self.off,
+                tail,
+                |rec, data| {
+                    undo::encode(rec, offset, data);
+                    crash_point!("vista.set_range.record_copied");
+                },
+            )?
+        };
         self.tail = tail;
         crash_point!("vista.set_range.published");
         self.logged.push((offset, end));
-        Ok(())
+        Ok(data)
     }
 
     /// Stores the published tail again (the `publish-late` mutant's late store).
@@ -179,9 +197,10 @@ impl Lane {
         Ok(())
     }
 
-    /// Whether the lane is ready for the next transaction (its log is empty).
+    /// Whether the lane is ready for the next transaction (its log is empty, and its
+    /// claim is back).
     fn is_clear(&self) -> bool {
-        self.tail == 0
+        self.tail == 0 && self.claim.is_some()
     }
 }
 
@@ -268,11 +287,16 @@ std::thread_local! {
 pub(crate) type LaneGuard<'p> = MutexGuard<'p, Lane>;
 
 impl LanePool {
-    /// Every lane of `layout`, all free (recovery has emptied them).
-    pub(crate) fn new(layout: &Layout, wait: Duration) -> LanePool {
+    /// Every lane of `layout`, all free (recovery has emptied them), with their claims
+    /// in lane order.
+    pub(crate) fn new(layout: &Layout, claims: Vec<Claim>, wait: Duration) -> LanePool {
         LanePool {
-            lanes: (0..layout.lanes)
-                .map(|i| CachePadded::new(Mutex::new(Lane::new(layout, i))))
+            lanes: claims
+                .into_iter()
+                .map(Some)
+                .chain(std::iter::repeat_with(|| None))
+                .zip(0..layout.lanes)
+                .map(|(c, i)| CachePadded::new(Mutex::new(Lane::new(layout, i, c))))
                 .collect(),
             waiting: AtomicU32::new(0),
             wait_lock: Mutex::new(()),
@@ -365,6 +389,24 @@ impl LanePool {
     }
 }
 
+/// A real shared cache shaped by `layout`, and its lane claims, for pool tests.
+#[cfg(test)]
+fn test_claims(layout: &Layout) -> (tempfile::TempDir, rio_cache::SharedCache, Vec<Claim>) {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = crate::options::Options::new()
+        .writeback(rio_cache::Writeback::Manual)
+        .cache_dir(dir.path())
+        .rio(layout.total().unwrap());
+    let cache = rio_cache::RioCache::open(dir.path().join("seg"), &opts).unwrap();
+    let (shared, claims) = rio_cache::SharedCache::with_claims(
+        cache,
+        layout.lanes_off..layout.lane_off(layout.lanes),
+        u64::from(layout.lanes),
+    )
+    .unwrap();
+    (dir, shared, claims)
+}
+
 /// Model-checked test: threads take and give back lanes under shuttle's randomized and
 /// PCT schedulers; no lane is ever held twice, every thread gets one, and all return.
 /// (shuttle's `wait_timeout` never times out, so the pool's wait is tested for
@@ -378,7 +420,8 @@ mod shuttle_tests {
 
     fn lanes_are_exclusive() {
         let layout = Layout::for_options(&Options::new().size(4096).lanes(2)).unwrap();
-        let pool = Arc::new(LanePool::new(&layout, Duration::from_secs(3600)));
+        let (_dir, _cache, claims) = test_claims(&layout);
+        let pool = Arc::new(LanePool::new(&layout, claims, Duration::from_secs(3600)));
         let in_use: Arc<Vec<AtomicBool>> =
             Arc::new((0..2).map(|_| AtomicBool::new(false)).collect());
         let threads: Vec<_> = (0..3)
@@ -426,7 +469,8 @@ mod tests {
     #[test]
     fn lanes_are_handed_out_once_and_waiters_time_out_with_a_typed_error() {
         let layout = Layout::for_options(&Options::new().size(4096).lanes(2)).unwrap();
-        let pool = LanePool::new(&layout, Duration::from_millis(1));
+        let (_dir, _cache, claims) = test_claims(&layout);
+        let pool = LanePool::new(&layout, claims, Duration::from_millis(1));
         let a = pool.take().unwrap();
         let b = pool.take().unwrap();
         assert_ne!(a.index(), b.index());
@@ -437,5 +481,14 @@ mod tests {
         pool.give_back(a);
         let c = pool.take().unwrap();
         assert_ne!(c.index(), b.index());
+        drop(c);
+        // A lane without its claim (its transaction's update kept it) is not handed out.
+        let mut d = pool.take().unwrap();
+        let lost = d.claim.take();
+        assert!(lost.is_some());
+        drop(d);
+        drop(b);
+        let e = pool.take().unwrap();
+        assert!(matches!(pool.take(), Err(Error::LanesBusy { .. })), "{}", e.index());
     }
 }

@@ -80,9 +80,17 @@ impl Segment {
             }
         };
         cache.set_writeback(opts.writeback)?;
+        // Each lane's bytes are claimed by the transaction that owns the lane: its
+        // records and tail need no range locks.
+        let lanes_end = layout.lane_off(layout.lanes);
+        let (cache, claims) = SharedCache::with_claims(
+            cache,
+            layout.lanes_off..lanes_end,
+            u64::from(layout.lanes),
+        )?;
         Ok(Segment {
-            cache: SharedCache::new(cache).lock_wait(opts.lock_wait),
-            lanes: LanePool::new(&layout, opts.lane_wait),
+            cache: cache.lock_wait(opts.lock_wait),
+            lanes: LanePool::new(&layout, claims, opts.lane_wait),
             layout,
             path,
             poison: Poison::default(),
@@ -110,9 +118,19 @@ impl Segment {
     /// [`Error::Poisoned`] after a failed checkpoint or abort; [`Error::LanesBusy`].
     pub fn begin(&self) -> Result<Transaction<'_>> {
         self.poison.check()?;
-        let lane = self.lanes.take()?;
+        let mut lane = self.lanes.take()?;
         match self.cache.update_with(&lane.memo) {
-            Ok(update) => Ok(Transaction::new(update, lane, self.context())),
+            Ok(mut update) => {
+                let claim = lane.claim.take().expect("a lane is handed out with its claim");
+                if let Err(claim) = update.hold(claim) {
+                    // Not reached: the claim is this cache's and the update is new.
+                    lane.claim = Some(claim);
+                    drop(update);
+                    self.lanes.give_back(lane);
+                    return Err(Error::Cache(rio_cache::Error::Claimed { offset: 0, len: 0 }));
+                }
+                Ok(Transaction::new(update, lane, self.context()))
+            }
             Err(e) => {
                 self.lanes.give_back(lane);
                 Err(e.into())

@@ -92,9 +92,7 @@ impl<'s> Transaction<'s> {
             .lane
             .as_mut()
             .expect("the lane is held until the transaction ends");
-        let logged = lane
-            .log(update, layout, offset, len, at, wt)
-            .and_then(|()| Ok(update.window(at, len)?));
+        let logged = lane.log(update, layout, offset, len, at, wt);
         if matches!(logged, Err(Error::Conflict)) {
             conflicted.set(true);
         }
@@ -138,8 +136,7 @@ impl<'s> Transaction<'s> {
         let (update, lane) = self.parts();
         lane.log(update, layout, offset, len, at, wt)?;
         lane.store_tail(update, 0)?;
-        let dst = update.window(at, len)?;
-        dst.copy_from_slice(bytes);
+        update.window(at, len)?.copy_from_slice(bytes);
         crash_point!("vista.write.partial");
         lane.store_tail(update, lane.tail())?;
         Ok(())
@@ -281,9 +278,10 @@ impl<'s> Transaction<'s> {
     /// Ends the update (closing windows, releasing locks), keeping the lane's memo of
     /// opened pages; returns it for a checkpoint to consume.
     fn end_update(&mut self) -> Option<Update<'s>> {
-        let update = self.update.take()?;
+        let mut update = self.update.take()?;
         if let Some(lane) = self.lane.as_mut() {
             lane.memo = update.memo();
+            lane.claim = update.release_claim();
         }
         Some(update)
     }
