@@ -18,14 +18,13 @@ use std::ops::{Deref, DerefMut, Range};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
-use std::time::Duration;
 
 use crate::cache::{Guard, Inner, RioCache};
 use crate::error::{Error, IoContext, Result};
 use crate::gate::Ticket;
 use crate::journal::Batch;
-use crate::locks::{Held, LockTable};
-use crate::shared::Claim;
+use crate::locks::Held;
+use crate::shared::{Claim, Sharing};
 use crate::sys::{self, PAGE};
 
 impl Inner {
@@ -150,13 +149,10 @@ impl Default for PageMemo {
 /// Range locking of an update of a [`crate::SharedCache`].
 #[derive(Debug)]
 pub(crate) struct Locking<'a> {
-    pub(crate) table: &'a LockTable,
+    /// The lock table, the wait, the cache's number (to refuse another cache's claim)
+    /// and its claimed region (only the holder of a part touches it).
+    pub(crate) sharing: &'a Sharing,
     pub(crate) held: RefCell<Held>,
-    pub(crate) wait: Duration,
-    /// The cache's number, to refuse another cache's claim.
-    pub(crate) cache: u64,
-    /// The cache's claimed region: only the holder of a part touches it.
-    pub(crate) claimed: Range<u64>,
     /// The part this update holds, if any.
     pub(crate) claim: Option<Claim>,
 }
@@ -166,7 +162,8 @@ impl Locking<'_> {
     /// take inside its own claim; refused inside the claimed region elsewhere.
     #[inline]
     fn take(&self, offset: u64, len: u64, exclusive: bool) -> Result<()> {
-        if offset < self.claimed.end && self.claimed.start < offset + len {
+        let sh = self.sharing;
+        if offset < sh.claimed.end && sh.claimed.start < offset + len {
             return match &self.claim {
                 Some(c) if c.covers(offset, len) => Ok(()),
                 _ => Err(Error::Claimed { offset, len }),
@@ -175,7 +172,7 @@ impl Locking<'_> {
         if self
             .held
             .borrow_mut()
-            .acquire(self.table, offset, len, exclusive, self.wait)
+            .acquire(&sh.locks, offset, len, exclusive, sh.wait)
         {
             Ok(())
         } else {
@@ -269,7 +266,7 @@ impl Update<'_> {
     /// already holds one.
     pub fn hold(&mut self, claim: Claim) -> std::result::Result<(), Claim> {
         match &mut self.locks {
-            Some(l) if l.claim.is_none() && l.cache == claim.cache() => {
+            Some(l) if l.claim.is_none() && l.sharing.id == claim.cache() => {
                 l.claim = Some(claim);
                 Ok(())
             }
@@ -585,7 +582,7 @@ impl Drop for Update<'_> {
         }
         // The windows are closed: only now may other updates take the ranges.
         if let Some(l) = &self.locks {
-            l.held.borrow_mut().release_all(l.table);
+            l.held.borrow_mut().release_all(&l.sharing.locks);
         }
     }
 }

@@ -105,7 +105,7 @@ pub(crate) struct Held {
     more: Vec<u32>,
     /// Position by stripe, once the set is long (built only then: creating a hash map
     /// seeds its hasher, which a small transaction should not pay for).
-    index: Option<HashMap<u32, usize>>,
+    index: Option<Box<HashMap<u32, usize>>>,
 }
 
 /// Stripes a holder keeps without allocating.
@@ -160,7 +160,7 @@ impl Held {
                     .enumerate()
                     .map(|(i, e)| (e & !EXCLUSIVE, i))
                     .collect();
-                self.index = Some(index);
+                self.index = Some(Box::new(index));
             }
             n if n > SCAN_LIMIT + 1 => {
                 if let Some(i) = self.index.as_mut() {

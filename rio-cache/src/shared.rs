@@ -29,12 +29,18 @@ pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_millis(2);
 #[derive(Debug)]
 pub struct SharedCache {
     cache: RioCache,
-    locks: LockTable,
-    wait: Duration,
+    sharing: Sharing,
+}
+
+/// What the updates of a shared cache consult (one pointer in each update).
+#[derive(Debug)]
+pub(crate) struct Sharing {
+    pub(crate) locks: LockTable,
+    pub(crate) wait: Duration,
     /// Tells this cache's claims from other caches'.
-    id: u64,
+    pub(crate) id: u64,
     /// The region split into claims (empty without claims).
-    claimed: Range<u64>,
+    pub(crate) claimed: Range<u64>,
 }
 
 /// Numbers shared caches, for their claims.
@@ -73,10 +79,12 @@ impl SharedCache {
         let locks = LockTable::new(cache.len());
         SharedCache {
             cache,
-            locks,
-            wait: DEFAULT_LOCK_WAIT,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            claimed: 0..0,
+            sharing: Sharing {
+                locks,
+                wait: DEFAULT_LOCK_WAIT,
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                claimed: 0..0,
+            },
         }
     }
 
@@ -106,11 +114,11 @@ impl SharedCache {
         let part = len / parts;
         let claims = (0..parts)
             .map(|i| Claim {
-                cache: shared.id,
+                cache: shared.sharing.id,
                 range: region.start + i * part..region.start + (i + 1) * part,
             })
             .collect();
-        shared.claimed = region;
+        shared.sharing.claimed = region;
         Ok((shared, claims))
     }
 
@@ -119,7 +127,7 @@ impl SharedCache {
     /// spin).
     #[must_use]
     pub fn lock_wait(mut self, wait: Duration) -> SharedCache {
-        self.wait = wait;
+        self.sharing.wait = wait;
         self
     }
 
@@ -151,11 +159,8 @@ impl SharedCache {
     #[inline]
     fn start(&self) -> Result<Update<'_>> {
         let locking = Locking {
-            table: &self.locks,
+            sharing: &self.sharing,
             held: std::cell::RefCell::new(Held::default()),
-            wait: self.wait,
-            cache: self.id,
-            claimed: self.claimed.clone(),
             claim: None,
         };
         Update::start(&self.cache.inner, &self.cache.guard, None, Some(locking))
@@ -169,19 +174,20 @@ impl SharedCache {
     /// [`Error::OutOfRange`]; [`Error::Conflict`].
     pub fn read(&self, offset: u64, len: u64) -> Result<Locked<'_>> {
         self.cache.inner.check_range(offset, len)?;
-        if len > 0 && offset < self.claimed.end && self.claimed.start < offset + len {
+        let sh = &self.sharing;
+        if len > 0 && offset < sh.claimed.end && sh.claimed.start < offset + len {
             return Err(Error::Claimed { offset, len });
         }
         let mut held = Held::default();
-        if !held.acquire(&self.locks, offset, len, false, self.wait) {
-            held.release_all(&self.locks);
+        if !held.acquire(&sh.locks, offset, len, false, sh.wait) {
+            held.release_all(&sh.locks);
             return Err(Error::Conflict { offset, len });
         }
         Ok(Locked {
             // The range is held shared until `Locked` drops.
             bytes: self.cache.read(offset, len)?,
             held,
-            table: &self.locks,
+            table: &self.sharing.locks,
         })
     }
 
