@@ -6,7 +6,8 @@
 //! - mutable slices come from `&mut Update`, which exists only while the owner's
 //!   `&mut RioCache` is borrowed (so no shared slice of the owner is alive), or, for a
 //!   [`crate::SharedCache`], only over ranges the update holds exclusively in the lock
-//!   table; either way only while the update is inside the checkpoint gate (so the
+//!   table or, in a claimed region, only by the update that holds the part's claim;
+//!   either way only while the update is inside the checkpoint gate (so the
 //!   checkpointer is not copying);
 //! - shared slices of a shared cache cover only ranges their holder has locked;
 //! - the checkpointer copies pages only while the gate is closed.

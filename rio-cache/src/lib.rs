@@ -78,6 +78,10 @@
 //!   be reached) hands out a mutable slice only over bytes it holds exclusively in the
 //!   cache's lock table, and a shared slice only over bytes it holds shared or
 //!   exclusively, until it ends; [`SharedCache::read`]'s guard holds its bytes shared.
+//!   Bytes in a claimed region ([`SharedCache::with_claims`]) are instead reached only by
+//!   the one update holding that part's [`Claim`] (a token that is not `Clone`, moved
+//!   into the update and back out); every other access to the region is refused
+//!   ([`Error::Claimed`]).
 //!   Within one update two windows are never alive at once (each borrows the update
 //!   mutably; [`Update::window_pair`] checks disjointness);
 //! - lock words are taken with acquire and released with release ordering, so a holder

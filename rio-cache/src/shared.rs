@@ -313,6 +313,73 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::many_single_char_names)]
+    fn a_claimed_part_is_reached_only_by_the_update_holding_its_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RioOptions::new()
+            .size(1 << 20)
+            .protection(Protection::None)
+            .writeback(Writeback::Manual)
+            .cache_dir(dir.path());
+        let cache = RioCache::open(dir.path().join("disk"), &opts).unwrap();
+        assert!(SharedCache::with_claims(cache, 4096..4096 + 10_000, 3).is_err());
+        let cache = RioCache::open(dir.path().join("disk2"), &opts).unwrap();
+        let (c, mut claims) = SharedCache::with_claims(cache, 4096..4096 + 2 * 8192, 2).unwrap();
+        let c = c.lock_wait(Duration::ZERO);
+        assert_eq!(claims[1].range(), 4096 + 8192..4096 + 2 * 8192);
+        let (c1, c0) = (claims.pop().unwrap(), claims.pop().unwrap());
+
+        let mut a = c.update().unwrap();
+        a.hold(c0).unwrap();
+        let mut b = c.update().unwrap();
+        // Without its claim, b reaches neither part; a reaches only its own.
+        assert!(matches!(b.window(4096, 8), Err(Error::Claimed { .. })));
+        assert!(matches!(b.read(4096 + 8192, 8), Err(Error::Claimed { .. })));
+        assert!(matches!(a.read(4096 + 8192, 8), Err(Error::Claimed { .. })));
+        assert!(
+            matches!(a.window(4096 + 8190, 4), Err(Error::Claimed { .. })),
+            "straddles"
+        );
+        assert!(matches!(c.read(4096, 8), Err(Error::Claimed { .. })));
+        b.hold(c1).unwrap();
+        // Both write their parts at once, and a publishes with one call.
+        let data = a
+            .log_and_open(4104..4112, 0..8, 4096, 8, |rec, before| {
+                rec.copy_from_slice(before);
+            })
+            .unwrap();
+        data.copy_from_slice(b"new data");
+        b.store_u64(4096 + 8192, 7).unwrap();
+        // A claim cannot be held twice by one update, nor by another cache's update.
+        let extra = b.release_claim().unwrap();
+        b.hold(extra).unwrap();
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = SharedCache::new(
+            RioCache::open(
+                other_dir.path().join("disk"),
+                &opts.clone().cache_dir(other_dir.path()),
+            )
+            .unwrap(),
+        );
+        let mut o = other.update().unwrap();
+        let back = b.release_claim().unwrap();
+        let back = o.hold(back).unwrap_err();
+        let c0 = a.release_claim().unwrap();
+        drop(a);
+        drop(b);
+        let r = c.read(0, 8).unwrap();
+        assert_eq!(&*r, b"new data");
+        drop(r);
+        // The claims move on to new updates.
+        let mut d = c.update().unwrap();
+        d.hold(c0).unwrap();
+        assert_eq!(d.read(4096, 16).unwrap()[..8], 8u64.to_le_bytes());
+        let mut e = c.update().unwrap();
+        e.hold(back).unwrap();
+        assert_eq!(e.read(4096 + 8192, 8).unwrap(), 7u64.to_le_bytes());
+    }
+
+    #[test]
     fn checkpoint_inside_an_update_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let c = shared(dir.path(), Protection::None);

@@ -445,7 +445,7 @@ mod shuttle_tests {
         for t in threads {
             t.join().unwrap();
         }
-        for l in pool.lanes.iter() {
+        for l in &*pool.lanes {
             assert!(l.try_lock().is_ok(), "every lane is free again");
         }
     }
@@ -467,6 +467,7 @@ mod tests {
     use crate::options::Options;
 
     #[test]
+    #[allow(clippy::many_single_char_names)]
     fn lanes_are_handed_out_once_and_waiters_time_out_with_a_typed_error() {
         let layout = Layout::for_options(&Options::new().size(4096).lanes(2)).unwrap();
         let (_dir, _cache, claims) = test_claims(&layout);
@@ -489,6 +490,10 @@ mod tests {
         drop(d);
         drop(b);
         let e = pool.take().unwrap();
-        assert!(matches!(pool.take(), Err(Error::LanesBusy { .. })), "{}", e.index());
+        assert!(
+            matches!(pool.take(), Err(Error::LanesBusy { .. })),
+            "{}",
+            e.index()
+        );
     }
 }

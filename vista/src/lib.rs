@@ -122,9 +122,11 @@
 //!   locked shared or exclusively, which excludes every other holder's exclusive lock;
 //!   a transaction's own shared slices borrow it immutably, so it cannot open a window
 //!   while one is alive;
-//! - the undo lanes are memory of the same cache, written only by the transaction that
-//!   owns the lane (the lane pool hands each lane to one transaction at a
-//!   time) and locked like user data;
+//! - the undo lanes are memory of the same cache, touched only by the transaction that
+//!   owns the lane: each lane is a `rio_cache::Claim` (a token that cannot be copied),
+//!   which the lane pool hands to one transaction at a time and which that
+//!   transaction's update holds until it ends; rio-cache refuses every other access to
+//!   the claimed region, so the lane needs no range locks;
 //! - the checkpointer copies only while no transaction is running (the checkpoint gate),
 //!   and only reads;
 //! - lock words are released with release ordering and taken with acquire ordering, so

@@ -83,11 +83,8 @@ impl Segment {
         // Each lane's bytes are claimed by the transaction that owns the lane: its
         // records and tail need no range locks.
         let lanes_end = layout.lane_off(layout.lanes);
-        let (cache, claims) = SharedCache::with_claims(
-            cache,
-            layout.lanes_off..lanes_end,
-            u64::from(layout.lanes),
-        )?;
+        let (cache, claims) =
+            SharedCache::with_claims(cache, layout.lanes_off..lanes_end, u64::from(layout.lanes))?;
         Ok(Segment {
             cache: cache.lock_wait(opts.lock_wait),
             lanes: LanePool::new(&layout, claims, opts.lane_wait),
@@ -121,13 +118,19 @@ impl Segment {
         let mut lane = self.lanes.take()?;
         match self.cache.update_with(&lane.memo) {
             Ok(mut update) => {
-                let claim = lane.claim.take().expect("a lane is handed out with its claim");
+                let claim = lane
+                    .claim
+                    .take()
+                    .expect("a lane is handed out with its claim");
                 if let Err(claim) = update.hold(claim) {
                     // Not reached: the claim is this cache's and the update is new.
                     lane.claim = Some(claim);
                     drop(update);
                     self.lanes.give_back(lane);
-                    return Err(Error::Cache(rio_cache::Error::Claimed { offset: 0, len: 0 }));
+                    return Err(Error::Cache(rio_cache::Error::Claimed {
+                        offset: 0,
+                        len: 0,
+                    }));
                 }
                 Ok(Transaction::new(update, lane, self.context()))
             }
