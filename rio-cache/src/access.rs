@@ -20,11 +20,13 @@ use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 use std::time::Duration;
 
-use crate::cache::{Guard, Inner, RioCache};
+use crate::cache::RioCache;
 use crate::error::{Error, IoContext, Result};
 use crate::gate::Ticket;
 use crate::journal::Batch;
 use crate::locks::{Held, LockTable};
+use crate::protection::Guard;
+use crate::state::Inner;
 use crate::sys::{self, PAGE};
 
 impl Inner {

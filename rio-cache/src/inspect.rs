@@ -27,10 +27,11 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::cache::{judge_image, read_disk_header, Verdict};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, MemHeader, DISK_DATA_OFFSET, VERSION};
 use crate::journal::{self, Journal};
+use crate::open::read_disk_header;
+use crate::start::{judge_image, Verdict};
 use crate::sys::PAGE;
 use crate::ColdReason;
 

@@ -120,9 +120,14 @@ mod gate;
 pub mod inspect;
 mod journal;
 mod locks;
+mod naming;
+mod open;
 mod options;
 pub mod power;
+mod protection;
 mod shared;
+mod start;
+mod state;
 mod sys;
 mod writeback;
 
@@ -153,14 +158,15 @@ mod mutant {
 pub const MUTANT_ENV: &str = "RIO_MUTANT";
 
 pub use access::{PageMemo, Update, WriteWindow};
-pub use cache::{
-    existing_size, image_path, journal_path, remove, ActiveProtection, ColdReason, RioCache,
-    StartKind, Stats,
-};
+pub use cache::{RioCache, Stats};
 pub use checkpoint::CRASH_POINTS;
 pub use error::{Error, PkeyUnavailable, Result};
+pub use naming::{image_path, journal_path, remove};
+pub use open::existing_size;
 pub use options::{Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACHE_DIR};
+pub use protection::ActiveProtection;
 pub use shared::{Locked, SharedCache, DEFAULT_LOCK_WAIT};
+pub use start::{ColdReason, StartKind};
 
 /// The page size rio-cache works in (dirty tracking, protection, checkpoints).
 pub const PAGE_SIZE: usize = sys::PAGE;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::cache::Inner;
 use crate::error::{IoContext, Result};
+use crate::state::Inner;
 
 /// Checkpoints on an interval, or when woken because enough pages are dirty.
 #[derive(Debug)]
