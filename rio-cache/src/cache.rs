@@ -160,7 +160,7 @@ impl RioCache {
         self.inner.set_poison(reason.into());
     }
 
-    fn stop_writeback(&mut self) {
+    pub(crate) fn stop_writeback(&mut self) {
         if let Some(t) = self.writeback.take() {
             t.stop(&self.inner);
         }

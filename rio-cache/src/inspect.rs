@@ -187,7 +187,7 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
     let journal = match File::open(&journal_path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => JournalState::Absent,
         Err(e) => return Err(e).context(|| format!("open {}", journal_path.display())),
-        Ok(f) => match journal::read(&f, &journal_path, h.data_len, pages) {
+        Ok(f) => match journal::read(&f, &journal_path, h.data_len) {
             Ok(Journal::Empty) => JournalState::Empty,
             Ok(Journal::Torn) => JournalState::Torn,
             Ok(Journal::Committed(b)) if b.seq() != h.seq && b.seq() != h.seq + 1 => {

@@ -117,6 +117,7 @@ mod disk_io;
 mod error;
 mod format;
 mod gate;
+mod grow;
 pub mod inspect;
 mod journal;
 mod locks;
@@ -154,13 +155,15 @@ mod mutant {
 
 /// The mutant environment variable: with the `mutants` feature, names the deliberately
 /// broken ordering in force (`commit-no-sync`, `install-no-sync`, `clean-before-copy`,
-/// `warm-after-rewrite`).
+/// `warm-after-rewrite`, `grow-image-ready`, `grow-intent-no-sync`,
+/// `grow-extend-no-sync`).
 pub const MUTANT_ENV: &str = "RIO_MUTANT";
 
 pub use access::{PageMemo, Update, WriteWindow};
 pub use cache::{RioCache, Stats};
 pub use checkpoint::CRASH_POINTS;
 pub use error::{Error, PkeyUnavailable, Result};
+pub use grow::GROW_CRASH_POINTS;
 pub use naming::{image_path, journal_path, remove};
 pub use open::existing_size;
 pub use options::{Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACHE_DIR};

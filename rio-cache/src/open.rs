@@ -28,7 +28,9 @@ use crate::writeback::WritebackThread;
 
 /// The data size of the cache whose disk image is at `path`, or `None` if there is no
 /// file (or it is empty, which [`RioCache::open`] treats as new unless a live memory
-/// image of it exists). Reads only the header; takes no lock.
+/// image of it exists). Reads only the header and, for a grow a crash interrupted after
+/// its commit point, the journal (the size is then the grown one, which the open will
+/// finish installing); takes no lock.
 ///
 /// # Errors
 /// As [`RioCache::open`] for a file that is not a valid disk image.
@@ -46,7 +48,17 @@ pub fn existing_size(path: impl AsRef<Path>) -> Result<Option<u64>> {
     if len == 0 {
         return Ok(None);
     }
-    Ok(Some(read_disk_header(&f, path, len)?.data_len))
+    let h = read_disk_header(&f, path, len)?;
+    // A journal that cannot be read is reported by the open; the header's size stands.
+    let jpath = journal_path(path);
+    if let Ok(Journal::Committed(b)) = File::open(&jpath).map_or(Ok(Journal::Empty), |j| {
+        journal::read(&j, &jpath, h.data_len)
+    }) {
+        if b.seq() == h.seq + 1 {
+            return Ok(Some(b.data_len()));
+        }
+    }
+    Ok(Some(h.data_len))
 }
 
 impl RioCache {
@@ -118,19 +130,27 @@ impl RioCache {
             writer: 0,
         };
         if !fresh {
-            disk_header = validate_disk(&disk, path, disk_len, opts.size, map_len)?;
+            disk_header = read_disk_header(&disk, path, disk_len)?;
         }
         let mut disk_seq = disk_header.seq;
 
         // The journal: read and judge it now, act on it only once everything passed.
         let jpath = journal_path(path);
-        let journal_state = match File::open(&jpath) {
-            Ok(f) => journal::read(&f, &jpath, opts.size, pages as u64)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Journal::Empty,
+        let (journal_state, grow_intent) = match File::open(&jpath) {
+            Ok(f) => {
+                let state = journal::read(&f, &jpath, disk_header.data_len)?;
+                let intent = matches!(state, Journal::Torn)
+                    .then(|| journal::grow_intent(&f, disk_header.data_len))
+                    .flatten();
+                (state, intent)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Journal::Empty, None),
             Err(e) => return Err(e).context(|| format!("open {}", jpath.display())),
         };
         if let Journal::Committed(b) = &journal_state {
-            if fresh || (b.seq() != disk_seq + 1 && b.seq() != disk_seq) {
+            let seq_ok = b.seq() == disk_seq + 1
+                || b.seq() == disk_seq && b.data_len() == disk_header.data_len;
+            if fresh || !seq_ok {
                 return Err(Error::Corrupt {
                     path: jpath,
                     reason: format!(
@@ -140,6 +160,17 @@ impl RioCache {
                 });
             }
         }
+        // A committed grow (a batch for a larger size) is finished below; a grow cut
+        // off before its commit point may have left the file longer, which is undone.
+        let truncate_to = if fresh {
+            None
+        } else {
+            let size = match &journal_state {
+                Journal::Committed(b) => b.data_len(),
+                _ => disk_header.data_len,
+            };
+            validate_disk(path, disk_len, size, opts.size, map_len, grow_intent)?
+        };
 
         // The memory image: warm if it is ours and complete. It is locked too: the disk
         // file's lock is on its inode, and a disk file recreated while its cache is open
@@ -222,6 +253,12 @@ impl RioCache {
             Target::Journal,
             log,
         );
+        if let Some(want) = truncate_to {
+            disk.set_len(want)
+                .and_then(|()| disk.sync_data())
+                .context(|| format!("truncate {}", path.display()))?;
+            crash_point!("rio.recover.grow_undone");
+        }
         let mut installed = 0;
         match journal_state {
             Journal::Empty => {}
@@ -369,30 +406,38 @@ pub(crate) fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<Dis
     Ok(h)
 }
 
-/// Validates an existing disk image against the requested size; returns its header.
+/// Validates the `len`-byte disk image, whose size once its journal is dealt with is
+/// `found`, against the `requested` size (`map_len` bytes of pages). Returns the length
+/// to truncate the file to if a grow to `grow_intent` bytes, cut off before its commit
+/// point, left it extended (see `grow.rs`: the journal then holds the uncommitted
+/// batch's header, written durably before the file was extended). Any other length is
+/// corruption.
 fn validate_disk(
-    disk: &File,
     path: &Path,
     len: u64,
-    size: u64,
+    found: u64,
+    requested: u64,
     map_len: u64,
-) -> Result<DiskHeader> {
-    let h = read_disk_header(disk, path, len)?;
-    if h.data_len != size {
+    grow_intent: Option<u64>,
+) -> Result<Option<u64>> {
+    if found != requested {
         return Err(Error::SizeMismatch {
             path: path.to_owned(),
-            found: h.data_len,
-            requested: size,
+            found,
+            requested,
         });
     }
     let want = DISK_DATA_OFFSET + map_len;
-    if len != want {
-        return Err(Error::Corrupt {
+    if len == want {
+        Ok(None)
+    } else if grow_intent.is_some_and(|to| len == DISK_DATA_OFFSET + format::round_up_pages(to)) {
+        Ok(Some(want))
+    } else {
+        Err(Error::Corrupt {
             path: path.to_owned(),
-            reason: format!("file is {len} bytes; a {size}-byte cache needs {want}"),
-        });
+            reason: format!("file is {len} bytes; a {requested}-byte cache needs {want}"),
+        })
     }
-    Ok(h)
 }
 
 fn check_cache_dir(dir: &Path) -> Result<()> {
@@ -502,7 +547,13 @@ fn is_at(f: &File, p: &Path) -> Result<bool> {
 
 /// Empties the (locked) memory image `f`, preallocates it and writes its header; the
 /// `ready` word stays 0 until the data is loaded.
-fn create_image(f: &File, ipath: &Path, dir: &Path, header: &MemHeader, len: u64) -> Result<()> {
+pub(crate) fn create_image(
+    f: &File,
+    ipath: &Path,
+    dir: &Path,
+    header: &MemHeader,
+    len: u64,
+) -> Result<()> {
     f.set_len(0)
         .context(|| format!("truncate {}", ipath.display()))?;
     if let Err(e) = sys::preallocate(f, len) {
@@ -524,7 +575,7 @@ fn create_image(f: &File, ipath: &Path, dir: &Path, header: &MemHeader, len: u64
 }
 
 /// Copies the disk image's data into a new memory image.
-fn load_cold(
+pub(crate) fn load_cold(
     disk: &DiskFile,
     path: &Path,
     image: &File,

@@ -115,6 +115,17 @@ impl SharedCache {
         self.cache.len()
     }
 
+    /// Grows the cache in place to `new_len` bytes (see [`RioCache::grow`]). Takes
+    /// `&mut self`: no update or read guard is alive, so the mappings may move.
+    ///
+    /// # Errors
+    /// As [`RioCache::grow`].
+    pub fn grow(&mut self, new_len: u64) -> Result<()> {
+        self.cache.grow(new_len)?;
+        self.locks = LockTable::new(self.cache.len());
+        Ok(())
+    }
+
     /// Always `false`: a cache holds at least one byte.
     pub fn is_empty(&self) -> bool {
         self.cache.is_empty()
