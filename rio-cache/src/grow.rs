@@ -83,6 +83,18 @@ impl RioCache {
     /// poisoned (its mappings may be gone); reopen it, which finds the cache at the old
     /// or the new size.
     pub fn grow(&mut self, new_len: u64) -> Result<()> {
+        self.grow_with(new_len, &[])
+    }
+
+    /// [`RioCache::grow`], writing `edits` (`(offset, bytes)` pairs, in the new size)
+    /// in the same atomic step: after a crash the cache is at the old size without them
+    /// or at the new size with all of them. A layer above uses it to change its own
+    /// header (which records the size) together with the size.
+    ///
+    /// # Errors
+    /// As [`RioCache::grow`]; [`Error::OutOfRange`] for an edit outside the new size
+    /// (nothing written).
+    pub fn grow_with(&mut self, new_len: u64, edits: &[(u64, &[u8])]) -> Result<()> {
         let len = self.inner.data_len;
         if new_len < len {
             return Err(Error::CannotShrink {
@@ -96,13 +108,23 @@ impl RioCache {
                 max: MAX_DATA_LEN,
             });
         }
+        for (offset, bytes) in edits {
+            let n = bytes.len() as u64;
+            if !offset.checked_add(n).is_some_and(|end| end <= new_len) {
+                return Err(Error::OutOfRange {
+                    offset: *offset,
+                    len: n,
+                    size: new_len,
+                });
+            }
+        }
         self.inner.check_poison()?;
-        if new_len == len {
+        if new_len == len && edits.is_empty() {
             return Ok(());
         }
         let interval = self.writeback.as_ref().map(WritebackThread::interval);
         self.stop_writeback();
-        if let Err(e) = self.grow_stopped(new_len) {
+        if let Err(e) = self.grow_stopped(new_len, edits) {
             self.inner
                 .set_poison(format!("grow to {new_len} bytes failed: {e}"));
             return Err(e);
@@ -114,7 +136,7 @@ impl RioCache {
     }
 
     /// [`RioCache::grow`] with the writeback thread stopped.
-    fn grow_stopped(&mut self, new_len: u64) -> Result<()> {
+    fn grow_stopped(&mut self, new_len: u64, edits: &[(u64, &[u8])]) -> Result<()> {
         // 1. Everything to the disk image.
         self.inner.checkpoint()?;
         let inner = Arc::get_mut(&mut self.inner).ok_or_else(|| Error::Io {
@@ -140,12 +162,12 @@ impl RioCache {
 
         // 3. The intent: a journal batch for the new size, without its commit record, so
         // an open that finds the file extended knows why (and may undo it).
-        let disk_seq = inner
+        let seq = *inner
             .disk_seq
             .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let seq = *disk_seq + 1;
-        let batch = Batch::new(seq, new_len, inner.image_id, &[]);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            + 1;
+        let batch = edit_batch(inner, seq, new_len, edits)?;
         let (j, jp) = (&inner.journal, &inner.journal_path);
         j.write_all_at(batch.body(), 0)
             .context(|| format!("write {}", jp.display()))?;
@@ -173,7 +195,11 @@ impl RioCache {
             .context(|| format!("fsync {}", jp.display()))?;
         crash_point!("rio.grow.committed");
 
-        // 6. Install it: the header, then the cleared journal.
+        // 6. Install it: the edited pages and the header, then the cleared journal.
+        for (first, bytes) in batch.runs() {
+            disk.write_all_at(bytes, DISK_DATA_OFFSET + first * PAGE as u64)
+                .context(|| format!("write {}", path.display()))?;
+        }
         let header = DiskHeader {
             data_len: new_len,
             seq,
@@ -185,7 +211,10 @@ impl RioCache {
         crash_point!("rio.grow.installed");
         crate::checkpoint::clear_journal(j, jp)?;
         crash_point!("rio.grow.journal_cleared");
-        *disk_seq = seq;
+        *inner
+            .disk_seq
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = seq;
 
         // 7. The memory image at the new size, loaded from the disk image.
         let mut b = [0u8; MemHeader::READ_LEN];
@@ -244,4 +273,45 @@ impl RioCache {
         self.memo = crate::PageMemo::default();
         Ok(())
     }
+}
+
+/// The grow's journal batch: the pages `edits` touch, as the memory image holds them
+/// (equal to the disk image after the grow's checkpoint; zero past the old size), with
+/// the edits applied.
+fn edit_batch(
+    inner: &crate::state::Inner,
+    seq: u64,
+    new_len: u64,
+    edits: &[(u64, &[u8])],
+) -> Result<Batch> {
+    let page = PAGE as u64;
+    let mut indices: Vec<u64> = edits
+        .iter()
+        .filter(|(_, b)| !b.is_empty())
+        .flat_map(|(off, b)| off / page..(off + b.len() as u64).div_ceil(page))
+        .collect();
+    indices.sort_unstable();
+    indices.dedup();
+    let mut batch = Batch::new(seq, new_len, inner.image_id, &indices);
+    let old_pages = inner.pages as u64;
+    for (i, &p) in indices.iter().enumerate() {
+        if p < old_pages {
+            inner
+                .image
+                .read_exact_at(batch.page_mut(i), inner.image_data_at + p * page)
+                .context(|| format!("read {}", inner.image_path.display()))?;
+        }
+    }
+    for (off, bytes) in edits {
+        let mut done = 0;
+        while done < bytes.len() {
+            let at = off + done as u64;
+            let i = indices.binary_search(&(at / page)).expect("page indexed");
+            let in_page = (at % page) as usize;
+            let n = (PAGE - in_page).min(bytes.len() - done);
+            batch.page_mut(i)[in_page..in_page + n].copy_from_slice(&bytes[done..done + n]);
+            done += n;
+        }
+    }
+    Ok(batch)
 }

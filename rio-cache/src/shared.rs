@@ -121,7 +121,16 @@ impl SharedCache {
     /// # Errors
     /// As [`RioCache::grow`].
     pub fn grow(&mut self, new_len: u64) -> Result<()> {
-        self.cache.grow(new_len)?;
+        self.grow_with(new_len, &[])
+    }
+
+    /// [`SharedCache::grow`] with edits in the same atomic step (see
+    /// [`RioCache::grow_with`]).
+    ///
+    /// # Errors
+    /// As [`RioCache::grow_with`].
+    pub fn grow_with(&mut self, new_len: u64, edits: &[(u64, &[u8])]) -> Result<()> {
+        self.cache.grow_with(new_len, edits)?;
         self.locks = LockTable::new(self.cache.len());
         Ok(())
     }

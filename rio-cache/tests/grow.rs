@@ -2,7 +2,8 @@
 //! cold reopens find the new size, every protection mode guards the grown range, a
 //! refused grow writes nothing, and a process killed at every step of a grow (and of
 //! its recovery), then put through every power-cut plan, finds the cache at exactly
-//! the old size or the new one, with every byte written before the grow.
+//! the old size or the new one (with the edits of `grow_with`, all or none), with every
+//! byte written before the grow.
 
 mod common;
 
@@ -35,10 +36,22 @@ fn before() -> Vec<u8> {
     v
 }
 
-/// The cache after the grow: `before` and zeros.
+/// What the grow writes with the size (`grow_with`): in the old range, across a page
+/// boundary, across the old end and at the new end.
+const EDITS: [(u64, &[u8]); 4] = [
+    (10, b"header"),
+    (2 * PAGE - 3, b"across"),
+    (SIZE - 2, b"old|new"),
+    (GROWN - 4, b"end!"),
+];
+
+/// The cache after the grow: `before`, zeros, and the edits.
 fn after() -> Vec<u8> {
     let mut v = before();
     v.resize(GROWN as usize, 0);
+    for (at, b) in EDITS {
+        v[at as usize..at as usize + b.len()].copy_from_slice(b);
+    }
     v
 }
 
@@ -56,10 +69,12 @@ fn setup(dir: &Path) {
         .copy_from_slice(&pattern(2, 2 * PAGE as usize));
 }
 
-/// Child: opens the cache and grows it; `CRASH_POINT` kills it on the way.
+/// Child: opens the cache and grows it with the edits; `CRASH_POINT` kills it on the
+/// way.
 fn child_grow(dir: &Path, _arg: &str) {
     let mut cache = RioCache::open(disk_path(dir), &o(dir, SIZE)).unwrap();
-    cache.grow(GROWN).unwrap();
+    cache.grow_with(GROWN, &EDITS).unwrap();
+    assert!(cache.as_slice() == after());
     common::report("survived");
 }
 
@@ -231,6 +246,14 @@ fn refused_grows_write_nothing() {
         })
     ));
     assert!(matches!(cache.grow(1 << 51), Err(Error::TooLarge { .. })));
+    assert!(matches!(
+        cache.grow_with(GROWN, &[(GROWN - 1, b"xy")]),
+        Err(Error::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        cache.grow_with(GROWN, &[(u64::MAX, b"x")]),
+        Err(Error::OutOfRange { .. })
+    ));
     cache.grow(SIZE).unwrap(); // the same size: nothing to do
     assert_same_files(&before, &snapshot(&paths), "refused grow");
     cache.poison("test");
