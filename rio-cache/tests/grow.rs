@@ -496,3 +496,46 @@ fn killed_while_undoing_or_finishing_a_grow() {
         }
     }
 }
+
+#[test]
+fn inspection_shows_an_interrupted_grow() {
+    use rio_cache::inspect::{inspect, InterruptedGrow, Source};
+    let _serial = common::serial();
+    if !crash_points_or_skip() {
+        return;
+    }
+    for (point, want) in [
+        (
+            "rio.grow.extended",
+            Some(InterruptedGrow::Uncommitted { to: GROWN }),
+        ),
+        (
+            "rio.grow.committed",
+            Some(InterruptedGrow::Committed { to: GROWN }),
+        ),
+        ("rio.grow.journal_cleared", None),
+    ] {
+        let t = TestDir::new();
+        let dir = t.path();
+        setup(dir);
+        kill_at(dir, "grow", point);
+        let files = save(dir);
+        let info = inspect(&disk_path(dir), &dir.join("shm")).unwrap();
+        assert_eq!(info.grow, want, "{point}");
+        // The length the next open accepts is the file's: no false alarm.
+        assert_eq!(info.file_len, info.expected_len, "{point}");
+        let size = if matches!(want, Some(InterruptedGrow::Uncommitted { .. })) {
+            SIZE
+        } else {
+            GROWN
+        };
+        assert_eq!(info.data_len, size, "{point}");
+        // The disk as the next open will leave it: the edits come with the new size.
+        let data = info.read(Source::Disk, 0, size).unwrap();
+        let want_data = if size == SIZE { before() } else { after() };
+        assert!(data == want_data, "{point}: inspected data");
+        // Inspection writes nothing.
+        let after_files = save(dir);
+        assert!(files.0 == after_files.0, "{point}: inspection wrote");
+    }
+}
