@@ -113,7 +113,7 @@ impl RioCache {
     /// I/O itself.
     ///
     /// # Errors
-    /// [`Error::Poisoned`] after an earlier failure; an I/O error, which poisons the
+    /// [`Error::Poisoned`](crate::Error::Poisoned) after an earlier failure; an I/O error, which poisons the
     /// cache.
     pub fn checkpoint(&self) -> Result<()> {
         self.inner.checkpoint()
@@ -154,7 +154,7 @@ impl RioCache {
     /// Declares the cache's contents unfit for the disk (for example, a layer above
     /// refused them at open): from now on no checkpoint runs, not even at close, so the
     /// disk image and the journal are never written again by this handle, and updates
-    /// are refused with [`Error::Poisoned`]. The memory image is left as it is, for a
+    /// are refused with [`Error::Poisoned`](crate::Error::Poisoned). The memory image is left as it is, for a
     /// later open to judge. The same as [`Update::poison`](crate::Update::poison).
     pub fn poison(&self, reason: impl Into<String>) {
         self.inner.set_poison(reason.into());

@@ -28,6 +28,8 @@
 //!   step leaves the disk image at exactly the old or exactly the new checkpoint.
 //! - **One owner.** The disk file and its memory image are locked; a second open gets
 //!   [`Error::Locked`].
+//! - **Growth in place.** [`RioCache::grow`] enlarges the cache crash-atomically: after a
+//!   crash it is at the old size or the new one (`docs/rio-cache.md`, "Growing").
 //!
 //! ```
 //! use rio_cache::{RioCache, RioOptions, StartKind, Writeback};
@@ -84,6 +86,8 @@
 //!   sees every write of the previous exclusive holder;
 //! - the writeback thread only reads, and only while the checkpoint gate is closed,
 //!   which happens only while no update is inside it;
+//! - [`RioCache::grow`] and [`SharedCache::grow`], which replace the mappings, take
+//!   `&mut self`, so no slice, update or read guard is alive while they run;
 //! - protection changes never remove read access, and only remove write access from
 //!   pages with no live mutable slice (windows close when the update drops);
 //! - under `Pkey` and `Alias` the same bytes are reachable through two mappings, one

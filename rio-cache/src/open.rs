@@ -79,7 +79,7 @@ impl RioCache {
     /// [`Error::LiveImage`] for a memory image that must not be silently dropped (no
     /// file is changed after any of these); [`Error::CacheDir`] and
     /// [`Error::CacheFull`] for the cache directory; [`Error::PkeyUnavailable`] if
-    /// [`Protection::Pkey`] was asked for and is not available; I/O errors.
+    /// [`Protection::Pkey`](crate::Protection::Pkey) was asked for and is not available; I/O errors.
     pub fn open(path: impl AsRef<Path>, opts: &RioOptions) -> Result<RioCache> {
         let path = path.as_ref();
         if opts.size == 0 || opts.size > format::MAX_DATA_LEN {

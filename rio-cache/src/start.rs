@@ -12,7 +12,7 @@ use crate::format::{self, HeaderError, MemHeader, MEM_READY, VERSION};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartKind {
     /// The disk file did not exist (or was empty) and no live memory image of it did
-    /// (or [`RioOptions::discard_image`] dropped it): a new, zeroed cache.
+    /// (or [`RioOptions::discard_image`](crate::RioOptions::discard_image) dropped it): a new, zeroed cache.
     Created,
     /// The memory image survived (a process crash or a clean close): nothing lost.
     Warm,
@@ -26,7 +26,7 @@ pub enum StartKind {
 /// Only reasons that cannot hide committed data newer than the disk image start cold
 /// silently; an image that might hold such data refuses the open instead
 /// ([`Error::DamagedImage`], [`Error::LiveImage`]) unless
-/// [`RioOptions::discard_image`] is set, and the start then names the reason here.
+/// [`RioOptions::discard_image`](crate::RioOptions::discard_image) is set, and the start then names the reason here.
 /// `docs/rio-cache.md` ("Warm or cold") gives the rule for each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -44,11 +44,11 @@ pub enum ColdReason {
     /// The image is of another size or layout.
     SizeChanged,
     /// The image's header is damaged or of another version (only with
-    /// [`RioOptions::discard_image`]; otherwise [`Error::DamagedImage`]).
+    /// [`RioOptions::discard_image`](crate::RioOptions::discard_image); otherwise [`Error::DamagedImage`]).
     Damaged,
     /// A cold load was interrupted before the image was complete.
     Incomplete,
-    /// The image was usable, but [`RioOptions::discard_image`] asked not to use it.
+    /// The image was usable, but [`RioOptions::discard_image`](crate::RioOptions::discard_image) asked not to use it.
     Discarded,
 }
 
