@@ -20,12 +20,14 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 
-use crate::cache::{Guard, Inner, RioCache};
+use crate::cache::RioCache;
 use crate::error::{Error, IoContext, Result};
 use crate::gate::Ticket;
 use crate::journal::Batch;
 use crate::locks::Held;
+use crate::protection::Guard;
 use crate::shared::{Claim, Sharing};
+use crate::state::Inner;
 use crate::sys::{self, PAGE};
 
 impl Inner {

@@ -24,11 +24,11 @@ use std::time::Instant;
 
 use crash_point::crash_point;
 
-use crate::cache::Inner;
 use crate::disk_io::DiskFile;
 use crate::error::{IoContext, Result};
 use crate::format::{DiskHeader, DISK_DATA_OFFSET};
 use crate::journal::Batch;
+use crate::state::Inner;
 use crate::sys::PAGE;
 
 /// Every crash point in rio-cache, for harnesses that enumerate them.

@@ -174,6 +174,24 @@ pub enum Error {
     /// would pretend. Reopen the cache (a warm start writes everything back again).
     #[error("the cache is poisoned by an earlier writeback failure: {0}")]
     Poisoned(String),
+    /// [`crate::RioCache::grow`] was asked for a size below the cache's: caches only
+    /// grow. Nothing was written.
+    #[error("cannot shrink a cache of {len} bytes to {requested}")]
+    CannotShrink {
+        /// The cache's size.
+        len: u64,
+        /// The size asked for.
+        requested: u64,
+    },
+    /// [`crate::RioCache::grow`] was asked for more than the largest cache. Nothing was
+    /// written.
+    #[error("a cache of {requested} bytes is larger than the largest, {max}")]
+    TooLarge {
+        /// The size asked for.
+        requested: u64,
+        /// The largest cache.
+        max: u64,
+    },
 }
 
 /// Why memory protection keys cannot be used (see [`crate::pkey_support`]).

@@ -27,10 +27,11 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::cache::{judge_image, read_disk_header, Verdict};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, MemHeader, DISK_DATA_OFFSET, VERSION};
 use crate::journal::{self, Journal};
+use crate::open::read_disk_header;
+use crate::start::{judge_image, Verdict};
 use crate::sys::PAGE;
 use crate::ColdReason;
 
@@ -71,6 +72,24 @@ pub enum JournalState {
     Corrupt(String),
 }
 
+/// A grow that a crash cut off (see [`crate::RioCache::grow`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InterruptedGrow {
+    /// Cut off before its commit point (the journal holds its uncommitted batch): the
+    /// next open undoes it, truncating the file back if it was already extended.
+    Uncommitted {
+        /// The size it was growing the cache to.
+        to: u64,
+    },
+    /// Cut off after its commit point (the journal holds its committed batch): the
+    /// next open finishes it.
+    Committed {
+        /// The size it grows the cache to.
+        to: u64,
+    },
+}
+
 /// What an open would do with the memory image (`docs/rio-cache.md`, "Warm or cold").
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -107,9 +126,16 @@ pub struct CacheInfo {
     pub path: PathBuf,
     /// Its length in bytes.
     pub file_len: u64,
-    /// Its length as its header implies (header page plus page-rounded data); a
-    /// different `file_len` means the file is truncated or extended (an open refuses it).
+    /// The length the next open accepts: header page plus page-rounded data of
+    /// [`CacheInfo::data_len`] bytes, or the extended length of an uncommitted
+    /// [`InterruptedGrow`] (which the open truncates back). A different `file_len` means
+    /// the file is truncated or extended (an open refuses it).
     pub expected_len: u64,
+    /// Bytes of data as the next open finds them: the header's, or the new size of a
+    /// committed [`InterruptedGrow`].
+    pub data_len: u64,
+    /// A grow a crash cut off, if the journal shows one.
+    pub grow: Option<InterruptedGrow>,
     /// When the disk image was last written, by the file system's clock. Only opens
     /// and checkpoints write it (creation, installing a checkpoint, recovering a
     /// committed journal), so this is when the last of those happened; the format
@@ -175,9 +201,7 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
         });
     }
     let h = read_disk_header(&disk, path, file_len)?;
-    let map_len = format::round_up_pages(h.data_len);
-    let pages = map_len / PAGE as u64;
-    let expected_len = DISK_DATA_OFFSET.saturating_add(map_len);
+    let mut grow = None;
 
     let journal_path = crate::journal_path(path);
     let mut committed_journal = None;
@@ -186,9 +210,13 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
     let journal = match File::open(&journal_path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => JournalState::Absent,
         Err(e) => return Err(e).context(|| format!("open {}", journal_path.display())),
-        Ok(f) => match journal::read(&f, &journal_path, h.data_len, pages) {
+        Ok(f) => match journal::read(&f, &journal_path, h.data_len) {
             Ok(Journal::Empty) => JournalState::Empty,
-            Ok(Journal::Torn) => JournalState::Torn,
+            Ok(Journal::Torn) => {
+                grow = journal::grow_intent(&f, h.data_len)
+                    .map(|to| InterruptedGrow::Uncommitted { to });
+                JournalState::Torn
+            }
             Ok(Journal::Committed(b)) if b.seq() != h.seq && b.seq() != h.seq + 1 => {
                 JournalState::Corrupt(format!(
                     "journal holds checkpoint {} but the disk image is at {}",
@@ -198,6 +226,9 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
             }
             Ok(Journal::Committed(b)) => {
                 final_disk = (b.seq(), b.writer());
+                if b.data_len() != h.data_len {
+                    grow = Some(InterruptedGrow::Committed { to: b.data_len() });
+                }
                 committed_journal = Some(
                     b.runs()
                         .into_iter()
@@ -213,10 +244,23 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
             Err(e) => return Err(e),
         },
     };
+    let data_len = match grow {
+        Some(InterruptedGrow::Committed { to }) => to,
+        _ => h.data_len,
+    };
+    let map_len = format::round_up_pages(data_len);
+    let pages = map_len / PAGE as u64;
+    let mut expected_len = DISK_DATA_OFFSET.saturating_add(map_len);
+    if let Some(InterruptedGrow::Uncommitted { to }) = grow {
+        let extended = DISK_DATA_OFFSET.saturating_add(format::round_up_pages(to));
+        if file_len == extended {
+            expected_len = extended;
+        }
+    }
     let image_path = crate::image_path(path, cache_dir)?;
     let meta_len = MemHeader::meta_len_for(pages);
     let want = MemHeader {
-        data_len: h.data_len,
+        data_len,
         dev: meta.dev(),
         ino: meta.ino(),
         boot_id: format::boot_id().context(|| "read the boot id".into())?,
@@ -261,6 +305,8 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
         path: path.to_owned(),
         file_len,
         expected_len,
+        data_len,
+        grow,
         modified: meta.modified().ok(),
         disk: DiskInfo {
             version: VERSION,
@@ -318,18 +364,18 @@ impl CacheInfo {
     /// [`Error::OutOfRange`]; [`Error::InvalidOptions`] for [`Source::Image`] when the
     /// image is not warm (it is not the cache's state); I/O errors.
     pub fn read(&self, source: Source, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let end = offset.checked_add(len).filter(|e| *e <= self.disk.data_len);
+        let end = offset.checked_add(len).filter(|e| *e <= self.data_len);
         if end.is_none() {
             return Err(Error::OutOfRange {
                 offset,
                 len,
-                size: self.disk.data_len,
+                size: self.data_len,
             });
         }
         let n = usize::try_from(len).map_err(|_| Error::OutOfRange {
             offset,
             len,
-            size: self.disk.data_len,
+            size: self.data_len,
         })?;
         let mut buf = vec![0u8; n];
         match source {

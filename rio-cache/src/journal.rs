@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::{get_u32, get_u64, COMMIT_MAGIC, JOURNAL_MAGIC, VERSION};
+use crate::format::{get_u32, get_u64, COMMIT_MAGIC, JOURNAL_MAGIC, MAX_DATA_LEN, VERSION};
 use crate::sys::PAGE;
 
 pub(crate) const HEADER_LEN: usize = 64;
@@ -60,6 +60,12 @@ impl Batch {
 
     pub(crate) fn seq(&self) -> u64 {
         get_u64(&self.buf, 24)
+    }
+
+    /// The cache size this batch leaves the disk image at (larger than the disk
+    /// header's for a grow).
+    pub(crate) fn data_len(&self) -> u64 {
+        get_u64(&self.buf, 16)
     }
 
     /// The id of the memory image that staged this batch.
@@ -131,8 +137,10 @@ pub(crate) enum Journal {
     Committed(Batch),
 }
 
-/// Reads and validates the journal. `data_pages` bounds the page numbers.
-pub(crate) fn read(file: &File, path: &Path, data_len: u64, data_pages: u64) -> Result<Journal> {
+/// Reads and validates the journal beside a disk image whose header says `data_len`.
+/// A committed batch is for that size, or for a larger one (a grow, whose new size it
+/// commits); its page numbers are bounded by the size it is for.
+pub(crate) fn read(file: &File, path: &Path, data_len: u64) -> Result<Journal> {
     let corrupt = |reason: String| Error::Corrupt {
         path: path.to_owned(),
         reason,
@@ -164,6 +172,9 @@ pub(crate) fn read(file: &File, path: &Path, data_len: u64, data_pages: u64) -> 
     if crc32fast::hash(&header[..60]) != get_u32(&header, 60) {
         return Err(corrupt("journal header checksum mismatch".into()));
     }
+    let batch_len = get_u64(&header, 16);
+    let size_ok = batch_len == data_len || (batch_len > data_len && batch_len <= MAX_DATA_LEN);
+    let data_pages = if size_ok { batch_len } else { data_len }.div_ceil(PAGE as u64);
     let n = get_u64(&header, 32);
     let Some(body_len) = n
         .checked_mul(8 + PAGE as u64)
@@ -198,10 +209,9 @@ pub(crate) fn read(file: &File, path: &Path, data_len: u64, data_pages: u64) -> 
     if crc32fast::hash(&buf) != get_u32(&commit, 24) {
         return Err(corrupt("committed journal fails its checksum".into()));
     }
-    if get_u64(&header, 16) != data_len {
+    if !size_ok {
         return Err(corrupt(format!(
-            "journal is for a cache of {} bytes, not {data_len}",
-            get_u64(&header, 16)
+            "journal is for a cache of {batch_len} bytes; the disk image holds {data_len}"
         )));
     }
     let batch = Batch {
@@ -219,6 +229,21 @@ pub(crate) fn read(file: &File, path: &Path, data_len: u64, data_pages: u64) -> 
         prev = Some(idx);
     }
     Ok(Journal::Committed(batch))
+}
+
+/// The size a grow was taking the cache to, if the journal holds the intact header of
+/// an uncommitted batch for a size above `data_len` (a grow writes it, durably, before
+/// it extends the disk file; see `grow.rs`). Errors read as "none": the caller has
+/// already judged the journal.
+pub(crate) fn grow_intent(file: &File, data_len: u64) -> Option<u64> {
+    let mut h = [0u8; HEADER_LEN];
+    file.read_exact_at(&mut h, 0).ok()?;
+    let intact = h[0..8] == JOURNAL_MAGIC
+        && get_u32(&h, 8) == VERSION
+        && get_u32(&h, 12) as usize == PAGE
+        && crc32fast::hash(&h[..60]) == get_u32(&h, 60);
+    let to = get_u64(&h, 16);
+    (intact && to > data_len && to <= MAX_DATA_LEN).then_some(to)
 }
 
 #[cfg(test)]
@@ -252,12 +277,12 @@ mod tests {
         b.page_mut(1)[7] = 9;
         file.write_all_at(b.body(), 0).unwrap();
         assert!(matches!(
-            read(&file, &path, data_len, 16).unwrap(),
+            read(&file, &path, data_len).unwrap(),
             Journal::Torn
         ));
         file.write_all_at(&b.commit_record(), b.body().len() as u64)
             .unwrap();
-        match read(&file, &path, data_len, 16).unwrap() {
+        match read(&file, &path, data_len).unwrap() {
             Journal::Committed(got) => assert_eq!(got.body(), b.body()),
             other => panic!("expected committed, got {other:?}"),
         }
@@ -265,12 +290,41 @@ mod tests {
         let at = (HEADER_LEN + 16 + PAGE + 7) as u64;
         file.write_all_at(&[8], at).unwrap();
         assert!(matches!(
-            read(&file, &path, data_len, 16),
+            read(&file, &path, data_len),
             Err(Error::Corrupt { .. })
         ));
-        // A page number beyond the cache is corruption.
+        // A page number beyond the size the batch is for is corruption.
+        let small = Batch::new(4, PAGE as u64, 9, &[0, 5]);
+        file.write_all_at(small.body(), 0).unwrap();
+        file.write_all_at(&small.commit_record(), small.body().len() as u64)
+            .unwrap();
         assert!(matches!(
-            read(&file, &path, PAGE as u64, 1),
+            read(&file, &path, PAGE as u64),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn a_batch_may_grow_the_cache_but_never_shrink_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let b = Batch::new(3, 8 * PAGE as u64, 9, &[]);
+        file.write_all_at(b.body(), 0).unwrap();
+        file.write_all_at(&b.commit_record(), b.body().len() as u64)
+            .unwrap();
+        match read(&file, &path, 2 * PAGE as u64).unwrap() {
+            Journal::Committed(got) => assert_eq!(got.data_len(), 8 * PAGE as u64),
+            other => panic!("expected committed, got {other:?}"),
+        }
+        assert!(matches!(
+            read(&file, &path, 16 * PAGE as u64),
             Err(Error::Corrupt { .. })
         ));
     }

@@ -28,6 +28,8 @@
 //!   step leaves the disk image at exactly the old or exactly the new checkpoint.
 //! - **One owner.** The disk file and its memory image are locked; a second open gets
 //!   [`Error::Locked`].
+//! - **Growth in place.** [`RioCache::grow`] enlarges the cache crash-atomically: after a
+//!   crash it is at the old size or the new one (`docs/rio-cache.md`, "Growing").
 //!
 //! ```
 //! use rio_cache::{RioCache, RioOptions, StartKind, Writeback};
@@ -88,6 +90,8 @@
 //!   sees every write of the previous exclusive holder;
 //! - the writeback thread only reads, and only while the checkpoint gate is closed,
 //!   which happens only while no update is inside it;
+//! - [`RioCache::grow`] and [`SharedCache::grow`], which replace the mappings, take
+//!   `&mut self`, so no slice, update or read guard is alive while they run;
 //! - protection changes never remove read access, and only remove write access from
 //!   pages with no live mutable slice (windows close when the update drops);
 //! - under `Pkey` and `Alias` the same bytes are reachable through two mappings, one
@@ -121,12 +125,18 @@ mod disk_io;
 mod error;
 mod format;
 mod gate;
+mod grow;
 pub mod inspect;
 mod journal;
 mod locks;
+mod naming;
+mod open;
 mod options;
 pub mod power;
+mod protection;
 mod shared;
+mod start;
+mod state;
 mod sys;
 mod writeback;
 
@@ -153,18 +163,21 @@ mod mutant {
 
 /// The mutant environment variable: with the `mutants` feature, names the deliberately
 /// broken ordering in force (`commit-no-sync`, `install-no-sync`, `clean-before-copy`,
-/// `warm-after-rewrite`).
+/// `warm-after-rewrite`, `grow-image-ready`, `grow-intent-no-sync`,
+/// `grow-extend-no-sync`).
 pub const MUTANT_ENV: &str = "RIO_MUTANT";
 
 pub use access::{PageMemo, Update, WriteWindow};
-pub use cache::{
-    existing_size, image_path, journal_path, remove, ActiveProtection, ColdReason, RioCache,
-    StartKind, Stats,
-};
+pub use cache::{RioCache, Stats};
 pub use checkpoint::CRASH_POINTS;
 pub use error::{Error, PkeyUnavailable, Result};
+pub use grow::GROW_CRASH_POINTS;
+pub use naming::{image_path, journal_path, remove};
+pub use open::existing_size;
 pub use options::{Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACHE_DIR};
+pub use protection::ActiveProtection;
 pub use shared::{Claim, Locked, SharedCache, DEFAULT_LOCK_WAIT};
+pub use start::{ColdReason, StartKind};
 
 /// The page size rio-cache works in (dirty tracking, protection, checkpoints).
 pub const PAGE_SIZE: usize = sys::PAGE;

@@ -51,9 +51,9 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::cache::{image_path, journal_path};
 use crate::disk_io::{self, Op, Record, WriteLog};
 use crate::error::{Error, IoContext, Result};
+use crate::naming::{image_path, journal_path};
 use crate::options::RioOptions;
 
 pub use crate::disk_io::Target;

@@ -6,9 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::access::{Locking, PageMemo};
-use crate::cache::{ActiveProtection, RioCache, StartKind, Stats};
+use crate::cache::{RioCache, Stats};
 use crate::error::{Error, Result};
 use crate::locks::{Held, LockTable};
+use crate::protection::ActiveProtection;
+use crate::start::StartKind;
 use crate::Update;
 
 /// How long an update waits for a range another update holds, by default, before
@@ -194,6 +196,26 @@ impl SharedCache {
     /// Bytes of data in the cache.
     pub fn len(&self) -> u64 {
         self.cache.len()
+    }
+
+    /// Grows the cache in place to `new_len` bytes (see [`RioCache::grow`]). Takes
+    /// `&mut self`: no update or read guard is alive, so the mappings may move.
+    ///
+    /// # Errors
+    /// As [`RioCache::grow`].
+    pub fn grow(&mut self, new_len: u64) -> Result<()> {
+        self.grow_with(new_len, &[])
+    }
+
+    /// [`SharedCache::grow`] with edits in the same atomic step (see
+    /// [`RioCache::grow_with`]).
+    ///
+    /// # Errors
+    /// As [`RioCache::grow_with`].
+    pub fn grow_with(&mut self, new_len: u64, edits: &[(u64, &[u8])]) -> Result<()> {
+        self.cache.grow_with(new_len, edits)?;
+        self.sharing.locks = LockTable::new(self.cache.len());
+        Ok(())
     }
 
     /// Always `false`: a cache holds at least one byte.

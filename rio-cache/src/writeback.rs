@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::cache::Inner;
 use crate::error::{IoContext, Result};
+use crate::state::Inner;
 
 /// Checkpoints on an interval, or when woken because enough pages are dirty.
 #[derive(Debug)]
 pub(crate) struct WritebackThread {
     handle: JoinHandle<()>,
+    interval: Duration,
 }
 
 impl WritebackThread {
@@ -20,7 +21,12 @@ impl WritebackThread {
             .name("rio-writeback".into())
             .spawn(move || run(&inner, interval))
             .context(|| "spawn the writeback thread".into())?;
-        Ok(WritebackThread { handle })
+        Ok(WritebackThread { handle, interval })
+    }
+
+    /// The interval it was started with.
+    pub(crate) fn interval(&self) -> Duration {
+        self.interval
     }
 
     /// Asks the thread to stop and waits for it.
@@ -34,6 +40,12 @@ impl WritebackThread {
         // A panic in the thread has already been reported by the panic hook; the
         // handle stays usable, so there is nothing more to do with it here.
         let _ = self.handle.join();
+        // A thread started later (a new policy, or after a grow) must not stop at once.
+        inner
+            .wake
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .stop = false;
     }
 }
 

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 use vista::inspect::{
-    CacheInfo, HeaderFault, ImageState, JournalState, LaneState, SegmentInfo, Source, View,
+    CacheInfo, HeaderFault, ImageState, InterruptedGrow, JournalState, LaneState, SegmentInfo,
+    Source, View,
 };
 
 use crate::open::cold_name;
@@ -40,6 +41,28 @@ fn image_json(i: &ImageState) -> Value {
         ImageState::Cold(r) => json!({"state": "cold", "reason": cold_name(*r)}),
         ImageState::Damaged(why) => json!({"state": "damaged", "reason": why}),
         ImageState::Live(why) => json!({"state": "live", "reason": why}),
+        other => json!({"state": format!("{other:?}")}),
+    }
+}
+
+fn grow_text(g: InterruptedGrow) -> String {
+    match g {
+        InterruptedGrow::Uncommitted { to } => format!(
+            "cut off on its way to {} before its commit point (the next open undoes it)",
+            human(to)
+        ),
+        InterruptedGrow::Committed { to } => format!(
+            "cut off on its way to {} after its commit point (the next open finishes it)",
+            human(to)
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+fn grow_json(g: InterruptedGrow) -> Value {
+    match g {
+        InterruptedGrow::Uncommitted { to } => json!({"committed": false, "to": to}),
+        InterruptedGrow::Committed { to } => json!({"committed": true, "to": to}),
         other => json!({"state": format!("{other:?}")}),
     }
 }
@@ -168,7 +191,10 @@ pub fn info(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
             )
         }
     );
-    let _ = writeln!(t, "cache data    {}", human(c.disk.data_len));
+    let _ = writeln!(t, "cache data    {}", human(c.data_len));
+    if let Some(g) = c.grow {
+        let _ = writeln!(t, "grow          {}", grow_text(g));
+    }
     match &view {
         Ok(v) => {
             let _ = writeln!(t, "read from     {}", source_name(v.source));
@@ -227,7 +253,8 @@ pub fn info(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
         "segment_version": vista::FORMAT_VERSION,
         "file_len": c.file_len,
         "expected_len": c.expected_len,
-        "data_len": c.disk.data_len,
+        "data_len": c.data_len,
+        "grow": c.grow.map(grow_json),
         "segment": match &view { Ok(v) => view_json(v), Err(e) => json!({"error": e.to_string()}) },
         "image": {"path": c.image_path, "len": c.image_len, "synced": c.image_synced, "verdict": image_json(&c.image)},
         "checkpoint": {"seq": c.disk.seq, "writer": c.disk.writer, "file_modified": c.modified.and_then(epoch_secs), "time_recorded": false},

@@ -120,6 +120,24 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// [`crate::Segment::grow`] was asked for a length below the segment's: segments
+    /// only grow. Nothing was written.
+    #[error("cannot shrink a segment of {len} bytes to {requested}")]
+    CannotShrink {
+        /// The segment's length.
+        len: u64,
+        /// The length asked for.
+        requested: u64,
+    },
+    /// [`crate::Segment::grow`] was asked for more than the largest segment with this
+    /// segment's undo lanes. Nothing was written.
+    #[error("a segment of {requested} bytes is larger than the largest, {max}")]
+    TooLarge {
+        /// The length asked for.
+        requested: u64,
+        /// The largest length.
+        max: u64,
+    },
     /// Another error from the cache layer (cache directory, memory protection keys...).
     #[error(transparent)]
     Cache(rio_cache::Error),

@@ -29,7 +29,7 @@
 
 use std::path::Path;
 
-pub use rio_cache::inspect::{CacheInfo, ImageState, JournalState, Source};
+pub use rio_cache::inspect::{CacheInfo, ImageState, InterruptedGrow, JournalState, Source};
 
 use crate::error::{Error, Result};
 use crate::layout::{Layout, HEADER_LEN, LANE_HEADER};
@@ -158,7 +158,7 @@ impl SegmentInfo {
     /// # Errors
     /// I/O errors; [`Error::Cache`] for [`Source::Image`] when the image is not warm.
     pub fn view(&self, source: Source) -> Result<View> {
-        let total = self.cache.disk.data_len;
+        let total = self.cache.data_len;
         if total < HEADER_LEN as u64 {
             return Ok(View {
                 source,

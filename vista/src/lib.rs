@@ -129,6 +129,8 @@
 //!   the claimed region, so the lane needs no range locks;
 //! - the checkpointer copies only while no transaction is running (the checkpoint gate),
 //!   and only reads;
+//! - [`Segment::grow`], which replaces the mappings, takes `&mut Segment`, so no
+//!   transaction, guard or slice of the segment is alive while it runs;
 //! - lock words are released with release ordering and taken with acquire ordering, so
 //!   the next holder of a range sees every byte the previous one wrote.
 //!

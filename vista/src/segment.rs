@@ -241,6 +241,60 @@ impl Segment {
         self.layout.user_len == 0
     }
 
+    /// Grows user space to `new_len` bytes in place: the memory image, the disk image
+    /// and the header, in one crash-atomic step. Offsets (and so every handle, which is
+    /// an offset) stay valid; the bytes already there keep their contents and the new
+    /// ones read as zero. A `new_len` equal to the length does nothing.
+    ///
+    /// A crash or a power loss at any point leaves the segment at the old length or at
+    /// the new one, never in between: the header that records the length is written in
+    /// the same rio-cache journal batch that commits the cache's new size
+    /// ([`rio_cache::RioCache::grow_with`]). Growing starts with a checkpoint and ends
+    /// with the new length durable on disk. After a crash inside a grow the next open
+    /// starts cold (from the disk image, which holds everything committed before the
+    /// grow). It takes time in the segment's size: the memory image is rebuilt.
+    ///
+    /// Takes `&mut self`, so no transaction, [`Bytes`] guard or other borrow of the
+    /// segment can be alive: growing replaces the mappings, and a slice into the old
+    /// ones would dangle. (Reserving address space up front would let a grow run from
+    /// `&self`, but the memory image's layout moves its data when its dirty maps grow,
+    /// and every running transaction would have to be stopped for the copy anyway; a
+    /// program that shares the segment through an `Arc` grows it between phases.)
+    ///
+    /// # Errors
+    /// [`Error::CannotShrink`]; [`Error::TooLarge`]; [`Error::Poisoned`] (none of these
+    /// writes anything). I/O errors, after which the segment is poisoned: reopen it,
+    /// and it is at the old or the new length.
+    pub fn grow(&mut self, new_len: u64) -> Result<()> {
+        self.poison.check()?;
+        let len = self.layout.user_len;
+        if new_len < len {
+            return Err(Error::CannotShrink {
+                len,
+                requested: new_len,
+            });
+        }
+        if new_len == len {
+            return Ok(());
+        }
+        let layout = Layout {
+            user_len: new_len,
+            ..self.layout
+        };
+        let too_large = |max: u64| Error::TooLarge {
+            requested: new_len,
+            max: max.saturating_sub(layout.user_off),
+        };
+        let total = layout.total().ok_or_else(|| too_large(u64::MAX))?;
+        match self.cache.grow_with(total, &[(0, &layout.encode())]) {
+            Ok(()) => {}
+            Err(rio_cache::Error::TooLarge { max, .. }) => return Err(too_large(max)),
+            Err(e) => return Err(e.into()),
+        }
+        self.layout = layout;
+        Ok(())
+    }
+
     /// Makes everything committed so far durable on disk (it survives power loss).
     /// Waits for the transactions running now to end; transactions that begin meanwhile
     /// wait only for the copy of the dirty pages, not for the disk writes.

@@ -1,0 +1,72 @@
+//! Naming: where a cache's journal and memory image live, and removing all three files.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::options::RioOptions;
+
+/// Removes a cache's disk file, journal and memory image. Missing files are not an
+/// error. The cache must not be open.
+///
+/// # Errors
+/// An I/O error other than "not found".
+pub fn remove(path: impl AsRef<Path>, opts: &RioOptions) -> Result<()> {
+    let path = path.as_ref();
+    let image = image_path(path, &opts.resolved_cache_dir())?;
+    for p in [image, journal_path(path), path.to_owned()] {
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(e).context(|| format!("remove {}", p.display()))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The journal beside a disk file: `<path>.journal`.
+pub fn journal_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".journal");
+    PathBuf::from(s)
+}
+
+/// The memory image of a disk file: `<cache dir>/rio-<name>-<hash of absolute path>.img`.
+///
+/// # Errors
+/// An I/O error if the absolute path cannot be determined.
+pub fn image_path(path: &Path, cache_dir: &Path) -> Result<PathBuf> {
+    let abs = absolute(path)?;
+    // FNV-1a: stable across runs and builds, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in abs.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let name: String = abs
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(40)
+        .collect();
+    Ok(cache_dir.join(format!("rio-{name}-{h:016x}.img")))
+}
+
+/// The absolute path of `path`, resolving symlinks in its directory so two spellings of
+/// one file share one image.
+fn absolute(path: &Path) -> Result<PathBuf> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let dir = parent
+        .canonicalize()
+        .context(|| format!("resolve directory of {}", path.display()))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::InvalidOptions(format!("{} names no file", path.display())))?;
+    Ok(dir.join(name))
+}

@@ -1,0 +1,603 @@
+//! Opening a cache: validating the disk image and the journal, judging the memory
+//! image, recovering an interrupted checkpoint, loading a cold image, and mapping it.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use crash_point::crash_point;
+
+use crate::cache::{kick_pages, RioCache};
+use crate::disk_io::{DiskFile, Target, WriteLog};
+use crate::error::{Error, IoContext, Result};
+use crate::format::{
+    self, DiskHeader, HeaderError, MemHeader, DISK_DATA_OFFSET, MEM_READY, VERSION,
+};
+use crate::gate::Gate;
+use crate::journal::{self, Journal};
+use crate::naming::{image_path, journal_path};
+use crate::options::{RioOptions, Writeback};
+use crate::protection::{map_data, resolve_protection, ActiveProtection, KeyGuard};
+use crate::start::{judge_image, ColdReason, StartKind, Verdict};
+use crate::state::{Inner, Wake};
+use crate::sys::{self, AtomicMapping, Mapping, PAGE};
+use crate::writeback::WritebackThread;
+
+/// The data size of the cache whose disk image is at `path`, or `None` if there is no
+/// file (or it is empty, which [`RioCache::open`] treats as new unless a live memory
+/// image of it exists). Reads only the header and, for a grow a crash interrupted after
+/// its commit point, the journal (the size is then the grown one, which the open will
+/// finish installing); takes no lock.
+///
+/// # Errors
+/// As [`RioCache::open`] for a file that is not a valid disk image.
+pub fn existing_size(path: impl AsRef<Path>) -> Result<Option<u64>> {
+    let path = path.as_ref();
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context(|| format!("open {}", path.display())),
+    };
+    let len = f
+        .metadata()
+        .context(|| format!("stat {}", path.display()))?
+        .len();
+    if len == 0 {
+        return Ok(None);
+    }
+    let h = read_disk_header(&f, path, len)?;
+    // A journal that cannot be read is reported by the open; the header's size stands.
+    let jpath = journal_path(path);
+    if let Ok(Journal::Committed(b)) = File::open(&jpath).map_or(Ok(Journal::Empty), |j| {
+        journal::read(&j, &jpath, h.data_len)
+    }) {
+        if b.seq() == h.seq + 1 {
+            return Ok(Some(b.data_len()));
+        }
+    }
+    Ok(Some(h.data_len))
+}
+
+impl RioCache {
+    /// Opens (creating if absent) the cache for the disk file at `path`.
+    ///
+    /// Finds the memory image and starts warm if it survived; otherwise loads the disk
+    /// image (cold start). A checkpoint interrupted by a crash is finished or discarded
+    /// first, so the disk image is exactly one checkpoint.
+    ///
+    /// A memory image that cannot be used but may hold committed data the disk image
+    /// lacks refuses the open, unless [`RioOptions::discard_image`] is set; one that
+    /// cannot hold such data is replaced by a cold start (see [`ColdReason`]).
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if the file (or its memory image) is open elsewhere;
+    /// [`Error::NotRioCache`], [`Error::IncompatibleVersion`], [`Error::Corrupt`],
+    /// [`Error::SizeMismatch`] for bad files; [`Error::DamagedImage`] and
+    /// [`Error::LiveImage`] for a memory image that must not be silently dropped (no
+    /// file is changed after any of these); [`Error::CacheDir`] and
+    /// [`Error::CacheFull`] for the cache directory; [`Error::PkeyUnavailable`] if
+    /// [`Protection::Pkey`](crate::Protection::Pkey) was asked for and is not available; I/O errors.
+    pub fn open(path: impl AsRef<Path>, opts: &RioOptions) -> Result<RioCache> {
+        let path = path.as_ref();
+        if opts.size == 0 || opts.size > format::MAX_DATA_LEN {
+            return Err(Error::InvalidOptions(format!(
+                "size must be between 1 and {} bytes",
+                format::MAX_DATA_LEN
+            )));
+        }
+        if sys::system_page_size() != PAGE {
+            return Err(Error::InvalidOptions(format!(
+                "rio-cache needs {PAGE}-byte pages; this system uses {}",
+                sys::system_page_size()
+            )));
+        }
+        let map_len = format::round_up_pages(opts.size);
+        let pages = (map_len / PAGE as u64) as usize;
+        let cache_dir = opts.resolved_cache_dir();
+        check_cache_dir(&cache_dir)?;
+        // Before the disk file is created: a refused protection mode leaves nothing behind.
+        let protection = resolve_protection(opts.protection)?;
+        let key_guard = KeyGuard(match protection {
+            ActiveProtection::Pkey(k) => Some(k),
+            _ => None,
+        });
+
+        // The disk image, locked.
+        let existed = path.exists();
+        let disk = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .context(|| format!("open {}", path.display()))?;
+        if !sys::try_lock_exclusive(&disk).context(|| format!("lock {}", path.display()))? {
+            return Err(Error::Locked {
+                path: path.to_owned(),
+            });
+        }
+        let disk_len = disk
+            .metadata()
+            .context(|| format!("stat {}", path.display()))?
+            .len();
+        let fresh = disk_len == 0;
+        let mut disk_header = DiskHeader {
+            data_len: opts.size,
+            seq: 0,
+            writer: 0,
+        };
+        if !fresh {
+            disk_header = read_disk_header(&disk, path, disk_len)?;
+        }
+        let mut disk_seq = disk_header.seq;
+
+        // The journal: read and judge it now, act on it only once everything passed.
+        let jpath = journal_path(path);
+        let (journal_state, grow_intent) = match File::open(&jpath) {
+            Ok(f) => {
+                let state = journal::read(&f, &jpath, disk_header.data_len)?;
+                let intent = matches!(state, Journal::Torn)
+                    .then(|| journal::grow_intent(&f, disk_header.data_len))
+                    .flatten();
+                (state, intent)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Journal::Empty, None),
+            Err(e) => return Err(e).context(|| format!("open {}", jpath.display())),
+        };
+        if let Journal::Committed(b) = &journal_state {
+            let seq_ok = b.seq() == disk_seq + 1
+                || b.seq() == disk_seq && b.data_len() == disk_header.data_len;
+            if fresh || !seq_ok {
+                return Err(Error::Corrupt {
+                    path: jpath,
+                    reason: format!(
+                        "journal holds checkpoint {} but the disk image is at {disk_seq}",
+                        b.seq()
+                    ),
+                });
+            }
+        }
+        // A committed grow (a batch for a larger size) is finished below; a grow cut
+        // off before its commit point may have left the file longer, which is undone.
+        let truncate_to = if fresh {
+            None
+        } else {
+            let size = match &journal_state {
+                Journal::Committed(b) => b.data_len(),
+                _ => disk_header.data_len,
+            };
+            validate_disk(path, disk_len, size, opts.size, map_len, grow_intent)?
+        };
+
+        // The memory image: warm if it is ours and complete. It is locked too: the disk
+        // file's lock is on its inode, and a disk file recreated while its cache is open
+        // gets a new inode, so only the image's own lock keeps a second opener from
+        // replacing the image under the first one's mapping.
+        let ipath = image_path(path, &cache_dir)?;
+        let image_file = lock_image(&ipath)?;
+        let dmeta = disk
+            .metadata()
+            .context(|| format!("stat {}", path.display()))?;
+        let mut header = MemHeader {
+            data_len: opts.size,
+            dev: dmeta.dev(),
+            ino: dmeta.ino(),
+            boot_id: format::boot_id().context(|| "read the boot id".into())?,
+            meta_len: MemHeader::meta_len_for(pages as u64),
+            id: format::new_image_id(),
+            parent: 0,
+        };
+        let image_len = header.meta_len + map_len;
+        // The disk as it will be once the journal is dealt with.
+        let (final_seq, final_writer) = match &journal_state {
+            Journal::Committed(b) => (b.seq(), b.writer()),
+            _ => (disk_header.seq, disk_header.writer),
+        };
+        // A new image is loaded from the disk as it will be: remember whose it was.
+        header.parent = final_writer;
+        let verdict = judge_image(
+            image_file.as_ref(),
+            &ipath,
+            path,
+            &header,
+            image_len,
+            (!fresh).then_some((final_seq, final_writer)),
+        )?;
+        let start = match verdict {
+            Verdict::Warm(_) if opts.discard_image => StartKind::Cold(ColdReason::Discarded),
+            Verdict::Warm(id) => {
+                header.id = id;
+                StartKind::Warm
+            }
+            Verdict::Refuse(_, e) if !opts.discard_image => return Err(e),
+            Verdict::Cold(_) | Verdict::Refuse(..) if fresh => StartKind::Created,
+            Verdict::Cold(reason) | Verdict::Refuse(reason, _) => StartKind::Cold(reason),
+        };
+        let image_file = match image_file {
+            Some(f) => f,
+            None => create_locked_image(&ipath)?,
+        };
+
+        // Everything is validated: from here on the open changes files.
+        let log = open_write_log(opts, &ipath)?;
+        let disk = DiskFile::new(disk, Target::Disk, log.clone());
+        if fresh {
+            let h = DiskHeader {
+                data_len: opts.size,
+                seq: 0,
+                writer: header.id,
+            };
+            disk.write_all_at(&h.encode(), 0)
+                .and_then(|()| disk.set_len(DISK_DATA_OFFSET + map_len))
+                .and_then(|()| disk.sync_all())
+                .context(|| format!("initialize {}", path.display()))?;
+            if !existed {
+                sync_dir(path)?;
+            }
+        }
+        let image = image_file;
+        if start != StartKind::Warm {
+            create_image(&image, &ipath, &cache_dir, &header, image_len)?;
+        }
+        let journal = DiskFile::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&jpath)
+                .context(|| format!("open {}", jpath.display()))?,
+            Target::Journal,
+            log,
+        );
+        if let Some(want) = truncate_to {
+            disk.set_len(want)
+                .and_then(|()| disk.sync_data())
+                .context(|| format!("truncate {}", path.display()))?;
+            crash_point!("rio.recover.grow_undone");
+        }
+        let mut installed = 0;
+        match journal_state {
+            Journal::Empty => {}
+            Journal::Torn => crate::checkpoint::clear_journal(&journal, &jpath)?,
+            Journal::Committed(batch) => {
+                crate::checkpoint::install(&disk, path, &batch, opts.size, true)?;
+                crate::checkpoint::clear_journal(&journal, &jpath)?;
+                disk_seq = batch.seq();
+                installed = 1;
+            }
+        }
+        if !existed || fresh {
+            sync_dir(&jpath)?;
+        }
+        if let StartKind::Cold(_) = start {
+            load_cold(&disk, path, &image, &ipath, header.meta_len, map_len)?;
+        }
+        image
+            .write_all_at(
+                &MemHeader::encode_synced(disk_seq).to_le_bytes(),
+                MemHeader::SYNCED_AT as u64,
+            )
+            .context(|| format!("write {}", ipath.display()))?;
+        if start != StartKind::Warm {
+            image
+                .write_all_at(&MEM_READY.to_le_bytes(), MemHeader::READY_AT as u64)
+                .context(|| format!("write {}", ipath.display()))?;
+        }
+
+        // Map it.
+        let meta = AtomicMapping::new(
+            Mapping::read_write(&image, 0, header.meta_len as usize)
+                .context(|| format!("map {}", ipath.display()))?,
+        );
+        let (data, write, guard) = map_data(
+            &image,
+            &ipath,
+            header.meta_len,
+            map_len as usize,
+            protection,
+            pages,
+        )?;
+        let mut key_guard = key_guard;
+        let pkey = key_guard.0.take();
+
+        let inner = Inner {
+            path: path.to_owned(),
+            journal_path: jpath,
+            image_path: ipath,
+            disk,
+            journal,
+            data_len: opts.size,
+            pages,
+            meta,
+            data,
+            write,
+            pkey,
+            gate: Gate::default(),
+            disk_seq: Mutex::new(disk_seq),
+            image_id: header.id,
+            dirty_pages: AtomicU64::new(0),
+            dirty_gen: AtomicU64::new(0),
+            kick_pages: AtomicU64::new(kick_pages(opts.writeback)),
+            kicked: AtomicBool::new(false),
+            wake: Mutex::new(Wake::default()),
+            wake_cv: Condvar::new(),
+            poison: Mutex::new(None),
+            poisoned: AtomicBool::new(false),
+            checkpoints: AtomicU64::new(installed),
+            pages_written: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            last_checkpoint_ns: AtomicU64::new(u64::MAX),
+            reprotect_failures: AtomicU64::new(0),
+            start,
+            protection,
+            image,
+            image_data_at: header.meta_len,
+        };
+        // A crash may have left pages in flight (copied but not installed) or dirty:
+        // all of them still need writing back.
+        let (dirty, inflight) = (inner.dirty_map(), inner.inflight_map());
+        let mut count = 0;
+        for p in 0..pages {
+            if inflight[p].load(Ordering::Relaxed) != 0 {
+                dirty[p].store(1, Ordering::Relaxed);
+                inflight[p].store(0, Ordering::Relaxed);
+            }
+            if dirty[p].load(Ordering::Relaxed) != 0 {
+                count += 1;
+            }
+        }
+        inner.dirty_pages.store(count, Ordering::Relaxed);
+
+        let inner = Arc::new(inner);
+        let writeback = match opts.writeback {
+            Writeback::Manual => None,
+            Writeback::Background { interval, .. } => {
+                Some(WritebackThread::spawn(Arc::clone(&inner), interval)?)
+            }
+        };
+        Ok(RioCache {
+            inner,
+            guard,
+            memo: crate::PageMemo::default(),
+            writeback,
+            checkpoint_on_close: opts.checkpoint_on_close,
+        })
+    }
+}
+
+/// Reads and decodes the header of the `len`-byte disk image `disk`, turning each defect
+/// into the error a user should see.
+pub(crate) fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<DiskHeader> {
+    let not_ours = |reason: &str| Error::NotRioCache {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let corrupt = |reason: String| Error::Corrupt {
+        path: path.to_owned(),
+        reason,
+    };
+    if len < DiskHeader::LEN as u64 {
+        return Err(not_ours("shorter than a header"));
+    }
+    let mut b = [0u8; DiskHeader::LEN];
+    disk.read_exact_at(&mut b, 0)
+        .context(|| format!("read {}", path.display()))?;
+    let h = DiskHeader::decode(&b).map_err(|e| match e {
+        HeaderError::Magic => not_ours("bad magic"),
+        HeaderError::Version(found) => Error::IncompatibleVersion {
+            path: path.to_owned(),
+            found,
+            supported: VERSION,
+        },
+        HeaderError::Checksum => corrupt("header checksum mismatch".into()),
+        HeaderError::PageSize(p) => corrupt(format!("page size {p}")),
+    })?;
+    // An intact header can still claim any size (a crafted file).
+    if h.data_len == 0 || h.data_len > format::MAX_DATA_LEN {
+        return Err(corrupt(format!(
+            "the header claims {} bytes of data",
+            h.data_len
+        )));
+    }
+    Ok(h)
+}
+
+/// Validates the `len`-byte disk image, whose size once its journal is dealt with is
+/// `found`, against the `requested` size (`map_len` bytes of pages). Returns the length
+/// to truncate the file to if a grow to `grow_intent` bytes, cut off before its commit
+/// point, left it extended (see `grow.rs`: the journal then holds the uncommitted
+/// batch's header, written durably before the file was extended). Any other length is
+/// corruption.
+fn validate_disk(
+    path: &Path,
+    len: u64,
+    found: u64,
+    requested: u64,
+    map_len: u64,
+    grow_intent: Option<u64>,
+) -> Result<Option<u64>> {
+    if found != requested {
+        return Err(Error::SizeMismatch {
+            path: path.to_owned(),
+            found,
+            requested,
+        });
+    }
+    let want = DISK_DATA_OFFSET + map_len;
+    if len == want {
+        Ok(None)
+    } else if grow_intent.is_some_and(|to| len == DISK_DATA_OFFSET + format::round_up_pages(to)) {
+        Ok(Some(want))
+    } else {
+        Err(Error::Corrupt {
+            path: path.to_owned(),
+            reason: format!("file is {len} bytes; a {requested}-byte cache needs {want}"),
+        })
+    }
+}
+
+fn check_cache_dir(dir: &Path) -> Result<()> {
+    let bad = |reason: String| Error::CacheDir {
+        dir: dir.to_owned(),
+        reason,
+    };
+    let md = std::fs::metadata(dir).map_err(|e| bad(e.to_string()))?;
+    if !md.is_dir() {
+        return Err(bad("not a directory".into()));
+    }
+    // Probe writability for real: permission bits do not tell root the truth about a
+    // read-only mount.
+    let probe = dir.join(format!(".rio-probe-{}", std::process::id()));
+    match OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(bad(format!("not writable: {e}"))),
+    }
+}
+
+/// The write log, if the options ask for write recording (see `disk_io`).
+fn open_write_log(opts: &RioOptions, ipath: &Path) -> Result<Option<Arc<Mutex<WriteLog>>>> {
+    let Some(dir) = &opts.record_writes else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(dir).context(|| format!("create {}", dir.display()))?;
+    let lp = crate::disk_io::log_path(dir, ipath);
+    let log = WriteLog::open(&lp).context(|| format!("open {}", lp.display()))?;
+    Ok(Some(Arc::new(Mutex::new(log))))
+}
+
+fn sync_dir(path: &Path) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .context(|| format!("fsync directory {}", dir.display()))
+}
+
+/// Opens and locks the existing memory image at `ipath`; `None` if there is none.
+///
+/// # Errors
+/// [`Error::Locked`] (naming the image) if another open cache holds it.
+fn lock_image(ipath: &Path) -> Result<Option<File>> {
+    // A file replaced between our open and our lock is not the one at the path: retry.
+    for _ in 0..8 {
+        let f = match OpenOptions::new().read(true).write(true).open(ipath) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).context(|| format!("open {}", ipath.display())),
+        };
+        if !sys::try_lock_exclusive(&f).context(|| format!("lock {}", ipath.display()))? {
+            return Err(Error::Locked {
+                path: ipath.to_owned(),
+            });
+        }
+        if is_at(&f, ipath)? {
+            return Ok(Some(f));
+        }
+    }
+    Err(Error::Locked {
+        path: ipath.to_owned(),
+    })
+}
+
+/// Creates the memory image file at `ipath` (empty) and locks it. Never replaces a
+/// file: one that appeared since [`lock_image`] looked belongs to another opener.
+fn create_locked_image(ipath: &Path) -> Result<File> {
+    let f = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(ipath)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(Error::Locked {
+                path: ipath.to_owned(),
+            })
+        }
+        Err(e) => return Err(e).context(|| format!("create {}", ipath.display())),
+    };
+    if !sys::try_lock_exclusive(&f).context(|| format!("lock {}", ipath.display()))?
+        || !is_at(&f, ipath)?
+    {
+        return Err(Error::Locked {
+            path: ipath.to_owned(),
+        });
+    }
+    Ok(f)
+}
+
+/// Whether the open file `f` is still the file at `p`.
+fn is_at(f: &File, p: &Path) -> Result<bool> {
+    let ours = f.metadata().context(|| format!("stat {}", p.display()))?;
+    Ok(match std::fs::metadata(p) {
+        Ok(m) => m.dev() == ours.dev() && m.ino() == ours.ino(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e).context(|| format!("stat {}", p.display())),
+    })
+}
+
+/// Empties the (locked) memory image `f`, preallocates it and writes its header; the
+/// `ready` word stays 0 until the data is loaded.
+pub(crate) fn create_image(
+    f: &File,
+    ipath: &Path,
+    dir: &Path,
+    header: &MemHeader,
+    len: u64,
+) -> Result<()> {
+    f.set_len(0)
+        .context(|| format!("truncate {}", ipath.display()))?;
+    if let Err(e) = sys::preallocate(f, len) {
+        let _ = std::fs::remove_file(ipath);
+        return Err(if e.raw_os_error() == Some(libc::ENOSPC) {
+            Error::CacheFull {
+                dir: dir.to_owned(),
+                len,
+            }
+        } else {
+            Error::Io {
+                context: format!("preallocate {}", ipath.display()),
+                source: e,
+            }
+        });
+    }
+    f.write_all_at(&header.encode(), 0)
+        .context(|| format!("write {}", ipath.display()))
+}
+
+/// Copies the disk image's data into a new memory image.
+pub(crate) fn load_cold(
+    disk: &DiskFile,
+    path: &Path,
+    image: &File,
+    ipath: &Path,
+    meta_len: u64,
+    len: u64,
+) -> Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    let mut buf = vec![0u8; CHUNK as usize];
+    let mut off = 0;
+    while off < len {
+        let n = CHUNK.min(len - off) as usize;
+        disk.read_exact_at(&mut buf[..n], DISK_DATA_OFFSET + off)
+            .context(|| format!("read {}", path.display()))?;
+        image
+            .write_all_at(&buf[..n], meta_len + off)
+            .context(|| format!("write {}", ipath.display()))?;
+        off += n as u64;
+        if off >= len / 2 && off - (n as u64) < len / 2 {
+            crash_point!("rio.cold_load.half");
+        }
+    }
+    crash_point!("rio.cold_load.loaded");
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! The state of an open cache that its handle, its updates and the writeback thread
+//! share: the files, the mappings, the dirty map, counters and the poison flag.
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use crate::disk_io::DiskFile;
+use crate::error::{Error, Result};
+use crate::format::MemHeader;
+use crate::gate::Gate;
+use crate::protection::ActiveProtection;
+use crate::start::StartKind;
+use crate::sys::{self, AtomicMapping, Mapping, PAGE};
+
+#[derive(Debug, Default)]
+pub(crate) struct Wake {
+    pub(crate) stop: bool,
+    pub(crate) kick: bool,
+}
+
+/// State shared with the writeback thread.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) path: PathBuf,
+    pub(crate) journal_path: PathBuf,
+    pub(crate) image_path: PathBuf,
+    pub(crate) disk: DiskFile,
+    pub(crate) journal: DiskFile,
+    pub(crate) data_len: u64,
+    pub(crate) pages: usize,
+    pub(crate) meta: AtomicMapping,
+    /// The data, for reading (and for writing under `None` and `Mprotect`).
+    pub(crate) data: Mapping,
+    /// With a protection key: a second mapping of the data, tagged with the key. With
+    /// `Alias`: a second, writable mapping of the data at a random address.
+    pub(crate) write: Option<Mapping>,
+    pub(crate) pkey: Option<u32>,
+    /// Updates pass it; the checkpoint's copy closes it.
+    pub(crate) gate: Gate,
+    /// Serializes checkpoints; holds the disk image's checkpoint sequence number.
+    pub(crate) disk_seq: Mutex<u64>,
+    /// This memory image's id, recorded as the writer of every checkpoint it installs.
+    pub(crate) image_id: u64,
+    pub(crate) dirty_pages: AtomicU64,
+    /// Bumped (under the exclusive gate) whenever a checkpoint clears dirty marks.
+    pub(crate) dirty_gen: AtomicU64,
+    /// Dirty pages that wake the writeback thread (`u64::MAX` without one).
+    pub(crate) kick_pages: AtomicU64,
+    pub(crate) kicked: AtomicBool,
+    pub(crate) wake: Mutex<Wake>,
+    pub(crate) wake_cv: Condvar,
+    pub(crate) poison: Mutex<Option<String>>,
+    pub(crate) poisoned: AtomicBool,
+    pub(crate) checkpoints: AtomicU64,
+    pub(crate) pages_written: AtomicU64,
+    pub(crate) bytes_written: AtomicU64,
+    pub(crate) last_checkpoint_ns: AtomicU64,
+    pub(crate) reprotect_failures: AtomicU64,
+    pub(crate) start: StartKind,
+    pub(crate) protection: ActiveProtection,
+    /// The memory image file, for writes that go through it rather than a window.
+    pub(crate) image: File,
+    /// Where the data starts in the memory image.
+    pub(crate) image_data_at: u64,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Unmap the tagged mapping before giving the key back, so a later owner of the
+        // key never governs our pages.
+        drop(self.write.take());
+        if let Some(key) = self.pkey {
+            sys::pkey_free(key);
+        }
+    }
+}
+
+impl Inner {
+    /// The image's record of the last checkpoint it installed (see `MemHeader`).
+    pub(crate) fn synced_word(&self) -> SyncedWord<'_> {
+        SyncedWord(self.meta.word(MemHeader::SYNCED_AT))
+    }
+
+    pub(crate) fn writable(&self) -> &Mapping {
+        self.write.as_ref().unwrap_or(&self.data)
+    }
+
+    pub(crate) fn dirty_map(&self) -> &[std::sync::atomic::AtomicU8] {
+        self.meta.bytes(PAGE, self.pages)
+    }
+
+    pub(crate) fn inflight_map(&self) -> &[std::sync::atomic::AtomicU8] {
+        self.meta.bytes(PAGE + self.pages, self.pages)
+    }
+
+    #[inline]
+    pub(crate) fn mark_dirty(&self, pages: Range<usize>) {
+        let dirty = self.dirty_map();
+        let mut newly = 0;
+        for p in pages {
+            // The swap keeps two threads marking one page from counting it twice.
+            if dirty[p].load(Ordering::Relaxed) == 0 && dirty[p].swap(1, Ordering::Relaxed) == 0 {
+                newly += 1;
+            }
+        }
+        if newly > 0 {
+            let total = self.dirty_pages.fetch_add(newly, Ordering::Relaxed) + newly;
+            if total >= self.kick_pages.load(Ordering::Relaxed)
+                && !self.kicked.swap(true, Ordering::Relaxed)
+            {
+                let mut w = self
+                    .wake
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                w.kick = true;
+                self.wake_cv.notify_all();
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn check_poison(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(self.poison_error());
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn poison_error(&self) -> Error {
+        let why = self
+            .poison
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default();
+        Error::Poisoned(why)
+    }
+
+    pub(crate) fn set_poison(&self, why: String) {
+        *self
+            .poison
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+        self.poisoned.store(true, Ordering::Release);
+    }
+}
+
+/// The memory image's `synced` word: stores go through its check-bit encoding.
+pub(crate) struct SyncedWord<'a>(&'a AtomicU64);
+
+impl SyncedWord<'_> {
+    /// Records that the image has installed checkpoint `seq`, with one atomic store.
+    pub(crate) fn store(&self, seq: u64, order: Ordering) {
+        self.0.store(MemHeader::encode_synced(seq), order);
+    }
+}
