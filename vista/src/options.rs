@@ -122,7 +122,9 @@ impl Options {
 
     /// How many times [`crate::Segment::transaction`] runs a transaction again after a
     /// conflict, and [`crate::Segment::read`] retries a locked range (default
-    /// [`DEFAULT_RETRIES`]).
+    /// [`DEFAULT_RETRIES`]). A transaction's retries spin briefly, then sleep a random
+    /// pause that grows to about a millisecond, so the default budget spans about a
+    /// second of contention.
     #[must_use]
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
