@@ -62,5 +62,6 @@ pub mod report;
 pub mod sqlite;
 pub mod suite;
 pub mod sys;
+pub mod threads;
 pub mod vista;
 pub mod workload;
