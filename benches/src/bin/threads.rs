@@ -20,7 +20,8 @@
 //!
 //! Every run ends with a check that each table's balances sum to the deltas of every
 //! committed transaction (a lost update fails the run). `--results DIR` also writes the
-//! table to `DIR/threads-<mode>.md`.
+//! report to `DIR/threads-<mode>.md`, and in scale mode the figure `DIR/threads-scale.svg`
+//! and `.png` (transactions per second against threads, log-log, a panel per shape).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use benches::machine::{load_average, Machine};
+use benches::threads::plot::write_scale;
 use benches::threads::run::{run, Plan, Sample, Summary};
 use benches::threads::table::{self, ScaleRow, StallRow};
 use benches::threads::vista::{default_options, VistaBank};
@@ -80,8 +82,8 @@ struct Args {
     /// Also write the report to `DIR/threads-<mode>.md`.
     #[arg(long)]
     results: Option<PathBuf>,
-    /// A bounded run for CI: every engine and shape, 1 and 2 threads, 20 ms per cell,
-    /// one run (overrides those options).
+    /// A bounded run for CI: 1 and 2 threads, 20 ms per cell, one run, checkpoints at
+    /// most 5 ms apart in stall mode (overrides those options).
     #[arg(long)]
     smoke: bool,
 }
@@ -92,6 +94,7 @@ fn main() -> Result<()> {
         args.threads = vec![1, 2];
         args.seconds = 0.02;
         args.runs = 1;
+        args.checkpoint_ms = args.checkpoint_ms.min(5);
     }
     if args.threads.is_empty() || args.threads.iter().any(|&t| t == 0 || t > MAX_THREADS) {
         bail!("thread counts must be between 1 and {MAX_THREADS}");
@@ -114,9 +117,12 @@ fn main() -> Result<()> {
     let scratch = args.scratch.clone().unwrap_or_else(std::env::temp_dir);
     let mut machine = Machine::detect(&scratch);
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let body = match args.mode {
-        Mode::Scale => scale(&args, &scratch)?,
-        Mode::Stall => stall(&args, &scratch)?,
+    let (body, rows) = match args.mode {
+        Mode::Scale => {
+            let rows = scale(&args, &scratch)?;
+            (table::scale(&rows), rows)
+        }
+        Mode::Stall => (stall(&args, &scratch)?, Vec::new()),
     };
     machine.load_end = load_average();
     let mut doc = String::new();
@@ -138,6 +144,29 @@ fn main() -> Result<()> {
             Mode::Stall => "threads-stall.md",
         };
         let path = dir.join(name);
+        if !rows.is_empty() {
+            let footer = format!(
+                "{}, {} cores; load average {:.2} at start, {:.2} at end; {} s per cell, medians of {} runs",
+                machine.cpu,
+                machine.cores,
+                machine.load_start,
+                machine.load_end,
+                args.seconds,
+                args.runs
+            );
+            match write_scale(&rows, dir, &footer)? {
+                Ok((_svg, png)) => {
+                    let _ = writeln!(
+                        doc,
+                        "\n![transactions per second against threads]({})",
+                        png.file_name().unwrap_or_default().to_string_lossy()
+                    );
+                }
+                Err(why) => {
+                    let _ = writeln!(doc, "\nNo figure: {why}");
+                }
+            }
+        }
         std::fs::write(&path, &doc).with_context(|| path.display().to_string())?;
         eprintln!("wrote {}", path.display());
     }
@@ -175,7 +204,7 @@ fn cells(
     Ok(samples)
 }
 
-fn scale(args: &Args, scratch: &std::path::Path) -> Result<String> {
+fn scale(args: &Args, scratch: &std::path::Path) -> Result<Vec<ScaleRow>> {
     let mut rows = Vec::new();
     for &engine in &args.engines {
         for &shape in &args.shapes {
@@ -196,7 +225,7 @@ fn scale(args: &Args, scratch: &std::path::Path) -> Result<String> {
             }
         }
     }
-    Ok(table::scale(&rows))
+    Ok(rows)
 }
 
 fn stall(args: &Args, scratch: &std::path::Path) -> Result<String> {

@@ -20,6 +20,7 @@ use rand::rngs::SmallRng;
 use rand::Rng;
 
 pub mod lmdb;
+pub mod plot;
 #[cfg(feature = "pmdk")]
 pub mod pmdk;
 pub mod run;

@@ -30,10 +30,12 @@ pub fn micros(v: f64) -> String {
     }
 }
 
-/// A retry rate: `0` when none, else four decimals.
+/// A retry rate: `0` when none, `<0.0001` when below, else four decimals.
 pub fn rate(v: f64) -> String {
     if v == 0.0 {
         "0".into()
+    } else if v < 0.0001 {
+        "<0.0001".into()
     } else {
         format!("{v:.4}")
     }
@@ -141,5 +143,6 @@ mod tests {
         assert_eq!(micros(4481.2), "4,481");
         assert_eq!(rate(0.0), "0");
         assert_eq!(rate(0.00171), "0.0017");
+        assert_eq!(rate(0.00002), "<0.0001");
     }
 }
