@@ -245,24 +245,40 @@ fn stall(args: &Args, scratch: &std::path::Path) -> Result<String> {
     ];
     let mut rows = Vec::new();
     for &shape in &args.shapes {
-        for (name, writeback) in &configs {
-            eprintln!("vista {} {name} ...", shape.name());
-            let bank = VistaBank::open(scratch, &default_options().writeback(*writeback), false)?;
-            let probe = || bank.segment().cache_stats().checkpoints;
-            let samples = cells(&bank, args, shape, &probe)
-                .with_context(|| format!("vista {} {name}", shape.name()))?;
-            for (&threads, s) in args.threads.iter().zip(&samples) {
+        eprintln!("vista {} ...", shape.name());
+        // Both segments stay open and their cells alternate, so a change in the machine's
+        // load hits both alike.
+        let banks = configs
+            .iter()
+            .map(|(_, w)| VistaBank::open(scratch, &default_options().writeback(*w), false))
+            .collect::<Result<Vec<_>>>()?;
+        let mut samples = vec![vec![Vec::new(); args.threads.len()]; banks.len()];
+        let mut committed = vec![0i64; banks.len()];
+        for r in 0..args.runs {
+            for (i, &threads) in args.threads.iter().enumerate() {
+                for (b, bank) in banks.iter().enumerate() {
+                    let probe = || bank.segment().cache_stats().checkpoints;
+                    let (sample, deltas) = run(bank, &plan(args, shape, threads, r), &probe)
+                        .with_context(|| format!("vista {} {}", shape.name(), configs[b].0))?;
+                    committed[b] = committed[b].wrapping_add(deltas);
+                    samples[b][i].push(sample);
+                }
+            }
+        }
+        for (bank, committed) in banks.iter().zip(&committed) {
+            bank.totals()?.check(*committed)?;
+        }
+        for (i, &threads) in args.threads.iter().enumerate() {
+            for (b, (name, _)) in configs.iter().enumerate() {
                 rows.push(StallRow {
                     shape: shape.name().into(),
                     threads,
                     writeback: name.clone(),
-                    summary: Summary::of(s),
+                    summary: Summary::of(&samples[b][i]),
                     seconds: args.seconds,
                 });
             }
         }
     }
-    // Side by side: each thread count's manual row, then its background row.
-    rows.sort_by_key(|r| (r.shape.clone(), r.threads));
     Ok(table::stall(&rows))
 }
