@@ -16,7 +16,8 @@
 //! `--mode stall` runs vista alone, each thread count with `Writeback::Manual` (no
 //! checkpoint while measuring) and with `Writeback::Background` (a checkpoint every
 //! `--checkpoint-ms` while pages are dirty, or after `--dirty-mib`), and prints the
-//! latency percentiles side by side: what a running checkpoint costs the transactions.
+//! latency percentiles side by side (and how long the last checkpoint of each run took):
+//! what a running checkpoint costs the transactions.
 //!
 //! Every run ends with a check that each table's balances sum to the deltas of every
 //! committed transaction (a lost update fails the run). `--results DIR` also writes the
@@ -30,7 +31,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use benches::machine::{load_average, Machine};
 use benches::threads::plot::write_scale;
-use benches::threads::run::{run, Plan, Sample, Summary};
+use benches::threads::run::{median, run, Plan, Sample, Summary};
 use benches::threads::table::{self, ScaleRow, StallRow};
 use benches::threads::vista::{default_options, VistaBank};
 use benches::threads::{Bank, Engine, Shape, MAX_THREADS};
@@ -254,6 +255,7 @@ fn stall(args: &Args, scratch: &std::path::Path) -> Result<String> {
             .collect::<Result<Vec<_>>>()?;
         let mut samples = vec![vec![Vec::new(); args.threads.len()]; banks.len()];
         let mut committed = vec![0i64; banks.len()];
+        let mut last_checkpoint = vec![vec![Vec::new(); args.threads.len()]; banks.len()];
         for r in 0..args.runs {
             for (i, &threads) in args.threads.iter().enumerate() {
                 for (b, bank) in banks.iter().enumerate() {
@@ -262,6 +264,9 @@ fn stall(args: &Args, scratch: &std::path::Path) -> Result<String> {
                         .with_context(|| format!("vista {} {}", shape.name(), configs[b].0))?;
                     committed[b] = committed[b].wrapping_add(deltas);
                     samples[b][i].push(sample);
+                    if let Some(d) = bank.segment().cache_stats().last_checkpoint {
+                        last_checkpoint[b][i].push(d.as_secs_f64() * 1e3);
+                    }
                 }
             }
         }
@@ -276,6 +281,8 @@ fn stall(args: &Args, scratch: &std::path::Path) -> Result<String> {
                     writeback: name.clone(),
                     summary: Summary::of(&samples[b][i]),
                     seconds: args.seconds,
+                    checkpoint_ms: (!last_checkpoint[b][i].is_empty())
+                        .then(|| median(last_checkpoint[b][i].clone())),
                 });
             }
         }

@@ -102,23 +102,29 @@ pub struct StallRow {
     pub summary: Summary,
     /// Seconds measured per run (for checkpoints per second).
     pub seconds: f64,
+    /// Median over the runs of the last checkpoint's duration at the end of the run, ms
+    /// (`None` without checkpoints; not shown when none ran while measuring).
+    pub checkpoint_ms: Option<f64>,
 }
 
 /// The checkpoint-stall table: latency percentiles with and without background checkpoints.
 pub fn stall(rows: &[StallRow]) -> String {
     let mut s = String::from(
-        "| shape | threads | writeback | checkpoints/s | txn/s | p50 µs | p99 µs | p99.9 µs | max µs |\n\
-         |---|---:|---|---:|---:|---:|---:|---:|---:|\n",
+        "| shape | threads | writeback | checkpoints/s | checkpoint ms | txn/s | p50 µs | p99 µs | p99.9 µs | max µs |\n\
+         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let m = &r.summary;
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} |",
             r.shape,
             r.threads,
             r.writeback,
             m.probe / r.seconds,
+            r.checkpoint_ms
+                .filter(|_| m.probe > 0.0)
+                .map_or_else(|| "-".into(), |v| format!("{v:.1}")),
             thousands(m.tps),
             micros(m.p50),
             micros(m.p99),
