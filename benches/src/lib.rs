@@ -34,6 +34,10 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 //!
+//! [`threads`] runs debit-credit from many threads at once (vista, and PMDK, LMDB and SQLite
+//! with the locking a user of each would need) for the `threads` binary:
+//! `cargo run --release -p benches --bin threads`.
+//!
 //! Errors are `anyhow::Error` throughout: this crate is a harness whose only users are its
 //! own binary, tests and criterion benches, and every error ends up printed in a report.
 //!
@@ -62,5 +66,6 @@ pub mod report;
 pub mod sqlite;
 pub mod suite;
 pub mod sys;
+pub mod threads;
 pub mod vista;
 pub mod workload;

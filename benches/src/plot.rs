@@ -48,7 +48,7 @@ const COLOURS: [RGBColor; 10] = [
     RGBColor(27, 158, 119),  // spare: teal
 ];
 
-fn colour(role: usize) -> RGBColor {
+pub(crate) fn colour(role: usize) -> RGBColor {
     COLOURS[role % COLOURS.len()]
 }
 
@@ -115,13 +115,12 @@ fn font() -> &'static std::result::Result<&'static [u8], String> {
 /// File or drawing errors. A missing font is not an error: it is returned in
 /// [`Figures::not_drawn`].
 pub fn write_plots(report: &Report, dir: &Path, prefix: &str) -> Result<Figures> {
-    let font = match font() {
-        Ok(bytes) => FontRef::try_from_slice(bytes)
-            .map_err(|e| anyhow!("the plot font was registered but does not parse: {e}"))?,
+    let font = match plot_font()? {
+        Ok(font) => font,
         Err(why) => {
             return Ok(Figures {
                 figures: Vec::new(),
-                not_drawn: Some(why.clone()),
+                not_drawn: Some(why),
             })
         }
     };
@@ -183,6 +182,19 @@ pub fn write_plots(report: &Report, dir: &Path, prefix: &str) -> Result<Figures>
     })
 }
 
+/// The figures' font, registered with plotters, or why there is none (`Ok(Err(why))`).
+///
+/// # Errors
+/// A font that was found and registered but does not parse.
+pub(crate) fn plot_font() -> Result<std::result::Result<FontRef<'static>, String>> {
+    match font() {
+        Ok(bytes) => Ok(Ok(FontRef::try_from_slice(bytes).map_err(|e| {
+            anyhow!("the plot font was registered but does not parse: {e}")
+        })?)),
+        Err(why) => Ok(Err(why.clone())),
+    }
+}
+
 /// `synthetic 8B` -> `synthetic-8B`: a file-name-safe workload name.
 fn slug(w: &str) -> String {
     w.chars()
@@ -191,7 +203,7 @@ fn slug(w: &str) -> String {
 }
 
 /// A figure that can be drawn on any backend.
-trait Chart {
+pub(crate) trait Chart {
     /// Width and height in pixels.
     fn size(&self) -> (u32, u32);
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
@@ -199,7 +211,7 @@ trait Chart {
         DB::ErrorType: 'static;
 }
 
-fn render<C: Chart>(
+pub(crate) fn render<C: Chart>(
     chart: &C,
     font: &FontRef<'static>,
     dir: &Path,
@@ -226,18 +238,18 @@ fn render<C: Chart>(
     Ok(Figure { kind, svg, png })
 }
 
-fn text(size: u32) -> TextStyle<'static> {
+pub(crate) fn text(size: u32) -> TextStyle<'static> {
     ("sans-serif", size).into_font().color(&BLACK)
 }
 
-fn grey(size: u32) -> TextStyle<'static> {
+pub(crate) fn grey(size: u32) -> TextStyle<'static> {
     ("sans-serif", size)
         .into_font()
         .color(&RGBColor(90, 90, 90))
 }
 
 /// Powers of ten (and 3x them when the range is short) inside `lo..hi`: the log axis ticks.
-fn decades(lo: f64, hi: f64) -> Vec<f64> {
+pub(crate) fn decades(lo: f64, hi: f64) -> Vec<f64> {
     let mut v = Vec::new();
     let mut d = 10f64.powf(lo.log10().floor());
     while d <= hi {

@@ -460,6 +460,209 @@ pub mod pmemobj {
         }
     }
 
+    /// A pool whose transactions run from many threads at once, isolated by locks: the
+    /// root object is cut into stripes of `stripe` bytes, each with a mutex, and a
+    /// transaction holds the mutexes of every stripe it names until it ends (the locking a
+    /// user of libpmemobj must add: its per-thread lanes give no isolation). One stripe as
+    /// long as the root object is a global lock.
+    ///
+    /// Soundness: bytes of the root object are read or written only by a
+    /// [`LockedTx`] holding their stripes' mutexes, or by [`LockedPool::read`] holding
+    /// them, so no two threads touch one byte at once.
+    #[derive(Debug)]
+    pub struct LockedPool {
+        pool: Pool,
+        stripe: usize,
+        locks: Vec<std::sync::Mutex<()>>,
+    }
+
+    // SAFETY: the handle's fields are only read after creation; libpmemobj's transaction
+    // calls keep their state per thread; the root object's bytes are accessed only under
+    // their stripes' mutexes (see the type's docs).
+    unsafe impl Sync for LockedPool {}
+
+    /// A transaction of a [`LockedPool`] on this thread, holding its stripes.
+    #[derive(Debug)]
+    pub struct LockedTx<'a> {
+        pool: &'a LockedPool,
+        /// Indexes of the held stripes, ascending.
+        held: Vec<usize>,
+    }
+
+    impl LockedPool {
+        /// Wraps `pool` with a mutex per `stripe` bytes of its root object (`stripe > 0`).
+        pub fn new(pool: Pool, stripe: usize) -> LockedPool {
+            let stripe = stripe.max(1);
+            let locks = (0..pool.len.div_ceil(stripe))
+                .map(|_| std::sync::Mutex::new(()))
+                .collect();
+            LockedPool {
+                pool,
+                stripe,
+                locks,
+            }
+        }
+
+        /// The stripes of `ranges`, ascending, without repeats.
+        fn stripes(&self, ranges: &[std::ops::Range<usize>]) -> io::Result<Vec<usize>> {
+            let mut v = Vec::new();
+            for r in ranges {
+                if r.start >= r.end || r.end > self.pool.len {
+                    return Err(io::Error::other("range outside the root object"));
+                }
+                v.extend(r.start / self.stripe..=(r.end - 1) / self.stripe);
+            }
+            v.sort_unstable();
+            v.dedup();
+            Ok(v)
+        }
+
+        /// Locks `stripes` (ascending, so two callers never wait for each other in a cycle).
+        fn lock(&self, stripes: &[usize]) -> Vec<std::sync::MutexGuard<'_, ()>> {
+            stripes
+                .iter()
+                .map(|&i| {
+                    self.locks[i]
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                })
+                .collect()
+        }
+
+        /// Copies `off..off+buf.len()` into `buf` under its stripes' locks.
+        ///
+        /// # Errors
+        /// A range outside the root object.
+        pub fn read(&self, off: usize, buf: &mut [u8]) -> io::Result<()> {
+            let end = off
+                .checked_add(buf.len())
+                .ok_or_else(|| io::Error::other("overflow"))?;
+            let stripes = self.stripes(std::slice::from_ref(&(off..end)))?;
+            let _guards = self.lock(&stripes);
+            // SAFETY: inside the root object (checked by `stripes`), which lives as long
+            // as `self`; its stripes are locked, so no thread writes it meanwhile.
+            unsafe {
+                std::ptr::copy_nonoverlapping(self.pool.root.add(off), buf.as_mut_ptr(), buf.len());
+            }
+            Ok(())
+        }
+
+        /// Runs `f` in a libpmemobj transaction holding the stripes of `ranges` (locked
+        /// in ascending order before the transaction begins, released after it ends):
+        /// commits if `f` returns `Ok`, aborts otherwise.
+        ///
+        /// # Errors
+        /// `f`'s error, libpmemobj's, or a range outside the root object.
+        pub fn transaction<R>(
+            &self,
+            ranges: &[std::ops::Range<usize>],
+            f: impl FnOnce(&mut LockedTx<'_>) -> io::Result<R>,
+        ) -> io::Result<R> {
+            let held = self.stripes(ranges)?;
+            let _guards = self.lock(&held);
+            // SAFETY: as in `Pool::tx_begin`; the transaction belongs to this thread and
+            // ends below before the guards drop.
+            let rc = unsafe {
+                pmemobj_tx_begin(self.pool.pop.as_ptr(), std::ptr::null_mut(), TX_PARAM_NONE)
+            };
+            if rc != 0 {
+                // SAFETY: ends the failed transaction begun above on this thread.
+                unsafe { pmemobj_tx_end() };
+                return Err(last_error("pmemobj_tx_begin"));
+            }
+            let mut tx = LockedTx { pool: self, held };
+            match f(&mut tx) {
+                Ok(v) => {
+                    // SAFETY: this thread's transaction, begun above, is open.
+                    let rc = unsafe {
+                        pmemobj_tx_commit();
+                        pmemobj_tx_end()
+                    };
+                    if rc == 0 {
+                        Ok(v)
+                    } else {
+                        Err(last_error("pmemobj transaction"))
+                    }
+                }
+                Err(e) => {
+                    // SAFETY: this thread's transaction, begun above, is open; abort only
+                    // in the WORK stage (a failed add_range already aborted it), with a
+                    // null jmp_buf so it returns.
+                    unsafe {
+                        if pmemobj_tx_stage() == TX_STAGE_WORK {
+                            pmemobj_tx_abort(libc::ECANCELED);
+                        }
+                        pmemobj_tx_end();
+                    }
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    impl LockedTx<'_> {
+        /// Whether `off..end` lies in held stripes.
+        fn holds(&self, off: usize, len: usize) -> io::Result<()> {
+            let stripe = self.pool.stripe;
+            let end = off
+                .checked_add(len)
+                .ok_or_else(|| io::Error::other("overflow"))?;
+            let ok = len > 0
+                && end <= self.pool.pool.len
+                && (off / stripe..=(end - 1) / stripe).all(|i| self.held.binary_search(&i).is_ok());
+            if ok {
+                Ok(())
+            } else {
+                Err(io::Error::other("range not locked by this transaction"))
+            }
+        }
+
+        /// Copies `off..off+buf.len()` into `buf`.
+        ///
+        /// # Errors
+        /// A range this transaction did not lock.
+        pub fn read(&self, off: usize, buf: &mut [u8]) -> io::Result<()> {
+            self.holds(off, buf.len())?;
+            // SAFETY: inside the root object and in stripes this thread holds (checked).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.pool.pool.root.add(off),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                );
+            }
+            Ok(())
+        }
+
+        /// Snapshots `off..off+data.len()` into this thread's undo log and copies `data` in.
+        ///
+        /// # Errors
+        /// A range this transaction did not lock; libpmemobj's error (the transaction is
+        /// then aborted).
+        pub fn write(&mut self, off: usize, data: &[u8]) -> io::Result<()> {
+            self.holds(off, data.len())?;
+            let oid = PmemOid {
+                pool_uuid_lo: self.pool.pool.root_oid_lo,
+                off: self.pool.pool.root_oid_off,
+            };
+            // SAFETY: this thread's transaction is open (a `LockedTx` exists only inside
+            // `LockedPool::transaction`); the range lies inside the root object (checked).
+            let rc = unsafe { pmemobj_tx_add_range(oid, off as u64, data.len()) };
+            if rc != 0 {
+                return Err(last_error("pmemobj_tx_add_range"));
+            }
+            // SAFETY: inside the root object and in stripes this thread holds (checked).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    data.as_ptr(),
+                    self.pool.pool.root.add(off),
+                    data.len(),
+                );
+            }
+            Ok(())
+        }
+    }
+
     impl Drop for Pool {
         fn drop(&mut self) {
             // SAFETY: the pool is open and no slice of it outlives `self`.

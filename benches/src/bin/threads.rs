@@ -1,277 +1,291 @@
-//! Debit-credit from many threads on one vista segment:
-//! `cargo run --release -p benches --bin threads -- --threads 1,2,4,8`.
+//! Debit-credit from many threads: vista against the peers with the locking a user of
+//! each would need (`benches::threads` describes the workload and the engines).
 //!
-//! Each transaction adds a delta to one account, its teller and its branch (each balance
-//! changed in place through `set_range`, so its lock is taken exclusively at once) and
-//! writes a 50-byte history record into its thread's own ring (a shared history head
-//! would make every transaction conflict). Tables: 100,000 accounts, 10,000 tellers and
-//! 1,000 branches of 100 bytes. `uniform` picks the branch uniformly; `hotspot` uses 4
-//! branches (and their 40 tellers), so most transactions meet on a few records.
+//! ```sh
+//! cargo run --release -p benches --features pmdk --bin threads                 # scaling, every engine
+//! cargo run --release -p benches --bin threads -- --mode stall                 # vista's checkpoint stall
+//! cargo run --release -p benches --features pmdk --bin threads -- --smoke      # seconds, for CI
+//! ```
 //!
-//! Engines: `vista` (transactions run concurrently, one lane each, range locks,
-//! `Segment::transaction` retrying conflicts), and `vista-mutex` (every transaction under
-//! one global mutex: what a program needed before segments were `Sync`).
+//! `--mode scale` (the default) runs each engine and shape at every thread count, `--runs`
+//! times (interleaved, so a change in the machine's load hits every thread count alike),
+//! and prints per cell the median transactions per second, its ratio to one thread, the
+//! runs' range, retries per committed transaction and the median p50 / p99 / p99.9
+//! latency of a whole transaction (retries included).
 //!
-//! Reports per cell: transactions per second, retries per committed transaction,
-//! p50 / p99 / p99.9 latency of a whole `transaction` call (retries included). With
-//! `--checkpoint-ms N`, another thread takes a checkpoint every N ms meanwhile, which
-//! shows the stall a checkpoint's copy adds to the tail.
+//! `--mode stall` runs vista alone, each thread count with `Writeback::Manual` (no
+//! checkpoint while measuring) and with `Writeback::Background` (a checkpoint every
+//! `--checkpoint-ms` while pages are dirty, or after `--dirty-mib`), and prints the
+//! latency percentiles side by side (and how long the last checkpoint of each run took):
+//! what a running checkpoint costs the transactions.
+//!
+//! Every run ends with a check that each table's balances sum to the deltas of every
+//! committed transaction (a lost update fails the run). `--results DIR` also writes the
+//! report to `DIR/threads-<mode>.md`, and in scale mode the figure `DIR/threads-scale.svg`
+//! and `.png` (transactions per second against threads, log-log, a panel per shape).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use benches::machine::{load_average, Machine};
+use benches::threads::plot::write_scale;
+use benches::threads::run::{median, run, Plan, Sample, Summary};
+use benches::threads::table::{self, ScaleRow, StallRow};
+use benches::threads::vista::{default_options, VistaBank};
+use benches::threads::{Bank, Engine, Shape, MAX_THREADS};
 use clap::{Parser, ValueEnum};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
-use vista::{Options, Protection, Segment, Writeback};
-
-const RECORD: u64 = 100;
-const ACCOUNTS: u64 = 100_000;
-const TELLERS_PER_BRANCH: u64 = 10;
-const ACCOUNTS_OFF: u64 = 0;
-const TELLERS_OFF: u64 = ACCOUNTS * RECORD;
-const BRANCHES_OFF: u64 = TELLERS_OFF + 10_000 * RECORD;
-const HISTORY_OFF: u64 = BRANCHES_OFF + 1_000 * RECORD;
-const HISTORY_LEN: u64 = 50;
-const HISTORY_PER_THREAD: u64 = 8192;
-const MAX_THREADS: u64 = 64;
-const SEGMENT: u64 = HISTORY_OFF + MAX_THREADS * HISTORY_PER_THREAD * HISTORY_LEN;
+use vista::Writeback;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Engine {
-    Vista,
-    VistaMutex,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Shape {
-    Uniform,
-    Hotspot,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Guard {
-    None,
-    Mprotect,
+enum Mode {
+    /// Throughput, retries and latency against thread count, every engine.
+    Scale,
+    /// vista's latency with and without background checkpoints.
+    Stall,
 }
 
 /// Debit-credit from many threads.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Thread counts.
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "scale")]
+    mode: Mode,
+    /// Thread counts (the first is the base of the "vs 1 thread" column).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
     threads: Vec<u64>,
-    /// Engines.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_enum,
-        default_value = "vista,vista-mutex"
-    )]
+    /// Engines (default: every engine of this build; PMDK needs `--features pmdk`).
+    #[arg(long, value_delimiter = ',', value_enum)]
     engines: Vec<Engine>,
-    /// Workload shapes.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_enum,
-        default_value = "uniform,hotspot"
-    )]
+    /// Workload shapes (default: both in scale mode, uniform in stall mode).
+    #[arg(long, value_delimiter = ',', value_enum)]
     shapes: Vec<Shape>,
-    /// Protection of the segment.
-    #[arg(long, value_enum, default_value = "none")]
-    protection: Guard,
-    /// Seconds per cell (after a quarter of it as warm-up).
-    #[arg(long, default_value = "2")]
+    /// Seconds measured per cell and run (after a quarter of it as warm-up).
+    #[arg(long, default_value = "1")]
     seconds: f64,
-    /// Take a checkpoint every this many ms while the cell runs (0: none).
-    #[arg(long, default_value = "0")]
+    /// Runs of every cell; the tables show medians.
+    #[arg(long, default_value = "3")]
+    runs: usize,
+    /// Stall mode: the background writeback's interval in ms.
+    #[arg(long, default_value = "50")]
     checkpoint_ms: u64,
-    /// Where the segment and its memory image live (default: a temporary directory).
+    /// Stall mode: dirty MiB that trigger an early background checkpoint.
+    #[arg(long, default_value = "16")]
+    dirty_mib: u64,
+    /// Seed of the threads' generators.
+    #[arg(long, default_value = "1")]
+    seed: u64,
+    /// Where engines keep their files (default: the system temp dir); vista's memory
+    /// image goes to `$RIO_CACHE_DIR` or `/dev/shm`.
     #[arg(long)]
-    dir: Option<std::path::PathBuf>,
-}
-
-struct Cell {
-    commits: u64,
-    attempts: u64,
-    latencies: Vec<u32>,
-    checkpoints: u64,
-    elapsed: Duration,
-}
-
-fn put(b: &mut [u8], delta: i64) {
-    let v = i64::from_le_bytes(b[..8].try_into().expect("8 bytes")) + delta;
-    b[..8].copy_from_slice(&v.to_le_bytes());
-}
-
-/// One debit-credit transaction; returns how many times the closure ran.
-fn transact(seg: &Segment, rng: &mut SmallRng, shape: Shape, thread: u64, n: u64) -> Result<u64> {
-    let branches = match shape {
-        Shape::Uniform => 1_000,
-        Shape::Hotspot => 4,
-    };
-    let branch = rng.gen_range(0..branches);
-    let teller = branch * TELLERS_PER_BRANCH + rng.gen_range(0..TELLERS_PER_BRANCH);
-    let account = rng.gen_range(0..ACCOUNTS);
-    let delta: i64 = rng.gen_range(-99_999..=99_999);
-    let slot = HISTORY_OFF + (thread * HISTORY_PER_THREAD + n % HISTORY_PER_THREAD) * HISTORY_LEN;
-    let mut record = [0u8; HISTORY_LEN as usize];
-    record[..8].copy_from_slice(&n.to_le_bytes());
-    record[8..16].copy_from_slice(&account.to_le_bytes());
-    record[16..24].copy_from_slice(&teller.to_le_bytes());
-    record[24..32].copy_from_slice(&branch.to_le_bytes());
-    record[32..40].copy_from_slice(&delta.to_le_bytes());
-    let mut runs = 0;
-    seg.transaction(|tx| {
-        runs += 1;
-        put(tx.set_range(ACCOUNTS_OFF + account * RECORD, 8)?, delta);
-        put(tx.set_range(TELLERS_OFF + teller * RECORD, 8)?, delta);
-        put(tx.set_range(BRANCHES_OFF + branch * RECORD, 8)?, delta);
-        tx.write(slot, &record)
-    })?;
-    Ok(runs)
-}
-
-fn run_cell(
-    seg: &Segment,
-    engine: Engine,
-    shape: Shape,
-    threads: u64,
-    args: &Args,
-) -> Result<Cell> {
-    let global = Mutex::new(());
-    let stop = AtomicBool::new(false);
-    let measuring = AtomicBool::new(false);
-    let warm = Duration::from_secs_f64(args.seconds / 4.0);
-    let run = Duration::from_secs_f64(args.seconds);
-    let mut cell = Cell {
-        commits: 0,
-        attempts: 0,
-        latencies: Vec::new(),
-        checkpoints: 0,
-        elapsed: Duration::ZERO,
-    };
-    std::thread::scope(|s| -> Result<()> {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let (global, stop, measuring) = (&global, &stop, &measuring);
-                s.spawn(move || -> Result<(u64, u64, Vec<u32>)> {
-                    let mut rng = SmallRng::seed_from_u64(t + 1);
-                    let (mut commits, mut attempts, mut lat) = (0, 0, Vec::with_capacity(1 << 20));
-                    let mut n = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        let start = Instant::now();
-                        let runs = if engine == Engine::VistaMutex {
-                            let _g = global
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner);
-                            transact(seg, &mut rng, shape, t, n)?
-                        } else {
-                            transact(seg, &mut rng, shape, t, n)?
-                        };
-                        n += 1;
-                        if measuring.load(Ordering::Relaxed) {
-                            let ns = start.elapsed().as_nanos();
-                            lat.push(u32::try_from(ns).unwrap_or(u32::MAX));
-                            commits += 1;
-                            attempts += runs;
-                        }
-                    }
-                    Ok((commits, attempts, lat))
-                })
-            })
-            .collect();
-        let checkpointer = (args.checkpoint_ms > 0).then(|| {
-            let (stop, every) = (&stop, Duration::from_millis(args.checkpoint_ms));
-            s.spawn(move || -> Result<u64> {
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(every);
-                    seg.checkpoint()?;
-                    n += 1;
-                }
-                Ok(n)
-            })
-        });
-        std::thread::sleep(warm);
-        measuring.store(true, Ordering::Relaxed);
-        let started = Instant::now();
-        std::thread::sleep(run);
-        measuring.store(false, Ordering::Relaxed);
-        cell.elapsed = started.elapsed();
-        stop.store(true, Ordering::Relaxed);
-        for w in workers {
-            let (c, a, l) = w.join().expect("worker")?;
-            cell.commits += c;
-            cell.attempts += a;
-            cell.latencies.extend(l);
-        }
-        if let Some(c) = checkpointer {
-            cell.checkpoints = c.join().expect("checkpointer")?;
-        }
-        Ok(())
-    })?;
-    Ok(cell)
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    f64::from(sorted[i]) / 1000.0
+    scratch: Option<PathBuf>,
+    /// Also write the report to `DIR/threads-<mode>.md`.
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// A bounded run for CI: 1 and 2 threads, 20 ms per cell, one run, checkpoints at
+    /// most 5 ms apart in stall mode (overrides those options).
+    #[arg(long)]
+    smoke: bool,
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
-    if args.threads.iter().any(|&t| t == 0 || t > MAX_THREADS) {
+    let mut args = Args::parse();
+    if args.smoke {
+        args.threads = vec![1, 2];
+        args.seconds = 0.02;
+        args.runs = 1;
+        args.checkpoint_ms = args.checkpoint_ms.min(5);
+    }
+    if args.threads.is_empty() || args.threads.iter().any(|&t| t == 0 || t > MAX_THREADS) {
         bail!("thread counts must be between 1 and {MAX_THREADS}");
     }
-    let tmp = tempfile::tempdir()?;
-    let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_owned());
-    let protection = match args.protection {
-        Guard::None => Protection::None,
-        Guard::Mprotect => Protection::Mprotect,
-    };
-    let lanes = u32::try_from(*args.threads.iter().max().unwrap_or(&1))
-        .unwrap_or(64)
-        .max(4);
-    let opts = Options::new()
-        .size(SEGMENT)
-        .lanes(lanes)
-        .protection(protection)
-        .writeback(Writeback::Manual)
-        .cache_dir(&dir);
-    println!(
-        "| engine | shape | threads | txn/s | vs 1 thread | retries/txn | p50 us | p99 us | p99.9 us | checkpoints |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    for &engine in &args.engines {
-        for &shape in &args.shapes {
-            let path = dir.join(format!("threads-{engine:?}-{shape:?}.vista"));
-            Segment::remove(&path, &opts)?;
-            let seg = Segment::open(&path, &opts)?;
-            let mut base = None;
-            for &threads in &args.threads {
-                let mut cell = run_cell(&seg, engine, shape, threads, &args)?;
-                cell.latencies.sort_unstable();
-                let tps = cell.commits as f64 / cell.elapsed.as_secs_f64();
-                let base_tps = *base.get_or_insert(tps);
-                println!(
-                    "| {engine:?} | {shape:?} | {threads} | {tps:.0} | {:.2}x | {:.4} | {:.2} | {:.2} | {:.2} | {} |",
-                    tps / base_tps,
-                    (cell.attempts - cell.commits) as f64 / cell.commits.max(1) as f64,
-                    percentile(&cell.latencies, 0.5),
-                    percentile(&cell.latencies, 0.99),
-                    percentile(&cell.latencies, 0.999),
-                    cell.checkpoints,
-                );
-            }
-            seg.close()?;
-            Segment::remove(&path, &opts)?;
+    if args.runs == 0 || !args.seconds.is_finite() || args.seconds <= 0.0 {
+        bail!("--runs and --seconds must be positive");
+    }
+    if args.engines.is_empty() {
+        args.engines = Engine::all();
+    }
+    if let Some(e) = args.engines.iter().find(|e| !e.available()) {
+        bail!("{} needs `--features pmdk`", e.name());
+    }
+    if args.shapes.is_empty() {
+        args.shapes = match args.mode {
+            Mode::Scale => vec![Shape::Uniform, Shape::Hotspot],
+            Mode::Stall => vec![Shape::Uniform],
+        };
+    }
+    let scratch = args.scratch.clone().unwrap_or_else(std::env::temp_dir);
+    let mut machine = Machine::detect(&scratch);
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let (body, rows) = match args.mode {
+        Mode::Scale => {
+            let rows = scale(&args, &scratch)?;
+            (table::scale(&rows), rows)
         }
+        Mode::Stall => (stall(&args, &scratch)?, Vec::new()),
+    };
+    machine.load_end = load_average();
+    let mut doc = String::new();
+    let _ = writeln!(doc, "Command: `{command}`\n");
+    let _ = writeln!(doc, "Machine: {}\n", machine.summary());
+    let _ = writeln!(
+        doc,
+        "{} s measured per cell after {} s of warm-up, medians of {} run(s).\n",
+        args.seconds,
+        args.seconds / 4.0,
+        args.runs
+    );
+    doc.push_str(&body);
+    print!("{doc}");
+    if let Some(dir) = &args.results {
+        std::fs::create_dir_all(dir)?;
+        let name = match args.mode {
+            Mode::Scale => "threads-scale.md",
+            Mode::Stall => "threads-stall.md",
+        };
+        let path = dir.join(name);
+        if !rows.is_empty() {
+            let footer = format!(
+                "{}, {} cores; load average {:.2} at start, {:.2} at end; {} s per cell, medians of {} runs",
+                machine.cpu,
+                machine.cores,
+                machine.load_start,
+                machine.load_end,
+                args.seconds,
+                args.runs
+            );
+            match write_scale(&rows, dir, &footer)? {
+                Ok((_svg, png)) => {
+                    let _ = writeln!(
+                        doc,
+                        "\n![transactions per second against threads]({})",
+                        png.file_name().unwrap_or_default().to_string_lossy()
+                    );
+                }
+                Err(why) => {
+                    let _ = writeln!(doc, "\nNo figure: {why}");
+                }
+            }
+        }
+        std::fs::write(&path, &doc).with_context(|| path.display().to_string())?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+fn plan(args: &Args, shape: Shape, threads: u64, run: usize) -> Plan {
+    Plan {
+        threads,
+        shape,
+        warm_up: Duration::from_secs_f64(args.seconds / 4.0),
+        measure: Duration::from_secs_f64(args.seconds),
+        seed: args.seed.wrapping_add(1000 * run as u64),
+    }
+}
+
+/// Runs every thread count `args.runs` times on `bank` (interleaved), checks the balances,
+/// and returns the samples per thread count.
+fn cells(
+    bank: &dyn Bank,
+    args: &Args,
+    shape: Shape,
+    probe: &(dyn Fn() -> u64 + Sync),
+) -> Result<Vec<Vec<Sample>>> {
+    let mut samples = vec![Vec::new(); args.threads.len()];
+    let mut committed = 0i64;
+    for r in 0..args.runs {
+        for (i, &threads) in args.threads.iter().enumerate() {
+            let (sample, deltas) = run(bank, &plan(args, shape, threads, r), probe)?;
+            committed = committed.wrapping_add(deltas);
+            samples[i].push(sample);
+        }
+    }
+    bank.totals()?.check(committed)?;
+    Ok(samples)
+}
+
+fn scale(args: &Args, scratch: &std::path::Path) -> Result<Vec<ScaleRow>> {
+    let mut rows = Vec::new();
+    for &engine in &args.engines {
+        for &shape in &args.shapes {
+            eprintln!("{} {} ...", engine.name(), shape.name());
+            let bank = engine.open(scratch)?;
+            let samples = cells(bank.as_ref(), args, shape, &|| 0)
+                .with_context(|| format!("{} {}", engine.name(), shape.name()))?;
+            let summaries: Vec<Summary> = samples.iter().map(|s| Summary::of(s)).collect();
+            let base = (args.threads[0] == 1).then(|| summaries[0].tps);
+            for (&threads, summary) in args.threads.iter().zip(summaries) {
+                rows.push(ScaleRow {
+                    engine: engine.name().into(),
+                    shape: shape.name().into(),
+                    threads,
+                    summary,
+                    base_tps: base,
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+fn stall(args: &Args, scratch: &std::path::Path) -> Result<String> {
+    let background = Writeback::Background {
+        interval: Duration::from_millis(args.checkpoint_ms),
+        dirty_bytes: args.dirty_mib << 20,
+    };
+    let configs = [
+        ("manual".to_string(), Writeback::Manual),
+        (
+            format!(
+                "background {} ms / {} MiB",
+                args.checkpoint_ms, args.dirty_mib
+            ),
+            background,
+        ),
+    ];
+    let mut rows = Vec::new();
+    for &shape in &args.shapes {
+        eprintln!("vista {} ...", shape.name());
+        // Both segments stay open and their cells alternate, so a change in the machine's
+        // load hits both alike.
+        let banks = configs
+            .iter()
+            .map(|(_, w)| VistaBank::open(scratch, &default_options().writeback(*w), false))
+            .collect::<Result<Vec<_>>>()?;
+        let mut samples = vec![vec![Vec::new(); args.threads.len()]; banks.len()];
+        let mut committed = vec![0i64; banks.len()];
+        let mut last_checkpoint = vec![vec![Vec::new(); args.threads.len()]; banks.len()];
+        for r in 0..args.runs {
+            for (i, &threads) in args.threads.iter().enumerate() {
+                for (b, bank) in banks.iter().enumerate() {
+                    let probe = || bank.segment().cache_stats().checkpoints;
+                    let (sample, deltas) = run(bank, &plan(args, shape, threads, r), &probe)
+                        .with_context(|| format!("vista {} {}", shape.name(), configs[b].0))?;
+                    committed[b] = committed[b].wrapping_add(deltas);
+                    samples[b][i].push(sample);
+                    if let Some(d) = bank.segment().cache_stats().last_checkpoint {
+                        last_checkpoint[b][i].push(d.as_secs_f64() * 1e3);
+                    }
+                }
+            }
+        }
+        for (bank, committed) in banks.iter().zip(&committed) {
+            bank.totals()?.check(*committed)?;
+        }
+        for (i, &threads) in args.threads.iter().enumerate() {
+            for (b, (name, _)) in configs.iter().enumerate() {
+                rows.push(StallRow {
+                    shape: shape.name().into(),
+                    threads,
+                    writeback: name.clone(),
+                    summary: Summary::of(&samples[b][i]),
+                    seconds: args.seconds,
+                    checkpoint_ms: (!last_checkpoint[b][i].is_empty())
+                        .then(|| median(last_checkpoint[b][i].clone())),
+                });
+            }
+        }
+    }
+    Ok(table::stall(&rows))
 }
