@@ -99,8 +99,9 @@
 //!   over the same bytes are never alive together, by the same borrows as above (the
 //!   write mapping's address is never handed out except inside such a `&mut`).
 //!
-//! Unsafe code lives in two modules: `sys` (system calls and raw views of the mapping)
-//! and `access` (where the slices above are created).
+//! Unsafe code lives only in the `sys` module: system calls and raw views of the
+//! mapping in `sys` itself, and in its child `sys::access` the updates and reads where
+//! the slices above are created.
 //!
 //! # Dependencies
 //! - `memmap2`: the mappings (creation, unmapping on drop).
@@ -118,7 +119,6 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-mod access;
 mod cache;
 mod checkpoint;
 mod disk_io;
@@ -167,7 +167,6 @@ mod mutant {
 /// `grow-extend-no-sync`).
 pub const MUTANT_ENV: &str = "RIO_MUTANT";
 
-pub use access::{PageMemo, Update, WriteWindow};
 pub use cache::{RioCache, Stats};
 pub use checkpoint::CRASH_POINTS;
 pub use error::{Error, PkeyUnavailable, Result};
@@ -178,6 +177,7 @@ pub use options::{Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACH
 pub use protection::ActiveProtection;
 pub use shared::{Claim, Locked, SharedCache, DEFAULT_LOCK_WAIT};
 pub use start::{ColdReason, StartKind};
+pub use sys::access::{PageMemo, Update, WriteWindow};
 
 /// The page size rio-cache works in (dirty tracking, protection, checkpoints).
 pub const PAGE_SIZE: usize = sys::PAGE;

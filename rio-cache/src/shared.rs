@@ -5,12 +5,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::access::{Locking, PageMemo};
 use crate::cache::{RioCache, Stats};
 use crate::error::{Error, Result};
 use crate::locks::{Held, LockTable};
 use crate::protection::ActiveProtection;
 use crate::start::StartKind;
+use crate::sys::access::{Locking, PageMemo};
 use crate::Update;
 
 /// How long an update waits for a range another update holds, by default, before

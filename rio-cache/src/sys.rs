@@ -1,10 +1,14 @@
 //! The one room of the crate where unsafe code lives: system calls (mprotect,
-//! pkey_*, WRPKRU, flock, fallocate) and the raw views of the shared mappings.
+//! pkey_*, WRPKRU, flock, fallocate) and the raw views of the shared mappings here, and
+//! in [`access`] the updates, windows and reads that turn those views into slices under
+//! the rules of the crate documentation.
 //!
 //! The soundness argument for handing out slices of a `MAP_SHARED` mapping is in the
 //! crate documentation ("Why the slices are sound"); each function below states the
 //! part it relies on.
 #![allow(unsafe_code)]
+
+pub(crate) mod access;
 
 use std::fs::File;
 use std::io;

@@ -11,7 +11,6 @@
 //!   checkpointer is not copying);
 //! - shared slices of a shared cache cover only ranges their holder has locked;
 //! - the checkpointer copies pages only while the gate is closed.
-#![allow(unsafe_code)]
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
