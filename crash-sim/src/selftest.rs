@@ -115,6 +115,14 @@ pub const MUTANTS: &[Mutant] = &[
         campaign: ("vista", "bank", "kill", "10"),
         threads: 4,
     },
+    Mutant {
+        name: "read-unlocked",
+        var: "RIO_MUTANT",
+        what: "rio-cache's updates read without taking the shared lock (a transaction's \
+               reads are not isolated: lost updates)",
+        campaign: ("vista", "kv", "kill", "10"),
+        threads: 4,
+    },
 ];
 
 /// The outcome of one campaign of the self-test.

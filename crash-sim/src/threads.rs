@@ -386,7 +386,7 @@ fn check_bank(e: &Expect<'_>, last: &[u64], recovered: &[u8]) -> Result<(), Stri
     let (got, want) = (total(recovered), total(e.base));
     if got != want {
         return Err(format!(
-            "bank total is {got}, not {want}: a transfer was applied in part (threads' last \
+            "bank total is {got}, not {want}: a transfer was applied in part or an update lost (threads' last \
              committed ops {last:?})"
         ));
     }
