@@ -170,22 +170,22 @@ fn refuses_an_aborted_op() {
 #[test]
 fn refuses_half_a_transfer_and_a_lost_update() {
     let good = replay(Shape::Bank, &order(&[9, 9, 9, 9], true));
-    let a = acks(&[9, 9, 9, 9]);
-    assert!(check(Shape::Bank, &a, CrashModel::Process, &good).is_ok());
+    let all = acks(&[9, 9, 9, 9]);
+    assert!(check(Shape::Bank, &all, CrashModel::Process, &good).is_ok());
     // Half a transfer: one account changed alone.
-    let mut s = good.clone();
-    let b = u64::from_le_bytes(s[ITEMS..ITEMS + 8].try_into().unwrap());
-    s[ITEMS..ITEMS + 8].copy_from_slice(&(b + 17).to_le_bytes());
-    let e = check(Shape::Bank, &a, CrashModel::Process, &s).unwrap_err();
-    assert!(e.contains("bank total"), "{e}");
+    let mut st = good.clone();
+    let bal = u64::from_le_bytes(st[ITEMS..ITEMS + 8].try_into().unwrap());
+    st[ITEMS..ITEMS + 8].copy_from_slice(&(bal + 17).to_le_bytes());
+    let err = check(Shape::Bank, &all, CrashModel::Process, &st).unwrap_err();
+    assert!(err.contains("bank total"), "{err}");
     // A lost update: money moved between two accounts that no committed transfer
     // explains (the total holds).
-    let mut s = good.clone();
-    let c = u64::from_le_bytes(s[ITEMS + LINE..ITEMS + LINE + 8].try_into().unwrap());
-    s[ITEMS..ITEMS + 8].copy_from_slice(&(b + 17).to_le_bytes());
-    s[ITEMS + LINE..ITEMS + LINE + 8].copy_from_slice(&c.wrapping_sub(17).to_le_bytes());
-    let e = check(Shape::Bank, &a, CrashModel::Process, &s).unwrap_err();
-    assert!(e.contains("account 0 holds"), "{e}");
+    let mut st = good.clone();
+    let other = u64::from_le_bytes(st[ITEMS + LINE..ITEMS + LINE + 8].try_into().unwrap());
+    st[ITEMS..ITEMS + 8].copy_from_slice(&(bal + 17).to_le_bytes());
+    st[ITEMS + LINE..ITEMS + LINE + 8].copy_from_slice(&other.wrapping_sub(17).to_le_bytes());
+    let err = check(Shape::Bank, &all, CrashModel::Process, &st).unwrap_err();
+    assert!(err.contains("account 0 holds"), "{err}");
 }
 
 /// Ops of threads 0 and 1 (committing, within the first 200) that write two slots in
@@ -224,23 +224,23 @@ fn kv_refuses_a_lost_update_and_last_writers_no_serial_order_explains() {
     prefix.extend((1..j).map(|k| (1, k)));
     let a_then_b: Vec<(u32, u64)> = prefix.iter().copied().chain([(0, i), (1, j)]).collect();
     let b_then_a: Vec<(u32, u64)> = prefix.iter().copied().chain([(1, j), (0, i)]).collect();
-    let a = acks(&[i, j, 0, 0]);
+    let all = acks(&[i, j, 0, 0]);
     let ab = replay(Shape::Kv, &a_then_b);
     let ba = replay(Shape::Kv, &b_then_a);
-    assert!(check(Shape::Kv, &a, CrashModel::Process, &ab).is_ok());
-    assert!(check(Shape::Kv, &a, CrashModel::Process, &ba).is_ok());
+    assert!(check(Shape::Kv, &all, CrashModel::Process, &ab).is_ok());
+    assert!(check(Shape::Kv, &all, CrashModel::Process, &ba).is_ok());
     let slot = |k: usize| ITEMS + k * LINE..ITEMS + (k + 1) * LINE;
     // Slot x last written by thread 0's op, slot y by thread 1's: no serial order.
-    let mut s = ab.clone();
-    s[slot(x)].copy_from_slice(&ba[slot(x)]);
-    let e = check(Shape::Kv, &a, CrashModel::Process, &s).unwrap_err();
-    assert!(e.contains("no serial order"), "{e}");
+    let mut st = ab.clone();
+    st[slot(x)].copy_from_slice(&ba[slot(x)]);
+    let err = check(Shape::Kv, &all, CrashModel::Process, &st).unwrap_err();
+    assert!(err.contains("no serial order"), "{err}");
     // A lost update: the second writer of y read the version before the first wrote.
-    let mut s = ab.clone();
-    let v = u64::from_le_bytes(s[slot(y)][..8].try_into().unwrap());
-    s[slot(y).start..slot(y).start + 8].copy_from_slice(&(v - 1).to_le_bytes());
-    let e = check(Shape::Kv, &a, CrashModel::Process, &s).unwrap_err();
-    assert!(e.contains(&format!("slot {y} has version")), "{e}");
+    let mut st = ab.clone();
+    let ver = u64::from_le_bytes(st[slot(y)][..8].try_into().unwrap());
+    st[slot(y).start..slot(y).start + 8].copy_from_slice(&(ver - 1).to_le_bytes());
+    let err = check(Shape::Kv, &all, CrashModel::Process, &st).unwrap_err();
+    assert!(err.contains(&format!("slot {y} has version")), "{err}");
 }
 
 #[test]
