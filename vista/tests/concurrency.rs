@@ -226,7 +226,10 @@ fn sixteen_threads_on_a_hot_spot_all_commit() {
             .collect();
         // Join every worker before judging any, so a failing one stops the checkpointer
         // instead of leaving it to loop.
-        let ends: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+        let ends: Vec<_> = workers
+            .into_iter()
+            .map(std::thread::ScopedJoinHandle::join)
+            .collect();
         done.store(true, Ordering::Relaxed);
         let n = checkpoints.join().expect("the checkpointer does not panic");
         for e in ends {
