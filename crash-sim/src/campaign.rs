@@ -86,6 +86,9 @@ pub struct Config {
     pub scenario: Option<String>,
     /// Go on after the first violation.
     pub keep_going: bool,
+    /// Threads per worker (1: the serial worker). More than one: vista, bank or kv,
+    /// kill or power mode ([`crate::threads`]).
+    pub threads: u32,
 }
 
 impl Config {
@@ -105,6 +108,7 @@ impl Config {
             hit: None,
             scenario: None,
             keep_going: false,
+            threads: 1,
         }
     }
 
@@ -117,6 +121,10 @@ impl Config {
             self.mode.name(),
             self.seed
         );
+        if self.threads != 1 && !extra.contains("--threads") {
+            s.push_str(" --threads ");
+            s.push_str(&self.threads.to_string());
+        }
         if !extra.is_empty() {
             s.push(' ');
             s.push_str(extra);
@@ -399,6 +407,17 @@ pub fn run(cfg: Config) -> Result<Report> {
         !(cfg.workload == WorkloadKind::Pages && cfg.engine.is_lrvm()),
         "the pages workload drives vista (its transactions outgrow lrvm's minimum log)"
     );
+    if cfg.threads != 1 {
+        check_threads(&cfg)?;
+        let model = if cfg.mode == Mode::Power {
+            crate::engine::CrashModel::Power
+        } else {
+            crate::engine::CrashModel::Process
+        };
+        let mut ctx = Ctx::new(cfg)?;
+        crate::threads::run(&mut ctx, model)?;
+        return Ok(ctx.finish());
+    }
     let mut ctx = Ctx::new(cfg)?;
     match ctx.cfg.mode {
         Mode::Kill => crate::kill::run(&mut ctx, crate::engine::CrashModel::Process)?,
@@ -409,4 +428,32 @@ pub fn run(cfg: Config) -> Result<Report> {
         Mode::Compound => crate::compound::run(&mut ctx)?,
     }
     Ok(ctx.finish())
+}
+
+/// What `--threads N` (N > 1) supports: vista, bank or kv, kill or power mode.
+fn check_threads(cfg: &Config) -> Result<()> {
+    let n = cfg.threads;
+    anyhow::ensure!(
+        (1..=crate::threads::MAX_THREADS).contains(&n),
+        "--threads {n}: between 1 and {}",
+        crate::threads::MAX_THREADS
+    );
+    anyhow::ensure!(
+        !cfg.engine.is_lrvm(),
+        "--threads {n} needs --engine vista: lrvm runs one transaction at a time (its \
+         transactions are not isolated from each other), so it has one thread"
+    );
+    anyhow::ensure!(
+        crate::threads::Shape::of(cfg.workload).is_some(),
+        "--threads {n} runs the bank and kv workloads, not {}",
+        cfg.workload.name()
+    );
+    anyhow::ensure!(
+        matches!(cfg.mode, Mode::Kill | Mode::Power),
+        "--threads {n} runs the kill and power modes (the kill mode also arms crash points, \
+         recovery's included, at random hits counted across threads); the {} mode runs one \
+         thread",
+        cfg.mode.name()
+    );
+    Ok(())
 }

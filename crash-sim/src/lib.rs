@@ -36,6 +36,10 @@
 //! - **compound** (vista): sequences of kills and power cuts, each with an exact oracle
 //!   ([`compound`]).
 //!
+//! With `--threads N` (vista, bank and kv, kill and power modes) each worker runs N
+//! threads of transactions on one segment, and the oracle accepts exactly the states a
+//! serial order of the committed transactions explains ([`threads`]).
+//!
 //! [`app`] runs the kill, power, points and recovery modes against a user's own vista
 //! application (its workload, its acknowledgements, its oracle), with the same report.
 //! [`exec`] crash-tests any program (`crash-sim exec`): kill, check with a shell
@@ -83,6 +87,7 @@ pub mod recovery;
 pub mod report;
 pub mod selftest;
 mod sys;
+pub mod threads;
 mod vista_engine;
 pub mod wild;
 pub mod worker;

@@ -52,6 +52,10 @@ struct RunArgs {
     /// kill, points, recovery, power, wild or compound.
     #[arg(long, value_parser = parse_mode)]
     mode: Mode,
+    /// Threads per worker, each running transactions on the one segment (vista; bank and
+    /// kv; kill and power modes). 1: the serial worker.
+    #[arg(long, default_value_t = 1)]
+    threads: u32,
     #[command(flatten)]
     campaign: crash_sim::cli::CampaignArgs,
 }
@@ -229,5 +233,6 @@ fn exec(a: ExecArgs) -> ExitCode {
 fn run(a: &RunArgs) -> ExitCode {
     let mut cfg = campaign::Config::new(a.engine, a.workload, a.mode);
     a.campaign.apply(&mut cfg);
+    cfg.threads = a.threads;
     crash_sim::report::print(campaign::run(cfg), a.campaign.json)
 }

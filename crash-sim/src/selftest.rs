@@ -20,6 +20,8 @@ pub struct Mutant {
     pub what: &'static str,
     /// The campaign: engine, workload, mode, seconds.
     pub campaign: (&'static str, &'static str, &'static str, &'static str),
+    /// Threads per worker of the campaign (`--threads`).
+    pub threads: u32,
 }
 
 /// Every mutant.
@@ -29,42 +31,49 @@ pub const MUTANTS: &[Mutant] = &[
         var: "VISTA_MUTANT",
         what: "vista publishes the undo record (tail store) after the data write",
         campaign: ("vista", "bank", "points", "20"),
+        threads: 1,
     },
     Mutant {
         name: "commit-early",
         var: "VISTA_MUTANT",
         what: "vista stores the commit (empty log) before the data is written",
         campaign: ("vista", "kv", "kill", "10"),
+        threads: 1,
     },
     Mutant {
         name: "recover-skip-newest",
         var: "VISTA_MUTANT",
         what: "vista recovery skips the newest undo record",
         campaign: ("vista", "bank", "kill", "10"),
+        threads: 1,
     },
     Mutant {
         name: "recover-clear-first",
         var: "VISTA_MUTANT",
         what: "vista recovery empties the undo log before copying the before-images back",
         campaign: ("vista", "bank", "recovery", "20"),
+        threads: 1,
     },
     Mutant {
         name: "durable-no-checkpoint",
         var: "VISTA_MUTANT",
         what: "vista commit_durable returns without taking the checkpoint",
         campaign: ("vista", "kv", "power", "10"),
+        threads: 1,
     },
     Mutant {
         name: "head-before-sync",
         var: "LRVM_MUTANT",
         what: "lrvm truncation advances the status block's head before fsyncing the data",
         campaign: ("lrvm-flush", "bank", "power", "10"),
+        threads: 1,
     },
     Mutant {
         name: "flush-no-sync",
         var: "LRVM_MUTANT",
         what: "lrvm Flush commits return without fsyncing the log",
         campaign: ("lrvm-noflush", "kv", "power", "10"),
+        threads: 1,
     },
     Mutant {
         name: "commit-no-sync",
@@ -73,12 +82,14 @@ pub const MUTANTS: &[Mutant] = &[
         // Caught in about 3-5 s on a loaded machine: room to spare (a caught campaign
         // stops at its first violation).
         campaign: ("vista", "kv", "power", "20"),
+        threads: 1,
     },
     Mutant {
         name: "install-no-sync",
         var: "RIO_MUTANT",
         what: "rio-cache clears the journal without fsyncing the installed disk image",
         campaign: ("vista", "bank", "power", "10"),
+        threads: 1,
     },
     Mutant {
         name: "clean-before-copy",
@@ -86,6 +97,7 @@ pub const MUTANTS: &[Mutant] = &[
         what: "rio-cache's checkpoint clears a page's dirty mark before copying it and marking \
                it in flight",
         campaign: ("vista", "bank", "compound", "10"),
+        threads: 1,
     },
     Mutant {
         name: "warm-after-rewrite",
@@ -93,6 +105,23 @@ pub const MUTANTS: &[Mutant] = &[
         what: "rio-cache starts warm from an image loaded from a writer that has checkpointed \
                since",
         campaign: ("vista", "kv", "compound", "10"),
+        threads: 1,
+    },
+    Mutant {
+        name: "recover-lane0-only",
+        var: "VISTA_MUTANT",
+        what: "vista recovery rolls back lane 0 only, leaving other threads' unfinished \
+               transactions in place",
+        campaign: ("vista", "bank", "kill", "10"),
+        threads: 4,
+    },
+    Mutant {
+        name: "read-unlocked",
+        var: "RIO_MUTANT",
+        what: "rio-cache's updates read without taking the shared lock (a transaction's \
+               reads are not isolated: lost updates)",
+        campaign: ("vista", "kv", "kill", "10"),
+        threads: 4,
     },
 ];
 
@@ -113,10 +142,14 @@ pub struct Run {
     pub seconds: f64,
 }
 
-fn campaign(mutant: Option<&Mutant>, c: (&str, &str, &str, &str)) -> Result<Run> {
+/// A campaign of the self-test: engine, workload, mode, seconds.
+type Campaign<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+fn campaign(mutant: Option<&Mutant>, c: Campaign<'_>, threads: u32) -> Result<Run> {
     let (engine, workload, mode, seconds) = c;
     let exe = std::env::current_exe().context("find the crash-sim executable")?;
-    let args = [
+    let threads = threads.to_string();
+    let mut args = vec![
         "run",
         "--engine",
         engine,
@@ -128,11 +161,13 @@ fn campaign(mutant: Option<&Mutant>, c: (&str, &str, &str, &str)) -> Result<Run>
         seconds,
         "--seed",
         "1",
-        "--json",
-        "--quiet",
     ];
+    if threads != "1" {
+        args.extend(["--threads", threads.as_str()]);
+    }
+    args.extend(["--json", "--quiet"]);
     let mut cmd = Command::new(exe);
-    cmd.args(args)
+    cmd.args(&args)
         .env_remove("VISTA_MUTANT")
         .env_remove("LRVM_MUTANT")
         .env_remove("RIO_MUTANT");
@@ -181,20 +216,23 @@ pub fn run() -> Result<Vec<Run>> {
         );
     }
     let mut runs = Vec::new();
-    let mut controls: Vec<(&str, &str, &str, &str)> = Vec::new();
+    let mut controls: Vec<(Campaign<'_>, u32)> = Vec::new();
     for m in MUTANTS {
         let (e, w, mode, _) = m.campaign;
-        if !controls.iter().any(|c| (c.0, c.1, c.2) == (e, w, mode)) {
+        if !controls
+            .iter()
+            .any(|(c, t)| (c.0, c.1, c.2, *t) == (e, w, mode, m.threads))
+        {
             // The same campaign against the unbroken engine (3 s; the exhaustive modes
             // finish sooner) must report nothing, or a caught mutant proves nothing.
-            controls.push((e, w, mode, "3"));
+            controls.push(((e, w, mode, "3"), m.threads));
         }
     }
-    for c in controls {
-        runs.push(campaign(None, c)?);
+    for (c, t) in controls {
+        runs.push(campaign(None, c, t)?);
     }
     for m in MUTANTS {
-        runs.push(campaign(Some(m), m.campaign)?);
+        runs.push(campaign(Some(m), m.campaign, m.threads)?);
     }
     Ok(runs)
 }

@@ -111,6 +111,23 @@ pub fn wait(pid: libc::pid_t) -> io::Result<Exit> {
     }
 }
 
+/// Reaps `pid` if it has ended; `None` if it is still running.
+///
+/// # Errors
+/// The `waitpid` error.
+pub fn try_wait(pid: libc::pid_t) -> io::Result<Option<Exit>> {
+    use nix::sys::wait::WaitPidFlag;
+    loop {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(Some(Exit::Code(code))),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(Some(Exit::Signal(sig as i32))),
+            Ok(WaitStatus::StillAlive) => return Ok(None),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Ends the child at once: no destructors, no atexit handlers, no buffered output, as
 /// a crash would leave things (but with an exit code the parent can read).
 pub fn exit_now(code: i32) -> ! {

@@ -25,6 +25,8 @@ pub struct VistaEngine {
     cache_dir: PathBuf,
     /// Power cuts so far, and the unsynced writes they kept, tore and dropped.
     cuts: Cell<[u64; 4]>,
+    /// Undo lanes of a new segment (1; a threaded worker's: one per thread).
+    lanes: u32,
 }
 
 impl VistaEngine {
@@ -42,7 +44,26 @@ impl VistaEngine {
             cfg,
             cache_dir,
             cuts: Cell::new([0; 4]),
+            lanes: 1,
         }
+    }
+
+    /// The same engine creating its segment with `lanes` undo lanes (for a worker of as
+    /// many threads).
+    pub fn with_lanes(mut self, lanes: u32) -> VistaEngine {
+        self.lanes = lanes;
+        self
+    }
+
+    /// Opens (and so recovers) the segment itself, for workers that share it between
+    /// threads.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn open_segment(&self) -> Result<Segment> {
+        std::fs::create_dir_all(self.cache_dir())?;
+        Segment::open(self.seg_path(), &self.options())
+            .with_context(|| format!("open {}", self.seg_path().display()))
     }
 
     /// The segment file.
@@ -71,7 +92,7 @@ impl VistaEngine {
         let o = Options::new()
             .size(self.size())
             .undo_log_size(UNDO_LOG)
-            .lanes(1)
+            .lanes(self.lanes)
             .protection(self.cfg.protection)
             .writeback(Writeback::Manual)
             .cache_dir(self.cache_dir());

@@ -79,6 +79,10 @@ pub enum Msg {
     Recovery(u32, u64),
     /// An engine error (the worker then exits with code 3).
     Error(String),
+    /// A threaded worker's thread is about to begin a durable operation.
+    ThreadStart(u32, u64),
+    /// A threaded worker's operation returned.
+    ThreadAck(u32, u64),
 }
 
 const READY: u64 = 1;
@@ -89,15 +93,61 @@ const WILD_SURVIVED: u64 = 5;
 const DONE: u64 = 6;
 const ERROR: u64 = 7;
 const RECOVERY: u64 = 8;
+/// A threaded worker's thread is about to begin a durable operation (value: thread
+/// and op, see [`crate::threads`]).
+pub(crate) const THREAD_START: u64 = 9;
+/// A threaded worker's operation returned (value: thread and op).
+pub(crate) const THREAD_ACK: u64 = 10;
 
-fn send(w: &mut File, tag: u64, value: u64, payload: &[u8]) -> std::io::Result<()> {
+fn send(w: &File, tag: u64, value: u64, payload: &[u8]) -> std::io::Result<()> {
     let mut frame = Vec::with_capacity(16 + payload.len());
     frame.extend_from_slice(&tag.to_le_bytes());
     frame.extend_from_slice(&value.to_le_bytes());
     frame.extend_from_slice(payload);
-    // One write of at most PIPE_BUF bytes is atomic; a larger one (a state) is read
-    // whole by the parent anyway.
+    // One write of at most PIPE_BUF bytes is atomic, also when several threads write
+    // frames to the pipe at once; a larger one (a state) is read whole by the parent
+    // anyway.
+    let mut w = w;
     w.write_all(&frame)
+}
+
+/// Sends a 16-byte frame (safe from several threads at once: one atomic `write`).
+pub(crate) fn send_frame(w: &File, tag: u64, value: u64) -> std::io::Result<()> {
+    send(w, tag, value, &[])
+}
+
+/// Sends `READY`.
+pub(crate) fn send_ready(w: &File, start: Start) -> std::io::Result<()> {
+    send(w, READY, start_code(start), &[])
+}
+
+/// Sends what recovery did.
+pub(crate) fn send_recovery(w: &File, lanes: u32, records: u64) -> std::io::Result<()> {
+    send(w, RECOVERY, records, &lanes.to_le_bytes())
+}
+
+/// Sends the recovered state.
+pub(crate) fn send_state(w: &File, state: &[u8]) -> std::io::Result<()> {
+    send(w, STATE, state.len() as u64, state)
+}
+
+/// Sends `DONE`.
+pub(crate) fn send_done(w: &File) -> std::io::Result<()> {
+    send(w, DONE, 0, &[])
+}
+
+/// Sends an engine error (best effort: the worker exits next).
+pub(crate) fn send_error(w: &File, e: &anyhow::Error) {
+    let msg = format!("{e:#}");
+    let _ = send(w, ERROR, msg.len() as u64, msg.as_bytes());
+}
+
+fn start_code(start: Start) -> u64 {
+    match start {
+        Start::Created => 0,
+        Start::Warm => 1,
+        Start::Cold => 2,
+    }
 }
 
 /// A running worker, seen from the parent.
@@ -113,11 +163,20 @@ pub struct Worker {
 /// # Errors
 /// `pipe` or `fork` errors.
 pub fn spawn(job: &Job<'_>) -> Result<Worker> {
+    spawn_fn(|w| child_main(job, w))
+}
+
+/// Forks a worker that runs `child` with the pipe's write end, then ends the process at
+/// once ([`sys::exit_now`]) with the exit code `child` returns.
+///
+/// # Errors
+/// `pipe` or `fork` errors.
+pub(crate) fn spawn_fn(child: impl FnOnce(File) -> i32) -> Result<Worker> {
     let (r, w) = sys::pipe().context("pipe")?;
     match sys::fork().context("fork")? {
         Fork::Child => {
             drop(r);
-            child_main(job, w)
+            sys::exit_now(child(w))
         }
         Fork::Parent(pid) => {
             drop(w);
@@ -138,8 +197,7 @@ fn child_main(job: &Job<'_>, mut w: File) -> ! {
     let code = match child_body(job, &mut w) {
         Ok(()) => 0,
         Err(e) => {
-            let msg = format!("{e:#}");
-            let _ = send(&mut w, ERROR, msg.len() as u64, msg.as_bytes());
+            send_error(&w, &e);
             3
         }
     };
@@ -149,12 +207,7 @@ fn child_main(job: &Job<'_>, mut w: File) -> ! {
 fn child_body(job: &Job<'_>, w: &mut File) -> Result<()> {
     let mut store = Some(job.engine.open()?);
     let s = store.as_ref().expect("open");
-    let start = match s.start() {
-        Start::Created => 0,
-        Start::Warm => 1,
-        Start::Cold => 2,
-    };
-    send(w, READY, start, &[])?;
+    send(w, READY, start_code(s.start()), &[])?;
     if let Some((lanes, records)) = s.recovery_report() {
         send(w, RECOVERY, records, &lanes.to_le_bytes())?;
     }
@@ -258,6 +311,14 @@ impl Worker {
                 Msg::Recovery(u32::from_le_bytes(lanes), value)
             }
             ERROR => Msg::Error(String::from_utf8_lossy(&payload()?).into_owned()),
+            THREAD_START => {
+                let (t, i) = crate::threads::untag(value);
+                Msg::ThreadStart(t, i)
+            }
+            THREAD_ACK => {
+                let (t, i) = crate::threads::untag(value);
+                Msg::ThreadAck(t, i)
+            }
             other => bail!("unknown message tag {other} from worker {}", self.pid),
         }))
     }
@@ -277,6 +338,16 @@ impl Worker {
     pub fn wait(&mut self) -> Result<Exit> {
         let e = sys::wait(self.pid)?;
         self.reaped = true;
+        Ok(e)
+    }
+
+    /// The worker's exit if it has ended already (reaping it), `None` if it runs.
+    ///
+    /// # Errors
+    /// The `waitpid` error.
+    pub fn try_wait(&mut self) -> Result<Option<Exit>> {
+        let e = sys::try_wait(self.pid)?;
+        self.reaped |= e.is_some();
         Ok(e)
     }
 
@@ -324,6 +395,8 @@ pub struct Outcome {
     pub wild_region: Option<crate::maps::Region>,
     /// It survived the wild store.
     pub wild_survived: bool,
+    /// A threaded worker's acknowledgements.
+    pub threads: crate::threads::Acks,
 }
 
 impl Outcome {
@@ -342,6 +415,8 @@ impl Outcome {
                 Msg::Done => self.done = true,
                 Msg::Recovery(lanes, records) => self.recovery = Some((lanes, records)),
                 Msg::Error(e) => self.error = Some(e),
+                Msg::ThreadStart(t, i) => self.threads.start(t, i),
+                Msg::ThreadAck(t, i) => self.threads.ack(t, i),
             }
         }
     }

@@ -186,3 +186,45 @@ fn points_lists_the_engines_crash_points() {
     assert_eq!(text.lines().count(), lrvm::CRASH_POINTS.len());
     assert!(text.contains("lrvm.recover.reset (recovery)"));
 }
+
+#[test]
+fn threaded_workers_survive_kills_crash_points_and_power_cuts() {
+    for (workload, mode) in [("bank", "kill"), ("kv", "kill"), ("kv", "power")] {
+        let v = campaign(
+            "vista",
+            workload,
+            mode,
+            &["--threads", "4", "--seconds", "2", "--cycles", "300"],
+        );
+        assert!(n(&v, "effective_kills") > 20, "{v}");
+        assert!(n(&v, "acked_ops") > 0, "{v}");
+        let notes = v["notes"].to_string();
+        assert!(notes.contains("4 threads per worker"), "{v}");
+    }
+}
+
+#[test]
+fn threads_are_refused_where_they_are_not_supported() {
+    for args in [
+        ["--engine", "lrvm", "--workload", "bank", "--mode", "kill"],
+        ["--engine", "vista", "--workload", "pages", "--mode", "kill"],
+        [
+            "--engine",
+            "vista",
+            "--workload",
+            "bank",
+            "--mode",
+            "points",
+        ],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_crash-sim"))
+            .arg("run")
+            .args(args)
+            .args(["--threads", "4", "--seconds", "1"])
+            .output()
+            .expect("run crash-sim");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--threads 4"), "{args:?}: {err}");
+    }
+}

@@ -488,6 +488,10 @@ fn recover(cache: &mut RioCache, layout: &Layout, path: &Path) -> Result<Recover
     let mut report = Recovery::default();
     for (lane, records) in &pending {
         #[cfg(feature = "mutants")]
+        if *lane > 0 && crate::mutant::is("recover-lane0-only") {
+            continue; // Mutant: the lanes of other threads' transactions stay as they are.
+        }
+        #[cfg(feature = "mutants")]
         let records = if crate::mutant::is("recover-skip-newest") {
             &records[..records.len().saturating_sub(1)] // Mutant: the newest is not undone.
         } else {

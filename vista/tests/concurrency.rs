@@ -186,30 +186,56 @@ fn sixteen_threads_on_a_hot_spot_all_commit() {
     let seg = open_bank(&p, ACCOUNTS, 4);
     let attempts = AtomicU64::new(0);
     let max_attempts = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
     std::thread::scope(|s| {
-        for t in 0..THREADS {
-            let (seg, attempts, max_attempts) = (&seg, &attempts, &max_attempts);
-            s.spawn(move || {
-                let mut rng = rand::rngs::SmallRng::seed_from_u64(100 + t);
-                for _ in 0..TRANSFERS {
-                    let from = rng.gen_range(0..ACCOUNTS);
-                    let to = (from + rng.gen_range(1..ACCOUNTS)) % ACCOUNTS;
-                    let mut tries = 0;
-                    seg.transaction(|tx| {
-                        tries += 1;
-                        let [fb, fv]: [u64; 2] = tx.get(from * ACCOUNT)?;
-                        let [tb, tv]: [u64; 2] = tx.get(to * ACCOUNT)?;
-                        let amount = fb.min(7);
-                        tx.put(from * ACCOUNT, &[fb - amount, fv + 1])?;
-                        tx.put(to * ACCOUNT, &[tb + amount, tv + 1])?;
-                        Ok::<_, Error>(())
-                    })
-                    .expect("every transfer commits within the retry limit");
-                    attempts.fetch_add(tries, Ordering::Relaxed);
-                    max_attempts.fetch_max(tries, Ordering::Relaxed);
-                }
-            });
+        // Checkpoints while the hot spot runs: the gate is contended too.
+        let checkpoints = s.spawn(|| {
+            let mut n = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                seg.checkpoint()
+                    .expect("a checkpoint among 16 busy threads");
+                n += 1;
+                std::thread::yield_now();
+            }
+            n
+        });
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (seg, attempts, max_attempts) = (&seg, &attempts, &max_attempts);
+                s.spawn(move || {
+                    let mut rng = rand::rngs::SmallRng::seed_from_u64(100 + t);
+                    for _ in 0..TRANSFERS {
+                        let from = rng.gen_range(0..ACCOUNTS);
+                        let to = (from + rng.gen_range(1..ACCOUNTS)) % ACCOUNTS;
+                        let mut tries = 0;
+                        seg.transaction(|tx| {
+                            tries += 1;
+                            let [fb, fv]: [u64; 2] = tx.get(from * ACCOUNT)?;
+                            let [tb, tv]: [u64; 2] = tx.get(to * ACCOUNT)?;
+                            let amount = fb.min(7);
+                            tx.put(from * ACCOUNT, &[fb - amount, fv + 1])?;
+                            tx.put(to * ACCOUNT, &[tb + amount, tv + 1])?;
+                            Ok::<_, Error>(())
+                        })
+                        .expect("every transfer commits within the retry limit");
+                        attempts.fetch_add(tries, Ordering::Relaxed);
+                        max_attempts.fetch_max(tries, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        // Join every worker before judging any, so a failing one stops the checkpointer
+        // instead of leaving it to loop.
+        let ends: Vec<_> = workers
+            .into_iter()
+            .map(std::thread::ScopedJoinHandle::join)
+            .collect();
+        done.store(true, Ordering::Relaxed);
+        let n = checkpoints.join().expect("the checkpointer does not panic");
+        for e in ends {
+            e.expect("no worker panics");
         }
+        assert!(n > 0);
     });
     let state = balances(&seg.read(0, ACCOUNTS * ACCOUNT).unwrap(), ACCOUNTS);
     assert_eq!(
@@ -223,6 +249,22 @@ fn sixteen_threads_on_a_hot_spot_all_commit() {
     );
     let max = max_attempts.load(Ordering::Relaxed);
     assert!(max <= u64::from(vista::DEFAULT_RETRIES) + 1);
+    // Nothing leaked: every lane can be taken at once (a lane never given back would
+    // make one `begin` fail with `LanesBusy` after the lane wait)...
+    let all: Vec<_> = (0..seg.lanes())
+        .map(|_| seg.begin().expect("every lane is free again"))
+        .collect();
+    let mut lanes: Vec<u32> = all.iter().map(vista::Transaction::lane).collect();
+    lanes.sort_unstable();
+    lanes.dedup();
+    assert_eq!(lanes.len(), seg.lanes() as usize);
+    drop(all);
+    // ...and one transaction can lock every byte of the hot spot exclusively, at once
+    // (a lock word left held would refuse it with `Conflict` after the lock wait).
+    let mut tx = seg.begin().unwrap();
+    tx.set_range(0, ACCOUNTS * ACCOUNT)
+        .expect("no lock of the hot spot is still held");
+    tx.abort().unwrap();
     eprintln!(
         "hot spot: {} attempts for {} transfers, at most {max} for one",
         attempts.load(Ordering::Relaxed),

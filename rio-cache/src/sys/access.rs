@@ -337,7 +337,12 @@ impl Update<'_> {
     #[inline]
     pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {
         let (off, len) = self.inner.check_range(offset, len)?;
-        if let (Some(l), true) = (&self.locks, len > 0) {
+        // Mutant `read-unlocked` (crash-sim self-test): reads take no shared lock.
+        if let Some(l) = self
+            .locks
+            .as_ref()
+            .filter(|_| len > 0 && !crate::mutant::is("read-unlocked"))
+        {
             l.take(offset, len as u64, false)?;
         }
         // SAFETY: in bounds; `&self` is borrowed for the slice's life, so no mutable
