@@ -159,11 +159,14 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod heap;
 pub mod inspect;
 mod lane;
 mod layout;
 mod options;
+mod pptr;
 mod segment;
+mod sys;
 mod transaction;
 mod undo;
 
@@ -183,12 +186,17 @@ mod mutant {
 #[doc = include_str!("../../docs/guide.md")]
 pub struct GuideDoctests;
 
+/// `bytemuck`, re-exported: heap values are `bytemuck::Pod`; derive it with
+/// `#[derive(bytemuck::Pod, bytemuck::Zeroable)]` and `#[bytemuck(crate = "vista::bytemuck")]`.
+pub use bytemuck;
 pub use error::{Error, Result};
+pub use heap::{HeapReport, HeapStats};
 pub use layout::FORMAT_VERSION;
 pub use options::{
     Options, Protection, Writeback, DEFAULT_LANES, DEFAULT_LANE_WAIT, DEFAULT_LOCK_WAIT,
     DEFAULT_RETRIES, DEFAULT_SIZE, DEFAULT_UNDO_LOG_SIZE, MAX_LANES,
 };
+pub use pptr::PPtr;
 /// The cache layer, re-exported so its types in vista's API (`Error::Cache`, the stats of
 /// `Segment::cache_stats`) can be named without a separate dependency.
 pub use rio_cache;
@@ -210,4 +218,8 @@ pub const CRASH_POINTS: &[&str] = &[
     "vista.recover.partial",
     "vista.recover.applied",
     "vista.recover.done",
+    "vista.heap.alloc.claimed",
+    "vista.heap.alloc.written",
+    "vista.heap.free.released",
+    "vista.heap.extend.formatted",
 ];
