@@ -257,6 +257,19 @@ impl Transaction<'_> {
         Ok(PPtr::from_offset(off))
     }
 
+    /// Allocates a zero-filled `T` (see [`Transaction::alloc`]); for large values, as
+    /// it needs no value on the stack. Zero handles in it are null.
+    ///
+    /// # Errors
+    /// As [`Transaction::alloc`].
+    pub fn alloc_zeroed<T: bytemuck::Pod>(&mut self) -> Result<PPtr<T>> {
+        let size = std::mem::size_of::<T>() as u64;
+        let off = self.alloc_block(size, std::mem::align_of::<T>() as u64)?;
+        self.fill_fresh(off, size)?;
+        crash_point!("vista.heap.alloc.written");
+        Ok(PPtr::from_offset(off))
+    }
+
     /// Allocates a zero-filled byte buffer of `len` bytes (see [`Transaction::alloc`]).
     /// [`Transaction::bytes_mut`] gives its bytes: at least `len` of them (the whole
     /// block of its size class for a small buffer).
