@@ -34,13 +34,15 @@ pub(crate) const ARENAS_OFF: u64 = 256;
 pub(crate) const ARENA_STRIDE: u64 = 128;
 pub(crate) const ARENAS: u32 = 16;
 
-/// Block sizes of the small size classes (multiples of 16, at most 25% apart).
-pub(crate) const CLASSES: [u64; 24] = [
+/// Block sizes of the small size classes (multiples of 16, at most 25% apart up to
+/// 2048; then one block per page, so a page-sized block is recycled through its
+/// arena's slab list without touching the shared run lists).
+pub(crate) const CLASSES: [u64; 25] = [
     16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024,
-    1280, 1536, 1792, 2048,
+    1280, 1536, 1792, 2048, 4096,
 ];
 /// Largest small block.
-pub(crate) const MAX_SMALL: u64 = 2048;
+pub(crate) const MAX_SMALL: u64 = 4096;
 
 /// Descriptor kinds.
 pub(crate) const NONE: u8 = 0;
@@ -257,11 +259,13 @@ mod tests {
         assert_eq!(class_for(1, 1), Some(0));
         assert_eq!(class_for(17, 8), Some(1));
         assert_eq!(class_for(40, 32), Some(3)); // 48 is not a multiple of 32
-        assert_eq!(class_for(2049, 1), None);
+        assert_eq!(class_for(2049, 1), Some(CLASSES.len() - 1));
+        assert_eq!(class_for(4097, 1), None);
+        assert_eq!(slab_cap(CLASSES.len() - 1), 1);
         assert_eq!(runlist(1), 0);
         assert_eq!(runlist(3), 1);
         assert_eq!(runlist(256), 8);
-        let mut d = Desc::slab(CLASSES.len() - 1, 3);
+        let mut d = Desc::slab(CLASSES.len() - 2, 3);
         assert_eq!(d.first_free(), Some(0));
         d.flip(0);
         d.flip(1);

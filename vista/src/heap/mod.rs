@@ -550,6 +550,11 @@ impl Transaction<'_> {
         d.flip(slot);
         d.n -= 1;
         if was_full {
+            if d.n == 0 && self.u32_at(head_off)? != 0 {
+                // A one-block slab, now empty, and the arena has a slab of this class:
+                // its page goes back to the runs (it is on no list).
+                return self.insert_free_run(g, 1);
+            }
             // It has a free block again: back on its arena's list, at the head.
             self.push(head_off, g, &mut d)?;
             return self.put_desc(g, &d);
