@@ -412,3 +412,30 @@ proptest! {
         run(&steps, Protection::Mprotect)?;
     }
 }
+
+#[test]
+fn damaged_metadata_is_reported_never_a_panic() {
+    for garbage in [0xFFu8, 0x01, 0x03, 0x04] {
+        let p = Place::new();
+        let seg = Segment::open(&p.path, &opts(&p, SIZE)).unwrap();
+        let (small, big) = seg
+            .transaction(|tx| Ok::<_, Error>((tx.alloc(1u64)?, tx.alloc_bytes(9000)?)))
+            .unwrap();
+        // A raw write over the first descriptors (what a stray store through an offset does).
+        seg.transaction(|tx| tx.write(4096, &[garbage; 4 * 64]))
+            .unwrap();
+        let report = seg.check().unwrap();
+        assert!(!report.is_clean(), "damage {garbage:#x} went unreported");
+        let mut tx = seg.begin().unwrap();
+        // Each may fail (typed) or happen to succeed; none may panic.
+        let _ = tx.free(small);
+        let _ = tx.free(big);
+        let _ = tx.get_ptr(small);
+        for _ in 0..4 {
+            let _ = tx.alloc(2u64);
+            let _ = tx.alloc_bytes(20_000);
+        }
+        drop(tx);
+        assert!(!seg.check().unwrap().is_clean());
+    }
+}

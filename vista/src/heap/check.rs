@@ -220,7 +220,7 @@ fn walk(tx: &Transaction<'_>, want_blocks: bool) -> Result<Walk> {
     while g < formatted {
         let zone_end = (g - g % ZONE_PAGES as u32 + ZONE_PAGES as u32).min(formatted);
         let d = desc(g)?;
-        let run_ok = |n: u32| n >= 1 && g + n <= zone_end;
+        let run_ok = |n: u32| n >= 1 && g.checked_add(n).is_some_and(|e| e <= zone_end);
         match d.kind {
             FREE if run_ok(d.n) => {
                 if prev_free {

@@ -151,6 +151,11 @@ struct Found {
     slot: Option<u32>,
 }
 
+/// Whether a run of `n` pages (n >= 1) starting at page `g` lies inside `g`'s zone.
+fn fits_zone(g: u32, n: u32) -> bool {
+    n >= 1 && u64::from(g % ZONE_PAGES as u32) + u64::from(n) <= ZONE_PAGES
+}
+
 fn corrupt(what: impl Into<String>) -> Error {
     Error::HeapCorrupt(what.into())
 }
@@ -399,6 +404,9 @@ impl Transaction<'_> {
         let found = match d.kind {
             SLAB => {
                 let c = usize::from(d.class);
+                if u32::from(d.arena) >= ARENAS {
+                    return Err(corrupt(format!("page {g}: arena {}", d.arena)));
+                }
                 let Some(&size) = CLASSES.get(c) else {
                     return Err(corrupt(format!("page {g}: size class {c}")));
                 };
@@ -417,6 +425,15 @@ impl Transaction<'_> {
                 }
             }
             RUN if within != 0 => return Err(bad(HandleError::NotABlock)),
+            RUN if d.n == 0
+                || u64::from(g % ZONE_PAGES as u32) + u64::from(d.n) > ZONE_PAGES
+                || pages_for(d.len) != u64::from(d.n) =>
+            {
+                return Err(corrupt(format!(
+                    "page {g}: a run of {} pages, {} bytes",
+                    d.n, d.len
+                )));
+            }
             RUN => Found {
                 g,
                 desc: d,
@@ -548,7 +565,9 @@ impl Transaction<'_> {
         let head_off = arena_head_off(u32::from(d.arena), c);
         let was_full = d.first_free().is_none();
         d.flip(slot);
-        d.n -= 1;
+        d.n =
+            d.n.checked_sub(1)
+                .ok_or_else(|| corrupt(format!("slab {g}: a live block but a zero counter")))?;
         if was_full {
             if d.n == 0 && self.u32_at(head_off)? != 0 {
                 // A one-block slab, now empty, and the arena has a slab of this class:
@@ -615,7 +634,7 @@ impl Transaction<'_> {
                     break;
                 }
                 let d = self.desc(at - 1)?;
-                if d.kind != FREE {
+                if d.kind != FREE || !fits_zone(at - 1, d.n) {
                     return Err(corrupt(format!("run list {own} holds page {}", at - 1)));
                 }
                 if d.n >= n {
@@ -629,7 +648,7 @@ impl Transaction<'_> {
             let at = self.u32_at(runlist_off(l))?;
             if at != 0 {
                 let d = self.desc(at - 1)?;
-                if d.kind != FREE || d.n < n {
+                if d.kind != FREE || d.n < n || !fits_zone(at - 1, d.n) {
                     return Err(corrupt(format!("run list {l} holds page {}", at - 1)));
                 }
                 return Ok(Some((at - 1, d)));
@@ -707,6 +726,12 @@ impl Transaction<'_> {
         }
         if end < zs + ZONE_PAGES as u32 && page_off(end) + PAGE <= self.segment_len() {
             let mut after = self.desc(end)?;
+            if after.kind == FREE && !fits_zone(end, after.n) {
+                return Err(corrupt(format!(
+                    "free run at page {end} of {} pages",
+                    after.n
+                )));
+            }
             if after.kind == FREE {
                 let m = after.n;
                 self.unlink(runlist_off(runlist(m)), end, &mut after)?;
