@@ -242,8 +242,9 @@ pub use rio_cache::{ActiveProtection, ColdReason, StartKind};
 pub use segment::{Bytes, Recovery, Segment};
 pub use transaction::Transaction;
 
-/// Every crash point in vista (rio-cache's checkpoint points are in
-/// [`rio_cache::CRASH_POINTS`]).
+/// Every crash point of vista's transactions (rio-cache's checkpoint points are in
+/// [`rio_cache::CRASH_POINTS`]; the heap's, reached only by programs that use it, in
+/// [`heap::CRASH_POINTS`]).
 pub const CRASH_POINTS: &[&str] = &[
     "vista.set_range.record_copied",
     "vista.set_range.published",
@@ -256,8 +257,4 @@ pub const CRASH_POINTS: &[&str] = &[
     "vista.recover.partial",
     "vista.recover.applied",
     "vista.recover.done",
-    "vista.heap.alloc.claimed",
-    "vista.heap.alloc.written",
-    "vista.heap.free.released",
-    "vista.heap.extend.formatted",
 ];

@@ -185,16 +185,12 @@ fn sigkill_inside_alloc_free_and_extend_then_inside_recovery() {
     let dir = tempfile::tempdir().unwrap();
     let states = expected(dir.path());
     assert_eq!(states.len(), 6);
-    let points = [
-        "vista.heap.alloc.claimed",
-        "vista.heap.alloc.written",
-        "vista.heap.free.released",
-        "vista.heap.extend.formatted",
+    let points = vista::heap::CRASH_POINTS.iter().copied().chain([
         "vista.set_range.published",
         "vista.write.partial",
         "vista.commit.before_store",
         "vista.abort.partial",
-    ];
+    ]);
     let (mut kills, mut recovery_kills) = (0, 0);
     for point in points {
         let mut n = 1;

@@ -25,6 +25,15 @@ use layout::{
     MAX_SMALL, NONE, PAGE, ROOT_OFF, RUN, RUNLISTS, RUNLISTS_OFF, SLAB, VERSION, ZONE_PAGES,
 };
 
+/// The heap's crash points (feature `crash-points`), besides the undo log's
+/// ([`crate::CRASH_POINTS`]) that every heap operation goes through.
+pub const CRASH_POINTS: &[&str] = &[
+    "vista.heap.alloc.claimed",
+    "vista.heap.alloc.written",
+    "vista.heap.free.released",
+    "vista.heap.extend.formatted",
+];
+
 /// The largest block the heap hands out (one zone of pages).
 pub const MAX_ALLOC: u64 = ZONE_PAGES * PAGE;
 
