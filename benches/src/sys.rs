@@ -298,6 +298,15 @@ pub mod pmemobj {
         fn pmemobj_tx_abort(errnum: libc::c_int);
         fn pmemobj_tx_end() -> libc::c_int;
         fn pmemobj_tx_stage() -> libc::c_int;
+        fn pmemobj_tx_alloc(size: usize, type_num: u64) -> PmemOid;
+        fn pmemobj_tx_free(oid: PmemOid) -> libc::c_int;
+    }
+
+    /// An object allocated by [`Pool::tx_alloc`] (a `PMEMoid`: 16 bytes).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Object {
+        lo: u64,
+        off: u64,
     }
 
     /// `TX_STAGE_WORK` of `enum pobj_tx_stage`.
@@ -425,6 +434,48 @@ pub mod pmemobj {
                 return Err(last_error("pmemobj_tx_add_range"));
             }
             self.root_mut()[off..off + data.len()].copy_from_slice(data);
+            Ok(())
+        }
+
+        /// Allocates `data.len()` bytes inside the current transaction
+        /// (`pmemobj_tx_alloc`, undone if the transaction aborts) and copies `data` in.
+        ///
+        /// # Errors
+        /// libpmemobj's error (the transaction is then aborted and must be ended).
+        pub fn tx_alloc(&mut self, data: &[u8]) -> io::Result<Object> {
+            // SAFETY: called inside a transaction begun by `tx_begin` on this thread; with a
+            // null jmp_buf a failure returns OID_NULL (off 0) instead of jumping.
+            let oid = unsafe { pmemobj_tx_alloc(data.len(), 1) };
+            if oid.off == 0 {
+                return Err(last_error("pmemobj_tx_alloc"));
+            }
+            // SAFETY: `oid` is a live object of `data.len()` bytes of this open pool, new in
+            // this transaction (no snapshot needed, nothing else refers to it).
+            unsafe {
+                let dst = pmemobj_direct(oid).cast::<u8>();
+                std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len());
+            }
+            Ok(Object {
+                lo: oid.pool_uuid_lo,
+                off: oid.off,
+            })
+        }
+
+        /// Frees `obj` inside the current transaction (`pmemobj_tx_free`, effective at
+        /// commit).
+        ///
+        /// # Errors
+        /// libpmemobj's error (the transaction is then aborted and must be ended).
+        pub fn tx_free(&mut self, obj: Object) -> io::Result<()> {
+            let oid = PmemOid {
+                pool_uuid_lo: obj.lo,
+                off: obj.off,
+            };
+            // SAFETY: inside a transaction begun on this thread; `oid` came from
+            // `tx_alloc` on this pool and is freed once.
+            if unsafe { pmemobj_tx_free(oid) } != 0 {
+                return Err(last_error("pmemobj_tx_free"));
+            }
             Ok(())
         }
 

@@ -76,6 +76,7 @@ pub mod cli;
 pub mod compound;
 pub mod engine;
 pub mod exec;
+pub mod heap;
 pub mod kill;
 mod kv;
 mod lrvm_engine;

@@ -111,6 +111,47 @@ pub enum Error {
         /// Why the file does not continue from it.
         reason: String,
     },
+    /// The heap has no free block of the requested size, and the segment has no room
+    /// left to extend it. The transaction is still usable: free something, grow the
+    /// segment, and retry, or commit or abort what it has.
+    #[error("out of heap space: no free block of {requested} bytes")]
+    OutOfSpace {
+        /// Bytes requested.
+        requested: u64,
+    },
+    /// An allocation larger than the heap's largest block, or aligned more strictly
+    /// than a page. The transaction is still usable.
+    #[error("cannot allocate {requested} bytes aligned to {align}: the limit is {max} bytes aligned to at most 4096")]
+    AllocTooLarge {
+        /// Bytes requested.
+        requested: u64,
+        /// Alignment requested.
+        align: u64,
+        /// The largest block the heap hands out.
+        max: u64,
+    },
+    /// A heap handle that does not designate a live block of its type. Nothing was
+    /// changed; the transaction is still usable.
+    #[error("bad heap handle {offset:#x}: {reason}")]
+    BadHandle {
+        /// The handle's offset.
+        offset: u64,
+        /// What is wrong with it.
+        reason: crate::heap::HandleError,
+    },
+    /// The root object exists with another type than the one asked for.
+    #[error("the root object is {found}, not {wanted}")]
+    RootMismatch {
+        /// The root's recorded type.
+        found: crate::heap::RootType,
+        /// The type asked for.
+        wanted: crate::heap::RootType,
+    },
+    /// The heap's metadata is damaged (or user space holds data that is not a heap),
+    /// found during an operation; [`crate::Segment::check`] reports the details.
+    /// Nothing was changed by the refused operation.
+    #[error("heap metadata is damaged: {0}")]
+    HeapCorrupt(String),
     /// An I/O error.
     #[error("{context}: {source}")]
     Io {

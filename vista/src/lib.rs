@@ -11,6 +11,13 @@
 //! # fn main() -> Result<(), vista::Error> {
 //! # let dir = tempfile::tempdir().unwrap();
 //! # let path = dir.path().join("data.vista");
+//! use vista::{bytemuck, PPtr};
+//!
+//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[bytemuck(crate = "vista::bytemuck")]                // bytemuck comes re-exported
+//! #[repr(C)]
+//! struct Root { hits: u64, greeting: PPtr<[u8; 5]> }    // PPtr: an 8-byte handle (an offset)
+//!
 //! let opts = vista::Options::default()
 //!     .size(1 << 20)
 //!     .protection(vista::Protection::Auto)
@@ -19,24 +26,49 @@
 //! let seg = vista::Segment::open(&path, &opts)?;       // creates, or recovers
 //!
 //! let mut tx = seg.begin()?;
-//! tx.write(0, b"hello")?;                               // set_range + copy
-//! let buf = tx.set_range(100, 8)?;                      // log, then change in place
-//! buf.copy_from_slice(&42u64.to_le_bytes());
+//! let root = tx.root::<Root>()?;                        // after a restart: seg.root::<Root>()?
+//! let greeting = tx.alloc(*b"hello")?;                  // on the segment's heap; undone on abort
+//! tx.get_mut(root)?.greeting = greeting;                // log the before-image, change in place
 //! tx.commit()?;                                         // one store: committed
 //!
 //! let mut tx = seg.begin()?;
-//! tx.write(0, b"HELLO")?;
+//! *tx.get_mut(greeting)? = *b"HELLO";
 //! drop(tx);                                             // not committed: undone
-//! assert_eq!(seg.read(0, 5)?, b"hello");
+//! assert_eq!(seg.get_ptr(greeting)?, *b"hello");
 //!
 //! // Commit on Ok, abort on Err or panic:
-//! let n: u64 = seg.transaction(|tx| {
-//!     let n = tx.get::<u64>(100)? + 1;
-//!     tx.put(100, &n)?;
-//!     Ok::<_, vista::Error>(n)
+//! let hits = seg.transaction(|tx| {
+//!     let root = tx.get_mut(root)?;
+//!     root.hits += 1;
+//!     Ok::<_, vista::Error>(root.hits)
 //! })?;
-//! assert_eq!(n, 43);
+//! assert_eq!(hits, 1);
 //! seg.checkpoint()?;                                    // durable on disk too
+//! drop(seg);
+//!
+//! let seg = vista::Segment::open(&path, &opts)?;
+//! let root = seg.root::<Root>()?.expect("created above");
+//! assert_eq!(seg.get_ptr(seg.get_ptr(root)?.greeting)?, *b"hello");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The heap lives in the segment's user space; the byte-level calls work on any offset
+//! of it ([`Transaction::write`], [`Transaction::set_range`], [`Transaction::put`],
+//! [`Segment::read`]), with [`PPtr::offset`] for a heap block's. A segment used only
+//! through offsets needs no heap at all:
+//!
+//! ```
+//! # fn main() -> Result<(), vista::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let opts = vista::Options::default().size(1 << 16).cache_dir(dir.path());
+//! let seg = vista::Segment::open(dir.path().join("raw.vista"), &opts)?;
+//! let mut tx = seg.begin()?;
+//! tx.write(0, b"hello")?;                               // set_range + copy
+//! let buf = tx.set_range(100, 8)?;                      // log, then change in place
+//! buf.copy_from_slice(&42u64.to_le_bytes());
+//! tx.commit()?;
+//! assert_eq!(seg.get::<u64>(100)?, 42);
 //! # Ok(())
 //! # }
 //! ```
@@ -108,7 +140,10 @@
 //! ```
 //!
 //! # Safety
-//! The public API is safe Rust; vista itself has no `unsafe` code. The slices it hands
+//! The public API is safe Rust; vista's only `unsafe` code is the two marker-trait impls
+//! that make [`PPtr`] `bytemuck::Pod` (module `sys`: a `repr(transparent)` `u64`). The
+//! heap's `&mut T` comes from the same locked slices, through `bytemuck`'s checked
+//! casts. The slices it hands
 //! out borrow either a transaction (`Transaction::read`, `set_range`) or a read guard
 //! ([`Bytes`]), and each of those holds locks in rio-cache's
 //! [`rio_cache::SharedCache`] lock table for every byte it has handed out, until it
@@ -154,7 +189,10 @@
 //! - `crc32fast`: the header checksum.
 //! - `xxhash-rust`: undo-record checksums (XXH3 is fast on the small records of the
 //!   commit path).
-//! - `bytemuck`: typed reads and writes of plain-old-data values.
+//! - `bytemuck` (with `min_const_generics`, so arrays of any length qualify): typed
+//!   reads and writes of plain-old-data values, and the values of the heap. It is
+//!   re-exported ([`bytemuck`]) so that a program can derive `Pod` for its persistent
+//!   types (with `#[bytemuck(crate = "vista::bytemuck")]`) without depending on it.
 //! - `thiserror`: the [`Error`] enum.
 //! - `crash-point`: crash points for crash testing (compiled in only with the feature).
 //! - `crossbeam-utils`: `Backoff` between the retries of a conflicted transaction.
@@ -163,11 +201,14 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod heap;
 pub mod inspect;
 mod lane;
 mod layout;
 mod options;
+mod pptr;
 mod segment;
+mod sys;
 mod transaction;
 mod undo;
 
@@ -187,12 +228,17 @@ mod mutant {
 #[doc = include_str!("../../docs/guide.md")]
 pub struct GuideDoctests;
 
+/// `bytemuck`, re-exported: heap values are `bytemuck::Pod`; derive it with
+/// `#[derive(bytemuck::Pod, bytemuck::Zeroable)]` and `#[bytemuck(crate = "vista::bytemuck")]`.
+pub use bytemuck;
 pub use error::{Error, Result};
+pub use heap::{HeapReport, HeapStats};
 pub use layout::FORMAT_VERSION;
 pub use options::{
     Options, Protection, Writeback, DEFAULT_LANES, DEFAULT_LANE_WAIT, DEFAULT_LOCK_WAIT,
     DEFAULT_RETRIES, DEFAULT_SIZE, DEFAULT_UNDO_LOG_SIZE, MAX_LANES,
 };
+pub use pptr::PPtr;
 /// The cache layer, re-exported so its types in vista's API (`Error::Cache`, the stats of
 /// `Segment::cache_stats`) can be named without a separate dependency.
 pub use rio_cache;
@@ -200,8 +246,9 @@ pub use rio_cache::{ActiveProtection, ColdReason, StartKind};
 pub use segment::{Bytes, Recovery, Segment};
 pub use transaction::Transaction;
 
-/// Every crash point in vista (rio-cache's checkpoint points are in
-/// [`rio_cache::CRASH_POINTS`]).
+/// Every crash point of vista's transactions (rio-cache's checkpoint points are in
+/// [`rio_cache::CRASH_POINTS`]; the heap's, reached only by programs that use it, in
+/// [`heap::CRASH_POINTS`]).
 pub const CRASH_POINTS: &[&str] = &[
     "vista.set_range.record_copied",
     "vista.set_range.published",

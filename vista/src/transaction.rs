@@ -46,6 +46,8 @@ pub struct Transaction<'s> {
     finished: bool,
     /// One of its calls failed with [`Error::Conflict`].
     conflicted: Cell<bool>,
+    /// Heap blocks this transaction freed (see `crate::heap`).
+    pub(crate) heap: crate::heap::TxHeap,
 }
 
 impl<'s> Transaction<'s> {
@@ -58,6 +60,7 @@ impl<'s> Transaction<'s> {
             write_through,
             finished: false,
             conflicted: Cell::new(false),
+            heap: crate::heap::TxHeap::default(),
         }
     }
 
@@ -97,6 +100,27 @@ impl<'s> Transaction<'s> {
             conflicted.set(true);
         }
         logged
+    }
+
+    /// Locks `[offset, offset + len)` exclusively and returns it for writing WITHOUT
+    /// logging a before-image: only for bytes whose old contents no committed state
+    /// needs (a heap block that was free when this transaction began).
+    pub(crate) fn window_unlogged(&mut self, offset: u64, len: u64) -> Result<&mut [u8]> {
+        let at = self.cx.layout.user_range(offset, len)?;
+        let update = self
+            .update
+            .as_mut()
+            .expect("the update lives until the transaction ends");
+        let w = update.window(at, len);
+        if let Err(rio_cache::Error::Conflict { .. }) = w {
+            self.conflicted.set(true);
+        }
+        Ok(w?)
+    }
+
+    /// Bytes of user space of the segment (its length now).
+    pub(crate) fn segment_len(&self) -> u64 {
+        self.cx.layout.user_len
     }
 
     /// Writes `bytes` at `offset`: [`Transaction::set_range`] plus the copy.
