@@ -439,3 +439,48 @@ fn damaged_metadata_is_reported_never_a_panic() {
         assert!(!seg.check().unwrap().is_clean());
     }
 }
+
+#[test]
+fn a_full_heap_grows_with_the_segment_and_handles_stay_valid() {
+    let p = Place::new();
+    let size = 4096 + 4 * 4096 + 8 * 4096; // header, descriptors, 8 pages
+    let mut seg = Segment::open(&p.path, &opts(&p, size)).unwrap();
+    let kept = seg
+        .transaction(|tx| {
+            let b = tx.alloc_bytes(6 * 4096)?;
+            tx.bytes_mut(b)?.fill(5);
+            Ok::<_, Error>(b)
+        })
+        .unwrap();
+    let mut tx = seg.begin().unwrap();
+    assert!(matches!(
+        tx.alloc_bytes(4 * 4096),
+        Err(Error::OutOfSpace { .. })
+    ));
+    drop(tx);
+    seg.grow(size + (1 << 20)).unwrap();
+    // The same request now fits: the heap extends into the grown length.
+    let more = seg
+        .transaction(|tx| {
+            let b = tx.alloc_bytes(4 * 4096)?;
+            tx.bytes_mut(b)?.fill(6);
+            Ok::<_, Error>(b)
+        })
+        .unwrap();
+    assert!(
+        more.offset() + 4 * 4096 > size,
+        "the new block reaches into the grown part (it may start in the old free tail)"
+    );
+    let report = seg.check().unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    seg.close().unwrap();
+    // After a reopen (cold: the memory image is gone) both handles read back.
+    p.lose_power();
+    let seg = Segment::open(&p.path, &opts(&p, size)).unwrap();
+    assert_eq!(seg.len(), size + (1 << 20));
+    let tx = seg.begin().unwrap();
+    assert_eq!(tx.bytes(kept).unwrap(), &[5u8; 6 * 4096][..]);
+    assert_eq!(tx.bytes(more).unwrap(), &[6u8; 4 * 4096][..]);
+    drop(tx);
+    assert!(seg.check().unwrap().is_clean());
+}
