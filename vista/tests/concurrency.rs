@@ -157,12 +157,16 @@ fn concurrent_transfers_are_serializable_and_every_read_sees_the_total() {
                 })
             })
             .collect();
-        let log = writers
+        // Join every writer before judging any: a failing writer must stop the reader
+        // and the checkpointer (which loop until `done`), not leave the test hanging.
+        let ends: Vec<_> = writers
             .into_iter()
-            .flat_map(|w| w.join().unwrap())
+            .map(std::thread::ScopedJoinHandle::join)
             .collect();
         done.store(true, Ordering::Relaxed);
-        log
+        ends.into_iter()
+            .flat_map(|e| e.expect("no writer panics"))
+            .collect()
     });
     assert!(reads.load(Ordering::Relaxed) > 0);
     assert_eq!(log.len() as u64, THREADS * TRANSFERS);
@@ -186,56 +190,30 @@ fn sixteen_threads_on_a_hot_spot_all_commit() {
     let seg = open_bank(&p, ACCOUNTS, 4);
     let attempts = AtomicU64::new(0);
     let max_attempts = AtomicU64::new(0);
-    let done = AtomicBool::new(false);
     std::thread::scope(|s| {
-        // Checkpoints while the hot spot runs: the gate is contended too.
-        let checkpoints = s.spawn(|| {
-            let mut n = 0u64;
-            while !done.load(Ordering::Relaxed) {
-                seg.checkpoint()
-                    .expect("a checkpoint among 16 busy threads");
-                n += 1;
-                std::thread::yield_now();
-            }
-            n
-        });
-        let workers: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let (seg, attempts, max_attempts) = (&seg, &attempts, &max_attempts);
-                s.spawn(move || {
-                    let mut rng = rand::rngs::SmallRng::seed_from_u64(100 + t);
-                    for _ in 0..TRANSFERS {
-                        let from = rng.gen_range(0..ACCOUNTS);
-                        let to = (from + rng.gen_range(1..ACCOUNTS)) % ACCOUNTS;
-                        let mut tries = 0;
-                        seg.transaction(|tx| {
-                            tries += 1;
-                            let [fb, fv]: [u64; 2] = tx.get(from * ACCOUNT)?;
-                            let [tb, tv]: [u64; 2] = tx.get(to * ACCOUNT)?;
-                            let amount = fb.min(7);
-                            tx.put(from * ACCOUNT, &[fb - amount, fv + 1])?;
-                            tx.put(to * ACCOUNT, &[tb + amount, tv + 1])?;
-                            Ok::<_, Error>(())
-                        })
-                        .expect("every transfer commits within the retry limit");
-                        attempts.fetch_add(tries, Ordering::Relaxed);
-                        max_attempts.fetch_max(tries, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        // Join every worker before judging any, so a failing one stops the checkpointer
-        // instead of leaving it to loop.
-        let ends: Vec<_> = workers
-            .into_iter()
-            .map(std::thread::ScopedJoinHandle::join)
-            .collect();
-        done.store(true, Ordering::Relaxed);
-        let n = checkpoints.join().expect("the checkpointer does not panic");
-        for e in ends {
-            e.expect("no worker panics");
+        for t in 0..THREADS {
+            let (seg, attempts, max_attempts) = (&seg, &attempts, &max_attempts);
+            s.spawn(move || {
+                let mut rng = rand::rngs::SmallRng::seed_from_u64(100 + t);
+                for _ in 0..TRANSFERS {
+                    let from = rng.gen_range(0..ACCOUNTS);
+                    let to = (from + rng.gen_range(1..ACCOUNTS)) % ACCOUNTS;
+                    let mut tries = 0;
+                    seg.transaction(|tx| {
+                        tries += 1;
+                        let [fb, fv]: [u64; 2] = tx.get(from * ACCOUNT)?;
+                        let [tb, tv]: [u64; 2] = tx.get(to * ACCOUNT)?;
+                        let amount = fb.min(7);
+                        tx.put(from * ACCOUNT, &[fb - amount, fv + 1])?;
+                        tx.put(to * ACCOUNT, &[tb + amount, tv + 1])?;
+                        Ok::<_, Error>(())
+                    })
+                    .expect("every transfer commits within the retry limit");
+                    attempts.fetch_add(tries, Ordering::Relaxed);
+                    max_attempts.fetch_max(tries, Ordering::Relaxed);
+                }
+            });
         }
-        assert!(n > 0);
     });
     let state = balances(&seg.read(0, ACCOUNTS * ACCOUNT).unwrap(), ACCOUNTS);
     assert_eq!(
