@@ -479,8 +479,8 @@ fn a_full_heap_grows_with_the_segment_and_handles_stay_valid() {
     let seg = Segment::open(&p.path, &opts(&p, size)).unwrap();
     assert_eq!(seg.len(), size + (1 << 20));
     let tx = seg.begin().unwrap();
-    assert_eq!(tx.bytes(kept).unwrap(), &[5u8; 6 * 4096][..]);
-    assert_eq!(tx.bytes(more).unwrap(), &[6u8; 4 * 4096][..]);
+    assert_eq!(tx.bytes(kept).unwrap(), vec![5u8; 6 * 4096].as_slice());
+    assert_eq!(tx.bytes(more).unwrap(), vec![6u8; 4 * 4096].as_slice());
     drop(tx);
     assert!(seg.check().unwrap().is_clean());
 }
