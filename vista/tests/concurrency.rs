@@ -190,10 +190,21 @@ fn sixteen_threads_on_a_hot_spot_all_commit() {
     let seg = open_bank(&p, ACCOUNTS, 4);
     let attempts = AtomicU64::new(0);
     let max_attempts = AtomicU64::new(0);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let checkpoints = AtomicU64::new(0);
     std::thread::scope(|s| {
+        // Checkpoints run all along: each closes the gate while the hot spot is busy.
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                seg.checkpoint().unwrap();
+                checkpoints.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        let mut writers = Vec::new();
         for t in 0..THREADS {
             let (seg, attempts, max_attempts) = (&seg, &attempts, &max_attempts);
-            s.spawn(move || {
+            writers.push(s.spawn(move || {
                 let mut rng = rand::rngs::SmallRng::seed_from_u64(100 + t);
                 for _ in 0..TRANSFERS {
                     let from = rng.gen_range(0..ACCOUNTS);
@@ -212,9 +223,18 @@ fn sixteen_threads_on_a_hot_spot_all_commit() {
                     attempts.fetch_add(tries, Ordering::Relaxed);
                     max_attempts.fetch_max(tries, Ordering::Relaxed);
                 }
-            });
+            }));
+        }
+        // Every writer ends (a failed one fails the test) before the checkpointer stops.
+        let results: Vec<_> = writers.into_iter().map(|w| w.join()).collect();
+        done.store(true, Ordering::Relaxed);
+        for r in results {
+            if let Err(panic) = r {
+                std::panic::resume_unwind(panic);
+            }
         }
     });
+    assert!(checkpoints.load(Ordering::Relaxed) > 0);
     let state = balances(&seg.read(0, ACCOUNTS * ACCOUNT).unwrap(), ACCOUNTS);
     assert_eq!(
         state.iter().map(|a| a[0]).sum::<u64>(),
