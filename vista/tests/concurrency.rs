@@ -226,7 +226,10 @@ fn sixteen_threads_on_a_hot_spot_all_commit() {
             }));
         }
         // Every writer ends (a failed one fails the test) before the checkpointer stops.
-        let results: Vec<_> = writers.into_iter().map(|w| w.join()).collect();
+        let results: Vec<_> = writers
+            .into_iter()
+            .map(std::thread::ScopedJoinHandle::join)
+            .collect();
         done.store(true, Ordering::Relaxed);
         for r in results {
             if let Err(panic) = r {
