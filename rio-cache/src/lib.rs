@@ -111,7 +111,8 @@
 //! - `thiserror`: the [`Error`] enum.
 //! - `crash-point`: named crash points at every checkpoint and recovery step (compiled
 //!   in only with the `crash-points` feature).
-//! - `crossbeam-utils`: `Backoff` while waiting for a range lock.
+//! - `crossbeam-utils`: `Backoff` while waiting for a range lock, and `CachePadded` for
+//!   the checkpoint gate's per-thread counters (no line shared between threads).
 //! - `shuttle` (optional, feature `shuttle`): model-checked tests of the lock table
 //!   (`cargo test -p rio-cache --features shuttle --lib shuttle`; vista's crate docs say
 //!   why shuttle rather than loom). The feature replaces the lock words with shuttle's

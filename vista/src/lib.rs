@@ -195,7 +195,9 @@
 //!   types (with `#[bytemuck(crate = "vista::bytemuck")]`) without depending on it.
 //! - `thiserror`: the [`Error`] enum.
 //! - `crash-point`: crash points for crash testing (compiled in only with the feature).
-//! - `crossbeam-utils`: `Backoff` between the retries of a conflicted transaction.
+//! - `crossbeam-utils`: `Backoff` between the retries of a conflicted transaction, and
+//!   `CachePadded` for the lanes (each lane's lock on its own cache line, so threads on
+//!   different lanes write no shared line).
 //! - `shuttle` (optional, feature `shuttle`): model-checked tests of the lane pool.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
