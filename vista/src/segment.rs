@@ -113,6 +113,7 @@ impl Segment {
     ///
     /// # Errors
     /// [`Error::Poisoned`] after a failed checkpoint or abort; [`Error::LanesBusy`].
+    #[inline]
     pub fn begin(&self) -> Result<Transaction<'_>> {
         self.poison.check()?;
         let mut lane = self.lanes.take()?;
@@ -141,6 +142,7 @@ impl Segment {
         }
     }
 
+    #[inline]
     fn context(&self) -> Context<'_> {
         Context {
             layout: &self.layout,

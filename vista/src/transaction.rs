@@ -51,6 +51,7 @@ pub struct Transaction<'s> {
 }
 
 impl<'s> Transaction<'s> {
+    #[inline]
     pub(crate) fn new(update: Update<'s>, lane: LaneGuard<'s>, cx: Context<'s>) -> Transaction<'s> {
         let write_through = update.protection() == rio_cache::ActiveProtection::Mprotect;
         Transaction {
@@ -83,6 +84,7 @@ impl<'s> Transaction<'s> {
     /// # Errors
     /// [`Error::OutOfRange`]; [`Error::UndoLogFull`] (the transaction stays usable);
     /// [`Error::Conflict`].
+    #[inline]
     pub fn set_range(&mut self, offset: u64, len: u64) -> Result<&mut [u8]> {
         let at = self.cx.layout.user_range(offset, len)?;
         let (layout, wt) = (self.cx.layout, self.write_through);
@@ -127,6 +129,7 @@ impl<'s> Transaction<'s> {
     ///
     /// # Errors
     /// As [`Transaction::set_range`].
+    #[inline]
     pub fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         #[cfg(feature = "mutants")]
         if crate::mutant::is("commit-early") {
@@ -228,6 +231,7 @@ impl<'s> Transaction<'s> {
     /// is a `pwrite` into the memory image). The transaction is then rolled back, as by
     /// [`Transaction::abort`], before this returns; if the roll-back fails too, the
     /// segment is poisoned. Either way none of its changes survive.
+    #[inline]
     pub fn commit(mut self) -> Result<()> {
         self.commit_point()
     }
@@ -271,6 +275,7 @@ impl<'s> Transaction<'s> {
         self.roll_back()
     }
 
+    #[inline]
     fn commit_point(&mut self) -> Result<()> {
         let (update, lane) = self.parts();
         let stored = lane.commit(update);
@@ -301,6 +306,7 @@ impl<'s> Transaction<'s> {
 
     /// Ends the update (closing windows, releasing locks), keeping the lane's memo of
     /// opened pages; returns it for a checkpoint to consume.
+    #[inline]
     fn end_update(&mut self) -> Option<Update<'s>> {
         let mut update = self.update.take()?;
         if let Some(lane) = self.lane.as_mut() {
@@ -315,6 +321,7 @@ impl Drop for Transaction<'_> {
     /// Aborts an unfinished transaction, then releases its locks and its lane. An abort
     /// that fails (a damaged undo log) poisons the segment instead of panicking;
     /// reopening reports the damage.
+    #[inline]
     fn drop(&mut self) {
         if !self.finished {
             self.finished = true;
