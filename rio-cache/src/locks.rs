@@ -185,7 +185,8 @@ impl Held {
         match self.len {
             n if n == SCAN_LIMIT + 1 => {
                 // Sized for a 4 KiB range (64 stripes) and more without regrowing.
-                let mut index = Index::with_capacity_and_hasher(4 * SCAN_LIMIT, Default::default());
+                let mut index =
+                    Index::with_capacity_and_hasher(4 * SCAN_LIMIT, BuildHasherDefault::default());
                 index.extend(self.entries().enumerate().map(|(i, e)| (e & !EXCLUSIVE, i)));
                 self.index = Some(Box::new(index));
             }
