@@ -450,8 +450,11 @@ fn check_cache_dir(dir: &Path) -> Result<()> {
         return Err(bad("not a directory".into()));
     }
     // Probe writability for real: permission bits do not tell root the truth about a
-    // read-only mount.
-    let probe = dir.join(format!(".rio-probe-{}", std::process::id()));
+    // read-only mount. The name is unique per open in this process too: threads opening
+    // caches in one directory at once must not meet on one probe file.
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = dir.join(format!(".rio-probe-{}-{n}", std::process::id()));
     match OpenOptions::new().write(true).create_new(true).open(&probe) {
         Ok(_) => {
             let _ = std::fs::remove_file(&probe);

@@ -1031,3 +1031,27 @@ fn disk_header_damaged_during_a_session_is_rewritten_or_reported() {
     cache.close().unwrap();
     refused(dir, &image, &o(dir), |e| matches!(e, Error::Corrupt { .. }));
 }
+
+/// Threads of one process open caches in one directory at once: the writability probe of
+/// one open must not make another's fail (it once used one probe name per process).
+#[test]
+fn threads_open_caches_in_one_directory_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let dir = dir.path();
+            s.spawn(move || {
+                for i in 0..50 {
+                    let opts = rio_cache::RioOptions::new()
+                        .size(4096)
+                        .writeback(rio_cache::Writeback::Manual)
+                        .cache_dir(dir);
+                    let path = dir.join(format!("disk-{t}-{i}"));
+                    let cache = rio_cache::RioCache::open(&path, &opts)
+                        .unwrap_or_else(|e| panic!("thread {t} open {i}: {e}"));
+                    drop(cache);
+                }
+            });
+        }
+    });
+}
