@@ -440,6 +440,9 @@ fn validate_disk(
     }
 }
 
+/// Numbers the writability probes of this process (see `check_cache_dir`).
+static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn check_cache_dir(dir: &Path) -> Result<()> {
     let bad = |reason: String| Error::CacheDir {
         dir: dir.to_owned(),
@@ -452,7 +455,6 @@ fn check_cache_dir(dir: &Path) -> Result<()> {
     // Probe writability for real: permission bits do not tell root the truth about a
     // read-only mount. The name is unique per open in this process too: threads opening
     // caches in one directory at once must not meet on one probe file.
-    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let probe = dir.join(format!(".rio-probe-{}-{n}", std::process::id()));
     match OpenOptions::new().write(true).create_new(true).open(&probe) {
