@@ -78,6 +78,9 @@ pub fn parse_spec(spec: &str) -> Option<(&str, u64)> {
 }
 
 #[cfg(feature = "enabled")]
+mod sys;
+
+#[cfg(feature = "enabled")]
 mod armed {
     use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
     use std::sync::Mutex;
@@ -138,22 +141,7 @@ mod armed {
     }
 
     fn kill_self() -> ! {
-        sys::kill_self()
-    }
-
-    /// The crate's one system call with an unsafe binding.
-    #[allow(unsafe_code)]
-    mod sys {
-        /// Kills this process with `SIGKILL`.
-        pub(super) fn kill_self() -> ! {
-            // SAFETY: getpid and kill have no memory-safety preconditions; SIGKILL cannot
-            // be caught, so the call does not return.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
-            // kill(getpid(), SIGKILL) delivers before returning; abort is a backstop.
-            std::process::abort()
-        }
+        crate::sys::kill_self()
     }
 }
 

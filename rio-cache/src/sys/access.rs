@@ -305,11 +305,10 @@ impl Update<'_> {
         fill(rec, before);
         self.store_u64(tail_at, tail)?;
         let (off, len) = self.inner.check_range(data.start, data.end - data.start)?;
-        // SAFETY: the data range is in bounds and was opened for writing by
-        // `window_pair` above in this update (its pages and, in a shared cache, its
-        // exclusive lock stay until the update ends); `&mut self` is borrowed for the
-        // slice's life, so no other slice of this update is alive; the checkpointer is
-        // held off by the gate.
+        // `window_pair` above opened the data in this update: its pages and (shared
+        // cache) its exclusive lock stay until the update ends.
+        // SAFETY: in bounds and open for writing; `&mut self` is borrowed for the slice's
+        // life, so no other slice of this update is alive; the gate holds off the copy.
         Ok(unsafe { self.inner.writable().slice_mut(off, len) })
     }
 
@@ -345,11 +344,10 @@ impl Update<'_> {
         {
             l.take(offset, len as u64, false)?;
         }
-        // SAFETY: in bounds; `&self` is borrowed for the slice's life, so no mutable
-        // slice of this update (which needs `&mut self`) exists meanwhile; of a shared
-        // cache, this update holds the range (shared or exclusively) until it ends, so
-        // no other update has or gets a mutable slice of it; the checkpointer is held
-        // off by the gate and only reads anyway.
+        // Of a shared cache, this update holds the range (shared or exclusively) until it
+        // ends, so no other update has or gets a mutable slice of it.
+        // SAFETY: in bounds; `&self` is borrowed for the slice's life, so no mutable slice
+        // of this update exists meanwhile; the checkpointer only reads.
         Ok(unsafe { self.inner.data.slice(off, len) })
     }
 
@@ -362,11 +360,10 @@ impl Update<'_> {
     #[inline]
     pub fn window(&mut self, offset: u64, len: u64) -> Result<&mut [u8]> {
         let (off, len) = self.open(offset, len)?;
-        // SAFETY: in bounds and opened for writing (open); unaliased: `&mut self` is
-        // borrowed for the slice's life; without a shared cache, the owner's
-        // `&mut RioCache` is borrowed by this update; with one, this update holds the
-        // range exclusively (open) until it ends; the checkpointer is held off by the
-        // gate.
+        // Unaliased: without a shared cache, the owner's `&mut RioCache` is borrowed by
+        // this update; with one, this update holds the range exclusively until it ends.
+        // SAFETY: in bounds and opened for writing (open); `&mut self` is borrowed for the
+        // slice's life; the checkpointer is held off by the gate.
         Ok(unsafe { self.inner.writable().slice_mut(off, len) })
     }
 
@@ -409,12 +406,11 @@ impl Update<'_> {
         }
         let (off, _) = self.open(offset, 8)?;
         let word = self.inner.writable().ptr().wrapping_add(off);
+        // No race with a non-atomic access: `&mut self` means no slice of this update is
+        // alive, and of a shared cache no other update holds the range.
         #[allow(clippy::cast_ptr_alignment)] // alignment argued in the SAFETY comment
-        // SAFETY: the 8 bytes are in bounds and open for writing (open); the mapping is
-        // page-aligned and `off` a multiple of 8, so the pointer is aligned for
-        // AtomicU64; `&mut self` means no slice of this update is alive, and of a shared
-        // cache no other update holds the range, so the atomic access does not race
-        // with a non-atomic one.
+        // SAFETY: in bounds and open for writing (open); the mapping is page-aligned and
+        // `off` a multiple of 8, so the pointer is aligned for AtomicU64.
         let atomic = unsafe { &*word.cast::<std::sync::atomic::AtomicU64>() };
         atomic.store(value.to_le(), Ordering::Release);
         Ok(())
