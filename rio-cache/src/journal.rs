@@ -261,10 +261,9 @@ mod tests {
         assert_eq!(b.runs()[2].1[PAGE], 5);
     }
 
-    #[test]
-    fn reads_back_committed_and_rejects_torn_or_damaged() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j");
+    /// An empty journal file in `dir`, open for reading and writing.
+    fn scratch_journal(dir: &std::path::Path) -> (std::path::PathBuf, std::fs::File) {
+        let path = dir.join("j");
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -272,6 +271,13 @@ mod tests {
             .truncate(true)
             .open(&path)
             .unwrap();
+        (path, file)
+    }
+
+    #[test]
+    fn reads_back_committed_and_rejects_torn_or_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, file) = scratch_journal(dir.path());
         let data_len = 16 * PAGE as u64;
         let mut b = Batch::new(4, data_len, 9, &[0, 5]);
         b.page_mut(1)[7] = 9;
@@ -307,14 +313,7 @@ mod tests {
     #[test]
     fn a_batch_may_grow_the_cache_but_never_shrink_it() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
+        let (path, file) = scratch_journal(dir.path());
         let b = Batch::new(3, 8 * PAGE as u64, 9, &[]);
         file.write_all_at(b.body(), 0).unwrap();
         file.write_all_at(&b.commit_record(), b.body().len() as u64)
