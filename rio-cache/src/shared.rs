@@ -173,9 +173,10 @@ impl SharedCache {
     /// for up to the lock wait).
     ///
     /// # Errors
-    /// [`Error::OutOfRange`]; [`Error::Conflict`].
+    /// [`Error::OutOfRange`]; [`Error::Conflict`]; [`Error::Poisoned`].
     pub fn read(&self, offset: u64, len: u64) -> Result<Locked<'_>> {
         self.cache.inner.check_range(offset, len)?;
+        self.cache.inner.check_poison()?;
         let sh = &self.sharing;
         if len > 0 && offset < sh.claimed.end && sh.claimed.start < offset + len {
             return Err(Error::Claimed { offset, len });
@@ -185,12 +186,15 @@ impl SharedCache {
             held.release_all(&sh.locks);
             return Err(Error::Conflict { offset, len });
         }
-        Ok(Locked {
-            // The range is held shared until `Locked` drops.
-            bytes: self.cache.read(offset, len)?,
+        let mut locked = Locked {
+            bytes: &[],
             held,
             table: &self.sharing.locks,
-        })
+        };
+        // The range is held shared until `Locked` drops (which releases it, also if
+        // this read fails: the cache may have been poisoned meanwhile).
+        locked.bytes = self.cache.read(offset, len)?;
+        Ok(locked)
     }
 
     /// Bytes of data in the cache.
