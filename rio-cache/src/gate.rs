@@ -344,4 +344,41 @@ mod tests {
             stop.store(true, Ordering::Relaxed);
         });
     }
+
+    #[test]
+    fn a_gate_made_where_a_leaked_one_lived_is_not_taken_for_it() {
+        // A ticket leaked (its update forgotten) leaves this thread's record saying it
+        // is inside that gate. A new gate at the same address must not inherit it: a
+        // thread taken to be inside would skip the closing check and could write while
+        // a checkpoint copies.
+        let mut reused = false;
+        for _ in 0..16 {
+            let old = Box::new(Gate::default());
+            let at = std::ptr::from_ref::<Gate>(&old) as usize;
+            std::mem::forget(old.enter());
+            drop(old);
+            let new = Box::new(Gate::default());
+            reused |= std::ptr::from_ref::<Gate>(&new) as usize == at;
+            assert!(
+                !new.held_by_this_thread(),
+                "a new gate taken for a leaked one"
+            );
+        }
+        assert!(
+            reused,
+            "the allocator never reused the address: the test proves nothing"
+        );
+    }
+
+    #[test]
+    fn a_close_that_waits_too_long_gives_up_and_reopens() {
+        let gate = Gate::default();
+        std::mem::forget(gate.enter()); // a leaked update: the gate never empties
+        assert!(gate.close(Duration::from_millis(20)).is_none());
+        assert!(!gate.closing.load(Ordering::SeqCst), "reopened");
+        // Updates of other threads enter at once.
+        std::thread::scope(|s| {
+            s.spawn(|| drop(gate.enter())).join().unwrap();
+        });
+    }
 }

@@ -406,6 +406,27 @@ mod tests {
     }
 
     #[test]
+    fn an_inverted_range_is_refused_before_anything_is_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = shared(dir.path(), Protection::None);
+        let mut u = c.update().unwrap();
+        for (record, data) in [(4096..4064, 0..8), (4096..4104, 16..8)] {
+            let r = u.log_and_open(record.clone(), data.clone(), 8192, 32, |_, _| {
+                unreachable!("nothing is written for an inverted range")
+            });
+            assert!(
+                matches!(r, Err(Error::InvertedRange(_))),
+                "{record:?} {data:?}"
+            );
+            assert_eq!(
+                u.read(8192, 8).unwrap(),
+                [0; 8],
+                "the tail was not published"
+            );
+        }
+    }
+
+    #[test]
     fn checkpoint_inside_an_update_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let c = shared(dir.path(), Protection::None);
