@@ -410,7 +410,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = shared(dir.path(), Protection::None);
         let mut u = c.update().unwrap();
-        for (record, data) in [(4096..4064, 0..8), (4096..4104, 16..8)] {
+        #[allow(clippy::reversed_empty_ranges)] // inverted on purpose
+        let cases = [(4096..4064, 0..8), (4096..4104, 16..8)];
+        for (record, data) in cases {
             let r = u.log_and_open(record.clone(), data.clone(), 8192, 32, |_, _| {
                 unreachable!("nothing is written for an inverted range")
             });
