@@ -106,6 +106,18 @@ fn crossed_checkpoints_of_two_segments_do_not_deadlock() {
     }
 }
 
+#[derive(Debug, PartialEq)]
+enum AppError {
+    Vista(String),
+    Mine,
+}
+
+impl From<Error> for AppError {
+    fn from(e: Error) -> AppError {
+        AppError::Vista(e.to_string())
+    }
+}
+
 /// The rule for running the closure again: only when it returns `Err` and its last call
 /// on the transaction failed with `Conflict`.
 #[test]
@@ -119,17 +131,6 @@ fn the_closure_runs_again_only_while_its_last_call_conflicted() {
     let seg = Segment::open(&p.path, &opts).unwrap();
     let mut holder = seg.begin().unwrap();
     holder.put(0, &1u64).unwrap(); // holds line 0 exclusively until dropped
-
-    #[derive(Debug, PartialEq)]
-    enum AppError {
-        Vista(String),
-        Mine,
-    }
-    impl From<Error> for AppError {
-        fn from(e: Error) -> AppError {
-            AppError::Vista(e.to_string())
-        }
-    }
 
     // Passed on with `?`: run 1 + retries times, then the conflict is returned.
     let runs = AtomicU32::new(0);
