@@ -232,10 +232,22 @@ impl RioCache {
                 seq: 0,
                 writer: header.id,
             };
-            disk.write_all_at(&h.encode(), 0)
+            let init = disk
+                .write_all_at(&h.encode(), 0)
                 .and_then(|()| disk.set_len(DISK_DATA_OFFSET + map_len))
-                .and_then(|()| disk.sync_all())
-                .context(|| format!("initialize {}", path.display()))?;
+                .and_then(|()| disk.sync_all());
+            if let Err(e) = init {
+                // Leave the file as the open found it (absent or empty), so that the
+                // next open creates it again instead of finding half a header. The
+                // file is locked, so no other open is looking at it.
+                let _ = if existed {
+                    disk.set_len(0)
+                } else {
+                    std::fs::remove_file(path)
+                };
+                let _ = std::fs::remove_file(&ipath);
+                return Err(e).context(|| format!("initialize {}", path.display()));
+            }
             if !existed {
                 sync_dir(path, faults)?;
             }
