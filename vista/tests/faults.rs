@@ -59,7 +59,7 @@ fn scenario(p: &Place, o: &vista::Options) -> (Acked, Option<Error>, Option<Segm
                 seg.transaction(|tx| tx.put(off, &v))?;
                 acked.values.insert(off, v);
             }
-            2 => seg.checkpoint()?,
+            2 | 7 => seg.checkpoint()?,
             3 => {
                 // An aborted transaction: its bytes must never show.
                 let mut tx = seg.begin()?;
@@ -82,7 +82,7 @@ fn scenario(p: &Place, o: &vista::Options) -> (Acked, Option<Error>, Option<Segm
                 seg.transaction(|tx| tx.put(off, &v))?;
                 acked.values.insert(off, v);
             }
-            _ => seg.checkpoint()?,
+            _ => unreachable!("eight steps"),
         }
         Ok(())
     };
