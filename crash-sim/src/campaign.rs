@@ -485,7 +485,7 @@ pub fn protection_name(p: vista::Protection) -> &'static str {
         vista::Protection::Mprotect => "mprotect",
         vista::Protection::Alias => "alias",
         vista::Protection::Pkey => "pkey",
-        _ => "auto",
+        vista::Protection::Auto => "auto",
     }
 }
 

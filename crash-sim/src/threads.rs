@@ -900,8 +900,8 @@ pub fn run(ctx: &mut Ctx, model: CrashModel) -> Result<()> {
         }
         if let Some(e) = &out.error {
             ctx.violation(at, format!("worker failed: {e}"), &extra);
-        } else if !matches!(exit, Exit::Signal(libc::SIGKILL) | Exit::Code(0))
-            && !(io && exit == Exit::Code(IO_MET))
+        } else if !(matches!(exit, Exit::Signal(libc::SIGKILL) | Exit::Code(0))
+            || io && exit == Exit::Code(IO_MET))
         {
             ctx.violation(at, format!("worker ended with {exit}"), &extra);
         }
