@@ -465,7 +465,7 @@ fn recreated_disk_file_cannot_take_an_open_image() {
         let image_before = std::fs::read(&image).unwrap();
         for opts in [o(dir), o(dir).discard_image(true)] {
             match RioCache::open(disk_path(dir), &opts) {
-                Err(Error::Locked { path }) => assert_eq!(path, image),
+                Err(Error::Locked { path, .. }) => assert_eq!(path, image),
                 other => panic!("expected Locked on the image, got {other:?}"),
             }
             assert!(

@@ -60,7 +60,11 @@ impl Segment {
     pub fn open(path: impl AsRef<Path>, opts: &Options) -> Result<Segment> {
         let path = path.as_ref().to_owned();
         let (total, new_layout) = match rio_cache::existing_size(&path)? {
-            Some(total) => (total, None),
+            Some(total) => {
+                // Damage the open would refuse is refused before anything is created.
+                crate::admission::admit(&path, opts)?;
+                (total, None)
+            }
             None => {
                 let l = Layout::for_options(opts)?;
                 (l.total().expect("checked by for_options"), Some(l))

@@ -500,7 +500,7 @@ fn recreated_segment_file_cannot_take_an_open_image() {
     for o in [p.opts(SIZE), p.opts(SIZE).discard_image(true)] {
         let err = Segment::open(&p.path, &o).unwrap_err();
         assert!(
-            matches!(&err, Error::Locked { path } if *path == p.image()),
+            matches!(&err, Error::Locked { path, .. } if *path == p.image()),
             "{err}"
         );
         assert!(
