@@ -217,7 +217,11 @@ pub(crate) const ORIGIN_MAX: usize = PAGE - ORIGIN_AT - 8;
 pub(crate) fn encode_origin(abs: &std::path::Path) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
     let bytes = abs.as_os_str().as_bytes();
-    let bytes = if bytes.len() > ORIGIN_MAX { &[][..] } else { bytes };
+    let bytes = if bytes.len() > ORIGIN_MAX {
+        &[][..]
+    } else {
+        bytes
+    };
     let mut b = vec![0u8; 8 + bytes.len()];
     put_u32(&mut b, 0, bytes.len() as u32);
     b[8..].copy_from_slice(bytes);
@@ -234,7 +238,11 @@ pub(crate) fn decode_origin(rec: &[u8]) -> Option<std::path::PathBuf> {
         return None;
     }
     let n = get_u32(rec, 0) as usize;
-    if n == 0 || n > ORIGIN_MAX || rec.len() < 8 + n || origin_check(&rec[..8 + n]) != get_u32(rec, 4) {
+    if n == 0
+        || n > ORIGIN_MAX
+        || rec.len() < 8 + n
+        || origin_check(&rec[..8 + n]) != get_u32(rec, 4)
+    {
         return None;
     }
     Some(std::ffi::OsStr::from_bytes(&rec[8..8 + n]).into())

@@ -583,9 +583,7 @@ fn create_locked_image(ipath: &Path) -> Result<File> {
         .open(ipath)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Err(Error::locked(ipath))
-        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(Error::locked(ipath)),
         Err(e) => return Err(e).context(|| format!("create {}", ipath.display())),
     };
     if !sys::try_lock_exclusive(&f).context(|| format!("lock {}", ipath.display()))?
@@ -617,7 +615,9 @@ pub(crate) fn create_image(
 ) -> Result<()> {
     // The origin record outlives the rebuild (a grow rebuilds the image in place).
     let mut origin = vec![0u8; PAGE - format::ORIGIN_AT];
-    if f.read_exact_at(&mut origin, format::ORIGIN_AT as u64).is_err() {
+    if f.read_exact_at(&mut origin, format::ORIGIN_AT as u64)
+        .is_err()
+    {
         origin.fill(0);
     }
     f.set_len(0)
