@@ -404,21 +404,21 @@ impl Drop for CreatedFile<'_> {
 /// image is complete, of this boot and of this very file: then it may hold everything
 /// committed, and restoring the file's header (say, from a copy) lets an open continue
 /// from it. Other errors pass unchanged.
-pub(crate) fn note_intact_image(e: Error, disk: &File, path: &Path, cache_dir: &Path) -> Error {
-    let Error::Corrupt { path: p, reason } = e else {
-        return e;
+pub(crate) fn note_intact_image(err: Error, disk: &File, path: &Path, cache_dir: &Path) -> Error {
+    let Error::Corrupt { path: bad, reason } = err else {
+        return err;
     };
     let intact = (|| {
         let ipath = image_path(path, cache_dir).ok()?;
-        let f = File::open(&ipath).ok()?;
-        let mut b = [0u8; MemHeader::READ_LEN];
-        f.read_exact_at(&mut b, 0).ok()?;
-        let h = MemHeader::decode(&b).ok()?;
-        let m = disk.metadata().ok()?;
-        let synced = MemHeader::decode_synced(format::get_u64(&b, MemHeader::SYNCED_AT))?;
-        let ours = format::get_u32(&b, MemHeader::READY_AT) == MEM_READY
+        let image = File::open(&ipath).ok()?;
+        let mut head = [0u8; MemHeader::READ_LEN];
+        image.read_exact_at(&mut head, 0).ok()?;
+        let h = MemHeader::decode(&head).ok()?;
+        let meta = disk.metadata().ok()?;
+        let synced = MemHeader::decode_synced(format::get_u64(&head, MemHeader::SYNCED_AT))?;
+        let ours = format::get_u32(&head, MemHeader::READY_AT) == MEM_READY
             && h.boot_id == format::boot_id().ok()?
-            && (h.dev, h.ino) == (m.dev(), m.ino());
+            && (h.dev, h.ino) == (meta.dev(), meta.ino());
         ours.then_some((ipath, synced))
     })();
     let reason = match intact {
@@ -430,7 +430,7 @@ pub(crate) fn note_intact_image(e: Error, disk: &File, path: &Path, cache_dir: &
         ),
         None => reason,
     };
-    Error::Corrupt { path: p, reason }
+    Error::Corrupt { path: bad, reason }
 }
 
 /// Reads and decodes the header of the `len`-byte disk image `disk`, turning each defect

@@ -55,40 +55,43 @@ fn images_name_their_disk_file_and_only_orphans_go() {
             .unwrap()
             .join(p.file_name().unwrap())
     };
-    let k = find(&kept);
-    assert_eq!(k.origin.as_deref(), Some(abs(&kept).as_path()));
-    assert_eq!(k.origin_exists, Some(true));
-    assert!(!k.is_orphan());
-    let g = find(&gone);
-    assert_eq!(g.origin.as_deref(), Some(abs(&gone).as_path()));
-    assert_eq!(g.origin_exists, Some(false));
-    assert!(g.is_orphan());
-    assert!(g.len > SIZE);
-    let h = find(&open);
-    assert_eq!(h.origin_exists, Some(false));
-    assert_eq!(h.locked_by, Some(std::process::id()));
-    assert!(!h.is_orphan(), "an open image is never an orphan");
-    let l = find(&legacy);
-    assert_eq!((l.origin.clone(), l.origin_exists), (None, None));
+    let kept_i = find(&kept);
+    assert_eq!(kept_i.origin.as_deref(), Some(abs(&kept).as_path()));
+    assert_eq!(kept_i.origin_exists, Some(true));
+    assert!(!kept_i.is_orphan());
+    let gone_i = find(&gone);
+    assert_eq!(gone_i.origin.as_deref(), Some(abs(&gone).as_path()));
+    assert_eq!(gone_i.origin_exists, Some(false));
+    assert!(gone_i.is_orphan());
+    assert!(gone_i.len > SIZE);
+    let open_i = find(&open);
+    assert_eq!(open_i.origin_exists, Some(false));
+    assert_eq!(open_i.locked_by, Some(std::process::id()));
+    assert!(!open_i.is_orphan(), "an open image is never an orphan");
+    let legacy_i = find(&legacy);
+    assert_eq!(
+        (legacy_i.origin.clone(), legacy_i.origin_exists),
+        (None, None)
+    );
     assert!(
-        !l.is_orphan(),
+        !legacy_i.is_orphan(),
         "an image of unknown origin is never an orphan"
     );
 
     // Removal re-checks everything under the image's lock.
-    assert!(rio_cache::remove_orphan(&g).unwrap());
-    assert!(!g.path.exists());
-    assert!(!rio_cache::remove_orphan(&k).unwrap());
-    assert!(!rio_cache::remove_orphan(&l).unwrap());
-    match rio_cache::remove_orphan(&h) {
+    assert!(rio_cache::remove_orphan(&gone_i).unwrap());
+    assert!(!gone_i.path.exists());
+    assert!(!rio_cache::remove_orphan(&kept_i).unwrap());
+    assert!(!rio_cache::remove_orphan(&legacy_i).unwrap());
+    match rio_cache::remove_orphan(&open_i) {
         Err(Error::Locked { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
         other => panic!("expected Locked, got {other:?}"),
     }
     // Even a stale listing that calls it an orphan: the file came back, so it stays.
     RioCache::open(&gone, &o(dir)).unwrap().close().unwrap();
-    assert!(!rio_cache::remove_orphan(&g).unwrap());
-    assert!(g.path.exists());
-    assert!(k.path.exists() && h.path.exists() && l.path.exists());
+    assert!(!rio_cache::remove_orphan(&gone_i).unwrap());
+    assert!(gone_i.path.exists());
+    assert!(kept_i.path.exists() && open_i.path.exists() && legacy_i.path.exists());
     drop(held);
 }
 

@@ -521,7 +521,11 @@ fn offsets_and_sizes_in_hex_or_decimal() {
         );
         assert_eq!(r.code, 0, "{offset} {len}: {}", r.stderr);
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-        let hex: String = want.bytes().map(|b| format!("{b:02x}")).collect();
+        let hex: String = want
+            .bytes()
+            .flat_map(|b| [b >> 4, b & 15])
+            .map(|n| char::from_digit(u32::from(n), 16).unwrap())
+            .collect();
         assert_eq!(v["hex"], hex, "--offset {offset} --len {len}");
     }
     for bad in ["0x", "0xZZ", "0x10KiB", "x50"] {
@@ -701,7 +705,9 @@ fn check_and_heap_on_a_sound_heap() {
 
 #[test]
 fn check_finds_a_damaged_heap() {
-    let cases: [(&str, fn(u64) -> (u64, Vec<u8>), &str); 3] = [
+    /// Where to write what, given the offset of a small block.
+    type Damage = fn(u64) -> (u64, Vec<u8>);
+    let cases: [(&str, Damage, &str); 3] = [
         (
             "root pointer",
             |_| (64, 0x5_5555u64.to_le_bytes().to_vec()),
