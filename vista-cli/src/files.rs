@@ -61,7 +61,8 @@ pub fn remove(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
                 exit::LOCKED,
                 path,
                 format!(
-                    "is open: {} is locked {}; nothing was removed (close it first)",
+                    "{} is open ({} is locked {}); nothing was removed (close it first)",
+                    path.display(),
                     held.display(),
                     holder(pid)
                 ),

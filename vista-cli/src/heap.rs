@@ -84,12 +84,12 @@ pub fn heap(path: &Path, cache_dir: &Path, disk: bool) -> Result<Outcome, Failur
     for cl in st.classes.iter().filter(|cl| cl.slabs > 0) {
         let _ = writeln!(
             t,
-            "  {:>6} B    {:>6} slab(s) {:>9} live {:>9} free  ({} live)",
+            "  {:>6} B    {:>6} slab(s) {:>9} live {:>9} free  ({} bytes live)",
             cl.block_size,
             cl.slabs,
             cl.live,
             cl.free,
-            human(cl.live * cl.block_size)
+            cl.live * cl.block_size
         );
     }
     let large = st.live_blocks - st.classes.iter().map(|cl| cl.live).sum::<u64>();

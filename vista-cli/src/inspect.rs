@@ -80,9 +80,9 @@ fn journal_text(j: &JournalState, len: Option<u64>) -> String {
             "clear: an empty file (the last checkpoint completed)".into()
         }
         JournalState::Empty => format!(
-            "clear: its header is zero, so it holds no checkpoint (the last one completed); \
-             the other {} are the last checkpoint's staged pages, left in place so the \
-             next checkpoint overwrites blocks the file already has, and never read",
+            "clear: a zeroed header, so no checkpoint is pending (the last one completed); \
+             the other {} are leftover pages of the last checkpoint, kept so the next one \
+             reuses the file's blocks; nothing reads them",
             human(len.unwrap_or(0).saturating_sub(64))
         ),
         JournalState::Torn => "an uncommitted checkpoint (the next open discards it)".into(),
@@ -380,7 +380,21 @@ fn check_view(r: &mut Report, info: &SegmentInfo, source: Source) {
             return;
         }
         Err(f) => {
-            r.push(format!("segment header ({where_})"), false, f.to_string());
+            let image_ok = source == Source::Disk
+                && info.cache.image == ImageState::Warm
+                && info.view(Source::Image).is_ok_and(|v| v.header.is_ok());
+            let note = if image_ok {
+                "; the memory image's copy is intact and is the one opens use, so the segment \
+                 opens, but a power loss (or losing the image) would leave only this damaged \
+                 copy: restore the segment file from a copy while the image lasts"
+            } else {
+                ""
+            };
+            r.push(
+                format!("segment header ({where_})"),
+                false,
+                format!("{f}{note}"),
+            );
             return;
         }
     };

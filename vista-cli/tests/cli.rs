@@ -585,7 +585,9 @@ fn info_tells_what_a_clear_journal_holds() {
     let r = read_only(d, &["info", "seg"]);
     let line = r.stdout.lines().find(|l| l.starts_with("journal")).unwrap();
     assert!(
-        line.contains("header is zero") && line.contains("never read") && !line.contains("empty"),
+        line.contains("zeroed header")
+            && line.contains("nothing reads them")
+            && !line.contains("empty"),
         "{line}"
     );
 }
@@ -836,4 +838,28 @@ fn images_lists_and_removes_only_orphans() {
     assert!(r.stdout.contains("1 removed"), "{}", r.stdout);
     assert!(!image("open").exists());
     assert!(image("kept").exists());
+}
+
+/// A damaged segment header in the file while the memory image's copy is intact: the
+/// segment opens (from the image), and `check` says the file's copy is the one at risk.
+#[test]
+fn check_says_when_only_the_files_copy_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = good_segment(d);
+    let mut b = std::fs::read(&path).unwrap();
+    b[4096 + 44] ^= 0xff;
+    std::fs::write(&path, b).unwrap();
+    let r = read_only(d, &["check", "seg"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("FAIL segment header (disk)"))
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(
+        line.contains("memory image's copy is intact") && line.contains("power loss"),
+        "{line}"
+    );
+    assert_eq!(vista(d, &["checkpoint", "seg"]).code, 0);
 }
