@@ -40,10 +40,13 @@ pub enum Error {
     /// The segment is open elsewhere (this process or another). `path` is the segment
     /// file, or its memory image if the file was recreated while a segment of it was
     /// open.
-    #[error("{} is locked by another open segment", path.display())]
+    #[error("{} is locked by another open segment ({})", path.display(), holder_text(*pid))]
     Locked {
         /// The file.
         path: PathBuf,
+        /// The process holding the lock (from `/proc/locks`); `None` if it could not be
+        /// found.
+        pid: Option<u32>,
     },
     /// The segment was written by an incompatible format version.
     #[error("{} has format version {found}; this build reads version {supported}", path.display())]
@@ -194,6 +197,15 @@ pub enum Error {
     Cache(rio_cache::Error),
 }
 
+/// How an [`Error::Locked`] message names the lock's holder.
+fn holder_text(pid: Option<u32>) -> String {
+    match pid {
+        Some(p) if p == std::process::id() => format!("held by this process, {p}"),
+        Some(p) => format!("held by process {p}"),
+        None => "its holder could not be found".into(),
+    }
+}
+
 /// A `Result` with vista's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -201,7 +213,7 @@ impl From<rio_cache::Error> for Error {
     fn from(e: rio_cache::Error) -> Self {
         use rio_cache::Error as R;
         match e {
-            R::Locked { path } => Error::Locked { path },
+            R::Locked { path, pid } => Error::Locked { path, pid },
             R::IncompatibleVersion {
                 path,
                 found,

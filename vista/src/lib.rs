@@ -202,6 +202,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod admission;
 mod error;
 pub mod heap;
 pub mod inspect;
