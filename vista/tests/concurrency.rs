@@ -159,7 +159,10 @@ fn concurrent_transfers_are_serializable_and_every_read_sees_the_total_under(gua
                     for _ in 0..TRANSFERS {
                         let from = rng.gen_range(0..ACCOUNTS);
                         let to = (from + rng.gen_range(1..ACCOUNTS)) % ACCOUNTS;
-                        mine.push(transfer(seg, from, to, rng.gen_range(0..300)).unwrap());
+                        mine.push(
+                            transfer(seg, from, to, rng.gen_range(0..300))
+                                .unwrap_or_else(|e| panic!("{guard:?}: a transfer failed: {e}")),
+                        );
                     }
                     mine
                 })
