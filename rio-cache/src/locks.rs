@@ -213,6 +213,20 @@ impl Held {
         if len == 0 {
             return true;
         }
+        // The common first lock of a holder: one line, nothing held yet.
+        if self.len == 0 && offset / LINE == (offset + len - 1) / LINE {
+            let s = ((offset / LINE) & table.mask) as u32;
+            let taken = if exclusive {
+                wait_for(|| table.try_exclusive(s), wait)
+            } else {
+                wait_for(|| table.try_shared(s), wait)
+            };
+            if taken {
+                self.first[0] = if exclusive { s | EXCLUSIVE } else { s };
+                self.len = 1;
+            }
+            return taken;
+        }
         for s in table.stripes(offset, len) {
             match self.find(s) {
                 Some(i) => {
@@ -242,6 +256,13 @@ impl Held {
 
     /// Releases every stripe (the end of the holder's growing phase and its life).
     pub(crate) fn release_all(&mut self, table: &LockTable) {
+        if self.len <= INLINE {
+            for &e in &self.first[..self.len] {
+                table.release(e & !EXCLUSIVE, e & EXCLUSIVE != 0);
+            }
+            self.len = 0;
+            return;
+        }
         for e in self.entries() {
             table.release(e & !EXCLUSIVE, e & EXCLUSIVE != 0);
         }
@@ -258,10 +279,16 @@ impl Held {
 }
 
 /// Tries `f` until it succeeds or `wait` has passed: spinning first, then yielding.
+#[inline]
 fn wait_for(mut f: impl FnMut() -> bool, wait: Duration) -> bool {
     if f() {
         return true;
     }
+    wait_slow(f, wait)
+}
+
+#[inline(never)]
+fn wait_slow(mut f: impl FnMut() -> bool, wait: Duration) -> bool {
     let backoff = Backoff::new();
     while !backoff.is_completed() {
         backoff.snooze();

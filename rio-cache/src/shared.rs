@@ -95,6 +95,15 @@ impl SharedCache {
     /// log, for example). An update holding a claim reads and writes its part without
     /// locking; no other update may touch the region ([`Error::Claimed`]).
     ///
+    /// Stores into a claimed part through [`Update::store_u64`] and
+    /// [`Update::log_and_open`] go straight through the mapping (under any guard but
+    /// `mprotect`) and do **not** mark its pages dirty: a checkpoint writes a claimed
+    /// page back only when something else marked it. This is for state that is
+    /// scratch between updates: checkpoints run only while no update is in progress, so
+    /// the holder must leave its part, at the end of each update, in a state whose last
+    /// written-back copy is as good (vista's undo lanes: the log is empty at the end of
+    /// every transaction, and the disk's copy of every lane is an empty log).
+    ///
     /// # Errors
     /// [`Error::OutOfRange`] if the region does not lie in the cache or does not split
     /// into `parts` equal parts.

@@ -276,15 +276,22 @@ impl Poison {
     #[inline]
     pub(crate) fn check(&self) -> Result<()> {
         if self.set.load(std::sync::atomic::Ordering::Acquire) {
-            let why = self
-                .why
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone()
-                .unwrap_or_default();
-            return Err(Error::Poisoned(why));
+            return Err(self.error());
         }
         Ok(())
+    }
+
+    /// The error a poisoned segment returns (off the hot path).
+    #[cold]
+    #[inline(never)]
+    fn error(&self) -> Error {
+        let why = self
+            .why
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default();
+        Error::Poisoned(why)
     }
 
     /// Poisons the segment (the first reason is kept).

@@ -357,12 +357,17 @@ impl<'s> Transaction<'s> {
     /// opened pages; returns it for a checkpoint to consume.
     #[inline]
     fn end_update(&mut self) -> Option<Update<'s>> {
-        let mut update = self.update.take()?;
-        if let Some(lane) = self.lane.as_mut() {
-            lane.memo = update.memo();
+        self.hand_back();
+        self.update.take()
+    }
+
+    /// Gives the lane back its memo of opened pages and its claim from the update.
+    #[inline]
+    fn hand_back(&mut self) {
+        if let (Some(update), Some(lane)) = (self.update.as_mut(), self.lane.as_mut()) {
+            update.memo_into(&mut lane.memo);
             lane.claim = update.release_claim();
         }
-        Some(update)
     }
 }
 
@@ -376,7 +381,9 @@ impl Drop for Transaction<'_> {
             self.finished = true;
             let _ = self.roll_back();
         }
-        drop(self.end_update());
+        // Ended in place (closing windows, releasing locks): no move of the update.
+        self.hand_back();
+        self.update = None;
         if let Some(lane) = self.lane.take() {
             self.cx.lanes.give_back(lane);
         }
