@@ -146,6 +146,17 @@ pub enum Error {
         /// How long it waited.
         waited: std::time::Duration,
     },
+    /// A range is held by this very thread (an update of this thread holds it
+    /// exclusively, or only this thread's read guards hold it shared): waiting for it
+    /// would be for nothing, so the update gave up at once. Release it first (drop the
+    /// read guard, end the other update).
+    #[error("range {offset}+{len} is held by this thread (a read guard or another of its updates): waiting would never end")]
+    HeldByThisThread {
+        /// Start of the range asked for.
+        offset: u64,
+        /// Its length.
+        len: u64,
+    },
     /// A range given as `start..end` ends before it starts. Nothing was written.
     #[error("range {}..{} ends before it starts", .0.start, .0.end)]
     InvertedRange(std::ops::Range<u64>),

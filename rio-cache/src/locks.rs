@@ -4,7 +4,17 @@
 //! Line `l` (bytes `64 l .. 64 l + 64` of the data) maps to stripe `l mod n`, with `n` a
 //! power of two no larger than the number of lines. Two lines that share a stripe share
 //! its lock: a false conflict at worst, never a missed one. A stripe word is `0` (free),
-//! a count of shared holders, or [`EXCLUSIVE`].
+//! a count of shared holders, or [`EXCLUSIVE`] with the holding thread's number in the
+//! low bits.
+//!
+//! **A range this thread holds.** A holder that cannot take a stripe at once first asks
+//! whether this very thread holds it (its exclusive owner is this thread, or every
+//! shared holder is one of this thread's read guards, which register their stripes in
+//! a thread-local list). Waiting would then be for nothing: the thread cannot release
+//! while it waits. The holder gives up at once and says so
+//! ([`Held::refused_by_this_thread`]), and the caller reports
+//! [`crate::Error::HeldByThisThread`]. (Shared locks of another update of this thread are
+//! not in the list: that case waits the lock wait and reports a plain conflict.)
 //!
 //! Holders follow strict two-phase locking: they only take stripes until they end, then
 //! release everything at once. Taking a free or compatible stripe never waits; an
@@ -13,6 +23,7 @@
 //! waiters breaks instead of deadlocking). Upgrading a stripe from shared to exclusive
 //! never waits: two holders upgrading the same stripe would wait for each other.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 #[cfg(not(feature = "shuttle"))]
@@ -32,11 +43,43 @@ pub(crate) const LINE: u64 = 64;
 const MAX_STRIPES: usize = 1 << 16;
 const EXCLUSIVE: u32 = 1 << 31;
 
+/// Numbers threads for the owner bits of exclusive words (0: not yet numbered).
+static NEXT_THREAD: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+/// Numbers lock tables, for the read guards' thread-local list.
+static NEXT_TABLE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+#[cfg(feature = "shuttle")]
+use shuttle::thread_local;
+
+thread_local! {
+    /// This thread's number in exclusive lock words (`0` until first used).
+    static THREAD: Cell<u32> = const { Cell::new(0) };
+    /// Stripes held shared by this thread's read guards: (table, stripe, count).
+    static GUARDED: RefCell<Vec<(u64, u32, u32)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// This thread's number: never 0, below [`EXCLUSIVE`].
+#[inline]
+fn this_thread() -> u32 {
+    THREAD.with(|t| {
+        let n = t.get();
+        if n != 0 {
+            return n;
+        }
+        let n =
+            (NEXT_THREAD.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (EXCLUSIVE - 1)) + 1;
+        t.set(n);
+        n
+    })
+}
+
 /// The lock words of one cache.
 #[derive(Debug)]
 pub(crate) struct LockTable {
     words: Box<[AtomicU32]>,
     mask: u64,
+    /// This table's number (see `GUARDED`).
+    id: u64,
 }
 
 impl LockTable {
@@ -47,7 +90,25 @@ impl LockTable {
         LockTable {
             words: (0..n).map(|_| AtomicU32::new(0)).collect(),
             mask: n as u64 - 1,
+            id: NEXT_TABLE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// Whether stripe `s` is held by this thread only: exclusively by it (`me`), or
+    /// shared by its read guards alone, besides `own` shares of the asking holder.
+    #[cold]
+    fn held_by(&self, s: u32, me: u32, own: u32) -> bool {
+        let w = self.words[s as usize].load(Ordering::Relaxed);
+        if w & EXCLUSIVE != 0 {
+            return w & !EXCLUSIVE == me;
+        }
+        w > own
+            && GUARDED.with(|g| {
+                g.borrow()
+                    .iter()
+                    .find(|e| e.0 == self.id && e.1 == s)
+                    .is_some_and(|e| e.2 + own >= w)
+            })
     }
 
     fn try_shared(&self, s: u32) -> bool {
@@ -64,16 +125,16 @@ impl LockTable {
         }
     }
 
-    fn try_exclusive(&self, s: u32) -> bool {
+    fn try_exclusive(&self, s: u32, me: u32) -> bool {
         self.words[s as usize]
-            .compare_exchange(0, EXCLUSIVE, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, EXCLUSIVE | me, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
     /// Shared to exclusive, if the caller is the only shared holder.
-    fn try_upgrade(&self, s: u32) -> bool {
+    fn try_upgrade(&self, s: u32, me: u32) -> bool {
         self.words[s as usize]
-            .compare_exchange(1, EXCLUSIVE, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(1, EXCLUSIVE | me, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
@@ -110,6 +171,10 @@ pub(crate) struct Held {
     // hot path; one pointer instead of a map's 48 bytes keeps those moves short.
     #[allow(clippy::box_collection)]
     index: Option<Box<Index>>,
+    /// The last `acquire` failed because this thread holds the stripe.
+    mine: bool,
+    /// A read guard's set: its shared stripes are listed in `GUARDED`.
+    guard: Option<u64>,
 }
 
 /// Position by stripe number. Stripe numbers are small integers chosen by the cache's
@@ -213,26 +278,33 @@ impl Held {
         if len == 0 {
             return true;
         }
+        let me = this_thread();
         // The common first lock of a holder: one line, nothing held yet.
-        if self.len == 0 && offset / LINE == (offset + len - 1) / LINE {
+        if self.len == 0 && self.guard.is_none() && offset / LINE == (offset + len - 1) / LINE {
             let s = ((offset / LINE) & table.mask) as u32;
             let taken = if exclusive {
-                wait_for(|| table.try_exclusive(s), wait)
+                wait_for(
+                    || table.try_exclusive(s, me),
+                    || table.held_by(s, me, 0),
+                    wait,
+                )
             } else {
-                wait_for(|| table.try_shared(s), wait)
+                wait_for(|| table.try_shared(s), || table.held_by(s, me, 0), wait)
             };
-            if taken {
+            self.mine = taken == Wait::Mine;
+            if taken == Wait::Taken {
                 self.first[0] = if exclusive { s | EXCLUSIVE } else { s };
                 self.len = 1;
             }
-            return taken;
+            return taken == Wait::Taken;
         }
         for s in table.stripes(offset, len) {
             match self.find(s) {
                 Some(i) => {
                     let e = self.get(i);
                     if exclusive && e & EXCLUSIVE == 0 {
-                        if !table.try_upgrade(s) {
+                        if !table.try_upgrade(s, me) {
+                            self.mine = table.held_by(s, me, 1);
                             return false;
                         }
                         self.set(i, s | EXCLUSIVE);
@@ -240,22 +312,50 @@ impl Held {
                 }
                 None => {
                     let taken = if exclusive {
-                        wait_for(|| table.try_exclusive(s), wait)
+                        wait_for(
+                            || table.try_exclusive(s, me),
+                            || table.held_by(s, me, 0),
+                            wait,
+                        )
                     } else {
-                        wait_for(|| table.try_shared(s), wait)
+                        wait_for(|| table.try_shared(s), || table.held_by(s, me, 0), wait)
                     };
-                    if !taken {
+                    if taken != Wait::Taken {
+                        self.mine = taken == Wait::Mine;
                         return false;
                     }
                     self.push(if exclusive { s | EXCLUSIVE } else { s });
+                    if let Some(id) = self.guard {
+                        guard_note(id, s, 1);
+                    }
                 }
             }
         }
         true
     }
 
+    /// Whether the last failed [`Held::acquire`] gave up because this thread itself
+    /// holds the range (see the module documentation).
+    pub(crate) fn refused_by_this_thread(&self) -> bool {
+        self.mine
+    }
+
+    /// A read guard's holder: its shared stripes are listed for this thread, so that
+    /// this thread's own writers can tell they would wait for it.
+    pub(crate) fn for_read_guard(table: &LockTable) -> Held {
+        Held {
+            guard: Some(table.id),
+            ..Held::default()
+        }
+    }
+
     /// Releases every stripe (the end of the holder's growing phase and its life).
     pub(crate) fn release_all(&mut self, table: &LockTable) {
+        if let Some(id) = self.guard {
+            for e in self.entries() {
+                guard_note(id, e & !EXCLUSIVE, -1);
+            }
+        }
         if self.len <= INLINE {
             for &e in &self.first[..self.len] {
                 table.release(e & !EXCLUSIVE, e & EXCLUSIVE != 0);
@@ -278,13 +378,51 @@ impl Held {
     }
 }
 
-/// Tries `f` until it succeeds or `wait` has passed: spinning first, then yielding.
+/// Counts `delta` shared holds of read guards of this thread on stripe `s` of table `id`.
+fn guard_note(id: u64, s: u32, delta: i32) {
+    GUARDED.with(|g| {
+        let mut g = g.borrow_mut();
+        match g.iter().position(|e| e.0 == id && e.1 == s) {
+            Some(i) => {
+                let n = g[i].2.saturating_add_signed(delta);
+                if n == 0 {
+                    g.swap_remove(i);
+                } else {
+                    g[i].2 = n;
+                }
+            }
+            None if delta > 0 => g.push((id, s, delta.unsigned_abs())),
+            None => {}
+        }
+    });
+}
+
+/// How a wait for a stripe ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Taken,
+    /// Given up after the wait.
+    Busy,
+    /// Given up at once: this thread holds it.
+    Mine,
+}
+
+/// Tries `f` until it succeeds or `wait` has passed: spinning first, then yielding. If
+/// `f` fails at first and `mine` says this thread holds the stripe, gives up at once.
 #[inline]
-fn wait_for(mut f: impl FnMut() -> bool, wait: Duration) -> bool {
+fn wait_for(f: impl FnMut() -> bool, mine: impl FnOnce() -> bool, wait: Duration) -> Wait {
+    let mut f = f;
     if f() {
-        return true;
+        return Wait::Taken;
     }
-    wait_slow(f, wait)
+    if mine() {
+        return Wait::Mine;
+    }
+    if wait_slow(f, wait) {
+        Wait::Taken
+    } else {
+        Wait::Busy
+    }
 }
 
 #[inline(never)]

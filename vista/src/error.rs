@@ -81,6 +81,18 @@ pub enum Error {
         /// How long it waited.
         waited: std::time::Duration,
     },
+    /// The range is held by this very thread: a [`crate::Bytes`] read guard of this
+    /// thread covers it, or another transaction open on this thread holds it
+    /// exclusively. Waiting would never end (the thread cannot release it while it
+    /// waits), so the call fails at once, and `Segment::transaction` does not run the
+    /// closure again. Drop the guard or end the other transaction first.
+    #[error("range {offset}+{len} is held by this thread (a read guard, or another transaction open on it): waiting would never end; drop the guard or end that transaction first")]
+    HeldByThisThread {
+        /// Start of the range the call asked for (a user-space offset).
+        offset: u64,
+        /// Its length.
+        len: u64,
+    },
     /// Every undo lane stayed in use by other transactions for the whole lane wait
     /// (see `Options::lane_wait`).
     #[error("all {lanes} undo lanes stayed busy for {waited:?}")]
@@ -257,8 +269,21 @@ impl From<rio_cache::Error> for Error {
             R::Poisoned(why) => Error::Poisoned(why),
             R::CheckpointBusy { waited } => Error::CheckpointBusy { waited },
             R::Conflict { .. } => Error::Conflict,
+            R::HeldByThisThread { offset, len } => Error::HeldByThisThread { offset, len },
             R::Io { context, source } => Error::Io { context, source },
             other => Error::Cache(other),
+        }
+    }
+}
+
+impl Error {
+    /// The error with the user range of the call that met it, where it names a range
+    /// (the cache reports its own offsets).
+    #[must_use]
+    pub(crate) fn at_user_range(self, offset: u64, len: u64) -> Error {
+        match self {
+            Error::HeldByThisThread { .. } => Error::HeldByThisThread { offset, len },
+            other => other,
         }
     }
 }

@@ -235,7 +235,7 @@ impl Segment {
                     attempt += 1;
                     backoff.snooze();
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(Error::from(e).at_user_range(offset, len)),
             }
         }
     }

@@ -101,7 +101,9 @@ impl<'s> Transaction<'s> {
             .lane
             .as_mut()
             .expect("the lane is held until the transaction ends");
-        let logged = lane.log(update, layout, offset, len, at, wt);
+        let logged = lane
+            .log(update, layout, offset, len, at, wt)
+            .map_err(|e| e.at_user_range(offset, len));
         let conflict = matches!(logged, Err(Error::Conflict));
         last.set(conflict);
         if conflict {
@@ -198,7 +200,7 @@ impl<'s> Transaction<'s> {
             .expect("the update lives until the transaction ends")
             .read(at, len);
         self.note(matches!(read, Err(rio_cache::Error::Conflict { .. })));
-        Ok(read?)
+        read.map_err(|e| Error::from(e).at_user_range(offset, len))
     }
 
     /// Records whether the call just made failed with a conflict.

@@ -186,12 +186,11 @@ impl Locking<'_> {
                 _ => Err(Error::Claimed { offset, len }),
             };
         }
-        if self
-            .held
-            .borrow_mut()
-            .acquire(&sh.locks, offset, len, exclusive, sh.wait)
-        {
+        let mut held = self.held.borrow_mut();
+        if held.acquire(&sh.locks, offset, len, exclusive, sh.wait) {
             Ok(())
+        } else if held.refused_by_this_thread() {
+            Err(Error::HeldByThisThread { offset, len })
         } else {
             Err(Error::Conflict { offset, len })
         }
