@@ -139,6 +139,15 @@ pub const MUTANTS: &[Mutant] = &[
         protection: "auto",
     },
     Mutant {
+        name: "copy-without-cow",
+        var: "RIO_MUTANT",
+        what: "rio-cache's checkpoint copies its snapshot while updates run, but writers do \
+               not preserve the pages it has not copied yet (the snapshot mixes states)",
+        campaign: ("vista", "kv", "power", "15"),
+        threads: 4,
+        protection: "auto",
+    },
+    Mutant {
         name: "publish-before-lock",
         var: "VISTA_MUTANT",
         what: "vista publishes a write's undo record before it holds the range exclusively \

@@ -277,6 +277,8 @@ impl RioCache {
         inner.meta = meta;
         inner.data_len = new_len;
         inner.pages = pages;
+        inner.snapshot = crate::snapshot::Snapshot::new(pages);
+        *inner.dirty_side.get_mut() = 0;
         inner.image_data_at = mem.meta_len;
         *inner.dirty_pages.get_mut() = 0;
         *inner.kicked.get_mut() = false;

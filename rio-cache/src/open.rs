@@ -365,6 +365,8 @@ impl RioCache {
             disk_seq: Mutex::new(disk_seq),
             image_id: header.id,
             dirty_pages: AtomicU64::new(0),
+            dirty_side: std::sync::atomic::AtomicUsize::new(0),
+            snapshot: crate::snapshot::Snapshot::new(pages),
             dirty_gen: AtomicU64::new(0),
             kick_pages: AtomicU64::new(kick_pages(opts.writeback)),
             kicked: AtomicBool::new(false),

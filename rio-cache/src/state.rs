@@ -45,6 +45,11 @@ pub(crate) struct Inner {
     /// This memory image's id, recorded as the writer of every checkpoint it installs.
     pub(crate) image_id: u64,
     pub(crate) dirty_pages: AtomicU64,
+    /// Which of the image's two page maps is the dirty map (0: the first); the other is
+    /// the in-flight map, frozen as a checkpoint's snapshot (see `snapshot`).
+    pub(crate) dirty_side: std::sync::atomic::AtomicUsize,
+    /// The checkpoint's copy-on-write snapshot.
+    pub(crate) snapshot: crate::snapshot::Snapshot,
     /// Bumped (under the exclusive gate) whenever a checkpoint clears dirty marks.
     pub(crate) dirty_gen: AtomicU64,
     /// Dirty pages that wake the writeback thread (`u64::MAX` without one).
@@ -92,12 +97,20 @@ impl Inner {
         self.write.as_ref().unwrap_or(&self.data)
     }
 
-    pub(crate) fn dirty_map(&self) -> &[std::sync::atomic::AtomicU8] {
-        self.meta.bytes(PAGE, self.pages)
+    /// One of the two page maps of the image's metadata.
+    fn page_map(&self, side: usize) -> &[std::sync::atomic::AtomicU8] {
+        self.meta.bytes(PAGE + side * self.pages, self.pages)
     }
 
+    /// The map of pages changed since the last checkpoint's snapshot. (The two maps
+    /// swap roles at each snapshot; an open treats a mark in either as dirty.)
+    pub(crate) fn dirty_map(&self) -> &[std::sync::atomic::AtomicU8] {
+        self.page_map(self.dirty_side.load(Ordering::Relaxed))
+    }
+
+    /// The map of pages a checkpoint has taken into its snapshot and not yet installed.
     pub(crate) fn inflight_map(&self) -> &[std::sync::atomic::AtomicU8] {
-        self.meta.bytes(PAGE + self.pages, self.pages)
+        self.page_map(1 - self.dirty_side.load(Ordering::Relaxed))
     }
 
     #[inline]

@@ -44,47 +44,152 @@ impl Inner {
         }
     }
 
-    /// Copies the dirty pages into a journal batch and moves them from the dirty map to
-    /// the in-flight map. Takes the gate exclusively for the copy only.
+    /// Takes a snapshot of the dirty pages and copies it into a journal batch, while
+    /// updates go on (see `crate::snapshot`): the gate is closed only for the instant
+    /// that swaps the page maps' roles.
     ///
     /// # Errors
     /// [`Error::CheckpointBusy`] if updates stayed inside the gate for the whole
     /// checkpoint wait (nothing was copied or changed).
     pub(crate) fn stage(&self, seq: u64) -> Result<Batch> {
-        let Some(_gate) = self.gate.close(self.checkpoint_wait) else {
-            return Err(Error::CheckpointBusy {
-                waited: self.checkpoint_wait,
-            });
+        let snap = &self.snapshot;
+        let epoch = {
+            let Some(_gate) = self.gate.close(self.checkpoint_wait) else {
+                return Err(Error::CheckpointBusy {
+                    waited: self.checkpoint_wait,
+                });
+            };
+            // No update is inside: the image is between two updates. The dirty map
+            // becomes the snapshot's frozen map; new changes mark the other, empty one
+            // (the last checkpoint cleared it after installing it).
+            let epoch = crate::snapshot::Snapshot::next_epoch(snap.epoch.load(Ordering::Relaxed));
+            snap.epoch.store(epoch, Ordering::Relaxed);
+            self.dirty_side.fetch_xor(1, Ordering::Relaxed);
+            self.dirty_pages.store(0, Ordering::Relaxed);
+            // Pages remembered as open (and so as dirty) by writers are dirty no more.
+            self.dirty_gen.fetch_add(1, Ordering::Relaxed);
+            self.kicked.store(false, Ordering::Relaxed);
+            snap.active.store(true, Ordering::Release);
+            epoch
+            // The gate reopens here: the release pairs with the entering updates.
         };
-        let dirty = self.dirty_map();
-        let inflight = self.inflight_map();
+        let frozen = self.inflight_map();
         let indices: Vec<u64> = (0..self.pages)
-            .filter(|&p| dirty[p].load(Ordering::Relaxed) != 0)
+            .filter(|&p| frozen[p].load(Ordering::Relaxed) != 0)
             .map(|p| p as u64)
             .collect();
         let mut batch = Batch::new(seq, self.data_len, self.image_id, &indices);
         for (i, &p) in indices.iter().enumerate() {
             let p = p as usize;
-            // SAFETY: page p is inside the page-rounded data mapping; the gate is closed,
-            // so no `Update` (the only source of mutable slices) exists, and shared
-            // slices may coexist with this one.
-            let src = unsafe { self.data.slice(p * PAGE, PAGE) };
-            // The `clean-before-copy` mutant: a crash before the in-flight mark loses the page.
+            // The `clean-before-copy` mutant: the page loses its mark before the batch
+            // that carries it is installed; a crash then leaves it unmarked.
             if crate::mutant::is("clean-before-copy") {
-                dirty[p].store(0, Ordering::Relaxed);
+                frozen[p].store(0, Ordering::Relaxed);
             }
-            batch.page_mut(i).copy_from_slice(src);
+            self.copy_snapshot_page(p, epoch, batch.page_mut(i));
             crash_point::crash_point!("rio.checkpoint.copying");
-            // In flight before clean: a crash between the two keeps the page marked.
-            inflight[p].store(1, Ordering::Relaxed);
-            dirty[p].store(0, Ordering::Relaxed);
         }
-        self.dirty_pages
-            .fetch_sub(indices.len() as u64, Ordering::Relaxed);
-        // Pages remembered as open (and so as dirty) by the owner are no longer dirty.
-        self.dirty_gen.fetch_add(1, Ordering::Relaxed);
-        self.kicked.store(false, Ordering::Relaxed);
+        snap.active.store(false, Ordering::Release);
+        snap.preserved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         Ok(batch)
+    }
+
+    /// Copies page `p` of the snapshot `epoch` into `out`: from the page itself, or, if a
+    /// writer preserved it first, from the writer's copy.
+    fn copy_snapshot_page(&self, p: usize, epoch: u32, out: &mut [u8]) {
+        let state = &self.snapshot.state[p];
+        let backoff = crossbeam_utils::Backoff::new();
+        loop {
+            let s = state.load(Ordering::Acquire);
+            if s == epoch {
+                let mut preserved = self
+                    .snapshot
+                    .preserved
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let image = preserved.remove(&p).expect("a handled page was preserved");
+                out.copy_from_slice(&image);
+                return;
+            }
+            if s != crate::snapshot::LATCH
+                && state
+                    .compare_exchange(
+                        s,
+                        crate::snapshot::LATCH,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                // SAFETY: page p is inside the page-rounded data mapping. It is latched:
+                // no writer changes it until the latch is released (a writer opens a
+                // page of the snapshot only after its state is this epoch), and no
+                // update opened it before (it is frozen and was not handled this epoch),
+                // so no mutable slice of it exists; shared slices may coexist.
+                let src = unsafe { self.data.slice(p * PAGE, PAGE) };
+                out.copy_from_slice(src);
+                state.store(epoch, Ordering::Release);
+                return;
+            }
+            backoff.snooze();
+        }
+    }
+
+    /// Before an update changes `pages` (or any byte of them): while a checkpoint copies
+    /// its snapshot, the frozen pages among them that it has not copied yet are copied
+    /// first (preserved), so the checkpoint sees them as they were at its instant.
+    #[inline]
+    pub(crate) fn before_write(&self, pages: Range<usize>) {
+        if self.snapshot.active.load(Ordering::Acquire) && !crate::mutant::is("copy-without-cow") {
+            self.preserve(pages);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn preserve(&self, pages: Range<usize>) {
+        let epoch = self.snapshot.epoch.load(Ordering::Acquire);
+        let frozen = self.inflight_map();
+        for p in pages {
+            if frozen[p].load(Ordering::Relaxed) == 0 {
+                continue; // not in the snapshot
+            }
+            let state = &self.snapshot.state[p];
+            let backoff = crossbeam_utils::Backoff::new();
+            loop {
+                let s = state.load(Ordering::Acquire);
+                if s == epoch {
+                    break; // copied or preserved already
+                }
+                if s != crate::snapshot::LATCH
+                    && state
+                        .compare_exchange(
+                            s,
+                            crate::snapshot::LATCH,
+                            Ordering::Acquire,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                {
+                    // SAFETY: page p is inside the page-rounded data mapping and latched
+                    // by this update; no update has changed it since the snapshot's
+                    // instant (every writer preserves it first, under this latch), so no
+                    // mutable slice of it exists while this shared one lives.
+                    let image: Box<[u8]> = unsafe { self.data.slice(p * PAGE, PAGE) }.into();
+                    self.snapshot
+                        .preserved
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(p, image);
+                    state.store(epoch, Ordering::Release);
+                    break;
+                }
+                backoff.snooze();
+            }
+        }
     }
 }
 
@@ -488,7 +593,7 @@ impl Update<'_> {
             .as_ref()
             .and_then(|l| l.claim.as_ref())
             .is_some_and(|c| c.covers(offset, len));
-        match self.guard {
+        let writable = match self.guard {
             _ if !covered => false,
             Guard::Mprotect { .. } => false,
             Guard::Pkey { key } => {
@@ -499,7 +604,13 @@ impl Update<'_> {
                 true
             }
             Guard::None | Guard::Alias => true,
+        };
+        if writable {
+            let off = offset as usize;
+            self.inner
+                .before_write(off / PAGE..(off + len as usize).div_ceil(PAGE));
         }
+        writable
     }
 
     /// Whether `[offset, offset + len)` touches this update's claim.
@@ -583,8 +694,9 @@ impl Update<'_> {
     /// every store this thread made before it, and before every store after it.
     fn write_through(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         let off = offset as usize;
-        self.inner
-            .mark_dirty(off / PAGE..(off + bytes.len()).div_ceil(PAGE));
+        let pages = off / PAGE..(off + bytes.len()).div_ceil(PAGE);
+        self.inner.before_write(pages.clone());
+        self.inner.mark_dirty(pages);
         self.inner
             .faults
             .check(IoOp::Write, IoFile::Image)
@@ -657,9 +769,12 @@ impl Update<'_> {
         Ok((off, n))
     }
 
-    /// Opens pages not opened recently: protection, dirty marking.
+    /// Opens pages not opened recently: the snapshot's copy-on-write, protection, dirty
+    /// marking. (Pages opened recently went through here in this snapshot epoch: the
+    /// epoch changes only with the dirty generation, which invalidates every memo.)
     #[inline(never)]
     fn open_pages(&mut self, pages: Range<usize>) -> std::io::Result<()> {
+        self.inner.before_write(pages.clone());
         match self.guard {
             // The alias is always writable: nothing to open.
             Guard::None | Guard::Alias => {}
