@@ -60,7 +60,7 @@ impl Inner {
         // Another checkpoint may have failed while we waited for the lock.
         self.check_poison()?;
         let started = Instant::now();
-        let batch = self.stage(*disk_seq + 1);
+        let batch = self.stage(*disk_seq + 1)?;
         if batch.len() == 0 {
             return Ok(());
         }

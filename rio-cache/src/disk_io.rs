@@ -33,6 +33,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::faults::{Faults, IoFile, IoOp};
 use crate::format::{get_u32, get_u64};
 
 const LOG_MAGIC: [u8; 8] = *b"RIOWLOG1";
@@ -260,11 +261,29 @@ pub(crate) struct DiskFile {
     file: File,
     target: Target,
     log: Option<Arc<Mutex<WriteLog>>>,
+    faults: Faults,
 }
 
 impl DiskFile {
-    pub(crate) fn new(file: File, target: Target, log: Option<Arc<Mutex<WriteLog>>>) -> DiskFile {
-        DiskFile { file, target, log }
+    pub(crate) fn new(
+        file: File,
+        target: Target,
+        log: Option<Arc<Mutex<WriteLog>>>,
+        faults: Faults,
+    ) -> DiskFile {
+        DiskFile {
+            file,
+            target,
+            log,
+            faults,
+        }
+    }
+
+    fn io_file(&self) -> IoFile {
+        match self.target {
+            Target::Disk => IoFile::Disk,
+            Target::Journal => IoFile::Journal,
+        }
     }
 
     #[inline]
@@ -274,6 +293,7 @@ impl DiskFile {
 
     #[inline]
     pub(crate) fn write_all_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        self.faults.check(IoOp::Write, self.io_file())?;
         if let Some(log) = &self.log {
             let mut log = log
                 .lock()
@@ -287,6 +307,7 @@ impl DiskFile {
     }
 
     pub(crate) fn set_len(&self, len: u64) -> io::Result<()> {
+        self.faults.check(IoOp::Truncate, self.io_file())?;
         if let Some(log) = &self.log {
             let mut log = log
                 .lock()
@@ -302,12 +323,14 @@ impl DiskFile {
     /// `fdatasync`: every earlier write and resize of this file is durable.
     #[inline]
     pub(crate) fn sync_data(&self) -> io::Result<()> {
+        self.faults.check(IoOp::Sync, self.io_file())?;
         self.file.sync_data()?;
         self.record_sync()
     }
 
     /// `fsync`: as [`DiskFile::sync_data`], and the file's metadata too.
     pub(crate) fn sync_all(&self) -> io::Result<()> {
+        self.faults.check(IoOp::Sync, self.io_file())?;
         self.file.sync_all()?;
         self.record_sync()
     }

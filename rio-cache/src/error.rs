@@ -134,6 +134,18 @@ pub enum Error {
         /// The cache size.
         size: u64,
     },
+    /// A checkpoint gave up: updates stayed in progress for the whole checkpoint wait
+    /// ([`crate::RioOptions::checkpoint_wait`]). Nothing was written and the cache is
+    /// not poisoned; a later checkpoint tries again. An update that never ends (a
+    /// transaction leaked with `mem::forget`) makes every checkpoint fail this way.
+    #[error("checkpoint gave up after {waited:?}: updates stayed in progress (a leaked or blocked update)")]
+    CheckpointBusy {
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
+    /// A range given as `start..end` ends before it starts. Nothing was written.
+    #[error("range {}..{} ends before it starts", .0.start, .0.end)]
+    InvertedRange(std::ops::Range<u64>),
     /// An atomic store was asked for at an offset that is not a multiple of 8.
     #[error("offset {offset} is not 8-byte aligned")]
     Misaligned {

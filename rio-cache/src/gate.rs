@@ -16,10 +16,20 @@
 //! of different threads do not write one shared line; the gate is empty when every
 //! stripe is zero. The per-thread record of which gates a thread is inside is a
 //! thread-local slot for the last gate, with a list for the rare thread inside several.
+//! Gates are told apart by a number no other gate of the process ever gets, not by
+//! address: a gate made where a dropped one lived (whose ticket was leaked) is never
+//! taken for it.
+//!
+//! A checkpoint waits for the gate to empty for a bounded time ([`Gate::close`]), then
+//! gives up and reopens it. So a leaked update (one whose ticket is never dropped) makes
+//! checkpoints fail with an error instead of blocking forever, and two threads that
+//! each hold one cache's gate while entering the other's, with both caches
+//! checkpointing, wait at most that long: the closers give up and both gates reopen.
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
@@ -30,14 +40,17 @@ const STRIPES: usize = 8;
 /// Hands out stripes to threads in turn.
 static NEXT_STRIPE: AtomicU32 = AtomicU32::new(0);
 
+/// Numbers gates: every gate of the process gets its own (never 0, the empty record).
+static NEXT_GATE: AtomicU64 = AtomicU64::new(1);
+
 thread_local! {
     /// This thread's stripe (`u32::MAX` until first use).
     static STRIPE: Cell<u32> = const { Cell::new(u32::MAX) };
-    /// The gate this thread entered last, by address, with how many tickets it holds
+    /// The gate this thread entered last, by number, with how many tickets it holds
     /// there: one thread nearly always uses one cache, so this is the fast record.
-    static LAST: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
-    /// Other gates this thread is inside, by address, with how many tickets.
-    static OTHERS: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
+    static LAST: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
+    /// Other gates this thread is inside, by number, with how many tickets.
+    static OTHERS: RefCell<Vec<(u64, usize)>> = const { RefCell::new(Vec::new()) };
 }
 
 fn my_stripe() -> usize {
@@ -53,7 +66,7 @@ fn my_stripe() -> usize {
 
 /// Counts one more ticket of this thread at gate `me`; returns whether it already held
 /// one (a re-entry).
-fn note_enter(me: usize) -> bool {
+fn note_enter(me: u64) -> bool {
     let (g, n) = LAST.get();
     if g == me && n > 0 {
         LAST.set((g, n + 1));
@@ -83,7 +96,7 @@ fn note_enter(me: usize) -> bool {
 }
 
 /// Counts one ticket of this thread at gate `me` less.
-fn note_leave(me: usize) {
+fn note_leave(me: u64) {
     let (g, n) = LAST.get();
     if g == me && n > 0 {
         LAST.set((g, n - 1));
@@ -101,7 +114,7 @@ fn note_leave(me: usize) {
 }
 
 /// How many tickets this thread holds at gate `me`.
-fn held_here(me: usize) -> usize {
+fn held_here(me: u64) -> usize {
     let (g, n) = LAST.get();
     if g == me && n > 0 {
         return n;
@@ -110,8 +123,10 @@ fn held_here(me: usize) -> usize {
 }
 
 /// See the module documentation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Gate {
+    /// This gate's number (see the module documentation).
+    id: u64,
     /// Updates inside, striped by thread; the gate is empty when every stripe is 0.
     active: [CachePadded<AtomicU64>; STRIPES],
     /// A checkpoint is closing the gate or copying.
@@ -120,21 +135,38 @@ pub(crate) struct Gate {
     changed: Condvar,
 }
 
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate {
+            id: NEXT_GATE.fetch_add(1, Ordering::Relaxed),
+            active: Default::default(),
+            closing: CachePadded::default(),
+            lock: Mutex::new(()),
+            changed: Condvar::new(),
+        }
+    }
+}
+
 impl Gate {
-    fn addr(&self) -> usize {
-        std::ptr::from_ref(self) as usize
+    fn key(&self) -> u64 {
+        #[cfg(feature = "mutants")]
+        if crate::mutant::is("gate-by-address") {
+            // Mutant: gates told apart by address, as a reused allocation can fool.
+            return std::ptr::from_ref(self) as u64;
+        }
+        self.id
     }
 
     /// Whether this thread is inside the gate.
     pub(crate) fn held_by_this_thread(&self) -> bool {
-        held_here(self.addr()) > 0
+        held_here(self.key()) > 0
     }
 
     /// Enters the gate (an update starts). Waits while a checkpoint copies, unless this
     /// thread is already inside.
     #[inline]
     pub(crate) fn enter(&self) -> Ticket<'_> {
-        let me = self.addr();
+        let me = self.key();
         let stripe = &self.active[my_stripe()];
         if note_enter(me) {
             // The count is not zero (our first ticket), so no copy is running.
@@ -173,13 +205,31 @@ impl Gate {
 
     /// Closes the gate: waits until no update is inside; updates that arrive meanwhile
     /// wait until the returned guard drops. Checkpoints are serialized by the caller.
-    pub(crate) fn close(&self) -> Closed<'_> {
+    ///
+    /// Gives up after `wait` if updates are still inside (a leaked update, or a thread
+    /// waiting at another gate while inside this one): reopens the gate, wakes the
+    /// updates waiting outside, and returns `None`.
+    pub(crate) fn close(&self, wait: Duration) -> Option<Closed<'_>> {
+        let deadline = Instant::now().checked_add(wait);
         self.closing.store(true, Ordering::SeqCst);
         let mut g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         while !self.is_empty() {
-            g = self.changed.wait(g).unwrap_or_else(PoisonError::into_inner);
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if left.is_zero() {
+                self.closing.store(false, Ordering::SeqCst);
+                self.changed.notify_all();
+                return None;
+            }
+            g = self
+                .changed
+                .wait_timeout(g, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
-        Closed { gate: self }
+        Some(Closed { gate: self })
     }
 }
 
@@ -194,7 +244,7 @@ pub(crate) struct Ticket<'a> {
 impl Drop for Ticket<'_> {
     #[inline]
     fn drop(&mut self) {
-        note_leave(self.gate.addr());
+        note_leave(self.gate.key());
         self.gate.leave_count(self.stripe);
     }
 }
@@ -228,7 +278,7 @@ mod tests {
         let first = gate.enter();
         std::thread::scope(|s| {
             let closer = s.spawn(|| {
-                let _closed = gate.close();
+                let _closed = gate.close(Duration::MAX).unwrap();
                 assert!(gate.is_empty());
             });
             // Wait until the closer has raised the flag, then enter again: it must not
@@ -288,10 +338,47 @@ mod tests {
                 });
             }
             for _ in 0..200 {
-                let _c = gate.close();
+                let _c = gate.close(Duration::MAX).unwrap();
                 assert_eq!(inside.load(Ordering::SeqCst), 0);
             }
             stop.store(true, Ordering::Relaxed);
+        });
+    }
+
+    #[test]
+    fn a_gate_made_where_a_leaked_one_lived_is_not_taken_for_it() {
+        // A ticket leaked (its update forgotten) leaves this thread's record saying it
+        // is inside that gate. A new gate at the same address must not inherit it: a
+        // thread taken to be inside would skip the closing check and could write while
+        // a checkpoint copies.
+        let mut reused = false;
+        for _ in 0..16 {
+            let old = Box::new(Gate::default());
+            let at = std::ptr::from_ref::<Gate>(&old) as usize;
+            std::mem::forget(old.enter());
+            drop(old);
+            let new = Box::new(Gate::default());
+            reused |= std::ptr::from_ref::<Gate>(&new) as usize == at;
+            assert!(
+                !new.held_by_this_thread(),
+                "a new gate taken for a leaked one"
+            );
+        }
+        assert!(
+            reused,
+            "the allocator never reused the address: the test proves nothing"
+        );
+    }
+
+    #[test]
+    fn a_close_that_waits_too_long_gives_up_and_reopens() {
+        let gate = Gate::default();
+        std::mem::forget(gate.enter()); // a leaked update: the gate never empties
+        assert!(gate.close(Duration::from_millis(20)).is_none());
+        assert!(!gate.closing.load(Ordering::SeqCst), "reopened");
+        // Updates of other threads enter at once.
+        std::thread::scope(|s| {
+            s.spawn(|| drop(gate.enter())).join().unwrap();
         });
     }
 }

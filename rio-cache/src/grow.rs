@@ -37,6 +37,7 @@ use crash_point::crash_point;
 
 use crate::cache::RioCache;
 use crate::error::{Error, IoContext, Result};
+use crate::faults::{IoFile, IoOp};
 use crate::format::{self, DiskHeader, MemHeader, DISK_DATA_OFFSET, MAX_DATA_LEN, MEM_READY};
 use crate::journal::Batch;
 use crate::open::{create_image, load_cold};
@@ -147,10 +148,11 @@ impl RioCache {
         let pages = (map_len / PAGE as u64) as usize;
         let path = inner.path.clone();
         let ipath = inner.image_path.clone();
+        let faults = inner.faults.clone();
         let write_image = |bytes: &[u8], at: usize| {
-            inner
-                .image
-                .write_all_at(bytes, at as u64)
+            faults
+                .check(IoOp::Write, IoFile::Image)
+                .and_then(|()| inner.image.write_all_at(bytes, at as u64))
                 .context(|| format!("write {}", ipath.display()))
         };
 
@@ -235,8 +237,16 @@ impl RioCache {
         let image_len = mem.meta_len + map_len;
         let dir = ipath.parent().unwrap_or(Path::new("."));
         // The old mappings stay until replaced below; nothing reads them meanwhile.
-        create_image(&inner.image, &ipath, dir, &mem, image_len)?;
-        load_cold(disk, &path, &inner.image, &ipath, mem.meta_len, map_len)?;
+        create_image(&inner.image, &ipath, dir, &mem, image_len, &faults)?;
+        load_cold(
+            disk,
+            &path,
+            &inner.image,
+            &ipath,
+            mem.meta_len,
+            map_len,
+            &faults,
+        )?;
         write_image(
             &MemHeader::encode_synced(seq).to_le_bytes(),
             MemHeader::SYNCED_AT,
@@ -247,7 +257,10 @@ impl RioCache {
 
         let ctx = || format!("map {}", ipath.display());
         let meta = AtomicMapping::new(
-            Mapping::read_write(&inner.image, 0, mem.meta_len as usize).context(ctx)?,
+            faults
+                .check(IoOp::Map, IoFile::Image)
+                .and_then(|()| Mapping::read_write(&inner.image, 0, mem.meta_len as usize))
+                .context(ctx)?,
         );
         let (data, write, guard) = map_data(
             &inner.image,
@@ -256,6 +269,7 @@ impl RioCache {
             map_len as usize,
             inner.protection,
             pages,
+            &faults,
         )?;
         // The tagged mapping goes before the data mapping it aliases; the key stays.
         inner.write = write;

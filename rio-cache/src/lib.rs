@@ -124,6 +124,7 @@ mod cache;
 mod checkpoint;
 mod disk_io;
 mod error;
+mod faults;
 mod format;
 mod gate;
 mod grow;
@@ -171,10 +172,13 @@ pub const MUTANT_ENV: &str = "RIO_MUTANT";
 pub use cache::{RioCache, Stats};
 pub use checkpoint::CRASH_POINTS;
 pub use error::{Error, PkeyUnavailable, Result};
+pub use faults::{Faults, IoCall, IoFile, IoOp};
 pub use grow::GROW_CRASH_POINTS;
 pub use naming::{image_path, journal_path, remove};
 pub use open::existing_size;
-pub use options::{Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACHE_DIR};
+pub use options::{
+    Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACHE_DIR, DEFAULT_CHECKPOINT_WAIT,
+};
 pub use protection::ActiveProtection;
 pub use shared::{Claim, Locked, SharedCache, DEFAULT_LOCK_WAIT};
 pub use start::{ColdReason, StartKind};

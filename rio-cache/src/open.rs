@@ -13,6 +13,7 @@ use crash_point::crash_point;
 use crate::cache::{kick_pages, RioCache};
 use crate::disk_io::{DiskFile, Target, WriteLog};
 use crate::error::{Error, IoContext, Result};
+use crate::faults::{Faults, IoFile, IoOp};
 use crate::format::{
     self, DiskHeader, HeaderError, MemHeader, DISK_DATA_OFFSET, MEM_READY, VERSION,
 };
@@ -223,24 +224,37 @@ impl RioCache {
 
         // Everything is validated: from here on the open changes files.
         let log = open_write_log(opts, &ipath)?;
-        let disk = DiskFile::new(disk, Target::Disk, log.clone());
+        let faults = &opts.faults;
+        let disk = DiskFile::new(disk, Target::Disk, log.clone(), faults.clone());
         if fresh {
             let h = DiskHeader {
                 data_len: opts.size,
                 seq: 0,
                 writer: header.id,
             };
-            disk.write_all_at(&h.encode(), 0)
+            let init = disk
+                .write_all_at(&h.encode(), 0)
                 .and_then(|()| disk.set_len(DISK_DATA_OFFSET + map_len))
-                .and_then(|()| disk.sync_all())
-                .context(|| format!("initialize {}", path.display()))?;
+                .and_then(|()| disk.sync_all());
+            if let Err(e) = init {
+                // Leave the file as the open found it (absent or empty), so that the
+                // next open creates it again instead of finding half a header. The
+                // file is locked, so no other open is looking at it.
+                let _ = if existed {
+                    disk.set_len(0)
+                } else {
+                    std::fs::remove_file(path)
+                };
+                let _ = std::fs::remove_file(&ipath);
+                return Err(e).context(|| format!("initialize {}", path.display()));
+            }
             if !existed {
-                sync_dir(path)?;
+                sync_dir(path, faults)?;
             }
         }
         let image = image_file;
         if start != StartKind::Warm {
-            create_image(&image, &ipath, &cache_dir, &header, image_len)?;
+            create_image(&image, &ipath, &cache_dir, &header, image_len, faults)?;
         }
         let journal = DiskFile::new(
             OpenOptions::new()
@@ -252,6 +266,7 @@ impl RioCache {
                 .context(|| format!("open {}", jpath.display()))?,
             Target::Journal,
             log,
+            faults.clone(),
         );
         if let Some(want) = truncate_to {
             disk.set_len(want)
@@ -271,26 +286,42 @@ impl RioCache {
             }
         }
         if !existed || fresh {
-            sync_dir(&jpath)?;
+            sync_dir(&jpath, faults)?;
         }
         if let StartKind::Cold(_) = start {
-            load_cold(&disk, path, &image, &ipath, header.meta_len, map_len)?;
+            load_cold(
+                &disk,
+                path,
+                &image,
+                &ipath,
+                header.meta_len,
+                map_len,
+                faults,
+            )?;
         }
-        image
-            .write_all_at(
-                &MemHeader::encode_synced(disk_seq).to_le_bytes(),
-                MemHeader::SYNCED_AT as u64,
-            )
+        faults
+            .check(IoOp::Write, IoFile::Image)
+            .and_then(|()| {
+                image.write_all_at(
+                    &MemHeader::encode_synced(disk_seq).to_le_bytes(),
+                    MemHeader::SYNCED_AT as u64,
+                )
+            })
             .context(|| format!("write {}", ipath.display()))?;
         if start != StartKind::Warm {
-            image
-                .write_all_at(&MEM_READY.to_le_bytes(), MemHeader::READY_AT as u64)
+            faults
+                .check(IoOp::Write, IoFile::Image)
+                .and_then(|()| {
+                    image.write_all_at(&MEM_READY.to_le_bytes(), MemHeader::READY_AT as u64)
+                })
                 .context(|| format!("write {}", ipath.display()))?;
         }
 
         // Map it.
         let meta = AtomicMapping::new(
-            Mapping::read_write(&image, 0, header.meta_len as usize)
+            faults
+                .check(IoOp::Map, IoFile::Image)
+                .and_then(|()| Mapping::read_write(&image, 0, header.meta_len as usize))
                 .context(|| format!("map {}", ipath.display()))?,
         );
         let (data, write, guard) = map_data(
@@ -300,6 +331,7 @@ impl RioCache {
             map_len as usize,
             protection,
             pages,
+            faults,
         )?;
         let mut key_guard = key_guard;
         let pkey = key_guard.0.take();
@@ -336,6 +368,8 @@ impl RioCache {
             protection,
             image,
             image_data_at: header.meta_len,
+            faults: faults.clone(),
+            checkpoint_wait: opts.checkpoint_wait,
         };
         // A crash may have left pages in flight (copied but not installed) or dirty:
         // all of them still need writing back.
@@ -477,12 +511,14 @@ fn open_write_log(opts: &RioOptions, ipath: &Path) -> Result<Option<Arc<Mutex<Wr
     Ok(Some(Arc::new(Mutex::new(log))))
 }
 
-fn sync_dir(path: &Path) -> Result<()> {
+fn sync_dir(path: &Path, faults: &Faults) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    File::open(dir)
+    faults
+        .check(IoOp::Sync, IoFile::Directory)
+        .and_then(|()| File::open(dir))
         .and_then(|d| d.sync_all())
         .context(|| format!("fsync directory {}", dir.display()))
 }
@@ -558,10 +594,16 @@ pub(crate) fn create_image(
     dir: &Path,
     header: &MemHeader,
     len: u64,
+    faults: &Faults,
 ) -> Result<()> {
-    f.set_len(0)
+    faults
+        .check(IoOp::Truncate, IoFile::Image)
+        .and_then(|()| f.set_len(0))
         .context(|| format!("truncate {}", ipath.display()))?;
-    if let Err(e) = sys::preallocate(f, len) {
+    let allocated = faults
+        .check(IoOp::Allocate, IoFile::Image)
+        .and_then(|()| sys::preallocate(f, len));
+    if let Err(e) = allocated {
         let _ = std::fs::remove_file(ipath);
         return Err(if e.raw_os_error() == Some(libc::ENOSPC) {
             Error::CacheFull {
@@ -575,7 +617,9 @@ pub(crate) fn create_image(
             }
         });
     }
-    f.write_all_at(&header.encode(), 0)
+    faults
+        .check(IoOp::Write, IoFile::Image)
+        .and_then(|()| f.write_all_at(&header.encode(), 0))
         .context(|| format!("write {}", ipath.display()))
 }
 
@@ -587,6 +631,7 @@ pub(crate) fn load_cold(
     ipath: &Path,
     meta_len: u64,
     len: u64,
+    faults: &Faults,
 ) -> Result<()> {
     const CHUNK: u64 = 1 << 20;
     let mut buf = vec![0u8; CHUNK as usize];
@@ -595,8 +640,9 @@ pub(crate) fn load_cold(
         let n = CHUNK.min(len - off) as usize;
         disk.read_exact_at(&mut buf[..n], DISK_DATA_OFFSET + off)
             .context(|| format!("read {}", path.display()))?;
-        image
-            .write_all_at(&buf[..n], meta_len + off)
+        faults
+            .check(IoOp::Write, IoFile::Image)
+            .and_then(|()| image.write_all_at(&buf[..n], meta_len + off))
             .context(|| format!("write {}", ipath.display()))?;
         off += n as u64;
         if off >= len / 2 && off - (n as u64) < len / 2 {

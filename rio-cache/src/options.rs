@@ -74,6 +74,10 @@ impl Default for Writeback {
     }
 }
 
+/// How long a checkpoint waits, by default, for the updates in progress to end (see
+/// [`RioOptions::checkpoint_wait`]).
+pub const DEFAULT_CHECKPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Options for [`crate::RioCache::open`].
 #[derive(Debug, Clone)]
 pub struct RioOptions {
@@ -84,6 +88,8 @@ pub struct RioOptions {
     pub(crate) checkpoint_on_close: bool,
     pub(crate) discard_image: bool,
     pub(crate) record_writes: Option<PathBuf>,
+    pub(crate) faults: crate::Faults,
+    pub(crate) checkpoint_wait: std::time::Duration,
 }
 
 impl Default for RioOptions {
@@ -98,6 +104,8 @@ impl Default for RioOptions {
             checkpoint_on_close: true,
             discard_image: false,
             record_writes: None,
+            faults: crate::Faults::none(),
+            checkpoint_wait: DEFAULT_CHECKPOINT_WAIT,
         }
     }
 }
@@ -127,6 +135,23 @@ impl RioOptions {
     #[must_use]
     pub fn protection(mut self, protection: Protection) -> Self {
         self.protection = protection;
+        self
+    }
+
+    /// How long a checkpoint waits for the updates in progress to end before it gives
+    /// up with [`crate::Error::CheckpointBusy`] (default [`DEFAULT_CHECKPOINT_WAIT`]).
+    /// Updates normally last microseconds; one that is still running after this long
+    /// was leaked (`mem::forget`) or waits for something the checkpoint holds up.
+    #[must_use]
+    pub fn checkpoint_wait(mut self, wait: std::time::Duration) -> Self {
+        self.checkpoint_wait = wait;
+        self
+    }
+
+    /// Injected I/O failures, for tests (default: none). See [`crate::Faults`].
+    #[must_use]
+    pub fn faults(mut self, faults: crate::Faults) -> Self {
+        self.faults = faults;
         self
     }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use crate::error::{IoContext, Result};
+use crate::faults::{Faults, IoFile, IoOp};
 use crate::options::Protection;
 use crate::sys::{self, Mapping};
 
@@ -77,8 +78,11 @@ pub(crate) fn map_data(
     len: usize,
     protection: ActiveProtection,
     pages: usize,
+    faults: &Faults,
 ) -> Result<DataMaps> {
     let ctx = || format!("map {}", ipath.display());
+    let map = || faults.check(IoOp::Map, IoFile::Image);
+    map().context(ctx)?;
     Ok(match protection {
         ActiveProtection::None => (
             Mapping::read_write(image, at, len).context(ctx)?,
@@ -87,7 +91,10 @@ pub(crate) fn map_data(
         ),
         ActiveProtection::Mprotect => {
             let m = Mapping::read_write(image, at, len).context(ctx)?;
-            m.protect(0, len, false).context(ctx)?;
+            faults
+                .check(IoOp::Protect, IoFile::Image)
+                .and_then(|()| m.protect(0, len, false))
+                .context(ctx)?;
             (
                 m,
                 None,
@@ -99,6 +106,7 @@ pub(crate) fn map_data(
         ActiveProtection::Pkey(key) => {
             let r = Mapping::read_only(image, at, len).context(ctx)?;
             // Populated like the alias, so a first write to a page takes no fault.
+            map().context(ctx)?;
             let w = Mapping::read_write_populated(image, at, len).context(ctx)?;
             w.tag_with_pkey(key).context(ctx)?;
             // This thread's rights for the key were set to "no access" by pkey_alloc;
@@ -107,6 +115,7 @@ pub(crate) fn map_data(
         }
         ActiveProtection::Alias => {
             let r = Mapping::read_only(image, at, len).context(ctx)?;
+            map().context(ctx)?;
             let w = Mapping::read_write_hidden(image, at, len)
                 .context(|| format!("map {} at a random address", ipath.display()))?;
             (r, Some(w), Guard::Alias)

@@ -173,9 +173,10 @@ impl SharedCache {
     /// for up to the lock wait).
     ///
     /// # Errors
-    /// [`Error::OutOfRange`]; [`Error::Conflict`].
+    /// [`Error::OutOfRange`]; [`Error::Conflict`]; [`Error::Poisoned`].
     pub fn read(&self, offset: u64, len: u64) -> Result<Locked<'_>> {
         self.cache.inner.check_range(offset, len)?;
+        self.cache.inner.check_poison()?;
         let sh = &self.sharing;
         if len > 0 && offset < sh.claimed.end && sh.claimed.start < offset + len {
             return Err(Error::Claimed { offset, len });
@@ -185,12 +186,15 @@ impl SharedCache {
             held.release_all(&sh.locks);
             return Err(Error::Conflict { offset, len });
         }
-        Ok(Locked {
-            // The range is held shared until `Locked` drops.
-            bytes: self.cache.read(offset, len)?,
+        let mut locked = Locked {
+            bytes: &[],
             held,
             table: &self.sharing.locks,
-        })
+        };
+        // The range is held shared until `Locked` drops (which releases it, also if
+        // this read fails: the cache may have been poisoned meanwhile).
+        locked.bytes = self.cache.read(offset, len)?;
+        Ok(locked)
     }
 
     /// Bytes of data in the cache.
@@ -399,6 +403,29 @@ mod tests {
         let mut e = c.update().unwrap();
         e.hold(back).unwrap();
         assert_eq!(e.read(4096 + 8192, 8).unwrap(), 7u64.to_le_bytes());
+    }
+
+    #[test]
+    fn an_inverted_range_is_refused_before_anything_is_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = shared(dir.path(), Protection::None);
+        let mut u = c.update().unwrap();
+        #[allow(clippy::reversed_empty_ranges)] // inverted on purpose
+        let cases = [(4096..4064, 0..8), (4096..4104, 16..8)];
+        for (record, data) in cases {
+            let r = u.log_and_open(record.clone(), data.clone(), 8192, 32, |_, _| {
+                unreachable!("nothing is written for an inverted range")
+            });
+            assert!(
+                matches!(r, Err(Error::InvertedRange(_))),
+                "{record:?} {data:?}"
+            );
+            assert_eq!(
+                u.read(8192, 8).unwrap(),
+                [0; 8],
+                "the tail was not published"
+            );
+        }
     }
 
     #[test]

@@ -65,6 +65,10 @@ pub(crate) struct Inner {
     pub(crate) image: File,
     /// Where the data starts in the memory image.
     pub(crate) image_data_at: u64,
+    /// How long a checkpoint waits for the updates inside the gate.
+    pub(crate) checkpoint_wait: std::time::Duration,
+    /// Injected I/O failures (tests; see [`crate::Faults`]).
+    pub(crate) faults: crate::Faults,
 }
 
 impl Drop for Inner {

@@ -243,7 +243,7 @@ fn committed_journal_is_installed() {
     std::fs::write(&jp, journal(2, &journal_pages(), true)).unwrap();
     let cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
     assert_eq!(cache.stats().disk_seq, 2);
-    assert!(cache.as_slice() == expected_after_journal());
+    assert!(cache.as_slice().unwrap() == expected_after_journal());
     assert!(journal_is_clear(&jp), "journal not cleared");
 }
 
@@ -298,7 +298,10 @@ fn torn_journal_is_discarded() {
         std::fs::write(&jp, bytes).unwrap();
         let disk_before = std::fs::read(disk_path(dir)).unwrap();
         let cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
-        assert!(cache.as_slice() == pattern(1, SIZE as usize), "{torn}");
+        assert!(
+            cache.as_slice().unwrap() == pattern(1, SIZE as usize),
+            "{torn}"
+        );
         assert_eq!(cache.stats().disk_seq, 1, "{torn}");
         assert!(journal_is_clear(&jp), "{torn}");
         drop(cache);
@@ -315,7 +318,10 @@ fn falls_back_cold(dir: &Path, reason: ColdReason) {
     let disk_before = std::fs::read(disk_path(dir)).unwrap();
     let cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
     assert_eq!(cache.start_kind(), StartKind::Cold(reason));
-    assert!(cache.as_slice() == pattern(1, SIZE as usize), "{reason:?}");
+    assert!(
+        cache.as_slice().unwrap() == pattern(1, SIZE as usize),
+        "{reason:?}"
+    );
     drop(cache);
     assert!(std::fs::read(disk_path(dir)).unwrap() == disk_before);
 }
@@ -342,7 +348,10 @@ fn discarded_cold(dir: &Path, reason: ColdReason) {
     let disk_before = std::fs::read(disk_path(dir)).unwrap();
     let cache = RioCache::open(disk_path(dir), &o(dir).discard_image(true)).unwrap();
     assert_eq!(cache.start_kind(), StartKind::Cold(reason));
-    assert!(cache.as_slice() == pattern(1, SIZE as usize), "{reason:?}");
+    assert!(
+        cache.as_slice().unwrap() == pattern(1, SIZE as usize),
+        "{reason:?}"
+    );
     drop(cache);
     assert!(std::fs::read(disk_path(dir)).unwrap() == disk_before);
 }
@@ -401,7 +410,7 @@ fn discard_image_drops_a_usable_image() {
     // And the replaced image is used from then on.
     let cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
     assert_eq!(cache.start_kind(), StartKind::Warm);
-    assert!(cache.as_slice() == pattern(1, SIZE as usize));
+    assert!(cache.as_slice().unwrap() == pattern(1, SIZE as usize));
 }
 
 #[test]
@@ -427,7 +436,7 @@ fn disk_truncated_to_zero_with_a_live_image_is_refused() {
     // Discarding the image is the explicit way to start again.
     let cache = RioCache::open(disk_path(dir), &o(dir).discard_image(true)).unwrap();
     assert_eq!(cache.start_kind(), StartKind::Created);
-    assert!(cache.as_slice().iter().all(|&b| b == 0));
+    assert!(cache.as_slice().unwrap().iter().all(|&b| b == 0));
 }
 
 #[test]
@@ -475,7 +484,7 @@ fn recreated_disk_file_cannot_take_an_open_image() {
         }
     }
     // The first cache is intact and still works.
-    assert!(first.as_slice() == pattern(2, SIZE as usize));
+    assert!(first.as_slice().unwrap() == pattern(2, SIZE as usize));
     first.window(0, 4).unwrap().copy_from_slice(b"live");
     first.checkpoint().unwrap();
     assert_eq!(first.read(0, 4).unwrap(), b"live");
@@ -774,7 +783,7 @@ fn check(dir: &Path, image: &Path, opts: &RioOptions, want: Expect, case: &str) 
             } else {
                 pattern(gen, SIZE as usize)
             };
-            assert!(cache.as_slice() == data, "{case}: wrong data");
+            assert!(cache.as_slice().unwrap() == data, "{case}: wrong data");
         }
         Err(e) => {
             assert_eq!(classify(&e), Some(want), "{case}: {e}");
@@ -996,11 +1005,17 @@ fn truncations_of_a_committed_journal() {
         if len == n {
             // The whole journal, commit record included: installed.
             assert_eq!(disk_seq, 2, "{case}");
-            assert!(cache.as_slice() == expected_after_journal(), "{case}");
+            assert!(
+                cache.as_slice().unwrap() == expected_after_journal(),
+                "{case}"
+            );
         } else {
             // Torn: discarded, the old checkpoint exactly.
             assert_eq!(disk_seq, 1, "{case}");
-            assert!(cache.as_slice() == pattern(1, SIZE as usize), "{case}");
+            assert!(
+                cache.as_slice().unwrap() == pattern(1, SIZE as usize),
+                "{case}"
+            );
         }
         drop(cache);
         assert!(journal_is_clear(&jp), "{case}: journal not cleared");

@@ -111,7 +111,11 @@ fn run(ops: &[Op], protection: Protection) -> Result<(), TestCaseError> {
                 model.clone_from(&durable);
             }
         }
-        prop_assert!(cache.as_slice() == model.as_slice(), "after {:?}", op);
+        prop_assert!(
+            cache.as_slice().unwrap() == model.as_slice(),
+            "after {:?}",
+            op
+        );
     }
     Ok(())
 }

@@ -158,7 +158,7 @@ fn cut_and_open(dir: &Path, plan: Plan, what: &str) -> (Vec<u8>, u64) {
         StartKind::Cold(ColdReason::NoImage),
         "{what}"
     );
-    (cache.as_slice().to_vec(), cache.stats().disk_seq)
+    (cache.as_slice().unwrap().to_vec(), cache.stats().disk_seq)
 }
 
 /// Power loss keeping nothing unsynced, then a cold start.
@@ -172,7 +172,7 @@ fn warm_start_holds_everything(dir: &Path, what: &str) {
     let cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
     assert_eq!(cache.start_kind(), StartKind::Warm, "{what}");
     assert!(
-        cache.as_slice() == new_state(),
+        cache.as_slice().unwrap() == new_state(),
         "{what}: warm start lost stores"
     );
     cache.checkpoint().unwrap();
@@ -335,7 +335,7 @@ fn killed_at_every_recovery_step_then_power_loss() {
                     StartKind::Cold(ColdReason::Incomplete),
                     "{what}"
                 );
-                assert!(cache.as_slice() == new_state(), "{what}: data");
+                assert!(cache.as_slice().unwrap() == new_state(), "{what}: data");
                 assert_eq!(cache.stats().disk_seq, 2, "{what}");
             }
         }
@@ -385,7 +385,7 @@ fn killed_during_a_cold_load() {
             StartKind::Cold(ColdReason::Incomplete),
             "{point}"
         );
-        assert!(cache.as_slice() == old_state(), "{point}: data");
+        assert!(cache.as_slice().unwrap() == old_state(), "{point}: data");
     }
 }
 

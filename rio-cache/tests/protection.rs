@@ -218,7 +218,10 @@ extern "C" fn sum_on_signal(_sig: libc::c_int) {
 fn child_read_in_signal_handler(dir: &Path, arg: &str) {
     let mut cache = RioCache::open(disk_path(dir), &opts(dir, SIZE, protection_from(arg))).unwrap();
     let want = checksum(common::pattern(7, SIZE as usize).into_iter());
-    READ_AT.store(cache.as_slice().as_ptr() as usize, Ordering::Relaxed);
+    READ_AT.store(
+        cache.as_slice().unwrap().as_ptr() as usize,
+        Ordering::Relaxed,
+    );
     // SAFETY: the handler has the plain signature and touches only atomics and the
     // read view (volatile reads).
     unsafe {
@@ -316,7 +319,7 @@ fn expect_segv(role: &str, mode: Protection) {
     common::assert_same_files(&before, &after, &format!("{role} under {mode:?}"));
     let cache = RioCache::open(&disk, &opts(dir, SIZE, mode)).unwrap();
     assert_eq!(cache.start_kind(), StartKind::Warm);
-    assert_eq!(cache.as_slice(), common::pattern(7, SIZE as usize));
+    assert_eq!(cache.as_slice().unwrap(), common::pattern(7, SIZE as usize));
 }
 
 /// Runs `role` under `mode`, expecting the store to land (`None`, or a store `mode`
@@ -335,7 +338,7 @@ fn expect_store_lands(role: &str, mode: Protection) {
     expected[TARGET as usize] = STRAY;
     let cache = RioCache::open(disk_path(dir), &opts(dir, SIZE, mode)).unwrap();
     assert_eq!(cache.start_kind(), StartKind::Warm);
-    assert_eq!(cache.as_slice(), expected);
+    assert_eq!(cache.as_slice().unwrap(), expected);
     assert_eq!(std::fs::read(image).unwrap()[..4], *b"RIOC");
 }
 
@@ -401,7 +404,11 @@ fn pkey_two_caches_on_one_thread_end_out_of_order() {
         assert_eq!(reported_si_code(dir, arg), SEGV_PKUERR, "{arg}: si_code");
         common::assert_same_files(&before, &snapshot(&[&disk]), arg);
         let a = RioCache::open(&disk, &o).unwrap();
-        assert_eq!(a.as_slice(), common::pattern(7, SIZE as usize), "{arg}");
+        assert_eq!(
+            a.as_slice().unwrap(),
+            common::pattern(7, SIZE as usize),
+            "{arg}"
+        );
         let b = RioCache::open(other_disk(dir), &o).unwrap();
         assert_eq!(b.read(0, 1).unwrap(), [B_MARK], "{arg}");
         let last = if arg.ends_with("idle") { 0 } else { B_MARK };
@@ -541,11 +548,11 @@ fn alias_legitimate_writes_land_and_survive_reopen() {
         expected[PAGE as usize + 3..PAGE as usize + 8].copy_from_slice(b"alias");
         expected[2 * PAGE as usize..2 * PAGE as usize + 4].copy_from_slice(b"abcd");
         expected[5 * PAGE as usize..5 * PAGE as usize + 4].copy_from_slice(b"wxyz");
-        assert_eq!(cache.as_slice(), expected);
+        assert_eq!(cache.as_slice().unwrap(), expected);
         drop(cache);
         let cache = RioCache::open(disk_path(t.path()), &options).unwrap();
         assert_eq!(cache.start_kind(), StartKind::Warm);
-        assert_eq!(cache.as_slice(), expected);
+        assert_eq!(cache.as_slice().unwrap(), expected);
         let image = cache.image_path().to_owned();
         cache.close().unwrap();
         image
@@ -554,7 +561,7 @@ fn alias_legitimate_writes_land_and_survive_reopen() {
     std::fs::remove_file(image).unwrap();
     let cache = RioCache::open(disk_path(t.path()), &options).unwrap();
     assert!(matches!(cache.start_kind(), StartKind::Cold(_)));
-    assert_eq!(cache.as_slice(), expected);
+    assert_eq!(cache.as_slice().unwrap(), expected);
 }
 
 #[test]
@@ -642,7 +649,11 @@ fn other_threads_read_under_every_mode() {
         });
         // And a thread that starts after a window closed still reads the new bytes.
         cache.checkpoint().unwrap();
-        let got = std::thread::scope(|s| s.spawn(|| cache.as_slice().to_vec()).join().unwrap());
+        let got = std::thread::scope(|s| {
+            s.spawn(|| cache.as_slice().unwrap().to_vec())
+                .join()
+                .unwrap()
+        });
         assert_eq!(got, data, "{mode:?}");
     }
 }

@@ -68,6 +68,16 @@ pub enum Error {
     /// does this itself.
     #[error("a range is locked by another transaction")]
     Conflict,
+    /// A checkpoint gave up: transactions stayed open for the whole checkpoint wait
+    /// (see `Options::checkpoint_wait`). Nothing was written; the segment is not
+    /// poisoned, and everything committed is still in the memory image (it survives a
+    /// crash of the process) and reaches the disk with a later checkpoint. A transaction
+    /// leaked with `mem::forget` makes every checkpoint, and so `close`, fail this way.
+    #[error("checkpoint gave up after {waited:?}: transactions stayed open (a leaked or blocked transaction)")]
+    CheckpointBusy {
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
     /// Every undo lane stayed in use by other transactions for the whole lane wait
     /// (see `Options::lane_wait`).
     #[error("all {lanes} undo lanes stayed busy for {waited:?}")]
@@ -233,6 +243,7 @@ impl From<rio_cache::Error> for Error {
                 reason,
             },
             R::Poisoned(why) => Error::Poisoned(why),
+            R::CheckpointBusy { waited } => Error::CheckpointBusy { waited },
             R::Conflict { .. } => Error::Conflict,
             R::Io { context, source } => Error::Io { context, source },
             other => Error::Cache(other),

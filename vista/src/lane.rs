@@ -125,7 +125,18 @@ impl Lane {
             self.logged.push((offset, end));
             return Ok(update.window(at, len)?);
         }
-        let data = if write_through {
+        // The data range is locked exclusively before the record that covers it is
+        // published: a record is published only for a range this transaction holds, so
+        // a conflict leaves nothing in the log, and the roll-back of every published
+        // record finds its range still held (docs/design.md, "Concurrency").
+        if write_through {
+            #[cfg(feature = "mutants")]
+            let lock_first = !crate::mutant::is("publish-before-lock");
+            #[cfg(not(feature = "mutants"))]
+            let lock_first = true;
+            if lock_first {
+                update.open(at, len)?;
+            }
             self.scratch.clear();
             self.scratch.resize(needed as usize, 0);
             undo::encode(&mut self.scratch, offset, update.read(at, len)?);
@@ -133,24 +144,28 @@ impl Lane {
             crash_point!("vista.set_range.record_copied");
             // Publish: the record is complete before the tail covers it.
             update.store_u64(self.off, tail)?;
-            update.window(at, len)?
-        } else {
-            // One call: the record written from the data, published by the release
-            // store of the tail, and the data opened.
-            update.log_and_open(
-                rec_at..rec_at + needed,
-                at..at + len,
-                self.off,
-                tail,
-                |rec, data| {
-                    undo::encode(rec, offset, data);
-                    crash_point!("vista.set_range.record_copied");
-                },
-            )?
-        };
+            // From the store on, the published tail and `self.tail` agree, whatever
+            // fails after it: an abort then undoes this record too.
+            self.tail = tail;
+            self.logged.push((offset, end));
+            crash_point!("vista.set_range.published");
+            return Ok(update.window(at, len)?);
+        }
+        // One call: the data opened (locked exclusively), the record written from it,
+        // published by the release store of the tail. On an error nothing is published.
+        let data = update.log_and_open(
+            rec_at..rec_at + needed,
+            at..at + len,
+            self.off,
+            tail,
+            |rec, data| {
+                undo::encode(rec, offset, data);
+                crash_point!("vista.set_range.record_copied");
+            },
+        )?;
         self.tail = tail;
-        crash_point!("vista.set_range.published");
         self.logged.push((offset, end));
+        crash_point!("vista.set_range.published");
         Ok(data)
     }
 

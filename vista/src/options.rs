@@ -41,6 +41,8 @@ pub struct Options {
     pub(crate) cache_dir: Option<PathBuf>,
     pub(crate) discard_image: bool,
     pub(crate) record_writes: Option<PathBuf>,
+    pub(crate) checkpoint_wait: Duration,
+    pub(crate) faults: rio_cache::Faults,
 }
 
 impl Default for Options {
@@ -65,6 +67,8 @@ impl Default for Options {
             cache_dir: None,
             discard_image: false,
             record_writes: None,
+            checkpoint_wait: rio_cache::DEFAULT_CHECKPOINT_WAIT,
+            faults: rio_cache::Faults::none(),
         }
     }
 }
@@ -178,9 +182,29 @@ impl Options {
         self
     }
 
+    /// How long a checkpoint (also the one at close, and a background one) waits for
+    /// the transactions in progress to end before it gives up with
+    /// [`crate::Error::CheckpointBusy`] (default
+    /// [`rio_cache::DEFAULT_CHECKPOINT_WAIT`], 10 s).
+    #[must_use]
+    pub fn checkpoint_wait(mut self, wait: Duration) -> Self {
+        self.checkpoint_wait = wait;
+        self
+    }
+
+    /// For tests: make chosen I/O operations of the segment fail (see
+    /// [`rio_cache::Faults`]). Off by default.
+    #[must_use]
+    pub fn faults(mut self, faults: rio_cache::Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
     pub(crate) fn rio(&self, total: u64) -> rio_cache::RioOptions {
         let mut o = rio_cache::RioOptions::new()
             .size(total)
+            .checkpoint_wait(self.checkpoint_wait)
+            .faults(self.faults.clone())
             .discard_image(self.discard_image)
             .protection(self.protection)
             .writeback(self.writeback);

@@ -153,11 +153,20 @@ impl Segment {
     }
 
     /// Runs `f` in a transaction: commits if it returns `Ok`, aborts if it returns
-    /// `Err` or panics (the panic then continues). If `f` failed because a range was
-    /// locked by another transaction ([`Error::Conflict`] from one of the transaction's
-    /// calls), the transaction is aborted and `f` runs again in a new one, after a
-    /// backoff, up to `Options::retries` times (default
-    /// [`crate::DEFAULT_RETRIES`]); then its error is returned.
+    /// `Err` or panics (the panic then continues).
+    ///
+    /// **When `f` runs again.** If `f` returns `Err` and the last call it made on the
+    /// transaction that reads or changes bytes (`read`, `get`, `write`, `put`,
+    /// `set_range`, `get_mut`, `alloc`, `free`, ...) failed with [`Error::Conflict`],
+    /// the transaction is aborted and `f` runs again in a new one, after a backoff, up
+    /// to `Options::retries` times (default [`crate::DEFAULT_RETRIES`]); after that, its
+    /// error is returned. So `f` runs again when it passes a conflict on (with `?`),
+    /// and not when it handled the conflict and went on: a conflict followed by a call
+    /// that succeeded (the same call tried again, or another range) does not count, and
+    /// `f`'s own error is then returned at once. `f` is an `FnMut` because it may run
+    /// several times: each run must start from scratch, and nothing it made in an
+    /// aborted run may escape it (heap handles allocated there point to freed blocks;
+    /// return values only through `Ok`).
     ///
     /// # Errors
     /// `f`'s error, or a vista error from begin or commit.
@@ -178,7 +187,7 @@ impl Segment {
                     return Ok(v);
                 }
                 Err(e) => {
-                    let retry = tx.conflicted() && attempt < self.retries;
+                    let retry = tx.last_call_conflicted() && attempt < self.retries;
                     // `f`'s error is what the caller needs; if the abort fails too, the
                     // segment is poisoned and the next `begin` reports why.
                     let _ = tx.abort();
@@ -209,6 +218,7 @@ impl Segment {
     /// # Errors
     /// [`Error::OutOfRange`]; [`Error::Conflict`] after the retries.
     pub fn read(&self, offset: u64, len: u64) -> Result<Bytes<'_>> {
+        self.poison.check()?;
         let at = self.layout.user_range(offset, len)?;
         let backoff = Backoff::new();
         let mut attempt = 0;
@@ -306,6 +316,7 @@ impl Segment {
     /// has a transaction of this segment open (the checkpoint would wait for it
     /// forever).
     pub fn checkpoint(&self) -> Result<()> {
+        self.poison.check()?;
         Ok(self.cache.checkpoint()?)
     }
 
@@ -370,7 +381,7 @@ fn accept(
     let layout = if header.iter().all(|&b| b == 0) {
         // A new cache, or one whose creation was interrupted before its header was
         // checkpointed: initialize it, but only if nothing at all was written.
-        if cache.start_kind() != StartKind::Created && cache.as_slice().iter().any(|&b| b != 0) {
+        if cache.start_kind() != StartKind::Created && cache.as_slice()?.iter().any(|&b| b != 0) {
             return Err(Error::Corrupt {
                 path: path.to_owned(),
                 reason: "the header is zero but the segment holds data".into(),

@@ -46,6 +46,9 @@ pub struct Transaction<'s> {
     finished: bool,
     /// One of its calls failed with [`Error::Conflict`].
     conflicted: Cell<bool>,
+    /// Its last call that reads or changes bytes failed with [`Error::Conflict`] (see
+    /// [`crate::Segment::transaction`]).
+    last_conflicted: Cell<bool>,
     /// Heap blocks this transaction freed (see `crate::heap`).
     pub(crate) heap: crate::heap::TxHeap,
 }
@@ -61,6 +64,7 @@ impl<'s> Transaction<'s> {
             write_through,
             finished: false,
             conflicted: Cell::new(false),
+            last_conflicted: Cell::new(false),
             heap: crate::heap::TxHeap::default(),
         }
     }
@@ -88,7 +92,7 @@ impl<'s> Transaction<'s> {
     pub fn set_range(&mut self, offset: u64, len: u64) -> Result<&mut [u8]> {
         let at = self.cx.layout.user_range(offset, len)?;
         let (layout, wt) = (self.cx.layout, self.write_through);
-        let conflicted = &self.conflicted;
+        let (conflicted, last) = (&self.conflicted, &self.last_conflicted);
         let update = self
             .update
             .as_mut()
@@ -98,7 +102,9 @@ impl<'s> Transaction<'s> {
             .as_mut()
             .expect("the lane is held until the transaction ends");
         let logged = lane.log(update, layout, offset, len, at, wt);
-        if matches!(logged, Err(Error::Conflict)) {
+        let conflict = matches!(logged, Err(Error::Conflict));
+        last.set(conflict);
+        if conflict {
             conflicted.set(true);
         }
         logged
@@ -114,7 +120,9 @@ impl<'s> Transaction<'s> {
             .as_mut()
             .expect("the update lives until the transaction ends");
         let w = update.window(at, len);
-        if let Err(rio_cache::Error::Conflict { .. }) = w {
+        let conflict = matches!(w, Err(rio_cache::Error::Conflict { .. }));
+        self.last_conflicted.set(conflict);
+        if conflict {
             self.conflicted.set(true);
         }
         Ok(w?)
@@ -189,10 +197,24 @@ impl<'s> Transaction<'s> {
             .as_ref()
             .expect("the update lives until the transaction ends")
             .read(at, len);
-        if let Err(rio_cache::Error::Conflict { .. }) = read {
+        self.note(matches!(read, Err(rio_cache::Error::Conflict { .. })));
+        Ok(read?)
+    }
+
+    /// Records whether the call just made failed with a conflict.
+    #[inline]
+    fn note(&self, conflict: bool) {
+        self.last_conflicted.set(conflict);
+        if conflict {
             self.conflicted.set(true);
         }
-        Ok(read?)
+    }
+
+    /// Whether the last call that read or changed bytes failed with
+    /// [`Error::Conflict`]: the rule by which [`crate::Segment::transaction`] runs its
+    /// closure again.
+    pub(crate) fn last_call_conflicted(&self) -> bool {
+        self.last_conflicted.get()
     }
 
     /// Whether one of this transaction's calls failed with [`Error::Conflict`] (it
@@ -255,7 +277,9 @@ impl<'s> Transaction<'s> {
         let update = self.end_update().expect("the update lives until now");
         match update.checkpoint() {
             Ok(()) => Ok(()),
-            Err(e @ rio_cache::Error::InUpdate) => Err(Error::from(e)),
+            Err(e @ (rio_cache::Error::InUpdate | rio_cache::Error::CheckpointBusy { .. })) => {
+                Err(Error::from(e))
+            }
             Err(e) => {
                 let e = Error::from(e);
                 self.cx.poison.set(e.to_string());
@@ -277,6 +301,20 @@ impl<'s> Transaction<'s> {
 
     #[inline]
     fn commit_point(&mut self) -> Result<()> {
+        // A poisoned segment commits nothing more: the transaction is rolled back.
+        #[cfg(feature = "mutants")]
+        let poisoned = if crate::mutant::is("commit-after-poison") {
+            Ok(())
+        } else {
+            self.cx.poison.check()
+        };
+        #[cfg(not(feature = "mutants"))]
+        let poisoned = self.cx.poison.check();
+        if let Err(e) = poisoned {
+            self.finished = true;
+            let _ = self.roll_back();
+            return Err(e);
+        }
         let (update, lane) = self.parts();
         let stored = lane.commit(update);
         // Finished either way: committed, or rolled back here (not again in Drop).
@@ -297,9 +335,20 @@ impl<'s> Transaction<'s> {
         let (update, lane) = self.parts();
         let result = lane.abort(update, layout, path);
         if let Err(e) = &result {
-            // The data may be half restored: no checkpoint may capture it.
-            update.poison(e.to_string());
-            poison.set(e.to_string());
+            // The data may be half restored: no checkpoint may capture it, and no other
+            // transaction may touch it or commit over it (the next open's recovery
+            // applies this lane's records again). The segment is poisoned first, then
+            // the ranges stay locked until the process ends.
+            let why = format!("a transaction's roll-back failed: {e}");
+            update.poison(why.clone());
+            poison.set(why);
+            #[cfg(feature = "mutants")]
+            let keep = !crate::mutant::is("release-after-failed-undo");
+            #[cfg(not(feature = "mutants"))]
+            let keep = true;
+            if keep {
+                update.keep_locked();
+            }
         }
         result
     }

@@ -12,6 +12,9 @@
 //!   number of acknowledged transfers that touched it, and at most that plus one per
 //!   thread (the commits in flight when the kill came);
 //! - the versions add up to twice the committed transfers (each bumps two).
+//!
+//! Both tests run under every guard (None, Mprotect, Alias, and Pkey where the CPU has
+//! keys); the child learns its guard from `VISTA_TEST_GUARD`.
 
 mod common;
 
@@ -25,6 +28,7 @@ use rand::{Rng, SeedableRng};
 use vista::{Options, Protection, Segment, Writeback};
 
 const CHILD_ENV: &str = "VISTA_THREADS_CHILD";
+const GUARD_ENV: &str = "VISTA_TEST_GUARD";
 const THREADS: u64 = 4;
 const ACCOUNTS: u64 = 16;
 const START: u64 = 1000;
@@ -41,19 +45,19 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn opts(cache: &Path) -> Options {
+fn opts(cache: &Path, guard: Protection) -> Options {
     Options::new()
         .size(64 << 10)
         .undo_log_size(16 << 10)
         .lanes(THREADS as u32)
-        .protection(Protection::Auto)
+        .protection(guard)
         .writeback(Writeback::Manual)
         .cache_dir(cache)
 }
 
 /// The child: transfers from `THREADS` threads until done (or killed).
-fn run_bank(seg: &Path, cache: &Path, acks: &Path) {
-    let seg = Segment::open(seg, &opts(cache)).unwrap();
+fn run_bank(seg: &Path, cache: &Path, acks: &Path, guard: Protection) {
+    let seg = Segment::open(seg, &opts(cache, guard)).unwrap();
     std::thread::scope(|s| {
         for t in 0..THREADS {
             let seg = &seg;
@@ -99,18 +103,32 @@ fn threads_child_entry() {
         return;
     };
     let var = |k: &str| PathBuf::from(std::env::var(k).unwrap());
-    run_bank(&var("VISTA_SEG"), &var("VISTA_CACHE"), &var("VISTA_ACKS"));
+    let guard = match std::env::var(GUARD_ENV).as_deref() {
+        Ok("None") => Protection::None,
+        Ok("Mprotect") => Protection::Mprotect,
+        Ok("Alias") => Protection::Alias,
+        Ok("Pkey") => Protection::Pkey,
+        other => panic!("{GUARD_ENV}: {other:?}"),
+    };
+    run_bank(
+        &var("VISTA_SEG"),
+        &var("VISTA_CACHE"),
+        &var("VISTA_ACKS"),
+        guard,
+    );
     std::process::exit(0);
 }
 
 struct Fixture {
     dir: tempfile::TempDir,
+    guard: Protection,
 }
 
 impl Fixture {
-    fn new() -> Fixture {
+    fn new(guard: Protection) -> Fixture {
         let f = Fixture {
             dir: tempfile::tempdir().unwrap(),
+            guard,
         };
         std::fs::create_dir_all(f.cache()).unwrap();
         f
@@ -130,7 +148,7 @@ impl Fixture {
         let _ = std::fs::remove_file(self.seg());
         let _ = std::fs::remove_file(rio_cache::journal_path(&self.seg()));
         let _ = std::fs::remove_file(rio_cache::image_path(&self.seg(), &self.cache()).unwrap());
-        let seg = Segment::open(self.seg(), &opts(&self.cache())).unwrap();
+        let seg = Segment::open(self.seg(), &opts(&self.cache(), self.guard)).unwrap();
         for a in 0..ACCOUNTS {
             seg.transaction(|tx| tx.put(a * 16, &[START, 0u64]))
                 .unwrap();
@@ -148,6 +166,7 @@ impl Fixture {
             "--test-threads=1",
         ])
         .env(CHILD_ENV, "bank")
+        .env(GUARD_ENV, format!("{:?}", self.guard))
         .env("VISTA_SEG", self.seg())
         .env("VISTA_CACHE", self.cache())
         .env("VISTA_ACKS", self.acks())
@@ -161,7 +180,7 @@ impl Fixture {
 
     /// Recovers and checks the oracle; returns the committed transfers.
     fn check(&self, what: &str) -> u64 {
-        let seg = Segment::open(self.seg(), &opts(&self.cache())).unwrap();
+        let seg = Segment::open(self.seg(), &opts(&self.cache(), self.guard)).unwrap();
         let state: Vec<[u64; 2]> = (0..ACCOUNTS)
             .map(|a| seg.get::<[u64; 2]>(a * 16).unwrap())
             .collect();
@@ -219,44 +238,48 @@ fn killed(child: &mut Child, what: &str) -> bool {
 #[test]
 fn sigkill_at_random_moments_keeps_exactly_the_committed_transfers() {
     let _serial = serial();
-    let f = Fixture::new();
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
-    let mut kills = 0;
-    for round in 0..12 {
-        f.reset();
-        let mut child = f.spawn(None);
-        std::thread::sleep(Duration::from_millis(rng.gen_range(5..120)));
-        let _ = child.kill(); // SIGKILL
-        let what = format!("random kill {round}");
-        kills += u32::from(killed(&mut child, &what));
-        f.check(&what);
+    for guard in common::guards() {
+        let f = Fixture::new(guard);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let mut kills = 0;
+        for round in 0..8 {
+            f.reset();
+            let mut child = f.spawn(None);
+            std::thread::sleep(Duration::from_millis(rng.gen_range(5..120)));
+            let _ = child.kill(); // SIGKILL
+            let what = format!("{guard:?}: random kill {round}");
+            kills += u32::from(killed(&mut child, &what));
+            f.check(&what);
+        }
+        assert!(kills > 0, "{guard:?}: no round was killed mid-way");
     }
-    assert!(kills > 0, "no round was killed mid-way");
 }
 
 #[test]
 fn sigkill_at_crash_points_keeps_exactly_the_committed_transfers() {
     let _serial = serial();
-    let f = Fixture::new();
-    for point in [
-        "vista.set_range.record_copied",
-        "vista.set_range.published",
-        "vista.write.partial",
-        "vista.commit.before_store",
-        "vista.commit.after_store",
-        "vista.abort.partial",
-        "vista.abort.applied",
-    ] {
-        for hit in [1, 37, 400] {
-            f.reset();
-            let mut child = f.spawn(Some((point, hit)));
-            let what = format!("{point}:{hit}");
-            assert!(killed(&mut child, &what), "{what}: the point was never hit");
-            let n = f.check(&what);
-            assert!(
-                hit < 5 || n > 0,
-                "{what}: nothing committed before the kill"
-            );
+    for guard in common::guards() {
+        let f = Fixture::new(guard);
+        for point in [
+            "vista.set_range.record_copied",
+            "vista.set_range.published",
+            "vista.write.partial",
+            "vista.commit.before_store",
+            "vista.commit.after_store",
+            "vista.abort.partial",
+            "vista.abort.applied",
+        ] {
+            for hit in [1, 37, 400] {
+                f.reset();
+                let mut child = f.spawn(Some((point, hit)));
+                let what = format!("{guard:?}: {point}:{hit}");
+                assert!(killed(&mut child, &what), "{what}: the point was never hit");
+                let n = f.check(&what);
+                assert!(
+                    hit < 5 || n > 0,
+                    "{what}: nothing committed before the kill"
+                );
+            }
         }
     }
 }

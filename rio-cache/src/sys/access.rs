@@ -21,6 +21,7 @@ use std::sync::PoisonError;
 
 use crate::cache::RioCache;
 use crate::error::{Error, IoContext, Result};
+use crate::faults::{IoFile, IoOp};
 use crate::gate::Ticket;
 use crate::journal::Batch;
 use crate::locks::Held;
@@ -45,8 +46,16 @@ impl Inner {
 
     /// Copies the dirty pages into a journal batch and moves them from the dirty map to
     /// the in-flight map. Takes the gate exclusively for the copy only.
-    pub(crate) fn stage(&self, seq: u64) -> Batch {
-        let _gate = self.gate.close();
+    ///
+    /// # Errors
+    /// [`Error::CheckpointBusy`] if updates stayed inside the gate for the whole
+    /// checkpoint wait (nothing was copied or changed).
+    pub(crate) fn stage(&self, seq: u64) -> Result<Batch> {
+        let Some(_gate) = self.gate.close(self.checkpoint_wait) else {
+            return Err(Error::CheckpointBusy {
+                waited: self.checkpoint_wait,
+            });
+        };
         let dirty = self.dirty_map();
         let inflight = self.inflight_map();
         let indices: Vec<u64> = (0..self.pages)
@@ -75,7 +84,7 @@ impl Inner {
         // Pages remembered as open (and so as dirty) by the owner are no longer dirty.
         self.dirty_gen.fetch_add(1, Ordering::Relaxed);
         self.kicked.store(false, Ordering::Relaxed);
-        batch
+        Ok(batch)
     }
 }
 
@@ -83,21 +92,27 @@ impl RioCache {
     /// The bytes `[offset, offset + len)` as of now.
     ///
     /// # Errors
-    /// [`Error::OutOfRange`] if the range does not lie in the cache.
+    /// [`Error::OutOfRange`] if the range does not lie in the cache;
+    /// [`Error::Poisoned`] once the cache is poisoned (after a failed grow its mappings
+    /// may no longer be backed by the memory image).
     #[inline]
     pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {
         let (off, len) = self.inner.check_range(offset, len)?;
-        // SAFETY: in bounds (checked); `&self` is borrowed for the slice's life, so no
-        // `Update` of this handle (which needs `&mut self`) can hand out a mutable slice
-        // meanwhile, and a `SharedCache` owns its `RioCache`, so none of its updates
-        // can either; the checkpointer only reads.
+        self.inner.check_poison()?;
+        // SAFETY: in bounds; not poisoned, so the mapping is backed by the memory image
+        // (only a failed grow leaves it unbacked, and it poisons first); `&self` is
+        // borrowed for the slice's life, so no `Update` of this handle (which needs
+        // `&mut self`) can hand out a mutable slice meanwhile, and a `SharedCache` owns
+        // its `RioCache`, so none of its updates can either; the checkpointer only reads.
         Ok(unsafe { self.inner.data.slice(off, len) })
     }
 
     /// All the cached bytes.
-    pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: as in `read`: the whole data range, borrowed from `&self`.
-        unsafe { self.inner.data.slice(0, self.inner.data_len as usize) }
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`], as for [`RioCache::read`].
+    pub fn as_slice(&self) -> Result<&[u8]> {
+        self.read(0, self.inner.data_len)
     }
 
     /// Starts an update: a section in which write windows can be opened. Checkpoints
@@ -205,6 +220,8 @@ pub struct Update<'a> {
     /// Whether this update holds write access to its protection key on this thread
     /// (see [`key_rights`]); given back on drop.
     key_open: bool,
+    /// Keep the ranges locked after the update ends (see [`Update::keep_locked`]).
+    keep_locked: bool,
     /// Protection keys are per-thread: the update must close where it opened.
     _not_send: PhantomData<*mut ()>,
 }
@@ -237,6 +254,7 @@ impl<'a> Update<'a> {
             gen,
             next_recent: 0,
             key_open: false,
+            keep_locked: false,
             _not_send: PhantomData,
         })
     }
@@ -301,10 +319,12 @@ impl Update<'_> {
         if tail_at % 8 != 0 {
             return Err(Error::Misaligned { offset: tail_at });
         }
-        let (rec, before) = self.window_pair(record, data.clone())?;
+        // Everything that can fail is checked before the store: once the tail is
+        // published, this returns the data.
+        let (off, len) = self.inner.check_range(data.start, range_len(&data)?)?;
+        let (rec, before) = self.window_pair(record, data)?;
         fill(rec, before);
         self.store_u64(tail_at, tail)?;
-        let (off, len) = self.inner.check_range(data.start, data.end - data.start)?;
         // `window_pair` above opened the data in this update: its pages and (shared
         // cache) its exclusive lock stay until the update ends.
         // SAFETY: in bounds and open for writing; `&mut self` is borrowed for the slice's
@@ -373,10 +393,10 @@ impl Update<'_> {
     /// [`Error::Overlap`] if they overlap, else as [`Update::window`].
     #[inline]
     pub fn window_pair(&mut self, a: Range<u64>, b: Range<u64>) -> Result<(&mut [u8], &mut [u8])> {
+        let (a_len, b_len) = (range_len(&a)?, range_len(&b)?);
         if a.start < b.end && b.start < a.end && !a.is_empty() && !b.is_empty() {
             return Err(Error::Overlap(a, b));
         }
-        let (a_len, b_len) = (a.end.saturating_sub(a.start), b.end.saturating_sub(b.start));
         // Check both before opening either, so a refused pair opens and dirties nothing.
         self.inner.check_range(a.start, a_len)?;
         self.inner.check_range(b.start, b_len)?;
@@ -473,8 +493,13 @@ impl Update<'_> {
         self.inner
             .mark_dirty(off / PAGE..(off + bytes.len()).div_ceil(PAGE));
         self.inner
-            .image
-            .write_all_at(bytes, self.inner.image_data_at + offset)
+            .faults
+            .check(IoOp::Write, IoFile::Image)
+            .and_then(|()| {
+                self.inner
+                    .image
+                    .write_all_at(bytes, self.inner.image_data_at + offset)
+            })
             .context(|| format!("write {}+{} through the memory image", offset, bytes.len()))
     }
 
@@ -485,6 +510,14 @@ impl Update<'_> {
     /// open to judge.
     pub fn poison(&self, reason: impl Into<String>) {
         self.inner.set_poison(reason.into());
+    }
+
+    /// Keeps every range this update holds (of a shared cache) locked after it ends,
+    /// for as long as the cache is open: for a writer that could not undo its changes
+    /// (the caller poisons the cache too), so that no other update reads or changes the
+    /// bytes it left half-restored, or commits over them. Its windows still close.
+    pub fn keep_locked(&mut self) {
+        self.keep_locked = true;
     }
 
     /// Ends the update (closing its windows, releasing its ranges and letting
@@ -538,6 +571,7 @@ impl Update<'_> {
             // The alias is always writable: nothing to open.
             Guard::None | Guard::Alias => {}
             Guard::Mprotect { refs } => {
+                self.inner.faults.check(IoOp::Protect, IoFile::Image)?;
                 let mut refs = refs.lock().unwrap_or_else(PoisonError::into_inner);
                 open_pages(&self.inner.data, &mut refs, pages.clone())?;
                 self.opened.push(pages.clone());
@@ -584,10 +618,18 @@ impl Drop for Update<'_> {
             self.key_open = false;
         }
         // The windows are closed: only now may other updates take the ranges.
-        if let Some(l) = &self.locks {
+        if let Some(l) = self.locks.as_ref().filter(|_| !self.keep_locked) {
             l.held.borrow_mut().release_all(&l.sharing.locks);
         }
     }
+}
+
+/// The length of `r`, refusing an inverted range (`start > end`).
+#[inline]
+fn range_len(r: &Range<u64>) -> Result<u64> {
+    r.end
+        .checked_sub(r.start)
+        .ok_or(Error::InvertedRange(r.clone()))
 }
 
 /// This thread's rights to the caches' protection keys.

@@ -131,3 +131,13 @@ pub fn pattern(g: u8, len: usize) -> Vec<u8> {
         .map(|i| g.wrapping_mul(31).wrapping_add(i as u8))
         .collect()
 }
+
+/// Every guard this machine can run: None, Mprotect, Alias, and Pkey where the CPU has
+/// keys (required under `RIO_TEST_PKEY=require`, as in the emulated machine).
+pub fn guards() -> Vec<Protection> {
+    let mut g = vec![Protection::None, Protection::Mprotect, Protection::Alias];
+    if pkeys_here() {
+        g.push(Protection::Pkey);
+    }
+    g
+}

@@ -1,0 +1,220 @@
+//! Injected I/O failures: a test hook that makes one chosen system call of a cache fail.
+//!
+//! Every write, sync, truncate, preallocation, map and protection change a cache makes
+//! passes [`Faults::check`] first. A cache opened without a plan (the default) pays one
+//! branch on a `None`. With [`RioOptions::faults`](crate::RioOptions::faults), each such
+//! operation is numbered in the order the cache makes it, and the one a test chose
+//! fails with the error number it chose (`ENOSPC`, `EIO`, `EFBIG`, ...) instead of
+//! reaching the kernel, as if the kernel had refused it. A test first runs its scenario
+//! with a counting plan to learn how many operations it makes, then runs it once per
+//! operation and error, failing only that one: the way SQLite's I/O error tests walk
+//! every call.
+//!
+//! The plan is shared by clones of the options, so it follows a cache through open,
+//! checkpoints (also the writeback thread's), grows, recovery and close.
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What an operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IoOp {
+    /// `pwrite`.
+    Write,
+    /// `fsync` or `fdatasync`.
+    Sync,
+    /// `ftruncate`: growing or shrinking a file.
+    Truncate,
+    /// `posix_fallocate`: reserving a memory image's pages.
+    Allocate,
+    /// `mmap`.
+    Map,
+    /// `mprotect`.
+    Protect,
+}
+
+/// Which file an operation is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IoFile {
+    /// The disk image (the segment file).
+    Disk,
+    /// The checkpoint journal.
+    Journal,
+    /// The memory image.
+    Image,
+    /// A directory (its `fsync`).
+    Directory,
+}
+
+/// One operation a cache made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IoCall {
+    /// What it did.
+    pub op: IoOp,
+    /// On which file.
+    pub file: IoFile,
+}
+
+impl fmt::Display for IoCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} {:?}", self.op, self.file)
+    }
+}
+
+/// A plan of injected failures, shared by every clone (see the module docs).
+///
+/// ```
+/// use rio_cache::{Faults, RioCache, RioOptions, Writeback};
+/// let dir = tempfile::tempdir()?;
+/// let opts = |faults: &Faults| {
+///     RioOptions::new()
+///         .size(1 << 16)
+///         .writeback(Writeback::Manual)
+///         .cache_dir(dir.path())
+///         .faults(faults.clone())
+/// };
+/// // Count the operations of an open and a checkpoint.
+/// let counting = Faults::counting();
+/// let mut cache = RioCache::open(dir.path().join("a"), &opts(&counting))?;
+/// cache.window(0, 1)?[0] = 1;
+/// cache.checkpoint()?;
+/// let n = counting.count();
+/// assert!(n > 0);
+/// // Fail the last one (the checkpoint's) with ENOSPC.
+/// let faults = Faults::counting();
+/// faults.fail_at(n - 1, libc::ENOSPC);
+/// let mut cache = RioCache::open(dir.path().join("b"), &opts(&faults))?;
+/// cache.window(0, 1)?[0] = 1;
+/// assert!(cache.checkpoint().is_err());
+/// assert_eq!(faults.failed().map(|(_, e)| e), Some(libc::ENOSPC));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Faults(Option<Arc<Plan>>);
+
+#[derive(Debug)]
+struct Plan {
+    /// Operations seen so far.
+    seen: AtomicU64,
+    /// The number of the operation to fail (`u64::MAX`: none).
+    fail_at: AtomicU64,
+    /// Fail every operation from `fail_at` on, not only that one.
+    sticky: AtomicBool,
+    errno: AtomicI32,
+    /// Every operation seen, in order.
+    calls: Mutex<Vec<IoCall>>,
+    /// The operation that failed, with its error number.
+    failed: Mutex<Option<(IoCall, i32)>>,
+}
+
+impl Faults {
+    /// No plan: nothing is counted or failed (the default).
+    pub fn none() -> Faults {
+        Faults(None)
+    }
+
+    /// A plan that counts operations and fails none until told to.
+    pub fn counting() -> Faults {
+        Faults(Some(Arc::new(Plan {
+            seen: AtomicU64::new(0),
+            fail_at: AtomicU64::new(u64::MAX),
+            sticky: AtomicBool::new(false),
+            errno: AtomicI32::new(0),
+            calls: Mutex::new(Vec::new()),
+            failed: Mutex::new(None),
+        })))
+    }
+
+    /// Fails operation number `n` (counting from 0 since the plan was made) with
+    /// `errno`; the operations after it succeed. Does nothing without a plan.
+    pub fn fail_at(&self, n: u64, errno: i32) {
+        self.arm(n, errno, false);
+    }
+
+    /// Fails operation number `n` and every operation after it with `errno` (a disk
+    /// that stays full). Does nothing without a plan.
+    pub fn fail_from(&self, n: u64, errno: i32) {
+        self.arm(n, errno, true);
+    }
+
+    /// Fails nothing more from now on.
+    pub fn disarm(&self) {
+        if let Some(p) = &self.0 {
+            p.fail_at.store(u64::MAX, Ordering::SeqCst);
+        }
+    }
+
+    fn arm(&self, n: u64, errno: i32, sticky: bool) {
+        if let Some(p) = &self.0 {
+            p.errno.store(errno, Ordering::SeqCst);
+            p.sticky.store(sticky, Ordering::SeqCst);
+            p.fail_at.store(n, Ordering::SeqCst);
+        }
+    }
+
+    /// Operations seen so far.
+    pub fn count(&self) -> u64 {
+        self.0.as_ref().map_or(0, |p| p.seen.load(Ordering::SeqCst))
+    }
+
+    /// Every operation seen so far, in order.
+    pub fn calls(&self) -> Vec<IoCall> {
+        self.0.as_ref().map_or_else(Vec::new, |p| {
+            p.calls
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        })
+    }
+
+    /// The first operation that was failed, with its error number.
+    pub fn failed(&self) -> Option<(IoCall, i32)> {
+        self.0.as_ref().and_then(|p| {
+            *p.failed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
+    }
+
+    /// Counts an operation about to be made, and fails it if the plan says so.
+    ///
+    /// # Errors
+    /// The planned error, as the kernel would have returned it.
+    #[inline]
+    pub(crate) fn check(&self, op: IoOp, file: IoFile) -> io::Result<()> {
+        match &self.0 {
+            None => Ok(()),
+            Some(p) => p.check(IoCall { op, file }),
+        }
+    }
+}
+
+impl Plan {
+    #[cold]
+    fn check(&self, call: IoCall) -> io::Result<()> {
+        let mut calls = self
+            .calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = self.seen.fetch_add(1, Ordering::SeqCst);
+        calls.push(call);
+        let at = self.fail_at.load(Ordering::SeqCst);
+        let hit = n == at || (n > at && self.sticky.load(Ordering::SeqCst));
+        if !hit {
+            return Ok(());
+        }
+        let errno = self.errno.load(Ordering::SeqCst);
+        let mut failed = self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failed.is_none() {
+            *failed = Some((call, errno));
+        }
+        Err(io::Error::from_raw_os_error(errno))
+    }
+}

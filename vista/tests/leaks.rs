@@ -1,0 +1,181 @@
+//! Leaked transactions and guards, waits that could last forever, and how often
+//! `Segment::transaction` runs its closure: never undefined behaviour, never a hang,
+//! always a typed error.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use common::{guards, Place};
+use vista::{Error, Segment};
+
+const WAIT: Duration = Duration::from_millis(200);
+
+/// A transaction leaked with `mem::forget` never ends, so no checkpoint can close the
+/// gate. Checkpoints (and `close`) give up with `CheckpointBusy` after the checkpoint
+/// wait instead of blocking forever; other transactions go on; nothing committed is
+/// lost, and the next open rolls the leaked transaction back.
+#[test]
+fn a_leaked_transaction_makes_checkpoints_give_up_not_hang() {
+    for g in guards() {
+        let p = Place::new();
+        let opts = p.opts(1 << 16).protection(g).checkpoint_wait(WAIT);
+        let seg = Segment::open(&p.path, &opts).unwrap();
+        seg.transaction(|tx| tx.put(0, &1u64)).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut leaked = seg.begin().unwrap();
+                leaked.put(64, &99u64).unwrap();
+                std::mem::forget(leaked);
+            });
+        });
+        let e = seg.checkpoint().unwrap_err();
+        assert!(matches!(e, Error::CheckpointBusy { .. }), "{g:?}: {e}");
+        // Not poisoned: other threads' transactions and reads go on.
+        std::thread::scope(|s| {
+            s.spawn(|| seg.transaction(|tx| tx.put(128, &7u64)).unwrap());
+        });
+        assert_eq!(seg.get::<u64>(128).unwrap(), 7);
+        std::mem::forget(seg.read(256, 8).unwrap()); // a leaked read guard, too
+                                                     // Leaked on this thread: the checkpoint would wait for this thread itself.
+        std::mem::forget(seg.begin().unwrap());
+        assert!(seg.checkpoint().is_err());
+        assert!(matches!(seg.close(), Err(Error::CheckpointBusy { .. })));
+        let seg = Segment::open(&p.path, &opts).unwrap();
+        assert!(seg.recovery().lanes_rolled_back >= 1, "{g:?}");
+        assert_eq!(seg.get::<u64>(0).unwrap(), 1);
+        assert_eq!(seg.get::<u64>(64).unwrap(), 0, "the leaked write is undone");
+        assert_eq!(seg.get::<u64>(128).unwrap(), 7, "{g:?}: a commit lost");
+        seg.checkpoint().unwrap();
+    }
+}
+
+/// Two threads, each inside a transaction of one segment, begin one on the other
+/// while both segments checkpoint: each checkpoint waits for the thread that waits at
+/// its gate. The checkpoints give up after the checkpoint wait, so both transactions
+/// go on instead of deadlocking.
+#[test]
+fn crossed_checkpoints_of_two_segments_do_not_deadlock() {
+    let (pa, pb) = (Place::new(), Place::new());
+    let a = Arc::new(Segment::open(&pa.path, &pa.opts(1 << 16).checkpoint_wait(WAIT)).unwrap());
+    let b = Arc::new(Segment::open(&pb.path, &pb.opts(1 << 16).checkpoint_wait(WAIT)).unwrap());
+    let inside = Arc::new(Barrier::new(4));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let mut threads = Vec::new();
+    for (first, second) in [
+        (Arc::clone(&a), Arc::clone(&b)),
+        (Arc::clone(&b), Arc::clone(&a)),
+    ] {
+        let (inside, done) = (Arc::clone(&inside), done_tx.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut t1 = first.begin().unwrap();
+            t1.put(0, &1u64).unwrap();
+            inside.wait(); // both threads inside their first segment
+            inside.wait(); // both checkpoints have started
+            std::thread::sleep(Duration::from_millis(50)); // ... and closed their gates
+            let mut t2 = second.begin().unwrap();
+            t2.put(64, &2u64).unwrap();
+            t2.commit().unwrap();
+            t1.commit().unwrap();
+            done.send(()).unwrap();
+        }));
+    }
+    for seg in [Arc::clone(&a), Arc::clone(&b)] {
+        let inside = Arc::clone(&inside);
+        threads.push(std::thread::spawn(move || {
+            inside.wait();
+            inside.wait();
+            // Gives up (CheckpointBusy) or succeeds once the transactions are done.
+            let _ = seg.checkpoint();
+        }));
+    }
+    for _ in 0..2 {
+        done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the two transactions deadlocked with the checkpoints");
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    for seg in [a, b] {
+        assert_eq!(seg.get::<[u64; 9]>(0).unwrap()[0], 1);
+        assert_eq!(seg.get::<u64>(64).unwrap(), 2);
+        seg.checkpoint().unwrap();
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum AppError {
+    Vista(String),
+    Mine,
+}
+
+impl From<Error> for AppError {
+    fn from(e: Error) -> AppError {
+        AppError::Vista(e.to_string())
+    }
+}
+
+/// The rule for running the closure again: only when it returns `Err` and its last call
+/// on the transaction failed with `Conflict`.
+#[test]
+fn the_closure_runs_again_only_while_its_last_call_conflicted() {
+    let p = Place::new();
+    let opts = p
+        .opts(1 << 16)
+        .lanes(2)
+        .lock_wait(Duration::ZERO)
+        .retries(3);
+    let seg = Segment::open(&p.path, &opts).unwrap();
+    let mut holder = seg.begin().unwrap();
+    holder.put(0, &1u64).unwrap(); // holds line 0 exclusively until dropped
+
+    // Passed on with `?`: run 1 + retries times, then the conflict is returned.
+    let runs = AtomicU32::new(0);
+    let r = seg.transaction(|tx| {
+        runs.fetch_add(1, Ordering::Relaxed);
+        tx.put(0, &2u64)?;
+        Ok::<_, AppError>(())
+    });
+    assert!(matches!(r, Err(AppError::Vista(_))));
+    assert_eq!(runs.load(Ordering::Relaxed), 4);
+
+    // Handled, then another call succeeded, then its own error: run once.
+    let runs = AtomicU32::new(0);
+    let r = seg.transaction(|tx| {
+        runs.fetch_add(1, Ordering::Relaxed);
+        if tx.put(0, &2u64).is_err() {
+            tx.put(512, &3u64)?;
+        }
+        Err::<(), _>(AppError::Mine)
+    });
+    assert_eq!(r, Err(AppError::Mine));
+    assert_eq!(runs.load(Ordering::Relaxed), 1);
+    assert_eq!(seg.get::<u64>(512).unwrap(), 0, "aborted");
+
+    // Its own error straight after the conflict: the conflict was its last call, so it
+    // runs again (documented on `Segment::transaction`).
+    let runs = AtomicU32::new(0);
+    let r = seg.transaction(|tx| {
+        runs.fetch_add(1, Ordering::Relaxed);
+        match tx.put(0, &2u64) {
+            Err(_) => Err::<(), _>(AppError::Mine),
+            Ok(()) => Ok(()),
+        }
+    });
+    assert_eq!(r, Err(AppError::Mine));
+    assert_eq!(runs.load(Ordering::Relaxed), 4);
+
+    // A conflict the closure retried itself until it succeeded does not count either.
+    drop(holder);
+    let runs = AtomicU32::new(0);
+    seg.transaction(|tx| {
+        runs.fetch_add(1, Ordering::Relaxed);
+        tx.put(0, &5u64)
+    })
+    .unwrap();
+    assert_eq!(runs.load(Ordering::Relaxed), 1);
+    assert_eq!(seg.get::<u64>(0).unwrap(), 5);
+}
