@@ -92,7 +92,7 @@ impl Floor {
         self.log
             .extend_from_slice(&(data.len() as u64).to_le_bytes());
         self.log
-            .extend_from_slice(&self.segment.as_slice().expect("not poisoned")[start..end]);
+            .extend_from_slice(&self.segment.as_slice()[start..end]);
         self.store(start, data)
     }
 
@@ -145,7 +145,7 @@ impl Txn for FloorTxn<'_> {
             .checked_add(buf.len())
             .filter(|&e| e <= self.0.len)
             .context("read outside the segment")?;
-        buf.copy_from_slice(&self.0.segment.as_slice().expect("not poisoned")[start..end]);
+        buf.copy_from_slice(&self.0.segment.as_slice()[start..end]);
         Ok(())
     }
 

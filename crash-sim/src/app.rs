@@ -341,7 +341,7 @@ const CYCLE_OPS: u64 = 1 << 40;
 /// application does wrong is reported as violations.
 pub fn run(app: &dyn App, cfg: &AppConfig) -> Result<Report> {
     crash_point::disarm();
-    if matches!(cfg.campaign.mode, Mode::Wild | Mode::Compound) {
+    if matches!(cfg.campaign.mode, Mode::Wild | Mode::Compound | Mode::Io) {
         bail!(
             "the {} mode is for the built-in engines only",
             cfg.campaign.mode.name()
@@ -366,7 +366,7 @@ pub fn run(app: &dyn App, cfg: &AppConfig) -> Result<Report> {
         Mode::Power => Harness::new(app, &ctx, "power").kill(&mut ctx, CrashModel::Power)?,
         Mode::Points => points(app, &mut ctx)?,
         Mode::Recovery => recovery(app, &mut ctx)?,
-        Mode::Wild | Mode::Compound => unreachable!("refused above"),
+        Mode::Wild | Mode::Compound | Mode::Io => unreachable!("refused above"),
     }
     Ok(ctx.finish())
 }
@@ -1049,7 +1049,7 @@ struct Args {
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
     match Mode::parse(s) {
-        Some(Mode::Wild | Mode::Compound) | None => {
+        Some(Mode::Wild | Mode::Compound | Mode::Io) | None => {
             Err(format!("unknown mode {s}: kill, points, recovery, power"))
         }
         Some(m) => Ok(m),

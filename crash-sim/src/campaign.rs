@@ -26,6 +26,10 @@ pub enum Mode {
     Wild,
     /// Sequences of kills and power cuts (vista), each with an exact oracle.
     Compound,
+    /// Injected I/O failures (vista, through the threaded worker): one random write,
+    /// sync, truncate, preallocation, map or protection change of each worker fails
+    /// with ENOSPC, EIO or EFBIG; the worker goes on until it stops or is killed.
+    Io,
 }
 
 impl Mode {
@@ -38,17 +42,19 @@ impl Mode {
             Mode::Power => "power",
             Mode::Wild => "wild",
             Mode::Compound => "compound",
+            Mode::Io => "io",
         }
     }
 
     /// Every mode.
-    pub const ALL: [Mode; 6] = [
+    pub const ALL: [Mode; 7] = [
         Mode::Kill,
         Mode::Points,
         Mode::Recovery,
         Mode::Power,
         Mode::Wild,
         Mode::Compound,
+        Mode::Io,
     ];
 
     /// Parses a command-line name.
@@ -89,6 +95,9 @@ pub struct Config {
     /// Threads per worker (1: the serial worker). More than one: vista, bank or kv,
     /// kill or power mode ([`crate::threads`]).
     pub threads: u32,
+    /// vista's guard against wild stores in every mode but `wild` (which runs each
+    /// guard itself). Default [`vista::Protection::Auto`].
+    pub protection: vista::Protection,
 }
 
 impl Config {
@@ -109,6 +118,7 @@ impl Config {
             scenario: None,
             keep_going: false,
             threads: 1,
+            protection: vista::Protection::Auto,
         }
     }
 
@@ -124,6 +134,10 @@ impl Config {
         if self.threads != 1 && !extra.contains("--threads") {
             s.push_str(" --threads ");
             s.push_str(&self.threads.to_string());
+        }
+        if self.protection != vista::Protection::Auto && !extra.contains("--protection") {
+            s.push_str(" --protection ");
+            s.push_str(protection_name(self.protection));
         }
         if !extra.is_empty() {
             s.push(' ');
@@ -184,15 +198,19 @@ impl Ctx {
             ..Report::default()
         };
         if cfg.engine.name() == "vista" && cfg.mode.name() != "wild" {
-            // The wild mode reports per protection itself; the others run with Auto.
-            let resolved = if vista::rio_cache::pkeys_supported() {
-                "pkey"
+            // The wild mode reports per protection itself; the others run with one.
+            let note = if cfg.protection == vista::Protection::Auto {
+                // Auto picks protection keys where the CPU has them, else the alias.
+                let resolved = if vista::rio_cache::pkeys_supported() {
+                    "pkey"
+                } else {
+                    "alias"
+                };
+                format!("vista protection: auto, which is {resolved} on this machine")
             } else {
-                "mprotect"
+                format!("vista protection: {}", protection_name(cfg.protection))
             };
-            report.notes.push(format!(
-                "vista protection: Auto, which is {resolved} on this machine"
-            ));
+            report.notes.push(note);
         }
         let bar = if cfg.progress {
             let b = indicatif::ProgressBar::with_draw_target(
@@ -407,7 +425,7 @@ pub fn run(cfg: Config) -> Result<Report> {
         !(cfg.workload == WorkloadKind::Pages && cfg.engine.is_lrvm()),
         "the pages workload drives vista (its transactions outgrow lrvm's minimum log)"
     );
-    if cfg.threads != 1 {
+    if cfg.threads != 1 || cfg.mode == Mode::Io {
         check_threads(&cfg)?;
         let model = if cfg.mode == Mode::Power {
             crate::engine::CrashModel::Power
@@ -426,11 +444,13 @@ pub fn run(cfg: Config) -> Result<Report> {
         Mode::Recovery => crate::recovery::run(&mut ctx)?,
         Mode::Wild => crate::wild::run(&mut ctx)?,
         Mode::Compound => crate::compound::run(&mut ctx)?,
+        Mode::Io => unreachable!("the io mode runs the threaded worker"),
     }
     Ok(ctx.finish())
 }
 
-/// What `--threads N` (N > 1) supports: vista, bank or kv, kill or power mode.
+/// What `--threads N` (N > 1) and the io mode support: vista, bank or kv; kill, power
+/// or io mode.
 fn check_threads(cfg: &Config) -> Result<()> {
     let n = cfg.threads;
     anyhow::ensure!(
@@ -449,11 +469,41 @@ fn check_threads(cfg: &Config) -> Result<()> {
         cfg.workload.name()
     );
     anyhow::ensure!(
-        matches!(cfg.mode, Mode::Kill | Mode::Power),
-        "--threads {n} runs the kill and power modes (the kill mode also arms crash points, \
-         recovery's included, at random hits counted across threads); the {} mode runs one \
-         thread",
+        matches!(cfg.mode, Mode::Kill | Mode::Power | Mode::Io),
+        "--threads {n} runs the kill, power and io modes (the kill mode also arms crash \
+         points, recovery's included, at random hits counted across threads); the {} mode \
+         runs one thread",
         cfg.mode.name()
     );
     Ok(())
+}
+
+/// The command-line name of a protection (`--protection`).
+pub fn protection_name(p: vista::Protection) -> &'static str {
+    match p {
+        vista::Protection::None => "none",
+        vista::Protection::Mprotect => "mprotect",
+        vista::Protection::Alias => "alias",
+        vista::Protection::Pkey => "pkey",
+        vista::Protection::Auto => "auto",
+    }
+}
+
+/// The protection named `s` on the command line.
+///
+/// # Errors
+/// An unknown name.
+pub fn parse_protection(s: &str) -> std::result::Result<vista::Protection, String> {
+    Ok(match s {
+        "auto" => vista::Protection::Auto,
+        "none" => vista::Protection::None,
+        "mprotect" => vista::Protection::Mprotect,
+        "alias" => vista::Protection::Alias,
+        "pkey" => vista::Protection::Pkey,
+        _ => {
+            return Err(format!(
+                "unknown protection {s}: auto, none, mprotect, alias, pkey"
+            ))
+        }
+    })
 }

@@ -35,6 +35,10 @@ pub struct CampaignArgs {
     /// compound mode: only this scenario.
     #[arg(long)]
     pub scenario: Option<String>,
+    /// vista's guard in every mode but `wild` (which runs each itself): auto, none,
+    /// mprotect, alias or pkey.
+    #[arg(long, default_value = "auto", value_parser = crate::campaign::parse_protection)]
+    pub protection: vista::Protection,
     /// Go on after the first violation.
     #[arg(long)]
     pub keep_going: bool,
@@ -60,6 +64,7 @@ impl CampaignArgs {
         cfg.hit = self.hit;
         cfg.scenario.clone_from(&self.scenario);
         cfg.keep_going = self.keep_going;
+        cfg.protection = self.protection;
         cfg.progress = !self.quiet && !self.json && std::io::stderr().is_terminal();
     }
 }

@@ -156,7 +156,7 @@ type Verdict = std::result::Result<(), String>;
 
 fn kill_checkpoint_warm_power(ctx: &mut Ctx, rng: &mut SmallRng) -> Result<Verdict> {
     let wl = ctx.cfg.workload.build();
-    let engine = ctx.engine("compound-a", vista::Protection::Auto, true);
+    let engine = ctx.engine("compound-a", ctx.cfg.protection, true);
     let initial = ctx.workload.initial();
     engine.reset(&initial)?;
     let points = checkpoint_points(&*engine);
@@ -213,7 +213,7 @@ fn power_recovery_power(ctx: &mut Ctx, rng: &mut SmallRng, torn: bool) -> Result
     let wl = ctx.cfg.workload.build();
     let engine = ctx.engine(
         if torn { "compound-c" } else { "compound-b" },
-        vista::Protection::Auto,
+        ctx.cfg.protection,
         true,
     );
     let initial = ctx.workload.initial();
@@ -287,7 +287,7 @@ fn stale_image(ctx: &mut Ctx, rng: &mut SmallRng) -> Result<Verdict> {
     let cfg = |ctx: &Ctx| EngineConfig {
         dir: ctx.work_dir().join("compound-d"),
         state_len: ctx.workload.state_len(),
-        protection: vista::Protection::Auto,
+        protection: ctx.cfg.protection,
         emulate_power_loss: false,
     };
     let first = VistaEngine::new(cfg(ctx));

@@ -10,6 +10,12 @@
 //!
 //! Cycle `n`'s delay is drawn from `cycle_seed(seed, n)`, so `--seed S --cycles n+1`
 //! replays the same kill delays (the program's own timing can still differ).
+//!
+//! Vista programs leave a memory image per segment in the cache directory. When the
+//! working directory is emptied (before a fresh start) or removed (at the end, with a
+//! run directory of exec's own), the images of the segments that were in it are
+//! removed too (`rio_cache::images`, by their origin records), so runs do not fill
+//! `/dev/shm`.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -163,6 +169,10 @@ pub fn run(cfg: &ExecConfig) -> Result<Report> {
         cache: &cache,
     };
     run.fresh()?;
+    // The memory images' origin records name the segments by their canonical path.
+    let canonical_work = work
+        .canonicalize()
+        .with_context(|| format!("resolve {}", work.display()))?;
     let (lo, hi) = (
         cfg.min_delay.as_micros() as u64,
         cfg.max_delay.as_micros() as u64,
@@ -203,7 +213,33 @@ pub fn run(cfg: &ExecConfig) -> Result<Report> {
         );
         ctx.tick(|| format!("{c} cycles, {k} kills, {v} violations"));
     }
-    Ok(ctx.finish())
+    // Finishing removes a run directory of its own, with the segments in it; their
+    // memory images go too (those of a kept `--dir` stay with their segments).
+    let report = ctx.finish();
+    remove_images(&run.image_dir(), &canonical_work)?;
+    Ok(report)
+}
+
+/// Removes the memory images, in `cache_dir`, of the segments that lived under `work`
+/// (a canonical path) and are gone: the images a program's segments leave behind when
+/// the working directory is emptied or removed. An image that is open, or whose segment
+/// still exists, stays. Returns how many were removed.
+fn remove_images(cache_dir: &Path, work: &Path) -> Result<usize> {
+    let Ok(images) = rio_cache::images(cache_dir) else {
+        return Ok(0); // no cache directory: no images
+    };
+    let mut removed = 0;
+    for i in images
+        .iter()
+        .filter(|i| i.origin.as_deref().is_some_and(|o| o.starts_with(work)))
+    {
+        match rio_cache::remove_orphan(i) {
+            Ok(true) => removed += 1,
+            Ok(false) | Err(rio_cache::Error::Locked { .. }) => {}
+            Err(e) => return Err(e).with_context(|| format!("remove {}", i.path.display())),
+        }
+    }
+    Ok(removed)
 }
 
 /// The files and commands of one `crash-sim exec` run.
@@ -224,9 +260,24 @@ impl Run<'_> {
         c
     }
 
-    /// Empties the working and cache directories and runs the setup command.
+    /// Where the program's memory images go: the private cache directory with power
+    /// loss, else the one it inherits ($RIO_CACHE_DIR, else /dev/shm).
+    fn image_dir(&self) -> std::path::PathBuf {
+        if self.cfg.power_loss {
+            self.cache.to_owned()
+        } else {
+            rio_cache::RioOptions::new().resolved_cache_dir()
+        }
+    }
+
+    /// Empties the working and cache directories (and removes the memory images of the
+    /// segments that were in the working directory) and runs the setup command.
     fn fresh(&self) -> Result<()> {
+        let work = self.work.canonicalize().ok();
         wipe(self.work)?;
+        if let Some(work) = work {
+            remove_images(&self.image_dir(), &work)?;
+        }
         wipe(self.cache)?;
         if let Some(setup) = &self.cfg.setup {
             let out = self

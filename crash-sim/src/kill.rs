@@ -58,7 +58,7 @@ fn power_points(engine: &dyn Engine) -> Vec<&'static str> {
 /// Harness failures.
 pub fn run(ctx: &mut Ctx, model: CrashModel) -> Result<()> {
     let power = model == CrashModel::Power;
-    let engine = ctx.engine("kill", vista::Protection::Auto, power);
+    let engine = ctx.engine("kill", ctx.cfg.protection, power);
     let initial = ctx.workload.initial();
     engine.reset(&initial)?;
     let points = if power {

@@ -49,7 +49,7 @@ struct RunArgs {
     /// bank, kv or pages (vista).
     #[arg(long, default_value = "bank", value_parser = parse_workload)]
     workload: WorkloadKind,
-    /// kill, points, recovery, power, wild or compound.
+    /// kill, points, recovery, power, wild, compound or io.
     #[arg(long, value_parser = parse_mode)]
     mode: Mode,
     /// Threads per worker, each running transactions on the one segment (vista; bank and
@@ -122,8 +122,9 @@ fn parse_workload(s: &str) -> Result<WorkloadKind, String> {
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
-    Mode::parse(s)
-        .ok_or_else(|| format!("unknown mode {s}: kill, points, recovery, power, wild, compound"))
+    Mode::parse(s).ok_or_else(|| {
+        format!("unknown mode {s}: kill, points, recovery, power, wild, compound, io")
+    })
 }
 
 fn main() -> ExitCode {

@@ -82,7 +82,7 @@ pub fn scenarios(ctx: &mut Ctx, kinds: &[&str]) -> Result<Vec<Scenario>> {
             if ctx.cfg.scenario.as_deref().is_some_and(|s| s != name) {
                 continue;
             }
-            let engine = ctx.engine(&name, vista::Protection::Auto, emulate);
+            let engine = ctx.engine(&name, ctx.cfg.protection, emulate);
             engine.reset(&initial)?;
             let model = if emulate {
                 CrashModel::Power
@@ -185,7 +185,7 @@ fn out_push(
 /// # Errors
 /// I/O errors copying the files.
 pub fn cold_view(ctx: &Ctx, engine: &dyn Engine) -> Result<Box<dyn Engine>> {
-    let cold = ctx.engine("cold-view", vista::Protection::Auto, false);
+    let cold = ctx.engine("cold-view", ctx.cfg.protection, false);
     std::fs::create_dir_all(cold.files()[0].parent().expect("in a directory"))?;
     for f in cold.files() {
         crate::engine::remove_if_exists(&f)?;
@@ -201,7 +201,7 @@ pub fn cold_view(ctx: &Ctx, engine: &dyn Engine) -> Result<Box<dyn Engine>> {
 pub fn run(ctx: &mut Ctx) -> Result<()> {
     let scenarios = scenarios(ctx, &["fresh", "pending", "cold"])?;
     let mut all = ctx
-        .engine("probe", vista::Protection::Auto, false)
+        .engine("probe", ctx.cfg.protection, false)
         .crash_points();
     if let Some(p) = &ctx.cfg.point {
         // A replay of one point: coverage is about that point alone.

@@ -95,7 +95,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     ctx.report.recovery = Some(RecoveryStats::default());
     let scenarios = scenarios(ctx, &["pending", "cold"])?;
     let mut rng = rand::rngs::SmallRng::seed_from_u64(ctx.cfg.seed);
-    let probe = ctx.engine("probe", vista::Protection::Auto, false);
+    let probe = ctx.engine("probe", ctx.cfg.protection, false);
     let points = probe.recovery_points();
     // A replay names the first recovery's point and hit; the deeper ones run in full.
     let first_points: Vec<&'static str> = points

@@ -595,13 +595,24 @@ pub(crate) fn spawn(
     threads: u32,
     ops: u64,
     arm: Option<(&str, u64)>,
+    fault: Option<(u64, i32)>,
 ) -> Result<Worker> {
     worker::spawn_fn(|w| {
         match arm {
             Some((point, n)) => crash_point::arm(point, n),
             None => crash_point::disarm(),
         }
-        match child(engine, shape, seed, threads, ops, &w) {
+        let faults = match fault {
+            Some((n, errno)) => {
+                let f = vista::rio_cache::Faults::counting();
+                f.fail_at(n, errno);
+                f
+            }
+            None => vista::rio_cache::Faults::none(),
+        };
+        match child(engine, shape, seed, threads, ops, &w, &faults) {
+            // The io mode's worker says whether its injected failure was met.
+            Ok(()) if faults.failed().is_some() => IO_MET,
             Ok(()) => 0,
             Err(e) => {
                 worker::send_error(&w, &e);
@@ -611,6 +622,23 @@ pub(crate) fn spawn(
     })
 }
 
+/// Whether `e` is the expected consequence of the injected failure: one was injected,
+/// and `e` is the typed error it surfaces as (never a conflict or a corruption).
+fn injected(faults: &vista::rio_cache::Faults, e: &anyhow::Error) -> bool {
+    faults.failed().is_some()
+        && e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<vista::Error>(),
+                Some(
+                    vista::Error::Io { .. }
+                        | vista::Error::Poisoned(_)
+                        | vista::Error::Cache(_)
+                        | vista::Error::CheckpointBusy { .. }
+                )
+            )
+        })
+}
+
 fn child(
     engine: &VistaEngine,
     shape: Shape,
@@ -618,8 +646,15 @@ fn child(
     threads: u32,
     ops: u64,
     w: &File,
+    faults: &vista::rio_cache::Faults,
 ) -> Result<()> {
-    let seg = engine.open_segment()?;
+    let seg = match engine.open_segment_with(faults) {
+        Ok(s) => s,
+        // The open met the injected failure: it refused, having written nothing that
+        // a later open could not recover from. No state to report this cycle.
+        Err(e) if injected(faults, &e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
     let start = match seg.start_kind() {
         StartKind::Created => Start::Created,
         StartKind::Warm => Start::Warm,
@@ -634,7 +669,13 @@ fn child(
             let seg = &seg;
             s.spawn(move || {
                 if let Err(e) = run_thread(seg, shape, seed, t, ops, w) {
-                    // One thread failing ends the worker at once (the others could run
+                    // A thread that met the injected failure stops there: its failed
+                    // operation is not acknowledged, and a later one must not commit
+                    // (the oracle takes a thread's commits to be in program order).
+                    if injected(faults, &e) {
+                        return;
+                    }
+                    // Any other failure ends the worker at once (the others could run
                     // on for thousands of operations).
                     worker::send_error(w, &e);
                     sys::exit_now(3);
@@ -642,7 +683,12 @@ fn child(
             });
         }
     });
-    seg.close()?;
+    if let Err(e) = seg.close() {
+        let e = anyhow::Error::from(e);
+        if !injected(faults, &e) {
+            return Err(e);
+        }
+    }
     worker::send_done(w)?;
     Ok(())
 }
@@ -727,6 +773,11 @@ struct Pending {
     cycle: u64,
 }
 
+/// The io mode fails one of a worker's first this many I/O operations.
+const IO_OPS: u64 = 400;
+/// The exit code of an io-mode worker that met its injected failure and ended cleanly.
+const IO_MET: i32 = 5;
+
 /// Crash points that fire often (per write or per page): armed at a hit in `1..=200`;
 /// the others at a hit in `1..=3`.
 fn frequent(point: &str) -> bool {
@@ -748,10 +799,11 @@ pub fn run(ctx: &mut Ctx, model: CrashModel) -> Result<()> {
     let shape = Shape::of(ctx.cfg.workload)
         .ok_or_else(|| anyhow!("no threaded form of {}", ctx.cfg.workload.name()))?;
     let power = model == CrashModel::Power;
+    let io = ctx.cfg.mode == crate::campaign::Mode::Io;
     let engine = VistaEngine::new(EngineConfig {
         dir: ctx.work_dir().join("threads"),
         state_len: shape.state_len(),
-        protection: vista::Protection::Auto,
+        protection: ctx.cfg.protection,
         emulate_power_loss: power,
     })
     .with_lanes(threads);
@@ -769,16 +821,24 @@ pub fn run(ctx: &mut Ctx, model: CrashModel) -> Result<()> {
     let (mut rollbacks, mut undone, mut most_lanes) = (0u64, 0u64, 0u32);
     let (mut armed, mut at_point, mut in_recovery) = (0u64, 0u64, 0u64);
     let mut points_hit: BTreeSet<&'static str> = BTreeSet::new();
+    let mut io_met = 0u64;
     while ctx.more(cycle, 1.0) {
         let seed = cycle_seed(ctx.cfg.seed, cycle);
         let violations_before = ctx.report.violations.len();
-        let arm = (!points.is_empty() && rng.gen_bool(0.5)).then(|| {
+        let arm = (!io && !points.is_empty() && rng.gen_bool(0.5)).then(|| {
             let p = points[rng.gen_range(0..points.len())];
             let most = if frequent(p) { 200 } else { 3 };
             (p, rng.gen_range(1..=most))
         });
-        let delay = rng.gen_range(0..=ctx.cfg.max_delay_us) * if arm.is_some() { 4 } else { 1 };
-        let mut w = spawn(&engine, shape, seed, threads, OPS, arm)?;
+        // The io mode: one operation of the worker fails (the open's ~15, then a few per
+        // transaction under mprotect and a dozen per checkpoint).
+        let fault = io.then(|| {
+            let errno = [libc::ENOSPC, libc::EIO, libc::EFBIG][rng.gen_range(0..3)];
+            (rng.gen_range(0..IO_OPS), errno)
+        });
+        let delay =
+            rng.gen_range(0..=ctx.cfg.max_delay_us) * if arm.is_some() || io { 4 } else { 1 };
+        let mut w = spawn(&engine, shape, seed, threads, OPS, arm, fault)?;
         let mut out = Outcome::default();
         while out.state.is_none() && out.error.is_none() {
             match w.next(Duration::from_secs(60))? {
@@ -835,9 +895,14 @@ pub fn run(ctx: &mut Ctx, model: CrashModel) -> Result<()> {
         }
         let at = format!("cycle {cycle}");
         let extra = format!("--threads {threads} --cycles {}", cycle + 1);
+        if exit == Exit::Code(IO_MET) {
+            io_met += 1;
+        }
         if let Some(e) = &out.error {
             ctx.violation(at, format!("worker failed: {e}"), &extra);
-        } else if !matches!(exit, Exit::Signal(libc::SIGKILL) | Exit::Code(0)) {
+        } else if !(matches!(exit, Exit::Signal(libc::SIGKILL) | Exit::Code(0))
+            || io && exit == Exit::Code(IO_MET))
+        {
             ctx.violation(at, format!("worker ended with {exit}"), &extra);
         }
         if let (true, Some(p)) = (running, pending.as_mut()) {
@@ -904,6 +969,12 @@ pub fn run(ctx: &mut Ctx, model: CrashModel) -> Result<()> {
         "recovery reports checked: {rollbacks} recoveries rolled back lanes (at most \
          {most_lanes} at once), undoing {undone} records in total"
     ));
+    if io {
+        ctx.report.notes.push(format!(
+            "injected I/O failures (one of each worker's first {IO_OPS} operations): \
+             {io_met} workers met theirs and stopped cleanly; the others were killed first"
+        ));
+    }
     if let Some(s) = engine.power_summary() {
         ctx.report.notes.push(s);
     }

@@ -61,8 +61,16 @@ impl VistaEngine {
     /// # Errors
     /// Engine errors.
     pub fn open_segment(&self) -> Result<Segment> {
+        self.open_segment_with(&vista::rio_cache::Faults::none())
+    }
+
+    /// As [`VistaEngine::open_segment`], with injected I/O failures.
+    ///
+    /// # Errors
+    /// As [`VistaEngine::open_segment`].
+    pub fn open_segment_with(&self, faults: &vista::rio_cache::Faults) -> Result<Segment> {
         std::fs::create_dir_all(self.cache_dir())?;
-        Segment::open(self.seg_path(), &self.options())
+        Segment::open(self.seg_path(), &self.options().faults(faults.clone()))
             .with_context(|| format!("open {}", self.seg_path().display()))
     }
 

@@ -201,3 +201,65 @@ fn usage_errors_exit_2() {
     let out = exec(&["--setup", "exit 4", "--check", "true", "--", "true"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The program of `the_memory_images_of_a_runs_segments_are_removed`: opens a small
+/// vista segment in its working directory (its image in `RIO_CACHE_DIR`), says ready
+/// and waits to be killed. Does nothing when run as a normal test.
+#[test]
+fn segment_program() {
+    if std::env::var_os("CRASH_SIM_SEGMENT_PROGRAM").is_none() {
+        return;
+    }
+    let opts = vista::Options::new()
+        .size(64 << 10)
+        .lanes(1)
+        .undo_log_size(4096);
+    let seg = vista::Segment::open("seg", &opts).expect("open the segment");
+    seg.transaction(|tx| tx.write(0, b"x")).expect("write");
+    println!("ready");
+    std::thread::sleep(std::time::Duration::from_secs(100));
+}
+
+#[test]
+fn the_memory_images_of_a_runs_segments_are_removed() {
+    let cache = tempfile::tempdir().unwrap();
+    // An image that is not the run's: it stays.
+    let other = tempfile::tempdir().unwrap();
+    let opts = vista::Options::new()
+        .size(4096)
+        .lanes(1)
+        .undo_log_size(4096)
+        .cache_dir(cache.path());
+    vista::Segment::open(other.path().join("other"), &opts)
+        .unwrap()
+        .close()
+        .unwrap();
+    let exe = std::env::current_exe().unwrap().display().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_crash-sim"))
+        .env("RIO_CACHE_DIR", cache.path())
+        .env("CRASH_SIM_SEGMENT_PROGRAM", "1")
+        .args(["exec", "--json", "--seconds", "600", "--cycles", "3"])
+        .args(["--keep-going", "--ready", "ready", "--check", "false", "--"])
+        .args([&exe, "--exact", "segment_program", "--nocapture"])
+        .args(["--test-threads=1"])
+        .output()
+        .unwrap();
+    // Every check fails, so with --keep-going the working directory is emptied after
+    // each cycle (a fresh start) and removed at the end.
+    let v = report(&out, 1);
+    assert_eq!(n(&v, "cycles"), 3, "{v}");
+    let left: Vec<_> = rio_cache_images(cache.path());
+    assert_eq!(
+        left,
+        vec![vista::rio_cache::image_path(&other.path().join("other"), cache.path()).unwrap()],
+        "images of the run's segments were left behind"
+    );
+}
+
+fn rio_cache_images(dir: &std::path::Path) -> Vec<PathBuf> {
+    vista::rio_cache::images(dir)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.path)
+        .collect()
+}

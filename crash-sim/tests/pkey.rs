@@ -61,3 +61,39 @@ fn wild_stores_under_pkey_are_all_trapped() {
     assert_eq!(n("trapped"), n("faults"), "{row}");
     assert_eq!(n("corrupted_undetected"), 0, "{row}");
 }
+
+/// The threaded campaigns under protection keys: kill (with crash points) and injected
+/// I/O failures, four threads on one segment, bounded by cycles for the slow machine.
+#[test]
+fn threaded_campaigns_under_pkey_find_nothing() {
+    if let Err(why) = rio_cache::pkey_support() {
+        assert!(
+            std::env::var("RIO_TEST_PKEY").map_or(true, |v| v != "require"),
+            "RIO_TEST_PKEY=require, but protection keys are unavailable: {why}"
+        );
+        eprintln!("note: threaded campaigns under Protection::Pkey not tested: {why}");
+        return;
+    }
+    for (workload, mode) in [("bank", "kill"), ("kv", "io")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_crash-sim"))
+            .args(["run", "--engine", "vista", "--workload", workload])
+            .args(["--mode", mode, "--threads", "4", "--protection", "pkey"])
+            .args(["--seed", "7", "--seconds", "60", "--cycles", "40"])
+            .args(["--json", "--quiet"])
+            .output()
+            .expect("run crash-sim");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{workload} {mode}: crash-sim failed ({}):\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_str(&stdout).expect("JSON report");
+        assert_eq!(v["violations"].as_array().map(Vec::len), Some(0), "{v}");
+        assert!(
+            v["notes"].to_string().contains("vista protection: pkey"),
+            "{v}"
+        );
+    }
+}

@@ -21,10 +21,13 @@ pub enum Error {
     /// Another handle, in this process or another, holds the cache for this disk file
     /// (`path` is the disk file), or holds its memory image (`path` is the image: the
     /// disk file was recreated while a cache of it was open).
-    #[error("{} is locked by another open cache", path.display())]
+    #[error("{} is locked by another open cache ({})", path.display(), holder_text(*pid))]
     Locked {
         /// The disk file.
         path: PathBuf,
+        /// The process holding the lock, from `/proc/locks`; `None` if it could not be
+        /// found (no `/proc`, or the holder let go meanwhile).
+        pid: Option<u32>,
     },
     /// The disk file exists but was not created by rio-cache.
     #[error("{} is not a rio-cache disk image: {reason}", path.display())]
@@ -143,6 +146,17 @@ pub enum Error {
         /// How long it waited.
         waited: std::time::Duration,
     },
+    /// A range is held by this very thread (an update of this thread holds it
+    /// exclusively, or only this thread's read guards hold it shared): waiting for it
+    /// would be for nothing, so the update gave up at once. Release it first (drop the
+    /// read guard, end the other update).
+    #[error("range {offset}+{len} is held by this thread (a read guard or another of its updates): waiting would never end")]
+    HeldByThisThread {
+        /// Start of the range asked for.
+        offset: u64,
+        /// Its length.
+        len: u64,
+    },
     /// A range given as `start..end` ends before it starts. Nothing was written.
     #[error("range {}..{} ends before it starts", .0.start, .0.end)]
     InvertedRange(std::ops::Range<u64>),
@@ -230,6 +244,25 @@ pub enum PkeyUnavailable {
     /// `pkey_alloc` failed for another reason.
     #[error("pkey_alloc failed: {0}")]
     Os(#[source] io::Error),
+}
+
+impl Error {
+    /// [`Error::Locked`] for `path`, naming the process that holds its lock.
+    pub(crate) fn locked(path: &std::path::Path) -> Error {
+        Error::Locked {
+            path: path.to_owned(),
+            pid: crate::inspect::holder(path),
+        }
+    }
+}
+
+/// How a [`Error::Locked`] message names the lock's holder.
+pub(crate) fn holder_text(pid: Option<u32>) -> String {
+    match pid {
+        Some(p) if p == std::process::id() => format!("held by this process, {p}"),
+        Some(p) => format!("held by process {p}"),
+        None => "its holder could not be found".into(),
+    }
 }
 
 /// A `Result` with rio-cache's [`Error`].

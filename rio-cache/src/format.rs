@@ -114,6 +114,10 @@ impl DiskHeader {
 ///     disk (or loaded from it), 48 bits, with 16 check bits on top
 ///     (`encode_synced`); updated atomically after each checkpoint
 /// ```
+/// 136 origin: the disk file's absolute path, so that a memory image whose disk file is
+///     gone can be named and found (`rio_cache::images`): length u32 (0: not
+///     recorded), crc32 of the length and the path bytes u32, then the path bytes
+///     (at most [`ORIGIN_MAX`]); written when the image is made and at every open
 /// After the header page come the dirty map (one byte per data page) and the in-flight
 /// map (one byte per data page), padded to a page; then the data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +206,57 @@ impl MemHeader {
 
 const SEQ_MASK: u64 = (1 << 48) - 1;
 
+/// Where the memory image's origin record (the disk file's absolute path) starts.
+pub(crate) const ORIGIN_AT: usize = MemHeader::READ_LEN;
+
+/// The longest disk file path the origin record holds; a longer one is not recorded.
+pub(crate) const ORIGIN_MAX: usize = PAGE - ORIGIN_AT - 8;
+
+/// The origin record for the disk file at the absolute path `abs` (a zero length, "not
+/// recorded", if the path does not fit).
+pub(crate) fn encode_origin(abs: &std::path::Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = abs.as_os_str().as_bytes();
+    let bytes = if bytes.len() > ORIGIN_MAX {
+        &[][..]
+    } else {
+        bytes
+    };
+    let mut b = vec![0u8; 8 + bytes.len()];
+    put_u32(&mut b, 0, bytes.len() as u32);
+    b[8..].copy_from_slice(bytes);
+    let crc = origin_check(&b);
+    put_u32(&mut b, 4, crc);
+    b
+}
+
+/// The disk file path in an origin record (`rec`: the header page from [`ORIGIN_AT`] on),
+/// or `None` if none is recorded or the record fails its check.
+pub(crate) fn decode_origin(rec: &[u8]) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    if rec.len() < 8 {
+        return None;
+    }
+    let n = get_u32(rec, 0) as usize;
+    if n == 0
+        || n > ORIGIN_MAX
+        || rec.len() < 8 + n
+        || origin_check(&rec[..8 + n]) != get_u32(rec, 4)
+    {
+        return None;
+    }
+    Some(std::ffi::OsStr::from_bytes(&rec[8..8 + n]).into())
+}
+
+/// The check of an origin record: crc32 of its length word and path bytes, never 0 (so a
+/// zeroed record fails it).
+fn origin_check(rec: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&rec[0..4]);
+    h.update(&rec[8..]);
+    h.finalize().max(1)
+}
+
 /// 16 check bits for a 48-bit checkpoint number (never all zero for 0, so a zeroed word
 /// fails it).
 fn synced_check(seq: u64) -> u64 {
@@ -268,6 +323,22 @@ mod tests {
         assert_eq!(MemHeader::decode(&b), Ok(h));
         b[50] ^= 4;
         assert_eq!(MemHeader::decode(&b), Err(HeaderError::Checksum));
+    }
+
+    #[test]
+    fn origin_round_trips_and_detects_damage() {
+        let p = std::path::Path::new("/data/segments/a.vista");
+        let mut rec = encode_origin(p);
+        rec.resize(PAGE - ORIGIN_AT, 0);
+        assert_eq!(decode_origin(&rec).as_deref(), Some(p));
+        for at in [0, 4, 8, 20] {
+            let mut bad = rec.clone();
+            bad[at] ^= 1;
+            assert_eq!(decode_origin(&bad), None, "flip at {at}");
+        }
+        assert_eq!(decode_origin(&vec![0u8; PAGE - ORIGIN_AT]), None);
+        let long = std::path::PathBuf::from("/".repeat(ORIGIN_MAX + 1));
+        assert_eq!(decode_origin(&encode_origin(&long)), None);
     }
 
     #[test]

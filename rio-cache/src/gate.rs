@@ -27,9 +27,22 @@
 //! checkpointing, wait at most that long: the closers give up and both gates reopen.
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError};
+#[cfg(not(feature = "shuttle"))]
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::PoisonError;
+#[cfg(not(feature = "shuttle"))]
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+// Under the `shuttle` feature (model-checked tests only) the gate's atomics, lock,
+// condition variable and per-thread records are shuttle's, so that its scheduler can
+// interleave the threads at every step and give each its own records.
+#[cfg(feature = "shuttle")]
+use shuttle::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[cfg(feature = "shuttle")]
+use shuttle::sync::{Condvar, Mutex};
+#[cfg(feature = "shuttle")]
+use shuttle::thread_local;
 
 use crossbeam_utils::CachePadded;
 
@@ -37,11 +50,11 @@ use crossbeam_utils::CachePadded;
 /// stripe, so threads on different stripes never write a shared line on the hot path.
 const STRIPES: usize = 8;
 
-/// Hands out stripes to threads in turn.
-static NEXT_STRIPE: AtomicU32 = AtomicU32::new(0);
+/// Hands out stripes to threads in turn (a hint: any stripe is correct).
+static NEXT_STRIPE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// Numbers gates: every gate of the process gets its own (never 0, the empty record).
-static NEXT_GATE: AtomicU64 = AtomicU64::new(1);
+static NEXT_GATE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 thread_local! {
     /// This thread's stripe (`u32::MAX` until first use).
@@ -57,7 +70,7 @@ fn my_stripe() -> usize {
     STRIPE.with(|s| {
         let mut i = s.get();
         if i == u32::MAX {
-            i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES as u32;
+            i = NEXT_STRIPE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % STRIPES as u32;
             s.set(i);
         }
         i as usize
@@ -67,9 +80,9 @@ fn my_stripe() -> usize {
 /// Counts one more ticket of this thread at gate `me`; returns whether it already held
 /// one (a re-entry).
 fn note_enter(me: u64) -> bool {
-    let (g, n) = LAST.get();
+    let (g, n) = LAST.with(Cell::get);
     if g == me && n > 0 {
-        LAST.set((g, n + 1));
+        LAST.with(|l| l.set((g, n + 1)));
         return true;
     }
     if n == 0 {
@@ -80,7 +93,7 @@ fn note_enter(me: u64) -> bool {
             o.iter().position(|e| e.0 == me).map(|i| o.swap_remove(i).1)
         });
         let held = moved.unwrap_or(0);
-        LAST.set((me, held + 1));
+        LAST.with(|l| l.set((me, held + 1)));
         return held > 0;
     }
     OTHERS.with(|o| {
@@ -97,9 +110,9 @@ fn note_enter(me: u64) -> bool {
 
 /// Counts one ticket of this thread at gate `me` less.
 fn note_leave(me: u64) {
-    let (g, n) = LAST.get();
+    let (g, n) = LAST.with(Cell::get);
     if g == me && n > 0 {
-        LAST.set((g, n - 1));
+        LAST.with(|l| l.set((g, n - 1)));
         return;
     }
     OTHERS.with(|o| {
@@ -115,7 +128,7 @@ fn note_leave(me: u64) {
 
 /// How many tickets this thread holds at gate `me`.
 fn held_here(me: u64) -> usize {
-    let (g, n) = LAST.get();
+    let (g, n) = LAST.with(Cell::get);
     if g == me && n > 0 {
         return n;
     }
@@ -138,7 +151,7 @@ pub(crate) struct Gate {
 impl Default for Gate {
     fn default() -> Gate {
         Gate {
-            id: NEXT_GATE.fetch_add(1, Ordering::Relaxed),
+            id: NEXT_GATE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             active: Default::default(),
             closing: CachePadded::default(),
             lock: Mutex::new(()),
@@ -267,7 +280,80 @@ impl Drop for Closed<'_> {
     }
 }
 
-#[cfg(test)]
+/// Model-checked tests: shuttle interleaves updaters (one re-entering while a checkpoint
+/// may be closing) and a closer that closes and reopens the gate twice, at every atomic,
+/// lock and condition-variable step. No update is inside while the gate is closed, a
+/// re-entry never waits for a closing gate (shuttle reports the deadlock if it does),
+/// every waiter is woken when the gate reopens, and the gate ends empty and open.
+/// (shuttle's `wait_timeout` never times out: the give-up path is the unit test's.)
+#[cfg(all(test, feature = "shuttle"))]
+mod shuttle_tests {
+    use super::*;
+    use shuttle::sync::atomic::AtomicUsize;
+    use shuttle::sync::Arc;
+
+    fn gate_excludes_the_copy() {
+        let gate = Arc::new(Gate::default());
+        let inside = Arc::new(AtomicUsize::new(0));
+        let mut threads: Vec<_> = (0..2)
+            .map(|t| {
+                let (gate, inside) = (Arc::clone(&gate), Arc::clone(&inside));
+                shuttle::thread::spawn(move || {
+                    for round in 0..2 {
+                        let first = gate.enter();
+                        inside.fetch_add(1, Ordering::SeqCst);
+                        if t == 0 && round == 0 {
+                            shuttle::thread::yield_now();
+                            let again = gate.enter(); // re-entry: never waits
+                            assert!(gate.held_by_this_thread());
+                            drop(again);
+                        }
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        drop(first);
+                        assert!(!gate.held_by_this_thread());
+                    }
+                })
+            })
+            .collect();
+        let (g, i) = (Arc::clone(&gate), Arc::clone(&inside));
+        threads.push(shuttle::thread::spawn(move || {
+            for _ in 0..2 {
+                let closed = g
+                    .close(Duration::from_secs(3600))
+                    .expect("no update is leaked: the close never gives up");
+                assert_eq!(
+                    i.load(Ordering::SeqCst),
+                    0,
+                    "an update inside a closed gate"
+                );
+                shuttle::thread::yield_now();
+                assert_eq!(
+                    i.load(Ordering::SeqCst),
+                    0,
+                    "an update entered a closed gate"
+                );
+                drop(closed);
+            }
+        }));
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(gate.is_empty());
+        assert!(!gate.closing.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn gate_under_random_schedules() {
+        shuttle::check_random(gate_excludes_the_copy, 2000);
+    }
+
+    #[test]
+    fn gate_under_pct_schedules() {
+        shuttle::check_pct(gate_excludes_the_copy, 2000, 3);
+    }
+}
+
+#[cfg(all(test, not(feature = "shuttle")))]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;

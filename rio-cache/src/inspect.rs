@@ -334,9 +334,17 @@ fn read_synced(f: &File) -> Option<u64> {
     MemHeader::decode_synced(format::get_u64(&b, MemHeader::SYNCED_AT))
 }
 
+/// The process holding an `flock` on the file at `path` (a cache open there, for a disk
+/// file or a memory image), from `/proc/locks`; `None` if no lock is held, the file is
+/// missing, or the holder cannot be found. Takes no lock itself.
+pub fn holder(path: &Path) -> Option<u32> {
+    let meta = std::fs::metadata(path).ok()?;
+    lock_holder(std::iter::once(&meta)).filter(|&p| p != 0)
+}
+
 /// The pid holding an `flock` on any of these files, from `/proc/locks` (reading it
 /// takes no lock, unlike probing with `flock`, which would make a concurrent open fail).
-fn lock_holder<'a>(files: impl Iterator<Item = &'a std::fs::Metadata>) -> Option<u32> {
+pub(crate) fn lock_holder<'a>(files: impl Iterator<Item = &'a std::fs::Metadata>) -> Option<u32> {
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
     let ids: Vec<String> = files
         .map(|m| {

@@ -128,6 +128,7 @@ mod faults;
 mod format;
 mod gate;
 mod grow;
+mod images;
 pub mod inspect;
 mod journal;
 mod locks;
@@ -174,7 +175,8 @@ pub use checkpoint::CRASH_POINTS;
 pub use error::{Error, PkeyUnavailable, Result};
 pub use faults::{Faults, IoCall, IoFile, IoOp};
 pub use grow::GROW_CRASH_POINTS;
-pub use naming::{image_path, journal_path, remove};
+pub use images::{images, remove_orphan, ImageInfo};
+pub use naming::{image_path, journal_path, remove, remove_closed};
 pub use open::existing_size;
 pub use options::{
     Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACHE_DIR, DEFAULT_CHECKPOINT_WAIT,

@@ -4,7 +4,17 @@
 //! Line `l` (bytes `64 l .. 64 l + 64` of the data) maps to stripe `l mod n`, with `n` a
 //! power of two no larger than the number of lines. Two lines that share a stripe share
 //! its lock: a false conflict at worst, never a missed one. A stripe word is `0` (free),
-//! a count of shared holders, or [`EXCLUSIVE`].
+//! a count of shared holders, or [`EXCLUSIVE`] with the holding thread's number in the
+//! low bits.
+//!
+//! **A range this thread holds.** A holder that cannot take a stripe at once first asks
+//! whether this very thread holds it (its exclusive owner is this thread, or every
+//! shared holder is one of this thread's read guards, which register their stripes in
+//! a thread-local list). Waiting would then be for nothing: the thread cannot release
+//! while it waits. The holder gives up at once and says so
+//! ([`Held::refused_by_this_thread`]), and the caller reports
+//! [`crate::Error::HeldByThisThread`]. (Shared locks of another update of this thread are
+//! not in the list: that case waits the lock wait and reports a plain conflict.)
 //!
 //! Holders follow strict two-phase locking: they only take stripes until they end, then
 //! release everything at once. Taking a free or compatible stripe never waits; an
@@ -13,6 +23,7 @@
 //! waiters breaks instead of deadlocking). Upgrading a stripe from shared to exclusive
 //! never waits: two holders upgrading the same stripe would wait for each other.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 #[cfg(not(feature = "shuttle"))]
@@ -32,11 +43,43 @@ pub(crate) const LINE: u64 = 64;
 const MAX_STRIPES: usize = 1 << 16;
 const EXCLUSIVE: u32 = 1 << 31;
 
+/// Numbers threads for the owner bits of exclusive words (0: not yet numbered).
+static NEXT_THREAD: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+/// Numbers lock tables, for the read guards' thread-local list.
+static NEXT_TABLE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+#[cfg(feature = "shuttle")]
+use shuttle::thread_local;
+
+thread_local! {
+    /// This thread's number in exclusive lock words (`0` until first used).
+    static THREAD: Cell<u32> = const { Cell::new(0) };
+    /// Stripes held shared by this thread's read guards: (table, stripe, count).
+    static GUARDED: RefCell<Vec<(u64, u32, u32)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// This thread's number: never 0, below [`EXCLUSIVE`].
+#[inline]
+fn this_thread() -> u32 {
+    THREAD.with(|t| {
+        let n = t.get();
+        if n != 0 {
+            return n;
+        }
+        let n =
+            (NEXT_THREAD.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (EXCLUSIVE - 1)) + 1;
+        t.set(n);
+        n
+    })
+}
+
 /// The lock words of one cache.
 #[derive(Debug)]
 pub(crate) struct LockTable {
     words: Box<[AtomicU32]>,
     mask: u64,
+    /// This table's number (see `GUARDED`).
+    id: u64,
 }
 
 impl LockTable {
@@ -47,7 +90,25 @@ impl LockTable {
         LockTable {
             words: (0..n).map(|_| AtomicU32::new(0)).collect(),
             mask: n as u64 - 1,
+            id: NEXT_TABLE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// Whether stripe `s` is held by this thread only: exclusively by it (`me`), or
+    /// shared by its read guards alone, besides `own` shares of the asking holder.
+    #[cold]
+    fn held_by(&self, s: u32, me: u32, own: u32) -> bool {
+        let w = self.words[s as usize].load(Ordering::Relaxed);
+        if w & EXCLUSIVE != 0 {
+            return w & !EXCLUSIVE == me;
+        }
+        w > own
+            && GUARDED.with(|g| {
+                g.borrow()
+                    .iter()
+                    .find(|e| e.0 == self.id && e.1 == s)
+                    .is_some_and(|e| e.2 + own >= w)
+            })
     }
 
     fn try_shared(&self, s: u32) -> bool {
@@ -64,16 +125,16 @@ impl LockTable {
         }
     }
 
-    fn try_exclusive(&self, s: u32) -> bool {
+    fn try_exclusive(&self, s: u32, me: u32) -> bool {
         self.words[s as usize]
-            .compare_exchange(0, EXCLUSIVE, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, EXCLUSIVE | me, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
     /// Shared to exclusive, if the caller is the only shared holder.
-    fn try_upgrade(&self, s: u32) -> bool {
+    fn try_upgrade(&self, s: u32, me: u32) -> bool {
         self.words[s as usize]
-            .compare_exchange(1, EXCLUSIVE, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(1, EXCLUSIVE | me, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
@@ -110,6 +171,10 @@ pub(crate) struct Held {
     // hot path; one pointer instead of a map's 48 bytes keeps those moves short.
     #[allow(clippy::box_collection)]
     index: Option<Box<Index>>,
+    /// The last `acquire` failed because this thread holds the stripe.
+    mine: bool,
+    /// A read guard's set: its shared stripes are listed in `GUARDED`.
+    guard: Option<u64>,
 }
 
 /// Position by stripe number. Stripe numbers are small integers chosen by the cache's
@@ -213,12 +278,33 @@ impl Held {
         if len == 0 {
             return true;
         }
+        let me = this_thread();
+        // The common first lock of a holder: one line, nothing held yet.
+        if self.len == 0 && self.guard.is_none() && offset / LINE == (offset + len - 1) / LINE {
+            let s = ((offset / LINE) & table.mask) as u32;
+            let taken = if exclusive {
+                wait_for(
+                    || table.try_exclusive(s, me),
+                    || table.held_by(s, me, 0),
+                    wait,
+                )
+            } else {
+                wait_for(|| table.try_shared(s), || table.held_by(s, me, 0), wait)
+            };
+            self.mine = taken == Wait::Mine;
+            if taken == Wait::Taken {
+                self.first[0] = if exclusive { s | EXCLUSIVE } else { s };
+                self.len = 1;
+            }
+            return taken == Wait::Taken;
+        }
         for s in table.stripes(offset, len) {
             match self.find(s) {
                 Some(i) => {
                     let e = self.get(i);
                     if exclusive && e & EXCLUSIVE == 0 {
-                        if !table.try_upgrade(s) {
+                        if !table.try_upgrade(s, me) {
+                            self.mine = table.held_by(s, me, 1);
                             return false;
                         }
                         self.set(i, s | EXCLUSIVE);
@@ -226,22 +312,57 @@ impl Held {
                 }
                 None => {
                     let taken = if exclusive {
-                        wait_for(|| table.try_exclusive(s), wait)
+                        wait_for(
+                            || table.try_exclusive(s, me),
+                            || table.held_by(s, me, 0),
+                            wait,
+                        )
                     } else {
-                        wait_for(|| table.try_shared(s), wait)
+                        wait_for(|| table.try_shared(s), || table.held_by(s, me, 0), wait)
                     };
-                    if !taken {
+                    if taken != Wait::Taken {
+                        self.mine = taken == Wait::Mine;
                         return false;
                     }
                     self.push(if exclusive { s | EXCLUSIVE } else { s });
+                    if let Some(id) = self.guard {
+                        guard_note(id, s, 1);
+                    }
                 }
             }
         }
         true
     }
 
+    /// Whether the last failed [`Held::acquire`] gave up because this thread itself
+    /// holds the range (see the module documentation).
+    pub(crate) fn refused_by_this_thread(&self) -> bool {
+        self.mine
+    }
+
+    /// A read guard's holder: its shared stripes are listed for this thread, so that
+    /// this thread's own writers can tell they would wait for it.
+    pub(crate) fn for_read_guard(table: &LockTable) -> Held {
+        Held {
+            guard: Some(table.id),
+            ..Held::default()
+        }
+    }
+
     /// Releases every stripe (the end of the holder's growing phase and its life).
     pub(crate) fn release_all(&mut self, table: &LockTable) {
+        if let Some(id) = self.guard {
+            for e in self.entries() {
+                guard_note(id, e & !EXCLUSIVE, -1);
+            }
+        }
+        if self.len <= INLINE {
+            for &e in &self.first[..self.len] {
+                table.release(e & !EXCLUSIVE, e & EXCLUSIVE != 0);
+            }
+            self.len = 0;
+            return;
+        }
         for e in self.entries() {
             table.release(e & !EXCLUSIVE, e & EXCLUSIVE != 0);
         }
@@ -257,11 +378,55 @@ impl Held {
     }
 }
 
-/// Tries `f` until it succeeds or `wait` has passed: spinning first, then yielding.
-fn wait_for(mut f: impl FnMut() -> bool, wait: Duration) -> bool {
+/// Counts `delta` shared holds of read guards of this thread on stripe `s` of table `id`.
+fn guard_note(id: u64, s: u32, delta: i32) {
+    GUARDED.with(|g| {
+        let mut g = g.borrow_mut();
+        match g.iter().position(|e| e.0 == id && e.1 == s) {
+            Some(i) => {
+                let n = g[i].2.saturating_add_signed(delta);
+                if n == 0 {
+                    g.swap_remove(i);
+                } else {
+                    g[i].2 = n;
+                }
+            }
+            None if delta > 0 => g.push((id, s, delta.unsigned_abs())),
+            None => {}
+        }
+    });
+}
+
+/// How a wait for a stripe ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Taken,
+    /// Given up after the wait.
+    Busy,
+    /// Given up at once: this thread holds it.
+    Mine,
+}
+
+/// Tries `f` until it succeeds or `wait` has passed: spinning first, then yielding. If
+/// `f` fails at first and `mine` says this thread holds the stripe, gives up at once.
+#[inline]
+fn wait_for(f: impl FnMut() -> bool, mine: impl FnOnce() -> bool, wait: Duration) -> Wait {
+    let mut f = f;
     if f() {
-        return true;
+        return Wait::Taken;
     }
+    if mine() {
+        return Wait::Mine;
+    }
+    if wait_slow(f, wait) {
+        Wait::Taken
+    } else {
+        Wait::Busy
+    }
+}
+
+#[inline(never)]
+fn wait_slow(mut f: impl FnMut() -> bool, wait: Duration) -> bool {
     let backoff = Backoff::new();
     while !backoff.is_completed() {
         backoff.snooze();
@@ -357,6 +522,74 @@ mod shuttle_tests {
         assert!(table.words.iter().all(|w| w.load(Ordering::SeqCst) == 0));
     }
 
+    /// Unaligned ranges that cross lines and overlap each other's ends: every byte of a
+    /// range must be covered by the stripes its holder takes. A per-byte witness counts
+    /// the holders inside; no byte ever has a writer beside anyone else.
+    fn unaligned_ranges_cover_every_byte() {
+        const BYTES: usize = 4 * LINE as usize;
+        // (offset, len, exclusive): odd offsets, lengths that end inside a line.
+        const RANGES: [(u64, u64, bool); 3] = [(13, 60, true), (70, 83, true), (150, 9, false)];
+        let table = Arc::new(LockTable::new(BYTES as u64));
+        let readers: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..BYTES).map(|_| AtomicUsize::new(0)).collect());
+        let writers: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..BYTES).map(|_| AtomicUsize::new(0)).collect());
+        let threads: Vec<_> = (0..3usize)
+            .map(|t| {
+                let (table, readers, writers) = (
+                    Arc::clone(&table),
+                    Arc::clone(&readers),
+                    Arc::clone(&writers),
+                );
+                shuttle::thread::spawn(move || {
+                    for round in 0..2 {
+                        let (off, len, ex) = RANGES[(t + round) % RANGES.len()];
+                        let mut held = Held::default();
+                        while !held.acquire(&table, off, len, ex, Duration::ZERO) {
+                            held.release_all(&table);
+                            shuttle::thread::yield_now();
+                        }
+                        let bytes = off as usize..(off + len) as usize;
+                        let mine = if ex { &writers } else { &readers };
+                        for b in bytes.clone() {
+                            mine[b].fetch_add(1, Ordering::SeqCst);
+                        }
+                        shuttle::thread::yield_now();
+                        for b in bytes.clone() {
+                            let (w, r) = (
+                                writers[b].load(Ordering::SeqCst),
+                                readers[b].load(Ordering::SeqCst),
+                            );
+                            if ex {
+                                assert_eq!((w, r), (1, 0), "byte {b} shared by a writer");
+                            } else {
+                                assert_eq!(w, 0, "byte {b} written while read");
+                            }
+                        }
+                        for b in bytes {
+                            mine[b].fetch_sub(1, Ordering::SeqCst);
+                        }
+                        held.release_all(&table);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(table.words.iter().all(|w| w.load(Ordering::SeqCst) == 0));
+    }
+
+    #[test]
+    fn unaligned_ranges_under_random_schedules() {
+        shuttle::check_random(unaligned_ranges_cover_every_byte, 1000);
+    }
+
+    #[test]
+    fn unaligned_ranges_under_pct_schedules() {
+        shuttle::check_pct(unaligned_ranges_cover_every_byte, 1000, 3);
+    }
+
     #[test]
     fn lock_table_excludes_under_random_schedules() {
         shuttle::check_random(holders_exclude_each_other, 1000);
@@ -373,6 +606,27 @@ mod tests {
     use super::*;
 
     const NO_WAIT: Duration = Duration::ZERO;
+
+    #[test]
+    fn every_line_of_an_unaligned_range_is_covered() {
+        // Tables smaller and larger than the ranges: every line a range touches maps to
+        // a stripe the range takes (a wrap-around table covers it through sharing).
+        for lines in [1u64, 3, 4, 64, 1000] {
+            let t = LockTable::new(lines * LINE);
+            for offset in (0..300).step_by(7) {
+                for len in [1u64, 2, 63, 64, 65, 127, 129, 500] {
+                    let taken: std::collections::BTreeSet<u32> = t.stripes(offset, len).collect();
+                    for line in offset / LINE..=(offset + len - 1) / LINE {
+                        let s = (line & t.mask) as u32;
+                        assert!(
+                            taken.contains(&s),
+                            "{lines} lines: {offset}+{len}: line {line}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn shared_holders_coexist_and_exclude_writers() {

@@ -25,6 +25,44 @@ pub fn remove(path: impl AsRef<Path>, opts: &RioOptions) -> Result<()> {
     Ok(())
 }
 
+/// Removes a cache's disk file, journal and memory image (in `cache_dir`) like
+/// [`remove`], but only if the cache is closed: it takes the disk file's and the memory
+/// image's locks first and holds them while it removes, so no open can start meanwhile.
+/// Missing files are not an error.
+///
+/// # Errors
+/// [`Error::Locked`] (naming the holder's pid where it can be found) if the cache is
+/// open; nothing is removed then. I/O errors other than "not found".
+pub fn remove_closed(path: impl AsRef<Path>, cache_dir: &Path) -> Result<()> {
+    let path = path.as_ref();
+    let image = image_path(path, cache_dir)?;
+    let mut held = Vec::new();
+    for p in [path, image.as_path()] {
+        match std::fs::OpenOptions::new().read(true).open(p) {
+            Ok(f) => {
+                if !crate::sys::try_lock_exclusive(&f)
+                    .context(|| format!("lock {}", p.display()))?
+                {
+                    return Err(Error::locked(p));
+                }
+                held.push(f);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).context(|| format!("open {}", p.display())),
+        }
+    }
+    for p in [image, journal_path(path), path.to_owned()] {
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(e).context(|| format!("remove {}", p.display()))
+            }
+            _ => {}
+        }
+    }
+    drop(held);
+    Ok(())
+}
+
 /// The journal beside a disk file: `<path>.journal`.
 pub fn journal_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -37,7 +75,11 @@ pub fn journal_path(path: &Path) -> PathBuf {
 /// # Errors
 /// An I/O error if the absolute path cannot be determined.
 pub fn image_path(path: &Path, cache_dir: &Path) -> Result<PathBuf> {
-    let abs = absolute(path)?;
+    Ok(cache_dir.join(image_name(&absolute(path)?)))
+}
+
+/// The file name of the memory image of the disk file at the absolute path `abs`.
+pub(crate) fn image_name(abs: &Path) -> String {
     // FNV-1a: stable across runs and builds, unlike std's hasher.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in abs.as_os_str().as_encoded_bytes() {
@@ -52,12 +94,12 @@ pub fn image_path(path: &Path, cache_dir: &Path) -> Result<PathBuf> {
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
         .take(40)
         .collect();
-    Ok(cache_dir.join(format!("rio-{name}-{h:016x}.img")))
+    format!("rio-{name}-{h:016x}.img")
 }
 
 /// The absolute path of `path`, resolving symlinks in its directory so two spellings of
 /// one file share one image.
-fn absolute(path: &Path) -> Result<PathBuf> {
+pub(crate) fn absolute(path: &Path) -> Result<PathBuf> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),

@@ -116,10 +116,14 @@ impl RioCache {
             .open(path)
             .context(|| format!("open {}", path.display()))?;
         if !sys::try_lock_exclusive(&disk).context(|| format!("lock {}", path.display()))? {
-            return Err(Error::Locked {
-                path: path.to_owned(),
-            });
+            return Err(Error::locked(path));
         }
+        // A refused open leaves no file behind: the one created just now is removed
+        // (under its lock) unless the open gets past validation.
+        let mut created = CreatedFile {
+            path,
+            armed: !existed,
+        };
         let disk_len = disk
             .metadata()
             .context(|| format!("stat {}", path.display()))?
@@ -131,7 +135,8 @@ impl RioCache {
             writer: 0,
         };
         if !fresh {
-            disk_header = read_disk_header(&disk, path, disk_len)?;
+            disk_header = read_disk_header(&disk, path, disk_len)
+                .map_err(|e| note_intact_image(e, &disk, path, &cache_dir))?;
         }
         let mut disk_seq = disk_header.seq;
 
@@ -223,6 +228,7 @@ impl RioCache {
         };
 
         // Everything is validated: from here on the open changes files.
+        created.armed = false;
         let log = open_write_log(opts, &ipath)?;
         let faults = &opts.faults;
         let disk = DiskFile::new(disk, Target::Disk, log.clone(), faults.clone());
@@ -256,6 +262,13 @@ impl RioCache {
         if start != StartKind::Warm {
             create_image(&image, &ipath, &cache_dir, &header, image_len, faults)?;
         }
+        // Which disk file this image belongs to, for `images` (an older image gets it
+        // at its first open by this version).
+        let origin = format::encode_origin(&crate::naming::absolute(path)?);
+        faults
+            .check(IoOp::Write, IoFile::Image)
+            .and_then(|()| image.write_all_at(&origin, format::ORIGIN_AT as u64))
+            .context(|| format!("write {}", ipath.display()))?;
         let journal = DiskFile::new(
             OpenOptions::new()
                 .read(true)
@@ -403,6 +416,56 @@ impl RioCache {
     }
 }
 
+/// A disk file this open created, removed on drop unless the open got past validation
+/// (`armed` is cleared). Dropped before the file's handle, so while its lock is held.
+struct CreatedFile<'a> {
+    path: &'a Path,
+    armed: bool,
+}
+
+impl Drop for CreatedFile<'_> {
+    /// Ignores a failure to remove: the refusal being returned is the error that
+    /// matters, and an empty file is what an open treats as new anyway.
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(self.path);
+        }
+    }
+}
+
+/// Adds to a refusal of the disk file's header what its memory image holds, when the
+/// image is complete, of this boot and of this very file: then it may hold everything
+/// committed, and restoring the file's header (say, from a copy) lets an open continue
+/// from it. Other errors pass unchanged.
+pub(crate) fn note_intact_image(err: Error, disk: &File, path: &Path, cache_dir: &Path) -> Error {
+    let Error::Corrupt { path: bad, reason } = err else {
+        return err;
+    };
+    let intact = (|| {
+        let ipath = image_path(path, cache_dir).ok()?;
+        let image = File::open(&ipath).ok()?;
+        let mut head = [0u8; MemHeader::READ_LEN];
+        image.read_exact_at(&mut head, 0).ok()?;
+        let h = MemHeader::decode(&head).ok()?;
+        let meta = disk.metadata().ok()?;
+        let synced = MemHeader::decode_synced(format::get_u64(&head, MemHeader::SYNCED_AT))?;
+        let ours = format::get_u32(&head, MemHeader::READY_AT) == MEM_READY
+            && h.boot_id == format::boot_id().ok()?
+            && (h.dev, h.ino) == (meta.dev(), meta.ino());
+        ours.then_some((ipath, synced))
+    })();
+    let reason = match intact {
+        Some((ipath, synced)) => format!(
+            "{reason}; its memory image {} is intact (at or after checkpoint {synced}) and \
+             may hold everything committed: keep it, and restore the file (e.g. from a \
+             copy of this checkpoint) so that an open continues from the image",
+            ipath.display()
+        ),
+        None => reason,
+    };
+    Error::Corrupt { path: bad, reason }
+}
+
 /// Reads and decodes the header of the `len`-byte disk image `disk`, turning each defect
 /// into the error a user should see.
 pub(crate) fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<DiskHeader> {
@@ -536,17 +599,13 @@ fn lock_image(ipath: &Path) -> Result<Option<File>> {
             Err(e) => return Err(e).context(|| format!("open {}", ipath.display())),
         };
         if !sys::try_lock_exclusive(&f).context(|| format!("lock {}", ipath.display()))? {
-            return Err(Error::Locked {
-                path: ipath.to_owned(),
-            });
+            return Err(Error::locked(ipath));
         }
         if is_at(&f, ipath)? {
             return Ok(Some(f));
         }
     }
-    Err(Error::Locked {
-        path: ipath.to_owned(),
-    })
+    Err(Error::locked(ipath))
 }
 
 /// Creates the memory image file at `ipath` (empty) and locks it. Never replaces a
@@ -559,19 +618,13 @@ fn create_locked_image(ipath: &Path) -> Result<File> {
         .open(ipath)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Err(Error::Locked {
-                path: ipath.to_owned(),
-            })
-        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(Error::locked(ipath)),
         Err(e) => return Err(e).context(|| format!("create {}", ipath.display())),
     };
     if !sys::try_lock_exclusive(&f).context(|| format!("lock {}", ipath.display()))?
         || !is_at(&f, ipath)?
     {
-        return Err(Error::Locked {
-            path: ipath.to_owned(),
-        });
+        return Err(Error::locked(ipath));
     }
     Ok(f)
 }
@@ -596,6 +649,13 @@ pub(crate) fn create_image(
     len: u64,
     faults: &Faults,
 ) -> Result<()> {
+    // The origin record outlives the rebuild (a grow rebuilds the image in place).
+    let mut origin = vec![0u8; PAGE - format::ORIGIN_AT];
+    if f.read_exact_at(&mut origin, format::ORIGIN_AT as u64)
+        .is_err()
+    {
+        origin.fill(0);
+    }
     faults
         .check(IoOp::Truncate, IoFile::Image)
         .and_then(|()| f.set_len(0))
@@ -620,6 +680,14 @@ pub(crate) fn create_image(
     faults
         .check(IoOp::Write, IoFile::Image)
         .and_then(|()| f.write_all_at(&header.encode(), 0))
+        .and_then(|()| {
+            if origin.iter().any(|&b| b != 0) {
+                faults.check(IoOp::Write, IoFile::Image)?;
+                f.write_all_at(&origin, format::ORIGIN_AT as u64)
+            } else {
+                Ok(())
+            }
+        })
         .context(|| format!("write {}", ipath.display()))
 }
 

@@ -208,9 +208,7 @@ pub fn cut(path: impl AsRef<Path>, opts: &RioOptions, plan: Plan) -> Result<CutR
     if !pending.is_empty() {
         let disk = open(path)?;
         if !crate::sys::try_lock_exclusive(&disk).context(|| format!("lock {}", path.display()))? {
-            return Err(Error::Locked {
-                path: path.to_owned(),
-            });
+            return Err(Error::locked(path));
         }
         let journal = if pending
             .iter()

@@ -95,6 +95,15 @@ impl SharedCache {
     /// log, for example). An update holding a claim reads and writes its part without
     /// locking; no other update may touch the region ([`Error::Claimed`]).
     ///
+    /// Stores into a claimed part through [`Update::store_u64`] and
+    /// [`Update::log_and_open`] go straight through the mapping (under any guard but
+    /// `mprotect`) and do **not** mark its pages dirty: a checkpoint writes a claimed
+    /// page back only when something else marked it. This is for state that is
+    /// scratch between updates: checkpoints run only while no update is in progress, so
+    /// the holder must leave its part, at the end of each update, in a state whose last
+    /// written-back copy is as good (vista's undo lanes: the log is empty at the end of
+    /// every transaction, and the disk's copy of every lane is an empty log).
+    ///
     /// # Errors
     /// [`Error::OutOfRange`] if the region does not lie in the cache or does not split
     /// into `parts` equal parts.
@@ -181,10 +190,15 @@ impl SharedCache {
         if len > 0 && offset < sh.claimed.end && sh.claimed.start < offset + len {
             return Err(Error::Claimed { offset, len });
         }
-        let mut held = Held::default();
+        let mut held = Held::for_read_guard(&sh.locks);
         if !held.acquire(&sh.locks, offset, len, false, sh.wait) {
+            let mine = held.refused_by_this_thread();
             held.release_all(&sh.locks);
-            return Err(Error::Conflict { offset, len });
+            return Err(if mine {
+                Error::HeldByThisThread { offset, len }
+            } else {
+                Error::Conflict { offset, len }
+            });
         }
         let mut locked = Locked {
             bytes: &[],
@@ -319,20 +333,45 @@ mod tests {
             let c = shared(dir.path(), protection);
             let mut a = c.update().unwrap();
             a.window(0, 8).unwrap().copy_from_slice(b"aaaaaaaa");
+            // Another thread's update and reads are refused with a conflict...
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let mut b = c.update().unwrap();
+                    assert!(matches!(b.window(4, 8), Err(Error::Conflict { .. })));
+                    assert!(matches!(b.read(0, 1), Err(Error::Conflict { .. })));
+                    assert!(matches!(c.read(0, 1), Err(Error::Conflict { .. })));
+                });
+            });
+            // ...this thread's are told at once that this thread holds the range.
             let mut b = c.update().unwrap();
-            assert!(matches!(b.window(4, 8), Err(Error::Conflict { .. })));
-            assert!(matches!(b.read(0, 1), Err(Error::Conflict { .. })));
-            assert!(matches!(c.read(0, 1), Err(Error::Conflict { .. })));
+            assert!(matches!(
+                b.window(4, 8),
+                Err(Error::HeldByThisThread { offset: 4, len: 8 })
+            ));
+            assert!(matches!(b.read(0, 1), Err(Error::HeldByThisThread { .. })));
+            assert!(matches!(c.read(0, 1), Err(Error::HeldByThisThread { .. })));
             b.window(64, 8).unwrap().copy_from_slice(b"bbbbbbbb");
             drop(a);
             assert_eq!(&*c.read(0, 8).unwrap(), b"aaaaaaaa");
             // A reader's guard holds the range shared.
             let r = c.read(64, 8);
-            assert!(matches!(r, Err(Error::Conflict { .. })), "b holds it");
+            assert!(
+                matches!(r, Err(Error::HeldByThisThread { .. })),
+                "b holds it"
+            );
             drop(b);
             let r = c.read(64, 8).unwrap();
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let mut d = c.update().unwrap();
+                    assert!(matches!(d.store_u64(64, 1), Err(Error::Conflict { .. })));
+                });
+            });
             let mut d = c.update().unwrap();
-            assert!(matches!(d.store_u64(64, 1), Err(Error::Conflict { .. })));
+            assert!(matches!(
+                d.store_u64(64, 1),
+                Err(Error::HeldByThisThread { .. })
+            ));
             drop(r);
             d.store_u64(64, 1).unwrap();
         }

@@ -9,7 +9,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use common::{
-    assert_same_files, child_dispatch, disk_path, opts, pattern, run_child, snapshot, TestDir, PAGE,
+    assert_same_files, assert_same_tree, child_dispatch, disk_path, opts, pattern, run_child,
+    snapshot, tree, TestDir, PAGE,
 };
 use rio_cache::{ColdReason, Error, Protection, RioCache, RioOptions, StartKind};
 
@@ -53,11 +54,13 @@ fn refused(dir: &Path, image: &Path, opts: &RioOptions, is_expected: impl Fn(&Er
     let paths = files(dir, image);
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     let before = snapshot(&refs);
+    let listing = tree(dir);
     match RioCache::open(disk_path(dir), opts) {
         Ok(c) => panic!("open succeeded ({:?}); expected an error", c.start_kind()),
         Err(e) => assert!(is_expected(&e), "unexpected error: {e:?}"),
     }
     assert_same_files(&before, &snapshot(&refs), "a refused open");
+    assert_same_tree(&listing, &tree(dir), "a refused open");
 }
 
 fn patch(path: &Path, at: u64, bytes: &[u8]) {
@@ -426,13 +429,16 @@ fn disk_truncated_to_zero_with_a_live_image_is_refused() {
         .set_len(0)
         .unwrap();
     refused(dir, &image, &o(dir), is_live_image(&image));
-    // Removed outright: the same (the open leaves an empty disk file, nothing else).
+    // Removed outright: the same, and the refused open leaves no file behind.
     std::fs::remove_file(disk_path(dir)).unwrap();
     let image_before = std::fs::read(&image).unwrap();
     let e = RioCache::open(disk_path(dir), &o(dir)).unwrap_err();
     assert!(is_live_image(&image)(&e), "{e:?}");
     assert!(std::fs::read(&image).unwrap() == image_before);
-    assert_eq!(std::fs::metadata(disk_path(dir)).unwrap().len(), 0);
+    assert!(
+        !disk_path(dir).exists(),
+        "the refused open created the file"
+    );
     // Discarding the image is the explicit way to start again.
     let cache = RioCache::open(disk_path(dir), &o(dir).discard_image(true)).unwrap();
     assert_eq!(cache.start_kind(), StartKind::Created);
@@ -474,7 +480,7 @@ fn recreated_disk_file_cannot_take_an_open_image() {
         let image_before = std::fs::read(&image).unwrap();
         for opts in [o(dir), o(dir).discard_image(true)] {
             match RioCache::open(disk_path(dir), &opts) {
-                Err(Error::Locked { path }) => assert_eq!(path, image),
+                Err(Error::Locked { path, .. }) => assert_eq!(path, image),
                 other => panic!("expected Locked on the image, got {other:?}"),
             }
             assert!(
@@ -1069,4 +1075,78 @@ fn threads_open_caches_in_one_directory_at_once() {
             });
         }
     });
+}
+
+/// A refused open of a disk file that does not exist leaves none behind: here a live
+/// memory image of a removed file refuses the open (its data would be lost).
+#[test]
+fn refused_open_of_a_missing_file_creates_nothing() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    std::fs::remove_file(disk_path(dir)).unwrap();
+    std::fs::remove_file(rio_cache::journal_path(&disk_path(dir))).unwrap();
+    refused(dir, &image, &o(dir), |e| {
+        matches!(e, Error::LiveImage { .. })
+    });
+    assert!(
+        !disk_path(dir).exists(),
+        "the refused open created the file"
+    );
+    // Discarding the image makes it a new cache.
+    let c = RioCache::open(disk_path(dir), &o(dir).discard_image(true)).unwrap();
+    assert_eq!(c.start_kind(), StartKind::Created);
+}
+
+/// A damaged disk header whose memory image is intact: the refusal says the image may
+/// hold everything and how to use it; restoring the header lets the open start warm
+/// from the image, with nothing lost.
+#[test]
+fn damaged_disk_header_names_the_intact_image() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let good = read_at(&disk_path(dir), 0, 64);
+    patch(&disk_path(dir), 20, &[0xAB]);
+    let listing = tree(dir);
+    let e = RioCache::open(disk_path(dir), &o(dir)).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, Error::Corrupt { path, .. } if *path == disk_path(dir)),
+        "{e:?}"
+    );
+    assert!(
+        msg.contains("header checksum mismatch")
+            && msg.contains(&image.display().to_string())
+            && msg.contains("intact"),
+        "{msg}"
+    );
+    assert_same_tree(&listing, &tree(dir), "a refused open");
+    patch(&disk_path(dir), 0, &good);
+    let c = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    assert_eq!(c.start_kind(), StartKind::Warm);
+    assert_eq!(c.read(0, SIZE).unwrap(), pattern(2, SIZE as usize));
+}
+
+/// The lock error names the process holding the cache.
+#[test]
+fn locked_names_the_holder() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    setup(dir);
+    let first = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    match RioCache::open(disk_path(dir), &o(dir)) {
+        Err(e @ Error::Locked { pid, .. }) => {
+            assert_eq!(pid, Some(std::process::id()), "{e}");
+            assert!(
+                e.to_string().contains(&std::process::id().to_string()),
+                "{e}"
+            );
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    drop(first);
 }

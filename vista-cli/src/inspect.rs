@@ -1,5 +1,6 @@
-//! The read-only commands: `info`, `check`, `dump`. Everything here goes through
-//! [`vista::inspect`], which opens files read-only and takes no lock.
+//! The read-only commands: `info`, `check`, `dump`, `heap`. Everything here goes
+//! through [`vista::inspect`] (or reads the segment file directly), opening files
+//! read-only and taking no lock.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -14,7 +15,7 @@ use crate::open::cold_name;
 use crate::units::{epoch_secs, human, utc};
 use crate::{exit, Failure, Outcome};
 
-fn source_name(s: Source) -> &'static str {
+pub(crate) fn source_name(s: Source) -> &'static str {
     match s {
         Source::Image => "memory image",
         Source::Disk => "disk",
@@ -67,10 +68,23 @@ fn grow_json(g: InterruptedGrow) -> Value {
     }
 }
 
-fn journal_text(j: &JournalState) -> String {
+/// Bytes of the journal file, if it can be seen.
+fn journal_len(c: &CacheInfo) -> Option<u64> {
+    std::fs::metadata(&c.journal_path).ok().map(|m| m.len())
+}
+
+fn journal_text(j: &JournalState, len: Option<u64>) -> String {
     match j {
         JournalState::Absent => "none".into(),
-        JournalState::Empty => "empty (the last checkpoint completed)".into(),
+        JournalState::Empty if len.unwrap_or(0) == 0 => {
+            "clear: an empty file (the last checkpoint completed)".into()
+        }
+        JournalState::Empty => format!(
+            "clear: a zeroed header, so no checkpoint is pending (the last one completed); \
+             the other {} are leftover pages of the last checkpoint, kept so the next one \
+             reuses the file's blocks; nothing reads them",
+            human(len.unwrap_or(0).saturating_sub(64))
+        ),
         JournalState::Torn => "an uncommitted checkpoint (the next open discards it)".into(),
         JournalState::Committed { seq, pages } => format!(
             "committed checkpoint {seq} of {pages} page(s), not yet installed (the next open installs it)"
@@ -83,7 +97,7 @@ fn journal_text(j: &JournalState) -> String {
 fn journal_json(j: &JournalState) -> Value {
     match j {
         JournalState::Absent => json!({"state": "absent"}),
-        JournalState::Empty => json!({"state": "empty"}),
+        JournalState::Empty => json!({"state": "clear"}),
         JournalState::Torn => json!({"state": "torn"}),
         JournalState::Committed { seq, pages } => {
             json!({"state": "committed", "seq": seq, "pages": pages})
@@ -152,8 +166,8 @@ fn lock_text(c: &CacheInfo) -> String {
     }
 }
 
-fn inspect_or_fail(path: &Path, cache_dir: &Path) -> Result<SegmentInfo, Failure> {
-    vista::inspect::inspect(path, cache_dir).map_err(|e| Failure::vista(path, &e))
+pub(crate) fn inspect_or_fail(path: &Path, cache_dir: &Path) -> Result<SegmentInfo, Failure> {
+    vista::inspect::inspect(path, cache_dir).map_err(|e| Failure::vista(path, cache_dir, &e))
 }
 
 /// `vista info`.
@@ -240,7 +254,11 @@ pub fn info(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
         c.disk.seq,
         c.modified.map_or_else(|| "at an unknown time".into(), utc)
     );
-    let _ = writeln!(t, "journal       {}", journal_text(&c.journal));
+    let _ = writeln!(
+        t,
+        "journal       {}",
+        journal_text(&c.journal, journal_len(c))
+    );
     let _ = writeln!(t, "in use        {}", lock_text(c));
     let _ = writeln!(
         t,
@@ -258,15 +276,44 @@ pub fn info(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
         "segment": match &view { Ok(v) => view_json(v), Err(e) => json!({"error": e.to_string()}) },
         "image": {"path": c.image_path, "len": c.image_len, "synced": c.image_synced, "verdict": image_json(&c.image)},
         "checkpoint": {"seq": c.disk.seq, "writer": c.disk.writer, "file_modified": c.modified.and_then(epoch_secs), "time_recorded": false},
-        "journal": {"path": c.journal_path, "verdict": journal_json(&c.journal)},
+        "journal": {"path": c.journal_path, "len": journal_len(c), "verdict": journal_json(&c.journal)},
         "locked_by": c.locked_by,
         "protection": {"pkeys": pkeys, "auto": auto},
     });
+    let damaged = damage(c, &view);
+    if damaged {
+        let _ = writeln!(
+            t,
+            "DAMAGED: the next open refuses this segment as it is (see above; `vista check` lists every problem)"
+        );
+    }
+    let mut json = json;
+    json["damaged"] = json!(damaged);
     Ok(Outcome {
         text: t,
         json,
-        code: exit::OK,
+        code: if damaged { exit::PROBLEMS } else { exit::OK },
     })
+}
+
+/// Whether `info` reported something the next open would refuse: a file of the wrong
+/// length, a damaged journal or memory image, an unusable segment header, a damaged
+/// undo lane.
+fn damage(c: &CacheInfo, view: &vista::Result<View>) -> bool {
+    let segment = match view {
+        Ok(v) => match &v.header {
+            Ok(_) => v
+                .lanes
+                .iter()
+                .any(|l| matches!(l.state, LaneState::Damaged(_))),
+            Err(_) => true,
+        },
+        Err(_) => true,
+    };
+    segment
+        || c.file_len != c.expected_len
+        || matches!(c.journal, JournalState::Corrupt(_))
+        || matches!(c.image, ImageState::Damaged(_) | ImageState::Live(_))
 }
 
 /// One line of a check report.
@@ -333,7 +380,21 @@ fn check_view(r: &mut Report, info: &SegmentInfo, source: Source) {
             return;
         }
         Err(f) => {
-            r.push(format!("segment header ({where_})"), false, f.to_string());
+            let image_ok = source == Source::Disk
+                && info.cache.image == ImageState::Warm
+                && info.view(Source::Image).is_ok_and(|v| v.header.is_ok());
+            let note = if image_ok {
+                "; the memory image's copy is intact and is the one opens use, so the segment \
+                 opens, but a power loss (or losing the image) would leave only this damaged \
+                 copy: restore the segment file from a copy while the image lasts"
+            } else {
+                ""
+            };
+            r.push(
+                format!("segment header ({where_})"),
+                false,
+                format!("{f}{note}"),
+            );
             return;
         }
     };
@@ -379,6 +440,87 @@ fn check_view(r: &mut Report, info: &SegmentInfo, source: Source) {
             ),
         );
     }
+    // The rest of the segment header's page is reserved: written zero, never read.
+    if let Ok(rest) = info.cache.read(source, 64, HEADER_PAGE - 64) {
+        reserved(
+            r,
+            &format!("segment header page ({where_})"),
+            &rest,
+            64,
+            "the segment header",
+        );
+    }
+    if damaged == 0 {
+        check_heap(r, info, &v);
+    }
+}
+
+/// Bytes of the page a header starts (the rest of it is reserved).
+const HEADER_PAGE: u64 = 4096;
+
+/// Reports non-zero bytes in `rest`, the reserved bytes after a header (at offset
+/// `first` of its page): they are written as zero and never read, so damage there
+/// changes nothing an open sees, but it is damage to the file all the same.
+fn reserved(r: &mut Report, name: &str, rest: &[u8], first: u64, header: &str) {
+    let bad: Vec<u64> = rest
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b != 0)
+        .map(|(i, _)| first + i as u64)
+        .collect();
+    if let (Some(lo), Some(hi)) = (bad.first(), bad.last()) {
+        r.push(
+            name,
+            false,
+            format!(
+                "{} reserved byte(s) after {header} are not zero (bytes {lo}..={hi} of the \
+                 page); nothing reads them, so the data is unaffected, but something wrote \
+                 where nothing should",
+                bad.len()
+            ),
+        );
+    }
+}
+
+/// The reserved bytes of the segment file's first page, after rio-cache's 64-byte disk
+/// header (read from the file directly: they are outside the cache's data).
+fn reserved_disk_page(r: &mut Report, path: &Path) {
+    use std::os::unix::fs::FileExt;
+    let mut page = vec![0u8; HEADER_PAGE as usize];
+    let read = std::fs::File::open(path).and_then(|f| f.read_exact_at(&mut page, 0));
+    if read.is_ok() {
+        reserved(r, "disk header page", &page[64..], 64, "the disk header");
+    }
+}
+
+/// Runs the heap check over one view's committed bytes.
+fn check_heap(r: &mut Report, info: &SegmentInfo, v: &View) {
+    let where_ = source_name(v.source);
+    let name = format!("heap ({where_})");
+    match info.heap(v) {
+        Ok(None) => r.push(
+            name,
+            true,
+            "no heap: user space does not start with a heap header (used through offsets only, or never allocated from)",
+        ),
+        Ok(Some(rep)) if rep.is_clean() => r.push(
+            name,
+            true,
+            format!(
+                "consistent: {} live block(s), {} live, {} free in {} run(s)",
+                rep.stats.live_blocks,
+                human(rep.stats.live_bytes),
+                human(rep.stats.free_bytes),
+                rep.stats.free_runs
+            ),
+        ),
+        Ok(Some(rep)) => {
+            for p in &rep.problems {
+                r.push(name.clone(), false, p.to_string());
+            }
+        }
+        Err(e) => r.push(name, false, format!("cannot be read: {e}")),
+    }
 }
 
 /// `vista check`.
@@ -392,7 +534,7 @@ pub fn check(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
             r.push("disk header", false, e.to_string());
             None
         }
-        Err(e) => return Err(Failure::vista(path, &e)),
+        Err(e) => return Err(Failure::vista(path, cache_dir, &e)),
     };
     if let Some(info) = &info {
         let c = &info.cache;
@@ -421,8 +563,9 @@ pub fn check(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
         r.push(
             "journal",
             !matches!(c.journal, JournalState::Corrupt(_)),
-            journal_text(&c.journal),
+            journal_text(&c.journal, journal_len(c)),
         );
+        reserved_disk_page(&mut r, path);
         r.push(
             "memory image header",
             matches!(c.image, ImageState::Warm | ImageState::Cold(_)),
@@ -437,13 +580,6 @@ pub fn check(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
         if c.image == ImageState::Warm {
             check_view(&mut r, info, Source::Image);
         }
-        // The extension point for heap invariants: a segment has no heap yet, so there
-        // is nothing to check and nothing is claimed.
-        r.push(
-            "heap invariants",
-            true,
-            "not checked: this segment format has no heap",
-        );
     }
     let problems = r.problems();
     let mut t = format!("check {}\n", path.display());
@@ -493,24 +629,7 @@ pub fn dump(
 ) -> Result<Outcome, Failure> {
     let info = inspect_or_fail(path, cache_dir)?;
     let c = &info.cache;
-    let source = if disk {
-        Source::Disk
-    } else {
-        match &c.image {
-            ImageState::Damaged(why) | ImageState::Live(why) => {
-                return Err(Failure::new(
-                    exit::FILE,
-                    path,
-                    format!(
-                        "memory image {} of {} cannot be read ({why}) and may hold newer committed data; `vista dump --disk` shows the last checkpoint",
-                        c.image_path.display(),
-                        path.display(),
-                    ),
-                ))
-            }
-            _ => info.current_source(),
-        }
-    };
+    let source = chosen_source(&info, disk, path, "dump")?;
     if c.file_len != c.expected_len && source == Source::Disk {
         return Err(Failure::new(
             exit::FILE,
@@ -521,10 +640,12 @@ pub fn dump(
             ),
         ));
     }
-    let view = info.view(source).map_err(|e| Failure::vista(path, &e))?;
+    let view = info
+        .view(source)
+        .map_err(|e| Failure::vista(path, cache_dir, &e))?;
     let bytes = info
         .read_committed(&view, offset, len)
-        .map_err(|e| Failure::vista(path, &e))?;
+        .map_err(|e| Failure::vista(path, cache_dir, &e))?;
     let mut t = format!(
         "# {} bytes of committed user data at offset {offset}, from the {}\n",
         bytes.len(),
@@ -543,6 +664,33 @@ pub fn dump(
         json: json!({"path": path, "offset": offset, "len": bytes.len(), "source": source_name(source), "hex": hex}),
         code: exit::OK,
     })
+}
+
+/// The source a reading command shows: the disk with `disk`, else the live state (the
+/// memory image if warm, else the disk). A damaged or live image is refused: it may
+/// hold newer committed data than the disk, so the disk would not be the live state.
+pub(crate) fn chosen_source(
+    info: &SegmentInfo,
+    disk: bool,
+    path: &Path,
+    command: &str,
+) -> Result<Source, Failure> {
+    let c = &info.cache;
+    if disk {
+        return Ok(Source::Disk);
+    }
+    match &c.image {
+        ImageState::Damaged(why) | ImageState::Live(why) => Err(Failure::new(
+            exit::FILE,
+            path,
+            format!(
+                "memory image {} of {} cannot be read ({why}) and may hold newer committed data; `vista {command} --disk` shows the last checkpoint",
+                c.image_path.display(),
+                path.display(),
+            ),
+        )),
+        _ => Ok(info.current_source()),
+    }
 }
 
 /// `hexdump -C` style: offset, 16 bytes in hex, the printable ASCII.

@@ -1,10 +1,12 @@
-//! `vista`: create, inspect, check, recover, checkpoint and dump vista segments.
+//! `vista`: create, inspect, check, recover, checkpoint, dump and remove vista
+//! segments, and list the memory images of a cache directory.
 //!
-//! `info`, `check` and `dump` only read (through [`vista::inspect`]): they never take
-//! the segment's lock, never run recovery and never write, so they are safe on damaged
-//! segments and on segments open in another process. `create`, `recover` and
+//! `info`, `check`, `dump` and `heap` only read (through [`vista::inspect`]): they never
+//! take the segment's lock, never run recovery and never write, so they are safe on
+//! damaged segments and on segments open in another process. `create`, `recover` and
 //! `checkpoint` open the segment like a program does (taking its lock, recovering it).
-//! The commands, their output and the exit codes are in `docs/tools.md`.
+//! `remove` and `images --remove-orphans` delete files, only under their locks. The
+//! commands, their output and the exit codes are in `docs/tools.md`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,31 +14,38 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod files;
+mod heap;
 mod inspect;
 mod open;
 mod units;
 
 /// Exit codes (documented in `docs/tools.md` and `vista --help`).
 pub mod exit {
-    /// Success (for `check`: no problem found).
+    /// Success (for `check`, `info` and `heap`: no problem found).
     pub const OK: u8 = 0;
-    /// `check` found a problem.
+    /// `check` or `heap` found a problem, or `info` reported damage (something the next
+    /// open would refuse); the report is on stdout.
     pub const PROBLEMS: u8 = 1;
     /// Bad command line (clap's own code for usage errors).
     pub const USAGE: u8 = 2;
     /// The file (or its memory image) cannot be read, is not a segment, or the command
     /// cannot proceed with it as it is; nothing was changed.
     pub const FILE: u8 = 3;
-    /// The segment is open in another process (or handle): `create`, `recover` and
-    /// `checkpoint` need it closed.
+    /// The segment is open in another process (or handle): `create`, `recover`,
+    /// `checkpoint` and `remove` need it closed. The message names the holder's pid.
     pub const LOCKED: u8 = 4;
 }
 
 const AFTER_HELP: &str = "\
-Exit codes: 0 ok; 1 check found problems; 2 usage error; 3 file error (missing, \
-unreadable, not a segment, damaged beyond what the command does; nothing changed); \
-4 the segment is open elsewhere.
-info, check and dump never write: they read the files without taking the lock.";
+Exit codes: 0 ok; 1 check or heap found problems, or info reported damage (the \
+report is on stdout); 2 usage error; 3 file error (missing, unreadable, not a \
+segment, damaged beyond what the command does; nothing changed); 4 the segment is \
+open elsewhere (the message names the process).
+info, check, dump, heap and images (without --remove-orphans) never write: they read \
+the files without taking the lock.
+Offsets and sizes: decimal with an optional binary unit (4096, 64KiB, 1MiB) or \
+hexadecimal (0x1000).";
 
 /// Tools for vista segments.
 #[derive(Debug, Parser)]
@@ -75,10 +84,35 @@ enum Command {
         path: PathBuf,
     },
     /// Validate every structure: disk header, file length, journal, memory image,
-    /// segment header, undo lanes. Exit 1 if anything is wrong. Reads only.
+    /// segment header, undo lanes, reserved bytes, and the heap if the segment has one.
+    /// Exit 1 if anything is wrong. Reads only.
     Check {
         /// The segment file.
         path: PathBuf,
+    },
+    /// Heap statistics: live blocks and bytes per size class, free runs,
+    /// fragmentation; and the heap check's problems (exit 1 if any). Reads only.
+    Heap {
+        /// The segment file.
+        path: PathBuf,
+        /// Read the last checkpoint on disk instead of the live state.
+        #[arg(long)]
+        disk: bool,
+    },
+    /// Delete a segment: its file, its checkpoint journal and its memory image.
+    /// Refuses a segment that is open (naming the process) and a file that is not a
+    /// segment.
+    Remove {
+        /// The segment file.
+        path: PathBuf,
+    },
+    /// List the memory images in the cache directory: the segment each belongs to,
+    /// whether that file still exists, its size, whether it is open.
+    Images {
+        /// Delete the images whose segment file is gone (never one that is open, or
+        /// whose file exists, or whose segment is unknown).
+        #[arg(long)]
+        remove_orphans: bool,
     },
     /// Open the segment with recovery (roll back an unfinished transaction, install a
     /// committed checkpoint journal) and report what recovery did.
@@ -136,14 +170,70 @@ impl Failure {
     }
 
     /// A failure from a vista error: `Locked` is [`exit::LOCKED`], the rest
-    /// [`exit::FILE`].
-    pub fn vista(path: &Path, e: &vista::Error) -> Failure {
+    /// [`exit::FILE`]. The message names the damaged copy (the error's path: the
+    /// segment file, its memory image in `cache_dir`, or its journal) and the way
+    /// forward in this tool's commands.
+    pub fn vista(path: &Path, cache_dir: &Path, e: &vista::Error) -> Failure {
         let code = match e {
             vista::Error::Locked { .. } => exit::LOCKED,
             _ => exit::FILE,
         };
-        Failure::new(code, path, e)
+        if let vista::Error::Corrupt { path: bad, reason } = e {
+            if let Some(why) = reason.strip_prefix("not a vista segment (") {
+                // Not a segment at all: nothing to recover, check or remove.
+                return Failure::new(
+                    code,
+                    path,
+                    format!(
+                        "{} is not a vista segment ({}; nothing was changed)",
+                        bad.display(),
+                        why.trim_end_matches(')')
+                    ),
+                );
+            }
+        }
+        Failure::new(code, path, commands_for(&e.to_string(), path, cache_dir, e))
     }
+}
+
+/// A library message in this tool's words: the options and functions it names become
+/// the commands that do the same, and a refusal without a way forward gets one.
+fn commands_for(msg: &str, path: &Path, cache_dir: &Path, e: &vista::Error) -> String {
+    let p = path.display();
+    let discard = format!("`vista recover --discard-image {p}`");
+    let mut m = msg
+        .replace("opening with discard_image", &discard)
+        .replace(
+            "(discard_image starts from the file)",
+            &format!("({discard} starts from the file)"),
+        )
+        .replace(
+            "(discard_image drops the image)",
+            &format!("({discard} drops the image)"),
+        )
+        .replace("Segment::remove", &format!("`vista remove {p}`"));
+    let journal = vista::rio_cache::journal_path(path);
+    let image = vista::rio_cache::image_path(path, cache_dir).ok();
+    let extra = match e {
+        vista::Error::Corrupt { path: bad, .. } if *bad == journal => Some(format!(
+            "the checkpoint journal is damaged: `vista check {p}` shows what is intact; \
+             restore the segment file and its journal from a copy, or `vista remove {p}`"
+        )),
+        vista::Error::Corrupt { path: bad, .. } if Some(bad) == image.as_ref() => None,
+        vista::Error::Corrupt { .. } if !m.contains("`vista remove") => Some(format!(
+            "the segment file is damaged: `vista check {p}` shows what is intact; restore \
+             it from a copy, or `vista remove {p}` deletes the segment"
+        )),
+        vista::Error::DamagedImage { .. } | vista::Error::LiveImage { .. } => {
+            Some(format!("or `vista remove {p}` deletes the segment"))
+        }
+        _ => None,
+    };
+    if let Some(x) = extra {
+        m.push_str("; ");
+        m.push_str(&x);
+    }
+    m
 }
 
 /// What a command prints and how it exits.
@@ -180,6 +270,9 @@ fn main() -> ExitCode {
         } => open::create(&path, &cache_dir, size, lanes, undo_log_size),
         Command::Info { path } => inspect::info(&path, &cache_dir),
         Command::Check { path } => inspect::check(&path, &cache_dir),
+        Command::Heap { path, disk } => heap::heap(&path, &cache_dir, disk),
+        Command::Remove { path } => files::remove(&path, &cache_dir),
+        Command::Images { remove_orphans } => files::images(&cache_dir, remove_orphans),
         Command::Recover {
             path,
             discard_image,

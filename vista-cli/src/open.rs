@@ -40,13 +40,14 @@ pub fn create(
         .size(size)
         .lanes(lanes)
         .undo_log_size(undo_log_size);
-    let seg = Segment::open(path, &opts).map_err(|e| Failure::vista(path, &e))?;
+    let seg = Segment::open(path, &opts).map_err(|e| Failure::vista(path, cache_dir, &e))?;
     let (user, capacity) = (seg.len(), seg.undo_log_capacity());
     let image = seg.cache_stats();
     let image_path = vista::rio_cache::image_path(path, cache_dir)
         .map_or_else(|_| String::new(), |p| p.display().to_string());
     let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
-    seg.close().map_err(|e| Failure::vista(path, &e))?;
+    seg.close()
+        .map_err(|e| Failure::vista(path, cache_dir, &e))?;
     let text = format!(
         "created {}\n  user space    {}\n  undo lanes    {lanes} x {} of records\n  file          {}\n  memory image  {image_path}\n",
         path.display(),
@@ -115,19 +116,11 @@ pub fn recover(path: &Path, cache_dir: &Path, discard_image: bool) -> Result<Out
         .ok()
         .map(|i| i.cache.journal);
     let opts = options(cache_dir).discard_image(discard_image);
-    let seg = Segment::open(path, &opts).map_err(|e| {
-        let mut f = Failure::vista(path, &e);
-        if matches!(
-            e,
-            vista::Error::DamagedImage { .. } | vista::Error::LiveImage { .. }
-        ) {
-            f.msg.push_str("; `vista recover --discard-image` drops it");
-        }
-        f
-    })?;
+    let seg = Segment::open(path, &opts).map_err(|e| Failure::vista(path, cache_dir, &e))?;
     let r = seg.recovery();
     let start = seg.start_kind();
-    seg.close().map_err(|e| Failure::vista(path, &e))?;
+    seg.close()
+        .map_err(|e| Failure::vista(path, cache_dir, &e))?;
     let after = vista::inspect::inspect(path, cache_dir)
         .map(|i| i.cache.disk.seq)
         .ok();
@@ -164,23 +157,15 @@ pub fn recover(path: &Path, cache_dir: &Path, discard_image: bool) -> Result<Out
 /// `vista checkpoint`.
 pub fn checkpoint(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
     existing(path)?;
-    let seg = Segment::open(path, &options(cache_dir)).map_err(|e| {
-        let mut f = Failure::vista(path, &e);
-        if matches!(
-            e,
-            vista::Error::DamagedImage { .. }
-                | vista::Error::LiveImage { .. }
-                | vista::Error::Corrupt { .. }
-        ) {
-            f.msg.push_str("; see `vista check` and `vista recover`");
-        }
-        f
-    })?;
+    let seg = Segment::open(path, &options(cache_dir))
+        .map_err(|e| Failure::vista(path, cache_dir, &e))?;
     let before = seg.cache_stats().disk_seq;
     let r = seg.recovery();
-    seg.checkpoint().map_err(|e| Failure::vista(path, &e))?;
+    seg.checkpoint()
+        .map_err(|e| Failure::vista(path, cache_dir, &e))?;
     let stats = seg.cache_stats();
-    seg.close().map_err(|e| Failure::vista(path, &e))?;
+    seg.close()
+        .map_err(|e| Failure::vista(path, cache_dir, &e))?;
     let text = format!(
         "checkpointed {}: disk at checkpoint {} (was {before}), {} page(s) written{}\n",
         path.display(),

@@ -3,9 +3,18 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Parses `4096`, `4096B`, `64KiB`, `64 MiB`, `1GiB`, `1TiB` (units case-insensitive,
-/// binary). Decimal units (`MB`) are refused rather than guessed at.
+/// binary) and hexadecimal `0x1000` (no unit). Decimal units (`MB`) are refused rather
+/// than guessed at.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
+    if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!(
+                "'{s}' is not a hexadecimal number (expected e.g. 0x50, 0x1000)"
+            ));
+        }
+        return u64::from_str_radix(hex, 16).map_err(|_| format!("'{s}' is too large"));
+    }
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
@@ -102,6 +111,22 @@ mod tests {
         assert!(parse_size("1.5MiB").is_err());
         assert!(parse_size("99999999999999999999").is_err());
         assert!(parse_size("17000000TiB").is_err());
+    }
+
+    #[test]
+    fn sizes_parse_in_hex() {
+        assert_eq!(parse_size("0x50"), Ok(0x50));
+        assert_eq!(parse_size("0X1000"), Ok(4096));
+        assert_eq!(parse_size("0xfFfF"), Ok(0xffff));
+        assert_eq!(parse_size("0xffffffffffffffff"), Ok(u64::MAX));
+        assert!(parse_size("0x").is_err());
+        assert!(parse_size("0x1g").is_err());
+        assert!(parse_size("0x10KiB").is_err());
+        assert!(parse_size("0x10000000000000000")
+            .unwrap_err()
+            .contains("too large"));
+        // Decimal with a leading zero is still decimal.
+        assert_eq!(parse_size("010"), Ok(10));
     }
 
     #[test]

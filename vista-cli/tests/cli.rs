@@ -248,7 +248,7 @@ fn corrupt_image_header() {
     let (image, _) = first_before_image_in_image(d, 0);
     flip(&image, 50); // boot id, under the image header checksum
     let r = read_only(d, &["info", "seg"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.code, 1, "info reports damage: {}", r.stderr);
     assert!(r.stdout.contains("DAMAGED"), "{}", r.stdout);
     let r = read_only(d, &["check", "seg"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
@@ -289,7 +289,7 @@ fn corrupt_undo_record() {
         r.stdout
     );
     let r = read_only(d, &["info", "seg"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.code, 1, "info reports damage: {}", r.stderr);
     assert!(r.stdout.contains("DAMAGED"), "{}", r.stdout);
     fails(&read_only(d, &["dump", "seg"]), 3, "seg");
     fails(&read_only(d, &["recover", "seg"]), 3, "seg");
@@ -425,4 +425,441 @@ fn intact_header_claiming_an_absurd_size() {
         "huge",
     );
     assert!(!d.join("huge").exists());
+}
+
+/// Issue 18, as the user met it: `recover` on a segment file whose header is damaged is
+/// refused and creates nothing (no memory image, no journal); once good bytes are
+/// copied back over the file, `recover` works.
+#[test]
+fn refused_recover_creates_nothing_and_the_repaired_file_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = good_segment(d);
+    // A segment file on its own, as copied from elsewhere.
+    let r = vista(d, &["--json", "info", "seg"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    std::fs::remove_file(d.join(v["image"]["path"].as_str().unwrap())).unwrap();
+    std::fs::remove_file(d.join(v["journal"]["path"].as_str().unwrap())).unwrap();
+    let good = std::fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    bad[4096 + 44] ^= 0xff; // the segment header's user length, under its checksum
+    std::fs::write(&path, &bad).unwrap();
+
+    let r = read_only(d, &["recover", "seg"]);
+    fails(&r, 3, "seg");
+    assert!(
+        r.stderr.contains("segment file") && r.stderr.contains("header checksum mismatch"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("vista remove seg"), "{}", r.stderr);
+    assert_eq!(
+        snapshot(d).keys().collect::<Vec<_>>(),
+        vec![&path],
+        "the refused recover created files"
+    );
+    fails(&read_only(d, &["checkpoint", "seg"]), 3, "seg");
+
+    std::fs::write(&path, &good).unwrap();
+    let r = vista(d, &["recover", "seg"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = read_only(d, &["dump", "seg", "--len", "5"]);
+    assert!(r.stdout.contains("|hello|"), "{}", r.stdout);
+}
+
+/// A damaged copy in the memory image is named as such, with the commands that get
+/// past it.
+#[test]
+fn damaged_segment_header_in_the_image_names_the_image_and_the_way_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = good_segment(d);
+    let (image, _) = first_before_image_in_image(d, 0);
+    let image_len = std::fs::metadata(&image).unwrap().len();
+    let data_len = std::fs::metadata(&path).unwrap().len() - 4096;
+    flip(&image, image_len - data_len + 44);
+    let r = read_only(d, &["info", "seg"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("UNUSABLE"), "{}", r.stdout);
+    for cmd in ["recover", "checkpoint"] {
+        let r = read_only(d, &[cmd, "seg"]);
+        fails(&r, 3, "seg");
+        for want in [
+            "memory image",
+            image.to_str().unwrap(),
+            "intact checkpoint",
+            "`vista recover --discard-image seg`",
+            "`vista remove seg`",
+        ] {
+            assert!(r.stderr.contains(want), "{cmd}: lacks {want}: {}", r.stderr);
+        }
+    }
+    let r = vista(d, &["recover", "seg", "--discard-image"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(read_only(d, &["info", "seg"]).code, 0);
+}
+
+#[test]
+fn offsets_and_sizes_in_hex_or_decimal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = good_segment(d);
+    let seg = Segment::open(&path, &options(d)).unwrap();
+    seg.transaction(|tx| tx.write(0x50, b"at 0x50")).unwrap();
+    seg.transaction(|tx| tx.write(1024, b"at 1KiB")).unwrap();
+    seg.close().unwrap();
+    for (offset, len, want) in [
+        ("0x50", "7", "at 0x50"),
+        ("80", "0x7", "at 0x50"),
+        ("0X400", "7", "at 1KiB"),
+        ("1KiB", "0x07", "at 1KiB"),
+        ("1024", "7B", "at 1KiB"),
+    ] {
+        let r = read_only(
+            d,
+            &["--json", "dump", "seg", "--offset", offset, "--len", len],
+        );
+        assert_eq!(r.code, 0, "{offset} {len}: {}", r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let hex: String = want
+            .bytes()
+            .flat_map(|b| [b >> 4, b & 15])
+            .map(|n| char::from_digit(u32::from(n), 16).unwrap())
+            .collect();
+        assert_eq!(v["hex"], hex, "--offset {offset} --len {len}");
+    }
+    for bad in ["0x", "0xZZ", "0x10KiB", "x50"] {
+        let r = vista(d, &["dump", "seg", "--offset", bad]);
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+    }
+    let r = vista(d, &["create", "hexsized", "--size", "0x10000"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("64 KiB"), "{}", r.stdout);
+}
+
+/// Every refusal because the segment is open names the process that has it open.
+#[test]
+fn locked_messages_name_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = good_segment(d);
+    let seg = Segment::open(&path, &options(d)).unwrap();
+    let pid = std::process::id().to_string();
+    for cmd in ["checkpoint", "recover", "remove"] {
+        let r = read_only(d, &[cmd, "seg"]);
+        fails(&r, 4, "seg");
+        assert!(r.stderr.contains(&pid), "{cmd}: {}", r.stderr);
+    }
+    drop(seg);
+}
+
+#[test]
+fn a_file_that_is_not_a_segment_gets_no_recover_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let random: Vec<u8> = (0..20_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(d.join("random"), random).unwrap();
+    for cmd in ["checkpoint", "recover", "info", "dump", "heap", "remove"] {
+        let r = read_only(d, &[cmd, "random"]);
+        fails(&r, 3, "random");
+        assert!(
+            r.stderr.contains("not a vista segment"),
+            "{cmd}: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("recover"), "{cmd}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn info_tells_what_a_clear_journal_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    good_segment(d);
+    let r = read_only(d, &["--json", "info", "seg"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(v["journal"]["len"].as_u64().unwrap() > 64, "{}", r.stdout);
+    assert_eq!(v["journal"]["verdict"]["state"], "clear");
+    let r = read_only(d, &["info", "seg"]);
+    let line = r.stdout.lines().find(|l| l.starts_with("journal")).unwrap();
+    assert!(
+        line.contains("zeroed header")
+            && line.contains("nothing reads them")
+            && !line.contains("empty"),
+        "{line}"
+    );
+}
+
+/// Bytes 100..=103 of the file's first page (reserved: after rio-cache's 64-byte disk
+/// header) are read by nothing; `check` still notices them.
+#[test]
+fn check_covers_the_reserved_bytes_of_the_first_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = good_segment(d);
+    let mut b = std::fs::read(&path).unwrap();
+    for x in &mut b[100..104] {
+        *x ^= 0xff;
+    }
+    std::fs::write(&path, b).unwrap();
+    let r = read_only(d, &["check", "seg"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("FAIL disk header page") && r.stdout.contains("bytes 100..=103"),
+        "{}",
+        r.stdout
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// The heap: `check` runs the heap check read-only; `heap` shows statistics.
+// ---------------------------------------------------------------------------------
+
+const HEAP_BASE: u64 = 4096;
+const META_PAGES: u64 = 4; // 256 descriptors of 64 bytes before each zone's pages
+
+/// A heap segment: a root, a few small blocks (one slab) and a large block. Returns the
+/// path and the offset of one small block.
+fn heap_segment(dir: &Path) -> (PathBuf, u64) {
+    let path = dir.join("seg");
+    let seg = Segment::open(&path, &options(dir).size(1 << 20).undo_log_size(64 << 10)).unwrap();
+    let small = seg
+        .transaction(|tx| {
+            let root = tx.root::<[u64; 2]>()?;
+            let a = tx.alloc(7u64)?;
+            let _b = tx.alloc(8u64)?;
+            let big = tx.alloc_bytes(3 * 4096 + 10)?;
+            tx.bytes_mut(big)?.fill(1);
+            tx.get_mut(root)?[0] = a.offset();
+            Ok::<_, vista::Error>(a.offset())
+        })
+        .unwrap();
+    seg.close().unwrap();
+    (path, small)
+}
+
+/// The user-space offset of the descriptor of the page holding `off` (first zone).
+fn desc_of(off: u64) -> u64 {
+    let g = (off - HEAP_BASE) / 4096 - META_PAGES;
+    HEAP_BASE + g * 64
+}
+
+/// Writes `bytes` at user offset `at` with a raw transaction (a stray store through an
+/// offset), then closes the segment.
+fn damage(path: &Path, dir: &Path, at: u64, bytes: &[u8]) {
+    let seg = Segment::open(path, &options(dir)).unwrap();
+    seg.transaction(|tx| tx.write(at, bytes)).unwrap();
+    seg.close().unwrap();
+}
+
+#[test]
+fn check_and_heap_on_a_sound_heap() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    heap_segment(d);
+    let r = read_only(d, &["check", "seg"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("ok   heap (memory image): consistent: 4 live block(s)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("ok   heap (disk): consistent"),
+        "{}",
+        r.stdout
+    );
+    let r = read_only(d, &["heap", "seg"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for want in [
+        "live          4 block(s)",
+        "fragmentation",
+        "large           1 block(s)",
+        "no problems found",
+    ] {
+        assert!(r.stdout.contains(want), "heap lacks {want}: {}", r.stdout);
+    }
+    let r = read_only(d, &["--json", "heap", "seg", "--disk"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["live_blocks"], 4);
+    assert_eq!(v["large_blocks"], 1);
+    assert_eq!(v["ok"], true);
+    assert!(
+        v["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["block_size"] == 16 && c["live"] == 3),
+        "{}",
+        r.stdout
+    );
+    // A segment without a heap: check says so, heap refuses.
+    let other = tempfile::tempdir().unwrap();
+    good_segment(other.path());
+    let r = read_only(other.path(), &["check", "seg"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(r.stdout.contains("no heap"), "{}", r.stdout);
+    fails(&read_only(other.path(), &["heap", "seg"]), 3, "has no heap");
+}
+
+#[test]
+fn check_finds_a_damaged_heap() {
+    /// Where to write what, given the offset of a small block.
+    type Damage = fn(u64) -> (u64, Vec<u8>);
+    let cases: [(&str, Damage, &str); 3] = [
+        (
+            "root pointer",
+            |_| (64, 0x5_5555u64.to_le_bytes().to_vec()),
+            "root:",
+        ),
+        // The slab's descriptor links back to page 76 (its list has it first: 0).
+        (
+            "item link",
+            |small| (desc_of(small) + 12, 77u32.to_le_bytes().to_vec()),
+            "links back",
+        ),
+        // The slab's count of live blocks.
+        (
+            "slab descriptor",
+            |small| (desc_of(small) + 4, 200u32.to_le_bytes().to_vec()),
+            "counter 200",
+        ),
+    ];
+    for (what, at, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (path, small) = heap_segment(d);
+        let (off, bytes) = at(small);
+        damage(&path, d, off, &bytes);
+        let r = read_only(d, &["check", "seg"]);
+        assert_eq!(r.code, 1, "{what}: {}", r.stdout);
+        assert!(
+            r.stdout.contains("FAIL heap (memory image)") && r.stdout.contains(want),
+            "{what}: {}",
+            r.stdout
+        );
+        // The disk holds the last checkpoint, damaged too (the close checkpointed it).
+        assert!(
+            r.stdout.contains("FAIL heap (disk)"),
+            "{what}: {}",
+            r.stdout
+        );
+        let r = read_only(d, &["heap", "seg"]);
+        assert_eq!(r.code, 1, "{what}: {}", r.stdout);
+        assert!(
+            r.stdout.contains("FAIL") && r.stdout.contains(want),
+            "{what}: {}",
+            r.stdout
+        );
+        // The library's own check, on the open segment, agrees.
+        let seg = Segment::open(&path, &options(d)).unwrap();
+        assert!(!seg.check().unwrap().is_clean(), "{what}");
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Deleting: `remove` and `images --remove-orphans`.
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn remove_deletes_a_segments_files_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = good_segment(d);
+    std::fs::write(
+        d.join("notes.txt"),
+        b"not a segment, but longer than a header....................................",
+    )
+    .unwrap();
+    assert_eq!(snapshot(d).len(), 4, "segment, journal, image, notes");
+    let r = vista(d, &["remove", "seg"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("removed seg"), "{}", r.stdout);
+    assert_eq!(
+        snapshot(d).keys().collect::<Vec<_>>(),
+        vec![&d.join("notes.txt")],
+        "{}",
+        r.stdout
+    );
+    assert!(!path.exists());
+    fails(&read_only(d, &["remove", "seg"]), 3, "nothing to remove");
+    let r = read_only(d, &["remove", "notes.txt"]);
+    fails(&r, 3, "not a vista segment");
+    // A damaged segment is removable: that is what the command is for.
+    let path = good_segment(d);
+    flip(&path, 20);
+    assert_eq!(vista(d, &["remove", "seg"]).code, 0);
+    assert!(!path.exists());
+}
+
+#[test]
+fn images_lists_and_removes_only_orphans() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for name in ["kept", "gone", "open"] {
+        Segment::open(d.join(name), &options(d))
+            .unwrap()
+            .close()
+            .unwrap();
+    }
+    let held = Segment::open(d.join("open"), &options(d)).unwrap();
+    for name in ["gone", "open"] {
+        std::fs::remove_file(d.join(name)).unwrap();
+        std::fs::remove_file(d.join(format!("{name}.journal"))).unwrap();
+    }
+    let image = |name: &str| vista::rio_cache::image_path(&d.join(name), d).unwrap();
+
+    let r = read_only(d, &["images"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("3 memory image(s)"), "{}", r.stdout);
+    assert!(r.stdout.contains("gone (GONE)"), "{}", r.stdout);
+    assert!(r.stdout.contains("kept (exists)"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains(&format!("yes, by process {}", std::process::id())),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("1 orphan(s)"), "{}", r.stdout);
+
+    let r = vista(d, &["--json", "images", "--remove-orphans"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["removed"], 1, "{}", r.stdout);
+    assert!(!image("gone").exists(), "the orphan stayed");
+    assert!(image("kept").exists(), "an image whose file exists went");
+    assert!(image("open").exists(), "an open image went");
+    drop(held);
+    // Closed now, and its file is gone: an orphan.
+    let r = vista(d, &["images", "--remove-orphans"]);
+    assert!(r.stdout.contains("1 removed"), "{}", r.stdout);
+    assert!(!image("open").exists());
+    assert!(image("kept").exists());
+}
+
+/// A damaged segment header in the file while the memory image's copy is intact: the
+/// segment opens (from the image), and `check` says the file's copy is the one at risk.
+#[test]
+fn check_says_when_only_the_files_copy_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = good_segment(d);
+    let mut b = std::fs::read(&path).unwrap();
+    b[4096 + 44] ^= 0xff;
+    std::fs::write(&path, b).unwrap();
+    let r = read_only(d, &["check", "seg"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("FAIL segment header (disk)"))
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(
+        line.contains("memory image's copy is intact") && line.contains("power loss"),
+        "{line}"
+    );
+    assert_eq!(vista(d, &["checkpoint", "seg"]).code, 0);
 }

@@ -62,12 +62,12 @@ struct Quote {
 }
 
 const QUOTES: &[Quote] = &[
-    // docs/tools.md shows real `vista check` output, and vista-cli's check still prints this
-    // line for heap invariants. Once the tool checks the heap, the proof fails and the
-    // transcript in tools.md must be updated.
+    // docs/tools.md shows real `vista check` output for a segment used through offsets
+    // only; this is how the tool says so. Once the tool words it otherwise, the proof
+    // fails and the transcript in tools.md must be updated.
     Quote {
         doc: "docs/tools.md",
-        text: "not checked: this segment format has no heap",
+        text: "no heap: user space does not start with a heap header",
         proof: "vista-cli/src/inspect.rs",
     },
 ];

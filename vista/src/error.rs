@@ -40,10 +40,13 @@ pub enum Error {
     /// The segment is open elsewhere (this process or another). `path` is the segment
     /// file, or its memory image if the file was recreated while a segment of it was
     /// open.
-    #[error("{} is locked by another open segment", path.display())]
+    #[error("{} is locked by another open segment ({})", path.display(), holder_text(*pid))]
     Locked {
         /// The file.
         path: PathBuf,
+        /// The process holding the lock (from `/proc/locks`); `None` if it could not be
+        /// found.
+        pid: Option<u32>,
     },
     /// The segment was written by an incompatible format version.
     #[error("{} has format version {found}; this build reads version {supported}", path.display())]
@@ -77,6 +80,18 @@ pub enum Error {
     CheckpointBusy {
         /// How long it waited.
         waited: std::time::Duration,
+    },
+    /// The range is held by this very thread: a [`crate::Bytes`] read guard of this
+    /// thread covers it, or another transaction open on this thread holds it
+    /// exclusively. Waiting would never end (the thread cannot release it while it
+    /// waits), so the call fails at once, and `Segment::transaction` does not run the
+    /// closure again. Drop the guard or end the other transaction first.
+    #[error("range {offset}+{len} is held by this thread (a read guard, or another transaction open on it): waiting would never end; drop the guard or end that transaction first")]
+    HeldByThisThread {
+        /// Start of the range the call asked for (a user-space offset).
+        offset: u64,
+        /// Its length.
+        len: u64,
     },
     /// Every undo lane stayed in use by other transactions for the whole lane wait
     /// (see `Options::lane_wait`).
@@ -194,6 +209,15 @@ pub enum Error {
     Cache(rio_cache::Error),
 }
 
+/// How an [`Error::Locked`] message names the lock's holder.
+fn holder_text(pid: Option<u32>) -> String {
+    match pid {
+        Some(p) if p == std::process::id() => format!("held by this process, {p}"),
+        Some(p) => format!("held by process {p}"),
+        None => "its holder could not be found".into(),
+    }
+}
+
 /// A `Result` with vista's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -201,7 +225,7 @@ impl From<rio_cache::Error> for Error {
     fn from(e: rio_cache::Error) -> Self {
         use rio_cache::Error as R;
         match e {
-            R::Locked { path } => Error::Locked { path },
+            R::Locked { path, pid } => Error::Locked { path, pid },
             R::IncompatibleVersion {
                 path,
                 found,
@@ -245,8 +269,21 @@ impl From<rio_cache::Error> for Error {
             R::Poisoned(why) => Error::Poisoned(why),
             R::CheckpointBusy { waited } => Error::CheckpointBusy { waited },
             R::Conflict { .. } => Error::Conflict,
+            R::HeldByThisThread { offset, len } => Error::HeldByThisThread { offset, len },
             R::Io { context, source } => Error::Io { context, source },
             other => Error::Cache(other),
+        }
+    }
+}
+
+impl Error {
+    /// The error with the user range of the call that met it, where it names a range
+    /// (the cache reports its own offsets).
+    #[must_use]
+    pub(crate) fn at_user_range(self, offset: u64, len: u64) -> Error {
+        match self {
+            Error::HeldByThisThread { .. } => Error::HeldByThisThread { offset, len },
+            other => other,
         }
     }
 }
@@ -264,15 +301,22 @@ impl Poison {
     #[inline]
     pub(crate) fn check(&self) -> Result<()> {
         if self.set.load(std::sync::atomic::Ordering::Acquire) {
-            let why = self
-                .why
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone()
-                .unwrap_or_default();
-            return Err(Error::Poisoned(why));
+            return Err(self.error());
         }
         Ok(())
+    }
+
+    /// The error a poisoned segment returns (off the hot path).
+    #[cold]
+    #[inline(never)]
+    fn error(&self) -> Error {
+        let why = self
+            .why
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default();
+        Error::Poisoned(why)
     }
 
     /// Poisons the segment (the first reason is kept).

@@ -25,13 +25,19 @@
 //! # }
 //! ```
 //!
-//! Heap invariants join [`View`] once the persistent heap exists.
+//! [`SegmentInfo::heap`] runs the heap's consistency check ([`crate::Segment::check`]'s
+//! walk) over a view's committed bytes, so a tool can check a heap without opening the
+//! segment.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use rio_cache::inspect::{CacheInfo, ImageState, InterruptedGrow, JournalState, Source};
 
 use crate::error::{Error, Result};
+use crate::heap::{HeapReport, HeapSource as _};
 use crate::layout::{Layout, HEADER_LEN, LANE_HEADER};
 use crate::undo;
 
@@ -270,5 +276,85 @@ impl SegmentInfo {
             }
         }
         Ok(buf)
+    }
+}
+
+impl SegmentInfo {
+    /// Walks the heap in `view`'s committed bytes (as [`SegmentInfo::read_committed`]
+    /// shows them) and reports every inconsistency, with statistics: the check
+    /// [`crate::Segment::check`] runs, done on the files, read-only. `None` if user
+    /// space does not start with a heap header (no heap was made: a segment used
+    /// through offsets only, or a new one; a heap whose header's magic is damaged looks
+    /// the same).
+    ///
+    /// # Errors
+    /// As [`SegmentInfo::read_committed`] (a damaged segment header or undo lane: the
+    /// committed bytes cannot be known); I/O errors.
+    pub fn heap(&self, view: &View) -> Result<Option<HeapReport>> {
+        let Some(layout) = &view.layout else {
+            return self.read_committed(view, 0, 0).map(|_| None);
+        };
+        let src = Committed {
+            info: self,
+            view,
+            user_len: layout.user_len,
+            chunks: RefCell::new(BTreeMap::new()),
+        };
+        let head = src.bytes(0, layout.user_len.min(64))?;
+        if !crate::heap::starts_with_header(&head) {
+            return Ok(None);
+        }
+        crate::heap::report(&src).map(Some)
+    }
+}
+
+/// A view's committed user space, read in chunks on demand (the walk reads descriptors
+/// and list heads, a small part of a large segment).
+struct Committed<'a> {
+    info: &'a SegmentInfo,
+    view: &'a View,
+    user_len: u64,
+    chunks: RefCell<BTreeMap<u64, std::rc::Rc<Vec<u8>>>>,
+}
+
+impl Committed<'_> {
+    const CHUNK: u64 = 256 << 10;
+
+    fn chunk(&self, index: u64) -> Result<std::rc::Rc<Vec<u8>>> {
+        if let Some(c) = self.chunks.borrow().get(&index) {
+            return Ok(c.clone());
+        }
+        let at = index * Self::CHUNK;
+        let len = Self::CHUNK.min(self.user_len - at);
+        let c = std::rc::Rc::new(self.info.read_committed(self.view, at, len)?);
+        self.chunks.borrow_mut().insert(index, c.clone());
+        Ok(c)
+    }
+}
+
+impl crate::heap::HeapSource for Committed<'_> {
+    fn user_len(&self) -> u64 {
+        self.user_len
+    }
+
+    fn bytes(&self, offset: u64, len: u64) -> Result<Cow<'_, [u8]>> {
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= self.user_len)
+            .ok_or(Error::OutOfRange {
+                offset,
+                len,
+                size: self.user_len,
+            })?;
+        let mut out = Vec::with_capacity(len as usize);
+        let mut at = offset;
+        while at < end {
+            let c = self.chunk(at / Self::CHUNK)?;
+            let from = (at % Self::CHUNK) as usize;
+            let n = (end - at).min(c.len() as u64 - from as u64) as usize;
+            out.extend_from_slice(&c[from..from + n]);
+            at += n as u64;
+        }
+        Ok(Cow::Owned(out))
     }
 }

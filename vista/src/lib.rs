@@ -172,10 +172,34 @@
 //! A false conflict (two lines sharing a lock stripe) can cost a retry, never
 //! soundness. rio-cache documents why its mapping can be sliced soundly at all.
 //!
+//! A leaked transaction or guard (`mem::forget`) is never undefined behaviour: its
+//! locks, lane and checkpoint-gate pass stay taken (checkpoints then give up with
+//! [`Error::CheckpointBusy`]), and nothing it borrowed can be reached again. After a
+//! failed grow the old mappings may no longer be backed by the memory image: the
+//! segment is poisoned first, and every read checks the poison before it makes a slice.
+//!
 //! # Model-checked tests
-//! The lane pool (here) and the lock table (in rio-cache) have concurrency tests run
-//! under [shuttle](https://docs.rs/shuttle)'s randomized and PCT schedulers
-//! (`cargo test -p vista --features shuttle --lib shuttle`). Shuttle rather than loom:
+//! Model-checked, under [shuttle](https://docs.rs/shuttle)'s randomized and PCT
+//! schedulers (`cargo test -p vista --features shuttle --lib shuttle`, and the same
+//! with `-p rio-cache`):
+//! - the lane pool (here): no lane is held twice, every waiter gets one;
+//! - the lock table (rio-cache): holders exclude each other per stripe, also across
+//!   upgrades, and every byte of an unaligned, line-crossing range is covered by the
+//!   stripes its holder takes (a per-byte witness);
+//! - the checkpoint gate (rio-cache): no update is inside while the gate is closed, a
+//!   re-entry never waits for a closing gate, every waiter wakes when it reopens.
+//!
+//! Resting on an argument (docs/design.md, "Concurrency") and defended by tests that
+//! fail when the ordering is broken, not model-checked: a range is locked before its
+//! undo record is published; a failed roll-back keeps its locks; nothing commits or
+//! reads once the segment is poisoned; recovery of several lanes commutes; a checkpoint
+//! gives up after its wait; gates are told apart by number. The gate's give-up path is
+//! tested natively (shuttle's timed waits never time out). Shuttle checks sequentially
+//! consistent executions only: the orderings that weak memory could break (the gate's
+//! store-then-load handshake, which uses `SeqCst` on both sides; the lock words'
+//! acquire/release pairs) rest on the C++ memory model's rules for those orderings.
+//!
+//! Shuttle rather than loom:
 //! loom explores every interleaving, which is only tractable for a handful of
 //! operations and needs every spin and timed wait rewritten for it; the lock table's
 //! waits spin and yield, and the pool waits on a condition variable with a timeout.
@@ -202,6 +226,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod admission;
 mod error;
 pub mod heap;
 pub mod inspect;

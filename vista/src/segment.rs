@@ -47,8 +47,10 @@ impl Segment {
     /// `opts.size`, `undo_log_size` and `lanes` shape a new segment; an existing one
     /// keeps its own shape.
     ///
-    /// A refused open writes nothing: the segment file and its journal are left byte
-    /// for byte as they were, and a memory image keeps everything it held.
+    /// A refused open writes nothing and creates nothing: the segment file and its
+    /// journal are left byte for byte as they were, a memory image keeps everything it
+    /// held, and no memory image or journal is made. A `Corrupt` error's path is the
+    /// damaged copy (the file, the memory image or the journal).
     ///
     /// # Errors
     /// [`Error::Locked`] if the segment (or its memory image) is open elsewhere;
@@ -60,7 +62,11 @@ impl Segment {
     pub fn open(path: impl AsRef<Path>, opts: &Options) -> Result<Segment> {
         let path = path.as_ref().to_owned();
         let (total, new_layout) = match rio_cache::existing_size(&path)? {
-            Some(total) => (total, None),
+            Some(total) => {
+                // Damage the open would refuse is refused before anything is created.
+                crate::admission::admit(&path, opts)?;
+                (total, None)
+            }
             None => {
                 let l = Layout::for_options(opts)?;
                 (l.total().expect("checked by for_options"), Some(l))
@@ -229,7 +235,7 @@ impl Segment {
                     attempt += 1;
                     backoff.snooze();
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(Error::from(e).at_user_range(offset, len)),
             }
         }
     }

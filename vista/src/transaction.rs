@@ -101,7 +101,9 @@ impl<'s> Transaction<'s> {
             .lane
             .as_mut()
             .expect("the lane is held until the transaction ends");
-        let logged = lane.log(update, layout, offset, len, at, wt);
+        let logged = lane
+            .log(update, layout, offset, len, at, wt)
+            .map_err(|e| e.at_user_range(offset, len));
         let conflict = matches!(logged, Err(Error::Conflict));
         last.set(conflict);
         if conflict {
@@ -198,7 +200,7 @@ impl<'s> Transaction<'s> {
             .expect("the update lives until the transaction ends")
             .read(at, len);
         self.note(matches!(read, Err(rio_cache::Error::Conflict { .. })));
-        Ok(read?)
+        read.map_err(|e| Error::from(e).at_user_range(offset, len))
     }
 
     /// Records whether the call just made failed with a conflict.
@@ -357,12 +359,17 @@ impl<'s> Transaction<'s> {
     /// opened pages; returns it for a checkpoint to consume.
     #[inline]
     fn end_update(&mut self) -> Option<Update<'s>> {
-        let mut update = self.update.take()?;
-        if let Some(lane) = self.lane.as_mut() {
-            lane.memo = update.memo();
+        self.hand_back();
+        self.update.take()
+    }
+
+    /// Gives the lane back its memo of opened pages and its claim from the update.
+    #[inline]
+    fn hand_back(&mut self) {
+        if let (Some(update), Some(lane)) = (self.update.as_mut(), self.lane.as_mut()) {
+            update.memo_into(&mut lane.memo);
             lane.claim = update.release_claim();
         }
-        Some(update)
     }
 }
 
@@ -376,7 +383,9 @@ impl Drop for Transaction<'_> {
             self.finished = true;
             let _ = self.roll_back();
         }
-        drop(self.end_update());
+        // Ended in place (closing windows, releasing locks): no move of the update.
+        self.hand_back();
+        self.update = None;
         if let Some(lane) = self.lane.take() {
             self.cx.lanes.give_back(lane);
         }

@@ -5,7 +5,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::{write_in_place, Place};
+use common::{assert_same_tree, tree, write_in_place, Place};
 use vista::{Error, Segment};
 
 const SIZE: u64 = 16 << 10;
@@ -19,14 +19,16 @@ fn closed_segment(p: &Place) {
     p.lose_power();
 }
 
-/// Opens, expecting an error, and checks the disk file did not change.
+/// Opens, expecting an error, and checks that no file was created, removed or changed
+/// (the segment file, its journal, the cache directory: no memory image appears).
 fn open_fails(p: &Place) -> Error {
-    let before = std::fs::read(&p.path).unwrap();
+    std::fs::create_dir_all(p.cache_dir()).unwrap();
+    let before = tree(p.dir.path());
     let err = Segment::open(&p.path, &p.opts(SIZE)).unwrap_err();
-    assert_eq!(
-        std::fs::read(&p.path).unwrap(),
-        before,
-        "the file changed: {err}"
+    assert_same_tree(
+        &before,
+        &tree(p.dir.path()),
+        &format!("a refused open ({err})"),
     );
     err
 }
@@ -284,20 +286,17 @@ fn crashed_mid_transaction(p: &Place) {
     snap.restore();
 }
 
-/// Opens, expecting a refusal; the disk file and the journal must be byte-identical
-/// afterwards, and so must the memory image if there was one (a cold start that is
-/// then refused leaves the image it loaded from the disk: it holds nothing more).
+/// Opens, expecting a refusal; the directory listing (segment file, journal, cache
+/// directory) must be the same afterwards, byte for byte: a refused open creates no
+/// memory image and no journal, and changes no file.
 fn refused_writes_nothing(p: &Place) -> Error {
-    let had_image = p.image().exists();
-    let before = p.snapshot();
+    let before = tree(p.dir.path());
     let err = Segment::open(&p.path, &p.opts(SIZE)).unwrap_err();
-    let after = p.snapshot();
-    for ((path, b), (_, a)) in before.files.iter().zip(&after.files) {
-        if *path == p.image() && !had_image {
-            continue;
-        }
-        assert!(b == a, "a refused open ({err}) changed {}", path.display());
-    }
+    assert_same_tree(
+        &before,
+        &tree(p.dir.path()),
+        &format!("a refused open ({err})"),
+    );
     err
 }
 
@@ -500,7 +499,7 @@ fn recreated_segment_file_cannot_take_an_open_image() {
     for o in [p.opts(SIZE), p.opts(SIZE).discard_image(true)] {
         let err = Segment::open(&p.path, &o).unwrap_err();
         assert!(
-            matches!(&err, Error::Locked { path } if *path == p.image()),
+            matches!(&err, Error::Locked { path, .. } if *path == p.image()),
             "{err}"
         );
         assert!(
@@ -562,4 +561,64 @@ fn refused_open_with_background_writeback_writes_nothing() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------
+// A refused open names the damaged copy and creates nothing (issue 18).
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn damaged_image_copy_is_named_with_the_way_forward() {
+    let p = Place::new();
+    crashed_mid_transaction(&p);
+    flip_at(&p.image(), image_data_at(&p) + 44, 0xff);
+    let err = refused_writes_nothing(&p);
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, Error::Corrupt { path, .. } if *path == p.image()),
+        "{err:?}"
+    );
+    assert!(
+        msg.contains("memory image")
+            && msg.contains("intact checkpoint")
+            && msg.contains("discard_image")
+            && msg.contains("Segment::remove"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn damaged_file_copy_is_named_with_the_way_forward() {
+    let p = Place::new();
+    closed_segment(&p);
+    patch_header(&p, |h| h[44] ^= 0xff, false);
+    let err = open_fails(&p);
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, Error::Corrupt { path, .. } if *path == p.path),
+        "{err:?}"
+    );
+    assert!(
+        msg.contains("segment file") && msg.contains("no memory image") && msg.contains("restore"),
+        "{msg}"
+    );
+}
+
+/// The sequence of issue 18: a damaged header is refused, nothing is created, the good
+/// bytes are copied back over the file, and the next open works (before the fix, the
+/// refused open left a memory image holding the damaged header, and every later open
+/// started warm from it and failed).
+#[test]
+fn repaired_file_opens_after_a_refused_open() {
+    let p = Place::new();
+    closed_segment(&p);
+    std::fs::remove_file(p.journal()).unwrap();
+    let good = std::fs::read(&p.path).unwrap();
+    patch_header(&p, |h| h[40] ^= 0x10, false);
+    let err = open_fails(&p);
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(!p.image().exists() && !p.journal().exists());
+    write_in_place(&p.path, &good);
+    let seg = Segment::open(&p.path, &p.opts(SIZE)).unwrap();
+    assert_eq!(seg.read(0, 13).unwrap(), b"precious data");
 }

@@ -123,6 +123,16 @@ fn concurrent_transfers_are_serializable_and_every_read_sees_the_total_under(gua
     assert_send_sync::<Segment>();
     let p = Place::new();
     let seg = open_bank(&p, ACCOUNTS, 4, guard);
+    // This test is about serializability, not about how soon a transfer gets through:
+    // transfers that read two accounts and then upgrade both, with a reader taking every
+    // account in between, can refuse each other for hundreds of rounds on a busy
+    // 2-core machine (upgrades never wait), so give them a retry budget of seconds.
+    drop(seg);
+    let seg = Segment::open(
+        &p.path,
+        &p.opts(1 << 20).protection(guard).lanes(4).retries(100_000),
+    )
+    .unwrap();
     let total = ACCOUNTS * START_BALANCE;
     let done = AtomicBool::new(false);
     let reads = AtomicU64::new(0);
@@ -159,7 +169,10 @@ fn concurrent_transfers_are_serializable_and_every_read_sees_the_total_under(gua
                     for _ in 0..TRANSFERS {
                         let from = rng.gen_range(0..ACCOUNTS);
                         let to = (from + rng.gen_range(1..ACCOUNTS)) % ACCOUNTS;
-                        mine.push(transfer(seg, from, to, rng.gen_range(0..300)).unwrap());
+                        mine.push(
+                            transfer(seg, from, to, rng.gen_range(0..300))
+                                .unwrap_or_else(|e| panic!("{guard:?}: a transfer failed: {e}")),
+                        );
                     }
                     mine
                 })
@@ -308,10 +321,28 @@ fn uncommitted_bytes_are_invisible_and_conflicts_are_typed_under(guard: Protecti
     let mut t1 = seg.begin().unwrap();
     t1.write(0, b"DIRTY").unwrap();
     let mut t2 = seg.begin().unwrap();
-    assert!(matches!(t2.read(0, 9), Err(Error::Conflict)), "dirty read");
-    assert!(t2.conflicted());
-    assert!(matches!(t2.write(4, b"x"), Err(Error::Conflict)));
-    assert!(matches!(seg.read(2, 1), Err(Error::Conflict)));
+    // Another thread's transaction is refused with a conflict...
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let t = seg.begin().unwrap_err(); // both lanes are taken
+            assert!(matches!(t, Error::LanesBusy { .. }));
+            assert!(matches!(seg.read(0, 9), Err(Error::Conflict)), "dirty read");
+        });
+    });
+    // ...this thread's, holding the range itself, is told so at once.
+    assert!(matches!(
+        t2.read(0, 9),
+        Err(Error::HeldByThisThread { offset: 0, len: 9 })
+    ));
+    assert!(!t2.conflicted());
+    assert!(matches!(
+        t2.write(4, b"x"),
+        Err(Error::HeldByThisThread { .. })
+    ));
+    assert!(matches!(
+        seg.read(2, 1),
+        Err(Error::HeldByThisThread { .. })
+    ));
     // Both lanes are taken.
     assert!(matches!(
         seg.begin(),
@@ -325,10 +356,23 @@ fn uncommitted_bytes_are_invisible_and_conflicts_are_typed_under(guard: Protecti
     drop(t1); // aborted: its locks and lane are released
     assert_eq!(seg.read(0, 9).unwrap(), b"committed");
     assert_eq!(seg.read(100, 5).unwrap(), b"other");
-    // A read guard holds its range against writers.
+    // A read guard holds its range against writers: another thread's get a conflict,
+    // this thread's are told at once that it holds the range itself.
     let guard = seg.read(0, 4).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut t = seg.begin().unwrap();
+            assert!(
+                matches!(t.write(0, b"no"), Err(Error::Conflict)),
+                "{guard:?}"
+            );
+        });
+    });
     let mut t3 = seg.begin().unwrap();
-    assert!(matches!(t3.write(0, b"no"), Err(Error::Conflict)));
+    assert!(matches!(
+        t3.write(2, b"no"),
+        Err(Error::HeldByThisThread { offset: 2, len: 2 })
+    ));
     drop(t3);
     drop(guard);
     seg.transaction(|tx| tx.write(0, b"yes")).unwrap();

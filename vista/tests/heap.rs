@@ -484,3 +484,42 @@ fn a_full_heap_grows_with_the_segment_and_handles_stay_valid() {
     drop(tx);
     assert!(seg.check().unwrap().is_clean());
 }
+
+/// `vista::inspect`'s heap check reads the files, writes nothing, and finds what
+/// `Segment::check` finds, on a sound heap and on damaged metadata.
+#[test]
+fn inspect_checks_the_heap_read_only_like_segment_check() {
+    let p = Place::new();
+    let seg = Segment::open(&p.path, &opts(&p, SIZE)).unwrap();
+    seg.transaction(|tx| {
+        tx.root::<Node>()?;
+        for i in 0..20u64 {
+            tx.alloc(i)?;
+        }
+        tx.alloc_bytes(9000).map(|_| ())
+    })
+    .unwrap();
+    let compare = |seg: &Segment| {
+        let live = seg.check().unwrap();
+        let before = common::tree(p.dir.path());
+        let info = vista::inspect::inspect(&p.path, &p.cache_dir()).unwrap();
+        let view = info.view(info.current_source()).unwrap();
+        let read = info.heap(&view).unwrap().expect("a heap");
+        common::assert_same_tree(&before, &common::tree(p.dir.path()), "inspect");
+        assert_eq!(read.problems, live.problems);
+        assert_eq!(read.stats, live.stats);
+        read
+    };
+    assert!(compare(&seg).is_clean());
+    // A stray store over the first descriptors.
+    seg.transaction(|tx| tx.write(4096, &[0xFF; 64])).unwrap();
+    assert!(!compare(&seg).is_clean());
+    drop(seg);
+    // A segment used through offsets only has no heap.
+    let q = Place::new();
+    let plain = Segment::open(&q.path, &opts(&q, SIZE)).unwrap();
+    plain.transaction(|tx| tx.write(0, b"not a heap")).unwrap();
+    let info = vista::inspect::inspect(&q.path, &q.cache_dir()).unwrap();
+    let view = info.view(info.current_source()).unwrap();
+    assert!(info.heap(&view).unwrap().is_none());
+}

@@ -129,47 +129,58 @@ fn the_closure_runs_again_only_while_its_last_call_conflicted() {
         .lock_wait(Duration::ZERO)
         .retries(3);
     let seg = Segment::open(&p.path, &opts).unwrap();
-    let mut holder = seg.begin().unwrap();
-    holder.put(0, &1u64).unwrap(); // holds line 0 exclusively until dropped
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let seg = &seg;
+        // Another thread holds line 0 exclusively until told to let go.
+        s.spawn(move || {
+            let mut holder = seg.begin().unwrap();
+            holder.put(0, &1u64).unwrap();
+            held_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        });
+        held_rx.recv().unwrap();
 
-    // Passed on with `?`: run 1 + retries times, then the conflict is returned.
-    let runs = AtomicU32::new(0);
-    let r = seg.transaction(|tx| {
-        runs.fetch_add(1, Ordering::Relaxed);
-        tx.put(0, &2u64)?;
-        Ok::<_, AppError>(())
+        // Passed on with `?`: run 1 + retries times, then the conflict is returned.
+        let runs = AtomicU32::new(0);
+        let r = seg.transaction(|tx| {
+            runs.fetch_add(1, Ordering::Relaxed);
+            tx.put(0, &2u64)?;
+            Ok::<_, AppError>(())
+        });
+        assert!(matches!(r, Err(AppError::Vista(_))));
+        assert_eq!(runs.load(Ordering::Relaxed), 4);
+
+        // Handled, then another call succeeded, then its own error: run once.
+        let runs = AtomicU32::new(0);
+        let r = seg.transaction(|tx| {
+            runs.fetch_add(1, Ordering::Relaxed);
+            if tx.put(0, &2u64).is_err() {
+                tx.put(512, &3u64)?;
+            }
+            Err::<(), _>(AppError::Mine)
+        });
+        assert_eq!(r, Err(AppError::Mine));
+        assert_eq!(runs.load(Ordering::Relaxed), 1);
+        assert_eq!(seg.get::<u64>(512).unwrap(), 0, "aborted");
+
+        // Its own error straight after the conflict: the conflict was its last call, so
+        // it runs again (documented on `Segment::transaction`).
+        let runs = AtomicU32::new(0);
+        let r = seg.transaction(|tx| {
+            runs.fetch_add(1, Ordering::Relaxed);
+            match tx.put(0, &2u64) {
+                Err(_) => Err::<(), _>(AppError::Mine),
+                Ok(()) => Ok(()),
+            }
+        });
+        assert_eq!(r, Err(AppError::Mine));
+        assert_eq!(runs.load(Ordering::Relaxed), 4);
+        release_tx.send(()).unwrap();
     });
-    assert!(matches!(r, Err(AppError::Vista(_))));
-    assert_eq!(runs.load(Ordering::Relaxed), 4);
 
-    // Handled, then another call succeeded, then its own error: run once.
-    let runs = AtomicU32::new(0);
-    let r = seg.transaction(|tx| {
-        runs.fetch_add(1, Ordering::Relaxed);
-        if tx.put(0, &2u64).is_err() {
-            tx.put(512, &3u64)?;
-        }
-        Err::<(), _>(AppError::Mine)
-    });
-    assert_eq!(r, Err(AppError::Mine));
-    assert_eq!(runs.load(Ordering::Relaxed), 1);
-    assert_eq!(seg.get::<u64>(512).unwrap(), 0, "aborted");
-
-    // Its own error straight after the conflict: the conflict was its last call, so it
-    // runs again (documented on `Segment::transaction`).
-    let runs = AtomicU32::new(0);
-    let r = seg.transaction(|tx| {
-        runs.fetch_add(1, Ordering::Relaxed);
-        match tx.put(0, &2u64) {
-            Err(_) => Err::<(), _>(AppError::Mine),
-            Ok(()) => Ok(()),
-        }
-    });
-    assert_eq!(r, Err(AppError::Mine));
-    assert_eq!(runs.load(Ordering::Relaxed), 4);
-
-    // A conflict the closure retried itself until it succeeded does not count either.
-    drop(holder);
+    // With the holder gone, one run.
     let runs = AtomicU32::new(0);
     seg.transaction(|tx| {
         runs.fetch_add(1, Ordering::Relaxed);
@@ -178,4 +189,85 @@ fn the_closure_runs_again_only_while_its_last_call_conflicted() {
     .unwrap();
     assert_eq!(runs.load(Ordering::Relaxed), 1);
     assert_eq!(seg.get::<u64>(0).unwrap(), 5);
+}
+
+/// A transaction that asks for a range its own thread holds (a read guard, or another
+/// open transaction's write) fails at once with `HeldByThisThread`, naming the range,
+/// instead of waiting out the lock wait and every retry for a holder that cannot
+/// release; the closure is not run again. Other threads still see a conflict.
+#[test]
+#[allow(clippy::many_single_char_names)]
+fn a_range_held_by_this_thread_fails_at_once_and_says_so() {
+    for g in guards() {
+        let p = Place::new();
+        // Waits long enough that a wait, not a refusal, would show as a conflict.
+        let opts = p
+            .opts(1 << 16)
+            .protection(g)
+            .lanes(4)
+            .lock_wait(Duration::from_secs(2));
+        let seg = Segment::open(&p.path, &opts).unwrap();
+        seg.transaction(|tx| tx.put(64, &1u64)).unwrap();
+
+        let guard = seg.read(64, 8).unwrap();
+        let runs = AtomicU32::new(0);
+        let r = seg.transaction(|tx| {
+            runs.fetch_add(1, Ordering::Relaxed);
+            tx.put(68, &2u32)
+        });
+        assert!(
+            matches!(r, Err(Error::HeldByThisThread { offset: 68, len: 4 })),
+            "{g:?}: {r:?}"
+        );
+        assert_eq!(runs.load(Ordering::Relaxed), 1, "not run again");
+        drop(guard);
+
+        let mut t1 = seg.begin().unwrap();
+        t1.put(64, &3u64).unwrap();
+        let t2 = seg.begin().unwrap();
+        let r = t2.get::<u64>(64);
+        assert!(
+            matches!(r, Err(Error::HeldByThisThread { offset: 64, len: 8 })),
+            "{g:?}: {r:?}"
+        );
+        assert!(matches!(
+            seg.read(64, 8),
+            Err(Error::HeldByThisThread { .. })
+        ));
+        drop(t2);
+        t1.commit().unwrap();
+
+        // Two read guards of this thread over one line, then a write: still this
+        // thread's.
+        let (a, b) = (seg.read(64, 8).unwrap(), seg.read(60, 8).unwrap());
+        let mut t = seg.begin().unwrap();
+        let r = t.put(64, &4u64);
+        assert!(
+            matches!(r, Err(Error::HeldByThisThread { .. })),
+            "{g:?}: {r:?}"
+        );
+        drop(t);
+        drop((a, b));
+        // A guard of another thread (and one of this thread): that is a conflict, not
+        // this thread's, found after the lock wait.
+        let mine = seg.read(64, 8).unwrap();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let seg = &seg;
+            s.spawn(move || {
+                let _g = seg.read(64, 8).unwrap();
+                held_tx.send(()).unwrap();
+                done_rx.recv().unwrap();
+            });
+            held_rx.recv().unwrap();
+            drop(mine);
+            let mut t = seg.begin().unwrap();
+            let r = t.put(64, &5u64);
+            drop(t);
+            done_tx.send(()).unwrap();
+            assert!(matches!(r, Err(Error::Conflict)), "{g:?}: {r:?}");
+        });
+        assert_eq!(seg.get::<u64>(64).unwrap(), 3);
+    }
 }

@@ -99,7 +99,7 @@ fn a_failed_roll_back_keeps_its_locks_and_stops_commits() {
     assert!(t1.abort().is_err());
     assert!(faults.failed().is_some());
     assert!(
-        matches!(t2.put(0, &3u64), Err(Error::Conflict)),
+        matches!(t2.put(0, &3u64), Err(Error::HeldByThisThread { .. })),
         "the dead transaction's range is still locked"
     );
     t2.put(256, &3u64).unwrap();

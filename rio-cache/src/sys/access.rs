@@ -186,12 +186,11 @@ impl Locking<'_> {
                 _ => Err(Error::Claimed { offset, len }),
             };
         }
-        if self
-            .held
-            .borrow_mut()
-            .acquire(&sh.locks, offset, len, exclusive, sh.wait)
-        {
+        let mut held = self.held.borrow_mut();
+        if held.acquire(&sh.locks, offset, len, exclusive, sh.wait) {
             Ok(())
+        } else if held.refused_by_this_thread() {
+            Err(Error::HeldByThisThread { offset, len })
         } else {
             Err(Error::Conflict { offset, len })
         }
@@ -269,6 +268,13 @@ impl Update<'_> {
         }
     }
 
+    /// Writes [`Update::memo`] into `memo` in place.
+    #[inline]
+    pub fn memo_into(&self, memo: &mut PageMemo) {
+        memo.recent.clone_from(&self.recent);
+        memo.gen = self.gen;
+    }
+
     /// The pages this update opened, for the writer's next update (see [`PageMemo`]).
     pub fn memo(&self) -> PageMemo {
         PageMemo {
@@ -321,7 +327,39 @@ impl Update<'_> {
         }
         // Everything that can fail is checked before the store: once the tail is
         // published, this returns the data.
-        let (off, len) = self.inner.check_range(data.start, range_len(&data)?)?;
+        let (rec_len, data_len) = (range_len(&record)?, range_len(&data)?);
+        let (off, len) = self.inner.check_range(data.start, data_len)?;
+        if rec_len > 0
+            && self.claim_writable(record.start, rec_len)
+            && self.claim_writable(tail_at, 8)
+        {
+            // The fast path: the record and the tail lie in this update's claim, which no
+            // other update can touch, and are written through the mapping directly (no
+            // lock-table work, no dirty marks: see `SharedCache::with_claims`). The data
+            // is opened (locked exclusively) first, so a conflict publishes nothing.
+            if self.claim_overlaps(data.start, data_len) {
+                return Err(Error::Claimed {
+                    offset: data.start,
+                    len: data_len,
+                });
+            }
+            self.open(data.start, data_len)?;
+            let w = self.inner.writable();
+            let rec_at = record.start as usize;
+            // SAFETY: the record range lies in this update's claim (checked), which only
+            // the update holding the claim may reach, and `&mut self` is borrowed for the
+            // slices' lives; the data range is in bounds, opened and locked exclusively by
+            // this update (open) and lies outside the claim (checked), so the two slices
+            // are disjoint; the checkpointer is held off by the gate. The mapping is
+            // writable by this thread: no mprotect guard, and under pkeys the key's
+            // rights are open (claim_writable).
+            let (rec, before) =
+                unsafe { (w.slice_mut(rec_at, rec_len as usize), w.slice_mut(off, len)) };
+            fill(rec, before);
+            self.store_claimed(tail_at, tail);
+            // SAFETY: as above: opened, locked, unaliased (the slices above have ended).
+            return Ok(unsafe { self.inner.writable().slice_mut(off, len) });
+        }
         let (rec, before) = self.window_pair(record, data)?;
         fill(rec, before);
         self.store_u64(tail_at, tail)?;
@@ -421,6 +459,10 @@ impl Update<'_> {
         if offset % 8 != 0 {
             return Err(Error::Misaligned { offset });
         }
+        if self.claim_writable(offset, 8) {
+            self.store_claimed(offset, value);
+            return Ok(());
+        }
         if self.writes_through(offset, 8)? {
             return self.write_through(offset, &value.to_le_bytes());
         }
@@ -434,6 +476,57 @@ impl Update<'_> {
         let atomic = unsafe { &*word.cast::<std::sync::atomic::AtomicU64>() };
         atomic.store(value.to_le(), Ordering::Release);
         Ok(())
+    }
+
+    /// Whether `[offset, offset + len)` lies in the claim this update holds and can be
+    /// written through the mapping by this thread without a system call (any guard but
+    /// `mprotect`); under protection keys, opens this thread's rights to the key first.
+    #[inline]
+    fn claim_writable(&mut self, offset: u64, len: u64) -> bool {
+        let covered = self
+            .locks
+            .as_ref()
+            .and_then(|l| l.claim.as_ref())
+            .is_some_and(|c| c.covers(offset, len));
+        match self.guard {
+            _ if !covered => false,
+            Guard::Mprotect { .. } => false,
+            Guard::Pkey { key } => {
+                if !self.key_open {
+                    key_rights::open(*key);
+                    self.key_open = true;
+                }
+                true
+            }
+            Guard::None | Guard::Alias => true,
+        }
+    }
+
+    /// Whether `[offset, offset + len)` touches this update's claim.
+    #[inline]
+    fn claim_overlaps(&self, offset: u64, len: u64) -> bool {
+        self.locks
+            .as_ref()
+            .and_then(|l| l.claim.as_ref())
+            .is_some_and(|c| {
+                let r = c.range();
+                len > 0 && offset < r.end && r.start < offset.saturating_add(len)
+            })
+    }
+
+    /// The release-ordered atomic store of `value` at `offset`, a multiple of 8 inside
+    /// this update's claim, where [`Update::claim_writable`] said yes.
+    #[inline]
+    fn store_claimed(&self, offset: u64, value: u64) {
+        let word = self.inner.writable().ptr().wrapping_add(offset as usize);
+        #[allow(clippy::cast_ptr_alignment)] // alignment argued in the SAFETY comment
+        // SAFETY: `offset` lies in this update's claim, inside the data mapping, and is a
+        // multiple of 8 on a page-aligned mapping, so the pointer is in bounds and aligned
+        // for AtomicU64; only the update holding the claim reaches these bytes, and no
+        // slice of this update is alive across this call (callers hold no slice); the
+        // mapping is writable by this thread (claim_writable).
+        let atomic = unsafe { &*word.cast::<std::sync::atomic::AtomicU64>() };
+        atomic.store(value.to_le(), Ordering::Release);
     }
 
     /// Writes `bytes` at `offset`, by whatever way is cheapest: a copy through the

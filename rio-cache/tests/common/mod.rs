@@ -214,6 +214,42 @@ pub fn assert_same_files(
     }
 }
 
+/// Every file under `dir` (recursively) with its bytes: a directory listing to compare
+/// before and after an operation that must not create, remove or change any file.
+pub fn tree(dir: &Path) -> HashMap<PathBuf, Option<Vec<u8>>> {
+    let mut out = HashMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.expect("dir entry").path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let bytes = std::fs::read(&p).ok();
+                out.insert(p, bytes);
+            }
+        }
+    }
+    out
+}
+
+/// Asserts two [`tree`]s list the same files with the same bytes.
+pub fn assert_same_tree(
+    before: &HashMap<PathBuf, Option<Vec<u8>>>,
+    after: &HashMap<PathBuf, Option<Vec<u8>>>,
+    what: &str,
+) {
+    let mut b: Vec<_> = before.keys().collect();
+    let mut a: Vec<_> = after.keys().collect();
+    b.sort();
+    a.sort();
+    assert_eq!(b, a, "{what}: the directory listing changed");
+    assert_same_files(before, after, what);
+}
+
 /// A deterministic byte pattern: the `i`-th byte of stream `seed`.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -177,7 +177,36 @@ impl Walk {
     }
 }
 
-fn walk(tx: &Transaction<'_>, want_blocks: bool) -> Result<Walk> {
+/// What the walk reads the heap through: a transaction of an open segment, or (for
+/// read-only tools) the committed bytes of a segment's files ([`crate::inspect`]).
+pub(crate) trait HeapSource {
+    /// Bytes of user space.
+    fn user_len(&self) -> u64;
+    /// The bytes `[offset, offset + len)` of user space.
+    fn bytes(&self, offset: u64, len: u64) -> Result<std::borrow::Cow<'_, [u8]>>;
+    /// A plain-old-data value at `offset`.
+    fn value<T: bytemuck::AnyBitPattern>(&self, offset: u64) -> Result<T> {
+        let b = self.bytes(offset, std::mem::size_of::<T>() as u64)?;
+        Ok(bytemuck::pod_read_unaligned(&b))
+    }
+}
+
+impl HeapSource for Transaction<'_> {
+    fn user_len(&self) -> u64 {
+        self.segment_len()
+    }
+
+    fn bytes(&self, offset: u64, len: u64) -> Result<std::borrow::Cow<'_, [u8]>> {
+        self.read(offset, len).map(std::borrow::Cow::Borrowed)
+    }
+}
+
+/// Walks the heap read through `src` (see [`Segment::check`]).
+pub(crate) fn report(src: &impl HeapSource) -> Result<HeapReport> {
+    Ok(walk(src, false)?.report)
+}
+
+fn walk(tx: &impl HeapSource, want_blocks: bool) -> Result<Walk> {
     let mut w = Walk::default();
     w.report.stats.classes = CLASSES
         .iter()
@@ -186,12 +215,12 @@ fn walk(tx: &Transaction<'_>, want_blocks: bool) -> Result<Walk> {
             ..ClassStats::default()
         })
         .collect();
-    let len = tx.segment_len();
+    let len = tx.user_len();
     let fit = pages_fitting(len);
     if len < HEAP_BASE {
         return Ok(w);
     }
-    let header = match decode_header(tx.read(0, 64)?, len) {
+    let header = match decode_header(&tx.bytes(0, 64)?, len) {
         Ok(Some(h)) => h,
         Ok(None) => {
             w.report.stats.unformatted_bytes = u64::from(fit) * PAGE;
@@ -210,7 +239,7 @@ fn walk(tx: &Transaction<'_>, want_blocks: bool) -> Result<Walk> {
     } else {
         page_off(formatted - 1) + PAGE
     };
-    let desc = |g: u32| -> Result<Desc> { Ok(Desc::decode(tx.read(desc_off(g), DESC)?)) };
+    let desc = |g: u32| -> Result<Desc> { Ok(Desc::decode(&tx.bytes(desc_off(g), DESC)?)) };
     // Free-run heads and partial slabs, to match against the lists.
     let mut free_heads = BTreeSet::new();
     let mut partial: BTreeSet<(u32, usize, u32)> = BTreeSet::new(); // (arena, class, page)
@@ -376,7 +405,7 @@ fn walk(tx: &Transaction<'_>, want_blocks: bool) -> Result<Walk> {
             reason: format!("slab {p} has free blocks but is on no list"),
         });
     }
-    let [off, size, _, _]: [u64; 4] = tx.get(ROOT_OFF)?;
+    let [off, size, _, _]: [u64; 4] = tx.value(ROOT_OFF)?;
     if off != 0 && !live_starts.iter().any(|&(o, l)| o == off && l >= size) {
         w.report.problems.push(HeapProblem::Root(format!(
             "{off:#x} is not a live block of {size} bytes"
@@ -397,14 +426,14 @@ fn interior(desc: &impl Fn(u32) -> Result<Desc>, w: &mut Walk, from: u32, to: u3
 
 /// The members of the list at `head_off`, checking links; stops at a cycle.
 fn list(
-    tx: &Transaction<'_>,
+    tx: &impl HeapSource,
     head_off: u64,
     formatted: u32,
     name: &str,
     w: &mut Walk,
 ) -> Result<Vec<(u32, Desc)>> {
     let mut out = Vec::new();
-    let mut at: u32 = tx.get(head_off)?;
+    let mut at: u32 = tx.value(head_off)?;
     let mut prev = 0;
     while at != 0 {
         let p = at - 1;
@@ -415,7 +444,7 @@ fn list(
             });
             break;
         }
-        let d = Desc::decode(tx.read(desc_off(p), DESC)?);
+        let d = Desc::decode(&tx.bytes(desc_off(p), DESC)?);
         if d.prev != prev {
             w.report.problems.push(HeapProblem::List {
                 list: name.to_owned(),

@@ -18,6 +18,7 @@ use crash_point::crash_point;
 use crate::error::{Error, Result};
 use crate::pptr::PPtr;
 use crate::transaction::Transaction;
+pub(crate) use check::{report, HeapSource};
 pub use check::{ClassStats, HeapBlock, HeapProblem, HeapReport, HeapStats};
 use layout::{
     arena_head_off, class_for, desc_off, page_off, pages_fitting, pages_for, place, runlist,
@@ -167,6 +168,12 @@ fn fits_zone(g: u32, n: u32) -> bool {
 
 fn corrupt(what: impl Into<String>) -> Error {
     Error::HeapCorrupt(what.into())
+}
+
+/// Whether user space starting with `b` starts with a heap header of this format (its
+/// magic; the rest is checked by the walk).
+pub(crate) fn starts_with_header(b: &[u8]) -> bool {
+    b.len() >= MAGIC.len() && b[..MAGIC.len()] == MAGIC
 }
 
 /// Heap header, line 0.

@@ -113,6 +113,40 @@ impl Snapshot {
     }
 }
 
+/// Every file under `dir` (recursively), sorted, with its bytes: a directory listing to
+/// compare before and after an operation that must not create, remove or change any
+/// file.
+pub fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let p = e.expect("dir entry").path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let bytes = std::fs::read(&p).expect("read");
+                out.push((p, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Asserts two [`tree`]s are the same, naming the first difference.
+pub fn assert_same_tree(before: &[(PathBuf, Vec<u8>)], after: &[(PathBuf, Vec<u8>)], what: &str) {
+    let names = |t: &[(PathBuf, Vec<u8>)]| t.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        names(before),
+        names(after),
+        "{what}: the directory listing changed"
+    );
+    for ((p, b), (_, a)) in before.iter().zip(after) {
+        assert!(b == a, "{what}: {} changed", p.display());
+    }
+}
+
 /// Overwrites a file's bytes without replacing its inode.
 pub fn write_in_place(p: &Path, bytes: &[u8]) {
     use std::io::Write;
@@ -133,8 +167,13 @@ pub fn pattern(g: u8, len: usize) -> Vec<u8> {
 }
 
 /// Every guard this machine can run: None, Mprotect, Alias, and Pkey where the CPU has
-/// keys (required under `RIO_TEST_PKEY=require`, as in the emulated machine).
+/// keys. Under `RIO_TEST_PKEY=require` (the emulated machine of `scripts/pkey-vm`, which
+/// is slow and exists to prove the pkey path) only Pkey: the others run natively.
 pub fn guards() -> Vec<Protection> {
+    if protection() == Protection::Pkey {
+        assert!(pkeys_here());
+        return vec![Protection::Pkey];
+    }
     let mut g = vec![Protection::None, Protection::Mprotect, Protection::Alias];
     if pkeys_here() {
         g.push(Protection::Pkey);

@@ -1,0 +1,150 @@
+//! Checkpoint speed, beside the raw disk: for each segment size, a fully dirty segment
+//! (one byte changed per page) is checkpointed, and the same number of bytes is written
+//! to a scratch file in the same directory and `fdatasync`ed (the rewrite of an existing
+//! file, as a checkpoint's install is). Also the open of the segment cold (its memory
+//! image deleted) beside a sequential read of its file, and warm.
+//!
+//! ```sh
+//! cargo run --release -p benches --bin checkpoint -- --sizes 64,256,1024 --runs 3
+//! ```
+//!
+//! Medians of `--runs` runs, interleaved (segment, raw, segment, raw, ...). The scratch
+//! directory is `--dir` (default: the system temporary directory); memory images go to
+//! the default cache directory (`$RIO_CACHE_DIR`, else `/dev/shm`).
+
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use vista::{Options, Protection, Segment, Writeback};
+
+/// Checkpoint and open speed beside the raw disk.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Segment sizes in MiB, comma-separated.
+    #[arg(long, default_value = "64,256,1024", value_delimiter = ',')]
+    sizes: Vec<u64>,
+    /// Runs per size (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Where the segment and the scratch file go.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+const PAGE: u64 = 4096;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn mib_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / f64::from(1u32 << 20) / d.as_secs_f64()
+}
+
+/// Changes one byte of every page, in transactions of 64 pages.
+fn dirty_all(seg: &Segment, round: u8) -> Result<()> {
+    let pages = seg.len() / PAGE;
+    let mut p = 0;
+    while p < pages {
+        let end = (p + 64).min(pages);
+        seg.transaction(|tx| {
+            for q in p..end {
+                tx.write(q * PAGE, &[round])?;
+            }
+            Ok::<_, vista::Error>(())
+        })?;
+        p = end;
+    }
+    Ok(())
+}
+
+/// Writes `len` bytes over the existing file `path` in 1 MiB writes, then fdatasync.
+fn raw_rewrite(path: &Path, len: u64) -> Result<Duration> {
+    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    let buf = vec![0x5au8; 1 << 20];
+    let start = Instant::now();
+    let mut off = 0;
+    while off < len {
+        let n = (1u64 << 20).min(len - off) as usize;
+        f.write_all_at(&buf[..n], off)?;
+        off += n as u64;
+    }
+    f.sync_data()?;
+    Ok(start.elapsed())
+}
+
+/// Reads `path` sequentially (after dropping it from the page cache where allowed).
+fn raw_read(path: &Path) -> Result<Duration> {
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let start = Instant::now();
+    while f.read(&mut buf)? > 0 {}
+    Ok(start.elapsed())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::Builder::new()
+        .prefix("vista-checkpoint-")
+        .tempdir_in(args.dir.clone().unwrap_or_else(std::env::temp_dir))?;
+    println!(
+        "| size | checkpoint | its speed | raw write + fdatasync | ratio | cold open | raw read | ratio | warm open |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &mib in &args.sizes {
+        let len = mib << 20;
+        let path = dir.path().join(format!("seg-{mib}.vista"));
+        let opts = Options::new()
+            .size(len)
+            .protection(Protection::None)
+            .writeback(Writeback::Manual);
+        let scratch = dir.path().join(format!("raw-{mib}"));
+        std::fs::File::create(&scratch)?.write_all(&vec![0u8; len as usize])?;
+        let (mut ck, mut raw, mut cold, mut read, mut warm) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for run in 0..args.runs {
+            let seg = Segment::open(&path, &opts).context("open")?;
+            dirty_all(&seg, run as u8 + 1)?;
+            let t = Instant::now();
+            seg.checkpoint()?;
+            ck.push(t.elapsed());
+            drop(seg);
+            raw.push(raw_rewrite(&scratch, len)?);
+            let t = Instant::now();
+            drop(Segment::open(&path, &opts)?);
+            warm.push(t.elapsed());
+            // A cold start: the memory image is gone (as after a reboot).
+            let cache_dir = vista::rio_cache::RioOptions::new().resolved_cache_dir();
+            std::fs::remove_file(vista::rio_cache::image_path(&path, &cache_dir)?)?;
+            let t = Instant::now();
+            drop(Segment::open(&path, &opts)?);
+            cold.push(t.elapsed());
+            read.push(raw_read(&scratch)?);
+        }
+        let (ck, raw, cold, read, warm) = (
+            median(ck),
+            median(raw),
+            median(cold),
+            median(read),
+            median(warm),
+        );
+        println!(
+            "| {mib} MiB | {:.2} s | {:.0} MiB/s | {:.0} MiB/s | {:.2}x | {:.2} s | {:.0} MiB/s | {:.2}x | {:.1} ms |",
+            ck.as_secs_f64(),
+            mib_s(len, ck),
+            mib_s(len, raw),
+            mib_s(len, ck) / mib_s(len, raw),
+            cold.as_secs_f64(),
+            mib_s(len, read),
+            mib_s(len, cold) / mib_s(len, read),
+            warm.as_secs_f64() * 1e3,
+        );
+        Segment::remove(&path, &opts)?;
+    }
+    Ok(())
+}
