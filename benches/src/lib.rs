@@ -42,8 +42,9 @@
 //! own binary, tests and criterion benches, and every error ends up printed in a report.
 //!
 //! Why each dependency is here: `vista` and `lrvm` (the engines under comparison),
-//! `rio-cache` (only to remove vista's memory images after a run), `heed` (LMDB, builds LMDB's C source), `rusqlite` with
-//! `bundled` (SQLite, builds the amalgamation), `plotters`, `plotters-backend` and `ab_glyph`
+//! `rio-cache` (to remove vista's memory images after a run, and to ask what
+//! `Protection::Auto` resolves to here), `heed` (LMDB, builds LMDB's C source), `rusqlite`
+//! with `bundled` (SQLite, builds the amalgamation), `plotters`, `plotters-backend` and `ab_glyph`
 //! (SVG and PNG figures; text drawn from a TrueType font read at run time, so nothing links
 //! against fontconfig), `libc` (mmap, mprotect, pkeys in
 //! [`sys`]), `rand` (workload generators), `serde`/`serde_json` (the JSON results), `clap`

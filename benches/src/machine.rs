@@ -22,6 +22,50 @@ pub struct Machine {
     pub load_start: f64,
     /// The same when the run ended.
     pub load_end: f64,
+    /// Set when the machine was still busy at the start of the run (see
+    /// [`wait_for_quiet`]): the warning the run printed, repeated in the report.
+    pub load_warning: Option<String>,
+}
+
+/// How long a quick or full run waits at its start for the machine to quiet down (the
+/// build that precedes it leaves the load average high).
+pub const QUIET_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits up to `max` for the 1-minute load average, read by `load` every `poll` (slept
+/// with `sleep`), to fall below `cores`. `None` once it has; otherwise the warning to
+/// print and to put in the report.
+pub fn wait_for_quiet(
+    cores: usize,
+    max: std::time::Duration,
+    poll: std::time::Duration,
+    mut load: impl FnMut() -> f64,
+    mut sleep: impl FnMut(std::time::Duration),
+) -> Option<String> {
+    let limit = cores as f64;
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        let now = load();
+        if now.is_nan() {
+            return Some(
+                "the load average could not be read (/proc/loadavg): whether other work ran \
+                 during this run is unknown"
+                    .into(),
+            );
+        }
+        if now < limit {
+            return None;
+        }
+        if waited >= max {
+            return Some(format!(
+                "the 1-minute load average was still {now:.2} on {cores} cores after waiting \
+                 {} s for it to fall below {cores}: other work was running, and the numbers \
+                 include its interference",
+                waited.as_secs()
+            ));
+        }
+        sleep(poll);
+        waited += poll;
+    }
 }
 
 /// The 1-minute load average.
@@ -63,6 +107,7 @@ impl Machine {
             scratch: format!("{} ({})", scratch.display(), file_system(scratch)),
             load_start: load_average(),
             load_end: load_average(),
+            load_warning: None,
         }
     }
 
@@ -96,4 +141,39 @@ fn file_system(dir: &std::path::Path) -> String {
         })
         .max_by_key(|(n, _)| *n)
         .map_or_else(|| "unknown".into(), |(_, fs)| fs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_busy_machine_is_waited_for_then_reported() {
+        let s = Duration::from_secs(1);
+        // Quiet at once: no wait, no warning.
+        let mut slept = Duration::ZERO;
+        assert_eq!(wait_for_quiet(2, 30 * s, s, || 0.5, |d| slept += d), None);
+        assert_eq!(slept, Duration::ZERO);
+
+        // Busy, then quiet within the wait: no warning.
+        let mut loads = [3.36, 2.5, 2.1, 1.9].into_iter();
+        let mut slept = Duration::ZERO;
+        let got = wait_for_quiet(2, 30 * s, s, || loads.next().unwrap(), |d| slept += d);
+        assert_eq!(got, None);
+        assert_eq!(slept, 3 * s);
+
+        // Busy throughout: the full wait, then the warning with the load and the cores.
+        let mut slept = Duration::ZERO;
+        let got = wait_for_quiet(2, 30 * s, s, || 3.36, |d| slept += d).unwrap();
+        assert_eq!(slept, 30 * s);
+        assert!(
+            got.contains("3.36 on 2 cores") && got.contains("30 s"),
+            "{got}"
+        );
+
+        // No /proc/loadavg: said, not waited for.
+        let got = wait_for_quiet(2, 30 * s, s, || f64::NAN, |_| panic!("no wait")).unwrap();
+        assert!(got.contains("could not be read"), "{got}");
+    }
 }

@@ -19,7 +19,7 @@ use plotters_backend::{
     BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind, FontTransform,
 };
 
-use crate::report::{factor, human_ns, roles, PaperCase, Pick};
+use crate::report::{factor, human_ns, Headline, PaperCase, Pick, DEFAULT_ROLE};
 use crate::suite::Report;
 use crate::workload::synthetic::human_bytes;
 
@@ -33,18 +33,19 @@ pub const FONT_PATHS: [&str; 5] = [
     "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
 ];
 
-/// Colours of the roles, in [`roles`] order: distinct hues that read on white (after
-/// Okabe and Ito's palette for colour-blind readers, darkened where it was too light).
+/// Colours of the roles, in [`crate::report::roles`] order: distinct hues that read on
+/// white (after Okabe and Ito's palette for colour-blind readers, darkened where it was too
+/// light).
 const COLOURS: [RGBColor; 10] = [
-    RGBColor(0, 90, 181),    // Vista, default protection: blue
+    RGBColor(0, 90, 181),    // Vista, default guard: blue
     RGBColor(86, 180, 233),  // Vista, unprotected: sky blue
+    RGBColor(117, 112, 179), // Vista, mprotect guard: purple
     RGBColor(230, 159, 0),   // RVM on Rio: orange
     RGBColor(213, 94, 0),    // RVM on disk: vermillion
     RGBColor(0, 158, 115),   // PMDK: green
     RGBColor(204, 121, 167), // LMDB: pink
     RGBColor(140, 86, 75),   // SQLite: brown
     RGBColor(80, 80, 80),    // floor: dark grey
-    RGBColor(117, 112, 179), // spare: purple
     RGBColor(27, 158, 119),  // spare: teal
 ];
 
@@ -125,18 +126,25 @@ pub fn write_plots(report: &Report, dir: &Path, prefix: &str) -> Result<Figures>
         }
     };
     let footer = format!(
-        "{} run; {}, {} cores; load average {:.2} at start, {:.2} at end",
+        "{} run; {}, {} cores; load average {:.2} at start, {:.2} at end{}",
         report.plan.mode,
         report.machine.cpu,
         report.machine.cores,
         report.machine.load_start,
-        report.machine.load_end
+        report.machine.load_end,
+        if report.machine.load_warning.is_some() {
+            " (busy machine: see the report's warning)"
+        } else {
+            ""
+        }
     );
     let mut figures = Vec::new();
     let cases = report.paper();
-    if !cases.is_empty() {
+    if let Some(headline) = report.headline() {
         let chart = PaperChart {
             cases: &cases,
+            headline: &headline,
+            roles: &report.roles(),
             footer: &footer,
         };
         figures.push(render(
@@ -346,10 +354,13 @@ impl Chart for BarChart<'_> {
     }
 }
 
-/// The paper's central figure: per case, RVM on disk, RVM on Rio and Vista as bars on a
-/// shared log scale, with the measured factors and the paper's written beside them.
+/// The paper's central figure: per case, RVM on disk, RVM on Rio and Vista (the default
+/// engine) as bars on a shared log scale, with the measured factors and the paper's written
+/// beside them, and the headline below.
 struct PaperChart<'a> {
     cases: &'a [PaperCase],
+    headline: &'a Headline,
+    roles: &'a [crate::report::Role],
     footer: &'a str,
 }
 
@@ -370,22 +381,34 @@ impl Chart for PaperChart<'_> {
         )?;
         let (body, foot) = root.split_vertically(h - 84);
         foot.draw(&Text::new(
-            "Factors: how many times faster, measured here; the paper's (Lowell and Chen, SOSP 1997) where it gives one. RVM on disk = rvm-restore-flush, RVM on Rio = rvm-rio-restore-flush, Vista = vista-none."
-                .to_string(),
+            format!(
+                "Factors: how many times faster, measured here; the paper's (Lowell and Chen, SOSP 1997) where it gives one. Vista = {} (the default guard here).",
+                self.headline.vista
+            ),
             (12, 6),
             grey(12),
         ))?;
-        foot.draw(&Text::new(self.footer.to_string(), (12, 26), grey(12)))?;
+        foot.draw(&Text::new(
+            format!("Headline: {}.", self.headline.short()),
+            (12, 26),
+            grey(12),
+        ))?;
+        foot.draw(&Text::new(self.footer.to_string(), (12, 46), grey(12)))?;
         let (_, body) = body.split_horizontally(20);
         let (body, _) = body.split_horizontally(w - 40);
         let all = self.cases.iter().flat_map(|c| [c.disk, c.rio, c.vista]);
         let lo = all.clone().fold(f64::MAX, f64::min) / 3.0;
         let hi = all.fold(0.0, f64::max) * 4.0;
-        let role = |label: &str| roles().iter().position(|r| r.label == label).unwrap_or(0);
+        let role = |label: &str| {
+            self.roles
+                .iter()
+                .position(|r| r.label == label)
+                .unwrap_or(0)
+        };
         let bars = [
             ("RVM on disk", role("RVM on disk")),
             ("RVM on Rio", role("RVM on Rio")),
-            ("Vista", role("Vista, unprotected")),
+            ("Vista", role(DEFAULT_ROLE)),
         ];
         for (area, c) in body
             .split_evenly((1, self.cases.len()))

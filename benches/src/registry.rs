@@ -36,8 +36,9 @@
 //!    // also: .flushes_to_disk() (criterion skips it), .cannot_abort() (RVM no-restore)
 //!    ```
 //!
-//!    Names `vista-pkey`, `vista-mprotect` and `vista-none` become the ratio reference
-//!    automatically (see [`REFERENCE_ORDER`]).
+//!    The table's ratio reference and the charts' "Vista, default guard" are the vista
+//!    configuration `Protection::Auto` resolves to on the machine that runs the suite
+//!    ([`default_engine`]), falling back to [`REFERENCE_FALLBACK`] for the ratios.
 //!
 //! 3. `cargo test -p benches` now runs the new adapter through every workload and checks
 //!    the data (tests/adapters.rs iterates over [`engines`]); `benches/txn.rs` picks it up
@@ -143,9 +144,29 @@ impl EngineSpec {
     }
 }
 
-/// Engines whose results are the ratio reference, in order of preference. When none of them
-/// ran, the first engine in the report is the reference.
-pub const REFERENCE_ORDER: [&str; 3] = ["vista-pkey", "vista-mprotect", "vista-none"];
+/// The ratio reference when the default engine ([`default_engine`]) did not run in a
+/// workload; when neither did, the first engine measured there is the reference.
+pub const REFERENCE_FALLBACK: &str = "vista-none";
+
+/// The vista configuration that runs with `protection`, by name (`None` for
+/// [`Protection::Auto`], which is not a configuration until it is resolved).
+pub fn vista_engine(protection: Protection) -> Option<&'static str> {
+    match protection {
+        Protection::None => Some("vista-none"),
+        Protection::Mprotect => Some("vista-mprotect"),
+        Protection::Alias => Some("vista-alias"),
+        Protection::Pkey => Some("vista-pkey"),
+        Protection::Auto => None,
+    }
+}
+
+/// The vista configuration a program gets by default on this machine: what
+/// `Protection::Auto` resolves to here, asked the way rio-cache resolves it
+/// (`vista-pkey` where protection keys can be allocated, else `vista-alias`).
+pub fn default_engine() -> &'static str {
+    let auto = ::rio_cache::inspect::auto_protection();
+    vista_engine(auto).expect("Auto resolves to a concrete protection mode")
+}
 
 /// Every engine configuration of this build, in report order.
 pub fn all_engines() -> Vec<EngineSpec> {
@@ -174,7 +195,7 @@ pub fn all_engines() -> Vec<EngineSpec> {
         ),
         vista(
             "vista-mprotect",
-            "Vista, mprotect write windows, memory image on /dev/shm",
+            "Vista, mprotect write windows (never the default: Auto picks pkey or alias), memory image on /dev/shm",
             Protection::Mprotect,
             Writeback::Manual,
         ),
@@ -186,7 +207,7 @@ pub fn all_engines() -> Vec<EngineSpec> {
         ),
         vista(
             "vista-pkey",
-            "Vista, protection-key write windows, memory image on /dev/shm",
+            "Vista, protection-key write windows (Auto with PKU), memory image on /dev/shm",
             Protection::Pkey,
             Writeback::Manual,
         )

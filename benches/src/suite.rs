@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::engine::Engine;
 use crate::machine::Machine;
 use crate::measure::{measure, Budget, Sample};
-use crate::registry::{EngineSpec, OpenOptions, REFERENCE_ORDER};
+use crate::registry::{EngineSpec, OpenOptions, REFERENCE_FALLBACK};
 use crate::workload::{Family, Scale};
 
 /// What to run.
@@ -137,6 +137,10 @@ pub struct Report {
     pub command: String,
     /// The machine.
     pub machine: Machine,
+    /// The vista configuration `Protection::Auto` resolved to on the machine that ran the
+    /// suite ([`crate::registry::default_engine`]): the tables' ratio reference and the
+    /// Vista of every comparison and headline factor.
+    pub default_engine: String,
     /// What was run.
     pub plan: Plan,
     /// The engines, in order.
@@ -246,6 +250,7 @@ pub fn run(
     Report {
         command,
         machine,
+        default_engine: crate::registry::default_engine().to_string(),
         plan: plan.clone(),
         engines: engines
             .iter()
@@ -326,15 +331,16 @@ impl Report {
         v
     }
 
-    /// The reference engine of `workload`: the first of [`REFERENCE_ORDER`] measured there,
-    /// else the first engine measured there.
+    /// The reference engine of `workload`: the default engine ([`Report::default_engine`])
+    /// if it was measured there, else [`REFERENCE_FALLBACK`], else the first engine measured
+    /// there.
     pub fn reference(&self, workload: &str) -> Option<&Row> {
         let measured = || {
             self.rows
                 .iter()
                 .filter(move |r| r.workload == workload && r.sample().is_some())
         };
-        REFERENCE_ORDER
+        [self.default_engine.as_str(), REFERENCE_FALLBACK]
             .iter()
             .find_map(|name| measured().find(|r| r.engine == *name))
             .or_else(|| measured().next())
@@ -370,6 +376,13 @@ mod tests {
             ["not run on this machine: a-pkey, b-pkey: memory protection keys are unavailable: test"]
         );
         assert!(r.rows.is_empty(), "no row for an engine that cannot run");
+        // The default engine is what Auto resolves to here, asked as rio-cache asks.
+        let auto = if rio_cache::pkeys_supported() {
+            "vista-pkey"
+        } else {
+            "vista-alias"
+        };
+        assert_eq!(r.default_engine, auto);
         let names: Vec<&str> = r.unavailable.iter().map(|u| u.engine.as_str()).collect();
         assert_eq!(names, ["a-pkey", "b-pkey"]);
     }

@@ -250,8 +250,11 @@ mod mutant {
 }
 
 /// The application developers' guide, `docs/guide.md`: its Rust examples run as doctests
-/// (`cargo test -p vista --doc`), so the guide cannot drift from the API.
+/// (`cargo test -p vista --doc`), so the guide cannot drift from the API. Warnings are
+/// errors there: an example that keeps compiling only with a warning (a `mut` that the
+/// API no longer needs, a deprecated call) has drifted too.
 #[cfg(doctest)]
+#[doc(test(attr(deny(warnings))))]
 #[doc = include_str!("../../docs/guide.md")]
 pub struct GuideDoctests;
 
