@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::engine::{engine, Engine, EngineConfig, EngineKind};
+use crate::engines::{engine, Engine, EngineConfig, EngineKind};
 use crate::report::{Report, Violation};
-use crate::workload::{Workload, WorkloadKind};
+use crate::workloads::{Workload, WorkloadKind};
 
 /// The fault mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -93,7 +93,7 @@ pub struct Config {
     /// Go on after the first violation.
     pub keep_going: bool,
     /// Threads per worker (1: the serial worker). More than one: vista, bank or kv,
-    /// kill or power mode ([`crate::threads`]).
+    /// kill or power mode ([`crate::modes::threads`]).
     pub threads: u32,
     /// vista's guard against wild stores in every mode but `wild` (which runs each
     /// guard itself). Default [`vista::Protection::Auto`].
@@ -394,7 +394,7 @@ impl Snapshot {
                     file.write_all(b)?;
                     file.set_len(b.len() as u64)?;
                 }
-                None => crate::engine::remove_if_exists(f)?,
+                None => crate::engines::remove_if_exists(f)?,
             }
         }
         Ok(())
@@ -408,7 +408,7 @@ impl Snapshot {
         for ((_, b), t) in self.0.iter().zip(targets) {
             match b {
                 Some(b) => std::fs::write(t, b)?,
-                None => crate::engine::remove_if_exists(t)?,
+                None => crate::engines::remove_if_exists(t)?,
             }
         }
         Ok(())
@@ -428,22 +428,22 @@ pub fn run(cfg: Config) -> Result<Report> {
     if cfg.threads != 1 || cfg.mode == Mode::Io {
         check_threads(&cfg)?;
         let model = if cfg.mode == Mode::Power {
-            crate::engine::CrashModel::Power
+            crate::engines::CrashModel::Power
         } else {
-            crate::engine::CrashModel::Process
+            crate::engines::CrashModel::Process
         };
         let mut ctx = Ctx::new(cfg)?;
-        crate::threads::run(&mut ctx, model)?;
+        crate::modes::threads::run(&mut ctx, model)?;
         return Ok(ctx.finish());
     }
     let mut ctx = Ctx::new(cfg)?;
     match ctx.cfg.mode {
-        Mode::Kill => crate::kill::run(&mut ctx, crate::engine::CrashModel::Process)?,
-        Mode::Power => crate::kill::run(&mut ctx, crate::engine::CrashModel::Power)?,
-        Mode::Points => crate::points::run(&mut ctx)?,
-        Mode::Recovery => crate::recovery::run(&mut ctx)?,
-        Mode::Wild => crate::wild::run(&mut ctx)?,
-        Mode::Compound => crate::compound::run(&mut ctx)?,
+        Mode::Kill => crate::modes::kill::run(&mut ctx, crate::engines::CrashModel::Process)?,
+        Mode::Power => crate::modes::kill::run(&mut ctx, crate::engines::CrashModel::Power)?,
+        Mode::Points => crate::modes::points::run(&mut ctx)?,
+        Mode::Recovery => crate::modes::recovery::run(&mut ctx)?,
+        Mode::Wild => crate::modes::wild::run(&mut ctx)?,
+        Mode::Compound => crate::modes::compound::run(&mut ctx)?,
         Mode::Io => unreachable!("the io mode runs the threaded worker"),
     }
     Ok(ctx.finish())
@@ -454,9 +454,9 @@ pub fn run(cfg: Config) -> Result<Report> {
 fn check_threads(cfg: &Config) -> Result<()> {
     let n = cfg.threads;
     anyhow::ensure!(
-        (1..=crate::threads::MAX_THREADS).contains(&n),
+        (1..=crate::modes::threads::MAX_THREADS).contains(&n),
         "--threads {n}: between 1 and {}",
-        crate::threads::MAX_THREADS
+        crate::modes::threads::MAX_THREADS
     );
     anyhow::ensure!(
         !cfg.engine.is_lrvm(),
@@ -464,7 +464,7 @@ fn check_threads(cfg: &Config) -> Result<()> {
          transactions are not isolated from each other), so it has one thread"
     );
     anyhow::ensure!(
-        crate::threads::Shape::of(cfg.workload).is_some(),
+        crate::modes::threads::Shape::of(cfg.workload).is_some(),
         "--threads {n} runs the bank and kv workloads, not {}",
         cfg.workload.name()
     );

@@ -27,10 +27,10 @@ use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 
 use crate::campaign::{self, Ctx};
-use crate::engine::EngineKind;
+use crate::engines::EngineKind;
 use crate::report::Report;
 use crate::sys;
-use crate::workload::{cycle_seed, WorkloadKind};
+use crate::workloads::{cycle_seed, WorkloadKind};
 
 /// What `crash-sim exec` runs.
 #[derive(Debug, Clone)]

@@ -70,32 +70,26 @@
 #![deny(unsafe_code)]
 
 pub mod app;
-mod bank;
 pub mod campaign;
 pub mod cli;
-pub mod compound;
-pub mod engine;
+pub mod engines;
 pub mod exec;
-pub mod heap;
-pub mod kill;
-mod kv;
-mod lrvm_engine;
-pub mod maps;
-pub mod oracle;
-mod pages;
-pub mod points;
-pub mod recovery;
+pub mod harness;
+pub mod modes;
 pub mod report;
 pub mod selftest;
 mod sys;
-pub mod threads;
-mod vista_engine;
-pub mod wild;
-pub mod worker;
-pub mod workload;
+pub mod workloads;
+
+// The paths of the flat layout, kept for callers.
+pub use app::heap;
+pub use engines as engine;
+pub use harness::{maps, oracle, worker};
+pub use modes::{compound, kill, points, recovery, threads, wild};
+pub use workloads as workload;
 
 pub use campaign::{Config, Mode};
-pub use engine::{CrashModel, EngineKind};
+pub use engines::{CrashModel, EngineKind};
 pub use report::Report;
 pub use sys::{Exit, WildStore};
-pub use workload::WorkloadKind;
+pub use workloads::WorkloadKind;

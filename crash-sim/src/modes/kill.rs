@@ -12,11 +12,11 @@ use anyhow::Result;
 use rand::{Rng, SeedableRng};
 
 use crate::campaign::Ctx;
-use crate::engine::{CrashModel, Engine, OpKind, Start};
-use crate::oracle::{verify, Expectation};
+use crate::engines::{CrashModel, Engine, OpKind, Start};
+use crate::harness::oracle::{verify, Expectation};
+use crate::harness::worker::{spawn, Job, Outcome};
 use crate::sys::Exit;
-use crate::worker::{spawn, Job, Outcome};
-use crate::workload::{cycle_seed, plan};
+use crate::workloads::{cycle_seed, plan};
 
 /// Operations per cycle: more than a worker gets through before its kill.
 pub const OPS: u64 = 5000;

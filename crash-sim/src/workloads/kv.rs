@@ -15,8 +15,8 @@
 
 use std::ops::RangeInclusive;
 
-use crate::engine::{OpKind, Txn};
-use crate::workload::{mix, u64_at, Workload, WorkloadKind};
+use crate::engines::{OpKind, Txn};
+use crate::workloads::{mix, u64_at, Workload, WorkloadKind};
 
 const SLOTS: u64 = 255;
 const SLOT: u64 = 16;

@@ -67,9 +67,11 @@
 //! ```
 //!
 //! Call [`run`] (or [`main`]) from a single-threaded process, as the built-in campaigns
-//! do (see [`crate::worker`]): it forks. `crash-sim/examples/ledger.rs` and its broken
+//! do (see [`crate::harness::worker`]): it forks. `crash-sim/examples/ledger.rs` and its broken
 //! twin `ledger_broken.rs` are complete examples; docs/crash-testing.md explains the
 //! contract.
+
+pub mod heap;
 
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
@@ -83,11 +85,11 @@ use rand::{Rng, SeedableRng};
 use vista::{Options, Segment, StartKind};
 
 use crate::campaign::{self, Ctx, Mode, Snapshot};
-use crate::engine::{CrashModel, Engine, EngineConfig, EngineKind};
+use crate::engines::vista::VistaEngine;
+use crate::engines::{CrashModel, Engine, EngineConfig, EngineKind};
 use crate::report::{PointCoverage, RecoveryStats, Report};
 use crate::sys::{self, Exit, Fork};
-use crate::vista_engine::VistaEngine;
-use crate::workload::{cycle_seed, WorkloadKind};
+use crate::workloads::{cycle_seed, WorkloadKind};
 
 /// A vista application under test.
 ///
@@ -428,7 +430,7 @@ impl<'a> Harness<'a> {
     fn reset(&self) -> Result<()> {
         std::fs::create_dir_all(self.engine.cache_dir())?;
         for f in self.engine.files() {
-            crate::engine::remove_if_exists(&f)?;
+            crate::engines::remove_if_exists(&f)?;
         }
         let job = Job {
             init: true,

@@ -208,9 +208,9 @@ pub trait Store {
 /// Builds the engine `kind` with `cfg`.
 pub fn engine(kind: EngineKind, cfg: EngineConfig) -> Box<dyn Engine> {
     match kind {
-        EngineKind::Vista => Box::new(crate::vista_engine::VistaEngine::new(cfg)),
+        EngineKind::Vista => Box::new(crate::engines::vista::VistaEngine::new(cfg)),
         EngineKind::LrvmFlush | EngineKind::LrvmNoFlush => {
-            Box::new(crate::lrvm_engine::LrvmEngine::new(kind, cfg))
+            Box::new(crate::engines::lrvm::LrvmEngine::new(kind, cfg))
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::ops::RangeInclusive;
 
-use crate::engine::{OpKind, Txn};
+use crate::engines::{OpKind, Txn};
 
 /// Which workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -44,9 +44,9 @@ impl WorkloadKind {
     /// The workload.
     pub fn build(self) -> Box<dyn Workload> {
         match self {
-            WorkloadKind::Bank => Box::new(crate::bank::Bank),
-            WorkloadKind::Kv => Box::new(crate::kv::Kv),
-            WorkloadKind::Pages => Box::new(crate::pages::Pages),
+            WorkloadKind::Bank => Box::new(crate::workloads::bank::Bank),
+            WorkloadKind::Kv => Box::new(crate::workloads::kv::Kv),
+            WorkloadKind::Pages => Box::new(crate::workloads::pages::Pages),
         }
     }
 }

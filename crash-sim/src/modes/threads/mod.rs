@@ -42,11 +42,11 @@ use rand::{Rng, SeedableRng};
 use vista::{Segment, StartKind};
 
 use crate::campaign::Ctx;
-use crate::engine::{CrashModel, Engine, EngineConfig, OpKind, Start};
+use crate::engines::vista::VistaEngine;
+use crate::engines::{CrashModel, Engine, EngineConfig, OpKind, Start};
+use crate::harness::worker::{self, Outcome, Worker};
 use crate::sys::{self, Exit};
-use crate::vista_engine::VistaEngine;
-use crate::worker::{self, Outcome, Worker};
-use crate::workload::{cycle_seed, mix, op_kind, u64_at, WorkloadKind};
+use crate::workloads::{cycle_seed, mix, op_kind, u64_at, WorkloadKind};
 
 /// The most threads a worker runs (each has a record line in the state).
 pub const MAX_THREADS: u32 = 64;

@@ -18,8 +18,8 @@
 
 use std::ops::RangeInclusive;
 
-use crate::engine::{OpKind, Txn};
-use crate::workload::{mix, Workload, WorkloadKind};
+use crate::engines::{OpKind, Txn};
+use crate::workloads::{mix, Workload, WorkloadKind};
 
 const PAGE: u64 = 4096;
 const PAGES: u64 = 768;

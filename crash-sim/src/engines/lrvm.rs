@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use lrvm::{CommitMode, CreateMode, MapOptions, Options, RegionId, RegionSpec, RestoreMode, Rvm};
 
-use crate::engine::{
+use crate::engines::{
     remove_if_exists, CrashModel, Engine, EngineConfig, EngineKind, OpKind, Start, State, Store,
     Txn,
 };
