@@ -77,8 +77,10 @@ pub mod exec;
 pub mod harness;
 pub mod modes;
 pub mod report;
+pub mod seed;
 pub mod selftest;
 mod sys;
+pub mod txn;
 pub mod workloads;
 
 // The paths of the flat layout, kept for callers.

@@ -84,12 +84,15 @@ use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use vista::{Options, Segment, StartKind};
 
-use crate::campaign::{self, Ctx, Mode, Snapshot};
 use crate::engines::vista::VistaEngine;
 use crate::engines::{CrashModel, Engine, EngineConfig, EngineKind};
+use crate::harness::config::{Config, Mode};
+use crate::harness::ctx::Ctx;
+use crate::harness::snapshot::Snapshot;
 use crate::report::{PointCoverage, RecoveryStats, Report};
+use crate::seed::cycle_seed;
 use crate::sys::{self, Exit, Fork};
-use crate::workloads::{cycle_seed, WorkloadKind};
+use crate::workloads::WorkloadKind;
 
 /// A vista application under test.
 ///
@@ -313,7 +316,7 @@ pub struct AppConfig {
     /// engines only), seed, budgets, point/hit/scenario selection, progress bar, with the
     /// defaults of `crash-sim run`. Its `engine` and `workload` are not used: the
     /// engine is vista, the workload the application.
-    pub campaign: campaign::Config,
+    pub campaign: Config,
     /// The command that reruns this campaign, to which replay lines add their options
     /// (default: this program's name, which suits a binary whose `main` is [`main`]).
     pub command: String,
@@ -323,7 +326,7 @@ impl AppConfig {
     /// The defaults for `mode`.
     pub fn new(mode: Mode) -> AppConfig {
         AppConfig {
-            campaign: campaign::Config::new(EngineKind::Vista, WorkloadKind::Bank, mode),
+            campaign: Config::new(EngineKind::Vista, WorkloadKind::Bank, mode),
             command: std::env::args()
                 .next()
                 .unwrap_or_else(|| "crash-test".into()),

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::engines::{Engine, OpKind, Start, Store, Txn};
+use crate::engines::{Engine, Start, Store};
 use crate::harness::maps::{self, Region};
 use crate::sys::{self, Exit, Fork, WildStore};
+use crate::txn::{OpKind, Txn};
 use crate::workloads::{op_kind, Workload};
 
 /// Where a wild store goes.
@@ -312,11 +313,11 @@ impl Worker {
             }
             ERROR => Msg::Error(String::from_utf8_lossy(&payload()?).into_owned()),
             THREAD_START => {
-                let (t, i) = crate::modes::threads::untag(value);
+                let (t, i) = crate::harness::thread_acks::untag(value);
                 Msg::ThreadStart(t, i)
             }
             THREAD_ACK => {
-                let (t, i) = crate::modes::threads::untag(value);
+                let (t, i) = crate::harness::thread_acks::untag(value);
                 Msg::ThreadAck(t, i)
             }
             other => bail!("unknown message tag {other} from worker {}", self.pid),
@@ -396,7 +397,7 @@ pub struct Outcome {
     /// It survived the wild store.
     pub wild_survived: bool,
     /// A threaded worker's acknowledgements.
-    pub threads: crate::modes::threads::Acks,
+    pub threads: crate::harness::thread_acks::Acks,
 }
 
 impl Outcome {

@@ -18,12 +18,14 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
 
-use crate::campaign::{Ctx, Snapshot};
-use crate::engines::{CrashModel, Engine, EngineKind, OpKind};
+use crate::engines::{CrashModel, Engine, EngineKind};
+use crate::harness::ctx::Ctx;
 use crate::harness::oracle::{verify, Expectation};
+use crate::harness::snapshot::Snapshot;
 use crate::harness::worker::{run_to_end, Job, Outcome};
 use crate::report::PointCoverage;
 use crate::sys::Exit;
+use crate::txn::OpKind;
 use crate::workloads::op_kind;
 
 /// A starting state.

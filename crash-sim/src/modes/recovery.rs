@@ -7,8 +7,9 @@
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
 
-use crate::campaign::{Ctx, Snapshot};
 use crate::engines::Engine;
+use crate::harness::ctx::Ctx;
+use crate::harness::snapshot::Snapshot;
 use crate::harness::worker::{run_to_end, Job};
 use crate::modes::points::{scenarios, Scenario};
 use crate::report::{PointCoverage, RecoveryStats};

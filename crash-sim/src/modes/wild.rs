@@ -26,15 +26,15 @@ use std::time::Duration;
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
 
-use crate::campaign::Ctx;
 use crate::engines::{CrashModel, Engine, EngineKind};
+use crate::harness::ctx::Ctx;
 use crate::harness::maps::Region;
 use crate::harness::oracle::{verify, Expectation};
 use crate::harness::worker::{spawn, Job, Msg, Outcome, WildFault, WildTarget};
 use crate::modes::kill::OPS;
 use crate::report::WildRow;
+use crate::seed::cycle_seed;
 use crate::sys::{Exit, WildStore};
-use crate::workloads::cycle_seed;
 
 /// Transactions a worker runs after its wild store before it is killed (at most).
 const AFTER: u64 = 8;

@@ -41,12 +41,16 @@ use anyhow::{anyhow, Context, Result};
 use rand::{Rng, SeedableRng};
 use vista::{Segment, StartKind};
 
-use crate::campaign::Ctx;
 use crate::engines::vista::VistaEngine;
-use crate::engines::{CrashModel, Engine, EngineConfig, OpKind, Start};
+use crate::engines::{CrashModel, Engine, EngineConfig, Start};
+use crate::harness::ctx::Ctx;
+use crate::harness::thread_acks::tag;
+pub use crate::harness::thread_acks::Acks;
 use crate::harness::worker::{self, Outcome, Worker};
+use crate::seed::{cycle_seed, mix};
 use crate::sys::{self, Exit};
-use crate::workloads::{cycle_seed, mix, op_kind, u64_at, WorkloadKind};
+use crate::txn::OpKind;
+use crate::workloads::{op_kind, u64_at, WorkloadKind};
 
 /// The most threads a worker runs (each has a record line in the state).
 pub const MAX_THREADS: u32 = 64;
@@ -205,58 +209,6 @@ fn kv_slots(seed: u64, t: u32, i: u64) -> Vec<u64> {
 fn kv_tuple(seed: u64, t: u32, i: u64, slot: u64, version: u64) -> [u64; 4] {
     let value = mix(thread_seed(seed, t) ^ mix(i) ^ slot.rotate_left(40));
     [version, u64::from(t) + 1, i, value]
-}
-
-/// What the parent learned from a threaded worker's frames.
-#[derive(Debug, Default, Clone)]
-pub struct Acks {
-    /// Per thread: the last acknowledged op (0: none).
-    pub acked: Vec<u64>,
-    /// Per thread: every op up to this one was acknowledged before a durable operation
-    /// (of any thread) began that was itself acknowledged; after power loss those
-    /// commits must be there.
-    pub durable: Vec<u64>,
-    /// Durable operations begun and not yet acknowledged: the acks read before each.
-    starts: HashMap<(u32, u64), Vec<u64>>,
-}
-
-impl Acks {
-    fn grow(&mut self, t: u32) {
-        let n = (t as usize + 1).max(self.acked.len());
-        self.acked.resize(n, 0);
-        self.durable.resize(n, 0);
-    }
-
-    /// Thread `t` is about to begin the durable op `i`.
-    pub fn start(&mut self, t: u32, i: u64) {
-        self.grow(t);
-        self.starts.insert((t, i), self.acked.clone());
-    }
-
-    /// Op `i` of thread `t` returned.
-    pub fn ack(&mut self, t: u32, i: u64) {
-        self.grow(t);
-        self.acked[t as usize] = i;
-        if let Some(before) = self.starts.remove(&(t, i)) {
-            for (u, a) in before.iter().enumerate() {
-                self.durable[u] = self.durable[u].max(*a);
-            }
-            self.durable[t as usize] = self.durable[t as usize].max(i);
-        }
-    }
-
-    fn acked(&self, t: u32) -> u64 {
-        self.acked.get(t as usize).copied().unwrap_or(0)
-    }
-
-    fn durable(&self, t: u32) -> u64 {
-        self.durable.get(t as usize).copied().unwrap_or(0)
-    }
-
-    /// Acknowledged ops of every thread.
-    pub fn total(&self) -> u64 {
-        self.acked.iter().sum()
-    }
 }
 
 /// What a check of a threaded cycle knows.
@@ -573,15 +525,6 @@ pub fn check_recovery(
 // ---------------------------------------------------------------------------------
 // The worker.
 
-fn tag(t: u32, i: u64) -> u64 {
-    (u64::from(t) << 48) | i
-}
-
-/// Splits a frame value into (thread, op).
-pub(crate) fn untag(v: u64) -> (u32, u64) {
-    ((v >> 48) as u32, v & ((1 << 48) - 1))
-}
-
 /// Forks a threaded worker: it opens (recovers) the segment, reports like the serial
 /// worker (ready, recovery, state), then runs `ops` operations on each of `threads`
 /// threads, acknowledging each; when all are done it closes the segment.
@@ -799,7 +742,7 @@ pub fn run(ctx: &mut Ctx, model: CrashModel) -> Result<()> {
     let shape = Shape::of(ctx.cfg.workload)
         .ok_or_else(|| anyhow!("no threaded form of {}", ctx.cfg.workload.name()))?;
     let power = model == CrashModel::Power;
-    let io = ctx.cfg.mode == crate::campaign::Mode::Io;
+    let io = ctx.cfg.mode == crate::harness::config::Mode::Io;
     let engine = VistaEngine::new(EngineConfig {
         dir: ctx.work_dir().join("threads"),
         state_len: shape.state_len(),
