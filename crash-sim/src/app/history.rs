@@ -66,9 +66,9 @@ impl History {
     }
 
     /// Every operation acknowledged since the segment was initialised, oldest first,
-    /// as the workload passed it to [`Acks::ack`]. After a power loss that the oracle
-    /// accepted, the operations it took (those after the last durable one) are dropped
-    /// from the history.
+    /// as the workload passed it to [`Acks::ack`](super::Acks::ack). After a power loss
+    /// that the oracle accepted, the operations it took (those after the last durable
+    /// one) are dropped from the history.
     pub fn acked(&self) -> Ops<'_> {
         Ops {
             bytes: &self.bytes,

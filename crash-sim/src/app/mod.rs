@@ -2,7 +2,7 @@
 //! faults as the built-in workloads.
 //!
 //! The application implements [`App`]: [`App::run`] performs transactions on a vista
-//! [`Segment`] in a forked child process and acknowledges each completed operation
+//! [`Segment`](vista::Segment) in a forked child process and acknowledges each completed operation
 //! through [`Acks`]; [`App::check`] opens nothing itself: it is handed the recovered
 //! segment and the [`History`] of acknowledged operations, and says whether the one is
 //! consistent with the other. [`run`] drives it through one [`Mode`]:
@@ -10,8 +10,8 @@
 //! - **kill**: fork, recover, check the previous crash, run, `SIGKILL` after a seeded
 //!   random delay; the state carries over from cycle to cycle;
 //! - **power**: the same, then power loss through the vista adapter's
-//!   [`Engine::power_fail`](crate::engines::Engine::power_fail) (the built-in power mode's cut); half the cycles instead die
-//!   at a random checkpoint crash point;
+//!   [`Engine::power_fail`](crate::engines::Engine::power_fail) (the built-in power
+//!   mode's cut); half the cycles instead die at a random checkpoint crash point;
 //! - **points**: every vista and rio-cache crash point, every hit, from three starting
 //!   states (`fresh`; `pending`: a transaction cut short; `cold`: a checkpoint cut
 //!   short, then power loss); each kill is checked as a process crash and, from the disk
@@ -67,9 +67,9 @@
 //! ```
 //!
 //! Call [`run`] (or [`main`]) from a single-threaded process, as the built-in campaigns
-//! do (see [`crate::harness::worker`]): it forks. `crash-sim/examples/ledger.rs` and its broken
-//! twin `ledger_broken.rs` are complete examples; docs/crash-testing.md explains the
-//! contract.
+//! do (see [`crate::harness::worker`]): it forks. `crash-sim/examples/ledger.rs` and its
+//! broken twin `ledger_broken.rs` are complete examples; docs/crash-testing.md explains
+//! the contract.
 
 mod application;
 mod channel;
