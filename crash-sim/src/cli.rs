@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::campaign::Config;
+use crate::harness::config::Config;
 
 /// Budget, seed, selection and output options of a campaign.
 #[derive(Debug, Clone, clap::Args)]
@@ -37,7 +37,7 @@ pub struct CampaignArgs {
     pub scenario: Option<String>,
     /// vista's guard in every mode but `wild` (which runs each itself): auto, none,
     /// mprotect, alias or pkey.
-    #[arg(long, default_value = "auto", value_parser = crate::campaign::parse_protection)]
+    #[arg(long, default_value = "auto", value_parser = crate::harness::config::parse_protection)]
     pub protection: vista::Protection,
     /// Go on after the first violation.
     #[arg(long)]

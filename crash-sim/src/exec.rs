@@ -26,11 +26,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 
-use crate::campaign::{self, Ctx};
-use crate::engine::EngineKind;
+use crate::engines::EngineKind;
+use crate::harness::config::{Config, Mode};
+use crate::harness::ctx::Ctx;
 use crate::report::Report;
+use crate::seed::cycle_seed;
 use crate::sys;
-use crate::workload::{cycle_seed, WorkloadKind};
+use crate::workloads::WorkloadKind;
 
 /// What `crash-sim exec` runs.
 #[derive(Debug, Clone)]
@@ -143,8 +145,7 @@ pub fn run(cfg: &ExecConfig) -> Result<Report> {
     if cfg.min_delay > cfg.max_delay {
         bail!("the shortest kill delay is longer than the longest");
     }
-    let mut ccfg =
-        campaign::Config::new(EngineKind::Vista, WorkloadKind::Bank, campaign::Mode::Kill);
+    let mut ccfg = Config::new(EngineKind::Vista, WorkloadKind::Bank, Mode::Kill);
     ccfg.seconds = cfg.seconds;
     ccfg.seed = cfg.seed;
     ccfg.cycles = cfg.cycles;

@@ -22,23 +22,24 @@
 //!
 //! The example is `no_run` because it forks: doctests run in a multi-threaded harness,
 //! and the campaign wants to fork from a process whose other threads hold no engine
-//! files (see [`worker`]). The tests in `tests/` run the `crash-sim` binary instead.
+//! files (see [`harness::worker`]). The tests in `tests/` run the `crash-sim` binary instead.
 //!
 //! # Modes
-//! - **kill**: fork, recover, run, `SIGKILL` after a random delay ([`kill`]).
-//! - **points**: every crash point, every hit, SQLite-style ([`points`]).
+//! - **kill**: fork, recover, run, `SIGKILL` after a random delay ([`modes::kill`]).
+//! - **points**: every crash point, every hit, SQLite-style ([`modes::points`]).
 //! - **recovery**: kill recovery at every point, nested to depth 2, sampled at depth 3
-//!   ([`recovery`]).
+//!   ([`modes::recovery`]).
 //! - **power**: kill, then cut the power: vista's unsynced disk writes are kept, lost or
-//!   torn at random by rio-cache's model ([`kill`] with [`CrashModel::Power`]).
+//!   torn at random by rio-cache's model ([`modes::kill`] with [`CrashModel::Power`]).
 //! - **wild**: stray stores into the engine's memory, with and without protection
-//!   ([`wild`]).
+//!   ([`modes::wild`]).
 //! - **compound** (vista): sequences of kills and power cuts, each with an exact oracle
-//!   ([`compound`]).
+//!   ([`modes::compound`]).
+//! - **io** (vista): one injected I/O failure per worker, through the threaded worker.
 //!
 //! With `--threads N` (vista, bank and kv, kill and power modes) each worker runs N
 //! threads of transactions on one segment, and the oracle accepts exactly the states a
-//! serial order of the committed transactions explains ([`threads`]).
+//! serial order of the committed transactions explains ([`modes::threads`]).
 //!
 //! [`app`] runs the kill, power, points and recovery modes against a user's own vista
 //! application (its workload, its acknowledgements, its oracle), with the same report.
@@ -47,6 +48,36 @@
 //!
 //! [`selftest`] runs campaigns against deliberately broken engines (feature `mutants`)
 //! and fails if one survives.
+//!
+//! # Layout
+//! Each folder is one layer; a module imports only from the layers below it, never from
+//! a sibling that imports it back.
+//!
+//! ```text
+//! campaign.rs      run(): picks the mode              (top: the `crash-sim run` entry)
+//! app/             a user's vista application: the App contract, its acknowledgement
+//!                  channel, the history its oracle sees, its forked child, its modes;
+//!                  heap.rs, the persistent-heap workload written as an App
+//! exec.rs          crash-sim exec: any program, killed with its process group
+//! selftest.rs      the mutants and the campaigns that must catch them
+//! cli.rs           the options every campaign shares
+//! modes/           kill (and power), points, recovery, wild, compound;
+//!                  threads/: the threaded workloads, worker, oracle and cycles (io too)
+//! harness/         what every mode stands on: config (Config, Mode), ctx (Ctx, a running
+//!                  campaign), snapshot, worker (fork, pipe protocol, the child's loop),
+//!                  thread_acks, oracle (the durability rules), maps (/proc/self/maps)
+//! engines/         the Engine / Store contract; the vista and lrvm adapters
+//! workloads/       the Workload contract; bank, kv, pages
+//! txn.rs seed.rs   OpKind and Txn, which workloads make and engines run; SplitMix64
+//! report.rs        the report every layer fills in
+//! sys.rs           the one unsafe room
+//! ```
+//!
+//! The flat layout's paths stay valid: `crash_sim::engine` and `crash_sim::workload`
+//! name [`engines`] and [`workloads`]; `crash_sim::{kill, points, recovery, wild,
+//! compound, threads}` the modes; `crash_sim::{worker, oracle, maps}` the harness's
+//! modules; `crash_sim::heap` is [`app::heap`]; `crash_sim::campaign` still exports
+//! `Config`, `Mode`, `Ctx` and `Snapshot`.
 //!
 //! # Unsafe code
 //! Only in `sys`: `fork` and `_exit` (process control otherwise goes through nix's safe
@@ -70,32 +101,28 @@
 #![deny(unsafe_code)]
 
 pub mod app;
-mod bank;
 pub mod campaign;
 pub mod cli;
-pub mod compound;
-pub mod engine;
+pub mod engines;
 pub mod exec;
-pub mod heap;
-pub mod kill;
-mod kv;
-mod lrvm_engine;
-pub mod maps;
-pub mod oracle;
-mod pages;
-pub mod points;
-pub mod recovery;
+pub mod harness;
+pub mod modes;
 pub mod report;
+pub mod seed;
 pub mod selftest;
 mod sys;
-pub mod threads;
-mod vista_engine;
-pub mod wild;
-pub mod worker;
-pub mod workload;
+pub mod txn;
+pub mod workloads;
+
+// The paths of the flat layout, kept for callers (examples, tests, other crates).
+pub use app::heap;
+pub use engines as engine;
+pub use harness::{maps, oracle, worker};
+pub use modes::{compound, kill, points, recovery, threads, wild};
+pub use workloads as workload;
 
 pub use campaign::{Config, Mode};
-pub use engine::{CrashModel, EngineKind};
+pub use engines::{CrashModel, EngineKind};
 pub use report::Report;
 pub use sys::{Exit, WildStore};
-pub use workload::WorkloadKind;
+pub use workloads::WorkloadKind;

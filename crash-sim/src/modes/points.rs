@@ -18,13 +18,15 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
 
-use crate::campaign::{Ctx, Snapshot};
-use crate::engine::{CrashModel, Engine, EngineKind, OpKind};
-use crate::oracle::{verify, Expectation};
+use crate::engines::{CrashModel, Engine, EngineKind};
+use crate::harness::ctx::Ctx;
+use crate::harness::oracle::{verify, Expectation};
+use crate::harness::snapshot::Snapshot;
+use crate::harness::worker::{run_to_end, Job, Outcome};
 use crate::report::PointCoverage;
 use crate::sys::Exit;
-use crate::worker::{run_to_end, Job, Outcome};
-use crate::workload::op_kind;
+use crate::txn::OpKind;
+use crate::workloads::op_kind;
 
 /// A starting state.
 #[derive(Debug)]
@@ -188,7 +190,7 @@ pub fn cold_view(ctx: &Ctx, engine: &dyn Engine) -> Result<Box<dyn Engine>> {
     let cold = ctx.engine("cold-view", ctx.cfg.protection, false);
     std::fs::create_dir_all(cold.files()[0].parent().expect("in a directory"))?;
     for f in cold.files() {
-        crate::engine::remove_if_exists(&f)?;
+        crate::engines::remove_if_exists(&f)?;
     }
     Snapshot::take(&engine.durable_files())?.copy_to(&cold.durable_files())?;
     Ok(cold)

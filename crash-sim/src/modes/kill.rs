@@ -11,12 +11,14 @@ use std::time::Duration;
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
 
-use crate::campaign::Ctx;
-use crate::engine::{CrashModel, Engine, OpKind, Start};
-use crate::oracle::{verify, Expectation};
+use crate::engines::{CrashModel, Engine, Start};
+use crate::harness::ctx::Ctx;
+use crate::harness::oracle::{verify, Expectation};
+use crate::harness::worker::{spawn, Job, Outcome};
+use crate::seed::cycle_seed;
 use crate::sys::Exit;
-use crate::worker::{spawn, Job, Outcome};
-use crate::workload::{cycle_seed, plan};
+use crate::txn::OpKind;
+use crate::workloads::plan;
 
 /// Operations per cycle: more than a worker gets through before its kill.
 pub const OPS: u64 = 5000;

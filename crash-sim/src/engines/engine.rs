@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::txn::{OpKind, Txn};
+
 /// Which engine (and commit mode) a campaign drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -48,44 +50,6 @@ impl EngineKind {
     /// Whether this is one of the lrvm modes.
     pub fn is_lrvm(self) -> bool {
         !matches!(self, EngineKind::Vista)
-    }
-}
-
-/// How a transaction ends, or an operation that is not a transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OpKind {
-    /// An ordinary commit: vista `commit`, lrvm `Flush` (lrvm-flush) or `NoFlush`
-    /// (lrvm-noflush).
-    Commit,
-    /// The transaction's writes are made, then aborted.
-    Abort,
-    /// A commit that survives power loss: vista `commit_durable`, lrvm `Flush`.
-    Durable,
-    /// No transaction: vista `checkpoint`, lrvm `truncate`.
-    Checkpoint,
-    /// No transaction: close the engine cleanly (vista `close`, lrvm `close`).
-    Close,
-}
-
-/// One operation of a workload: its writes (offset, bytes) and how it ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Txn {
-    /// How it ends.
-    pub kind: OpKind,
-    /// Writes in order (empty for checkpoint and close).
-    pub writes: Vec<(u64, Vec<u8>)>,
-}
-
-impl Txn {
-    /// Applies the transaction to a model of the state (nothing if it aborts).
-    pub fn apply(&self, state: &mut [u8]) {
-        if matches!(self.kind, OpKind::Commit | OpKind::Durable) {
-            for (off, bytes) in &self.writes {
-                let at = *off as usize;
-                state[at..at + bytes.len()].copy_from_slice(bytes);
-            }
-        }
     }
 }
 
@@ -203,16 +167,6 @@ pub trait Store {
     /// # Errors
     /// Engine errors.
     fn addresses(&self) -> Result<(usize, usize, usize)>;
-}
-
-/// Builds the engine `kind` with `cfg`.
-pub fn engine(kind: EngineKind, cfg: EngineConfig) -> Box<dyn Engine> {
-    match kind {
-        EngineKind::Vista => Box::new(crate::vista_engine::VistaEngine::new(cfg)),
-        EngineKind::LrvmFlush | EngineKind::LrvmNoFlush => {
-            Box::new(crate::lrvm_engine::LrvmEngine::new(kind, cfg))
-        }
-    }
 }
 
 /// Removes `path` if it exists.

@@ -25,7 +25,7 @@ use anyhow::Result;
 use vista::{bytemuck, Options, PPtr, Segment, Transaction, Writeback};
 
 use crate::app::{Acks, App, History};
-use crate::workload::mix;
+use crate::seed::mix;
 
 /// Threads running operations at once.
 pub const THREADS: usize = 3;

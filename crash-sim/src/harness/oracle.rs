@@ -2,8 +2,8 @@
 //! operations a recovered state may be, given what was acknowledged, what the engine
 //! promised for each acknowledged operation, and the kind of crash.
 
-use crate::engine::{CrashModel, Engine};
-use crate::workload::{plan, Workload};
+use crate::engines::{CrashModel, Engine};
+use crate::workloads::{plan, Workload};
 
 /// What a check knows about the crashed cycle.
 #[derive(Debug, Clone, Copy)]

@@ -8,10 +8,10 @@ use anyhow::{Context, Result};
 use vista::rio_cache::power::{self, Plan};
 use vista::{Options, Segment, StartKind, Writeback};
 
-use crate::engine::{
-    remove_if_exists, CrashModel, Engine, EngineConfig, EngineKind, OpKind, Start, State, Store,
-    Txn,
+use crate::engines::engine::{
+    remove_if_exists, CrashModel, Engine, EngineConfig, EngineKind, Start, State, Store,
 };
+use crate::txn::{OpKind, Txn};
 
 /// Undo log per lane: room for every transaction a workload makes.
 const UNDO_LOG: u64 = 16 << 10;
@@ -233,7 +233,7 @@ impl Engine for VistaEngine {
 /// The power-cut plan of a cycle: mostly random subsets with torn writes, sometimes
 /// none, all, a prefix (with the next write torn) or a suffix.
 pub fn plan_for(seed: u64) -> Plan {
-    let r = crate::workload::mix(seed ^ 0x0070_0c07);
+    let r = crate::seed::mix(seed ^ 0x0070_0c07);
     match r % 8 {
         0 => Plan::DropAll,
         1 => Plan::KeepAll,

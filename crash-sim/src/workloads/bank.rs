@@ -8,8 +8,9 @@
 
 use std::ops::RangeInclusive;
 
-use crate::engine::Txn;
-use crate::workload::{mix, u64_at, Workload, WorkloadKind};
+use crate::seed::mix;
+use crate::txn::Txn;
+use crate::workloads::workload::{u64_at, Workload, WorkloadKind};
 
 const ACCOUNTS: u64 = 16;
 const OPENING_BALANCE: u64 = 1000;
@@ -111,7 +112,7 @@ impl Workload for Bank {
     fn describe(&self, txns: &[Txn]) -> String {
         let counts: Vec<String> = txns
             .iter()
-            .filter(|t| !t.writes.is_empty() && t.kind != crate::engine::OpKind::Abort)
+            .filter(|t| !t.writes.is_empty() && t.kind != crate::txn::OpKind::Abort)
             .map(|t| {
                 let c = &t.writes[2].1;
                 u64::from_le_bytes(c[..8].try_into().expect("8 bytes")).to_string()

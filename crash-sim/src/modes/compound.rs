@@ -23,13 +23,15 @@ use anyhow::{bail, Result};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::campaign::{Ctx, Snapshot};
-use crate::engine::{CrashModel, Engine, EngineConfig, EngineKind, Start};
-use crate::oracle::{verify, Expectation};
+use crate::engines::vista::VistaEngine;
+use crate::engines::{CrashModel, Engine, EngineConfig, EngineKind, Start};
+use crate::harness::ctx::Ctx;
+use crate::harness::oracle::{verify, Expectation};
+use crate::harness::snapshot::Snapshot;
+use crate::harness::worker::{run_to_end, Job, Outcome};
+use crate::seed::cycle_seed;
 use crate::sys::Exit;
-use crate::vista_engine::VistaEngine;
-use crate::worker::{run_to_end, Job, Outcome};
-use crate::workload::{cycle_seed, plan, Workload};
+use crate::workloads::{plan, Workload};
 
 /// Operations of a worker: a few checkpoints in (ops 3 and 5 are a durable commit and
 /// a checkpoint), not so many that a round is slow.
@@ -66,7 +68,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     while ctx.more(round, 1.0) {
         let seed = cycle_seed(ctx.cfg.seed, round);
         for name in &names {
-            let mut rng = SmallRng::seed_from_u64(seed ^ crate::workload::mix(name.len() as u64));
+            let mut rng = SmallRng::seed_from_u64(seed ^ crate::seed::mix(name.len() as u64));
             let at = format!("round {round} {name}");
             let extra = format!("--scenario {name} --cycles {}", round + 1);
             let outcome = match *name {
@@ -294,7 +296,7 @@ fn stale_image(ctx: &mut Ctx, rng: &mut SmallRng) -> Result<Verdict> {
     let second = VistaEngine::with_cache_dir(cfg(ctx), ctx.work_dir().join("compound-d/mem2"));
     std::fs::create_dir_all(ctx.work_dir().join("compound-d/mem2"))?;
     for f in second.files() {
-        crate::engine::remove_if_exists(&f)?;
+        crate::engines::remove_if_exists(&f)?;
     }
     let initial = ctx.workload.initial();
     first.reset(&initial)?;

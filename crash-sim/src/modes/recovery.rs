@@ -7,12 +7,13 @@
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
 
-use crate::campaign::{Ctx, Snapshot};
-use crate::engine::Engine;
-use crate::points::{scenarios, Scenario};
+use crate::engines::Engine;
+use crate::harness::ctx::Ctx;
+use crate::harness::snapshot::Snapshot;
+use crate::harness::worker::{run_to_end, Job};
+use crate::modes::points::{scenarios, Scenario};
 use crate::report::{PointCoverage, RecoveryStats};
 use crate::sys::Exit;
-use crate::worker::{run_to_end, Job};
 
 /// Kills a recovery at `point:n` from the files as they are. Returns `Some(files after
 /// the kill)`, or `None` if the recovery completed without reaching the point.

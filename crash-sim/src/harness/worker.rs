@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::engine::{Engine, OpKind, Start, Store, Txn};
-use crate::maps::{self, Region};
+use crate::engines::{Engine, Start, Store};
+use crate::harness::maps::{self, Region};
 use crate::sys::{self, Exit, Fork, WildStore};
-use crate::workload::{op_kind, Workload};
+use crate::txn::{OpKind, Txn};
+use crate::workloads::{op_kind, Workload};
 
 /// Where a wild store goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +24,7 @@ pub enum WildTarget {
     Data(u64),
     /// This offset from the start of the engine's mapping (vista: header, undo log).
     Meta(u64),
-    /// Anywhere the worker has mapped (see [`crate::maps::targets`]), every byte
+    /// Anywhere the worker has mapped (see [`crate::harness::maps::targets`]), every byte
     /// equally likely: the address is this number modulo the mapped bytes.
     Anywhere(u64),
 }
@@ -70,7 +71,7 @@ pub enum Msg {
     /// Operation `i` returned.
     Ack(u64),
     /// About to perform the wild store, at an address in this region.
-    Wild(crate::maps::Region),
+    Wild(crate::harness::maps::Region),
     /// The wild store did not fault.
     WildSurvived,
     /// Every operation returned.
@@ -94,7 +95,7 @@ const DONE: u64 = 6;
 const ERROR: u64 = 7;
 const RECOVERY: u64 = 8;
 /// A threaded worker's thread is about to begin a durable operation (value: thread
-/// and op, see [`crate::threads`]).
+/// and op, see [`crate::modes::threads`]).
 pub(crate) const THREAD_START: u64 = 9;
 /// A threaded worker's operation returned (value: thread and op).
 pub(crate) const THREAD_ACK: u64 = 10;
@@ -300,7 +301,7 @@ impl Worker {
             }),
             STATE => Msg::State(payload()?),
             ACK => Msg::Ack(value),
-            WILD => Msg::Wild(crate::maps::Region::from_code(value)),
+            WILD => Msg::Wild(crate::harness::maps::Region::from_code(value)),
             WILD_SURVIVED => Msg::WildSurvived,
             DONE => Msg::Done,
             RECOVERY => {
@@ -312,11 +313,11 @@ impl Worker {
             }
             ERROR => Msg::Error(String::from_utf8_lossy(&payload()?).into_owned()),
             THREAD_START => {
-                let (t, i) = crate::threads::untag(value);
+                let (t, i) = crate::harness::thread_acks::untag(value);
                 Msg::ThreadStart(t, i)
             }
             THREAD_ACK => {
-                let (t, i) = crate::threads::untag(value);
+                let (t, i) = crate::harness::thread_acks::untag(value);
                 Msg::ThreadAck(t, i)
             }
             other => bail!("unknown message tag {other} from worker {}", self.pid),
@@ -392,11 +393,11 @@ pub struct Outcome {
     /// It reached the wild store.
     pub wild: bool,
     /// Where the wild store went.
-    pub wild_region: Option<crate::maps::Region>,
+    pub wild_region: Option<crate::harness::maps::Region>,
     /// It survived the wild store.
     pub wild_survived: bool,
     /// A threaded worker's acknowledgements.
-    pub threads: crate::threads::Acks,
+    pub threads: crate::harness::thread_acks::Acks,
 }
 
 impl Outcome {

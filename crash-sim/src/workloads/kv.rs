@@ -15,8 +15,9 @@
 
 use std::ops::RangeInclusive;
 
-use crate::engine::{OpKind, Txn};
-use crate::workload::{mix, u64_at, Workload, WorkloadKind};
+use crate::seed::mix;
+use crate::txn::{OpKind, Txn};
+use crate::workloads::workload::{u64_at, Workload, WorkloadKind};
 
 const SLOTS: u64 = 255;
 const SLOT: u64 = 16;

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use lrvm::{CommitMode, CreateMode, MapOptions, Options, RegionId, RegionSpec, RestoreMode, Rvm};
 
-use crate::engine::{
-    remove_if_exists, CrashModel, Engine, EngineConfig, EngineKind, OpKind, Start, State, Store,
-    Txn,
+use crate::engines::engine::{
+    remove_if_exists, CrashModel, Engine, EngineConfig, EngineKind, Start, State, Store,
 };
+use crate::txn::{OpKind, Txn};
 
 /// lrvm behind the [`Engine`] trait, in one of its commit modes.
 #[derive(Debug)]

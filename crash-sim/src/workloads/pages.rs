@@ -18,8 +18,9 @@
 
 use std::ops::RangeInclusive;
 
-use crate::engine::{OpKind, Txn};
-use crate::workload::{mix, Workload, WorkloadKind};
+use crate::seed::mix;
+use crate::txn::{OpKind, Txn};
+use crate::workloads::workload::{Workload, WorkloadKind};
 
 const PAGE: u64 = 4096;
 const PAGES: u64 = 768;

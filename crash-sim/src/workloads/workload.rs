@@ -6,7 +6,8 @@
 
 use std::ops::RangeInclusive;
 
-use crate::engine::{OpKind, Txn};
+use crate::seed::mix;
+use crate::txn::{OpKind, Txn};
 
 /// Which workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -40,15 +41,6 @@ impl WorkloadKind {
             _ => None,
         }
     }
-
-    /// The workload.
-    pub fn build(self) -> Box<dyn Workload> {
-        match self {
-            WorkloadKind::Bank => Box::new(crate::bank::Bank),
-            WorkloadKind::Kv => Box::new(crate::kv::Kv),
-            WorkloadKind::Pages => Box::new(crate::pages::Pages),
-        }
-    }
 }
 
 /// A workload and its oracle.
@@ -78,19 +70,6 @@ pub trait Workload: std::fmt::Debug {
     fn describe(&self, txns: &[Txn]) -> String;
     /// Where records lie, for wild stores: (offset of the first, size, count).
     fn records(&self) -> (u64, u64, u64);
-}
-
-/// SplitMix64: the deterministic mixing behind every seed.
-pub fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-/// The seed of cycle `n` of the campaign with seed `seed`.
-pub fn cycle_seed(seed: u64, n: u64) -> u64 {
-    mix(seed ^ mix(n))
 }
 
 /// The kind of operation `i` (1-based) of a cycle of `ops` operations: the first six

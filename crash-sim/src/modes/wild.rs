@@ -10,7 +10,7 @@
 //! - **anywhere**: the store goes to a random byte of everything the worker has mapped
 //!   (parsed from `/proc/self/maps`, every byte equally likely; code, libraries, heap,
 //!   the engine's mappings), except the kernel's vDSO/vvar/vsyscall pages and the
-//!   worker's stack (see [`crate::maps::targets`]). A store into a read-only area faults
+//!   worker's stack (see [`crate::harness::maps::targets`]). A store into a read-only area faults
 //!   whatever the protection, and is counted as trapped; a store into the worker's own
 //!   heap may derail it (a hang, a garbled message, a panic): the worker is then killed
 //!   and the files are judged like any other.
@@ -26,15 +26,15 @@ use std::time::Duration;
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
 
-use crate::campaign::Ctx;
-use crate::engine::{CrashModel, Engine, EngineKind};
-use crate::kill::OPS;
-use crate::maps::Region;
-use crate::oracle::{verify, Expectation};
+use crate::engines::{CrashModel, Engine, EngineKind};
+use crate::harness::ctx::Ctx;
+use crate::harness::maps::Region;
+use crate::harness::oracle::{verify, Expectation};
+use crate::harness::worker::{spawn, Job, Msg, Outcome, WildFault, WildTarget};
+use crate::modes::kill::OPS;
 use crate::report::WildRow;
+use crate::seed::cycle_seed;
 use crate::sys::{Exit, WildStore};
-use crate::worker::{spawn, Job, Msg, Outcome, WildFault, WildTarget};
-use crate::workload::cycle_seed;
 
 /// Transactions a worker runs after its wild store before it is killed (at most).
 const AFTER: u64 = 8;
