@@ -405,10 +405,15 @@ fn walk(tx: &impl HeapSource, want_blocks: bool) -> Result<Walk> {
             reason: format!("slab {p} has free blocks but is on no list"),
         });
     }
-    let [off, size, _, _]: [u64; 4] = tx.value(ROOT_OFF)?;
+    let [off, size, _, _, name]: [u64; 5] = tx.value(ROOT_OFF)?;
     if off != 0 && !live_starts.iter().any(|&(o, l)| o == off && l >= size) {
         w.report.problems.push(HeapProblem::Root(format!(
             "{off:#x} is not a live block of {size} bytes"
+        )));
+    }
+    if name != 0 && !live_starts.iter().any(|&(o, l)| o == name && l >= 8) {
+        w.report.problems.push(HeapProblem::Root(format!(
+            "its name {name:#x} is not a live block"
         )));
     }
     Ok(w)

@@ -9,6 +9,7 @@
 
 mod check;
 mod layout;
+mod root;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,6 +26,8 @@ use layout::{
     runlist_off, slab_cap, zone_start, Desc, Place, ARENAS, CLASSES, DESC, FREE, FREE_TAIL, MAGIC,
     MAX_SMALL, NONE, PAGE, ROOT_OFF, RUN, RUNLISTS, RUNLISTS_OFF, SLAB, VERSION, ZONE_PAGES,
 };
+pub(crate) use root::mismatch_text;
+pub use root::RootId;
 
 /// The heap's crash points (feature `crash-points`), besides the undo log's
 /// ([`crate::CRASH_POINTS`]) that every heap operation goes through.
