@@ -233,6 +233,7 @@ pub mod inspect;
 mod lane;
 mod layout;
 mod options;
+mod place;
 mod pptr;
 mod segment;
 mod sys;
@@ -265,6 +266,7 @@ pub use options::{
     Options, Protection, Writeback, DEFAULT_LANES, DEFAULT_LANE_WAIT, DEFAULT_LOCK_WAIT,
     DEFAULT_RETRIES, DEFAULT_SIZE, DEFAULT_UNDO_LOG_SIZE, MAX_LANES,
 };
+pub use place::PPlace;
 pub use pptr::PPtr;
 /// The cache layer, re-exported so its types in vista's API (`Error::Cache`, the stats of
 /// `Segment::cache_stats`) can be named without a separate dependency.

@@ -520,7 +520,7 @@ impl Segment {
     ///
     /// # Errors
     /// [`crate::Error::BadHandle`]; as [`Segment::read`].
-    pub fn get_ptr<T: bytemuck::Pod>(&self, ptr: PPtr<T>) -> Result<T> {
+    pub fn get_ptr<P: super::Handle>(&self, ptr: P) -> Result<P::Target> {
         let tx = self.begin()?;
         tx.get_ptr(ptr)
     }

@@ -17,6 +17,7 @@ use std::fmt;
 use crash_point::crash_point;
 
 use crate::error::{Error, Result};
+pub use crate::place::Handle;
 use crate::pptr::PPtr;
 use crate::transaction::Transaction;
 pub(crate) use check::{report, HeapSource};
@@ -65,6 +66,15 @@ pub enum HandleError {
         /// The size of the handle's type.
         wanted: u64,
     },
+    /// A [`crate::PPlace`] whose bytes do not lie inside its (live) block.
+    OutsideBlock {
+        /// The place's offset from the block's start.
+        at: u64,
+        /// The size of the place's type.
+        size: u64,
+        /// The block's length.
+        block: u64,
+    },
 }
 
 impl fmt::Display for HandleError {
@@ -78,6 +88,10 @@ impl fmt::Display for HandleError {
             HandleError::WrongSize { block, wanted } => write!(
                 f,
                 "a {block}-byte block, of another size class than the {wanted}-byte type"
+            ),
+            HandleError::OutsideBlock { at, size, block } => write!(
+                f,
+                "{size} bytes at {at} do not lie inside the {block}-byte block"
             ),
         }
     }
@@ -334,15 +348,17 @@ impl Transaction<'_> {
     }
 
     /// The value `ptr` designates, to change in place: its range is declared (locked
-    /// and logged) as by [`Transaction::set_range`].
+    /// and logged) as by [`Transaction::set_range`]. `ptr` is a [`PPtr`] or a
+    /// projection of one ([`crate::PPlace`]: an element or a field), whose bytes alone
+    /// are declared.
     ///
     /// # Errors
     /// [`Error::BadHandle`]; [`Error::UndoLogFull`]; [`Error::Conflict`].
-    pub fn get_mut<T: bytemuck::Pod>(&mut self, ptr: PPtr<T>) -> Result<&mut T> {
-        self.block::<T>(ptr.offset())?;
-        let b = self.set_range(ptr.offset(), std::mem::size_of::<T>() as u64)?;
+    pub fn get_mut<P: Handle>(&mut self, ptr: P) -> Result<&mut P::Target> {
+        let off = ptr.locate(self)?;
+        let b = self.set_range(off, std::mem::size_of::<P::Target>() as u64)?;
         bytemuck::try_from_bytes_mut(b).map_err(|_| Error::BadHandle {
-            offset: ptr.offset(),
+            offset: off,
             reason: HandleError::NotABlock,
         })
     }
@@ -352,9 +368,15 @@ impl Transaction<'_> {
     ///
     /// # Errors
     /// [`Error::BadHandle`]; [`Error::Conflict`].
-    pub fn get_ptr<T: bytemuck::Pod>(&self, ptr: PPtr<T>) -> Result<T> {
-        self.block::<T>(ptr.offset())?;
-        self.get(ptr.offset())
+    pub fn get_ptr<P: Handle>(&self, ptr: P) -> Result<P::Target> {
+        let off = ptr.locate(self)?;
+        self.get(off)
+    }
+
+    /// Checks that a live block of `T` (`[u8]`: of any size) starts at `off`; returns
+    /// its length (its size class, or a large block's bytes).
+    pub(crate) fn live_block<T: Block + ?Sized>(&self, off: u64) -> Result<u64> {
+        Ok(self.block::<T>(off)?.len)
     }
 
     /// The bytes of the buffer `ptr` designates, to change in place (declared as by
