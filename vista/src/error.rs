@@ -182,6 +182,14 @@ pub enum Error {
         /// The root asked for.
         wanted: Box<crate::heap::RootId>,
     },
+    /// An index past the end of a [`crate::PVec`]. Nothing was changed.
+    #[error("index {index} is out of bounds of a vector of {len} elements")]
+    IndexOutOfBounds {
+        /// The index asked for.
+        index: u64,
+        /// The vector's length.
+        len: u64,
+    },
     /// The heap's metadata is damaged (or user space holds data that is not a heap),
     /// found during an operation; [`crate::Segment::check`] reports the details.
     /// Nothing was changed by the refused operation.

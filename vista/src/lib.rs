@@ -227,6 +227,7 @@
 #![warn(missing_docs)]
 
 mod admission;
+pub mod collections;
 mod error;
 pub mod heap;
 pub mod inspect;
@@ -259,6 +260,7 @@ pub struct GuideDoctests;
 /// `bytemuck`, re-exported: heap values are `bytemuck::Pod`; derive it with
 /// `#[derive(bytemuck::Pod, bytemuck::Zeroable)]` and `#[bytemuck(crate = "vista::bytemuck")]`.
 pub use bytemuck;
+pub use collections::{PBytes, PHashMap, PString, PVec};
 pub use error::{Error, Result};
 pub use heap::{HeapReport, HeapStats};
 pub use layout::FORMAT_VERSION;

@@ -66,6 +66,13 @@ pub enum HandleError {
         /// The size of the handle's type.
         wanted: u64,
     },
+    /// A collection handle ([`crate::PVec`], [`crate::PHashMap`], [`crate::PBytes`],
+    /// [`crate::PString`]) that does not designate a collection of its kind and
+    /// element types.
+    NotACollection {
+        /// The kind asked for.
+        kind: &'static str,
+    },
     /// A [`crate::PPlace`] whose bytes do not lie inside its (live) block.
     OutsideBlock {
         /// The place's offset from the block's start.
@@ -89,6 +96,9 @@ impl fmt::Display for HandleError {
                 f,
                 "a {block}-byte block, of another size class than the {wanted}-byte type"
             ),
+            HandleError::NotACollection { kind } => {
+                write!(f, "no {kind} of this element type starts there")
+            }
             HandleError::OutsideBlock { at, size, block } => write!(
                 f,
                 "{size} bytes at {at} do not lie inside the {block}-byte block"
@@ -233,6 +243,19 @@ fn decode_header(b: &[u8], seg_len: u64) -> Result<Option<Header>> {
         )));
     }
     Ok(Some(Header { formatted }))
+}
+
+/// Whether `[off, off + len)` lies in the data pages of one zone, where every block
+/// lies: a check without locks for offsets read from persistent structures (the
+/// collections), so that a damaged one can never make them write heap metadata.
+pub(crate) fn in_data_pages(off: u64, len: u64) -> bool {
+    let Some(last) = off.checked_add(len.max(1) - 1) else {
+        return false;
+    };
+    match (place(off), place(last)) {
+        (Place::Page { g: a, .. }, Place::Page { g: b, .. }) => zone_start(a) == zone_start(b),
+        _ => false,
+    }
 }
 
 /// Types a handle can designate: plain-old-data values (their size class is checked)
@@ -507,7 +530,7 @@ impl Transaction<'_> {
 
     /// Writes the first bytes of a block this transaction just allocated: unlogged,
     /// unless this transaction freed those bytes (then they are committed contents).
-    fn write_fresh(&mut self, off: u64, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write_fresh(&mut self, off: u64, bytes: &[u8]) -> Result<()> {
         if self.heap.overlaps_freed(off, bytes.len() as u64) {
             return self.write(off, bytes);
         }
@@ -516,7 +539,7 @@ impl Transaction<'_> {
         Ok(())
     }
 
-    fn fill_fresh(&mut self, off: u64, len: u64) -> Result<()> {
+    pub(crate) fn fill_fresh(&mut self, off: u64, len: u64) -> Result<()> {
         let w = if self.heap.overlaps_freed(off, len) {
             self.set_range(off, len)?
         } else {
@@ -539,7 +562,7 @@ impl Transaction<'_> {
     }
 
     /// Allocates a block of `size` bytes aligned to `align`; returns its offset.
-    fn alloc_block(&mut self, size: u64, align: u64) -> Result<u64> {
+    pub(crate) fn alloc_block(&mut self, size: u64, align: u64) -> Result<u64> {
         if size > MAX_ALLOC || align > PAGE || !align.is_power_of_two() {
             return Err(Error::AllocTooLarge {
                 requested: size,
