@@ -152,9 +152,10 @@ impl PBytes {
     /// # Errors
     /// As [`PBytes::len`]; [`Error::LanesBusy`].
     pub fn read<'s>(&self, seg: &'s Segment) -> Result<Bytes<'s>> {
-        // The length is read in a transaction that keeps it locked while the bytes
-        // are locked by the guard: the two agree.
+        // The block (checked live: this is not a hot path) and the length are read in
+        // a transaction that keeps them locked while the guard locks the bytes.
         let tx = seg.begin()?;
+        tx.live_block::<[u8]>(self.off)?;
         let (_, len) = self.shape(&tx)?;
         seg.read(self.off + HEADER, len)
     }
@@ -175,20 +176,16 @@ impl PBytes {
     /// As [`PBytes::new`]; [`Error::BadHandle`].
     #[must_use = "the buffer may have moved: store the returned handle"]
     pub fn set(self, tx: &mut Transaction<'_>, bytes: &[u8]) -> Result<PBytes> {
-        let (cap, len) = self.shape(tx)?;
+        let (cap, _) = self.shape(tx)?;
         let new_len = bytes.len() as u64;
         if new_len > cap {
             let moved = PBytes::new(tx, bytes)?;
             free_block(tx, self.off)?;
             return Ok(moved);
         }
-        // The old bytes are committed contents: logged. Past the old length: free.
-        let logged = new_len.min(len) as usize;
-        tx.write(self.off + HEADER, &bytes[..logged])?;
-        if logged < bytes.len() {
-            tx.window_unlogged(self.off + HEADER + logged as u64, new_len - logged as u64)?
-                .copy_from_slice(&bytes[logged..]);
-        }
+        // All logged, past the old length too: an earlier change in this transaction
+        // may have left committed bytes there.
+        tx.write(self.off + HEADER, bytes)?;
         tx.put(self.off + 8, &(cap << 32 | new_len))?;
         Ok(self)
     }
@@ -209,8 +206,7 @@ impl PBytes {
             free_block(tx, self.off)?;
             return Ok(moved);
         }
-        tx.window_unlogged(self.off + HEADER + len, bytes.len() as u64)?
-            .copy_from_slice(bytes);
+        tx.write(self.off + HEADER + len, bytes)?;
         tx.put(self.off + 8, &(cap << 32 | new_len))?;
         Ok(self)
     }

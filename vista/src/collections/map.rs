@@ -476,9 +476,9 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
                 let (k, v) = (s.key as usize, s.value as usize);
                 slot[k..k + std::mem::size_of::<K>()].copy_from_slice(bytemuck::bytes_of(&stored));
                 slot[v..v + std::mem::size_of::<V>()].copy_from_slice(bytemuck::bytes_of(&value));
-                // Past the bucket's count: no committed state reads it.
-                tx.window_unlogged(Self::slot_off(&b, b.count), s.stride)?
-                    .copy_from_slice(&slot);
+                // Logged even past the count: a remove earlier in this transaction may
+                // have left a committed entry there.
+                tx.write(Self::slot_off(&b, b.count), &slot)?;
                 tx.put(b.off + 4, &((b.count + 1) as u32))?;
                 self.count(tx, 1)?;
                 return Ok(None);

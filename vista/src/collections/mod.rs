@@ -52,10 +52,10 @@
 //! [`PString`] key is stored by the map). Values are copied in and out: a value that
 //! is itself a handle (a [`PVec`], a [`PString`]...) stays the program's to free.
 //!
-//! **Unlogged bytes.** Bytes that no committed state reads (a vector's slots past its
-//! length, a bucket's slots past its count, a buffer past its length) are written
-//! without a before-image, like a block allocated in the same transaction: an abort
-//! leaves them changed, and no one reads them.
+//! **Logging.** Every changed byte of a structure that existed before the
+//! transaction is logged, also past a vector's length or a bucket's count (a pop or a
+//! remove earlier in the same transaction may have left committed bytes there); only
+//! blocks allocated by the operation itself are written without a before-image.
 
 mod bytes;
 mod map;

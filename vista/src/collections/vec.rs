@@ -272,9 +272,9 @@ impl<T: bytemuck::Pod> PVec<T> {
     pub fn push(&self, tx: &mut Transaction<'_>, value: T) -> Result<()> {
         let h = self.header_mut(tx)?;
         let at = self.slot_for_push(tx, h)?;
-        // Past the length: no committed state reads it, so no before-image.
-        tx.window_unlogged(at, std::mem::size_of::<T>() as u64)?
-            .copy_from_slice(bytemuck::bytes_of(&value));
+        // Logged even though it lies past the length: a pop earlier in this
+        // transaction may have left committed elements there.
+        tx.put(at, &value)?;
         tx.put(self.off + LEN, &(h.len + 1))
     }
 

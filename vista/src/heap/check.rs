@@ -524,4 +524,19 @@ impl Segment {
         let tx = self.begin()?;
         tx.get_ptr(ptr)
     }
+
+    /// The committed bytes of the buffer `ptr` designates (checked like
+    /// [`Transaction::bytes`]: the whole block, at least the length it was allocated
+    /// with), as a guard that keeps them from changing until it drops. For a buffer
+    /// that carries its length, see [`crate::PBytes::read`].
+    ///
+    /// # Errors
+    /// [`crate::Error::BadHandle`]; as [`Segment::read`].
+    pub fn bytes(&self, ptr: PPtr<[u8]>) -> Result<crate::Bytes<'_>> {
+        // The handle is checked in a transaction that keeps the block's descriptor
+        // locked while the guard locks the bytes: the block is live when they are read.
+        let tx = self.begin()?;
+        let len = tx.live_block::<[u8]>(ptr.offset())?;
+        self.read(ptr.offset(), len)
+    }
 }
