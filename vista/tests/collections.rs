@@ -101,62 +101,67 @@ fn step_strategy() -> impl Strategy<Value = Step> {
 }
 
 /// Applies `op` to the collections and to the model.
-fn apply(tx: &mut Transaction<'_>, root: &mut Root, m: &mut Model, op: &Op) -> vista::Result<()> {
-    let v = root.vec;
+fn apply(
+    tx: &mut Transaction<'_>,
+    root: &mut Root,
+    model: &mut Model,
+    op: &Op,
+) -> vista::Result<()> {
+    let vec = root.vec;
     match op {
         Op::Push(x) => {
-            v.push(tx, *x)?;
-            m.vec.push(*x);
+            vec.push(tx, *x)?;
+            model.vec.push(*x);
         }
         Op::PushMany(x, n) => {
             for i in 0..u64::from(*n) {
-                v.push(tx, x.wrapping_add(i))?;
-                m.vec.push(x.wrapping_add(i));
+                vec.push(tx, x.wrapping_add(i))?;
+                model.vec.push(x.wrapping_add(i));
             }
         }
-        Op::Pop => assert_eq!(v.pop(tx)?, m.vec.pop()),
+        Op::Pop => assert_eq!(vec.pop(tx)?, model.vec.pop()),
         Op::PopMany(n) => {
             for _ in 0..*n {
-                assert_eq!(v.pop(tx)?, m.vec.pop());
+                assert_eq!(vec.pop(tx)?, model.vec.pop());
             }
         }
         Op::Insert(i, x) => {
-            let i = i % (m.vec.len() + 1);
-            v.insert(tx, i as u64, *x)?;
-            m.vec.insert(i, *x);
+            let i = i % (model.vec.len() + 1);
+            vec.insert(tx, i as u64, *x)?;
+            model.vec.insert(i, *x);
         }
-        Op::Remove(i) if !m.vec.is_empty() => {
-            let i = i % m.vec.len();
-            assert_eq!(v.remove(tx, i as u64)?, m.vec.remove(i));
+        Op::Remove(i) if !model.vec.is_empty() => {
+            let i = i % model.vec.len();
+            assert_eq!(vec.remove(tx, i as u64)?, model.vec.remove(i));
         }
-        Op::Set(i, x) if !m.vec.is_empty() => {
-            let i = i % m.vec.len();
-            v.set(tx, i as u64, *x)?;
-            m.vec[i] = *x;
+        Op::Set(i, x) if !model.vec.is_empty() => {
+            let i = i % model.vec.len();
+            vec.set(tx, i as u64, *x)?;
+            model.vec[i] = *x;
         }
         Op::Remove(_) | Op::Set(..) => {
             assert!(matches!(
-                v.remove(tx, 0),
+                vec.remove(tx, 0),
                 Err(Error::IndexOutOfBounds { index: 0, len: 0 })
             ));
         }
         Op::Text(s) => {
             root.text = root.text.set(tx, s)?;
-            m.text.clone_from(s);
+            model.text.clone_from(s);
         }
         Op::AppendText(s) => {
             root.text = root.text.push_str(tx, s)?;
-            m.text.push_str(s);
+            model.text.push_str(s);
         }
-        Op::MapInsert(k, x) => assert_eq!(root.map.insert(tx, k, *x)?, m.map.insert(*k, *x)),
+        Op::MapInsert(k, x) => assert_eq!(root.map.insert(tx, k, *x)?, model.map.insert(*k, *x)),
         Op::MapInsertMany(k, n) => {
             for i in 0..u64::from(*n) {
                 let k = k * 1000 + i;
-                assert_eq!(root.map.insert(tx, &k, i)?, m.map.insert(k, i));
+                assert_eq!(root.map.insert(tx, &k, i)?, model.map.insert(k, i));
             }
         }
-        Op::MapRemove(k) => assert_eq!(root.map.remove(tx, k)?, m.map.remove(k)),
-        Op::MapBump(k) => match (root.map.get_mut(tx, k)?, m.map.get_mut(k)) {
+        Op::MapRemove(k) => assert_eq!(root.map.remove(tx, k)?, model.map.remove(k)),
+        Op::MapBump(k) => match (root.map.get_mut(tx, k)?, model.map.get_mut(k)) {
             (Some(a), Some(b)) => {
                 *a = a.wrapping_add(1);
                 *b = b.wrapping_add(1);
@@ -169,11 +174,11 @@ fn apply(tx: &mut Transaction<'_>, root: &mut Root, m: &mut Model, op: &Op) -> v
             if let Some(old) = root.names.insert(tx, k, value)? {
                 old.free(tx)?;
             }
-            m.names.insert(k.clone(), bytes.clone());
+            model.names.insert(k.clone(), bytes.clone());
         }
         Op::NameRemove(k) => {
             let gone = root.names.remove(tx, k)?;
-            assert_eq!(gone.is_some(), m.names.remove(k).is_some());
+            assert_eq!(gone.is_some(), model.names.remove(k).is_some());
             if let Some(b) = gone {
                 b.free(tx)?;
             }

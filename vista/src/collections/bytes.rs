@@ -98,7 +98,7 @@ impl PBytes {
     }
 
     /// Checks the handle; returns `(capacity, length)`.
-    fn shape(&self, tx: &Transaction<'_>) -> Result<(u64, u64)> {
+    fn shape(self, tx: &Transaction<'_>) -> Result<(u64, u64)> {
         check(tx, self.off, bytes_word(), "PBytes")?;
         let w: u64 = load(tx, self.off + 8)?;
         let (cap, len) = (w >> 32, w & 0xffff_ffff);

@@ -20,6 +20,11 @@
 //! directory lines, which they only read: they do not conflict (a split writes its
 //! directory entries; a directory doubling writes the header).
 
+// The geometry's short names follow the layout above (k a chunk, j an index in it, g the
+// geometry; m the map's header, b a bucket, s the slot layout): spelled out they would
+// hide the arithmetic.
+#![allow(clippy::many_single_char_names)]
+
 use std::marker::PhantomData;
 
 use super::{alloc_zeroed, check, free_block, guard, kind_word, load, PBytes, PString, LINE};
@@ -315,21 +320,21 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
         }
     }
 
-    fn meta(&self, tx: &Transaction<'_>) -> Result<Meta> {
+    fn meta(self, tx: &Transaction<'_>) -> Result<Meta> {
         check(tx, self.off, Self::word(), "PHashMap")?;
         let [depth, dir]: [u64; 2] = load(tx, self.off + DEPTH)?;
         if depth > MAX_DEPTH {
-            return Err(self.corrupt(format!("global depth {depth}")));
+            return Err(self.corrupt(&format!("global depth {depth}")));
         }
         guard(dir, 8 << depth)?;
         Ok(Meta { depth, dir })
     }
 
-    fn corrupt(&self, what: String) -> Error {
+    fn corrupt(self, what: &str) -> Error {
         Error::HeapCorrupt(format!("PHashMap {:#x}: {what}", self.off))
     }
 
-    fn decode_bucket(&self, m: &Meta, off: u64, w: [u32; 4]) -> Result<Bucket> {
+    fn decode_bucket(self, m: &Meta, off: u64, w: [u32; 4]) -> Result<Bucket> {
         let b = Bucket {
             off,
             depth: u64::from(w[0]),
@@ -337,7 +342,7 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
             cap: u64::from(w[2]),
         };
         if b.depth > m.depth || b.count > b.cap || b.cap == 0 {
-            return Err(self.corrupt(format!(
+            return Err(self.corrupt(&format!(
                 "bucket {off:#x}: depth {} of {}, {} of {} slots",
                 b.depth, m.depth, b.count, b.cap
             )));
@@ -347,7 +352,7 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
     }
 
     /// The bucket of directory entry `idx`, its header read (locked shared).
-    fn bucket(&self, tx: &Transaction<'_>, m: &Meta, idx: u64) -> Result<Bucket> {
+    fn bucket(self, tx: &Transaction<'_>, m: &Meta, idx: u64) -> Result<Bucket> {
         let off: u64 = load(tx, m.dir + 8 * idx)?;
         guard(off, BUCKET_HEAD)?;
         let w: [u32; 4] = tx.get(off)?;
@@ -356,7 +361,7 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
 
     /// The bucket of directory entry `idx`, its header locked exclusively (and
     /// logged) first: a change follows.
-    fn bucket_mut(&self, tx: &mut Transaction<'_>, m: &Meta, idx: u64) -> Result<Bucket> {
+    fn bucket_mut(self, tx: &mut Transaction<'_>, m: &Meta, idx: u64) -> Result<Bucket> {
         let off: u64 = load(tx, m.dir + 8 * idx)?;
         guard(off, BUCKET_HEAD)?;
         let w: [u32; 4] = bytemuck::pod_read_unaligned(tx.set_range(off, BUCKET_HEAD)?);
@@ -364,13 +369,7 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
     }
 
     /// The slot of `q` in bucket `b`.
-    fn find(
-        &self,
-        tx: &Transaction<'_>,
-        b: &Bucket,
-        hash: u64,
-        q: &K::Query,
-    ) -> Result<Option<u64>> {
+    fn find(tx: &Transaction<'_>, b: &Bucket, hash: u64, q: &K::Query) -> Result<Option<u64>> {
         let s = Self::slots();
         let all = tx.read(b.off + s.first, b.count * s.stride)?;
         for i in 0..b.count {
@@ -394,7 +393,7 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
     }
 
     /// Adds `delta` to this transaction's lane stripe of the entry count.
-    fn count(&self, tx: &mut Transaction<'_>, delta: i64) -> Result<()> {
+    fn count(self, tx: &mut Transaction<'_>, delta: i64) -> Result<()> {
         let stripe = u64::from(tx.lane()) % STRIPES;
         let w = tx.set_range(self.off + LINE * (1 + stripe), 8)?;
         let c = i64::from_le_bytes(w[..8].try_into().expect("8 bytes"));
@@ -410,7 +409,7 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
         let hash = K::hash_query(key);
         let m = self.meta(tx)?;
         let b = self.bucket(tx, &m, dir_index(hash, m.depth))?;
-        match self.find(tx, &b, hash, key)? {
+        match Self::find(tx, &b, hash, key)? {
             Some(i) => tx
                 .get(Self::slot_off(&b, i) + Self::slots().value)
                 .map(Some),
@@ -439,14 +438,14 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
         let hash = K::hash_query(key);
         let m = self.meta(tx)?;
         let b = self.bucket(tx, &m, dir_index(hash, m.depth))?;
-        let Some(i) = self.find(tx, &b, hash, key)? else {
+        let Some(i) = Self::find(tx, &b, hash, key)? else {
             return Ok(None);
         };
         let at = Self::slot_off(&b, i) + Self::slots().value;
         let w = tx.set_range(at, std::mem::size_of::<V>() as u64)?;
         bytemuck::try_from_bytes_mut(w)
             .map(Some)
-            .map_err(|e| self.corrupt(format!("value at {at:#x}: {e}")))
+            .map_err(|e| self.corrupt(&format!("value at {at:#x}: {e}")))
     }
 
     /// Sets `key` to `value`; returns the value it replaces. A new key is stored
@@ -463,7 +462,7 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
             let m = self.meta(tx)?;
             let idx = dir_index(hash, m.depth);
             let b = self.bucket_mut(tx, &m, idx)?;
-            if let Some(i) = self.find(tx, &b, hash, key)? {
+            if let Some(i) = Self::find(tx, &b, hash, key)? {
                 let at = Self::slot_off(&b, i) + s.value;
                 let old: V = tx.get(at)?;
                 tx.put(at, &value)?;
@@ -489,11 +488,11 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
 
     /// Splits the full bucket `b` (entry `idx`), doubling the directory first if
     /// needed, or doubles the bucket's slots at the largest directory.
-    fn make_room(&self, tx: &mut Transaction<'_>, m: &Meta, idx: u64, b: Bucket) -> Result<()> {
+    fn make_room(self, tx: &mut Transaction<'_>, m: &Meta, idx: u64, b: Bucket) -> Result<()> {
         let s = Self::slots();
         if b.depth == m.depth {
             if m.depth >= MAX_DEPTH {
-                return self.grow_bucket(tx, m, idx, b);
+                return Self::grow_bucket(tx, m, idx, b);
             }
             return self.double_directory(tx, m);
         }
@@ -524,7 +523,7 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
         tx.write(m.dir + 8 * upper, bytemuck::cast_slice(&entries))
     }
 
-    fn double_directory(&self, tx: &mut Transaction<'_>, m: &Meta) -> Result<()> {
+    fn double_directory(self, tx: &mut Transaction<'_>, m: &Meta) -> Result<()> {
         let n = 1u64 << m.depth;
         let dir = alloc_zeroed(tx, (16 * n).max(LINE), LINE)?;
         let old: Vec<u64> = tx
@@ -538,7 +537,7 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
         tx.put(self.off + DEPTH, &[m.depth + 1, dir])
     }
 
-    fn grow_bucket(&self, tx: &mut Transaction<'_>, m: &Meta, idx: u64, b: Bucket) -> Result<()> {
+    fn grow_bucket(tx: &mut Transaction<'_>, m: &Meta, idx: u64, b: Bucket) -> Result<()> {
         let s = Self::slots();
         let cap = 2 * b.cap;
         let fresh = alloc_zeroed(tx, Self::bucket_bytes(cap), Self::bucket_align())?;
@@ -562,7 +561,7 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
         let s = Self::slots();
         let m = self.meta(tx)?;
         let b = self.bucket_mut(tx, &m, dir_index(hash, m.depth))?;
-        let Some(i) = self.find(tx, &b, hash, key)? else {
+        let Some(i) = Self::find(tx, &b, hash, key)? else {
             return Ok(None);
         };
         let at = Self::slot_off(&b, i);
@@ -590,7 +589,7 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
         for s in 0..STRIPES {
             n += tx.get::<i64>(self.off + LINE * (1 + s))?;
         }
-        u64::try_from(n).map_err(|_| self.corrupt(format!("{n} entries")))
+        u64::try_from(n).map_err(|_| self.corrupt(&format!("{n} entries")))
     }
 
     /// Whether it has no entries.
@@ -617,7 +616,7 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
     /// The entries of the bucket at directory entry `idx`, and the next entry of
     /// another bucket.
     fn bucket_entries(
-        &self,
+        self,
         tx: &Transaction<'_>,
         m: &Meta,
         idx: u64,

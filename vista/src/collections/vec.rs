@@ -11,6 +11,11 @@
 //! growth never copies an element: a push that fills the last chunk allocates the next
 //! one (and, rarely, a larger directory). `base` makes the first chunk about one line.
 
+// The geometry's short names follow the layout above (k a chunk, j an index in it, g the
+// geometry; m the map's header, b a bucket, s the slot layout): spelled out they would
+// hide the arithmetic.
+#![allow(clippy::many_single_char_names)]
+
 use std::marker::PhantomData;
 
 use super::{alloc_zeroed, check, free_block, guard, kind_word, load, LINE};
@@ -78,16 +83,16 @@ impl Geometry {
         Geometry { size, base, kmax }
     }
 
-    fn cap(&self, k: u64) -> u64 {
+    fn cap(self, k: u64) -> u64 {
         self.base << k.min(u64::from(self.kmax))
     }
 
     /// Elements before the end of the doubling chunks.
-    fn doubling(&self) -> u64 {
+    fn doubling(self) -> u64 {
         self.base * ((1 << (self.kmax + 1)) - 1)
     }
 
-    fn start(&self, k: u64) -> u64 {
+    fn start(self, k: u64) -> u64 {
         let d = u64::from(self.kmax) + 1;
         if k <= d {
             self.base * ((1 << k) - 1)
@@ -97,7 +102,7 @@ impl Geometry {
     }
 
     /// `(chunk, index in it)` of element `i`.
-    fn locate(&self, i: u64) -> (u64, u64) {
+    fn locate(self, i: u64) -> (u64, u64) {
         if i < self.doubling() {
             let k = u64::from((i / self.base + 1).ilog2());
             (k, i - self.start(k))
@@ -167,7 +172,7 @@ impl<T: bytemuck::Pod> PVec<T> {
     }
 
     /// The header, read (locked shared) after checking the handle.
-    fn header(&self, tx: &Transaction<'_>) -> Result<Header> {
+    fn header(self, tx: &Transaction<'_>) -> Result<Header> {
         check(tx, self.off, Self::word(), "PVec")?;
         let [len, chunks, dir, dir_cap]: [u64; 4] = load(tx, self.off + LEN)?;
         Ok(Header {
@@ -180,7 +185,7 @@ impl<T: bytemuck::Pod> PVec<T> {
 
     /// The header, its line locked exclusively first (a change follows; locking it
     /// shared first would have to be upgraded). Logs the length word.
-    fn header_mut(&self, tx: &mut Transaction<'_>) -> Result<Header> {
+    fn header_mut(self, tx: &mut Transaction<'_>) -> Result<Header> {
         if self.off != 0 {
             guard(self.off, LINE)?;
             tx.set_range(self.off + LEN, 8)?;
@@ -189,7 +194,7 @@ impl<T: bytemuck::Pod> PVec<T> {
     }
 
     /// The offset of chunk `k` (< chunks).
-    fn chunk(&self, tx: &Transaction<'_>, h: &Header, k: u64) -> Result<u64> {
+    fn chunk(self, tx: &Transaction<'_>, h: &Header, k: u64) -> Result<u64> {
         if k >= h.chunks || h.chunks > h.dir_cap {
             return Err(Error::HeapCorrupt(format!(
                 "PVec {:#x}: chunk {k} of {} (directory of {})",
@@ -202,7 +207,7 @@ impl<T: bytemuck::Pod> PVec<T> {
     }
 
     /// The offset of element `i` (< the chunks' capacity).
-    fn at(&self, tx: &Transaction<'_>, h: &Header, i: u64) -> Result<u64> {
+    fn at(self, tx: &Transaction<'_>, h: &Header, i: u64) -> Result<u64> {
         let g = Self::geo();
         let (k, j) = g.locate(i);
         Ok(self.chunk(tx, h, k)? + j * g.size)
@@ -280,7 +285,7 @@ impl<T: bytemuck::Pod> PVec<T> {
 
     /// The offset of element `h.len`, allocating its chunk (and a larger directory)
     /// first if needed. Changes nothing but the chunk count and directory.
-    fn slot_for_push(&self, tx: &mut Transaction<'_>, h: Header) -> Result<u64> {
+    fn slot_for_push(self, tx: &mut Transaction<'_>, h: Header) -> Result<u64> {
         let g = Self::geo();
         let (k, j) = g.locate(h.len);
         if k < h.chunks {
@@ -345,7 +350,7 @@ impl<T: bytemuck::Pod> PVec<T> {
 
     /// Frees trailing chunks while the last two are empty at length `len` (one spare
     /// chunk stays, so push and pop at a boundary do not allocate and free each time).
-    fn shrink(&self, tx: &mut Transaction<'_>, len: u64, h: Header) -> Result<()> {
+    fn shrink(self, tx: &mut Transaction<'_>, len: u64, h: Header) -> Result<()> {
         let g = Self::geo();
         let mut chunks = h.chunks;
         while chunks >= 2 && len <= g.start(chunks - 2) {
@@ -360,7 +365,7 @@ impl<T: bytemuck::Pod> PVec<T> {
     }
 
     /// The bytes of elements `[from, to)`, across chunks.
-    fn read_range(&self, tx: &Transaction<'_>, h: &Header, from: u64, to: u64) -> Result<Vec<u8>> {
+    fn read_range(self, tx: &Transaction<'_>, h: &Header, from: u64, to: u64) -> Result<Vec<u8>> {
         let g = Self::geo();
         let mut out = Vec::with_capacity(((to - from) * g.size) as usize);
         let mut i = from;
@@ -376,7 +381,7 @@ impl<T: bytemuck::Pod> PVec<T> {
 
     /// Writes `bytes` (whole elements) from element `from` on, across chunks, logged.
     fn write_range(
-        &self,
+        self,
         tx: &mut Transaction<'_>,
         h: &Header,
         from: u64,
