@@ -570,3 +570,32 @@ impl<T> std::fmt::Debug for PVec<T> {
         write!(f, "PVec({:#x})", self.off)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Geometry;
+    use crate::heap::MAX_ALLOC;
+
+    #[test]
+    fn chunks_tile_the_indices() {
+        for g in [
+            Geometry::of::<u8>(),
+            Geometry::of::<u64>(),
+            Geometry::of::<[u64; 3]>(),
+            Geometry::of::<[u8; 4096]>(),
+            Geometry::of::<[u8; 300_000]>(),
+        ] {
+            assert!(g.cap(u64::from(g.kmax)) * g.size <= MAX_ALLOC, "{g:?}");
+            assert!(g.cap(0) * g.size <= 64 || g.base == 1, "{g:?}");
+            for k in 0..40 {
+                assert_eq!(g.start(k + 1), g.start(k) + g.cap(k), "{g:?} chunk {k}");
+            }
+            let probes = (0..5000).chain((0..60).map(|s| (1u64 << s) / g.size.max(1)));
+            for i in probes {
+                let (k, j) = g.locate(i);
+                assert!(j < g.cap(k), "{g:?} index {i}");
+                assert_eq!(g.start(k) + j, i, "{g:?} index {i}");
+            }
+        }
+    }
+}
