@@ -623,3 +623,73 @@ fn buffers_are_read_outside_transactions_and_durable_closures_survive_power_loss
     let s: PString = bytemuck::cast(s);
     assert_eq!(s.to_string(&seg).unwrap(), "durable");
 }
+
+#[test]
+fn byte_keys_and_nested_collections() {
+    let p = Place::new();
+    let seg = Segment::open(&p.path, &opts(&p, 2 << 20)).unwrap();
+    // A map of byte keys to vectors, inside a map of maps.
+    let outer = seg
+        .transaction(|tx| {
+            let outer = PHashMap::<u32, PHashMap<PBytes, PVec<u16>>>::new(tx)?;
+            for shard in 0..3u32 {
+                let inner = PHashMap::new(tx)?;
+                for k in 0..20u16 {
+                    let v = PVec::new(tx)?;
+                    for x in 0..k {
+                        v.push(tx, x * shard as u16)?;
+                    }
+                    inner.insert(tx, &[shard as u8, k as u8, 0xff][..], v)?;
+                }
+                outer.insert(tx, &shard, inner)?;
+            }
+            Ok::<_, Error>(outer)
+        })
+        .unwrap();
+    let tx = seg.begin().unwrap();
+    assert_eq!(outer.len(&tx).unwrap(), 3);
+    let inner = outer.get(&tx, &2).unwrap().unwrap();
+    let v = inner.get(&tx, &[2, 7, 0xff][..]).unwrap().unwrap();
+    assert_eq!(
+        v.to_vec(&tx).unwrap(),
+        (0..7).map(|x| x * 2).collect::<Vec<u16>>()
+    );
+    assert_eq!(
+        inner.get(&tx, &[2, 7][..]).unwrap(),
+        None,
+        "keys compare by contents"
+    );
+    let mut keys: Vec<Vec<u8>> = inner
+        .iter(&tx)
+        .map(|e| e.unwrap().0.get(&tx).unwrap().to_vec())
+        .collect();
+    keys.sort();
+    assert_eq!(keys.len(), 20);
+    assert_eq!(keys[0], [2, 0, 0xff]);
+    drop(tx);
+    // Freeing: the values are the program's, the keys the map's.
+    seg.transaction(|tx| {
+        let inners: Vec<_> = outer
+            .iter(tx)
+            .map(|e| e.map(|(_, m)| m))
+            .collect::<Result<_, _>>()?;
+        for inner in inners {
+            let vecs: Vec<_> = inner
+                .iter(tx)
+                .map(|e| e.map(|(_, v)| v))
+                .collect::<Result<_, _>>()?;
+            for v in vecs {
+                v.free(tx)?;
+            }
+            inner.free(tx)?;
+        }
+        outer.free(tx)
+    })
+    .unwrap();
+    assert_eq!(
+        seg.heap_stats().unwrap().live_blocks,
+        0,
+        "{:?}",
+        seg.heap_blocks().unwrap()
+    );
+}
