@@ -172,6 +172,24 @@ pub enum Error {
         /// The type asked for.
         wanted: crate::heap::RootType,
     },
+    /// The root object exists under another name, or with another size or alignment,
+    /// than [`crate::Transaction::root_named`] or [`crate::Segment::root_named`] asked
+    /// for. The message says what was found, what was asked for and what to do.
+    #[error("{}", crate::heap::mismatch_text(found, wanted))]
+    RootNameMismatch {
+        /// The root the segment holds.
+        found: Box<crate::heap::RootId>,
+        /// The root asked for.
+        wanted: Box<crate::heap::RootId>,
+    },
+    /// An index past the end of a [`crate::PVec`]. Nothing was changed.
+    #[error("index {index} is out of bounds of a vector of {len} elements")]
+    IndexOutOfBounds {
+        /// The index asked for.
+        index: u64,
+        /// The vector's length.
+        len: u64,
+    },
     /// The heap's metadata is damaged (or user space holds data that is not a heap),
     /// found during an operation; [`crate::Segment::check`] reports the details.
     /// Nothing was changed by the refused operation.

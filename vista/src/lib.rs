@@ -53,6 +53,11 @@
 //! # }
 //! ```
 //!
+//! On the heap, [`collections`] builds [`PVec`], [`PBytes`], [`PString`] and
+//! [`PHashMap`]: handles that nest inside persistent values, each operation declaring
+//! only the bytes it changes. [`Transaction::root_named`] finds the root by a name the
+//! program chooses; [`PPlace`] projections reach one element or field of a block.
+//!
 //! The heap lives in the segment's user space; the byte-level calls work on any offset
 //! of it ([`Transaction::write`], [`Transaction::set_range`], [`Transaction::put`],
 //! [`Segment::read`]), with [`PPtr::offset`] for a heap block's. A segment used only
@@ -140,8 +145,9 @@
 //! ```
 //!
 //! # Safety
-//! The public API is safe Rust; vista's only `unsafe` code is the two marker-trait impls
-//! that make [`PPtr`] `bytemuck::Pod` (module `sys`: a `repr(transparent)` `u64`). The
+//! The public API is safe Rust; vista's only `unsafe` code is the marker-trait impls
+//! that make [`PPtr`], [`PVec`] and [`PHashMap`] `bytemuck::Pod` (module `sys`: each a
+//! `repr(transparent)` `u64`). The
 //! heap's `&mut T` comes from the same locked slices, through `bytemuck`'s checked
 //! casts. The slices it hands
 //! out borrow either a transaction (`Transaction::read`, `set_range`) or a read guard
@@ -227,12 +233,14 @@
 #![warn(missing_docs)]
 
 mod admission;
+pub mod collections;
 mod error;
 pub mod heap;
 pub mod inspect;
 mod lane;
 mod layout;
 mod options;
+mod place;
 mod pptr;
 mod segment;
 mod sys;
@@ -261,6 +269,7 @@ pub struct GuideDoctests;
 /// `bytemuck`, re-exported: heap values are `bytemuck::Pod`; derive it with
 /// `#[derive(bytemuck::Pod, bytemuck::Zeroable)]` and `#[bytemuck(crate = "vista::bytemuck")]`.
 pub use bytemuck;
+pub use collections::{PBytes, PHashMap, PString, PVec};
 pub use error::{Error, Result};
 pub use heap::{HeapReport, HeapStats};
 pub use layout::FORMAT_VERSION;
@@ -268,6 +277,7 @@ pub use options::{
     Options, Protection, Writeback, DEFAULT_LANES, DEFAULT_LANE_WAIT, DEFAULT_LOCK_WAIT,
     DEFAULT_RETRIES, DEFAULT_SIZE, DEFAULT_UNDO_LOG_SIZE, MAX_LANES,
 };
+pub use place::PPlace;
 pub use pptr::PPtr;
 /// The cache layer, re-exported so its types in vista's API (`Error::Cache`, the stats of
 /// `Segment::cache_stats`) can be named without a separate dependency.

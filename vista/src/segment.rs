@@ -369,6 +369,24 @@ impl Segment {
     pub fn close(self) -> Result<()> {
         Ok(self.cache.close()?)
     }
+
+    /// [`Segment::transaction`], then a checkpoint: on `Ok` the transaction survives
+    /// power loss, as with [`Transaction::commit_durable`].
+    ///
+    /// # Errors
+    /// As [`Segment::transaction`]; as [`Segment::checkpoint`] (the commit then
+    /// stands, durable only once a later checkpoint succeeds).
+    pub fn transaction_durable<T, E>(
+        &self,
+        f: impl FnMut(&mut Transaction<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<Error>,
+    {
+        let value = self.transaction(f)?;
+        self.checkpoint()?;
+        Ok(value)
+    }
 }
 
 /// Reads and checks the segment header (initializing a new segment's), then recovers.

@@ -405,10 +405,15 @@ fn walk(tx: &impl HeapSource, want_blocks: bool) -> Result<Walk> {
             reason: format!("slab {p} has free blocks but is on no list"),
         });
     }
-    let [off, size, _, _]: [u64; 4] = tx.value(ROOT_OFF)?;
+    let [off, size, _, _, name]: [u64; 5] = tx.value(ROOT_OFF)?;
     if off != 0 && !live_starts.iter().any(|&(o, l)| o == off && l >= size) {
         w.report.problems.push(HeapProblem::Root(format!(
             "{off:#x} is not a live block of {size} bytes"
+        )));
+    }
+    if name != 0 && !live_starts.iter().any(|&(o, l)| o == name && l >= 8) {
+        w.report.problems.push(HeapProblem::Root(format!(
+            "its name {name:#x} is not a live block"
         )));
     }
     Ok(w)
@@ -515,8 +520,23 @@ impl Segment {
     ///
     /// # Errors
     /// [`crate::Error::BadHandle`]; as [`Segment::read`].
-    pub fn get_ptr<T: bytemuck::Pod>(&self, ptr: PPtr<T>) -> Result<T> {
+    pub fn get_ptr<P: super::Handle>(&self, ptr: P) -> Result<P::Target> {
         let tx = self.begin()?;
         tx.get_ptr(ptr)
+    }
+
+    /// The committed bytes of the buffer `ptr` designates (checked like
+    /// [`Transaction::bytes`]: the whole block, at least the length it was allocated
+    /// with), as a guard that keeps them from changing until it drops. For a buffer
+    /// that carries its length, see [`crate::PBytes::read`].
+    ///
+    /// # Errors
+    /// [`crate::Error::BadHandle`]; as [`Segment::read`].
+    pub fn bytes(&self, ptr: PPtr<[u8]>) -> Result<crate::Bytes<'_>> {
+        // The handle is checked in a transaction that keeps the block's descriptor
+        // locked while the guard locks the bytes: the block is live when they are read.
+        let tx = self.begin()?;
+        let len = tx.live_block::<[u8]>(ptr.offset())?;
+        self.read(ptr.offset(), len)
     }
 }

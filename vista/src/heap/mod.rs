@@ -9,6 +9,7 @@
 
 mod check;
 mod layout;
+mod root;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,6 +17,7 @@ use std::fmt;
 use crash_point::crash_point;
 
 use crate::error::{Error, Result};
+pub use crate::place::Handle;
 use crate::pptr::PPtr;
 use crate::transaction::Transaction;
 pub(crate) use check::{report, HeapSource};
@@ -25,6 +27,8 @@ use layout::{
     runlist_off, slab_cap, zone_start, Desc, Place, ARENAS, CLASSES, DESC, FREE, FREE_TAIL, MAGIC,
     MAX_SMALL, NONE, PAGE, ROOT_OFF, RUN, RUNLISTS, RUNLISTS_OFF, SLAB, VERSION, ZONE_PAGES,
 };
+pub(crate) use root::mismatch_text;
+pub use root::RootId;
 
 /// The heap's crash points (feature `crash-points`), besides the undo log's
 /// ([`crate::CRASH_POINTS`]) that every heap operation goes through.
@@ -62,6 +66,22 @@ pub enum HandleError {
         /// The size of the handle's type.
         wanted: u64,
     },
+    /// A collection handle ([`crate::PVec`], [`crate::PHashMap`], [`crate::PBytes`],
+    /// [`crate::PString`]) that does not designate a collection of its kind and
+    /// element types.
+    NotACollection {
+        /// The kind asked for.
+        kind: &'static str,
+    },
+    /// A [`crate::PPlace`] whose bytes do not lie inside its (live) block.
+    OutsideBlock {
+        /// The place's offset from the block's start.
+        at: u64,
+        /// The size of the place's type.
+        size: u64,
+        /// The block's length.
+        block: u64,
+    },
 }
 
 impl fmt::Display for HandleError {
@@ -75,6 +95,13 @@ impl fmt::Display for HandleError {
             HandleError::WrongSize { block, wanted } => write!(
                 f,
                 "a {block}-byte block, of another size class than the {wanted}-byte type"
+            ),
+            HandleError::NotACollection { kind } => {
+                write!(f, "no {kind} of this element type starts there")
+            }
+            HandleError::OutsideBlock { at, size, block } => write!(
+                f,
+                "{size} bytes at {at} do not lie inside the {block}-byte block"
             ),
         }
     }
@@ -218,6 +245,19 @@ fn decode_header(b: &[u8], seg_len: u64) -> Result<Option<Header>> {
     Ok(Some(Header { formatted }))
 }
 
+/// Whether `[off, off + len)` lies in the data pages of one zone, where every block
+/// lies: a check without locks for offsets read from persistent structures (the
+/// collections), so that a damaged one can never make them write heap metadata.
+pub(crate) fn in_data_pages(off: u64, len: u64) -> bool {
+    let Some(last) = off.checked_add(len.max(1) - 1) else {
+        return false;
+    };
+    match (place(off), place(last)) {
+        (Place::Page { g: a, .. }, Place::Page { g: b, .. }) => zone_start(a) == zone_start(b),
+        _ => false,
+    }
+}
+
 /// Types a handle can designate: plain-old-data values (their size class is checked)
 /// and byte buffers (`[u8]`, any live block). Sealed.
 pub trait Block: sealed::Sealed {
@@ -331,15 +371,17 @@ impl Transaction<'_> {
     }
 
     /// The value `ptr` designates, to change in place: its range is declared (locked
-    /// and logged) as by [`Transaction::set_range`].
+    /// and logged) as by [`Transaction::set_range`]. `ptr` is a [`PPtr`] or a
+    /// projection of one ([`crate::PPlace`]: an element or a field), whose bytes alone
+    /// are declared.
     ///
     /// # Errors
     /// [`Error::BadHandle`]; [`Error::UndoLogFull`]; [`Error::Conflict`].
-    pub fn get_mut<T: bytemuck::Pod>(&mut self, ptr: PPtr<T>) -> Result<&mut T> {
-        self.block::<T>(ptr.offset())?;
-        let b = self.set_range(ptr.offset(), std::mem::size_of::<T>() as u64)?;
+    pub fn get_mut<P: Handle>(&mut self, ptr: P) -> Result<&mut P::Target> {
+        let off = ptr.locate(self)?;
+        let b = self.set_range(off, std::mem::size_of::<P::Target>() as u64)?;
         bytemuck::try_from_bytes_mut(b).map_err(|_| Error::BadHandle {
-            offset: ptr.offset(),
+            offset: off,
             reason: HandleError::NotABlock,
         })
     }
@@ -349,9 +391,15 @@ impl Transaction<'_> {
     ///
     /// # Errors
     /// [`Error::BadHandle`]; [`Error::Conflict`].
-    pub fn get_ptr<T: bytemuck::Pod>(&self, ptr: PPtr<T>) -> Result<T> {
-        self.block::<T>(ptr.offset())?;
-        self.get(ptr.offset())
+    pub fn get_ptr<P: Handle>(&self, ptr: P) -> Result<P::Target> {
+        let off = ptr.locate(self)?;
+        self.get(off)
+    }
+
+    /// Checks that a live block of `T` (`[u8]`: of any size) starts at `off`; returns
+    /// its length (its size class, or a large block's bytes).
+    pub(crate) fn live_block<T: Block + ?Sized>(&self, off: u64) -> Result<u64> {
+        Ok(self.block::<T>(off)?.len)
     }
 
     /// The bytes of the buffer `ptr` designates, to change in place (declared as by
@@ -482,7 +530,7 @@ impl Transaction<'_> {
 
     /// Writes the first bytes of a block this transaction just allocated: unlogged,
     /// unless this transaction freed those bytes (then they are committed contents).
-    fn write_fresh(&mut self, off: u64, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write_fresh(&mut self, off: u64, bytes: &[u8]) -> Result<()> {
         if self.heap.overlaps_freed(off, bytes.len() as u64) {
             return self.write(off, bytes);
         }
@@ -491,7 +539,7 @@ impl Transaction<'_> {
         Ok(())
     }
 
-    fn fill_fresh(&mut self, off: u64, len: u64) -> Result<()> {
+    pub(crate) fn fill_fresh(&mut self, off: u64, len: u64) -> Result<()> {
         let w = if self.heap.overlaps_freed(off, len) {
             self.set_range(off, len)?
         } else {
@@ -514,7 +562,7 @@ impl Transaction<'_> {
     }
 
     /// Allocates a block of `size` bytes aligned to `align`; returns its offset.
-    fn alloc_block(&mut self, size: u64, align: u64) -> Result<u64> {
+    pub(crate) fn alloc_block(&mut self, size: u64, align: u64) -> Result<u64> {
         if size > MAX_ALLOC || align > PAGE || !align.is_power_of_two() {
             return Err(Error::AllocTooLarge {
                 requested: size,
