@@ -130,7 +130,8 @@ fn main() -> Result<()> {
     };
     if args.engines.is_empty() {
         args.engines = ptms.iter().map(|p| p.name.clone()).collect();
-        args.engines.extend(["vista-none".into(), "vista-default".into()]);
+        args.engines
+            .extend(["vista-none".into(), "vista-default".into()]);
     }
     let scratch = args.scratch.clone().unwrap_or_else(std::env::temp_dir);
     let mut machine = Machine::detect(&scratch);
@@ -165,11 +166,9 @@ fn main() -> Result<()> {
             for (si, &swaps) in args.swaps.iter().enumerate() {
                 for (ei, engine) in engines.iter().enumerate() {
                     let tps = match engine {
-                        Engine::Vista { array, .. } => {
-                            array
-                                .run(threads, swaps, window, 1000 * run as u64 + swaps)?
-                                .tps()
-                        }
+                        Engine::Vista { array, .. } => array
+                            .run(threads, swaps, window, 1000 * run as u64 + swaps)?
+                            .tps(),
                         Engine::Ptm(p) => p.run(threads, swaps, args.seconds.ceil() as u64)?,
                     };
                     let load = load_average();

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 /// The PTMs `scripts/ptm-sps` builds, in table order: the driver's suffix and the name
 /// shown.
@@ -61,9 +61,27 @@ impl Ptm {
     /// (whole seconds: the benchmark counts in them), on a fresh region that is removed
     /// afterwards. Returns the committed transactions per second.
     ///
+    /// A driver that could not map its region at the PTM's fixed address (address-space
+    /// randomisation put something there; it exits before running anything) is run
+    /// again, up to [`MAPPING_TRIES`] times in all.
+    ///
     /// # Errors
     /// The driver failed (the sum check's assert, among others) or printed no result.
     pub fn run(&self, threads: u64, swaps: u64, seconds: u64) -> Result<f64> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.run_once(threads, swaps, seconds) {
+                Err(Failure::Mapping(why)) if tries < MAPPING_TRIES => {
+                    eprintln!("{}: {why}; trying again", self.name);
+                }
+                Err(Failure::Mapping(why) | Failure::Other(why)) => return Err(why),
+                Ok(tps) => return Ok(tps),
+            }
+        }
+    }
+
+    fn run_once(&self, threads: u64, swaps: u64, seconds: u64) -> Result<f64, Failure> {
         let _ = std::fs::remove_file(self.region());
         let out = Command::new(&self.path)
             .args([
@@ -74,7 +92,7 @@ impl Ptm {
             .output()
             .with_context(|| format!("running {}", self.path.display()));
         let _ = std::fs::remove_file(self.region());
-        let out = out?;
+        let out = out.map_err(Failure::Other)?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let tail = || {
             let lines: Vec<&str> = stdout.lines().collect();
@@ -86,15 +104,38 @@ impl Ptm {
             )
         };
         if !out.status.success() || stdout.contains("ERROR") {
-            bail!(
+            let why = anyhow::anyhow!(
                 "{} {threads} {swaps} failed ({}):\n{}",
                 self.path.display(),
                 out.status,
                 tail()
             );
+            // The PTMs map their region at a fixed address and give up (before running
+            // anything) when address-space randomisation put something else there.
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let mapping = (stdout.contains("got_addr") || stderr.contains("got_addr"))
+                && !stdout.contains("SPS validation");
+            return Err(if mapping {
+                Failure::Mapping(why)
+            } else {
+                Failure::Other(why)
+            });
         }
-        parse(&stdout).with_context(|| format!("{}: no result in\n{}", self.name, tail()))
+        parse(&stdout)
+            .with_context(|| format!("{}: no result in\n{}", self.name, tail()))
+            .map_err(Failure::Other)
     }
+}
+
+/// Tries of a cell whose driver could not map its region at its fixed address.
+const MAPPING_TRIES: u32 = 3;
+
+/// Why a driver failed.
+enum Failure {
+    /// The region's fixed address was taken: nothing ran, so trying again is sound.
+    Mapping(anyhow::Error),
+    /// Anything else, the sum check included.
+    Other(anyhow::Error),
 }
 
 /// The `txn_per_s` of the driver's `sps ...` line.
@@ -102,7 +143,10 @@ fn parse(stdout: &str) -> Option<f64> {
     stdout
         .lines()
         .filter(|l| l.starts_with("sps "))
-        .find_map(|l| l.split_whitespace().find_map(|f| f.strip_prefix("txn_per_s=")))
+        .find_map(|l| {
+            l.split_whitespace()
+                .find_map(|f| f.strip_prefix("txn_per_s="))
+        })
         .and_then(|v| v.parse().ok())
 }
 

@@ -250,4 +250,28 @@ mod tests {
         let err = dup.finish().unwrap_err().to_string();
         assert!(err.contains("permutation"), "{err}");
     }
+
+    #[test]
+    fn a_lost_swap_fails_the_run() {
+        let mut w = Sps::new(1000, 4);
+        let mut e = crate::floor::Floor::open(&w.layout(), crate::floor::Guard::None).unwrap();
+        w.load(&mut e).unwrap();
+        for _ in 0..50 {
+            w.run_one(&mut e).unwrap();
+        }
+        w.check(&mut e).unwrap();
+        // A second case on the same engine finds the array loaded and keeps it.
+        let mut again = Sps::new(1000, 16);
+        again.load(&mut e).unwrap();
+        again.run_one(&mut e).unwrap();
+        again.check(&mut e).unwrap();
+        // Half a swap: entry 3's value copied over entry 5's, entry 5's value lost.
+        let (a, b) = (w.offset(3), w.offset(5));
+        e.transact(&mut |tx| {
+            let v = tx.read_u64(a)?;
+            tx.write_u64(b, v)
+        })
+        .unwrap();
+        assert!(w.check(&mut e).is_err());
+    }
 }
