@@ -79,7 +79,7 @@ struct Args {
 enum Engine {
     Vista {
         name: &'static str,
-        array: VistaArray,
+        array: Box<VistaArray>,
     },
     Ptm(Ptm),
 }
@@ -106,7 +106,10 @@ fn open_vista(name: &'static str, args: &Args, scratch: &std::path::Path) -> Res
     };
     let array = VistaArray::open(scratch, &opts, args.entries, mutex)
         .with_context(|| format!("{name}: loading {} entries", args.entries))?;
-    Ok(Engine::Vista { name, array })
+    Ok(Engine::Vista {
+        name,
+        array: Box::new(array),
+    })
 }
 
 fn main() -> Result<()> {

@@ -237,17 +237,18 @@ mod tests {
 
     #[test]
     fn the_check_sees_a_changed_sum_and_a_duplicate() {
-        let mut ok = SumCheck::new(4);
-        [2, 0, 3, 1].into_iter().for_each(|v| ok.add(v));
-        ok.finish().unwrap();
-        let mut sum = SumCheck::new(4);
-        [2, 0, 3, 3].into_iter().for_each(|v| sum.add(v));
-        let err = sum.finish().unwrap_err().to_string();
+        let check = |entries: [u64; 4]| {
+            let mut c = SumCheck::new(4);
+            for v in entries {
+                c.add(v);
+            }
+            c.finish()
+        };
+        check([2, 0, 3, 1]).unwrap();
+        let err = check([2, 0, 3, 3]).unwrap_err().to_string();
         assert!(err.contains("sum changed"), "{err}");
         // Same sum, not a permutation: 1 + 1 + 2 + 2 = 0 + 1 + 2 + 3.
-        let mut dup = SumCheck::new(4);
-        [1, 1, 2, 2].into_iter().for_each(|v| dup.add(v));
-        let err = dup.finish().unwrap_err().to_string();
+        let err = check([1, 1, 2, 2]).unwrap_err().to_string();
         assert!(err.contains("permutation"), "{err}");
     }
 
@@ -266,10 +267,10 @@ mod tests {
         again.run_one(&mut e).unwrap();
         again.check(&mut e).unwrap();
         // Half a swap: entry 3's value copied over entry 5's, entry 5's value lost.
-        let (a, b) = (w.offset(3), w.offset(5));
+        let (from, to) = (w.offset(3), w.offset(5));
         e.transact(&mut |tx| {
-            let v = tx.read_u64(a)?;
-            tx.write_u64(b, v)
+            let v = tx.read_u64(from)?;
+            tx.write_u64(to, v)
         })
         .unwrap();
         assert!(w.check(&mut e).is_err());
