@@ -221,9 +221,24 @@ fn main() -> Result<()> {
     let _ = writeln!(
         doc,
         "Median transactions per second of {} run(s) of {} s per cell, interleaved; in \
-         brackets the median 1-minute load average read after each run.\n",
+         brackets the median 1-minute load average read after each run; \"best PTM\" is the \
+         fastest PTM without cache-line flushes in the same row.\n",
         args.runs, args.seconds
     );
+    let tps =
+        |ei: usize, ti: usize, si: usize| median(samples[ei][ti][si].iter().map(|r| r.0).collect());
+    // The ratio columns: each vista engine against the best PTM that does not flush.
+    let vistas: Vec<usize> = (0..engines.len())
+        .filter(|&e| matches!(engines[e], Engine::Vista { .. }))
+        .collect();
+    let peers: Vec<usize> = (0..engines.len())
+        .filter(|&e| matches!(&engines[e], Engine::Ptm(p) if !p.flushes()))
+        .collect();
+    let ratios = if peers.is_empty() {
+        &[][..]
+    } else {
+        &vistas[..]
+    };
     for (ti, &threads) in args.threads.iter().enumerate() {
         let _ = writeln!(
             doc,
@@ -234,16 +249,21 @@ fn main() -> Result<()> {
         for e in &engines {
             let _ = write!(doc, " {} |", e.name());
         }
+        for &v in ratios {
+            let _ = write!(doc, " {} / best PTM |", engines[v].name());
+        }
         doc.push_str("\n|---:|");
-        doc.push_str(&"---:|".repeat(engines.len()));
+        doc.push_str(&"---:|".repeat(engines.len() + ratios.len()));
         doc.push('\n');
         for (si, &swaps) in args.swaps.iter().enumerate() {
             let _ = write!(doc, "| {swaps} |");
-            for per_engine in &samples {
-                let runs = &per_engine[ti][si];
-                let tps = median(runs.iter().map(|r| r.0).collect());
-                let load = median(runs.iter().map(|r| r.1).collect());
-                let _ = write!(doc, " {} ({load:.1}) |", short(tps));
+            for (ei, per_engine) in samples.iter().enumerate() {
+                let load = median(per_engine[ti][si].iter().map(|r| r.1).collect());
+                let _ = write!(doc, " {} ({load:.1}) |", short(tps(ei, ti, si)));
+            }
+            let best = peers.iter().map(|&p| tps(p, ti, si)).fold(0.0, f64::max);
+            for &v in ratios {
+                let _ = write!(doc, " {:.2}x |", tps(v, ti, si) / best);
             }
             doc.push('\n');
         }

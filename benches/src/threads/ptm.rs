@@ -52,6 +52,11 @@ pub fn find(dir: &Path) -> Result<Vec<Ptm>> {
 }
 
 impl Ptm {
+    /// Whether this build flushes cache lines (the others are built with `PWB_IS_NOP`).
+    pub fn flushes(&self) -> bool {
+        self.name.ends_with("-clflushopt")
+    }
+
     /// The persistent region's file (the build names it; see `scripts/ptm-sps`).
     pub fn region(&self) -> PathBuf {
         PathBuf::from(format!("/dev/shm/ptm-sps-{}", self.name))
