@@ -35,6 +35,7 @@ enum WorkloadArg {
     Synthetic,
     DebitCredit,
     OrderEntry,
+    Sps,
 }
 
 /// Vista-rs benchmark suite: transaction overhead and throughput across engines.
@@ -96,6 +97,7 @@ fn main() -> Result<()> {
                 WorkloadArg::Synthetic => Family::Synthetic,
                 WorkloadArg::DebitCredit => Family::DebitCredit,
                 WorkloadArg::OrderEntry => Family::OrderEntry,
+                WorkloadArg::Sps => Family::Sps,
             })
             .collect();
     }

@@ -14,6 +14,9 @@
 //! tellers and the branches each summing to the deltas of every committed transaction: a
 //! lost update (two transactions interleaving on one balance) breaks that equality, so the
 //! check catches locking that does not isolate.
+//!
+//! [`sps`] and [`ptm`] run the persistent transactional memories' SPS benchmark from many
+//! threads, on vista and on those libraries' own builds, for the `sps` binary.
 
 use anyhow::{ensure, Result};
 use rand::rngs::SmallRng;
@@ -23,7 +26,9 @@ pub mod lmdb;
 pub mod plot;
 #[cfg(feature = "pmdk")]
 pub mod pmdk;
+pub mod ptm;
 pub mod run;
+pub mod sps;
 pub mod sqlite;
 pub mod table;
 pub mod vista;

@@ -4,6 +4,8 @@
 //!   overhead-versus-size figure).
 //! - [`debit_credit`]: TPC-B's shape (account, teller, branch, history append).
 //! - [`order_entry`]: a TPC-C-like New-Order/Payment mix on fixed-size record tables.
+//! - [`sps`]: the persistent transactional memory literature's SPS (S random swaps in an
+//!   array of `u64` per transaction; the array's sum checked at the end).
 //!
 //! A workload owns its random generator (fixed seed, so every engine sees the same sequence)
 //! and a model of what it has committed, so [`Workload::check`] can verify afterwards that
@@ -11,6 +13,7 @@
 
 pub mod debit_credit;
 pub mod order_entry;
+pub mod sps;
 pub mod synthetic;
 
 use anyhow::Result;
@@ -53,7 +56,7 @@ pub trait Workload {
     fn check(&mut self, engine: &mut dyn Engine) -> Result<()>;
 }
 
-/// The three workload families, in report order.
+/// The workload families, in report order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Family {
     /// [`synthetic`].
@@ -62,18 +65,26 @@ pub enum Family {
     DebitCredit,
     /// [`order_entry`].
     OrderEntry,
+    /// [`sps`].
+    Sps,
 }
 
 impl Family {
     /// All families.
-    pub const ALL: [Family; 3] = [Family::Synthetic, Family::DebitCredit, Family::OrderEntry];
+    pub const ALL: [Family; 4] = [
+        Family::Synthetic,
+        Family::DebitCredit,
+        Family::OrderEntry,
+        Family::Sps,
+    ];
 
-    /// The family's name (`synthetic`, `debit-credit`, `order-entry`).
+    /// The family's name (`synthetic`, `debit-credit`, `order-entry`, `sps`).
     pub fn name(self) -> &'static str {
         match self {
             Family::Synthetic => "synthetic",
             Family::DebitCredit => "debit-credit",
             Family::OrderEntry => "order-entry",
+            Family::Sps => "sps",
         }
     }
 
@@ -86,6 +97,10 @@ impl Family {
                 .collect(),
             Family::DebitCredit => vec![Box::new(debit_credit::DebitCredit::new(scale))],
             Family::OrderEntry => vec![Box::new(order_entry::OrderEntry::new(scale))],
+            Family::Sps => sps::Sps::cases(scale)
+                .into_iter()
+                .map(|w| Box::new(w) as Box<dyn Workload>)
+                .collect(),
         }
     }
 }
@@ -93,7 +108,8 @@ impl Family {
 /// Table sizes of the table workloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Scale {
-    /// The benchmark's sizes (100,000 accounts; 100,000 stock items).
+    /// The benchmark's sizes (100,000 accounts; 100,000 stock items; SPS's 10,000,000
+    /// entries).
     Standard,
     /// About a hundredth, for tests.
     Tiny,
