@@ -88,8 +88,10 @@
 //!   mutably; [`Update::window_pair`] checks disjointness);
 //! - lock words are taken with acquire and released with release ordering, so a holder
 //!   sees every write of the previous exclusive holder;
-//! - the writeback thread only reads, and only while the checkpoint gate is closed,
-//!   which happens only while no update is inside it;
+//! - a checkpoint (also the writeback thread's) only reads: it freezes its snapshot while
+//!   the gate is closed (no update inside), then reads each snapshot page only under
+//!   that page's latch, which every writer passes, preserving the page, before it opens
+//!   the page; so no mutable slice covers a page while it is read (`snapshot.rs`);
 //! - [`RioCache::grow`] and [`SharedCache::grow`], which replace the mappings, take
 //!   `&mut self`, so no slice, update or read guard is alive while they run;
 //! - protection changes never remove read access, and only remove write access from

@@ -168,8 +168,10 @@
 //!   which the lane pool hands to one transaction at a time and which that
 //!   transaction's update holds until it ends; rio-cache refuses every other access to
 //!   the claimed region, so the lane needs no range locks;
-//! - the checkpointer copies only while no transaction is running (the checkpoint gate),
-//!   and only reads;
+//! - the checkpointer only reads, and reads a page of its snapshot only while it holds
+//!   that page's latch, which a writer must pass (preserving the page first) before it
+//!   opens the page for writing, so no transaction's mutable slice covers a page it is
+//!   reading (rio-cache's `snapshot` module);
 //! - [`Segment::grow`], which replaces the mappings, takes `&mut Segment`, so no
 //!   transaction, guard or slice of the segment is alive while it runs;
 //! - lock words are released with release ordering and taken with acquire ordering, so

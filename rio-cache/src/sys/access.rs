@@ -10,7 +10,9 @@
 //!   either way only while the update is inside the checkpoint gate (so the
 //!   checkpointer is not copying);
 //! - shared slices of a shared cache cover only ranges their holder has locked;
-//! - the checkpointer copies pages only while the gate is closed.
+//! - the checkpointer copies a page of its snapshot only while it holds the page's latch,
+//!   and an update writes such a page only after it has passed that latch (preserving the
+//!   page first: `Inner::before_write`), so no mutable slice covers a page being copied.
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
