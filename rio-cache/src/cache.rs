@@ -109,8 +109,8 @@ impl RioCache {
 
     /// Writes every page dirtied so far to the disk image, as one all-or-nothing
     /// checkpoint, and returns once it is durable. Waits for an update in progress to
-    /// end (the copy needs a consistent moment) but never blocks updates for the disk
-    /// I/O itself.
+    /// end (the snapshot needs a consistent moment, at most the checkpoint wait) but
+    /// never blocks updates for the copy (copy-on-write) or the disk I/O.
     ///
     /// # Errors
     /// [`Error::Poisoned`](crate::Error::Poisoned) after an earlier failure; an I/O error, which poisons the

@@ -26,8 +26,8 @@ pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_millis(2);
 /// of updates can deadlock. Reads outside an update go through [`SharedCache::read`],
 /// whose guard holds the range shared.
 ///
-/// Checkpoints wait for the updates in progress to end and hold new ones back only for
-/// the copy of the dirty pages, as for a `RioCache`.
+/// Checkpoints wait for the updates in progress to end and hold new ones back only until
+/// then (the pages are copied copy-on-write while updates run), as for a `RioCache`.
 #[derive(Debug)]
 pub struct SharedCache {
     cache: RioCache,

@@ -314,8 +314,9 @@ impl Segment {
     }
 
     /// Makes everything committed so far durable on disk (it survives power loss).
-    /// Waits for the transactions running now to end; transactions that begin meanwhile
-    /// wait only for the copy of the dirty pages, not for the disk writes.
+    /// Waits for the transactions running now to end (at most `Options::checkpoint_wait`);
+    /// transactions that begin meanwhile wait only for those to end, never for the copy
+    /// of the dirty pages (it is copy-on-write) or the disk writes.
     ///
     /// # Errors
     /// I/O errors, after which the segment is poisoned; [`Error::Cache`] if this thread
