@@ -157,17 +157,6 @@ pub const MUTANTS: &[Mutant] = &[
         threads: 4,
         protection: "mprotect",
     },
-    Mutant {
-        name: "release-after-failed-undo",
-        var: "VISTA_MUTANT",
-        what: "vista releases a transaction's range locks after its roll-back failed (other \
-               transactions then change bytes the dead lane still covers)",
-        // Eight threads, so that another transaction is often inside the dead one's
-        // range when its roll-back fails: caught in 4-10 s on a quiet 2-core machine.
-        campaign: ("vista", "kv", "io", "30"),
-        threads: 8,
-        protection: "mprotect",
-    },
 ];
 
 /// The outcome of one campaign of the self-test.
