@@ -126,11 +126,12 @@ impl Inner {
                     )
                     .is_ok()
             {
-                // SAFETY: page p is inside the page-rounded data mapping. It is latched:
-                // no writer changes it until the latch is released (a writer opens a
-                // page of the snapshot only after its state is this epoch), and no
-                // update opened it before (it is frozen and was not handled this epoch),
-                // so no mutable slice of it exists; shared slices may coexist.
+                // Page p is latched: no writer changes it until the latch is released (a
+                // writer opens a page of the snapshot only after its state is this
+                // epoch), and no update opened it before (it is frozen and was not
+                // handled this epoch), so no mutable slice of it exists.
+                // SAFETY: in the page-rounded mapping; latched (above); shared slices
+                // may coexist.
                 let src = unsafe { self.data.slice(p * PAGE, PAGE) };
                 out.copy_from_slice(src);
                 state.store(epoch, Ordering::Release);
@@ -206,11 +207,12 @@ impl RioCache {
     pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {
         let (off, len) = self.inner.check_range(offset, len)?;
         self.inner.check_poison()?;
-        // SAFETY: in bounds; not poisoned, so the mapping is backed by the memory image
-        // (only a failed grow leaves it unbacked, and it poisons first); `&self` is
-        // borrowed for the slice's life, so no `Update` of this handle (which needs
-        // `&mut self`) can hand out a mutable slice meanwhile, and a `SharedCache` owns
-        // its `RioCache`, so none of its updates can either; the checkpointer only reads.
+        // Not poisoned, so the mapping is backed by the memory image (only a failed grow
+        // leaves it unbacked, and it poisons first); `&self` is borrowed for the slice's
+        // life, so no `Update` of this handle (which needs `&mut self`) can hand out a
+        // mutable slice meanwhile, and a `SharedCache` owns its `RioCache`, so none of
+        // its updates can either; the checkpointer only reads.
+        // SAFETY: in bounds, backed, and no mutable slice can coexist (above).
         Ok(unsafe { self.inner.data.slice(off, len) })
     }
 
@@ -457,9 +459,11 @@ impl Update<'_> {
             // the update holding the claim may reach, and `&mut self` is borrowed for the
             // slices' lives; the data range is in bounds, opened and locked exclusively by
             // this update (open) and lies outside the claim (checked), so the two slices
-            // are disjoint; the checkpointer is held off by the gate. The mapping is
-            // writable by this thread: no mprotect guard, and under pkeys the key's
+            // are disjoint; a checkpoint's snapshot pages were preserved before either
+            // was opened (before_write), so it never reads them meanwhile. The mapping
+            // is writable by this thread: no mprotect guard, and under pkeys the key's
             // rights are open (claim_writable).
+            // SAFETY: in bounds, disjoint, exclusively this update's (above).
             let (rec, before) =
                 unsafe { (w.slice_mut(rec_at, rec_len as usize), w.slice_mut(off, len)) };
             fill(rec, before);
@@ -528,7 +532,7 @@ impl Update<'_> {
         // Unaliased: without a shared cache, the owner's `&mut RioCache` is borrowed by
         // this update; with one, this update holds the range exclusively until it ends.
         // SAFETY: in bounds and opened for writing (open); `&mut self` is borrowed for the
-        // slice's life; the checkpointer is held off by the gate.
+        // slice's life; a checkpoint's snapshot pages were preserved by open.
         Ok(unsafe { self.inner.writable().slice_mut(off, len) })
     }
 
@@ -633,11 +637,12 @@ impl Update<'_> {
     fn store_claimed(&self, offset: u64, value: u64) {
         let word = self.inner.writable().ptr().wrapping_add(offset as usize);
         #[allow(clippy::cast_ptr_alignment)] // alignment argued in the SAFETY comment
-        // SAFETY: `offset` lies in this update's claim, inside the data mapping, and is a
-        // multiple of 8 on a page-aligned mapping, so the pointer is in bounds and aligned
-        // for AtomicU64; only the update holding the claim reaches these bytes, and no
-        // slice of this update is alive across this call (callers hold no slice); the
-        // mapping is writable by this thread (claim_writable).
+        // `offset` lies in this update's claim, inside the data mapping, and is a multiple
+        // of 8 on a page-aligned mapping, so the pointer is in bounds and aligned for
+        // AtomicU64; only the update holding the claim reaches these bytes, and no slice
+        // of this update is alive across this call; the mapping is writable by this
+        // thread (claim_writable).
+        // SAFETY: in bounds, aligned, unaliased, writable (above).
         let atomic = unsafe { &*word.cast::<std::sync::atomic::AtomicU64>() };
         atomic.store(value.to_le(), Ordering::Release);
     }
