@@ -18,6 +18,29 @@ fn total(seg: &Segment) -> u64 {
         .sum()
 }
 
+/// A copy of the segment's disk file and journal as a power loss now would leave them,
+/// in a new directory (returned with the copy's path). A background checkpoint may be
+/// writing while the files are read: the copy is one in which the disk file did not
+/// change while the journal was read (an install would have changed at least its
+/// header's sequence number), so the pair is one moment of the page cache.
+fn disk_files_now(p: &Place) -> (tempfile::TempDir, std::path::PathBuf) {
+    let cold = tempfile::tempdir().unwrap();
+    let copy = cold.path().join("seg.vista");
+    let (disk, journal) = loop {
+        let d1 = std::fs::read(&p.path).unwrap();
+        let j = std::fs::read(p.journal()).ok();
+        let d2 = std::fs::read(&p.path).unwrap();
+        if d1 == d2 {
+            break (d1, j);
+        }
+    };
+    std::fs::write(&copy, disk).unwrap();
+    if let Some(j) = journal {
+        std::fs::write(rio_cache::journal_path(&copy), j).unwrap();
+    }
+    (cold, copy)
+}
+
 #[test]
 fn background_checkpoints_only_see_whole_transactions() {
     let p = Place::new();
@@ -55,24 +78,7 @@ fn background_checkpoints_only_see_whole_transactions() {
             tx.commit().unwrap();
         }
         // Power loss now: open a copy of the disk files alone.
-        let cold = tempfile::tempdir().unwrap();
-        let copy = cold.path().join("seg.vista");
-        // A background checkpoint may be writing while the files are read: take a copy in
-        // which the disk file did not change while the journal was read (an install would
-        // have changed at least its header's sequence number), so the pair is one moment
-        // of the page cache, as a power loss would leave it.
-        let (disk, journal) = loop {
-            let d1 = std::fs::read(&p.path).unwrap();
-            let j = std::fs::read(p.journal()).ok();
-            let d2 = std::fs::read(&p.path).unwrap();
-            if d1 == d2 {
-                break (d1, j);
-            }
-        };
-        std::fs::write(&copy, disk).unwrap();
-        if let Some(j) = journal {
-            std::fs::write(rio_cache::journal_path(&copy), j).unwrap();
-        }
+        let (cold, copy) = disk_files_now(&p);
         let c = Segment::open(&copy, &opts.clone().cache_dir(cold.path())).unwrap();
         assert!(matches!(c.start_kind(), StartKind::Cold(_)));
         assert_eq!(
@@ -139,20 +145,7 @@ fn checkpoints_under_threads_hold_a_prefix_of_the_commits() {
         }
         for round in 0..40 {
             std::thread::sleep(Duration::from_millis(3));
-            let cold = tempfile::tempdir().unwrap();
-            let copy = cold.path().join("seg.vista");
-            let (disk, journal) = loop {
-                let d1 = std::fs::read(&p.path).unwrap();
-                let j = std::fs::read(p.journal()).ok();
-                let d2 = std::fs::read(&p.path).unwrap();
-                if d1 == d2 {
-                    break (d1, j);
-                }
-            };
-            std::fs::write(&copy, disk).unwrap();
-            if let Some(j) = journal {
-                std::fs::write(rio_cache::journal_path(&copy), j).unwrap();
-            }
+            let (cold, copy) = disk_files_now(&p);
             let c = Segment::open(
                 &copy,
                 &opts
