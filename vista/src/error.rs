@@ -69,8 +69,13 @@ pub enum Error {
     /// held it for longer than the lock wait (see `Options::lock_wait`). Abort the
     /// transaction (dropping it does) and run it again; [`crate::Segment::transaction`]
     /// does this itself.
-    #[error("a range is locked by another transaction")]
-    Conflict,
+    #[error("range {offset}+{len} is locked by another transaction (waited the lock wait; abort and run again)")]
+    Conflict {
+        /// Start of the range the call asked for (a user-space offset).
+        offset: u64,
+        /// Its length.
+        len: u64,
+    },
     /// A checkpoint gave up: transactions stayed open for the whole checkpoint wait
     /// (see `Options::checkpoint_wait`). Nothing was written; the segment is not
     /// poisoned, and everything committed is still in the memory image (it survives a
@@ -286,7 +291,7 @@ impl From<rio_cache::Error> for Error {
             },
             R::Poisoned(why) => Error::Poisoned(why),
             R::CheckpointBusy { waited } => Error::CheckpointBusy { waited },
-            R::Conflict { .. } => Error::Conflict,
+            R::Conflict { offset, len } => Error::Conflict { offset, len },
             R::HeldByThisThread { offset, len } => Error::HeldByThisThread { offset, len },
             R::Io { context, source } => Error::Io { context, source },
             other => Error::Cache(other),
@@ -301,6 +306,7 @@ impl Error {
     pub(crate) fn at_user_range(self, offset: u64, len: u64) -> Error {
         match self {
             Error::HeldByThisThread { .. } => Error::HeldByThisThread { offset, len },
+            Error::Conflict { .. } => Error::Conflict { offset, len },
             other => other,
         }
     }

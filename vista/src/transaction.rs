@@ -104,7 +104,7 @@ impl<'s> Transaction<'s> {
         let logged = lane
             .log(update, layout, offset, len, at, wt)
             .map_err(|e| e.at_user_range(offset, len));
-        let conflict = matches!(logged, Err(Error::Conflict));
+        let conflict = matches!(logged, Err(Error::Conflict { .. }));
         last.set(conflict);
         if conflict {
             conflicted.set(true);
@@ -127,7 +127,7 @@ impl<'s> Transaction<'s> {
         if conflict {
             self.conflicted.set(true);
         }
-        Ok(w?)
+        w.map_err(|e| Error::from(e).at_user_range(offset, len))
     }
 
     /// Bytes of user space of the segment (its length now).

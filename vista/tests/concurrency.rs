@@ -326,7 +326,10 @@ fn uncommitted_bytes_are_invisible_and_conflicts_are_typed_under(guard: Protecti
         s.spawn(|| {
             let t = seg.begin().unwrap_err(); // both lanes are taken
             assert!(matches!(t, Error::LanesBusy { .. }));
-            assert!(matches!(seg.read(0, 9), Err(Error::Conflict)), "dirty read");
+            assert!(
+                matches!(seg.read(0, 9), Err(Error::Conflict { offset: 0, len: 9 })),
+                "dirty read"
+            );
         });
     });
     // ...this thread's, holding the range itself, is told so at once.
@@ -363,7 +366,10 @@ fn uncommitted_bytes_are_invisible_and_conflicts_are_typed_under(guard: Protecti
         s.spawn(|| {
             let mut t = seg.begin().unwrap();
             assert!(
-                matches!(t.write(0, b"no"), Err(Error::Conflict)),
+                matches!(
+                    t.write(0, b"no"),
+                    Err(Error::Conflict { offset: 0, len: 2 })
+                ),
                 "{guard:?}"
             );
         });
@@ -481,7 +487,7 @@ fn unaligned_under(guard: Protection) {
                             let put = |tx: &mut vista::Transaction<'_>, at, v: &[u64; 3]| {
                                 for _ in 0..3 {
                                     match tx.put(at, v) {
-                                        Err(Error::Conflict) => {
+                                        Err(Error::Conflict { .. }) => {
                                             retried.fetch_add(1, Ordering::Relaxed);
                                             std::thread::yield_now();
                                         }

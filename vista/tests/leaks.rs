@@ -266,7 +266,10 @@ fn a_range_held_by_this_thread_fails_at_once_and_says_so() {
             let r = t.put(64, &5u64);
             drop(t);
             done_tx.send(()).unwrap();
-            assert!(matches!(r, Err(Error::Conflict)), "{g:?}: {r:?}");
+            assert!(
+                matches!(r, Err(Error::Conflict { offset: 64, len: 8 })),
+                "{g:?}: {r:?}"
+            );
         });
         assert_eq!(seg.get::<u64>(64).unwrap(), 3);
     }

@@ -33,7 +33,10 @@ fn a_conflict_publishes_no_undo_record() {
             let t2 = seg.begin().unwrap();
             assert_eq!(t1.get::<u64>(0).unwrap(), 1);
             assert_eq!(t2.get::<u64>(0).unwrap(), 1);
-            assert!(matches!(t1.put(0, &7u64), Err(Error::Conflict)), "{g:?}");
+            assert!(
+                matches!(t1.put(0, &7u64), Err(Error::Conflict { offset: 0, len: 8 })),
+                "{g:?}"
+            );
             assert_eq!(t1.undo_log_usage().0, 0, "{g:?}");
         }
         seg.transaction(|tx| tx.put(0, &5u64)).unwrap();
@@ -66,7 +69,10 @@ fn a_conflict_after_a_logged_write_aborts_cleanly() {
             t1.put(128, &20u64).unwrap();
             assert_eq!(t1.get::<u64>(0).unwrap(), 1);
             assert_eq!(t2.get::<u64>(0).unwrap(), 1);
-            assert!(matches!(t1.put(0, &7u64), Err(Error::Conflict)), "{g:?}");
+            assert!(
+                matches!(t1.put(0, &7u64), Err(Error::Conflict { offset: 0, len: 8 })),
+                "{g:?}"
+            );
             t1.abort().unwrap();
         }
         seg.transaction(|tx| tx.put(0, &5u64))

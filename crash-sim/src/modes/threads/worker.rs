@@ -163,7 +163,7 @@ fn run_txn(seg: &Segment, shape: Shape, seed: u64, t: u32, i: u64, k: OpKind) ->
                 }
                 return Ok(());
             }
-            Err(vista::Error::Conflict) if attempt < MAX_ATTEMPTS => {
+            Err(vista::Error::Conflict { .. }) if attempt < MAX_ATTEMPTS => {
                 drop(tx); // aborted: its locks and lane are released
                 attempt += 1;
                 std::thread::yield_now();
