@@ -4,8 +4,8 @@
 //! throughput on debit-credit (TPC-B-like) and order-entry (TPC-C-like). This crate runs
 //! those workloads ([`workload`]) on every engine through one trait ([`engine::Engine`]),
 //! times them ([`measure`]), and reports medians, ratios, JSON, a Markdown report and SVG and
-//! PNG figures ([`suite`], [`report`], [`plot`]). The binary is `cargo run --release -p benches -- quick`; see
-//! `docs/benchmarks.md`.
+//! PNG figures ([`suite`], [`report`], [`plot`]; what a figure is, in [`figure`]). The binary
+//! is `cargo run --release -p benches -- quick`; see `docs/benchmarks.md`.
 //!
 //! Engines ([`registry::engines`] lists them; its docs say how to add one):
 //! - [`floor`]: the least work an undo-logging engine must do, with no guard, an `mprotect`
@@ -53,6 +53,7 @@
 #![deny(unsafe_code)]
 
 pub mod engine;
+pub mod figure;
 pub mod floor;
 pub mod lmdb;
 pub mod lrvm;

@@ -19,6 +19,7 @@ use plotters_backend::{
     BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind, FontTransform,
 };
 
+pub use crate::figure::{Figure, FigureKind, Figures};
 use crate::report::{factor, human_ns, Headline, PaperCase, Pick, DEFAULT_ROLE};
 use crate::suite::Report;
 use crate::workload::synthetic::human_bytes;
@@ -51,37 +52,6 @@ const COLOURS: [RGBColor; 10] = [
 
 pub(crate) fn colour(role: usize) -> RGBColor {
     COLOURS[role % COLOURS.len()]
-}
-
-/// What a figure shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FigureKind {
-    /// RVM on disk -> RVM on Rio -> Vista, with the paper's factors.
-    Paper,
-    /// Time per transaction against its size (synthetic workload).
-    Sizes,
-    /// The charted engines on one workload case.
-    Workload(String),
-}
-
-/// One figure written to disk.
-#[derive(Debug, Clone)]
-pub struct Figure {
-    /// What it shows.
-    pub kind: FigureKind,
-    /// The SVG file.
-    pub svg: PathBuf,
-    /// The PNG file.
-    pub png: PathBuf,
-}
-
-/// The figures of one run, or why none were drawn.
-#[derive(Debug, Clone, Default)]
-pub struct Figures {
-    /// Written figures.
-    pub figures: Vec<Figure>,
-    /// Why no figure was drawn (no font), if so.
-    pub not_drawn: Option<String>,
 }
 
 fn font() -> &'static std::result::Result<&'static [u8], String> {

@@ -15,8 +15,8 @@
 
 use std::fmt::Write;
 
+use crate::figure::{Figure, FigureKind};
 use crate::measure::Sample;
-use crate::plot::{Figure, FigureKind};
 use crate::suite::{group, Outcome, Report, Row};
 
 /// A part a reader compares in the charts, and the engines that can play it: the first of

@@ -167,25 +167,25 @@ pub enum Error {
         /// The handle's offset.
         offset: u64,
         /// What is wrong with it.
-        reason: crate::heap::HandleError,
+        reason: crate::identity::HandleError,
     },
     /// The root object exists with another type than the one asked for.
     #[error("the root object is {found}, not {wanted}")]
     RootMismatch {
         /// The root's recorded type.
-        found: crate::heap::RootType,
+        found: crate::identity::RootType,
         /// The type asked for.
-        wanted: crate::heap::RootType,
+        wanted: crate::identity::RootType,
     },
     /// The root object exists under another name, or with another size or alignment,
     /// than [`crate::Transaction::root_named`] or [`crate::Segment::root_named`] asked
     /// for. The message says what was found, what was asked for and what to do.
-    #[error("{}", crate::heap::mismatch_text(found, wanted))]
+    #[error("{}", crate::identity::mismatch_text(found, wanted))]
     RootNameMismatch {
         /// The root the segment holds.
-        found: Box<crate::heap::RootId>,
+        found: Box<crate::identity::RootId>,
         /// The root asked for.
-        wanted: Box<crate::heap::RootId>,
+        wanted: Box<crate::identity::RootId>,
     },
     /// An index past the end of a [`crate::PVec`]. Nothing was changed.
     #[error("index {index} is out of bounds of a vector of {len} elements")]

@@ -238,6 +238,7 @@ mod admission;
 pub mod collections;
 mod error;
 pub mod heap;
+mod identity;
 pub mod inspect;
 mod lane;
 mod layout;
@@ -247,6 +248,7 @@ mod pptr;
 mod segment;
 mod sys;
 mod transaction;
+mod tx_heap;
 mod undo;
 
 #[cfg(feature = "mutants")]

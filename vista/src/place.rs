@@ -5,7 +5,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use crate::error::{Error, Result};
-use crate::heap::HandleError;
+use crate::identity::HandleError;
 use crate::pptr::PPtr;
 use crate::transaction::Transaction;
 

@@ -50,7 +50,7 @@ pub struct Transaction<'s> {
     /// [`crate::Segment::transaction`]).
     last_conflicted: Cell<bool>,
     /// Heap blocks this transaction freed (see `crate::heap`).
-    pub(crate) heap: crate::heap::TxHeap,
+    pub(crate) heap: crate::tx_heap::TxHeap,
 }
 
 impl<'s> Transaction<'s> {
@@ -65,7 +65,7 @@ impl<'s> Transaction<'s> {
             finished: false,
             conflicted: Cell::new(false),
             last_conflicted: Cell::new(false),
-            heap: crate::heap::TxHeap::default(),
+            heap: crate::tx_heap::TxHeap::default(),
         }
     }
 

@@ -11,12 +11,10 @@ mod check;
 mod layout;
 mod root;
 
-use std::collections::BTreeMap;
-use std::fmt;
-
 use crash_point::crash_point;
 
 use crate::error::{Error, Result};
+pub use crate::identity::{HandleError, RootId, RootType};
 pub use crate::place::Handle;
 use crate::pptr::PPtr;
 use crate::transaction::Transaction;
@@ -27,8 +25,6 @@ use layout::{
     runlist_off, slab_cap, zone_start, Desc, Place, ARENAS, CLASSES, DESC, FREE, FREE_TAIL, MAGIC,
     MAX_SMALL, NONE, PAGE, ROOT_OFF, RUN, RUNLISTS, RUNLISTS_OFF, SLAB, VERSION, ZONE_PAGES,
 };
-pub(crate) use root::mismatch_text;
-pub use root::RootId;
 
 /// The heap's crash points (feature `crash-points`), besides the undo log's
 /// ([`crate::CRASH_POINTS`]) that every heap operation goes through.
@@ -41,141 +37,6 @@ pub const CRASH_POINTS: &[&str] = &[
 
 /// The largest block the heap hands out (one zone of pages).
 pub const MAX_ALLOC: u64 = ZONE_PAGES * PAGE;
-
-/// Why a handle was refused ([`Error::BadHandle`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HandleError {
-    /// The null handle.
-    Null,
-    /// Beyond the segment's user space.
-    OutOfRange,
-    /// Inside the heap's header or descriptors, where no block lies.
-    Metadata,
-    /// Not the start of a block of its slab (inside a small block, or past the slab's
-    /// last block).
-    NotABlock,
-    /// No live block starts there: it was freed, never allocated, or lies inside a
-    /// large block.
-    NotAllocated,
-    /// A live block of `block` bytes, of another size class than the `wanted` bytes of
-    /// the handle's type.
-    WrongSize {
-        /// The block's size (its size class, or a large block's pages).
-        block: u64,
-        /// The size of the handle's type.
-        wanted: u64,
-    },
-    /// A collection handle ([`crate::PVec`], [`crate::PHashMap`], [`crate::PBytes`],
-    /// [`crate::PString`]) that does not designate a collection of its kind and
-    /// element types.
-    NotACollection {
-        /// The kind asked for.
-        kind: &'static str,
-    },
-    /// A [`crate::PPlace`] whose bytes do not lie inside its (live) block.
-    OutsideBlock {
-        /// The place's offset from the block's start.
-        at: u64,
-        /// The size of the place's type.
-        size: u64,
-        /// The block's length.
-        block: u64,
-    },
-}
-
-impl fmt::Display for HandleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HandleError::Null => f.write_str("null handle"),
-            HandleError::OutOfRange => f.write_str("beyond the segment"),
-            HandleError::Metadata => f.write_str("inside heap metadata"),
-            HandleError::NotABlock => f.write_str("not the start of a block"),
-            HandleError::NotAllocated => f.write_str("no live block there (freed?)"),
-            HandleError::WrongSize { block, wanted } => write!(
-                f,
-                "a {block}-byte block, of another size class than the {wanted}-byte type"
-            ),
-            HandleError::NotACollection { kind } => {
-                write!(f, "no {kind} of this element type starts there")
-            }
-            HandleError::OutsideBlock { at, size, block } => write!(
-                f,
-                "{size} bytes at {at} do not lie inside the {block}-byte block"
-            ),
-        }
-    }
-}
-
-/// The type recorded with the root object: size, alignment and a tag (a hash of the
-/// type's name, `std::any::type_name`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RootType {
-    /// `size_of`.
-    pub size: u64,
-    /// `align_of`.
-    pub align: u64,
-    /// XXH3 of the type's name.
-    pub tag: u64,
-}
-
-impl RootType {
-    fn of<T>() -> RootType {
-        RootType {
-            size: std::mem::size_of::<T>() as u64,
-            align: std::mem::align_of::<T>() as u64,
-            tag: xxhash_rust::xxh3::xxh3_64(std::any::type_name::<T>().as_bytes()),
-        }
-    }
-}
-
-impl fmt::Display for RootType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "a {}-byte type aligned to {} (tag {:#x})",
-            self.size, self.align, self.tag
-        )
-    }
-}
-
-/// What a transaction remembers about the heap: the blocks it freed. A block freed by
-/// this transaction is still live in the committed state, so if this transaction
-/// allocates it again its old contents are logged before they are overwritten; any
-/// other free block is written without a before-image (an abort frees it again, and
-/// no committed state needs its bytes).
-#[derive(Debug, Default)]
-pub(crate) struct TxHeap {
-    freed: BTreeMap<u64, u64>,
-}
-
-impl TxHeap {
-    /// Records `[off, off + len)` as freed, merged with the ranges it touches so the
-    /// map holds disjoint ranges (and `overlaps_freed` needs to look at one only).
-    fn record_free(&mut self, off: u64, len: u64) {
-        let (mut start, mut end) = (off, off + len);
-        let touching: Vec<(u64, u64)> = self
-            .freed
-            .range(..=end)
-            .rev()
-            .take_while(|&(&s, &l)| s + l >= start)
-            .map(|(&s, &l)| (s, l))
-            .collect();
-        for (s, l) in touching {
-            self.freed.remove(&s);
-            start = start.min(s);
-            end = end.max(s + l);
-        }
-        self.freed.insert(start, end - start);
-    }
-
-    fn overlaps_freed(&self, off: u64, len: u64) -> bool {
-        self.freed
-            .range(..off + len)
-            .next_back()
-            .is_some_and(|(&s, &l)| s + l > off)
-    }
-}
 
 /// A live block found from a handle.
 #[derive(Debug, Clone, Copy)]
@@ -842,26 +703,5 @@ impl Transaction<'_> {
         self.insert_free_run(h.formatted, end - h.formatted)?;
         crash_point!("vista.heap.extend.formatted");
         Ok(true)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::TxHeap;
-
-    #[test]
-    fn freed_ranges_stay_disjoint() {
-        let mut h = TxHeap::default();
-        h.record_free(1000, 5000);
-        h.record_free(1100, 16);
-        h.record_free(1000, 16);
-        assert!(
-            h.overlaps_freed(5000, 16),
-            "the large range is not hidden by small ones"
-        );
-        assert!(!h.overlaps_freed(6000, 16));
-        h.record_free(6000, 10);
-        assert_eq!(h.freed.len(), 1, "touching ranges merge");
-        assert!(h.overlaps_freed(6009, 1) && !h.overlaps_freed(6010, 5));
     }
 }

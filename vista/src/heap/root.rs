@@ -4,7 +4,7 @@
 //! The root record (header line 1) is `[offset, size, align, tag, name]` (u64 each):
 //! `name` is the offset of a block holding the name (`[len u64][bytes]`), 0 for a root
 //! created by [`Transaction::root`], whose `tag` is the XXH3 of `std::any::type_name`.
-//! A named root's `tag` is the XXH3 of its name with [`NAMED_SEED`], so the old
+//! A named root's `tag` is the XXH3 of its name with `NAMED_SEED` (in `identity`), so the old
 //! `root::<T>()` never mistakes a named root for its own (it reports a mismatch).
 //!
 //! Migration: [`Transaction::root_named`] adopts a root made by `root::<T>()` for the
@@ -12,89 +12,15 @@
 //! [`Transaction::claim_root`] names any existing root of the right size and alignment
 //! (the way out after a type was renamed or moved, and the way to rename a root).
 
-use std::fmt;
-
 use super::layout::ROOT_OFF;
-use super::RootType;
 use crate::error::{Error, Result};
+use crate::identity::{named_tag, RootId, RootType};
 use crate::pptr::PPtr;
 use crate::segment::Segment;
 use crate::transaction::Transaction;
 
-/// Seed of a named root's tag (so it never equals a type-name tag by construction).
-const NAMED_SEED: u64 = 0x5649_5354_524f_4f54; // "VISTROOT"
 /// Where the tag and the name's offset lie in the root record.
 const TAG_OFF: u64 = ROOT_OFF + 24;
-
-/// What identifies a root object: its name (if it has one), and its type's size and
-/// alignment. Shown by [`Error::RootNameMismatch`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RootId {
-    /// The root's name; `None` for a root created by [`Transaction::root`] (identified
-    /// by a hash of its type's Rust name, `tag`).
-    pub name: Option<String>,
-    /// `size_of` its type.
-    pub size: u64,
-    /// `align_of` its type.
-    pub align: u64,
-    /// For an unnamed root, the hash of its type's name.
-    pub tag: u64,
-}
-
-impl RootId {
-    fn named<T>(name: &str) -> RootId {
-        RootId {
-            name: Some(name.to_owned()),
-            size: std::mem::size_of::<T>() as u64,
-            align: std::mem::align_of::<T>() as u64,
-            tag: named_tag(name),
-        }
-    }
-
-    fn same_layout(&self, other: &RootId) -> bool {
-        self.size == other.size && self.align == other.align
-    }
-}
-
-impl fmt::Display for RootId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.name {
-            Some(n) => write!(f, "the root named {n:?}"),
-            None => write!(
-                f,
-                "an unnamed root made by root::<T>() (type tag {:#x})",
-                self.tag
-            ),
-        }?;
-        write!(f, ", a {}-byte type aligned to {}", self.size, self.align)
-    }
-}
-
-/// The words of [`Error::RootNameMismatch`]: what was found, what was asked for, and
-/// what to do about it.
-pub(crate) fn mismatch_text(found: &RootId, wanted: &RootId) -> String {
-    let advice = if found.name.is_none() && found.same_layout(wanted) {
-        "it was created by root::<T>() with a type of another Rust name (renamed or moved?); \
-         if it is this type, name it once with Transaction::claim_root"
-    } else if found.name.is_none() {
-        "it was created by root::<T>() with a type of another size or alignment; open it with \
-         that type"
-    } else if found.name == wanted.name {
-        "the type's size or alignment changed since the root was created: open it with the \
-         type it was created with and copy the data to a root of a new name"
-    } else if found.same_layout(wanted) {
-        "is this the right segment? Open it with the name it was created with, or rename the \
-         root with Transaction::claim_root"
-    } else {
-        "is this the right segment? Open it with the name and type it was created with"
-    };
-    format!("this segment holds {found}, but the program asked for {wanted}: {advice}")
-}
-
-fn named_tag(name: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64_with_seed(name.as_bytes(), NAMED_SEED)
-}
 
 /// The root record as stored.
 #[derive(Debug, Clone, Copy)]
