@@ -68,6 +68,31 @@ pub fn wait_for_quiet(
     }
 }
 
+/// Waits up to [`QUIET_WAIT`] for the machine to quiet down before a measured run (the
+/// 1-minute load average below the number of cores), saying on stderr that it waits and
+/// whether it gave up. Returns the warning to write next to the numbers, if it gave up.
+pub fn settle() -> Option<String> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let now = load_average();
+    if now >= cores as f64 {
+        eprintln!(
+            "load average {now:.2} on {cores} cores: waiting up to {} s for it to fall below {cores}",
+            QUIET_WAIT.as_secs()
+        );
+    }
+    let warning = wait_for_quiet(
+        cores,
+        QUIET_WAIT,
+        std::time::Duration::from_secs(1),
+        load_average,
+        std::thread::sleep,
+    );
+    if let Some(w) = &warning {
+        eprintln!("warning: {w}");
+    }
+    warning
+}
+
 /// The 1-minute load average.
 pub fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")

@@ -6,14 +6,14 @@
 //! writes `<mode>.json`, `<mode>.md` (the report with its figures) and the figures as SVG
 //! and PNG into the results directory.
 //!
-//! `quick` and `full` first wait up to [`QUIET_WAIT`] for the 1-minute load average to fall
+//! `quick` and `full` first wait up to [`benches::machine::QUIET_WAIT`] for the 1-minute load average to fall
 //! below the number of cores (the build that usually precedes them leaves it high); if it
 //! does not, the run goes ahead, and says so on stderr and in the report.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use benches::machine::{load_average, wait_for_quiet, QUIET_WAIT};
+use benches::machine::settle;
 use benches::registry::engines;
 use benches::suite::{run, Plan};
 use benches::workload::Family;
@@ -105,27 +105,7 @@ fn main() -> Result<()> {
     let load_warning = match args.mode {
         // Smoke numbers mean nothing; CI should not wait.
         Mode::Smoke => None,
-        Mode::Quick | Mode::Full => {
-            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-            let now = load_average();
-            if now >= cores as f64 {
-                eprintln!(
-                    "load average {now:.2} on {cores} cores: waiting up to {} s for it to fall below {cores}",
-                    QUIET_WAIT.as_secs()
-                );
-            }
-            let warning = wait_for_quiet(
-                cores,
-                QUIET_WAIT,
-                std::time::Duration::from_secs(1),
-                load_average,
-                std::thread::sleep,
-            );
-            if let Some(w) = &warning {
-                eprintln!("warning: {w}");
-            }
-            warning
-        }
+        Mode::Quick | Mode::Full => settle(),
     };
     eprintln!("running {} on {} engines", plan.mode, selected.len());
     let mut report = run(&plan, &selected, command, |line| eprintln!("  {line}"));

@@ -7,6 +7,10 @@
 //! cargo run --release -p benches --bin sps -- --smoke    # seconds, for CI
 //! ```
 //!
+//! A measured run (not `--smoke`) first waits up to 30 s for the 1-minute load average
+//! to fall below the number of cores, and writes a warning under its machine line if it
+//! did not ([`benches::machine::settle`]).
+//!
 //! Every cell (engine, threads, S) runs `--runs` times, interleaved: run 1 of every cell,
 //! then run 2 of every cell, ..., so a change in the machine's load hits every engine
 //! alike. After each run the 1-minute load average is read; the table shows per cell the
@@ -26,7 +30,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use benches::machine::{load_average, Machine};
+use benches::machine::{load_average, settle, Machine};
 use benches::threads::ptm::{self, Ptm};
 use benches::threads::run::median;
 use benches::threads::sps::VistaArray;
@@ -137,7 +141,11 @@ fn main() -> Result<()> {
             .extend(["vista-none".into(), "vista-default".into()]);
     }
     let scratch = args.scratch.clone().unwrap_or_else(std::env::temp_dir);
+    // Smoke numbers mean nothing, so CI does not wait; a measured run first waits for
+    // the machine to quiet down, and says so next to its numbers if it did not.
+    let load_warning = if args.smoke { None } else { settle() };
     let mut machine = Machine::detect(&scratch);
+    machine.load_warning = load_warning;
     let mut engines = Vec::new();
     for name in &args.engines {
         if let Some(&v) = VISTA.iter().find(|v| *v == name) {
@@ -215,6 +223,9 @@ fn main() -> Result<()> {
     let mut doc = String::new();
     let _ = writeln!(doc, "Command: `{command}`\n");
     let _ = writeln!(doc, "Machine: {}\n", machine.summary());
+    if let Some(w) = &machine.load_warning {
+        let _ = writeln!(doc, "**Warning: {w}.**\n");
+    }
     if let Some(commit) = &args.ptm_commit {
         let _ = writeln!(doc, "PTMs: durabletx {commit}, built by scripts/ptm-sps.\n");
     }

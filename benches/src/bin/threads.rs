@@ -19,6 +19,10 @@
 //! latency percentiles side by side (and how long the last checkpoint of each run took):
 //! what a running checkpoint costs the transactions.
 //!
+//! Either mode (not `--smoke`) first waits up to 30 s for the 1-minute load average to
+//! fall below the number of cores, and writes a warning under its machine line if it did
+//! not ([`benches::machine::settle`]).
+//!
 //! Every run ends with a check that each table's balances sum to the deltas of every
 //! committed transaction (a lost update fails the run). `--results DIR` also writes the
 //! report to `DIR/threads-<mode>.md`, and in scale mode the figure `DIR/threads-scale.svg`
@@ -29,7 +33,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use benches::machine::{load_average, Machine};
+use benches::machine::{load_average, settle, Machine};
 use benches::threads::plot::write_scale;
 use benches::threads::run::{median, run, Plan, Sample, Summary};
 use benches::threads::table::{self, ScaleRow, StallRow};
@@ -116,7 +120,11 @@ fn main() -> Result<()> {
         };
     }
     let scratch = args.scratch.clone().unwrap_or_else(std::env::temp_dir);
+    // Smoke numbers mean nothing, so CI does not wait; a measured run first waits for
+    // the machine to quiet down, and says so next to its numbers if it did not.
+    let load_warning = if args.smoke { None } else { settle() };
     let mut machine = Machine::detect(&scratch);
+    machine.load_warning = load_warning;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let (body, rows) = match args.mode {
         Mode::Scale => {
@@ -129,6 +137,9 @@ fn main() -> Result<()> {
     let mut doc = String::new();
     let _ = writeln!(doc, "Command: `{command}`\n");
     let _ = writeln!(doc, "Machine: {}\n", machine.summary());
+    if let Some(w) = &machine.load_warning {
+        let _ = writeln!(doc, "**Warning: {w}.**\n");
+    }
     let _ = writeln!(
         doc,
         "{} s measured per cell after {} s of warm-up, medians of {} run(s).\n",
