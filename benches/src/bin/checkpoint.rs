@@ -4,6 +4,15 @@
 //! file, as a checkpoint's install is). Also the open of the segment cold (its memory
 //! image deleted) beside a sequential read of its file, and warm.
 //!
+//! The stall: the segment is dirtied again and checkpointed while another thread runs
+//! one-byte transactions on random pages (each on a page the checkpoint has yet to
+//! write, or has written: either way the page is in the checkpoint's snapshot). The
+//! table gives that writer's longest transaction and its p99.9 during the checkpoint,
+//! beside its p99.9 over the same time with no checkpoint running.
+//!
+//! A measured run first waits up to 30 s for the load to settle
+//! ([`benches::machine::settle`]) and prints the machine and the load at start and end.
+//!
 //! ```sh
 //! cargo run --release -p benches --bin checkpoint -- --sizes 64,256,1024 --runs 3
 //! ```
@@ -17,8 +26,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::{Context, Result};
+use benches::machine::{load_average, settle, Machine};
 use clap::Parser;
+use rand::Rng;
 use vista::{Options, Protection, Segment, Writeback};
 
 /// Checkpoint and open speed beside the raw disk.
@@ -40,6 +53,57 @@ const PAGE: u64 = 4096;
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort_unstable();
     v[v.len() / 2]
+}
+
+/// One-byte transactions on random pages of `seg` until `stop`; the latency of each.
+fn writer(seg: &Segment, stop: &AtomicBool) -> Result<Vec<Duration>> {
+    let pages = seg.len() / PAGE;
+    let mut rng = rand::thread_rng();
+    let mut lat = Vec::with_capacity(1 << 20);
+    while !stop.load(Ordering::Relaxed) {
+        let page = rng.gen_range(0..pages);
+        let t = Instant::now();
+        seg.transaction(|tx| tx.write(page * PAGE + 1, &[7]))?;
+        lat.push(t.elapsed());
+    }
+    Ok(lat)
+}
+
+/// The longest and the p99.9 of `lat`.
+fn tail(mut lat: Vec<Duration>) -> (Duration, Duration) {
+    lat.sort_unstable();
+    let n = lat.len();
+    if n == 0 {
+        return (Duration::ZERO, Duration::ZERO);
+    }
+    (lat[n - 1], lat[(n * 999 / 1000).min(n - 1)])
+}
+
+/// A writer's tail latency while `during` runs, and its p99.9 over as long a time with
+/// nothing else running: `(longest, p99.9, p99.9 without)`.
+fn stall(
+    seg: &Segment,
+    during: impl FnOnce() -> Result<()>,
+) -> Result<(Duration, Duration, Duration)> {
+    let stop = AtomicBool::new(false);
+    let (with, took) = std::thread::scope(|s| {
+        let w = s.spawn(|| writer(seg, &stop));
+        let t = Instant::now();
+        let r = during();
+        let took = t.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        let lat = w.join().expect("the writer does not panic");
+        r.and(lat.map(|l| (l, took)))
+    })?;
+    let stop = AtomicBool::new(false);
+    let without = std::thread::scope(|s| {
+        let w = s.spawn(|| writer(seg, &stop));
+        std::thread::sleep(took);
+        stop.store(true, Ordering::Relaxed);
+        w.join().expect("the writer does not panic")
+    })?;
+    let (max, p999) = tail(with);
+    Ok((max, p999, tail(without).1))
 }
 
 fn mib_s(bytes: u64, d: Duration) -> f64 {
@@ -89,13 +153,22 @@ fn raw_read(path: &Path) -> Result<Duration> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let load_warning = settle();
     let dir = tempfile::Builder::new()
         .prefix("vista-checkpoint-")
         .tempdir_in(args.dir.clone().unwrap_or_else(std::env::temp_dir))?;
+    let mut machine = Machine::detect(dir.path());
+    machine.load_warning = load_warning;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    println!("Command: `{command}`\n");
+    println!("Machine: {}\n", machine.summary());
+    if let Some(w) = &machine.load_warning {
+        println!("**Warning: {w}.**\n");
+    }
     println!(
-        "| size | checkpoint | its speed | raw write + fdatasync | ratio | cold open | raw read | ratio | warm open |"
+        "| size | checkpoint | its speed | raw write + fdatasync | ratio | cold open | raw read | ratio | warm open | writer's longest txn during a checkpoint | its p99.9 | p99.9 without |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &mib in &args.sizes {
         let len = mib << 20;
         let path = dir.path().join(format!("seg-{mib}.vista"));
@@ -107,12 +180,18 @@ fn main() -> Result<()> {
         std::fs::File::create(&scratch)?.write_all(&vec![0u8; len as usize])?;
         let (mut ck, mut raw, mut cold, mut read, mut warm) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut longest, mut p999, mut quiet) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..args.runs {
             let seg = Segment::open(&path, &opts).context("open")?;
             dirty_all(&seg, run as u8 + 1)?;
             let t = Instant::now();
             seg.checkpoint()?;
             ck.push(t.elapsed());
+            dirty_all(&seg, run as u8 + 101)?;
+            let (max, p, q) = stall(&seg, || Ok(seg.checkpoint()?))?;
+            longest.push(max);
+            p999.push(p);
+            quiet.push(q);
             drop(seg);
             raw.push(raw_rewrite(&scratch, len)?);
             let t = Instant::now();
@@ -133,8 +212,9 @@ fn main() -> Result<()> {
             median(read),
             median(warm),
         );
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
         println!(
-            "| {mib} MiB | {:.2} s | {:.0} MiB/s | {:.0} MiB/s | {:.2}x | {:.2} s | {:.0} MiB/s | {:.2}x | {:.1} ms |",
+            "| {mib} MiB | {:.2} s | {:.0} MiB/s | {:.0} MiB/s | {:.2}x | {:.2} s | {:.0} MiB/s | {:.2}x | {:.1} ms | {:.0} µs | {:.1} µs | {:.1} µs |",
             ck.as_secs_f64(),
             mib_s(len, ck),
             mib_s(len, raw),
@@ -143,8 +223,16 @@ fn main() -> Result<()> {
             mib_s(len, read),
             mib_s(len, cold) / mib_s(len, read),
             warm.as_secs_f64() * 1e3,
+            us(median(longest)),
+            us(median(p999)),
+            us(median(quiet)),
         );
         Segment::remove(&path, &opts)?;
     }
+    machine.load_end = load_average();
+    println!(
+        "\nLoad average {:.2} at start, {:.2} at end; medians of {} run(s).",
+        machine.load_start, machine.load_end, args.runs
+    );
     Ok(())
 }

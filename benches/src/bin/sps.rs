@@ -22,6 +22,8 @@
 //! Engines: `vista-none` (`Protection::None`, `Writeback::Manual`), `vista-default`
 //! (`Options::default()`: `Protection::Auto`, background writeback), `vista-none-mutex`
 //! (as `vista-none`, every transaction under one global mutex; not run unless named),
+//! `vista-none-writeback` (as `vista-none` with the default background writeback: its
+//! ratio to `vista-none` is what writeback costs; not run unless named),
 //! and the PTM drivers found in `--ptm-dir` (`oflf`, `quadrafc`, `romlogfc`,
 //! `trinitytl2`, `trinitytl2-clflushopt`).
 
@@ -97,7 +99,12 @@ impl Engine {
     }
 }
 
-const VISTA: [&str; 3] = ["vista-none", "vista-default", "vista-none-mutex"];
+const VISTA: [&str; 4] = [
+    "vista-none",
+    "vista-default",
+    "vista-none-mutex",
+    "vista-none-writeback",
+];
 
 fn open_vista(name: &'static str, args: &Args, scratch: &std::path::Path) -> Result<Engine> {
     let none = Options::new()
@@ -106,6 +113,12 @@ fn open_vista(name: &'static str, args: &Args, scratch: &std::path::Path) -> Res
     let (opts, mutex) = match name {
         "vista-none" => (none, false),
         "vista-none-mutex" => (none, true),
+        "vista-none-writeback" => (
+            Options::new()
+                .protection(Protection::None)
+                .writeback(Writeback::default()),
+            false,
+        ),
         _ => (Options::default(), false),
     };
     let array = VistaArray::open(scratch, &opts, args.entries, mutex)
@@ -156,7 +169,8 @@ fn main() -> Result<()> {
         } else {
             let found: Vec<&str> = ptms.iter().map(|p| p.name.as_str()).collect();
             bail!(
-                "unknown engine {name:?}: vista-none, vista-default, vista-none-mutex, or a \
+                "unknown engine {name:?}: vista-none, vista-default, vista-none-mutex, \
+                 vista-none-writeback, or a \
                  PTM driver in --ptm-dir (found: {})",
                 if found.is_empty() {
                     "none".into()
