@@ -3,8 +3,9 @@
 //! checkpoint.
 //!
 //! The steps, each with its crash point:
-//! 1. copy the dirty pages under the exclusive gate (`rio.checkpoint.copying` after each
-//!    page is copied, before it is marked in flight; `rio.checkpoint.staged`);
+//! 1. take a snapshot of the dirty pages (the gate closed only to swap the page maps),
+//!    then copy them while updates run, copy-on-write ([`crate::snapshot`];
+//!    `rio.checkpoint.copying` after each page is copied; `rio.checkpoint.staged`);
 //! 2. write header, index and pages to the journal (`rio.checkpoint.journal_written`),
 //!    fsync (`rio.checkpoint.journal_synced`);
 //! 3. write the commit record (`rio.checkpoint.commit_written`), fsync

@@ -7,8 +7,10 @@
 //! The stall: the segment is dirtied again and checkpointed while another thread runs
 //! one-byte transactions on random pages (each on a page the checkpoint has yet to
 //! write, or has written: either way the page is in the checkpoint's snapshot). The
-//! table gives that writer's longest transaction and its p99.9 during the checkpoint,
-//! beside its p99.9 over the same time with no checkpoint running.
+//! table gives that writer's longest transaction and its p99.9 during the checkpoint;
+//! beside them, the same over as long a time while another thread only copies memory
+//! (what sharing two cores with a busy thread costs, checkpoint or not), and the
+//! writer's p99.9 alone.
 //!
 //! A measured run first waits up to 30 s for the load to settle
 //! ([`benches::machine::settle`]) and prints the machine and the load at start and end.
@@ -79,14 +81,14 @@ fn tail(mut lat: Vec<Duration>) -> (Duration, Duration) {
     (lat[n - 1], lat[(n * 999 / 1000).min(n - 1)])
 }
 
-/// A writer's tail latency while `during` runs, and its p99.9 over as long a time with
-/// nothing else running: `(longest, p99.9, p99.9 without)`.
-fn stall(
+/// A writer's tail latency while `during` runs: `(longest, p99.9)`; and how long
+/// `during` took.
+fn writer_during(
     seg: &Segment,
     during: impl FnOnce() -> Result<()>,
-) -> Result<(Duration, Duration, Duration)> {
+) -> Result<((Duration, Duration), Duration)> {
     let stop = AtomicBool::new(false);
-    let (with, took) = std::thread::scope(|s| {
+    let (lat, took) = std::thread::scope(|s| {
         let w = s.spawn(|| writer(seg, &stop));
         let t = Instant::now();
         let r = during();
@@ -95,15 +97,45 @@ fn stall(
         let lat = w.join().expect("the writer does not panic");
         r.and(lat.map(|l| (l, took)))
     })?;
-    let stop = AtomicBool::new(false);
-    let without = std::thread::scope(|s| {
-        let w = s.spawn(|| writer(seg, &stop));
-        std::thread::sleep(took);
-        stop.store(true, Ordering::Relaxed);
-        w.join().expect("the writer does not panic")
+    Ok((tail(lat), took))
+}
+
+/// Copies memory for `d` (a companion thread as busy as a checkpoint's copy, without
+/// one): what sharing the cores costs the writer on its own.
+fn busy_for(d: Duration) {
+    let src = vec![1u8; 1 << 20];
+    let mut dst = vec![0u8; 1 << 20];
+    let t = Instant::now();
+    while t.elapsed() < d {
+        dst.copy_from_slice(&src);
+        std::hint::black_box(&mut dst);
+    }
+}
+
+/// The stall columns: a writer's longest transaction and p99.9 during a checkpoint,
+/// then its longest and p99.9 over as long a time beside a thread that copies memory
+/// (no checkpoint), then its p99.9 alone.
+struct Stall {
+    during: (Duration, Duration),
+    busy: (Duration, Duration),
+    alone: Duration,
+}
+
+fn stall(seg: &Segment) -> Result<Stall> {
+    let (during, took) = writer_during(seg, || Ok(seg.checkpoint()?))?;
+    let (busy, _) = writer_during(seg, || {
+        busy_for(took);
+        Ok(())
     })?;
-    let (max, p999) = tail(with);
-    Ok((max, p999, tail(without).1))
+    let (alone, _) = writer_during(seg, || {
+        std::thread::sleep(took);
+        Ok(())
+    })?;
+    Ok(Stall {
+        during,
+        busy,
+        alone: alone.1,
+    })
 }
 
 fn mib_s(bytes: u64, d: Duration) -> f64 {
@@ -166,9 +198,9 @@ fn main() -> Result<()> {
         println!("**Warning: {w}.**\n");
     }
     println!(
-        "| size | checkpoint | its speed | raw write + fdatasync | ratio | cold open | raw read | ratio | warm open | writer's longest txn during a checkpoint | its p99.9 | p99.9 without |"
+        "| size | checkpoint | its speed | raw write + fdatasync | ratio | cold open | raw read | ratio | warm open | writer's longest / p99.9 during a checkpoint | beside a memory copy, no checkpoint | p99.9 alone |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &mib in &args.sizes {
         let len = mib << 20;
         let path = dir.path().join(format!("seg-{mib}.vista"));
@@ -180,7 +212,7 @@ fn main() -> Result<()> {
         std::fs::File::create(&scratch)?.write_all(&vec![0u8; len as usize])?;
         let (mut ck, mut raw, mut cold, mut read, mut warm) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut longest, mut p999, mut quiet) = (Vec::new(), Vec::new(), Vec::new());
+        let mut stalls = Vec::new();
         for run in 0..args.runs {
             let seg = Segment::open(&path, &opts).context("open")?;
             dirty_all(&seg, run as u8 + 1)?;
@@ -188,10 +220,7 @@ fn main() -> Result<()> {
             seg.checkpoint()?;
             ck.push(t.elapsed());
             dirty_all(&seg, run as u8 + 101)?;
-            let (max, p, q) = stall(&seg, || Ok(seg.checkpoint()?))?;
-            longest.push(max);
-            p999.push(p);
-            quiet.push(q);
+            stalls.push(stall(&seg)?);
             drop(seg);
             raw.push(raw_rewrite(&scratch, len)?);
             let t = Instant::now();
@@ -213,8 +242,9 @@ fn main() -> Result<()> {
             median(warm),
         );
         let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let col = |f: fn(&Stall) -> Duration| us(median(stalls.iter().map(f).collect()));
         println!(
-            "| {mib} MiB | {:.2} s | {:.0} MiB/s | {:.0} MiB/s | {:.2}x | {:.2} s | {:.0} MiB/s | {:.2}x | {:.1} ms | {:.0} µs | {:.1} µs | {:.1} µs |",
+            "| {mib} MiB | {:.2} s | {:.0} MiB/s | {:.0} MiB/s | {:.2}x | {:.2} s | {:.0} MiB/s | {:.2}x | {:.1} ms | {:.0} µs / {:.1} µs | {:.0} µs / {:.1} µs | {:.1} µs |",
             ck.as_secs_f64(),
             mib_s(len, ck),
             mib_s(len, raw),
@@ -223,9 +253,11 @@ fn main() -> Result<()> {
             mib_s(len, read),
             mib_s(len, cold) / mib_s(len, read),
             warm.as_secs_f64() * 1e3,
-            us(median(longest)),
-            us(median(p999)),
-            us(median(quiet)),
+            col(|s| s.during.0),
+            col(|s| s.during.1),
+            col(|s| s.busy.0),
+            col(|s| s.busy.1),
+            col(|s| s.alone),
         );
         Segment::remove(&path, &opts)?;
     }
