@@ -216,6 +216,32 @@ pub(crate) fn render<C: Chart>(
     Ok(Figure { kind, svg, png })
 }
 
+/// The width in pixels of `s` drawn at `size` in the figures' font (an estimate of
+/// 0.6 em per character where there is no font: then no figure is drawn anyway).
+fn text_width(s: &str, size: u32) -> u32 {
+    let Ok(Ok(font)) = plot_font() else {
+        return (s.chars().count() as u32 * size * 3).div_ceil(5);
+    };
+    #[allow(clippy::cast_precision_loss)] // a font size in pixels
+    let font = font.as_scaled(size as f32);
+    let mut width = 0f32;
+    let mut prev = None;
+    for c in s.chars() {
+        let id = font.glyph_id(c);
+        if let Some(p) = prev {
+            width += font.kern(p, id);
+        }
+        width += font.h_advance(id);
+        prev = Some(id);
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a few hundred pixels
+    let px = width.ceil() as u32;
+    px
+}
+
+/// Horizontal bar charts: the plot area's width besides the labels.
+const BAR_PLOT_WIDTH: u32 = 560;
+
 pub(crate) fn text(size: u32) -> TextStyle<'static> {
     ("sans-serif", size).into_font().color(&BLACK)
 }
@@ -250,9 +276,30 @@ struct BarChart<'a> {
     footer: &'a str,
 }
 
+impl BarChart<'_> {
+    /// An engine's label on the y axis.
+    fn label(pick: &Pick<'_>) -> String {
+        format!("{} ({})", pick.label, pick.engine)
+    }
+
+    /// Room for the longest label (at least the 330 pixels the figures always had).
+    fn label_area(&self) -> u32 {
+        let widest = self
+            .picks
+            .iter()
+            .map(|p| text_width(&Self::label(p), 14))
+            .max()
+            .unwrap_or(0);
+        (widest + 24).max(330)
+    }
+}
+
 impl Chart for BarChart<'_> {
     fn size(&self) -> (u32, u32) {
-        (900, 110 + 44 * self.picks.len() as u32)
+        (
+            self.label_area() + BAR_PLOT_WIDTH,
+            110 + 44 * self.picks.len() as u32,
+        )
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
@@ -267,10 +314,7 @@ impl Chart for BarChart<'_> {
         let lo = bars.first().map_or(1.0, |b| b.sample.median_ns) / 4.0;
         let hi = bars.last().map_or(10.0, |b| b.sample.median_ns) * 6.0;
         let n = bars.len() as u32;
-        let labels: Vec<String> = bars
-            .iter()
-            .map(|b| format!("{} ({})", b.label, b.engine))
-            .collect();
+        let labels: Vec<String> = bars.iter().map(|b| Self::label(b)).collect();
         let mut chart = ChartBuilder::on(&root)
             .caption(
                 format!(
@@ -282,7 +326,7 @@ impl Chart for BarChart<'_> {
             .margin(12)
             .margin_right(24)
             .x_label_area_size(30)
-            .y_label_area_size(330)
+            .y_label_area_size(self.label_area())
             .build_cartesian_2d(
                 (lo..hi).log_scale().with_key_points(decades(lo, hi)),
                 // Integer ranges are inclusive here: 0..n-1 is n slots.
@@ -514,9 +558,22 @@ impl<'a> SizeChart<'a> {
     }
 }
 
+impl SizeChart<'_> {
+    /// Room for the legend's longest label (at least the 380 pixels it always had).
+    fn legend_width(&self) -> u32 {
+        let widest = self
+            .lines
+            .iter()
+            .map(|l| text_width(&l.label, 14))
+            .max()
+            .unwrap_or(0);
+        (54 + widest + 16).max(380)
+    }
+}
+
 impl Chart for SizeChart<'_> {
     fn size(&self) -> (u32, u32) {
-        (1200, 620)
+        (820 + self.legend_width(), 620)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
