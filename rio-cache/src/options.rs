@@ -55,17 +55,21 @@ pub enum Writeback {
     /// Only when [`crate::RioCache::checkpoint`] is called (and at close).
     Manual,
     /// A background thread checkpoints every `interval`, or sooner when `dirty_bytes`
-    /// of pages are dirty.
+    /// of pages are dirty, but paced: such an early checkpoint starts no sooner after
+    /// the last one ended than three times that one's duration, so checkpoints take at
+    /// most about a quarter of the time however fast pages are dirtied (the dirty set
+    /// grows past `dirty_bytes` meanwhile).
     Background {
-        /// The longest time between checkpoints while pages are dirty.
+        /// The longest time between checkpoints while pages are dirty (never delayed by
+        /// the pacing).
         interval: Duration,
-        /// Dirty bytes that trigger an early checkpoint.
+        /// Dirty bytes that trigger an early (paced) checkpoint.
         dirty_bytes: u64,
     },
 }
 
 impl Default for Writeback {
-    /// A checkpoint every 5 seconds, or as soon as 16 MiB are dirty.
+    /// A checkpoint every 5 seconds, or as soon as 16 MiB are dirty (paced).
     fn default() -> Self {
         Writeback::Background {
             interval: Duration::from_secs(5),

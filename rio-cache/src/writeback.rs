@@ -1,9 +1,19 @@
 //! The background writeback thread.
+//!
+//! It checkpoints every `interval` while pages are dirty, and sooner when a writer kicks
+//! it (`dirty_bytes` of pages dirty), but paced: an early checkpoint starts no sooner
+//! than [`PACE`] times the last checkpoint's duration after that checkpoint ended. A
+//! workload that dirties pages faster than the disk takes them would otherwise keep a
+//! checkpoint running all the time, each one making writers copy the pages of its
+//! snapshot before they change them; paced, checkpoints take at most about
+//! `1 / (1 + PACE)` of the time, and the dirty set grows past `dirty_bytes` meanwhile
+//! (it bounds how much a checkpoint writes only when the disk keeps up). The interval's
+//! checkpoints are never delayed.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{IoContext, Result};
 use crate::state::Inner;
@@ -49,31 +59,86 @@ impl WritebackThread {
     }
 }
 
+/// How many times its own duration a checkpoint leaves to the writers before a kick may
+/// start the next one.
+pub(crate) const PACE: u32 = 3;
+
+/// When a kicked checkpoint may start, after the last one ended at `ended` having taken
+/// `took`: `ended + PACE * took` (at once when there was none).
+pub(crate) fn earliest_kicked_start(last: Option<(Instant, Duration)>) -> Option<Instant> {
+    last.and_then(|(ended, took)| ended.checked_add(took.saturating_mul(PACE)))
+}
+
 fn run(inner: &Inner, interval: Duration) {
+    let mut last: Option<(Instant, Duration)> = None;
+    let mut due = Instant::now() + interval;
     loop {
         {
             let mut w = inner
                 .wake
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !w.stop && !w.kick {
+            loop {
+                if w.stop {
+                    return;
+                }
+                let now = Instant::now();
+                if now >= due {
+                    break; // the interval's checkpoint: never delayed
+                }
+                let until = if w.kick {
+                    match earliest_kicked_start(last) {
+                        Some(t) if t > now => t.min(due),
+                        _ => break,
+                    }
+                } else {
+                    due
+                };
                 w = inner
                     .wake_cv
-                    .wait_timeout(w, interval)
+                    .wait_timeout(w, until - now)
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .0;
-            }
-            if w.stop {
-                return;
             }
             w.kick = false;
         }
         if inner.poisoned.load(Ordering::Acquire) {
             return;
         }
+        let started = Instant::now();
         if inner.dirty_pages.load(Ordering::Relaxed) > 0 {
             // A failure poisons the cache; writers see it on their next update.
             let _ = inner.checkpoint();
+            let ended = Instant::now();
+            last = Some((ended, ended - started));
         }
+        due = Instant::now() + interval;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{earliest_kicked_start, PACE};
+
+    #[test]
+    fn a_kick_waits_pace_times_the_last_checkpoint() {
+        assert_eq!(
+            earliest_kicked_start(None),
+            None,
+            "no checkpoint yet: at once"
+        );
+        let ended = Instant::now();
+        let took = Duration::from_millis(40);
+        assert_eq!(
+            earliest_kicked_start(Some((ended, took))),
+            Some(ended + took * PACE)
+        );
+        assert_eq!(
+            earliest_kicked_start(Some((ended, Duration::ZERO))),
+            Some(ended),
+            "an empty checkpoint leaves no gap"
+        );
     }
 }

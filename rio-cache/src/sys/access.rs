@@ -55,6 +55,13 @@ impl Inner {
     /// checkpoint wait (nothing was copied or changed).
     pub(crate) fn stage(&self, seq: u64) -> Result<Batch> {
         let snap = &self.snapshot;
+        // Room for every page the snapshot may take, made before writers start to
+        // preserve pages: growing the map under its lock would stall them.
+        let expected = usize::try_from(self.dirty_pages.load(Ordering::Relaxed)).unwrap_or(0);
+        snap.preserved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .reserve(expected.min(self.pages));
         let epoch = {
             let Some(_gate) = self.gate.close(self.checkpoint_wait) else {
                 return Err(Error::CheckpointBusy {
