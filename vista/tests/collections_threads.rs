@@ -74,8 +74,17 @@ fn two_open_transactions_on_keys_of_different_buckets_do_not_conflict() {
 #[test]
 fn threads_on_disjoint_keys_see_no_conflict_and_match_their_models() {
     let p = Place::new();
-    let seg = Segment::open(&p.path, &opts(&p)).unwrap();
-    let threads = 3u64;
+    // A segment of fewer cache lines than the lock table has stripes (65,536): every
+    // line has a stripe of its own, so keys of different buckets share no lock at all
+    // and no wait can be long enough to report a conflict, however loaded the machine.
+    let seg = Segment::open(&p.path, &opts(&p).size(3 << 20)).unwrap();
+    let threads = 4u64;
+    // Thread t's keys: those whose hash has t in its top two bits. The map is presized
+    // (every bucket's depth is at least 2 and nothing splits), and buckets are chosen by
+    // the hash's top bits, so no two threads' keys ever share a bucket.
+    let keys: Vec<Vec<u64>> = (0..threads)
+        .map(|t| (0..).filter(|&k| hash(k) >> 62 == t).take(700).collect())
+        .collect();
     let map = seg
         .transaction(|tx| PHashMap::<u64, u64>::with_capacity(tx, 3000))
         .unwrap();
@@ -83,15 +92,13 @@ fn threads_on_disjoint_keys_see_no_conflict_and_match_their_models() {
     let models: Vec<BTreeMap<u64, u64>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (seg, conflicts) = (&seg, &conflicts);
+                let (seg, conflicts, mine) = (&seg, &conflicts, &keys[t as usize]);
                 s.spawn(move || {
                     let mut rng = rand::rngs::SmallRng::seed_from_u64(t);
                     let mut model = BTreeMap::new();
                     for _ in 0..300 {
-                        // Keys of this thread: k % threads == t.
-                        let ks: Vec<u64> = (0..3)
-                            .map(|_| rng.gen_range(0..1000) * threads + t)
-                            .collect();
+                        let ks: Vec<u64> =
+                            (0..3).map(|_| mine[rng.gen_range(0..mine.len())]).collect();
                         let op = rng.gen_range(0..3);
                         let mut work = model.clone();
                         seg.transaction(|tx| {
