@@ -87,10 +87,27 @@ fn options(dir: &Path) -> Options {
         .writeback(Writeback::Manual)
 }
 
+/// `Segment::open`, looking again for a while when the segment is locked: a child
+/// process that another test of this binary spawns holds duplicates of this process's
+/// descriptors (and so of a just-closed segment's lock) until it execs, which on a
+/// loaded machine can take milliseconds.
+fn open_segment(path: impl AsRef<Path>, opts: &vista::Options) -> vista::Result<Segment> {
+    let path = path.as_ref();
+    for _ in 0..250 {
+        match Segment::open(path, opts) {
+            Err(vista::Error::Locked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+    Segment::open(path, opts)
+}
+
 /// A segment with "hello" committed at 0 and checkpointed, closed cleanly.
 fn good_segment(dir: &Path) -> PathBuf {
     let path = dir.join("seg");
-    let seg = Segment::open(&path, &options(dir)).unwrap();
+    let seg = open_segment(&path, &options(dir)).unwrap();
     seg.transaction(|tx| tx.write(0, b"hello")).unwrap();
     seg.close().unwrap();
     path
@@ -120,7 +137,7 @@ fn crash_child() {
         return;
     };
     let dir = PathBuf::from(dir);
-    let seg = Segment::open(dir.join("seg"), &options(&dir)).unwrap();
+    let seg = open_segment(dir.join("seg"), &options(&dir)).unwrap();
     let mut tx = seg.begin().unwrap();
     tx.write(0, b"HELLO").unwrap();
     std::process::abort();
@@ -220,7 +237,7 @@ fn unfinished_transaction_is_shown_dumped_as_committed_and_recovered() {
     assert!(r.stdout.contains("1 unfinished"), "{}", r.stdout);
     let r = read_only(d, &["info", "seg"]);
     assert!(!r.stdout.contains("UNFINISHED"), "{}", r.stdout);
-    let seg = Segment::open(d.join("seg"), &options(d)).unwrap();
+    let seg = open_segment(d.join("seg"), &options(d)).unwrap();
     assert_eq!(seg.read(0, 5).unwrap(), b"hello");
 }
 
@@ -334,7 +351,7 @@ fn locked_segment_is_read_but_not_opened() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let path = good_segment(d);
-    let seg = Segment::open(&path, &options(d)).unwrap();
+    let seg = open_segment(&path, &options(d)).unwrap();
     let r = read_only(d, &["info", "seg"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
@@ -504,7 +521,7 @@ fn offsets_and_sizes_in_hex_or_decimal() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let path = good_segment(d);
-    let seg = Segment::open(&path, &options(d)).unwrap();
+    let seg = open_segment(&path, &options(d)).unwrap();
     seg.transaction(|tx| tx.write(0x50, b"at 0x50")).unwrap();
     seg.transaction(|tx| tx.write(1024, b"at 1KiB")).unwrap();
     seg.close().unwrap();
@@ -543,7 +560,7 @@ fn locked_messages_name_the_holder() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let path = good_segment(d);
-    let seg = Segment::open(&path, &options(d)).unwrap();
+    let seg = open_segment(&path, &options(d)).unwrap();
     let pid = std::process::id().to_string();
     for cmd in ["checkpoint", "recover", "remove"] {
         let r = read_only(d, &[cmd, "seg"]);
@@ -624,7 +641,7 @@ const META_PAGES: u64 = 4; // 256 descriptors of 64 bytes before each zone's pag
 /// path and the offset of one small block.
 fn heap_segment(dir: &Path) -> (PathBuf, u64) {
     let path = dir.join("seg");
-    let seg = Segment::open(&path, &options(dir).size(1 << 20).undo_log_size(64 << 10)).unwrap();
+    let seg = open_segment(&path, &options(dir).size(1 << 20).undo_log_size(64 << 10)).unwrap();
     let small = seg
         .transaction(|tx| {
             let root = tx.root::<[u64; 2]>()?;
@@ -649,7 +666,7 @@ fn desc_of(off: u64) -> u64 {
 /// Writes `bytes` at user offset `at` with a raw transaction (a stray store through an
 /// offset), then closes the segment.
 fn damage(path: &Path, dir: &Path, at: u64, bytes: &[u8]) {
-    let seg = Segment::open(path, &options(dir)).unwrap();
+    let seg = open_segment(path, &options(dir)).unwrap();
     seg.transaction(|tx| tx.write(at, bytes)).unwrap();
     seg.close().unwrap();
 }
@@ -755,7 +772,7 @@ fn check_finds_a_damaged_heap() {
             r.stdout
         );
         // The library's own check, on the open segment, agrees.
-        let seg = Segment::open(&path, &options(d)).unwrap();
+        let seg = open_segment(&path, &options(d)).unwrap();
         assert!(!seg.check().unwrap().is_clean(), "{what}");
     }
 }
@@ -800,12 +817,12 @@ fn images_lists_and_removes_only_orphans() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     for name in ["kept", "gone", "open"] {
-        Segment::open(d.join(name), &options(d))
+        open_segment(d.join(name), &options(d))
             .unwrap()
             .close()
             .unwrap();
     }
-    let held = Segment::open(d.join("open"), &options(d)).unwrap();
+    let held = open_segment(d.join("open"), &options(d)).unwrap();
     for name in ["gone", "open"] {
         std::fs::remove_file(d.join(name)).unwrap();
         std::fs::remove_file(d.join(format!("{name}.journal"))).unwrap();
