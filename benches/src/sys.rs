@@ -919,11 +919,7 @@ pub mod pmemobj {
             // SAFETY: the value of slot `i` lies inside the root object and belongs to
             // `key`, whose stripe this thread holds; it is snapshotted above.
             unsafe {
-                std::ptr::copy_nonoverlapping(
-                    value.as_ptr(),
-                    self.pool.root.add(off),
-                    value.len(),
-                );
+                std::ptr::copy_nonoverlapping(value.as_ptr(), self.pool.root.add(off), value.len());
             }
             // SAFETY: this thread's transaction, begun above, is open.
             let rc = unsafe {

@@ -52,7 +52,12 @@ struct Args {
     #[arg(long, value_delimiter = ',', value_enum, default_value = "a,b,c")]
     mixes: Vec<Mix>,
     /// Key distributions.
-    #[arg(long, value_delimiter = ',', value_enum, default_value = "uniform,zipfian")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_enum,
+        default_value = "uniform,zipfian"
+    )]
     dists: Vec<Dist>,
     /// Engines, in table order (default: every engine of this build; PMDK needs
     /// `--features pmdk`).
@@ -111,8 +116,10 @@ fn main() -> Result<()> {
 
     // samples[threads][mix][dist][engine] = (sample, load) per run.
     let cells = |n: usize| vec![Vec::<(Sample, f64)>::new(); n];
-    let mut samples =
-        vec![vec![vec![cells(stores.len()); args.dists.len()]; args.mixes.len()]; args.threads.len()];
+    let mut samples = vec![
+        vec![vec![cells(stores.len()); args.dists.len()]; args.mixes.len()];
+        args.threads.len()
+    ];
     let mut tsv = String::from(
         "engine\tthreads\tmix\tdist\trun\tops_per_s\tretries_per_op\tp50_us\tp99_us\tload1\n",
     );
@@ -132,7 +139,11 @@ fn main() -> Result<()> {
                         };
                         let name = args.engines[ei].name();
                         let s = run(store.as_ref(), &keys, &plan).with_context(|| {
-                            format!("{name}, {threads} thread(s), {} {}", mix.name(), dist.name())
+                            format!(
+                                "{name}, {threads} thread(s), {} {}",
+                                mix.name(),
+                                dist.name()
+                            )
                         })?;
                         let load = load_average();
                         eprintln!(
@@ -165,7 +176,11 @@ fn main() -> Result<()> {
     for (e, store) in args.engines.iter().zip(&stores) {
         verify(args.records, store.as_ref())
             .with_context(|| format!("{}: the check after the runs", e.name()))?;
-        eprintln!("{}: all {} records present and whole", e.name(), args.records);
+        eprintln!(
+            "{}: all {} records present and whole",
+            e.name(),
+            args.records
+        );
     }
     machine.load_end = load_average();
 
@@ -206,9 +221,17 @@ fn report(args: &Args, machine: &Machine, samples: &Samples) -> String {
         args.seconds / 4.0
     );
     let engines = &args.engines;
-    let vistas: Vec<usize> = (0..engines.len()).filter(|&e| engines[e].is_vista()).collect();
-    let peers: Vec<usize> = (0..engines.len()).filter(|&e| !engines[e].is_vista()).collect();
-    let ratios = if peers.is_empty() { &[][..] } else { &vistas[..] };
+    let vistas: Vec<usize> = (0..engines.len())
+        .filter(|&e| engines[e].is_vista())
+        .collect();
+    let peers: Vec<usize> = (0..engines.len())
+        .filter(|&e| !engines[e].is_vista())
+        .collect();
+    let ratios = if peers.is_empty() {
+        &[][..]
+    } else {
+        &vistas[..]
+    };
     for (ti, &threads) in args.threads.iter().enumerate() {
         let plural = if threads == 1 { "" } else { "s" };
         let _ = writeln!(doc, "{threads} thread{plural}, operations per second:\n");

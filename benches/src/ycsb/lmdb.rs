@@ -44,7 +44,8 @@ impl LmdbStore {
             .tempdir_in(parent)?;
         // Leaf pages hold about 30 records of 116 bytes; copy-on-write needs room for
         // the old pages until a transaction ends. Four times the data and 256 MiB spare.
-        let map_size = (usize::try_from(records * 4 * 128)? + (256 << 20)).next_multiple_of(1 << 20);
+        let map_size =
+            (usize::try_from(records * 4 * 128)? + (256 << 20)).next_multiple_of(1 << 20);
         let flags = EnvFlags::WRITE_MAP | EnvFlags::NO_SYNC | EnvFlags::NO_META_SYNC;
         let env = sys::open_lmdb(dir.path(), map_size, flags).context("opening LMDB")?;
         let mut wtxn = env.write_txn()?;
@@ -78,10 +79,7 @@ impl Client for LmdbClient<'_> {
     fn update(&mut self, key: u64, value: &Value) -> Result<u64> {
         let mut wtxn = self.env.write_txn()?;
         // The key must exist: an update never inserts.
-        anyhow::ensure!(
-            self.db.get(&wtxn, &key)?.is_some(),
-            "key {key} missing"
-        );
+        anyhow::ensure!(self.db.get(&wtxn, &key)?.is_some(), "key {key} missing");
         self.db.put(&mut wtxn, &key, value)?;
         wtxn.commit()?;
         Ok(0)

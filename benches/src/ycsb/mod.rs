@@ -186,7 +186,11 @@ pub fn key_of(v: &Value) -> u64 {
 /// # Errors
 /// What is wrong.
 pub fn check_value(key: u64, v: &Value) -> Result<()> {
-    ensure!(key_of(v) == key, "key {key} holds the value of key {}", key_of(v));
+    ensure!(
+        key_of(v) == key,
+        "key {key} holds the value of key {}",
+        key_of(v)
+    );
     let version = u64::from_le_bytes(v[8..16].try_into()?);
     ensure!(
         *v == value(key, version),

@@ -87,8 +87,7 @@ impl Store for PmdkStore {
     }
 
     fn entries(&self, f: &mut dyn FnMut(u64, &Value) -> Result<()>) -> Result<()> {
-        self.map.for_each(|key, v| -> Result<()> {
-            f(key, v.try_into().context("value length")?)
-        })
+        self.map
+            .for_each(|key, v| -> Result<()> { f(key, v.try_into().context("value length")?) })
     }
 }

@@ -122,7 +122,11 @@ fn work(
         };
         let ns = start.elapsed().as_nanos();
         if new.is_none() {
-            ensure!(key_of(&out) == key, "a read of key {key} returned key {}", key_of(&out));
+            ensure!(
+                key_of(&out) == key,
+                "a read of key {key} returned key {}",
+                key_of(&out)
+            );
         }
         if measuring.load(Ordering::Relaxed) {
             latencies.push(u32::try_from(ns).unwrap_or(u32::MAX));

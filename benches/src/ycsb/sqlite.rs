@@ -51,10 +51,10 @@ thread_local! {
     static BUSY: Cell<u64> = const { Cell::new(0) };
 }
 
-fn yield_when_busy(_tries: i32) -> bool {
+fn yield_when_busy(tries: i32) -> bool {
     BUSY.with(|b| b.set(b.get() + 1));
     std::thread::yield_now();
-    _tries < BUSY_TRIES
+    tries < BUSY_TRIES
 }
 
 fn connect(path: &Path, sync: Synchronous) -> Result<Connection> {

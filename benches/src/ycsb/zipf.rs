@@ -33,7 +33,10 @@ pub struct Zipfian {
 impl Zipfian {
     /// Ranks `0..n` (`n >= 1`) with constant `theta` (`0 < theta < 1`).
     pub fn new(n: u64, theta: f64) -> Zipfian {
-        assert!(n >= 1 && theta > 0.0 && theta < 1.0, "n >= 1 and 0 < theta < 1");
+        assert!(
+            n >= 1 && theta > 0.0 && theta < 1.0,
+            "n >= 1 and 0 < theta < 1"
+        );
         let zetan = zeta(n, theta);
         let zeta2 = zeta(2, theta);
         Zipfian {
@@ -116,7 +119,11 @@ mod tests {
         let freq = |r: usize| hits[r] as f64 / f64::from(draws);
         let zn = zeta(n, THETA);
         assert!((freq(0) - 1.0 / zn).abs() < 0.005, "rank 0: {}", freq(0));
-        assert!((freq(1) - 0.5f64.powf(THETA) / zn).abs() < 0.005, "rank 1: {}", freq(1));
+        assert!(
+            (freq(1) - 0.5f64.powf(THETA) / zn).abs() < 0.005,
+            "rank 1: {}",
+            freq(1)
+        );
         let top10: f64 = (0..10).map(freq).sum();
         let law10 = zeta(10, THETA) / zn;
         assert!((top10 - law10).abs() < 0.03, "top ten {top10} vs {law10}");
