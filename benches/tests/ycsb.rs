@@ -31,8 +31,16 @@ fn every_engine_runs_a_smoke_cell_and_keeps_its_data() {
             };
             let s = run(store.as_ref(), &keys, &plan)
                 .unwrap_or_else(|e| panic!("{}: {e:#}", engine.name()));
-            assert!(s.commits > 0, "{}: no operation completed", engine.name());
-            assert_eq!(s.latencies.len() as u64, s.commits);
+            assert!(
+                s.all.commits > 0,
+                "{}: no operation completed",
+                engine.name()
+            );
+            assert_eq!(s.all.latencies.len() as u64, s.all.commits);
+            assert_eq!(s.reads.commits + s.updates.commits, s.all.commits);
+            if mix == Mix::C {
+                assert_eq!(s.updates.commits, 0);
+            }
         }
         verify(RECORDS, store.as_ref()).unwrap_or_else(|e| panic!("{}: {e:#}", engine.name()));
     }

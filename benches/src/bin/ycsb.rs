@@ -29,7 +29,7 @@ use anyhow::{bail, Context, Result};
 use benches::machine::{load_average, settle, Machine};
 use benches::threads::run::{median, Sample, Summary};
 use benches::threads::table::{micros, rate, thousands};
-use benches::ycsb::run::{run, Plan};
+use benches::ycsb::run::{run, Cell, Plan};
 use benches::ycsb::{verify, Dist, Engine, Keys, Mix, Store, DEFAULT_RECORDS, MAX_THREADS};
 use clap::Parser;
 
@@ -115,13 +115,13 @@ fn main() -> Result<()> {
     let keys = Keys::new(args.records, args.seed);
 
     // samples[threads][mix][dist][engine] = (sample, load) per run.
-    let cells = |n: usize| vec![Vec::<(Sample, f64)>::new(); n];
+    let cells = |n: usize| vec![Vec::<(Cell, f64)>::new(); n];
     let mut samples = vec![
         vec![vec![cells(stores.len()); args.dists.len()]; args.mixes.len()];
         args.threads.len()
     ];
     let mut tsv = String::from(
-        "engine\tthreads\tmix\tdist\trun\tops_per_s\tretries_per_op\tp50_us\tp99_us\tload1\n",
+        "engine\tthreads\tmix\tdist\trun\tops_per_s\tretries_per_op\tp50_us\tp99_us\tread_p50_us\tread_p99_us\tupdate_p50_us\tupdate_p99_us\tload1\n",
     );
     let measure = Duration::from_secs_f64(args.seconds);
     for r in 0..args.runs {
@@ -138,7 +138,7 @@ fn main() -> Result<()> {
                             seed: args.seed.wrapping_add(1000 * r as u64 + 100 * ti as u64),
                         };
                         let name = args.engines[ei].name();
-                        let s = run(store.as_ref(), &keys, &plan).with_context(|| {
+                        let cell = run(store.as_ref(), &keys, &plan).with_context(|| {
                             format!(
                                 "{name}, {threads} thread(s), {} {}",
                                 mix.name(),
@@ -146,6 +146,7 @@ fn main() -> Result<()> {
                             )
                         })?;
                         let load = load_average();
+                        let (s, rd, up) = (&cell.all, &cell.reads, &cell.updates);
                         eprintln!(
                             "run {} threads {threads} {} {:<8} {name:<14} {:>10} ops/s  p50 {:>6} µs  p99 {:>7} µs  retries/op {:>7}  load {load:.2}",
                             r + 1,
@@ -158,7 +159,7 @@ fn main() -> Result<()> {
                         );
                         let _ = writeln!(
                             tsv,
-                            "{name}\t{threads}\t{}\t{}\t{}\t{:.0}\t{:.6}\t{:.3}\t{:.3}\t{load:.2}",
+                            "{name}\t{threads}\t{}\t{}\t{}\t{:.0}\t{:.6}\t{:.3}\t{:.3}\t{:.3}\t{:.3}\t{:.3}\t{:.3}\t{load:.2}",
                             mix.name(),
                             dist.name(),
                             r + 1,
@@ -166,8 +167,12 @@ fn main() -> Result<()> {
                             s.retry_rate(),
                             s.percentile_us(0.5),
                             s.percentile_us(0.99),
+                            rd.percentile_us(0.5),
+                            rd.percentile_us(0.99),
+                            up.percentile_us(0.5),
+                            up.percentile_us(0.99),
                         );
-                        samples[ti][mi][di][ei].push((s, load));
+                        samples[ti][mi][di][ei].push((cell, load));
                     }
                 }
             }
@@ -197,7 +202,7 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-type Samples = Vec<Vec<Vec<Vec<Vec<(Sample, f64)>>>>>;
+type Samples = Vec<Vec<Vec<Vec<Vec<(Cell, f64)>>>>>;
 
 /// The Markdown report: the command, the machine, and per thread count a throughput
 /// table (with the ratio columns and the load) and a latency table.
@@ -248,10 +253,8 @@ fn report(args: &Args, machine: &Machine, samples: &Samples) -> String {
         for (mi, mix) in args.mixes.iter().enumerate() {
             for (di, dist) in args.dists.iter().enumerate() {
                 let cell = &samples[ti][mi][di];
-                let summaries: Vec<Summary> = cell
-                    .iter()
-                    .map(|runs| Summary::of(&runs.iter().map(|r| r.0.clone()).collect::<Vec<_>>()))
-                    .collect();
+                let summaries: Vec<Summary> =
+                    cell.iter().map(|runs| summary(runs, |c| &c.all)).collect();
                 let _ = write!(doc, "| {} | {} |", mix.name(), dist.name());
                 for s in &summaries {
                     let _ = write!(doc, " {} |", thousands(s.tps));
@@ -264,28 +267,54 @@ fn report(args: &Args, machine: &Machine, samples: &Samples) -> String {
                 let _ = writeln!(doc, " {load:.2} |");
             }
         }
-        let _ = writeln!(
-            doc,
-            "\n{threads} thread{plural}, latency of one operation, p50 / p99 µs (median of the runs):\n"
-        );
-        doc.push_str("| mix | keys |");
-        for e in engines {
-            let _ = write!(doc, " {} |", e.name());
-        }
-        doc.push_str("\n|---|---|");
-        doc.push_str(&"---:|".repeat(engines.len()));
-        doc.push('\n');
-        for (mi, mix) in args.mixes.iter().enumerate() {
-            for (di, dist) in args.dists.iter().enumerate() {
-                let _ = write!(doc, "| {} | {} |", mix.name(), dist.name());
-                for runs in &samples[ti][mi][di] {
-                    let s = Summary::of(&runs.iter().map(|r| r.0.clone()).collect::<Vec<_>>());
-                    let _ = write!(doc, " {} / {} |", micros(s.p50), micros(s.p99));
+        for (what, part) in [("reads", Part::Reads), ("updates", Part::Updates)] {
+            let _ = writeln!(
+                doc,
+                "\n{threads} thread{plural}, latency of {what}, p50 / p99 µs (median of the runs' percentiles):\n"
+            );
+            doc.push_str("| mix | keys |");
+            for e in engines {
+                let _ = write!(doc, " {} |", e.name());
+            }
+            doc.push_str("\n|---|---|");
+            doc.push_str(&"---:|".repeat(engines.len()));
+            doc.push('\n');
+            for (mi, mix) in args.mixes.iter().enumerate() {
+                if part == Part::Updates && *mix == Mix::C {
+                    continue;
                 }
-                doc.push('\n');
+                for (di, dist) in args.dists.iter().enumerate() {
+                    let _ = write!(doc, "| {} | {} |", mix.name(), dist.name());
+                    for runs in &samples[ti][mi][di] {
+                        let s = summary(runs, |c| part.of(c));
+                        let _ = write!(doc, " {} / {} |", micros(s.p50), micros(s.p99));
+                    }
+                    doc.push('\n');
+                }
             }
         }
         doc.push('\n');
     }
     doc
+}
+
+/// Which operations a latency table shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Reads,
+    Updates,
+}
+
+impl Part {
+    fn of(self, c: &Cell) -> &Sample {
+        match self {
+            Part::Reads => &c.reads,
+            Part::Updates => &c.updates,
+        }
+    }
+}
+
+/// The medians over the runs of one part of a cell.
+fn summary(runs: &[(Cell, f64)], part: impl Fn(&Cell) -> &Sample) -> Summary {
+    Summary::of(&runs.iter().map(|r| part(&r.0).clone()).collect::<Vec<_>>())
 }

@@ -30,20 +30,36 @@ pub struct Plan {
     pub seed: u64,
 }
 
+/// One measured run: every operation, and the reads and the updates apart (their
+/// `elapsed` is the run's, so their rates are per second of the whole run).
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Every operation.
+    pub all: Sample,
+    /// The reads.
+    pub reads: Sample,
+    /// The updates.
+    pub updates: Sample,
+}
+
+/// What one thread measured: operations, retries, and the latencies of its reads and of
+/// its updates (ns).
+type Counts = (u64, u64, Vec<u32>, Vec<u32>);
+
 /// Runs `plan` on `store`: `plan.threads` threads run operations from the start,
 /// measuring runs from `warm_up` for `measure`. Each read's value is checked to belong
 /// to its key.
 ///
 /// # Errors
 /// The first error of a thread (the others stop too).
-pub fn run(store: &dyn Store, keys: &Keys, plan: &Plan) -> Result<Sample> {
+pub fn run(store: &dyn Store, keys: &Keys, plan: &Plan) -> Result<Cell> {
     let stop = AtomicBool::new(false);
     let measuring = AtomicBool::new(false);
-    std::thread::scope(|s| -> Result<Sample> {
+    std::thread::scope(|s| -> Result<Cell> {
         let workers: Vec<_> = (0..plan.threads)
             .map(|t| {
                 let (stop, measuring) = (&stop, &measuring);
-                s.spawn(move || -> Result<(u64, u64, Vec<u32>)> {
+                s.spawn(move || -> Result<Counts> {
                     let result = work(store, keys, plan, t, stop, measuring);
                     if result.is_err() {
                         stop.store(true, Ordering::Relaxed);
@@ -65,20 +81,26 @@ pub fn run(store: &dyn Store, keys: &Keys, plan: &Plan) -> Result<Sample> {
         measuring.store(false, Ordering::Relaxed);
         let elapsed = started.elapsed();
         stop.store(true, Ordering::Relaxed);
-        let mut sample = Sample {
+        let empty = Sample {
             commits: 0,
             retries: 0,
             elapsed,
             latencies: Vec::new(),
             probe: 0,
         };
+        let (mut all, mut reads, mut updates) = (empty.clone(), empty.clone(), empty);
         let mut first_error = None;
         for w in workers {
             match w.join().expect("a benchmark thread panicked") {
-                Ok((c, r, l)) => {
-                    sample.commits += c;
-                    sample.retries += r;
-                    sample.latencies.extend(l);
+                Ok((c, r, rl, ul)) => {
+                    all.commits += c;
+                    all.retries += r;
+                    all.latencies.extend(&rl);
+                    all.latencies.extend(&ul);
+                    reads.commits += rl.len() as u64;
+                    reads.latencies.extend(rl);
+                    updates.commits += ul.len() as u64;
+                    updates.latencies.extend(ul);
                 }
                 Err(e) => first_error = first_error.or(Some(e)),
             }
@@ -86,12 +108,19 @@ pub fn run(store: &dyn Store, keys: &Keys, plan: &Plan) -> Result<Sample> {
         if let Some(e) = first_error {
             return Err(e);
         }
-        sample.latencies.sort_unstable();
-        Ok(sample)
+        for s in [&mut all, &mut reads, &mut updates] {
+            s.latencies.sort_unstable();
+        }
+        Ok(Cell {
+            all,
+            reads,
+            updates,
+        })
     })
 }
 
-/// One thread's loop: operations, retries and latencies while measuring.
+/// One thread's loop: operations, retries and the latencies of reads and of updates
+/// while measuring.
 fn work(
     store: &dyn Store,
     keys: &Keys,
@@ -99,11 +128,16 @@ fn work(
     thread: u64,
     stop: &AtomicBool,
     measuring: &AtomicBool,
-) -> Result<(u64, u64, Vec<u32>)> {
+) -> Result<Counts> {
     let mut client = store.client(thread)?;
     let mut rng = SmallRng::seed_from_u64(plan.seed.wrapping_add(thread));
     let (mut ops, mut retries) = (0, 0);
-    let mut latencies = Vec::with_capacity(1 << 20);
+    let mut reads = Vec::with_capacity(1 << 20);
+    let mut updates = Vec::with_capacity(if plan.mix == super::Mix::C {
+        0
+    } else {
+        1 << 20
+    });
     // Versions are unique per run and thread: the seed's, the thread's, a counter.
     let mut version = (plan.seed << 24) ^ (thread << 56);
     let mut out: Value = [0; super::VALUE_LEN];
@@ -129,10 +163,15 @@ fn work(
             );
         }
         if measuring.load(Ordering::Relaxed) {
-            latencies.push(u32::try_from(ns).unwrap_or(u32::MAX));
+            let ns = u32::try_from(ns).unwrap_or(u32::MAX);
+            if new.is_none() {
+                reads.push(ns);
+            } else {
+                updates.push(ns);
+            }
             ops += 1;
             retries += tries;
         }
     }
-    Ok((ops, retries, latencies))
+    Ok((ops, retries, reads, updates))
 }
