@@ -189,7 +189,13 @@ fn main() -> Result<()> {
     }
     machine.load_end = load_average();
 
-    let doc = report(&args, &machine, &samples);
+    let described: Vec<String> = args
+        .engines
+        .iter()
+        .zip(&stores)
+        .filter_map(|(e, s)| s.describe().map(|d| format!("{}: {d}.", e.name())))
+        .collect();
+    let doc = report(&args, &machine, &described, &samples);
     print!("{doc}");
     if let Some(dir) = &args.results {
         std::fs::create_dir_all(dir)?;
@@ -204,15 +210,19 @@ fn main() -> Result<()> {
 
 type Samples = Vec<Vec<Vec<Vec<Vec<(Cell, f64)>>>>>;
 
-/// The Markdown report: the command, the machine, and per thread count a throughput
-/// table (with the ratio columns and the load) and a latency table.
-fn report(args: &Args, machine: &Machine, samples: &Samples) -> String {
+/// The Markdown report: the command, the machine, what the stores say of themselves, and
+/// per thread count a throughput table (with the ratio columns and the load) and the
+/// latency tables of reads and of updates.
+fn report(args: &Args, machine: &Machine, described: &[String], samples: &Samples) -> String {
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let mut doc = String::new();
     let _ = writeln!(doc, "Command: `{command}`\n");
     let _ = writeln!(doc, "Machine: {}\n", machine.summary());
     if let Some(w) = &machine.load_warning {
         let _ = writeln!(doc, "**Warning: {w}.**\n");
+    }
+    for line in described {
+        let _ = writeln!(doc, "{line}\n");
     }
     let _ = writeln!(
         doc,

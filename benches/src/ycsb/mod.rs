@@ -247,6 +247,12 @@ pub trait Store: Sync {
     /// # Errors
     /// The engine's error or `f`'s.
     fn entries(&self, f: &mut dyn FnMut(u64, &Value) -> Result<()>) -> Result<()>;
+
+    /// What the report should say about this store's configuration as it runs (vista:
+    /// the protection `Auto` chose), if anything.
+    fn describe(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One thread's handle on a [`Store`].

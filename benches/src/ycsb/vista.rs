@@ -171,6 +171,14 @@ impl Store for VistaStore {
         }))
     }
 
+    fn describe(&self) -> Option<String> {
+        Some(format!(
+            "active protection {:?}, {} lanes",
+            self.segment().protection(),
+            self.segment().lanes()
+        ))
+    }
+
     fn entries(&self, f: &mut dyn FnMut(u64, &Value) -> Result<()>) -> Result<()> {
         let tx = self.segment().begin()?;
         for entry in self.map.iter(&tx) {
