@@ -791,9 +791,10 @@ pub mod pmemobj {
         fn probe(&self, key: u64) -> Option<usize> {
             let mask = self.slots - 1;
             let home = mix(key) as usize & mask;
-            (0..self.slots)
-                .map(|n| (home + n) & mask)
-                .find(|&i| matches!(self.key_word(i), 0) || self.key_word(i) == key + 1)
+            (0..self.slots).map(|n| (home + n) & mask).find(|&i| {
+                let word = self.key_word(i);
+                word == 0 || word == key.wrapping_add(1)
+            })
         }
 
         /// The held stripe of `key`.
