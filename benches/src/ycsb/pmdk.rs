@@ -91,3 +91,68 @@ impl Store for PmdkStore {
             .for_each(|key, v| -> Result<()> { f(key, v.try_into().context("value length")?) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pool map on its own: probing past collisions in a full map, absent keys,
+    /// updates, and the errors (a key twice, a full map, a wrong length) leaving it as
+    /// it was.
+    #[test]
+    fn pool_map_finds_updates_and_refuses() {
+        force_pmem_mode();
+        let path = PathBuf::from(format!(
+            "/dev/shm/vista-ycsb-test-{}.pmemobj",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let mut map = PoolMap::create(&path, 4, 3, 2).unwrap();
+        let _ = std::fs::remove_file(&path);
+        map.insert(&[(7, b"abc"), (u64::MAX - 1, b"def"), (0, b"ghi")])
+            .unwrap();
+        assert!(
+            map.insert(&[(9, b"jkl"), (7, b"mno")]).is_err(),
+            "key 7 twice"
+        );
+        let mut out = [0u8; 3];
+        assert!(
+            !map.get(9, &mut out).unwrap(),
+            "the failed batch left key 9"
+        );
+        map.insert(&[(9, b"jkl")]).unwrap();
+        assert!(map.insert(&[(10, b"pqr")]).is_err(), "a full map");
+        for (k, v) in [
+            (7, b"abc"),
+            (u64::MAX - 1, b"def"),
+            (0, b"ghi"),
+            (9, b"jkl"),
+        ] {
+            assert!(map.get(k, &mut out).unwrap());
+            assert_eq!(&out, v);
+        }
+        assert!(!map.get(u64::MAX, &mut out).unwrap());
+        assert!(!map.get(3, &mut out).unwrap());
+        assert!(map.update(0, b"xyz").unwrap());
+        assert!(!map.update(3, b"xyz").unwrap());
+        assert!(map.update(0, b"too long").is_err());
+        map.get(0, &mut out).unwrap();
+        assert_eq!(&out, b"xyz");
+        let mut seen = Vec::new();
+        map.for_each(|k, v| -> std::io::Result<()> {
+            seen.push((k, v.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                (0, b"xyz".to_vec()),
+                (7, b"abc".to_vec()),
+                (9, b"jkl".to_vec()),
+                (u64::MAX - 1, b"def".to_vec())
+            ]
+        );
+    }
+}
