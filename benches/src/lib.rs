@@ -38,6 +38,10 @@
 //! with the locking a user of each would need) for the `threads` binary:
 //! `cargo run --release -p benches --bin threads`.
 //!
+//! [`ycsb`] runs YCSB's core workloads A, B and C (uniform and Zipfian keys) on vista's
+//! persistent hash map and on LMDB, SQLite and PMDK, for the `ycsb` binary:
+//! `cargo run --release -p benches --features pmdk --bin ycsb`.
+//!
 //! Errors are `anyhow::Error` throughout: this crate is a harness whose only users are its
 //! own binary, tests and criterion benches, and every error ends up printed in a report.
 //!
@@ -71,3 +75,4 @@ pub mod sys;
 pub mod threads;
 pub mod vista;
 pub mod workload;
+pub mod ycsb;

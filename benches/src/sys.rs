@@ -714,6 +714,246 @@ pub mod pmemobj {
         }
     }
 
+    /// A fixed-size open-addressing hash map (linear probing) of `u64` keys and
+    /// fixed-length values in a pool's root object, changed in libpmemobj transactions
+    /// that snapshot (`pmemobj_tx_add_range`) only the bytes they change, with striped
+    /// DRAM mutexes for isolation between threads.
+    ///
+    /// ```text
+    /// slot: key + 1 (u64 LE; 0 = empty), value (value_len bytes), padding to 8 bytes
+    /// ```
+    ///
+    /// Soundness: key words are written only by [`PoolMap::insert`] (`&mut self`), so
+    /// while the map is shared every slot's key, and so the slot a key lives in, is
+    /// fixed (nothing is ever removed). A value is read or written only while the mutex
+    /// of its key's stripe is held ([`PoolMap::get`], [`PoolMap::update`]), so no two
+    /// threads touch one value at once; probing reads only key words.
+    #[derive(Debug)]
+    pub struct PoolMap {
+        pool: Pool,
+        slots: usize,
+        value_len: usize,
+        stride: usize,
+        locks: Vec<std::sync::Mutex<()>>,
+    }
+
+    // SAFETY: see the type's docs: shared access reads only immutable key words and
+    // touches values under their stripe's mutex; libpmemobj keeps transaction state per
+    // thread.
+    unsafe impl Sync for PoolMap {}
+
+    /// splitmix64's finaliser: spreads consecutive keys over the slots.
+    fn mix(key: u64) -> u64 {
+        let mut z = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    impl PoolMap {
+        /// Creates a pool file at `path` (which must not exist) holding an empty map of
+        /// `slots` slots (rounded up to a power of two) for values of `value_len` bytes,
+        /// with `stripes` mutexes.
+        ///
+        /// # Errors
+        /// libpmemobj's error.
+        pub fn create(
+            path: &Path,
+            slots: usize,
+            value_len: usize,
+            stripes: usize,
+        ) -> io::Result<PoolMap> {
+            let slots = slots.max(2).next_power_of_two();
+            let stride = (8 + value_len).next_multiple_of(8);
+            let len = slots * stride;
+            // Room for the root object, the allocator's metadata and the lanes' undo logs.
+            let pool = Pool::create(path, len + len / 4 + (64 << 20), len)?;
+            Ok(PoolMap {
+                pool,
+                slots,
+                value_len,
+                stride,
+                locks: (0..stripes.max(1))
+                    .map(|_| std::sync::Mutex::new(()))
+                    .collect(),
+            })
+        }
+
+        /// The key word of slot `i`.
+        fn key_word(&self, i: usize) -> u64 {
+            // SAFETY: slot `i < slots` lies inside the root object; key words change only
+            // under `&mut self` (see the type's docs), so this read races with nothing.
+            unsafe { std::ptr::read_unaligned(self.pool.root.add(i * self.stride).cast::<u64>()) }
+        }
+
+        /// The slot holding `key`, or the empty slot where it would go; `None` when the
+        /// map is full and `key` is absent.
+        fn probe(&self, key: u64) -> Option<usize> {
+            let mask = self.slots - 1;
+            let home = mix(key) as usize & mask;
+            (0..self.slots).map(|n| (home + n) & mask).find(|&i| {
+                let word = self.key_word(i);
+                word == 0 || word == key.wrapping_add(1)
+            })
+        }
+
+        /// The held stripe of `key`.
+        fn lock(&self, key: u64) -> std::sync::MutexGuard<'_, ()> {
+            let stripe = (mix(key) >> 32) as usize % self.locks.len();
+            self.locks[stripe]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+
+        fn check_len(&self, len: usize) -> io::Result<()> {
+            if len == self.value_len {
+                Ok(())
+            } else {
+                Err(io::Error::other(format!(
+                    "a value of {len} bytes in a map of {}-byte values",
+                    self.value_len
+                )))
+            }
+        }
+
+        /// Inserts `pairs` (keys not yet present, below `u64::MAX`) in one transaction.
+        ///
+        /// # Errors
+        /// A key already present or the map full; libpmemobj's error (nothing is
+        /// inserted).
+        pub fn insert(&mut self, pairs: &[(u64, &[u8])]) -> io::Result<()> {
+            self.pool.tx_begin()?;
+            let result = (|| -> io::Result<()> {
+                for &(key, value) in pairs {
+                    self.check_len(value.len())?;
+                    let word = key
+                        .checked_add(1)
+                        .ok_or_else(|| io::Error::other("key u64::MAX"))?;
+                    let i = self
+                        .probe(key)
+                        .ok_or_else(|| io::Error::other("the map is full"))?;
+                    if self.key_word(i) != 0 {
+                        return Err(io::Error::other(format!("key {key} is present")));
+                    }
+                    let mut slot = Vec::with_capacity(8 + value.len());
+                    slot.extend_from_slice(&word.to_le_bytes());
+                    slot.extend_from_slice(value);
+                    self.pool.tx_write(i * self.stride, &slot)?;
+                }
+                Ok(())
+            })();
+            match result {
+                Ok(()) => self.pool.tx_commit(),
+                Err(e) => {
+                    self.pool.tx_abort();
+                    Err(e)
+                }
+            }
+        }
+
+        /// Copies the value of `key` into `out` under its stripe's mutex (no transaction:
+        /// libpmemobj reads committed bytes directly); `false` if absent.
+        ///
+        /// # Errors
+        /// `out` is not `value_len` bytes.
+        pub fn get(&self, key: u64, out: &mut [u8]) -> io::Result<bool> {
+            self.check_len(out.len())?;
+            let _held = self.lock(key);
+            let Some(i) = self.probe(key).filter(|&i| self.key_word(i) != 0) else {
+                return Ok(false);
+            };
+            // SAFETY: the value of slot `i` lies inside the root object and belongs to
+            // `key`, whose stripe this thread holds (see the type's docs).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.pool.root.add(i * self.stride + 8),
+                    out.as_mut_ptr(),
+                    out.len(),
+                );
+            }
+            Ok(true)
+        }
+
+        /// Replaces the value of `key` in one transaction that snapshots only the value,
+        /// under its stripe's mutex (taken before the transaction begins, released after
+        /// it ends); `false` if absent (nothing changes).
+        ///
+        /// # Errors
+        /// `value` is not `value_len` bytes; libpmemobj's error (the transaction is
+        /// aborted).
+        pub fn update(&self, key: u64, value: &[u8]) -> io::Result<bool> {
+            self.check_len(value.len())?;
+            let _held = self.lock(key);
+            let Some(i) = self.probe(key).filter(|&i| self.key_word(i) != 0) else {
+                return Ok(false);
+            };
+            let off = i * self.stride + 8;
+            let oid = PmemOid {
+                pool_uuid_lo: self.pool.root_oid_lo,
+                off: self.pool.root_oid_off,
+            };
+            // SAFETY: as in `Pool::tx_begin`; the transaction belongs to this thread and
+            // ends below, before the stripe's guard drops.
+            let rc = unsafe {
+                pmemobj_tx_begin(self.pool.pop.as_ptr(), std::ptr::null_mut(), TX_PARAM_NONE)
+            };
+            if rc != 0 {
+                // SAFETY: ends the failed transaction begun above on this thread.
+                unsafe { pmemobj_tx_end() };
+                return Err(last_error("pmemobj_tx_begin"));
+            }
+            // SAFETY: this thread's transaction is open; the range is the value of slot
+            // `i`, inside the root object.
+            let rc = unsafe { pmemobj_tx_add_range(oid, off as u64, value.len()) };
+            if rc != 0 {
+                let err = last_error("pmemobj_tx_add_range");
+                // SAFETY: the failed add_range aborted this thread's open transaction;
+                // abort only in the WORK stage, with a null jmp_buf so it returns.
+                unsafe {
+                    if pmemobj_tx_stage() == TX_STAGE_WORK {
+                        pmemobj_tx_abort(libc::ECANCELED);
+                    }
+                    pmemobj_tx_end();
+                }
+                return Err(err);
+            }
+            // SAFETY: the value of slot `i` lies inside the root object and belongs to
+            // `key`, whose stripe this thread holds; it is snapshotted above.
+            unsafe {
+                std::ptr::copy_nonoverlapping(value.as_ptr(), self.pool.root.add(off), value.len());
+            }
+            // SAFETY: this thread's transaction, begun above, is open.
+            let rc = unsafe {
+                pmemobj_tx_commit();
+                pmemobj_tx_end()
+            };
+            if rc == 0 {
+                Ok(true)
+            } else {
+                Err(last_error("pmemobj transaction"))
+            }
+        }
+
+        /// Calls `f` on every key and a copy of its value (read under its stripe's
+        /// mutex, as by [`PoolMap::get`]), in slot order.
+        ///
+        /// # Errors
+        /// `f`'s error.
+        pub fn for_each<E: From<io::Error>>(
+            &self,
+            mut f: impl FnMut(u64, &[u8]) -> Result<(), E>,
+        ) -> Result<(), E> {
+            let mut value = vec![0u8; self.value_len];
+            for i in 0..self.slots {
+                let word = self.key_word(i);
+                if word != 0 && self.get(word - 1, &mut value)? {
+                    f(word - 1, &value)?;
+                }
+            }
+            Ok(())
+        }
+    }
+
     impl Drop for Pool {
         fn drop(&mut self) {
             // SAFETY: the pool is open and no slice of it outlives `self`.
