@@ -126,7 +126,7 @@ impl RioCache {
     /// As [`RioCache::checkpoint`].
     pub fn close(mut self) -> Result<()> {
         self.stop_writeback();
-        if self.checkpoint_on_close {
+        if self.checkpoint_on_close && !self.inner.fenced.load(Ordering::SeqCst) {
             self.checkpoint_on_close = false;
             self.inner.checkpoint()?;
         }

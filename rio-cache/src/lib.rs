@@ -129,6 +129,7 @@ mod error;
 mod faults;
 mod format;
 mod gate;
+pub mod group;
 mod grow;
 mod images;
 pub mod inspect;

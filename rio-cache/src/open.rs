@@ -144,7 +144,27 @@ impl RioCache {
         let jpath = journal_path(path);
         let (journal_state, grow_intent) = match File::open(&jpath) {
             Ok(f) => {
-                let state = journal::read(&f, &jpath, disk_header.data_len)?;
+                let state = match journal::read(&f, &jpath, disk_header.data_len)? {
+                    // A group member's batch: the coordinator decides, and an open that
+                    // cannot ask it refuses before it writes anything.
+                    Journal::Sealed {
+                        batch,
+                        epoch,
+                        coordinator,
+                    } => match crate::group::resolve(&coordinator, epoch, &opts.faults) {
+                        Ok(true) => Journal::Committed(batch),
+                        Ok(false) => Journal::Torn,
+                        Err(e) => {
+                            return Err(Error::GroupUnresolved {
+                                path: jpath,
+                                coordinator,
+                                epoch,
+                                reason: e.to_string(),
+                            })
+                        }
+                    },
+                    other => other,
+                };
                 let intent = matches!(state, Journal::Torn)
                     .then(|| journal::grow_intent(&f, disk_header.data_len))
                     .flatten();
@@ -297,6 +317,7 @@ impl RioCache {
                 disk_seq = batch.seq();
                 installed = 1;
             }
+            Journal::Sealed { .. } => unreachable!("a sealed journal is resolved when read"),
         }
         if !existed || fresh {
             sync_dir(&jpath, faults)?;
@@ -379,6 +400,7 @@ impl RioCache {
             bytes_written: AtomicU64::new(0),
             last_checkpoint_ns: AtomicU64::new(u64::MAX),
             reprotect_failures: AtomicU64::new(0),
+            fenced: AtomicBool::new(false),
             start,
             protection,
             image,

@@ -1,0 +1,296 @@
+//! Group checkpoints: one decision, in a small *coordinator* file, makes the checkpoints
+//! of several caches durable together.
+//!
+//! Each member's checkpoint is prepared as usual (its journal body written and synced),
+//! but sealed with a *group commit record* that names the coordinator and an epoch
+//! instead of the ordinary commit record: the batch is committed if and only if the
+//! coordinator has decided that epoch. The group's commit point is one synced write of
+//! the epoch to the coordinator ([`Coordinator::decide`]); the members then install
+//! their batches. An open that finds a group-sealed journal asks the coordinator before
+//! it acts, and refuses ([`crate::Error::GroupUnresolved`], nothing written) if it
+//! cannot read it.
+//!
+//! The coordinator file, little-endian:
+//!
+//! ```text
+//! 0     magic "RIOGROUP"  8 version u32  (rest of the first 64 bytes zero)
+//! 64    epoch slot 0: epoch u64, crc32 of the 8 epoch bytes u32 (16 bytes)
+//! 128   epoch slot 1: likewise
+//! 4096  transaction slots: u64 each, for the layer above (slot k at 4096 + 8k)
+//! ```
+//!
+//! Epoch `e` goes to slot `e % 2`, so a write torn by power loss leaves the other slot,
+//! and the decided epoch is the largest one in an intact slot. The transaction slots
+//! are written without a sync: they decide transactions for process crashes only (see
+//! vista's `docs/design.md`, "Transactions across segments").
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::faults::{Faults, IoFile, IoOp};
+
+const MAGIC: [u8; 8] = *b"RIOGROUP";
+const VERSION: u32 = 1;
+const EPOCH_SLOTS_AT: u64 = 64;
+const EPOCH_SLOT_LEN: u64 = 64;
+const TX_SLOTS_AT: u64 = 4096;
+
+/// An open coordinator file (see the module documentation).
+#[derive(Debug)]
+pub struct Coordinator {
+    file: File,
+    path: PathBuf,
+    faults: Faults,
+}
+
+impl Coordinator {
+    /// Opens the coordinator at `path`, creating it (durably: file and directory
+    /// synced) if `create` and it is absent.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if the file is not a coordinator; I/O errors.
+    pub fn open(path: impl AsRef<Path>, create: bool, faults: Faults) -> Result<Coordinator> {
+        let path = path.as_ref().to_owned();
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(&path)
+            .context(|| format!("open {}", path.display()))?;
+        let c = Coordinator { file, path, faults };
+        let len = c
+            .file
+            .metadata()
+            .context(|| format!("stat {}", c.path.display()))?
+            .len();
+        if len == 0 && create {
+            let mut h = [0u8; 64];
+            h[0..8].copy_from_slice(&MAGIC);
+            h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+            c.write_at(&h, 0)?;
+            c.sync()?;
+            if !existed {
+                let dir = c
+                    .path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                c.faults
+                    .check(IoOp::Sync, IoFile::Coordinator)
+                    .and_then(|()| File::open(dir))
+                    .and_then(|d| d.sync_all())
+                    .context(|| format!("fsync directory {}", dir.display()))?;
+            }
+        }
+        c.check_header()?;
+        Ok(c)
+    }
+
+    fn check_header(&self) -> Result<()> {
+        let mut h = [0u8; 12];
+        let ok = self.file.read_exact_at(&mut h, 0).is_ok()
+            && h[0..8] == MAGIC
+            && u32::from_le_bytes(h[8..12].try_into().expect("4")) == VERSION;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Corrupt {
+                path: self.path.clone(),
+                reason: "not a group coordinator (bad magic or version)".into(),
+            })
+        }
+    }
+
+    /// The coordinator file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write_at(&self, bytes: &[u8], at: u64) -> Result<()> {
+        self.faults
+            .check(IoOp::Write, IoFile::Coordinator)
+            .and_then(|()| self.file.write_all_at(bytes, at))
+            .context(|| format!("write {}", self.path.display()))
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.faults
+            .check(IoOp::Sync, IoFile::Coordinator)
+            .and_then(|()| self.file.sync_data())
+            .context(|| format!("fsync {}", self.path.display()))
+    }
+
+    /// The last decided epoch (0 if none).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn decided(&self) -> Result<u64> {
+        let mut best = 0;
+        for i in 0..2 {
+            let mut s = [0u8; 12];
+            match self
+                .file
+                .read_exact_at(&mut s, EPOCH_SLOTS_AT + i * EPOCH_SLOT_LEN)
+            {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => continue,
+                Err(e) => {
+                    return Err(e).context(|| format!("read {}", self.path.display()));
+                }
+            }
+            let epoch = u64::from_le_bytes(s[0..8].try_into().expect("8"));
+            let crc = u32::from_le_bytes(s[8..12].try_into().expect("4"));
+            if epoch != 0 && crc32fast::hash(&s[0..8]) == crc {
+                best = best.max(epoch);
+            }
+        }
+        Ok(best)
+    }
+
+    /// Decides `epoch`: writes it to its slot and syncs. When this returns, every
+    /// member batch sealed for `epoch` (or an earlier epoch) is committed.
+    ///
+    /// # Errors
+    /// I/O errors (the epoch is then undecided as far as the caller knows: a later open
+    /// may find it decided or not, and acts accordingly on every member alike).
+    pub fn decide(&self, epoch: u64) -> Result<()> {
+        let mut s = [0u8; 12];
+        s[0..8].copy_from_slice(&epoch.to_le_bytes());
+        let crc = crc32fast::hash(&s[0..8]);
+        s[8..12].copy_from_slice(&crc.to_le_bytes());
+        self.write_at(&s, EPOCH_SLOTS_AT + (epoch % 2) * EPOCH_SLOT_LEN)?;
+        crash_point::crash_point!("rio.group.decision_written");
+        self.sync()?;
+        crash_point::crash_point!("rio.group.decided");
+        Ok(())
+    }
+
+    /// Transaction slot `k` (0 if never written).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn slot(&self, k: u64) -> Result<u64> {
+        let mut s = [0u8; 8];
+        match self.file.read_exact_at(&mut s, TX_SLOTS_AT + 8 * k) {
+            Ok(()) => Ok(u64::from_le_bytes(s)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+            Err(e) => Err(e).context(|| format!("read {}", self.path.display())),
+        }
+    }
+
+    /// Writes transaction slot `k` with one `pwrite` of 8 aligned bytes and no sync: it
+    /// outlives the process (the kernel holds it), not a power loss.
+    ///
+    /// # Errors
+    /// I/O errors (the slot is then unchanged).
+    pub fn set_slot(&self, k: u64, value: u64) -> Result<()> {
+        self.write_at(&value.to_le_bytes(), TX_SLOTS_AT + 8 * k)
+    }
+}
+
+/// Whether a batch sealed for `epoch` with the coordinator at `path` is committed.
+pub(crate) fn resolve(path: &Path, epoch: u64, faults: &Faults) -> Result<bool> {
+    let c = Coordinator::open(path, false, faults.clone())?;
+    let decided = c.decided()?;
+    if decided >= epoch {
+        // Committed: the decision is made durable before anything acts on it (a write
+        // that a process crash left unsynced in the page cache).
+        c.sync()?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_and_slots_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g");
+        let c = Coordinator::open(&p, true, Faults::none()).unwrap();
+        assert_eq!(c.decided().unwrap(), 0);
+        c.decide(1).unwrap();
+        c.decide(2).unwrap();
+        assert_eq!(c.decided().unwrap(), 2);
+        // A torn slot 0 (epoch 2) leaves epoch 1 decided.
+        c.file.write_all_at(&[0xff], EPOCH_SLOTS_AT + 3).unwrap();
+        assert_eq!(c.decided().unwrap(), 1);
+        assert_eq!(c.slot(7).unwrap(), 0);
+        c.set_slot(7, 99).unwrap();
+        assert_eq!(c.slot(7).unwrap(), 99);
+        assert!(resolve(&p, 1, &Faults::none()).unwrap());
+        assert!(!resolve(&p, 2, &Faults::none()).unwrap());
+        std::fs::write(dir.path().join("x"), b"not a coordinator").unwrap();
+        assert!(matches!(
+            Coordinator::open(dir.path().join("x"), false, Faults::none()),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+}
+
+/// A group member's checkpoint, prepared: its batch is in the journal, sealed for an
+/// epoch, and synced. [`Prepared::finish`] installs it once the coordinator has decided
+/// the epoch. Checkpoints of the cache wait meanwhile. Dropped unfinished, it poisons
+/// the cache: whether the batch is committed is then the coordinator's to say, at the
+/// next open.
+#[derive(Debug)]
+pub struct Prepared<'a> {
+    inner: &'a crate::state::Inner,
+    disk_seq: std::sync::MutexGuard<'a, u64>,
+    batch: Option<crate::journal::Batch>,
+    started: std::time::Instant,
+    done: bool,
+}
+
+impl<'a> Prepared<'a> {
+    pub(crate) fn new(
+        inner: &'a crate::state::Inner,
+        disk_seq: std::sync::MutexGuard<'a, u64>,
+        batch: Option<crate::journal::Batch>,
+        started: std::time::Instant,
+    ) -> Prepared<'a> {
+        Prepared {
+            inner,
+            disk_seq,
+            batch,
+            started,
+            done: false,
+        }
+    }
+
+    /// Pages in the prepared batch (0: nothing to write).
+    pub fn pages(&self) -> usize {
+        self.batch.as_ref().map_or(0, crate::journal::Batch::len)
+    }
+
+    /// Installs the batch in the disk image and clears the journal. Call it only after
+    /// the coordinator decided the batch's epoch.
+    ///
+    /// # Errors
+    /// I/O errors, which poison the cache (the next open installs the batch: its epoch
+    /// is decided).
+    pub fn finish(mut self) -> Result<()> {
+        self.done = true;
+        match self.batch.take() {
+            None => Ok(()),
+            Some(batch) => self
+                .inner
+                .finish_group(&batch, &mut self.disk_seq, self.started),
+        }
+    }
+}
+
+impl Drop for Prepared<'_> {
+    fn drop(&mut self) {
+        if !self.done && self.batch.is_some() {
+            self.inner
+                .set_poison("a group checkpoint was abandoned after it was prepared".into());
+        }
+    }
+}
