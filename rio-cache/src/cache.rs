@@ -151,6 +151,11 @@ impl RioCache {
         Ok(())
     }
 
+    /// Fences the cache, or lifts the fence: see [`crate::SharedCache::set_fenced`].
+    pub fn set_fenced(&self, fenced: bool) {
+        self.inner.fenced.store(fenced, Ordering::SeqCst);
+    }
+
     /// Declares the cache's contents unfit for the disk (for example, a layer above
     /// refused them at open): from now on no checkpoint runs, not even at close, so the
     /// disk image and the journal are never written again by this handle, and updates

@@ -237,6 +237,7 @@
 mod admission;
 pub mod collections;
 mod error;
+mod group;
 pub mod heap;
 pub mod inspect;
 mod lane;
@@ -273,6 +274,7 @@ pub struct GuideDoctests;
 pub use bytemuck;
 pub use collections::{PBytes, PHashMap, PString, PVec};
 pub use error::{Error, Result};
+pub use group::{Group, GroupTransaction, XSEG_CRASH_POINTS};
 pub use heap::{HeapReport, HeapStats};
 pub use layout::FORMAT_VERSION;
 pub use options::{
