@@ -1,0 +1,380 @@
+//! Transactions across segments (`vista::Group`): all or nothing in both members, after
+//! a reopen, an abort, a SIGKILL at every crash point of the protocol (also inside
+//! recovery), a power cut with unsynced writes dropped or torn, and injected I/O
+//! failures, under every guard.
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{guards, tree, write_in_place};
+use rio_cache::power::{self, Plan};
+use rio_cache::{Faults, RioOptions};
+
+use vista::{Error, Group, Options, Protection, Segment, Writeback};
+
+const SIZE: u64 = 64 << 10;
+const ACCOUNTS: usize = 4;
+/// Account `i` of each member lives at offset `i * STRIDE` (different pages).
+const STRIDE: u64 = 8192;
+const START: u64 = 100;
+const CHILD_ENV: &str = "VISTA_XSEG_CHILD";
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn protection_named(name: &str) -> Protection {
+    match name {
+        "none" => Protection::None,
+        "mprotect" => Protection::Mprotect,
+        "alias" => Protection::Alias,
+        "pkey" => Protection::Pkey,
+        _ => common::protection(),
+    }
+}
+
+fn name_of(p: Protection) -> &'static str {
+    match p {
+        Protection::None => "none",
+        Protection::Mprotect => "mprotect",
+        Protection::Alias => "alias",
+        Protection::Pkey => "pkey",
+        _ => "auto",
+    }
+}
+
+/// Two segments, their coordinator and a private cache directory.
+struct Fixture {
+    root: PathBuf,
+    /// Removes the directory at the end (the parent's fixture only).
+    _keep: Option<tempfile::TempDir>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Fixture {
+            root: dir.path().join("x"),
+            _keep: Some(dir),
+        };
+        std::fs::create_dir_all(f.cache()).unwrap();
+        std::fs::create_dir_all(f.log()).unwrap();
+        f
+    }
+    fn at(root: PathBuf) -> Fixture {
+        Fixture { root, _keep: None }
+    }
+    fn seg(&self, i: usize) -> PathBuf {
+        self.root.join(format!("m{i}.vista"))
+    }
+    fn coord(&self) -> PathBuf {
+        self.root.join("group.coord")
+    }
+    fn cache(&self) -> PathBuf {
+        self.root.join("shm")
+    }
+    fn log(&self) -> PathBuf {
+        self.root.join("log")
+    }
+    fn acks(&self) -> PathBuf {
+        self.root.join("acks")
+    }
+    fn opts(&self, g: Protection) -> Options {
+        Options::new()
+            .size(SIZE)
+            .undo_log_size(16 << 10)
+            .lanes(2)
+            .protection(g)
+            .writeback(Writeback::Manual)
+            .cache_dir(self.cache())
+            .record_writes(self.log())
+    }
+    fn rio(&self) -> RioOptions {
+        RioOptions::new()
+            .cache_dir(self.cache())
+            .record_writes(self.log())
+    }
+    fn open(&self, g: Protection) -> Group {
+        let o = self.opts(g);
+        let members = (0..2)
+            .map(|i| Segment::open(self.seg(i), &o).unwrap())
+            .collect();
+        Group::open(self.coord(), members, &o).unwrap()
+    }
+    /// Both members and the coordinator with every account at `START`, on disk.
+    fn reset(&self, g: Protection) {
+        let _ = std::fs::remove_dir_all(&self.root);
+        std::fs::create_dir_all(self.cache()).unwrap();
+        std::fs::create_dir_all(self.log()).unwrap();
+        let group = self.open(g);
+        group
+            .transaction(|tx| {
+                for m in 0..2 {
+                    for a in 0..ACCOUNTS as u64 {
+                        tx.on(m)?.put(a * STRIDE, &START)?;
+                    }
+                }
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        group.close().unwrap();
+    }
+    fn acked(&self) -> usize {
+        std::fs::read_to_string(self.acks())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// The balances of both members: `[m0 accounts.., m1 accounts..]`.
+type State = [u64; 2 * ACCOUNTS];
+
+fn state_of(segs: &[Segment]) -> State {
+    let mut s = [0; 2 * ACCOUNTS];
+    for (m, seg) in segs.iter().enumerate() {
+        for a in 0..ACCOUNTS {
+            s[m * ACCOUNTS + a] = seg.get::<u64>(a as u64 * STRIDE).unwrap();
+        }
+    }
+    s
+}
+
+/// The script's transfers: (from member, from account, to member, to account, amount).
+const SCRIPT: [(usize, usize, usize, usize, u64); 4] = [
+    (0, 0, 1, 0, 30), // T1 commit
+    (0, 1, 1, 1, 50), // T2 abort
+    (1, 2, 0, 2, 20), // T3 commit_durable
+    (0, 3, 1, 3, 7),  // T4 commit, then close
+];
+
+fn apply(s: &mut State, t: (usize, usize, usize, usize, u64)) {
+    s[t.0 * ACCOUNTS + t.1] -= t.4;
+    s[t.2 * ACCOUNTS + t.3] += t.4;
+}
+
+/// The state after `acks` acknowledgements of the script.
+fn expected(acks: usize) -> State {
+    let mut s = [START; 2 * ACCOUNTS];
+    if acks >= 1 {
+        apply(&mut s, SCRIPT[0]);
+    }
+    if acks >= 3 {
+        apply(&mut s, SCRIPT[2]);
+    }
+    if acks >= 4 {
+        apply(&mut s, SCRIPT[3]);
+    }
+    s
+}
+
+fn transfer(
+    tx: &mut vista::GroupTransaction<'_>,
+    t: (usize, usize, usize, usize, u64),
+) -> vista::Result<()> {
+    let from = tx.on(t.0)?.get::<u64>(t.1 as u64 * STRIDE)?;
+    tx.on(t.0)?.put(t.1 as u64 * STRIDE, &(from - t.4))?;
+    let to = tx.on(t.2)?.get::<u64>(t.3 as u64 * STRIDE)?;
+    tx.on(t.2)?.put(t.3 as u64 * STRIDE, &(to + t.4))
+}
+
+fn ack(path: &Path, n: usize) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    writeln!(f, "{n}").unwrap();
+}
+
+fn run_script(f: &Fixture, g: Protection) {
+    let group = f.open(g);
+    let mut tx = group.begin().unwrap();
+    transfer(&mut tx, SCRIPT[0]).unwrap();
+    tx.commit().unwrap();
+    ack(&f.acks(), 1);
+    let mut tx = group.begin().unwrap();
+    transfer(&mut tx, SCRIPT[1]).unwrap();
+    tx.abort().unwrap();
+    ack(&f.acks(), 2);
+    let mut tx = group.begin().unwrap();
+    transfer(&mut tx, SCRIPT[2]).unwrap();
+    tx.commit_durable().unwrap();
+    ack(&f.acks(), 3);
+    let mut tx = group.begin().unwrap();
+    transfer(&mut tx, SCRIPT[3]).unwrap();
+    tx.commit().unwrap();
+    ack(&f.acks(), 4);
+    group.close().unwrap();
+    ack(&f.acks(), 5);
+}
+
+/// The child's side: runs the role named in the environment, then exits.
+#[test]
+fn child_entry() {
+    let Ok(role) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let f = Fixture::at(PathBuf::from(std::env::var("VISTA_XSEG_DIR").unwrap()));
+    let g = protection_named(&std::env::var("VISTA_XSEG_GUARD").unwrap());
+    match role.as_str() {
+        "script" => run_script(&f, g),
+        "recover" => {
+            let o = f.opts(g);
+            for i in 0..2 {
+                drop(Segment::open(f.seg(i), &o).unwrap());
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+/// Runs `role` in a child (a re-execution of this test binary); `true` if it was
+/// killed at the armed point, `false` if it completed.
+fn spawn(f: &Fixture, role: &str, g: Protection, point: Option<(&str, u64)>) -> bool {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, role)
+        .env("VISTA_XSEG_DIR", &f.root)
+        .env("VISTA_XSEG_GUARD", name_of(g))
+        .env_remove(crash_point::ENV_VAR)
+        .stdout(std::process::Stdio::null());
+    if let Some((name, n)) = point {
+        cmd.env(crash_point::ENV_VAR, format!("{name}:{n}"));
+    }
+    let status = cmd.status().unwrap();
+    if status.success() {
+        return false;
+    }
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "child failed: {status:?}"
+    );
+    true
+}
+
+/// Every file of the fixture, to put back after a look that changes them.
+fn save(f: &Fixture) -> Vec<(PathBuf, Vec<u8>)> {
+    tree(&f.root)
+}
+
+fn restore(f: &Fixture, saved: &[(PathBuf, Vec<u8>)]) {
+    for (p, _) in tree(&f.root) {
+        if !saved.iter().any(|(q, _)| *q == p) {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    for (p, b) in saved {
+        write_in_place(p, b);
+    }
+}
+
+/// Opens both members alone (each recovering on its own, asking the coordinator).
+fn members_alone(f: &Fixture, g: Protection) -> Vec<Segment> {
+    let o = f.opts(g);
+    (0..2)
+        .map(|i| Segment::open(f.seg(i), &o).unwrap())
+        .collect()
+}
+
+/// After a kill: warm, both members show exactly the acknowledged transfers, or those
+/// and the one in flight; then, after a power cut that keeps, drops or tears the
+/// unsynced writes, both show the same prefix of the committed transfers, at least up
+/// to the last acknowledged durable one.
+fn check_after_kill(f: &Fixture, g: Protection, what: &str) {
+    let acked = f.acked();
+    let saved = save(f);
+    let warm = state_of(&members_alone(f, g));
+    let ok = [expected(acked), expected(acked + 1)];
+    assert!(
+        ok.contains(&warm),
+        "{what}: warm state {warm:?} after {acked} acks is neither {:?} nor {:?}",
+        ok[0],
+        ok[1]
+    );
+    for plan in [
+        Plan::DropAll,
+        Plan::KeepAll,
+        Plan::Random { seed: acked as u64 },
+    ] {
+        restore(f, &saved);
+        for i in 0..2 {
+            power::cut(f.seg(i), &f.rio(), plan).unwrap();
+        }
+        let cold = state_of(&members_alone(f, g));
+        let floor = if acked >= 5 {
+            4
+        } else if acked >= 3 {
+            3
+        } else {
+            0
+        };
+        let ok: Vec<State> = (floor..=4).map(expected).collect();
+        assert!(
+            ok.contains(&cold),
+            "{what}, power cut {plan:?}: cold state {cold:?} after {acked} acks is not a committed prefix from {floor}"
+        );
+    }
+    restore(f, &saved);
+}
+
+/// The points a script passes: the protocol's, the member commits' and the group
+/// checkpoint's.
+fn points() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = vista::XSEG_CRASH_POINTS.to_vec();
+    v.extend([
+        "vista.set_range.published",
+        "vista.commit.before_store",
+        "vista.commit.after_store",
+        "vista.abort.partial",
+        "rio.checkpoint.staged",
+        "rio.group.prepared",
+        "rio.group.decision_written",
+        "rio.group.decided",
+        "rio.checkpoint.install_partial",
+        "rio.checkpoint.disk_synced",
+        "rio.checkpoint.journal_cleared",
+    ]);
+    v
+}
+
+#[test]
+fn sigkill_at_every_crash_point_leaves_all_or_nothing() {
+    let _s = serial();
+    let f = Fixture::new();
+    for g in guards() {
+        for point in points() {
+            for n in 1.. {
+                f.reset(g);
+                let killed = spawn(&f, "script", g, Some((point, n)));
+                let what = format!("{g:?} {point}:{n}");
+                if !killed {
+                    assert_eq!(f.acked(), 5, "{what}: the script did not finish");
+                    break;
+                }
+                check_after_kill(&f, g, &what);
+                // Kill the recovery too, then look again.
+                for rp in ["vista.recover.partial", "vista.recover.applied"] {
+                    let saved = save(&f);
+                    if spawn(&f, "recover", g, Some((rp, 1))) {
+                        check_after_kill(&f, g, &format!("{what}, recovery killed at {rp}"));
+                    }
+                    restore(&f, &saved);
+                }
+                assert!(n < 40, "{what}: the point is hit too often");
+            }
+        }
+    }
+}
