@@ -378,3 +378,234 @@ fn sigkill_at_every_crash_point_leaves_all_or_nothing() {
         }
     }
 }
+
+#[test]
+fn commit_is_seen_in_both_after_reopen_and_abort_or_drop_undo_both() {
+    let _s = serial();
+    let f = Fixture::new();
+    for g in guards() {
+        f.reset(g);
+        let group = f.open(g);
+        // Committed: seen in both members, by the group and after a reopen.
+        group.transaction(|tx| transfer(tx, SCRIPT[0])).unwrap();
+        assert_eq!(state_of(group.segments()), expected(1), "{g:?}");
+        // Aborted and dropped: undone in both.
+        let mut tx = group.begin().unwrap();
+        transfer(&mut tx, SCRIPT[1]).unwrap();
+        assert_eq!(tx.members(), &[0, 1]);
+        tx.abort().unwrap();
+        let mut tx = group.begin().unwrap();
+        transfer(&mut tx, SCRIPT[2]).unwrap();
+        drop(tx);
+        let failed: Result<(), Error> = group.transaction(|tx| {
+            transfer(tx, SCRIPT[3])?;
+            Err(Error::InvalidOptions("the closure fails".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(state_of(group.segments()), expected(1), "{g:?}");
+        drop(group);
+        // Warm reopen (the group's drop took a group checkpoint).
+        let segs = members_alone(&f, g);
+        assert_eq!(state_of(&segs), expected(1), "{g:?}");
+        assert!(!segs[0].is_fenced() && !segs[1].is_fenced());
+        drop(segs);
+        // Cold: the disk files alone hold it too.
+        for i in 0..2 {
+            let _ = std::fs::remove_file(rio_cache::image_path(&f.seg(i), &f.cache()).unwrap());
+        }
+        assert_eq!(state_of(&members_alone(&f, g)), expected(1), "{g:?} cold");
+    }
+}
+
+#[test]
+fn a_transaction_on_one_member_pays_nothing_extra() {
+    let _s = serial();
+    let f = Fixture::new();
+    f.reset(Protection::Auto);
+    let coord_before = std::fs::read(f.coord()).unwrap();
+    let group = f.open(Protection::Auto);
+    group.transaction(|tx| tx.on(1)?.put(0, &5u64)).unwrap();
+    // No decision written, no fence: an ordinary commit.
+    assert_eq!(std::fs::read(f.coord()).unwrap(), coord_before);
+    assert!(!group.segment(1).is_fenced());
+    group.segment(1).checkpoint().unwrap();
+    assert!(matches!(
+        group.begin().unwrap().on(2),
+        Err(Error::NoSuchMember {
+            index: 2,
+            members: 2
+        })
+    ));
+}
+
+#[test]
+fn a_fenced_member_refuses_its_own_checkpoints_until_the_group_checkpoints() {
+    let _s = serial();
+    let f = Fixture::new();
+    f.reset(Protection::Auto);
+    let group = f.open(Protection::Auto);
+    group.transaction(|tx| transfer(tx, SCRIPT[0])).unwrap();
+    for m in 0..2 {
+        assert!(group.segment(m).is_fenced());
+        assert!(matches!(
+            group.segment(m).checkpoint(),
+            Err(Error::GroupCheckpointRequired)
+        ));
+        assert!(matches!(
+            group.segment(m).transaction_durable(|tx| tx.put(8, &1u64)),
+            Err(Error::GroupCheckpointRequired)
+        ));
+    }
+    // The disk still holds the state before the transfer (a power cut now shows none
+    // of it in either member).
+    let saved = save(&f);
+    drop(group);
+    restore(&f, &saved);
+    for i in 0..2 {
+        power::cut(f.seg(i), &f.rio(), Plan::KeepAll).unwrap();
+    }
+    let segs = members_alone(&f, Protection::Auto);
+    assert_eq!(state_of(&segs), expected(0));
+    drop(segs);
+    restore(&f, &saved);
+    // A process crash keeps the fence (the member opened alone stays fenced).
+    let segs = members_alone(&f, Protection::Auto);
+    assert!(segs[0].is_fenced());
+    assert_eq!(state_of(&segs), expected(1));
+    let group = Group::open(f.coord(), segs, &f.opts(Protection::Auto)).unwrap();
+    group.checkpoint().unwrap();
+    assert!(!group.segment(0).is_fenced() && !group.segment(1).is_fenced());
+    group.segment(0).checkpoint().unwrap();
+    assert!(!f.seg(0).with_extension("vista.fence").exists());
+}
+
+#[test]
+fn an_in_doubt_member_refuses_to_open_without_its_coordinator() {
+    let _s = serial();
+    let f = Fixture::new();
+    let g = Protection::Auto;
+    f.reset(g);
+    // Killed after both members' records were published, before the decision.
+    assert!(spawn(&f, "script", g, Some(("vista.xseg.prepared", 1))));
+    let moved = f.root.join("elsewhere.coord");
+    std::fs::rename(f.coord(), &moved).unwrap();
+    let before = tree(&f.root);
+    let o = f.opts(g);
+    for i in 0..2 {
+        match Segment::open(f.seg(i), &o) {
+            Err(Error::CoordinatorUnavailable { coordinator, .. }) => {
+                assert_eq!(coordinator, std::path::absolute(f.coord()).unwrap());
+            }
+            other => panic!("member {i}: expected CoordinatorUnavailable, got {other:?}"),
+        }
+    }
+    common::assert_same_tree(&before, &tree(&f.root), "a refused open");
+    // With the coordinator back, both roll back (it never decided).
+    std::fs::rename(&moved, f.coord()).unwrap();
+    let segs = members_alone(&f, g);
+    assert_eq!(state_of(&segs), expected(0));
+    assert_eq!(segs[0].recovery().lanes_rolled_back, 1);
+}
+
+#[test]
+fn a_decided_member_is_kept_when_the_crash_hits_before_its_commit_store() {
+    let _s = serial();
+    let f = Fixture::new();
+    let g = Protection::Auto;
+    f.reset(g);
+    // Killed after the decision and the first member's store: the second member's lane
+    // still holds its records, and recovery keeps them.
+    assert!(spawn(
+        &f,
+        "script",
+        g,
+        Some(("vista.xseg.member_committed", 1))
+    ));
+    let segs = members_alone(&f, g);
+    assert_eq!(state_of(&segs), expected(1));
+    assert_eq!(segs[1].recovery().lanes_kept, 1);
+    assert_eq!(segs[1].recovery().lanes_rolled_back, 0);
+}
+
+/// The scenario of the fault test: a transfer, a group checkpoint, a second transfer
+/// (committed durably). Returns how many transfers were acknowledged and the error.
+fn fault_scenario(f: &Fixture, g: Protection, faults: &Faults) -> (usize, Option<Error>) {
+    let o = f.opts(g).faults(faults.clone());
+    let mut acked = 0;
+    let mut run = || -> vista::Result<()> {
+        let members = (0..2)
+            .map(|i| Segment::open(f.seg(i), &o))
+            .collect::<vista::Result<Vec<_>>>()?;
+        let group = Group::open(f.coord(), members, &o)?;
+        group.transaction(|tx| transfer(tx, SCRIPT[0]))?;
+        acked = 1;
+        group.checkpoint()?;
+        let mut tx = group.begin()?;
+        transfer(&mut tx, SCRIPT[2])?;
+        tx.commit_durable()?;
+        acked = 3;
+        group.close()
+    };
+    let e = run().err();
+    (acked, e)
+}
+
+#[test]
+fn injected_io_failures_give_an_error_and_lose_nothing() {
+    let _s = serial();
+    let f = Fixture::new();
+    for g in guards() {
+        f.reset(g);
+        let counting = Faults::counting();
+        let (acked, e) = fault_scenario(&f, g, &counting);
+        assert!(e.is_none() && acked == 3, "{g:?}: {e:?}");
+        let calls = counting.calls();
+        let mut hit = 0;
+        for (n, call) in calls.iter().enumerate() {
+            // Every write and sync of the members' files (under `Mprotect` the commit
+            // stores are writes to the memory image) and the coordinator's.
+            if !matches!(call.op, rio_cache::IoOp::Write | rio_cache::IoOp::Sync) {
+                continue;
+            }
+            if !matches!(
+                call.file,
+                rio_cache::IoFile::Coordinator
+                    | rio_cache::IoFile::Journal
+                    | rio_cache::IoFile::Disk
+            ) {
+                continue;
+            }
+            f.reset(g);
+            let faults = Faults::counting();
+            faults.fail_at(n as u64, libc::EIO);
+            let (acked, e) = fault_scenario(&f, g, &faults);
+            if faults.failed().is_none() {
+                continue;
+            }
+            hit += 1;
+            let what = format!("{g:?} op {n} ({call})");
+            assert!(e.is_some(), "{what}: the failure was not reported");
+            // Reopened without faults: nothing acknowledged is lost, no transfer is half.
+            let segs = members_alone(&f, g);
+            let s = state_of(&segs);
+            assert!(
+                s == expected(acked) || s == expected(acked + 2),
+                "{what}: state {s:?} after {acked} acks"
+            );
+            drop(segs);
+            // And after a power cut: a committed prefix, at least what was durable.
+            let saved = save(&f);
+            for i in 0..2 {
+                power::cut(f.seg(i), &f.rio(), Plan::DropAll).unwrap();
+            }
+            let s = state_of(&members_alone(&f, g));
+            let floor = if acked >= 3 { 3 } else { 0 };
+            assert!(
+                (floor..=3).map(expected).any(|x| x == s),
+                "{what}: cold state {s:?} after {acked} acks"
+            );
+            restore(&f, &saved);
+        }
+        assert!(hit > 10, "{g:?}: only {hit} failures were injected");
+    }
+}
