@@ -46,7 +46,7 @@ fn name_of(p: Protection) -> &'static str {
         Protection::Mprotect => "mprotect",
         Protection::Alias => "alias",
         Protection::Pkey => "pkey",
-        _ => "auto",
+        Protection::Auto => "auto",
     }
 }
 
