@@ -19,8 +19,13 @@
 //! 4096  transaction slots: u64 each, for the layer above (slot k at 4096 + 8k)
 //! ```
 //!
-//! Epoch `e` goes to slot `e % 2`, so a write torn by power loss leaves the other slot,
-//! and the decided epoch is the largest one in an intact slot. The transaction slots
+//! Epochs are unique (never reused, also after an epoch that was prepared but never
+//! decided) and increase. A decision overwrites the slot holding the older of the two
+//! epochs, so a write torn by power loss leaves the other slot: the two intact slots
+//! hold the last two decided epochs, and a batch sealed for epoch `e` is committed if
+//! and only if a slot holds `e` exactly. (A group checkpoint needs every member open,
+//! and opening a member resolves its sealed batch, so no batch waits for an epoch two
+//! decisions old.) The transaction slots
 //! are written without a sync: they decide transactions for process crashes only (see
 //! vista's `docs/design.md`, "Transactions across segments").
 
@@ -129,7 +134,12 @@ impl Coordinator {
     /// # Errors
     /// I/O errors.
     pub fn decided(&self) -> Result<u64> {
-        let mut best = 0;
+        Ok(self.slots()?.into_iter().max().unwrap_or(0))
+    }
+
+    /// The epochs of the two slots (0 for an empty or torn one).
+    fn slots(&self) -> Result<[u64; 2]> {
+        let mut out = [0; 2];
         for i in 0..2 {
             let mut s = [0u8; 12];
             match self
@@ -145,14 +155,34 @@ impl Coordinator {
             let epoch = u64::from_le_bytes(s[0..8].try_into().expect("8"));
             let crc = u32::from_le_bytes(s[8..12].try_into().expect("4"));
             if epoch != 0 && crc32fast::hash(&s[0..8]) == crc {
-                best = best.max(epoch);
+                out[i as usize] = epoch;
             }
         }
-        Ok(best)
+        Ok(out)
     }
 
-    /// Decides `epoch`: writes it to its slot and syncs. When this returns, every
-    /// member batch sealed for `epoch` (or an earlier epoch) is committed.
+    /// Whether `epoch` is decided.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn is_decided(&self, epoch: u64) -> Result<bool> {
+        Ok(epoch != 0 && self.slots()?.contains(&epoch))
+    }
+
+    /// A new epoch: above every decided one and above the clock (so an epoch that was
+    /// prepared and never decided is never used again).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn next_epoch(&self) -> Result<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 2));
+        Ok(self.decided()?.max(now) + 1)
+    }
+
+    /// Decides `epoch` (from [`Coordinator::next_epoch`]): writes it over the older slot
+    /// and syncs. When this returns, every member batch sealed for `epoch` is committed.
     ///
     /// # Errors
     /// I/O errors (the epoch is then undecided as far as the caller knows: a later open
@@ -162,7 +192,9 @@ impl Coordinator {
         s[0..8].copy_from_slice(&epoch.to_le_bytes());
         let crc = crc32fast::hash(&s[0..8]);
         s[8..12].copy_from_slice(&crc.to_le_bytes());
-        self.write_at(&s, EPOCH_SLOTS_AT + (epoch % 2) * EPOCH_SLOT_LEN)?;
+        let slots = self.slots()?;
+        let older = u64::from(slots[1] < slots[0]);
+        self.write_at(&s, EPOCH_SLOTS_AT + older * EPOCH_SLOT_LEN)?;
         crash_point::crash_point!("rio.group.decision_written");
         self.sync()?;
         crash_point::crash_point!("rio.group.decided");
@@ -195,8 +227,7 @@ impl Coordinator {
 /// Whether a batch sealed for `epoch` with the coordinator at `path` is committed.
 pub(crate) fn resolve(path: &Path, epoch: u64, faults: &Faults) -> Result<bool> {
     let c = Coordinator::open(path, false, faults.clone())?;
-    let decided = c.decided()?;
-    if decided >= epoch {
+    if c.is_decided(epoch)? {
         // Committed: the decision is made durable before anything acts on it (a write
         // that a process crash left unsynced in the page cache).
         c.sync()?;
@@ -217,15 +248,20 @@ mod tests {
         assert_eq!(c.decided().unwrap(), 0);
         c.decide(1).unwrap();
         c.decide(2).unwrap();
-        assert_eq!(c.decided().unwrap(), 2);
-        // A torn slot 0 (epoch 2) leaves epoch 1 decided.
+        c.decide(5).unwrap();
+        assert_eq!(c.decided().unwrap(), 5);
+        assert!(c.next_epoch().unwrap() > 5);
+        // 1 was overwritten; 2 and 5 stand; 3 was never decided.
+        assert!(!c.is_decided(1).unwrap() && !c.is_decided(3).unwrap());
+        assert!(c.is_decided(2).unwrap() && c.is_decided(5).unwrap());
+        // A torn slot (epoch 5, written over 1 in slot 0) leaves epoch 2 decided.
         c.file.write_all_at(&[0xff], EPOCH_SLOTS_AT + 3).unwrap();
-        assert_eq!(c.decided().unwrap(), 1);
+        assert_eq!(c.decided().unwrap(), 2);
         assert_eq!(c.slot(7).unwrap(), 0);
         c.set_slot(7, 99).unwrap();
         assert_eq!(c.slot(7).unwrap(), 99);
-        assert!(resolve(&p, 1, &Faults::none()).unwrap());
-        assert!(!resolve(&p, 2, &Faults::none()).unwrap());
+        assert!(resolve(&p, 2, &Faults::none()).unwrap());
+        assert!(!resolve(&p, 5, &Faults::none()).unwrap());
         std::fs::write(dir.path().join("x"), b"not a coordinator").unwrap();
         assert!(matches!(
             Coordinator::open(dir.path().join("x"), false, Faults::none()),

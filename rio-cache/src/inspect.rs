@@ -220,8 +220,8 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
             } => {
                 let decided =
                     crate::group::Coordinator::open(&coordinator, false, crate::Faults::none())
-                        .and_then(|c| c.decided())
-                        .is_ok_and(|d| d >= epoch);
+                        .and_then(|c| c.is_decided(epoch))
+                        .unwrap_or(false);
                 if decided {
                     Journal::Committed(batch)
                 } else {

@@ -142,6 +142,9 @@ impl RioCache {
 
         // The journal: read and judge it now, act on it only once everything passed.
         let jpath = journal_path(path);
+        // A sealed batch whose epoch was never decided: its record must not outlive it
+        // (a later batch of the same number and length, torn, would meet it).
+        let mut stale_seal = false;
         let (journal_state, grow_intent) = match File::open(&jpath) {
             Ok(f) => {
                 let state = match journal::read(&f, &jpath, disk_header.data_len)? {
@@ -153,7 +156,10 @@ impl RioCache {
                         coordinator,
                     } => match crate::group::resolve(&coordinator, epoch, &opts.faults) {
                         Ok(true) => Journal::Committed(batch),
-                        Ok(false) => Journal::Torn,
+                        Ok(false) => {
+                            stale_seal = true;
+                            Journal::Torn
+                        }
                         Err(e) => {
                             return Err(Error::GroupUnresolved {
                                 path: jpath,
@@ -310,6 +316,10 @@ impl RioCache {
         let mut installed = 0;
         match journal_state {
             Journal::Empty => {}
+            Journal::Torn if stale_seal => journal
+                .set_len(0)
+                .and_then(|()| journal.sync_data())
+                .context(|| format!("truncate {}", jpath.display()))?,
             Journal::Torn => crate::checkpoint::clear_journal(&journal, &jpath)?,
             Journal::Committed(batch) => {
                 crate::checkpoint::install(&disk, path, &batch, opts.size, true)?;

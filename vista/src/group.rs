@@ -223,7 +223,7 @@ impl Group {
         for m in &self.members {
             m.poison_state().check()?;
         }
-        let epoch = self.coordinator.decided()? + 1;
+        let epoch = self.coordinator.next_epoch()?;
         let mut prepared = Vec::with_capacity(self.members.len());
         for m in &self.members {
             prepared.push(m.shared().prepare_group(epoch, self.coordinator.path())?);
