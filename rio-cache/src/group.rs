@@ -36,6 +36,14 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, IoContext, Result};
 use crate::faults::{Faults, IoFile, IoOp};
 
+/// The crash points of group checkpoints (reached only by programs that use them; the
+/// checkpoint's own are in [`crate::CRASH_POINTS`]).
+pub const GROUP_CRASH_POINTS: &[&str] = &[
+    "rio.group.prepared",
+    "rio.group.decision_written",
+    "rio.group.decided",
+];
+
 const MAGIC: [u8; 8] = *b"RIOGROUP";
 const VERSION: u32 = 1;
 const EPOCH_SLOTS_AT: u64 = 64;

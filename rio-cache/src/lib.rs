@@ -178,6 +178,7 @@ pub use cache::{RioCache, Stats};
 pub use checkpoint::CRASH_POINTS;
 pub use error::{Error, PkeyUnavailable, Result};
 pub use faults::{Faults, IoCall, IoFile, IoOp};
+pub use group::GROUP_CRASH_POINTS;
 pub use grow::GROW_CRASH_POINTS;
 pub use images::{images, remove_orphan, ImageInfo};
 pub use naming::{image_path, journal_path, remove, remove_closed};

@@ -40,7 +40,7 @@ use crate::transaction::Transaction;
 use crate::undo::GroupTag;
 
 /// Every crash point of the protocol across segments (rio-cache's group checkpoint adds
-/// `rio.group.*`, in [`rio_cache::CRASH_POINTS`]).
+/// `rio.group.*`, in [`rio_cache::GROUP_CRASH_POINTS`]).
 pub const XSEG_CRASH_POINTS: &[&str] = &[
     "vista.xseg.tag_written",
     "vista.xseg.tagged",

@@ -182,6 +182,7 @@ impl Engine for VistaGroupEngine {
             .iter()
             .chain(vista::XSEG_CRASH_POINTS)
             .chain(rio_cache::CRASH_POINTS)
+            .chain(rio_cache::GROUP_CRASH_POINTS)
             .copied()
             .collect()
     }
