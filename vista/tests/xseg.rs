@@ -640,3 +640,68 @@ fn injected_io_failures_give_an_error_and_lose_nothing() {
         assert!(hit > 10, "{g:?}: only {hit} failures were injected");
     }
 }
+
+/// Transfers from two threads while a third takes group checkpoints: every group
+/// checkpoint holds each transfer in both members or in neither (the group lock), so
+/// after a power cut (the last group checkpoint) the total across both is intact.
+#[test]
+fn group_checkpoints_under_concurrent_transfers_hold_whole_transfers() {
+    let _s = serial();
+    let f = Fixture::new();
+    let g = Protection::Auto;
+    for round in 0..3u64 {
+        f.reset(g);
+        let o = f.opts(g).lanes(4);
+        let members = (0..2)
+            .map(|i| Segment::open(f.seg(i), &o).unwrap())
+            .collect();
+        let group = Group::open(f.coord(), members, &o).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for t in 0..2u64 {
+                let (group, stop) = (&group, &stop);
+                s.spawn(move || {
+                    let mut x = 0x9e37_79b9_7f4a_7c15 ^ (t + 1) ^ (round << 8);
+                    for _ in 0..400 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let from_m = (x & 1) as usize;
+                        let (a, b) = ((x >> 1) % ACCOUNTS as u64, (x >> 9) % ACCOUNTS as u64);
+                        group
+                            .transaction(|tx| {
+                                let fa = tx.on(from_m)?.get::<u64>(a * STRIDE)?;
+                                let amount = fa.min(3);
+                                tx.on(from_m)?.put(a * STRIDE, &(fa - amount))?;
+                                let tb = tx.on(1 - from_m)?.get::<u64>(b * STRIDE)?;
+                                tx.on(1 - from_m)?.put(b * STRIDE, &(tb + amount))
+                            })
+                            .unwrap();
+                    }
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                });
+            }
+            let (group, stop) = (&group, &stop);
+            s.spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    group.checkpoint().unwrap();
+                }
+            });
+        });
+        let total: u64 = state_of(group.segments()).iter().sum();
+        assert_eq!(total, 2 * ACCOUNTS as u64 * START);
+        // Power lost now: both members at the last group checkpoint.
+        let saved = save(&f);
+        drop(group);
+        restore(&f, &saved);
+        for i in 0..2 {
+            power::cut(f.seg(i), &f.rio(), Plan::KeepAll).unwrap();
+        }
+        let s = state_of(&members_alone(&f, g));
+        assert_eq!(
+            s.iter().sum::<u64>(),
+            2 * ACCOUNTS as u64 * START,
+            "round {round}: a group checkpoint split a transfer: {s:?}"
+        );
+    }
+}
