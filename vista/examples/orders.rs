@@ -121,12 +121,15 @@ fn verify(shop: &Group) -> Result<bool, Error> {
         }
     }
     let mut ok = true;
-    for i in 0..ITEMS {
-        if stock.on_hand[i] + ordered[i] != stock.received[i] {
-            println!(
-                "item {i}: {} on hand + {} ordered != {} received",
-                stock.on_hand[i], ordered[i], stock.received[i]
-            );
+    for (i, ((on_hand, ordered), received)) in stock
+        .on_hand
+        .iter()
+        .zip(&ordered)
+        .zip(&stock.received)
+        .enumerate()
+    {
+        if on_hand + ordered != *received {
+            println!("item {i}: {on_hand} on hand + {ordered} ordered != {received} received");
             ok = false;
         }
     }
