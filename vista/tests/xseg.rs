@@ -651,30 +651,30 @@ fn group_checkpoints_under_concurrent_transfers_hold_whole_transfers() {
     let g = Protection::Auto;
     for round in 0..3u64 {
         f.reset(g);
-        let o = f.opts(g).lanes(4);
+        let opts = f.opts(g).lanes(4);
         let members = (0..2)
-            .map(|i| Segment::open(f.seg(i), &o).unwrap())
+            .map(|i| Segment::open(f.seg(i), &opts).unwrap())
             .collect();
-        let group = Group::open(f.coord(), members, &o).unwrap();
+        let group = Group::open(f.coord(), members, &opts).unwrap();
         let stop = std::sync::atomic::AtomicBool::new(false);
-        std::thread::scope(|s| {
+        std::thread::scope(|scope| {
             for t in 0..2u64 {
                 let (group, stop) = (&group, &stop);
-                s.spawn(move || {
+                scope.spawn(move || {
                     let mut x = 0x9e37_79b9_7f4a_7c15 ^ (t + 1) ^ (round << 8);
                     for _ in 0..400 {
                         x ^= x << 13;
                         x ^= x >> 7;
                         x ^= x << 17;
                         let from_m = (x & 1) as usize;
-                        let (a, b) = ((x >> 1) % ACCOUNTS as u64, (x >> 9) % ACCOUNTS as u64);
+                        let (from, to) = ((x >> 1) % ACCOUNTS as u64, (x >> 9) % ACCOUNTS as u64);
                         group
                             .transaction(|tx| {
-                                let fa = tx.on(from_m)?.get::<u64>(a * STRIDE)?;
+                                let fa = tx.on(from_m)?.get::<u64>(from * STRIDE)?;
                                 let amount = fa.min(3);
-                                tx.on(from_m)?.put(a * STRIDE, &(fa - amount))?;
-                                let tb = tx.on(1 - from_m)?.get::<u64>(b * STRIDE)?;
-                                tx.on(1 - from_m)?.put(b * STRIDE, &(tb + amount))
+                                tx.on(from_m)?.put(from * STRIDE, &(fa - amount))?;
+                                let tb = tx.on(1 - from_m)?.get::<u64>(to * STRIDE)?;
+                                tx.on(1 - from_m)?.put(to * STRIDE, &(tb + amount))
                             })
                             .unwrap();
                     }
@@ -682,7 +682,7 @@ fn group_checkpoints_under_concurrent_transfers_hold_whole_transfers() {
                 });
             }
             let (group, stop) = (&group, &stop);
-            s.spawn(move || {
+            scope.spawn(move || {
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     group.checkpoint().unwrap();
                 }
@@ -697,11 +697,11 @@ fn group_checkpoints_under_concurrent_transfers_hold_whole_transfers() {
         for i in 0..2 {
             power::cut(f.seg(i), &f.rio(), Plan::KeepAll).unwrap();
         }
-        let s = state_of(&members_alone(&f, g));
+        let cold = state_of(&members_alone(&f, g));
         assert_eq!(
-            s.iter().sum::<u64>(),
+            cold.iter().sum::<u64>(),
             2 * ACCOUNTS as u64 * START,
-            "round {round}: a group checkpoint split a transfer: {s:?}"
+            "round {round}: a group checkpoint split a transfer: {cold:?}"
         );
     }
 }
