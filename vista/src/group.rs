@@ -229,6 +229,13 @@ impl Group {
             prepared.push(m.shared().prepare_group(epoch, self.coordinator.path())?);
         }
         crash_point!("vista.xseg.checkpoint_prepared");
+        if prepared.iter().all(|p| p.pages() == 0) {
+            // Nothing dirty anywhere: every member's disk already holds all it has (a
+            // fenced member's changes were written back by an earlier group
+            // checkpoint), so there is nothing to decide.
+            drop(prepared);
+            return self.unfence();
+        }
         #[cfg(feature = "mutants")]
         if crate::mutant::is("xseg-checkpoint-no-decision") {
             // Mutant: the members install without the group's decision.
@@ -254,6 +261,11 @@ impl Group {
         if let Some(e) = first {
             return Err(e);
         }
+        self.unfence()
+    }
+
+    /// Lifts every member's fence: its `.fence` file first, then the flag.
+    fn unfence(&self) -> Result<()> {
         for m in &self.members {
             if m.is_fenced() {
                 match std::fs::remove_file(fence_path(m.path())) {
