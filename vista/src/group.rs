@@ -237,7 +237,7 @@ impl Group {
             return self.unfence();
         }
         #[cfg(feature = "mutants")]
-        if crate::mutant::is("xseg-checkpoint-no-decision") {
+        if crate::mutant::is("xseg-install-undecided") {
             // Mutant: the members install without the group's decision.
             for p in prepared {
                 p.finish()?;
