@@ -97,17 +97,19 @@ impl Inner {
         let jp = &self.journal_path;
         let j = &self.journal;
         let body = batch.body();
-        let sealed = j
-            .write_all_at(body, 0)
-            .and_then(|()| j.sync_data())
-            .and_then(|()| {
-                j.write_all_at(
-                    &batch.group_commit_record(epoch, coordinator),
-                    body.len() as u64,
-                )
-            })
-            .and_then(|()| j.sync_data())
-            .context(|| format!("write {}", jp.display()));
+        let sealed = (|| {
+            j.write_all_at(body, 0)?;
+            crash_point!("rio.group.body_written");
+            j.sync_data()?;
+            crash_point!("rio.group.body_synced");
+            j.write_all_at(
+                &batch.group_commit_record(epoch, coordinator),
+                body.len() as u64,
+            )?;
+            crash_point!("rio.group.sealed_written");
+            j.sync_data()
+        })()
+        .context(|| format!("write {}", jp.display()));
         if let Err(e) = sealed {
             self.set_poison(e.to_string());
             return Err(e);

@@ -39,6 +39,9 @@ use crate::faults::{Faults, IoFile, IoOp};
 /// The crash points of group checkpoints (reached only by programs that use them; the
 /// checkpoint's own are in [`crate::CRASH_POINTS`]).
 pub const GROUP_CRASH_POINTS: &[&str] = &[
+    "rio.group.body_written",
+    "rio.group.body_synced",
+    "rio.group.sealed_written",
     "rio.group.prepared",
     "rio.group.decision_written",
     "rio.group.decided",
