@@ -143,6 +143,31 @@ impl Inner {
         Ok(())
     }
 
+    /// Hands a prepared group batch's pages back to the dirty map and truncates the
+    /// journal (see `group::Prepared::abandon`). The caller holds the checkpoint lock.
+    pub(crate) fn abandon_group(&self, batch: &Batch) -> Result<()> {
+        // Dirty first, then out of flight: a crash in between leaves a page in both maps
+        // (written back twice), never in neither.
+        for i in 0..batch.len() {
+            let p = batch.index(i) as usize;
+            self.mark_dirty(p..p + 1);
+        }
+        let inflight = self.inflight_map();
+        for i in 0..batch.len() {
+            inflight[batch.index(i) as usize].store(0, Ordering::Relaxed);
+        }
+        let truncated = self
+            .journal
+            .set_len(0)
+            .and_then(|()| self.journal.sync_data())
+            .context(|| format!("truncate {}", self.journal_path.display()));
+        if let Err(e) = truncated {
+            self.set_poison(e.to_string());
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// The bookkeeping after `batch` reached the disk image.
     fn installed(&self, batch: &Batch, disk_seq: &mut u64, started: Instant) {
         let inflight = self.inflight_map();

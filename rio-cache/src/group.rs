@@ -333,6 +333,25 @@ impl<'a> Prepared<'a> {
     }
 }
 
+impl Prepared<'_> {
+    /// Gives the batch back, for a group checkpoint that will never decide its epoch (no
+    /// decision was attempted: another member failed to prepare). Its pages are marked
+    /// dirty again (so the next checkpoint takes them) before they leave the in-flight
+    /// map, and the journal, whose sealed record no decision will ever commit, is
+    /// truncated. The cache is not poisoned.
+    ///
+    /// # Errors
+    /// I/O errors truncating the journal, which poison the cache (the next open discards
+    /// the batch: its epoch is never decided).
+    pub fn abandon(mut self) -> Result<()> {
+        self.done = true;
+        match self.batch.take() {
+            None => Ok(()),
+            Some(batch) => self.inner.abandon_group(&batch),
+        }
+    }
+}
+
 impl Drop for Prepared<'_> {
     fn drop(&mut self) {
         if !self.done && self.batch.is_some() {

@@ -226,7 +226,17 @@ impl Group {
         let epoch = self.coordinator.next_epoch()?;
         let mut prepared = Vec::with_capacity(self.members.len());
         for m in &self.members {
-            prepared.push(m.shared().prepare_group(epoch, self.coordinator.path())?);
+            match m.shared().prepare_group(epoch, self.coordinator.path()) {
+                Ok(p) => prepared.push(p),
+                Err(e) => {
+                    // No decision was attempted: the members prepared so far take their
+                    // pages back (a failure to do so poisons that member).
+                    for p in prepared.into_iter().rev() {
+                        let _ = p.abandon();
+                    }
+                    return Err(e.into());
+                }
+            }
         }
         crash_point!("vista.xseg.checkpoint_prepared");
         if prepared.iter().all(|p| p.pages() == 0) {

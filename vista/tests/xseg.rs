@@ -716,3 +716,60 @@ fn group_checkpoints_under_concurrent_transfers_hold_whole_transfers() {
         );
     }
 }
+
+/// A group checkpoint that cannot prepare a member (one of its own transactions outlasts
+/// the checkpoint wait) gives the members it prepared their pages back: nothing is
+/// poisoned, and the next group checkpoint writes everything.
+#[test]
+fn a_busy_member_fails_the_group_checkpoint_without_poisoning_the_others() {
+    // On a page of its own (the accounts' pages must reach the disk through the
+    // abandoned batch's marks, not through a later write).
+    const SPARE: u64 = 4096 + 56;
+    let _s = serial();
+    let f = Fixture::new();
+    let g = Protection::Auto;
+    f.reset(g);
+    let opts = f
+        .opts(g)
+        .lanes(2)
+        .checkpoint_wait(std::time::Duration::from_millis(50));
+    let members = (0..2)
+        .map(|i| Segment::open(f.seg(i), &opts).unwrap())
+        .collect();
+    let group = Group::open(f.coord(), members, &opts).unwrap();
+    group.transaction(|tx| transfer(tx, SCRIPT[0])).unwrap();
+    let (held, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+    std::thread::scope(|scope| {
+        let (group, held, release) = (&group, &held, &release);
+        scope.spawn(move || {
+            // Member 1's own transaction, open across the checkpoint.
+            let mut tx = group.segment(1).begin().unwrap();
+            tx.put(SPARE, &1u64).unwrap();
+            held.wait();
+            release.wait();
+            tx.commit().unwrap();
+        });
+        held.wait();
+        assert!(matches!(
+            group.checkpoint(),
+            Err(Error::CheckpointBusy { .. })
+        ));
+        release.wait();
+    });
+    // Member 0 was prepared and gave its batch back: not poisoned.
+    group
+        .segment(0)
+        .transaction(|tx| tx.put(SPARE, &2u64))
+        .unwrap();
+    group.checkpoint().unwrap();
+    let saved = save(&f);
+    drop(group);
+    restore(&f, &saved);
+    for i in 0..2 {
+        power::cut(f.seg(i), &f.rio(), Plan::DropAll).unwrap();
+    }
+    let segs = members_alone(&f, g);
+    assert_eq!(state_of(&segs), expected(1));
+    assert_eq!(segs[0].get::<u64>(SPARE).unwrap(), 2);
+    assert_eq!(segs[1].get::<u64>(SPARE).unwrap(), 1);
+}
