@@ -215,9 +215,13 @@ impl Group {
     /// transactions to end, and holds new ones back until it is done.
     ///
     /// # Errors
-    /// [`Error::Poisoned`]; I/O errors, after which the members are poisoned (reopen
-    /// them: each finds the checkpoint committed or not, as the coordinator says);
-    /// [`Error::CheckpointBusy`].
+    /// [`Error::Poisoned`]; [`Error::CheckpointBusy`] (a member's own transaction
+    /// outlasted the checkpoint wait: the members prepared so far give their pages back,
+    /// nothing is poisoned; try again). I/O errors: writing a member's batch poisons that
+    /// member (the others give their pages back); writing the decision poisons every
+    /// member; installing after the decision poisons that member. Reopen a poisoned
+    /// member: it finds the checkpoint committed or not, as the coordinator says, like
+    /// every other member.
     pub fn checkpoint(&self) -> Result<()> {
         let _exclusive = self.order.write().unwrap_or_else(PoisonError::into_inner);
         for m in &self.members {
