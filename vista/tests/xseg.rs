@@ -773,3 +773,41 @@ fn a_busy_member_fails_the_group_checkpoint_without_poisoning_the_others() {
     assert_eq!(segs[0].get::<u64>(SPARE).unwrap(), 2);
     assert_eq!(segs[1].get::<u64>(SPARE).unwrap(), 1);
 }
+
+/// A member whose journal holds a batch sealed for a group checkpoint cannot tell
+/// whether to install it without the coordinator: the open refuses and writes nothing.
+#[test]
+fn a_sealed_journal_refuses_to_open_without_its_coordinator() {
+    let _s = serial();
+    let f = Fixture::new();
+    let g = Protection::Auto;
+    f.reset(g);
+    // Killed after the decision was synced, before any member installed its batch.
+    assert!(spawn(
+        &f,
+        "script",
+        g,
+        Some(("vista.xseg.checkpoint_decided", 1))
+    ));
+    let moved = f.root.join("elsewhere.coord");
+    std::fs::rename(f.coord(), &moved).unwrap();
+    let before = tree(&f.root);
+    for i in 0..2 {
+        match Segment::open(f.seg(i), &f.opts(g)) {
+            Err(Error::CoordinatorUnavailable { coordinator, .. }) => {
+                assert_eq!(coordinator, std::path::absolute(f.coord()).unwrap());
+            }
+            other => panic!("member {i}: expected CoordinatorUnavailable, got {other:?}"),
+        }
+    }
+    common::assert_same_tree(&before, &tree(&f.root), "a refused open");
+    // With the coordinator back, both install the decided checkpoint: after a power cut
+    // both hold the durable transfer.
+    std::fs::rename(&moved, f.coord()).unwrap();
+    let saved = save(&f);
+    for i in 0..2 {
+        power::cut(f.seg(i), &f.rio(), Plan::DropAll).unwrap();
+    }
+    assert_eq!(state_of(&members_alone(&f, g)), expected(3));
+    restore(&f, &saved);
+}
