@@ -26,6 +26,17 @@ pub fn run(cfg: Config) -> Result<Report> {
         !(cfg.workload == WorkloadKind::Pages && cfg.engine.is_lrvm()),
         "the pages workload drives vista (its transactions outgrow lrvm's minimum log)"
     );
+    anyhow::ensure!(
+        cfg.workload != WorkloadKind::Xseg
+            || (!cfg.engine.is_lrvm()
+                && matches!(
+                    cfg.mode,
+                    Mode::Kill | Mode::Power | Mode::Points | Mode::Recovery
+                )
+                && cfg.threads == 1),
+        "the xseg workload drives vista's groups of segments, one thread, in the kill, \
+         power, points and recovery modes"
+    );
     if cfg.threads != 1 || cfg.mode == Mode::Io {
         check_threads(&cfg)?;
         let model = if cfg.mode == Mode::Power {

@@ -118,7 +118,7 @@ fn parse_engine(s: &str) -> Result<EngineKind, String> {
 }
 
 fn parse_workload(s: &str) -> Result<WorkloadKind, String> {
-    WorkloadKind::parse(s).ok_or_else(|| format!("unknown workload {s}: bank, kv, pages"))
+    WorkloadKind::parse(s).ok_or_else(|| format!("unknown workload {s}: bank, kv, pages, xseg"))
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {

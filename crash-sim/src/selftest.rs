@@ -29,6 +29,26 @@ pub struct Mutant {
 /// Every mutant.
 pub const MUTANTS: &[Mutant] = &[
     Mutant {
+        name: "xseg-members-first",
+        var: "VISTA_MUTANT",
+        what: "vista's transactions across segments store the members' commits before the \
+               coordinator's decision",
+        // The points mode reaches it deterministically (2 s in a self-test on a loaded
+        // two-core machine).
+        campaign: ("vista", "xseg", "points", "20"),
+        threads: 1,
+        protection: "auto",
+    },
+    Mutant {
+        name: "xseg-install-undecided",
+        var: "VISTA_MUTANT",
+        what: "vista's group checkpoint installs the members' batches without the \
+               coordinator's decision (one at a time)",
+        campaign: ("vista", "xseg", "power", "10"),
+        threads: 1,
+        protection: "auto",
+    },
+    Mutant {
         name: "publish-late",
         var: "VISTA_MUTANT",
         what: "vista publishes the undo record (tail store) after the data write",

@@ -126,7 +126,7 @@ impl RioCache {
     /// As [`RioCache::checkpoint`].
     pub fn close(mut self) -> Result<()> {
         self.stop_writeback();
-        if self.checkpoint_on_close {
+        if self.checkpoint_on_close && !self.inner.fenced.load(Ordering::SeqCst) {
             self.checkpoint_on_close = false;
             self.inner.checkpoint()?;
         }
@@ -149,6 +149,11 @@ impl RioCache {
             self.writeback = Some(WritebackThread::spawn(Arc::clone(&self.inner), interval)?);
         }
         Ok(())
+    }
+
+    /// Fences the cache, or lifts the fence: see [`crate::SharedCache::set_fenced`].
+    pub fn set_fenced(&self, fenced: bool) {
+        self.inner.fenced.store(fenced, Ordering::SeqCst);
     }
 
     /// Declares the cache's contents unfit for the disk (for example, a layer above

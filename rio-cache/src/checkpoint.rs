@@ -61,7 +61,7 @@ impl Inner {
         // Another checkpoint may have failed while we waited for the lock.
         self.check_poison()?;
         let started = Instant::now();
-        let batch = self.stage(*disk_seq + 1)?;
+        let batch = self.stage(*disk_seq + 1, false)?;
         if batch.len() == 0 {
             return Ok(());
         }
@@ -72,6 +72,105 @@ impl Inner {
             self.set_poison(e.to_string());
             return Err(e);
         }
+        self.installed(&batch, &mut disk_seq, started);
+        Ok(())
+    }
+
+    /// Stages a group member's checkpoint and writes it to the journal sealed for
+    /// `epoch` of `coordinator` (see `group`), synced: prepared, not yet committed.
+    pub(crate) fn prepare_group<'a>(
+        &'a self,
+        epoch: u64,
+        coordinator: &Path,
+    ) -> Result<crate::group::Prepared<'a>> {
+        self.check_poison()?;
+        let disk_seq = self
+            .disk_seq
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.check_poison()?;
+        let started = Instant::now();
+        let batch = self.stage(*disk_seq + 1, true)?;
+        if batch.len() == 0 {
+            return Ok(crate::group::Prepared::new(self, disk_seq, None, started));
+        }
+        crash_point!("rio.checkpoint.staged");
+        let jp = &self.journal_path;
+        let j = &self.journal;
+        let body = batch.body();
+        let sealed = (|| {
+            j.write_all_at(body, 0)?;
+            crash_point!("rio.group.body_written");
+            j.sync_data()?;
+            crash_point!("rio.group.body_synced");
+            j.write_all_at(
+                &batch.group_commit_record(epoch, coordinator),
+                body.len() as u64,
+            )?;
+            crash_point!("rio.group.sealed_written");
+            j.sync_data()
+        })()
+        .context(|| format!("write {}", jp.display()));
+        if let Err(e) = sealed {
+            self.set_poison(e.to_string());
+            return Err(e);
+        }
+        crash_point!("rio.group.prepared");
+        Ok(crate::group::Prepared::new(
+            self,
+            disk_seq,
+            Some(batch),
+            started,
+        ))
+    }
+
+    /// Installs a prepared group batch whose epoch the coordinator has decided.
+    pub(crate) fn finish_group(
+        &self,
+        batch: &Batch,
+        disk_seq: &mut u64,
+        started: Instant,
+    ) -> Result<()> {
+        let done = install(&self.disk, &self.path, batch, self.data_len, false)
+            .and_then(|()| clear_journal(&self.journal, &self.journal_path));
+        if let Err(e) = done {
+            // The journal still holds the sealed batch, which the decided epoch commits:
+            // the next open installs it.
+            self.set_poison(e.to_string());
+            return Err(e);
+        }
+        crash_point!("rio.checkpoint.journal_cleared");
+        self.installed(batch, disk_seq, started);
+        Ok(())
+    }
+
+    /// Hands a prepared group batch's pages back to the dirty map and truncates the
+    /// journal (see `group::Prepared::abandon`). The caller holds the checkpoint lock.
+    pub(crate) fn abandon_group(&self, batch: &Batch) -> Result<()> {
+        // Dirty first, then out of flight: a crash in between leaves a page in both maps
+        // (written back twice), never in neither.
+        for i in 0..batch.len() {
+            let p = batch.index(i) as usize;
+            self.mark_dirty(p..p + 1);
+        }
+        let inflight = self.inflight_map();
+        for i in 0..batch.len() {
+            inflight[batch.index(i) as usize].store(0, Ordering::Relaxed);
+        }
+        let truncated = self
+            .journal
+            .set_len(0)
+            .and_then(|()| self.journal.sync_data())
+            .context(|| format!("truncate {}", self.journal_path.display()));
+        if let Err(e) = truncated {
+            self.set_poison(e.to_string());
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The bookkeeping after `batch` reached the disk image.
+    fn installed(&self, batch: &Batch, disk_seq: &mut u64, started: Instant) {
         let inflight = self.inflight_map();
         for i in 0..batch.len() {
             inflight[batch.index(i) as usize].store(0, Ordering::Relaxed);
@@ -91,7 +190,6 @@ impl Inner {
             u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX - 1),
             Ordering::Relaxed,
         );
-        Ok(())
     }
 
     fn write_batch(&self, batch: &Batch) -> Result<()> {

@@ -191,6 +191,25 @@ pub enum Error {
         /// Its length.
         len: u64,
     },
+    /// The journal holds a group member's checkpoint (see [`crate::group`]) and the
+    /// coordinator that decides it could not be read: the open refuses rather than
+    /// guess, and writes nothing. Make the coordinator readable and open again.
+    #[error("{}: a group checkpoint (epoch {epoch}) waits for the decision of coordinator {}, which cannot be read: {reason}", .path.display(), .coordinator.display())]
+    GroupUnresolved {
+        /// The journal.
+        path: PathBuf,
+        /// The coordinator it names.
+        coordinator: PathBuf,
+        /// The group checkpoint's epoch.
+        epoch: u64,
+        /// Why the coordinator could not be read.
+        reason: String,
+    },
+    /// The cache is *fenced*: it holds changes that must reach the disk together with
+    /// other caches' (a group's cross-cache transactions), so it refuses checkpoints of
+    /// its own; only a group checkpoint writes it back. Nothing was written.
+    #[error("fenced: this cache holds changes that only a group checkpoint may write back")]
+    Fenced,
     /// A checkpoint was asked for by a thread that is inside an update of the same
     /// cache: it would wait for that update forever.
     #[error("a checkpoint cannot run while this thread has an update open")]

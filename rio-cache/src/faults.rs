@@ -48,6 +48,8 @@ pub enum IoFile {
     Image,
     /// A directory (its `fsync`).
     Directory,
+    /// A group's coordinator file (see [`crate::group`]).
+    Coordinator,
 }
 
 /// One operation a cache made.

@@ -10,6 +10,7 @@ pub(crate) const DISK_MAGIC: [u8; 8] = *b"RIOCDISK";
 pub(crate) const MEM_MAGIC: [u8; 8] = *b"RIOCMEMI";
 pub(crate) const JOURNAL_MAGIC: [u8; 8] = *b"RIOCJRNL";
 pub(crate) const COMMIT_MAGIC: [u8; 8] = *b"RIOCCMIT";
+pub(crate) const GROUP_COMMIT_MAGIC: [u8; 8] = *b"RIOCGRPC";
 
 /// The largest cache (2^50 bytes, 1 PiB): far beyond any memory file system, and small
 /// enough that no offset or length computed from it overflows.

@@ -210,7 +210,26 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
     let journal = match File::open(&journal_path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => JournalState::Absent,
         Err(e) => return Err(e).context(|| format!("open {}", journal_path.display())),
-        Ok(f) => match journal::read(&f, &journal_path, h.data_len) {
+        Ok(f) => match journal::read(&f, &journal_path, h.data_len).map(|j| match j {
+            // A group member's batch, as its coordinator decides it now (unreadable: as
+            // not decided; the open would refuse).
+            Journal::Sealed {
+                batch,
+                epoch,
+                coordinator,
+            } => {
+                let decided =
+                    crate::group::Coordinator::open(&coordinator, false, crate::Faults::none())
+                        .and_then(|c| c.is_decided(epoch))
+                        .unwrap_or(false);
+                if decided {
+                    Journal::Committed(batch)
+                } else {
+                    Journal::Torn
+                }
+            }
+            other => other,
+        }) {
             Ok(Journal::Empty) => JournalState::Empty,
             Ok(Journal::Torn) => {
                 grow = journal::grow_intent(&f, h.data_len)
@@ -240,6 +259,7 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
                     pages: b.len() as u64,
                 }
             }
+            Ok(Journal::Sealed { .. }) => unreachable!("resolved above"),
             Err(Error::Corrupt { reason, .. }) => JournalState::Corrupt(reason),
             Err(e) => return Err(e),
         },

@@ -11,6 +11,16 @@
 //!                 28 reserved  60 crc32 of 0..60
 //! ```
 //!
+//! A member of a group checkpoint (see `group`) seals its body with a *group commit
+//! record* instead, which commits the batch only if the coordinator it names decided its
+//! epoch:
+//!
+//! ```text
+//! group commit    0 magic "RIOCGRPC"  8 seq u64  16 n u64  24 crc32 of header+index+pages
+//! (64 B + path)   28 path length u32  32 epoch u64  40 crc32 of the path  44 reserved
+//!                 60 crc32 of 0..60, then the coordinator's path (its bytes)
+//! ```
+//!
 //! The body (header, index, pages) is written and fsynced before the commit record is
 //! written and fsynced. So a commit record that is intact proves the body reached the
 //! disk; a body that then fails its checksum is corruption, not a torn write.
@@ -20,7 +30,9 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::{get_u32, get_u64, COMMIT_MAGIC, JOURNAL_MAGIC, MAX_DATA_LEN, VERSION};
+use crate::format::{
+    get_u32, get_u64, COMMIT_MAGIC, GROUP_COMMIT_MAGIC, JOURNAL_MAGIC, MAX_DATA_LEN, VERSION,
+};
 use crate::sys::PAGE;
 
 pub(crate) const HEADER_LEN: usize = 64;
@@ -105,6 +117,25 @@ impl Batch {
         c
     }
 
+    /// The group commit record that seals this body for `epoch` of the coordinator at
+    /// `coordinator` (see the module documentation).
+    pub(crate) fn group_commit_record(&self, epoch: u64, coordinator: &Path) -> Vec<u8> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = coordinator.as_os_str().as_bytes();
+        let mut c = vec![0u8; COMMIT_LEN + path.len()];
+        c[0..8].copy_from_slice(&GROUP_COMMIT_MAGIC);
+        c[8..16].copy_from_slice(&self.seq().to_le_bytes());
+        c[16..24].copy_from_slice(&(self.pages as u64).to_le_bytes());
+        c[24..28].copy_from_slice(&crc32fast::hash(&self.buf).to_le_bytes());
+        c[28..32].copy_from_slice(&(path.len() as u32).to_le_bytes());
+        c[32..40].copy_from_slice(&epoch.to_le_bytes());
+        c[40..44].copy_from_slice(&crc32fast::hash(path).to_le_bytes());
+        let crc = crc32fast::hash(&c[..60]);
+        c[60..64].copy_from_slice(&crc.to_le_bytes());
+        c[COMMIT_LEN..].copy_from_slice(path);
+        c
+    }
+
     /// Runs of consecutive pages: `(first page number, page images)`.
     pub(crate) fn runs(&self) -> Vec<(u64, &[u8])> {
         let mut runs = Vec::new();
@@ -135,6 +166,16 @@ pub(crate) enum Journal {
     Torn,
     /// A committed checkpoint, to install (again: installing is idempotent).
     Committed(Batch),
+    /// A group member's checkpoint: committed if and only if the coordinator decided
+    /// `epoch`.
+    Sealed {
+        /// The batch.
+        batch: Batch,
+        /// The group checkpoint's epoch.
+        epoch: u64,
+        /// The coordinator that decides it.
+        coordinator: std::path::PathBuf,
+    },
 }
 
 /// Reads and validates the journal beside a disk image whose header says `data_len`.
@@ -194,13 +235,33 @@ pub(crate) fn read(file: &File, path: &Path, data_len: u64) -> Result<Journal> {
     file.read_exact_at(&mut commit, body_len)
         .context(|| format!("read {}", path.display()))?;
     let seq = get_u64(&header, 24);
-    if commit[0..8] != COMMIT_MAGIC
+    let group = commit[0..8] == GROUP_COMMIT_MAGIC;
+    if !(commit[0..8] == COMMIT_MAGIC || group)
         || crc32fast::hash(&commit[..60]) != get_u32(&commit, 60)
         || get_u64(&commit, 8) != seq
         || get_u64(&commit, 16) != n
     {
         // The commit record did not (completely) reach the disk.
         return Ok(Journal::Torn);
+    }
+    let mut sealed = None;
+    if group {
+        use std::os::unix::ffi::OsStrExt;
+        let path_len = u64::from(get_u32(&commit, 28));
+        if path_len > 4096 || len < body_len + COMMIT_LEN as u64 + path_len {
+            return Ok(Journal::Torn);
+        }
+        let mut p = vec![0u8; path_len as usize];
+        file.read_exact_at(&mut p, body_len + COMMIT_LEN as u64)
+            .context(|| format!("read {}", path.display()))?;
+        if crc32fast::hash(&p) != get_u32(&commit, 40) {
+            // The path (written with the record, synced with it) is torn.
+            return Ok(Journal::Torn);
+        }
+        sealed = Some((
+            get_u64(&commit, 32),
+            std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&p)),
+        ));
     }
     // Committed: from here on every defect is corruption.
     let mut buf = vec![0u8; body_len as usize];
@@ -228,7 +289,14 @@ pub(crate) fn read(file: &File, path: &Path, data_len: u64) -> Result<Journal> {
         }
         prev = Some(idx);
     }
-    Ok(Journal::Committed(batch))
+    Ok(match sealed {
+        None => Journal::Committed(batch),
+        Some((epoch, coordinator)) => Journal::Sealed {
+            batch,
+            epoch,
+            coordinator,
+        },
+    })
 }
 
 /// The size a grow was taking the cache to, if the journal holds the intact header of

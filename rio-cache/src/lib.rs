@@ -28,6 +28,10 @@
 //!   step leaves the disk image at exactly the old or exactly the new checkpoint.
 //! - **One owner.** The disk file and its memory image are locked; a second open gets
 //!   [`Error::Locked`].
+//! - **Group checkpoints.** Several caches' checkpoints become durable together: each is
+//!   sealed in its journal for an epoch, and one synced write to a coordinator file
+//!   decides them all ([`group`]). A *fenced* cache
+//!   ([`SharedCache::set_fenced`]) takes no checkpoint of its own meanwhile.
 //! - **Growth in place.** [`RioCache::grow`] enlarges the cache crash-atomically: after a
 //!   crash it is at the old size or the new one (`docs/rio-cache.md`, "Growing").
 //!
@@ -129,6 +133,7 @@ mod error;
 mod faults;
 mod format;
 mod gate;
+pub mod group;
 mod grow;
 mod images;
 pub mod inspect;
@@ -177,6 +182,7 @@ pub use cache::{RioCache, Stats};
 pub use checkpoint::CRASH_POINTS;
 pub use error::{Error, PkeyUnavailable, Result};
 pub use faults::{Faults, IoCall, IoFile, IoOp};
+pub use group::GROUP_CRASH_POINTS;
 pub use grow::GROW_CRASH_POINTS;
 pub use images::{images, remove_orphan, ImageInfo};
 pub use naming::{image_path, journal_path, remove, remove_closed};

@@ -142,9 +142,35 @@ impl RioCache {
 
         // The journal: read and judge it now, act on it only once everything passed.
         let jpath = journal_path(path);
+        // A sealed batch whose epoch was never decided: its record must not outlive it
+        // (a later batch of the same number and length, torn, would meet it).
+        let mut stale_seal = false;
         let (journal_state, grow_intent) = match File::open(&jpath) {
             Ok(f) => {
-                let state = journal::read(&f, &jpath, disk_header.data_len)?;
+                let state = match journal::read(&f, &jpath, disk_header.data_len)? {
+                    // A group member's batch: the coordinator decides, and an open that
+                    // cannot ask it refuses before it writes anything.
+                    Journal::Sealed {
+                        batch,
+                        epoch,
+                        coordinator,
+                    } => match crate::group::resolve(&coordinator, epoch, &opts.faults) {
+                        Ok(true) => Journal::Committed(batch),
+                        Ok(false) => {
+                            stale_seal = true;
+                            Journal::Torn
+                        }
+                        Err(e) => {
+                            return Err(Error::GroupUnresolved {
+                                path: jpath,
+                                coordinator,
+                                epoch,
+                                reason: e.to_string(),
+                            })
+                        }
+                    },
+                    other => other,
+                };
                 let intent = matches!(state, Journal::Torn)
                     .then(|| journal::grow_intent(&f, disk_header.data_len))
                     .flatten();
@@ -290,6 +316,10 @@ impl RioCache {
         let mut installed = 0;
         match journal_state {
             Journal::Empty => {}
+            Journal::Torn if stale_seal => journal
+                .set_len(0)
+                .and_then(|()| journal.sync_data())
+                .context(|| format!("truncate {}", jpath.display()))?,
             Journal::Torn => crate::checkpoint::clear_journal(&journal, &jpath)?,
             Journal::Committed(batch) => {
                 crate::checkpoint::install(&disk, path, &batch, opts.size, true)?;
@@ -297,6 +327,7 @@ impl RioCache {
                 disk_seq = batch.seq();
                 installed = 1;
             }
+            Journal::Sealed { .. } => unreachable!("a sealed journal is resolved when read"),
         }
         if !existed || fresh {
             sync_dir(&jpath, faults)?;
@@ -379,6 +410,7 @@ impl RioCache {
             bytes_written: AtomicU64::new(0),
             last_checkpoint_ns: AtomicU64::new(u64::MAX),
             reprotect_failures: AtomicU64::new(0),
+            fenced: AtomicBool::new(false),
             start,
             protection,
             image,

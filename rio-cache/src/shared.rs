@@ -273,6 +273,45 @@ impl SharedCache {
         self.cache.checkpoint()
     }
 
+    /// Prepares this cache's part of a group checkpoint for `epoch` of the coordinator
+    /// at `coordinator` (see [`crate::group`]): the pages dirtied so far are staged, as by
+    /// a checkpoint (the fence does not stop it), and written to the journal sealed for
+    /// the epoch. The batch commits when the coordinator decides the epoch; then call
+    /// [`crate::group::Prepared::finish`].
+    ///
+    /// # Errors
+    /// As [`SharedCache::checkpoint`].
+    pub fn prepare_group(
+        &self,
+        epoch: u64,
+        coordinator: &Path,
+    ) -> Result<crate::group::Prepared<'_>> {
+        if self.cache.inner.gate.held_by_this_thread() {
+            return Err(Error::InUpdate);
+        }
+        self.cache.inner.prepare_group(epoch, coordinator)
+    }
+
+    /// Fences the cache (`true`): from now on every checkpoint but a group's is refused
+    /// with [`Error::Fenced`] (and the writeback thread's and the close-time ones are
+    /// skipped), until it is unfenced. Fencing is judged when a checkpoint takes its
+    /// snapshot, with no update inside: an update that fences the cache before it ends
+    /// keeps its changes out of every checkpoint but a group's.
+    pub fn set_fenced(&self, fenced: bool) {
+        self.cache
+            .inner
+            .fenced
+            .store(fenced, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the cache is fenced.
+    pub fn is_fenced(&self) -> bool {
+        self.cache
+            .inner
+            .fenced
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Declares the contents inconsistent (see [`Update::poison`]).
     pub fn poison(&self, reason: impl Into<String>) {
         self.cache.inner.set_poison(reason.into());

@@ -64,6 +64,8 @@ pub(crate) struct Inner {
     pub(crate) bytes_written: AtomicU64,
     pub(crate) last_checkpoint_ns: AtomicU64,
     pub(crate) reprotect_failures: AtomicU64,
+    /// Only group checkpoints may write the cache back (see `group`).
+    pub(crate) fenced: AtomicBool,
     pub(crate) start: StartKind,
     pub(crate) protection: ActiveProtection,
     /// The memory image file, for writes that go through it rather than a window.

@@ -227,6 +227,34 @@ pub enum Error {
         /// The largest length.
         max: u64,
     },
+    /// The segment holds an unfinished transaction across segments (or a group
+    /// checkpoint) whose outcome its coordinator decides, and the coordinator cannot be
+    /// read (moved, deleted, damaged, unreadable). The open refuses rather than guess,
+    /// and wrote nothing. Put the coordinator back (or open the segment in its group)
+    /// and open again.
+    #[error("{}: an unfinished transaction across segments waits for the decision of coordinator {}, which cannot be read: {reason}", .path.display(), .coordinator.display())]
+    CoordinatorUnavailable {
+        /// The segment (or its journal).
+        path: PathBuf,
+        /// The coordinator its record names.
+        coordinator: PathBuf,
+        /// Why it could not be read.
+        reason: String,
+    },
+    /// The segment holds transactions across segments that have not reached the disk
+    /// with the rest of their group: only the group's checkpoint
+    /// ([`crate::Group::checkpoint`]) may write it back, so that a power loss never
+    /// shows half of one. Nothing was written; the commits stand in the memory image.
+    #[error("this segment holds transactions across segments: only its group's checkpoint may write it back (open it in its group and call Group::checkpoint)")]
+    GroupCheckpointRequired,
+    /// The group was asked for a member it does not have.
+    #[error("the group has {members} segments; there is no segment {index}")]
+    NoSuchMember {
+        /// The index asked for.
+        index: usize,
+        /// Segments in the group.
+        members: usize,
+    },
     /// Another error from the cache layer (cache directory, memory protection keys...).
     #[error(transparent)]
     Cache(rio_cache::Error),
@@ -288,6 +316,17 @@ impl From<rio_cache::Error> for Error {
                 image,
                 path,
                 reason,
+            },
+            R::Fenced => Error::GroupCheckpointRequired,
+            R::GroupUnresolved {
+                path,
+                coordinator,
+                epoch,
+                reason,
+            } => Error::CoordinatorUnavailable {
+                path,
+                coordinator,
+                reason: format!("group checkpoint {epoch}: {reason}"),
             },
             R::Poisoned(why) => Error::Poisoned(why),
             R::CheckpointBusy { waited } => Error::CheckpointBusy { waited },

@@ -169,6 +169,38 @@ impl Lane {
         Ok(data)
     }
 
+    /// Appends the group record `tag` and publishes it (see `undo`): from this store on,
+    /// recovery asks the coordinator whether the lane's records are undone or kept.
+    pub(crate) fn tag(
+        &mut self,
+        update: &mut Update<'_>,
+        layout: &Layout,
+        tag: &undo::GroupTag,
+    ) -> Result<()> {
+        let capacity = layout.lane_capacity();
+        let needed = undo::group_record_len(&tag.coordinator).ok_or_else(|| {
+            Error::InvalidOptions("the coordinator's path is longer than 4096 bytes".into())
+        })?;
+        if needed > capacity - self.tail {
+            return Err(Error::UndoLogFull {
+                needed,
+                free: capacity - self.tail,
+                capacity,
+            });
+        }
+        let rec_at = self.off + LANE_HEADER + self.tail;
+        self.scratch.clear();
+        self.scratch.resize(needed as usize, 0);
+        undo::encode_group(&mut self.scratch, tag);
+        update.write_bytes(rec_at, &self.scratch)?;
+        crash_point!("vista.xseg.tag_written");
+        let tail = self.tail + needed;
+        update.store_u64(self.off, tail)?;
+        self.tail = tail;
+        crash_point!("vista.xseg.tagged");
+        Ok(())
+    }
+
     /// Stores the published tail again (the `publish-late` mutant's late store).
     #[cfg(feature = "mutants")]
     pub(crate) fn store_tail(&self, update: &mut Update<'_>, value: u64) -> Result<()> {
@@ -226,6 +258,16 @@ pub(crate) fn records(
     lane: u32,
     path: &Path,
 ) -> Result<Vec<Record>> {
+    records_tagged(update, layout, lane, path).map(|(r, _)| r)
+}
+
+/// As [`records`], with the lane's group record if it has one.
+pub(crate) fn records_tagged(
+    update: &Update<'_>,
+    layout: &Layout,
+    lane: u32,
+    path: &Path,
+) -> Result<(Vec<Record>, Option<undo::GroupTag>)> {
     let off = layout.lane_off(lane);
     let tail = u64::from_le_bytes(update.read(off, 8)?.try_into().expect("8 bytes"));
     let corrupt = |reason: String| Error::Corrupt {
@@ -239,7 +281,7 @@ pub(crate) fn records(
         )));
     }
     let bytes = update.read(off, LANE_HEADER + tail)?;
-    undo::parse(bytes, tail, layout).map_err(corrupt)
+    undo::parse_tagged(bytes, tail, layout).map_err(corrupt)
 }
 
 /// Copies a lane's before-images back, newest first, then empties the lane with one

@@ -99,6 +99,24 @@
 //!
 //! See `docs/design.md` and `docs/format.md`.
 //!
+//! # Transactions across segments
+//! A [`Group`] of segments runs [`GroupTransaction`]s that change several of them, all
+//! or nothing: each member keeps its own undo records, and one slot of the group's
+//! coordinator file decides them all (Quicksilver's coordinator). The orderings, with
+//! their crash points ([`XSEG_CRASH_POINTS`]):
+//! - each member's lane gets a group record naming the coordinator before the member's
+//!   next change, once the transaction spans two members (`vista.xseg.tagged`);
+//! - the decision (one `pwrite` of the transaction's id into its slot,
+//!   `vista.xseg.decided`) precedes every member's commit store
+//!   (`vista.xseg.member_committed`); recovery keeps a tagged lane whose slot holds the
+//!   id and rolls back any other, and refuses ([`Error::CoordinatorUnavailable`]) if it
+//!   cannot read the coordinator;
+//! - a member that took part is fenced: only [`Group::checkpoint`] writes it back, which
+//!   seals every member's checkpoint for one epoch and commits them all with one synced
+//!   decision (`vista.xseg.checkpoint_decided`), so power loss shows all or nothing too.
+//!
+//! A group transaction that touches one member is an ordinary transaction.
+//!
 //! # Threads
 //! A [`Segment`] is `Send + Sync`: share it by reference, in an `Arc` or with scoped
 //! threads, and run transactions from any number of threads at once. Each running
@@ -237,6 +255,7 @@
 mod admission;
 pub mod collections;
 mod error;
+mod group;
 pub mod heap;
 mod identity;
 pub mod inspect;
@@ -275,6 +294,7 @@ pub struct GuideDoctests;
 pub use bytemuck;
 pub use collections::{PBytes, PHashMap, PString, PVec};
 pub use error::{Error, Result};
+pub use group::{Group, GroupTransaction, XSEG_CRASH_POINTS};
 pub use heap::{HeapReport, HeapStats};
 pub use layout::FORMAT_VERSION;
 pub use options::{

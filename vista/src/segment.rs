@@ -21,6 +21,9 @@ pub struct Recovery {
     pub lanes_rolled_back: u32,
     /// Before-images copied back.
     pub records_undone: u64,
+    /// Lanes of transactions across segments that their coordinator had decided
+    /// committed: kept, not rolled back.
+    pub lanes_kept: u32,
 }
 
 /// A recoverable segment: a byte array whose committed contents survive crashes,
@@ -75,6 +78,20 @@ impl Segment {
         // Manual writeback until the contents are accepted: no background checkpoint
         // may copy what this open is about to refuse.
         let mut cache = RioCache::open(&path, &opts.rio(total).writeback(Writeback::Manual))?;
+        // A segment with transactions across segments not yet written back by its
+        // group's checkpoint stays fenced (see `crate::group`): before any writeback.
+        let fenced = match std::fs::metadata(fence_path(&path)) {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => {
+                cache.poison(format!("refused at open: {e}"));
+                return Err(Error::Io {
+                    context: format!("stat {}", fence_path(&path).display()),
+                    source: e,
+                });
+            }
+        };
+        cache.set_fenced(fenced);
         let (layout, recovery) = match accept(&mut cache, opts, new_layout, total, &path) {
             Ok(v) => v,
             Err(e) => {
@@ -110,7 +127,39 @@ impl Segment {
     /// # Errors
     /// I/O errors other than "not found".
     pub fn remove(path: impl AsRef<Path>, opts: &Options) -> Result<()> {
+        match std::fs::remove_file(fence_path(path.as_ref())) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::Io {
+                    context: format!("remove {}", fence_path(path.as_ref()).display()),
+                    source: e,
+                })
+            }
+        }
         Ok(rio_cache::remove(path, &opts.rio(1))?)
+    }
+
+    /// The segment's cache (for `crate::group`).
+    pub(crate) fn shared(&self) -> &SharedCache {
+        &self.cache
+    }
+
+    /// `Options::retries` as the segment was opened with.
+    pub(crate) fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// The segment's poison (for `crate::group`).
+    pub(crate) fn poison_state(&self) -> &Poison {
+        &self.poison
+    }
+
+    /// Whether the segment is fenced: it holds transactions across segments that only
+    /// its group's checkpoint may write back (see [`crate::Group`]); its own checkpoints
+    /// fail with [`Error::GroupCheckpointRequired`] meanwhile.
+    pub fn is_fenced(&self) -> bool {
+        self.cache.is_fenced()
     }
 
     /// Starts a transaction in a free undo lane, waiting for one if every lane is in
@@ -451,8 +500,15 @@ fn accept(
             }
         }
     };
-    let recovery = recover(cache, &layout, path)?;
+    let recovery = recover(cache, &layout, path, &opts.faults)?;
     Ok((layout, recovery))
+}
+
+/// The file whose presence fences a segment (see `crate::group`): beside the segment.
+pub(crate) fn fence_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".fence");
+    PathBuf::from(p)
 }
 
 /// Committed bytes read from a segment, locked against change until dropped. See
@@ -505,11 +561,16 @@ impl PartialEq<Vec<u8>> for Bytes<'_> {
 
 /// Rolls back every lane that holds an unfinished transaction. Validates all lanes
 /// before writing anything, so a damaged log leaves the segment untouched.
-fn recover(cache: &mut RioCache, layout: &Layout, path: &Path) -> Result<Recovery> {
+fn recover(
+    cache: &mut RioCache,
+    layout: &Layout,
+    path: &Path,
+    faults: &rio_cache::Faults,
+) -> Result<Recovery> {
     let mut update = cache.update()?;
     let mut pending = Vec::new();
     for lane in 0..layout.lanes {
-        let records = match lane::records(&update, layout, lane, path) {
+        let (records, tag) = match lane::records_tagged(&update, layout, lane, path) {
             Ok(r) => r,
             Err(e) => {
                 // Keep the close-time checkpoint from writing the damaged state to disk.
@@ -519,12 +580,38 @@ fn recover(cache: &mut RioCache, layout: &Layout, path: &Path) -> Result<Recover
         };
         let tail = update.read(layout.lane_off(lane), 8)?;
         if tail != [0; 8] {
-            pending.push((lane, records));
+            pending.push((lane, records, tag));
         }
+    }
+    // A lane of a transaction across segments is kept if its coordinator decided the
+    // transaction, else undone. Every coordinator is asked before anything is written.
+    let mut keep = Vec::with_capacity(pending.len());
+    for (_, _, tag) in &pending {
+        keep.push(match tag {
+            None => false,
+            Some(tag) => match crate::group::decided(tag, faults) {
+                Ok(k) => k,
+                Err(reason) => {
+                    let e = Error::CoordinatorUnavailable {
+                        path: path.to_owned(),
+                        coordinator: tag.coordinator.clone(),
+                        reason,
+                    };
+                    update.poison(e.to_string());
+                    return Err(e);
+                }
+            },
+        });
     }
     crash_point!("vista.recover.validated");
     let mut report = Recovery::default();
-    for (lane, records) in &pending {
+    for ((lane, records, _), keep) in pending.iter().zip(keep) {
+        if keep {
+            // Committed: the log is emptied without undoing anything.
+            update.store_u64(layout.lane_off(*lane), 0)?;
+            report.lanes_kept += 1;
+            continue;
+        }
         #[cfg(feature = "mutants")]
         if *lane > 0 && crate::mutant::is("recover-lane0-only") {
             continue; // Mutant: the lanes of other threads' transactions stay as they are.

@@ -279,15 +279,48 @@ impl<'s> Transaction<'s> {
         let update = self.end_update().expect("the update lives until now");
         match update.checkpoint() {
             Ok(()) => Ok(()),
-            Err(e @ (rio_cache::Error::InUpdate | rio_cache::Error::CheckpointBusy { .. })) => {
-                Err(Error::from(e))
-            }
+            Err(
+                e @ (rio_cache::Error::InUpdate
+                | rio_cache::Error::CheckpointBusy { .. }
+                | rio_cache::Error::Fenced),
+            ) => Err(Error::from(e)),
             Err(e) => {
                 let e = Error::from(e);
                 self.cx.poison.set(e.to_string());
                 Err(e)
             }
         }
+    }
+
+    /// Marks the transaction as part of a transaction across segments (see
+    /// `crate::group`): publishes a group record in its lane, after which recovery asks
+    /// the coordinator the record names whether to undo the lane or keep it.
+    pub(crate) fn tag(&mut self, tag: &crate::undo::GroupTag) -> Result<()> {
+        let layout = self.cx.layout;
+        let (update, lane) = self.parts();
+        lane.tag(update, layout, tag)
+    }
+
+    /// The commit store of a member of a transaction across segments whose coordinator
+    /// has already decided it committed. Unlike [`Transaction::commit`], a failed store
+    /// does not roll back (the decision stands): the segment is poisoned, the lane keeps
+    /// its records and the ranges stay locked, and the next open keeps the changes (it
+    /// asks the coordinator).
+    pub(crate) fn commit_decided(mut self) -> Result<()> {
+        self.finished = true;
+        let (update, lane) = self.parts();
+        let stored = lane.commit(update);
+        if let Err(e) = &stored {
+            let why = format!("a decided transaction across segments could not commit: {e}");
+            let update = self
+                .update
+                .as_mut()
+                .expect("the update lives until the transaction ends");
+            update.poison(why.clone());
+            update.keep_locked();
+            self.cx.poison.set(why);
+        }
+        stored
     }
 
     /// Undoes every change: the before-images are copied back, newest first, and the

@@ -15,9 +15,55 @@
 //! after it is complete.) XXH3 rather than CRC32 because it is on every `set_range`:
 //! about 10 ns for a small record where CRC32 takes several times that.
 
+//!
+//! A lane that belongs to a transaction across segments also holds one *group record*
+//! (magic "XSEG"), which restores nothing: it names the coordinator that decides the
+//! transaction. Same header (the offset field holds the transaction's id, the length
+//! field the bytes after the header), then the coordinator's slot u64 and its path:
+//!
+//! ```text
+//! 0 magic u32 "XSEG"   4 checksum u32   8 txn u64   16 len u64 (8 + path bytes)
+//! 24 slot u64          32 coordinator path [len - 8], padded to a multiple of 8
+//! ```
+
+use std::path::PathBuf;
+
 use crate::layout::{Layout, LANE_HEADER};
 
 pub(crate) const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"UNDO");
+pub(crate) const GROUP_MAGIC: u32 = u32::from_le_bytes(*b"XSEG");
+/// The longest coordinator path a group record holds.
+pub(crate) const MAX_COORDINATOR_PATH: usize = 4096;
+
+/// What a group record says: the transaction `txn` committed if and only if slot `slot`
+/// of the coordinator at `coordinator` holds `txn`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GroupTag {
+    pub(crate) coordinator: PathBuf,
+    pub(crate) slot: u64,
+    pub(crate) txn: u64,
+}
+
+/// Bytes of a group record for `tag` (`None` if its path is too long).
+pub(crate) fn group_record_len(coordinator: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let n = coordinator.as_os_str().as_bytes().len();
+    (n <= MAX_COORDINATOR_PATH).then(|| record_len(8 + n as u64).expect("small"))
+}
+
+/// Fills `rec` (exactly `group_record_len` bytes) with a group record.
+pub(crate) fn encode_group(rec: &mut [u8], tag: &GroupTag) {
+    use std::os::unix::ffi::OsStrExt;
+    let path = tag.coordinator.as_os_str().as_bytes();
+    let len = 8 + path.len();
+    rec[8..16].copy_from_slice(&tag.txn.to_le_bytes());
+    rec[16..24].copy_from_slice(&(len as u64).to_le_bytes());
+    rec[24..32].copy_from_slice(&tag.slot.to_le_bytes());
+    rec[32..32 + path.len()].copy_from_slice(path);
+    let sum = checksum(&rec[8..24 + len]);
+    rec[4..8].copy_from_slice(&sum.to_le_bytes());
+    rec[0..4].copy_from_slice(&GROUP_MAGIC.to_le_bytes());
+}
 pub(crate) const RECORD_HEADER: u64 = 24;
 
 /// The record checksum: the low half of XXH3-64.
@@ -56,6 +102,16 @@ pub(crate) struct Record {
 /// `tail` its published length). Nothing is trusted: bounds, magic and checksum are
 /// checked for every record before anything is applied.
 pub(crate) fn parse(lane: &[u8], tail: u64, layout: &Layout) -> Result<Vec<Record>, String> {
+    parse_tagged(lane, tail, layout).map(|(records, _)| records)
+}
+
+/// As [`parse`], also returning the lane's group record if it has one.
+pub(crate) fn parse_tagged(
+    lane: &[u8],
+    tail: u64,
+    layout: &Layout,
+) -> Result<(Vec<Record>, Option<GroupTag>), String> {
+    let mut tag = None;
     if tail > layout.lane_capacity() {
         return Err(format!(
             "undo log tail {tail} exceeds the lane capacity {}",
@@ -72,11 +128,36 @@ pub(crate) fn parse(lane: &[u8], tail: u64, layout: &Layout) -> Result<Vec<Recor
         let a = at as usize;
         let u32_at = |o: usize| u32::from_le_bytes(lane[o..o + 4].try_into().expect("4"));
         let u64_at = |o: usize| u64::from_le_bytes(lane[o..o + 8].try_into().expect("8"));
-        if u32_at(a) != RECORD_MAGIC {
+        let group = u32_at(a) == GROUP_MAGIC;
+        if u32_at(a) != RECORD_MAGIC && !group {
             return Err(format!("bad undo record magic at lane offset {at}"));
         }
         let offset = u64_at(a + 8);
         let len = u64_at(a + 16);
+        if group {
+            use std::os::unix::ffi::OsStrExt;
+            let Some(rlen) = record_len(len)
+                .filter(|r| *r <= end - at && (8..=8 + MAX_COORDINATOR_PATH as u64).contains(&len))
+            else {
+                return Err(format!("group record at lane offset {at} overruns the log"));
+            };
+            let data_end = a + 24 + len as usize;
+            if checksum(&lane[a + 8..data_end]) != u32_at(a + 4) {
+                return Err(format!(
+                    "group record at lane offset {at} fails its checksum"
+                ));
+            }
+            if tag.is_some() {
+                return Err(format!("second group record at lane offset {at}"));
+            }
+            tag = Some(GroupTag {
+                coordinator: PathBuf::from(std::ffi::OsStr::from_bytes(&lane[a + 32..data_end])),
+                slot: u64_at(a + 24),
+                txn: offset,
+            });
+            at += rlen;
+            continue;
+        }
         let fits_user = offset
             .checked_add(len)
             .is_some_and(|e| e <= layout.user_len);
@@ -101,7 +182,7 @@ pub(crate) fn parse(lane: &[u8], tail: u64, layout: &Layout) -> Result<Vec<Recor
         });
         at += rlen;
     }
-    Ok(out)
+    Ok((out, tag))
 }
 
 #[cfg(test)]
@@ -135,6 +216,27 @@ mod tests {
         assert_eq!(&lane[recs[0].data_at as usize..][..3], b"abc");
         // Unpublished records are invisible.
         assert_eq!(parse(&lane, 0, &layout()).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_group_record_names_its_coordinator_and_restores_nothing() {
+        let l = layout();
+        let (mut lane, tail) = lane_with(&[(8, b"abc")]);
+        let tag = GroupTag {
+            coordinator: "/tmp/some/group.coord".into(),
+            slot: 1025,
+            txn: 77,
+        };
+        let n = group_record_len(&tag.coordinator).unwrap();
+        let at = (LANE_HEADER + tail) as usize;
+        encode_group(&mut lane[at..at + n as usize], &tag);
+        let (recs, got) = parse_tagged(&lane, tail + n, &l).unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(got, Some(tag));
+        lane[at + 40] ^= 1;
+        assert!(parse_tagged(&lane, tail + n, &l)
+            .unwrap_err()
+            .contains("checksum"));
     }
 
     #[test]

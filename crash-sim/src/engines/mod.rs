@@ -6,6 +6,7 @@
 mod engine;
 pub(crate) mod lrvm;
 pub(crate) mod vista;
+pub(crate) mod vista_group;
 
 pub use engine::{
     remove_if_exists, CrashModel, Engine, EngineConfig, EngineKind, Start, State, Store,

@@ -121,15 +121,19 @@ impl Ctx {
         protection: vista::Protection,
         emulate: bool,
     ) -> Box<dyn Engine> {
-        engine(
-            self.cfg.engine,
-            EngineConfig {
-                dir: self.dir.join(name),
-                state_len: self.workload.state_len(),
-                protection,
-                emulate_power_loss: emulate,
-            },
-        )
+        let cfg = EngineConfig {
+            dir: self.dir.join(name),
+            state_len: self.workload.state_len(),
+            protection,
+            emulate_power_loss: emulate,
+        };
+        if self.cfg.workload == crate::workloads::WorkloadKind::Xseg
+            && self.cfg.engine == crate::engines::EngineKind::Vista
+        {
+            // Two segments in a group: the state's halves.
+            return Box::new(crate::engines::vista_group::VistaGroupEngine::new(cfg));
+        }
+        engine(self.cfg.engine, cfg)
     }
 
     /// The work directory.

@@ -101,7 +101,13 @@ pub fn scenarios(ctx: &mut Ctx, kinds: &[&str]) -> Result<Vec<Scenario>> {
                         bail!("the cold scenario's script has no checkpoint");
                     };
                     let _ = d;
-                    Some(("rio.checkpoint.commit_synced", 1))
+                    if ctx.cfg.workload == crate::workloads::WorkloadKind::Xseg {
+                        // A group checkpoint: decided, the members' sealed batches
+                        // not yet installed.
+                        Some(("vista.xseg.checkpoint_decided", 1))
+                    } else {
+                        Some(("rio.checkpoint.commit_synced", 1))
+                    }
                 }
                 other => bail!("unknown scenario {other}"),
             };

@@ -20,6 +20,9 @@ pub enum WorkloadKind {
     /// A multi-megabyte state written in page-crossing, overlapping, repeated ranges
     /// (vista).
     Pages,
+    /// Transfers between accounts in two segments, in transactions across segments
+    /// (vista runs it on a `vista::Group` of two segments).
+    Xseg,
 }
 
 impl WorkloadKind {
@@ -29,6 +32,7 @@ impl WorkloadKind {
             WorkloadKind::Bank => "bank",
             WorkloadKind::Kv => "kv",
             WorkloadKind::Pages => "pages",
+            WorkloadKind::Xseg => "xseg",
         }
     }
 
@@ -38,6 +42,7 @@ impl WorkloadKind {
             "bank" => Some(WorkloadKind::Bank),
             "kv" => Some(WorkloadKind::Kv),
             "pages" => Some(WorkloadKind::Pages),
+            "xseg" => Some(WorkloadKind::Xseg),
             _ => None,
         }
     }

@@ -53,7 +53,10 @@ impl Inner {
     /// # Errors
     /// [`Error::CheckpointBusy`] if updates stayed inside the gate for the whole
     /// checkpoint wait (nothing was copied or changed).
-    pub(crate) fn stage(&self, seq: u64) -> Result<Batch> {
+    /// [`Error::Fenced`] if the cache is fenced and this is not a group checkpoint
+    /// (`group`): judged with the gate closed, so an update that fences the cache before
+    /// it ends keeps its changes out of every later checkpoint but a group's.
+    pub(crate) fn stage(&self, seq: u64, group: bool) -> Result<Batch> {
         let snap = &self.snapshot;
         // Room for every page the snapshot may take, made before writers start to
         // preserve pages: growing the map under its lock would stall them.
@@ -68,6 +71,9 @@ impl Inner {
                     waited: self.checkpoint_wait,
                 });
             };
+            if !group && self.fenced.load(Ordering::SeqCst) {
+                return Err(Error::Fenced);
+            }
             // No update is inside: the image is between two updates. The dirty map
             // becomes the snapshot's frozen map; new changes mark the other, empty one
             // (the last checkpoint cleared it after installing it).

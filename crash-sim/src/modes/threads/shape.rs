@@ -31,7 +31,7 @@ impl Shape {
         match w {
             WorkloadKind::Bank => Some(Shape::Bank),
             WorkloadKind::Kv => Some(Shape::Kv),
-            WorkloadKind::Pages => None,
+            WorkloadKind::Pages | WorkloadKind::Xseg => None,
         }
     }
 
