@@ -28,7 +28,9 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crash_point::crash_point;
 use crossbeam_utils::Backoff;
@@ -58,6 +60,15 @@ pub const XSEG_CRASH_POINTS: &[&str] = &[
 /// the same members.
 #[derive(Debug)]
 pub struct Group {
+    core: Arc<Core>,
+    /// Takes a group checkpoint every interval while a member is fenced (with
+    /// `Writeback::Background`).
+    writeback: Option<GroupWriteback>,
+}
+
+/// What the group's transactions and its writeback thread share.
+#[derive(Debug)]
+struct Core {
     members: Vec<Segment>,
     coordinator: Coordinator,
     /// Transactions of the group hold it shared while they run; a group checkpoint
@@ -75,8 +86,11 @@ impl Group {
     /// (created if absent; its absolute path is what the members' records name, so keep
     /// it where it is). The members were opened (and so recovered) already: an
     /// unfinished transaction across segments that a crash left was finished as its
-    /// coordinator decided. `opts` supplies the injected faults of the coordinator's
-    /// I/O (tests); nothing else of it is used.
+    /// coordinator decided. Of `opts`, the group uses the writeback policy (with
+    /// `Writeback::Background { interval, .. }`, the default, a thread takes a group
+    /// checkpoint every `interval` while a member is fenced, so that transactions across
+    /// segments reach the disk by themselves, as the members' own writeback does for
+    /// theirs) and the injected faults of the coordinator's I/O (tests).
     ///
     /// # Errors
     /// [`Error::InvalidOptions`] for no members or a coordinator path too long for the
@@ -109,12 +123,19 @@ impl Group {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 2));
-        Ok(Group {
+        let core = Arc::new(Core {
             members,
             coordinator,
             order: RwLock::new(()),
             next_txn: AtomicU64::new(max.max(now) + 1),
-        })
+        });
+        let writeback = match opts.writeback {
+            crate::Writeback::Background { interval, .. } => {
+                Some(GroupWriteback::spawn(Arc::clone(&core), interval)?)
+            }
+            crate::Writeback::Manual => None,
+        };
+        Ok(Group { core, writeback })
     }
 
     /// Member `index`.
@@ -122,27 +143,27 @@ impl Group {
     /// # Panics
     /// If there is no such member (see [`Group::len`]).
     pub fn segment(&self, index: usize) -> &Segment {
-        &self.members[index]
+        &self.core.members[index]
     }
 
     /// The members, in the order given to [`Group::open`].
     pub fn segments(&self) -> &[Segment] {
-        &self.members
+        &self.core.members
     }
 
     /// The number of members.
     pub fn len(&self) -> usize {
-        self.members.len()
+        self.core.members.len()
     }
 
     /// Always `false`: a group has at least one member.
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.core.members.is_empty()
     }
 
     /// The coordinator file.
     pub fn coordinator(&self) -> &Path {
-        self.coordinator.path()
+        self.core.coordinator.path()
     }
 
     /// Starts a transaction of the group. It joins a member the first time
@@ -153,14 +174,18 @@ impl Group {
     /// # Errors
     /// None today; the signature leaves room.
     pub fn begin(&self) -> Result<GroupTransaction<'_>> {
-        let shared = self.order.read().unwrap_or_else(PoisonError::into_inner);
+        let shared = self
+            .core
+            .order
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         Ok(GroupTransaction {
-            parts: (0..self.members.len()).map(|_| None).collect(),
+            parts: (0..self.core.members.len()).map(|_| None).collect(),
             joined: Vec::new(),
-            tagged: vec![false; self.members.len()],
+            tagged: vec![false; self.core.members.len()],
             last: None,
             slot: 0,
-            txn: self.next_txn.fetch_add(1, Ordering::Relaxed),
+            txn: self.core.next_txn.fetch_add(1, Ordering::Relaxed),
             group: self,
             _shared: shared,
         })
@@ -189,7 +214,8 @@ impl Group {
                     return Ok(v);
                 }
                 Err(e) => {
-                    let retry = tx.last_call_conflicted() && attempt < self.members[0].retries();
+                    let retry =
+                        tx.last_call_conflicted() && attempt < self.core.members[0].retries();
                     let _ = tx.abort();
                     if !retry {
                         return Err(e);
@@ -223,6 +249,43 @@ impl Group {
     /// member: it finds the checkpoint committed or not, as the coordinator says, like
     /// every other member.
     pub fn checkpoint(&self) -> Result<()> {
+        self.core.checkpoint()
+    }
+
+    /// Takes a final group checkpoint and closes the members, reporting errors.
+    ///
+    /// # Errors
+    /// As [`Group::checkpoint`] and [`Segment::close`].
+    pub fn close(mut self) -> Result<()> {
+        if let Some(w) = self.writeback.take() {
+            w.stop();
+        }
+        self.core.checkpoint()?;
+        let core = Arc::get_mut(&mut self.core).expect("the writeback thread has ended");
+        for m in std::mem::take(&mut core.members) {
+            m.close()?;
+        }
+        Ok(())
+    }
+}
+
+impl Core {
+    /// Makes every member durable on disk at once: each member's dirty pages are
+    /// sealed in its journal for a new epoch (synced), one synced write of the epoch to
+    /// the coordinator commits them all, then each member installs its pages. A power
+    /// loss at any point leaves every member at the previous group checkpoint or every
+    /// member at this one. Lifts the members' fences. Waits for the group's running
+    /// transactions to end, and holds new ones back until it is done.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`]; [`Error::CheckpointBusy`] (a member's own transaction
+    /// outlasted the checkpoint wait: the members prepared so far give their pages back,
+    /// nothing is poisoned; try again). I/O errors: writing a member's batch poisons that
+    /// member (the others give their pages back); writing the decision poisons every
+    /// member; installing after the decision poisons that member. Reopen a poisoned
+    /// member: it finds the checkpoint committed or not, as the coordinator says, like
+    /// every other member.
+    fn checkpoint(&self) -> Result<()> {
         let _exclusive = self.order.write().unwrap_or_else(PoisonError::into_inner);
         for m in &self.members {
             m.poison_state().check()?;
@@ -298,18 +361,6 @@ impl Group {
         Ok(())
     }
 
-    /// Takes a final group checkpoint and closes the members, reporting errors.
-    ///
-    /// # Errors
-    /// As [`Group::checkpoint`] and [`Segment::close`].
-    pub fn close(mut self) -> Result<()> {
-        self.checkpoint()?;
-        for m in std::mem::take(&mut self.members) {
-            m.close()?;
-        }
-        Ok(())
-    }
-
     /// Fences member `m` (before its lane gets a group record).
     fn fence(&self, m: usize) -> Result<()> {
         let seg = &self.members[m];
@@ -334,8 +385,11 @@ impl Drop for Group {
     /// Takes a final group checkpoint, ignoring its error (the members stay fenced and
     /// their commits stay in the memory images; [`Group::close`] reports it).
     fn drop(&mut self) {
-        if !self.members.is_empty() {
-            let _ = self.checkpoint();
+        if let Some(w) = self.writeback.take() {
+            w.stop();
+        }
+        if !self.core.members.is_empty() {
+            let _ = self.core.checkpoint();
         }
     }
 }
@@ -377,7 +431,7 @@ impl<'g> GroupTransaction<'g> {
     /// record cannot be written (the member is then not joined; the transaction stays
     /// usable).
     pub fn on(&mut self, member: usize) -> Result<&mut Transaction<'g>> {
-        let members = self.group.members.len();
+        let members = self.group.core.members.len();
         if member >= members {
             return Err(Error::NoSuchMember {
                 index: member,
@@ -392,7 +446,7 @@ impl<'g> GroupTransaction<'g> {
     }
 
     fn join(&mut self, member: usize) -> Result<()> {
-        let tx = self.group.members[member].begin()?;
+        let tx = self.group.core.members[member].begin()?;
         if self.joined.is_empty() {
             self.slot = member as u64 * SLOTS_PER_MEMBER + u64::from(tx.lane());
         }
@@ -402,7 +456,7 @@ impl<'g> GroupTransaction<'g> {
             return Ok(());
         }
         let tag = GroupTag {
-            coordinator: self.group.coordinator.path().to_owned(),
+            coordinator: self.group.core.coordinator.path().to_owned(),
             slot: self.slot,
             txn: self.txn,
         };
@@ -413,6 +467,7 @@ impl<'g> GroupTransaction<'g> {
             }
             let tagged = self
                 .group
+                .core
                 .fence(m)
                 .and_then(|()| self.parts[m].as_mut().expect("joined").tag(&tag));
             match tagged {
@@ -464,7 +519,7 @@ impl<'g> GroupTransaction<'g> {
         }
         for &m in &self.joined {
             // Rolled back (the parts drop) if a member cannot commit.
-            self.group.members[m].poison_state().check()?;
+            self.group.core.members[m].poison_state().check()?;
         }
         crash_point!("vista.xseg.prepared");
         #[cfg(feature = "mutants")]
@@ -474,12 +529,12 @@ impl<'g> GroupTransaction<'g> {
                 p.commit_decided()?;
                 crash_point!("vista.xseg.member_committed");
             }
-            self.group.coordinator.set_slot(self.slot, self.txn)?;
+            self.group.core.coordinator.set_slot(self.slot, self.txn)?;
             crash_point!("vista.xseg.decided");
             return Ok(());
         }
         // The decision. If it fails the slot is unchanged: the parts roll back.
-        self.group.coordinator.set_slot(self.slot, self.txn)?;
+        self.group.core.coordinator.set_slot(self.slot, self.txn)?;
         crash_point!("vista.xseg.decided");
         let mut first = None;
         for p in parts {
@@ -520,5 +575,54 @@ impl<'g> GroupTransaction<'g> {
             }
         }
         first
+    }
+}
+
+/// The group's writeback thread: a group checkpoint every interval while a member is
+/// fenced (a fenced member's own checkpoints are refused, so without it a transaction
+/// across segments would reach the disk only at [`Group::checkpoint`] or close).
+#[derive(Debug)]
+struct GroupWriteback {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    handle: JoinHandle<()>,
+}
+
+impl GroupWriteback {
+    fn spawn(core: Arc<Core>, interval: Duration) -> Result<GroupWriteback> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name("vista-group-writeback".into())
+            .spawn(move || loop {
+                let (lock, cv) = &*signal;
+                let stopped = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                let (stopped, _) = cv
+                    .wait_timeout_while(stopped, interval, |s| !*s)
+                    .unwrap_or_else(PoisonError::into_inner);
+                if *stopped {
+                    return;
+                }
+                drop(stopped);
+                if core.members.iter().any(Segment::is_fenced) {
+                    // A failure poisons the members it concerns (they report it on
+                    // their next call) or, for `CheckpointBusy`, leaves the next
+                    // interval to try again.
+                    let _ = core.checkpoint();
+                }
+            })
+            .map_err(|e| Error::Io {
+                context: "spawn the group writeback thread".into(),
+                source: e,
+            })?;
+        Ok(GroupWriteback { stop, handle })
+    }
+
+    /// Asks the thread to stop and waits for it (a checkpoint it is taking ends first).
+    fn stop(self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        cv.notify_all();
+        // A panic in the thread was reported by the panic hook; nothing more to do.
+        let _ = self.handle.join();
     }
 }

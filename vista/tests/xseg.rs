@@ -8,6 +8,7 @@ mod common;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use common::{guards, tree, write_in_place};
 use rio_cache::power::{self, Plan};
@@ -519,6 +520,41 @@ fn a_fenced_member_refuses_its_own_checkpoints_until_the_group_checkpoints() {
     assert!(!group.segment(0).is_fenced() && !group.segment(1).is_fenced());
     group.segment(0).checkpoint().unwrap();
     assert!(!f.seg(0).with_extension("vista.fence").exists());
+}
+
+#[test]
+fn background_group_checkpoints_take_transactions_across_segments_to_disk() {
+    let _s = serial();
+    let f = Fixture::new();
+    f.reset(Protection::Auto);
+    let o = f.opts(Protection::Auto).writeback(Writeback::Background {
+        interval: Duration::from_millis(50),
+        dirty_bytes: 16 << 20,
+    });
+    let members = (0..2)
+        .map(|i| Segment::open(f.seg(i), &o).unwrap())
+        .collect();
+    let group = Group::open(f.coord(), members, &o).unwrap();
+    group.transaction(|tx| transfer(tx, SCRIPT[0])).unwrap();
+    // The group's writeback thread lifts the fences with a group checkpoint (polled with
+    // a generous deadline; no timing is asserted).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while (0..2).any(|m| group.segment(m).is_fenced()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no group checkpoint within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The disk now holds the transfer in both members: a power cut keeps it.
+    let saved = save(&f);
+    drop(group);
+    restore(&f, &saved);
+    for i in 0..2 {
+        power::cut(f.seg(i), &f.rio(), Plan::KeepAll).unwrap();
+    }
+    let segs = members_alone(&f, Protection::Auto);
+    assert_eq!(state_of(&segs), expected(1));
 }
 
 #[test]
