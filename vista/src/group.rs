@@ -33,7 +33,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crash_point::crash_point;
-use crossbeam_utils::Backoff;
 use rio_cache::group::Coordinator;
 
 use crate::error::{Error, Result};
@@ -199,38 +198,12 @@ impl Group {
     /// `f`'s error, or a vista error from begin or commit.
     pub fn transaction<T, E>(
         &self,
-        mut f: impl FnMut(&mut GroupTransaction<'_>) -> std::result::Result<T, E>,
+        f: impl FnMut(&mut GroupTransaction<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E>
     where
         E: From<Error>,
     {
-        let backoff = Backoff::new();
-        let mut attempt = 0;
-        loop {
-            let mut tx = self.begin()?;
-            match f(&mut tx) {
-                Ok(v) => {
-                    tx.commit()?;
-                    return Ok(v);
-                }
-                Err(e) => {
-                    let retry =
-                        tx.last_call_conflicted() && attempt < self.core.members[0].retries();
-                    let _ = tx.abort();
-                    if !retry {
-                        return Err(e);
-                    }
-                }
-            }
-            attempt += 1;
-            if backoff.is_completed() {
-                std::thread::sleep(std::time::Duration::from_micros(
-                    u64::from(attempt.min(50)) * 20,
-                ));
-            } else {
-                backoff.snooze();
-            }
-        }
+        crate::retry::run(self.core.members[0].retries(), || self.begin(), f)
     }
 
     /// Makes every member durable on disk at once: each member's dirty pages are
@@ -624,5 +597,17 @@ impl GroupWriteback {
         cv.notify_all();
         // A panic in the thread was reported by the panic hook; nothing more to do.
         let _ = self.handle.join();
+    }
+}
+
+impl crate::retry::Attempt for GroupTransaction<'_> {
+    fn commit(self) -> Result<()> {
+        GroupTransaction::commit(self)
+    }
+    fn abort(self) -> Result<()> {
+        GroupTransaction::abort(self)
+    }
+    fn last_call_conflicted(&self) -> bool {
+        GroupTransaction::last_call_conflicted(self)
     }
 }

@@ -264,6 +264,7 @@ mod layout;
 mod options;
 mod place;
 mod pptr;
+mod retry;
 mod segment;
 mod sys;
 mod transaction;

@@ -227,37 +227,12 @@ impl Segment {
     /// `f`'s error, or a vista error from begin or commit.
     pub fn transaction<T, E>(
         &self,
-        mut f: impl FnMut(&mut Transaction<'_>) -> std::result::Result<T, E>,
+        f: impl FnMut(&mut Transaction<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E>
     where
         E: From<Error>,
     {
-        let backoff = Backoff::new();
-        let mut attempt = 0;
-        loop {
-            let mut tx = self.begin()?;
-            match f(&mut tx) {
-                Ok(v) => {
-                    tx.commit()?;
-                    return Ok(v);
-                }
-                Err(e) => {
-                    let retry = tx.last_call_conflicted() && attempt < self.retries;
-                    // `f`'s error is what the caller needs; if the abort fails too, the
-                    // segment is poisoned and the next `begin` reports why.
-                    let _ = tx.abort();
-                    if !retry {
-                        return Err(e);
-                    }
-                }
-            }
-            attempt += 1;
-            if backoff.is_completed() {
-                std::thread::sleep(retry_pause(attempt));
-            } else {
-                backoff.snooze();
-            }
-        }
+        crate::retry::run(self.retries, || self.begin(), f)
     }
 
     /// The committed bytes `[offset, offset + len)` of user space, locked against
@@ -637,30 +612,4 @@ fn recover(
         crash_point!("vista.recover.done");
     }
     Ok(report)
-}
-
-/// The pause before retry `attempt` once spinning is done: random, up to a bound that
-/// grows with the attempts to about a millisecond. Random, so that two transactions that
-/// keep refusing each other (both read a range, both want to write it) fall out of step;
-/// a sleep, so that the retry budget spans real time (about a second by default) even
-/// when the transaction holding the range is descheduled.
-fn retry_pause(attempt: u32) -> std::time::Duration {
-    std::thread_local! {
-        // Seeded from an address on this thread's stack: differs between threads.
-        static SEED: std::cell::Cell<u64> = {
-            let here = 0u8;
-            std::cell::Cell::new(std::ptr::from_ref(&here) as u64 ^ 0x9e37_79b9_7f4a_7c15)
-        };
-    }
-    let r = SEED.with(|s| {
-        // xorshift64
-        let mut x = s.get() | 1;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        x
-    });
-    let bound = u64::from(attempt.min(50)) * 20 + 1; // microseconds, up to 1 ms
-    std::time::Duration::from_micros(r % bound)
 }

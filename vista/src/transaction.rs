@@ -424,3 +424,15 @@ impl Drop for Transaction<'_> {
         }
     }
 }
+
+impl crate::retry::Attempt for Transaction<'_> {
+    fn commit(self) -> Result<()> {
+        Transaction::commit(self)
+    }
+    fn abort(self) -> Result<()> {
+        Transaction::abort(self)
+    }
+    fn last_call_conflicted(&self) -> bool {
+        Transaction::last_call_conflicted(self)
+    }
+}
