@@ -209,20 +209,12 @@ impl Engine for VistaEngine {
     fn recovery_points(&self) -> Vec<&'static str> {
         self.crash_points()
             .into_iter()
-            .filter(|p| {
-                p.starts_with("vista.recover.")
-                    || p.starts_with("rio.recover.")
-                    || p.starts_with("rio.cold_load.")
-            })
+            .filter(|p| is_recovery_point(p))
             .collect()
     }
 
     fn survives(&self, op: OpKind, model: CrashModel) -> bool {
-        match op {
-            OpKind::Abort => false,
-            OpKind::Commit => model == CrashModel::Process,
-            OpKind::Durable | OpKind::Checkpoint | OpKind::Close => true,
-        }
+        survives(op, model)
     }
 
     fn exact_durable(&self, model: CrashModel) -> bool {
@@ -299,5 +291,22 @@ impl Store for VistaStore {
         let from = data - VistaEngine::user_off() as usize;
         let to = data + self.seg.len() as usize;
         Ok((data, from, to))
+    }
+}
+
+/// Whether crash point `p` lies inside a vista open's recovery (or the cold load under it).
+pub(super) fn is_recovery_point(p: &str) -> bool {
+    p.starts_with("vista.recover.")
+        || p.starts_with("rio.recover.")
+        || p.starts_with("rio.cold_load.")
+}
+
+/// What survives a crash of each model in vista (alone or in a group): a commit survives
+/// a process crash; only what was made durable survives power loss; an abort never.
+pub(super) fn survives(op: OpKind, model: CrashModel) -> bool {
+    match op {
+        OpKind::Abort => false,
+        OpKind::Commit => model == CrashModel::Process,
+        OpKind::Durable | OpKind::Checkpoint | OpKind::Close => true,
     }
 }

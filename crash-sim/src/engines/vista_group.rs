@@ -3,6 +3,7 @@
 //! `[HALF, 2 HALF)` in the second), every transaction one transaction of the group, and
 //! every checkpoint the group's.
 
+use super::vista::{is_recovery_point, survives};
 use std::cell::Cell;
 use std::path::PathBuf;
 
@@ -199,20 +200,12 @@ impl Engine for VistaGroupEngine {
     fn recovery_points(&self) -> Vec<&'static str> {
         self.crash_points()
             .into_iter()
-            .filter(|p| {
-                p.starts_with("vista.recover.")
-                    || p.starts_with("rio.recover.")
-                    || p.starts_with("rio.cold_load.")
-            })
+            .filter(|p| is_recovery_point(p))
             .collect()
     }
 
     fn survives(&self, op: OpKind, model: CrashModel) -> bool {
-        match op {
-            OpKind::Abort => false,
-            OpKind::Commit => model == CrashModel::Process,
-            OpKind::Durable | OpKind::Checkpoint | OpKind::Close => true,
-        }
+        survives(op, model)
     }
 
     fn exact_durable(&self, model: CrashModel) -> bool {
