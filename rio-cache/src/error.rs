@@ -191,6 +191,15 @@ pub enum Error {
         /// Its length.
         len: u64,
     },
+    /// A reader ([`crate::SharedCache::reader`]) was asked to open a range for
+    /// writing. Nothing was changed.
+    #[error("range {offset}+{len} cannot be changed by a reader")]
+    ReadOnly {
+        /// Start of the range.
+        offset: u64,
+        /// Its length.
+        len: u64,
+    },
     /// The journal holds a group member's checkpoint (see [`crate::group`]) and the
     /// coordinator that decides it could not be read: the open refuses rather than
     /// guess, and writes nothing. Make the coordinator readable and open again.

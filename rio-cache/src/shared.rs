@@ -177,6 +177,25 @@ impl SharedCache {
         Update::start(&self.cache.inner, &self.cache.guard, None, Some(locking))
     }
 
+    /// Starts a reader: an [`Update`] that only reads. Each range it reads is locked
+    /// shared until it ends, as in an update, and counts as a read guard of this thread
+    /// (this thread's own updates that want it fail at once with
+    /// [`Error::HeldByThisThread`] instead of waiting). It does not enter the checkpoint
+    /// gate, so checkpoints never wait for it, and every call that would open bytes for
+    /// writing fails with [`Error::ReadOnly`].
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] after a failed checkpoint.
+    #[inline]
+    pub fn reader(&self) -> Result<Update<'_>> {
+        let locking = Locking {
+            sharing: &self.sharing,
+            held: std::cell::RefCell::new(Held::for_read_guard(&self.sharing.locks)),
+            claim: None,
+        };
+        Update::start_reader(&self.cache.inner, &self.cache.guard, locking)
+    }
+
     /// The bytes `[offset, offset + len)`, locked shared until the guard drops (no
     /// update can change them meanwhile; updates that hold them exclusively are waited
     /// for up to the lock wait).

@@ -98,6 +98,17 @@ pub enum Error {
         /// Its length.
         len: u64,
     },
+    /// A read-only transaction ([`crate::Segment::begin_read`]) was asked to change
+    /// `[offset, offset + len)` (or to allocate or free). Nothing was changed; the
+    /// transaction stays usable for reading. Use [`crate::Segment::begin`] to change
+    /// bytes.
+    #[error("range {offset}+{len} cannot be changed in a read-only transaction (begin one with Segment::begin to write)")]
+    ReadOnly {
+        /// Start of the range (a user-space offset).
+        offset: u64,
+        /// Its length.
+        len: u64,
+    },
     /// Every undo lane stayed in use by other transactions for the whole lane wait
     /// (see `Options::lane_wait`).
     #[error("all {lanes} undo lanes stayed busy for {waited:?}")]
@@ -332,6 +343,7 @@ impl From<rio_cache::Error> for Error {
             R::CheckpointBusy { waited } => Error::CheckpointBusy { waited },
             R::Conflict { offset, len } => Error::Conflict { offset, len },
             R::HeldByThisThread { offset, len } => Error::HeldByThisThread { offset, len },
+            R::ReadOnly { offset, len } => Error::ReadOnly { offset, len },
             R::Io { context, source } => Error::Io { context, source },
             other => Error::Cache(other),
         }
@@ -346,6 +358,7 @@ impl Error {
         match self {
             Error::HeldByThisThread { .. } => Error::HeldByThisThread { offset, len },
             Error::Conflict { .. } => Error::Conflict { offset, len },
+            Error::ReadOnly { .. } => Error::ReadOnly { offset, len },
             other => other,
         }
     }

@@ -197,6 +197,41 @@ impl Segment {
         }
     }
 
+    /// Starts a read-only transaction: it reads as a transaction does (each range it
+    /// reads is locked shared until it ends, so it sees committed bytes only and a
+    /// consistent state across all its reads), but it takes no undo lane and does not
+    /// hold checkpoints off, which makes it the cheap way to read: a collection's
+    /// lookup (`PHashMap::get`, `PVec::get`, ...) takes `&Transaction`, so it runs in
+    /// one. Every call that would change bytes, allocate or free fails with
+    /// [`Error::ReadOnly`]. Like [`Segment::read`]'s guard, it counts as a read guard of
+    /// this thread: a transaction of this thread that wants to change a range it holds
+    /// fails at once with [`Error::HeldByThisThread`].
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] after a failed checkpoint or abort.
+    #[inline]
+    pub fn begin_read(&self) -> Result<Transaction<'_>> {
+        self.poison.check()?;
+        let reader = self.cache.reader()?;
+        Ok(Transaction::reader(reader, self.context()))
+    }
+
+    /// Runs `f` in a read-only transaction ([`Segment::begin_read`]) and returns its
+    /// result. `f` gets `&Transaction`, so it can only read. It runs again on a conflict
+    /// by the rule of [`Segment::transaction`].
+    ///
+    /// # Errors
+    /// `f`'s error, or a vista error from [`Segment::begin_read`].
+    pub fn read_transaction<T, E>(
+        &self,
+        mut f: impl FnMut(&Transaction<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<Error>,
+    {
+        crate::retry::run(self.retries, || self.begin_read(), |tx| f(tx))
+    }
+
     #[inline]
     fn context(&self) -> Context<'_> {
         Context {

@@ -69,6 +69,29 @@ impl<'s> Transaction<'s> {
         }
     }
 
+    /// A read-only transaction (see [`crate::Segment::begin_read`]): no lane, nothing to
+    /// commit or roll back; `update` is a reader of the cache.
+    #[inline]
+    pub(crate) fn reader(update: Update<'s>, cx: Context<'s>) -> Transaction<'s> {
+        Transaction {
+            update: Some(update),
+            lane: None,
+            cx,
+            write_through: false,
+            finished: true,
+            conflicted: Cell::new(false),
+            last_conflicted: Cell::new(false),
+            heap: crate::tx_heap::TxHeap::default(),
+        }
+    }
+
+    /// Whether this transaction only reads (begun by [`crate::Segment::begin_read`] or
+    /// [`crate::Segment::read_transaction`]): every call that would change bytes fails
+    /// with [`Error::ReadOnly`].
+    pub fn is_read_only(&self) -> bool {
+        self.lane.is_none()
+    }
+
     /// The update and the lane, both alive until the transaction ends.
     fn parts(&mut self) -> (&mut Update<'s>, &mut Lane) {
         (
@@ -97,10 +120,9 @@ impl<'s> Transaction<'s> {
             .update
             .as_mut()
             .expect("the update lives until the transaction ends");
-        let lane = self
-            .lane
-            .as_mut()
-            .expect("the lane is held until the transaction ends");
+        let Some(lane) = self.lane.as_mut() else {
+            return Err(Error::ReadOnly { offset, len });
+        };
         let logged = lane
             .log(update, layout, offset, len, at, wt)
             .map_err(|e| e.at_user_range(offset, len));
@@ -117,6 +139,9 @@ impl<'s> Transaction<'s> {
     /// needs (a heap block that was free when this transaction began).
     pub(crate) fn window_unlogged(&mut self, offset: u64, len: u64) -> Result<&mut [u8]> {
         let at = self.cx.layout.user_range(offset, len)?;
+        if self.lane.is_none() {
+            return Err(Error::ReadOnly { offset, len });
+        }
         let update = self
             .update
             .as_mut()
@@ -345,6 +370,11 @@ impl<'s> Transaction<'s> {
         };
         #[cfg(not(feature = "mutants"))]
         let poisoned = self.cx.poison.check();
+        if self.lane.is_none() {
+            // A read-only transaction: nothing to commit; its locks go when it drops.
+            self.finished = true;
+            return Ok(());
+        }
         if let Err(e) = poisoned {
             self.finished = true;
             let _ = self.roll_back();
@@ -366,6 +396,9 @@ impl<'s> Transaction<'s> {
     }
 
     fn roll_back(&mut self) -> Result<()> {
+        if self.lane.is_none() {
+            return Ok(()); // A read-only transaction changed nothing.
+        }
         let (layout, path, poison) = (self.cx.layout, self.cx.path, self.cx.poison);
         let (update, lane) = self.parts();
         let result = lane.abort(update, layout, path);

@@ -325,7 +325,12 @@ impl Locking<'_> {
 pub struct Update<'a> {
     inner: &'a Inner,
     guard: &'a Guard,
-    _gate: Ticket<'a>,
+    /// `None` for a reader (see [`crate::SharedCache::reader`]): it changes nothing, so
+    /// a checkpoint need not wait for it.
+    _gate: Option<Ticket<'a>>,
+    /// A reader: every call that would open bytes for writing is refused with
+    /// [`Error::ReadOnly`].
+    read_only: bool,
     /// Where `recent` is kept between updates of one writer.
     memo: Option<&'a mut PageMemo>,
     /// For updates of a shared cache: the ranges this update holds.
@@ -356,7 +361,7 @@ impl<'a> Update<'a> {
         locks: Option<Locking<'a>>,
     ) -> Result<Update<'a>> {
         inner.check_poison()?;
-        let gate = inner.gate.enter();
+        let gate = Some(inner.gate.enter());
         // Read inside the gate: no checkpoint can clear dirty marks until the update
         // ends.
         let gen = inner.dirty_gen.load(Ordering::Relaxed);
@@ -368,6 +373,7 @@ impl<'a> Update<'a> {
             inner,
             guard,
             _gate: gate,
+            read_only: false,
             memo,
             locks,
             opened: Vec::new(),
@@ -379,9 +385,42 @@ impl<'a> Update<'a> {
             _not_send: PhantomData,
         })
     }
+
+    /// A reader of a shared cache: an update that only reads. It takes shared locks as
+    /// an update does, but does not enter the checkpoint gate: it opens no byte for
+    /// writing (every such call is refused), so a checkpoint's copy cannot see a change
+    /// of its in the middle, and need not wait for it.
+    #[inline]
+    pub(crate) fn start_reader(
+        inner: &'a Inner,
+        guard: &'a Guard,
+        locks: Locking<'a>,
+    ) -> Result<Update<'a>> {
+        inner.check_poison()?;
+        Ok(Update {
+            inner,
+            guard,
+            _gate: None,
+            read_only: true,
+            memo: None,
+            locks: Some(locks),
+            opened: Vec::new(),
+            recent: [0..0, 0..0],
+            gen: 0,
+            next_recent: 0,
+            key_open: false,
+            keep_locked: false,
+            _not_send: PhantomData,
+        })
+    }
 }
 
 impl Update<'_> {
+    /// Whether this is a reader (see [`crate::SharedCache::reader`]).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     /// Starts from a writer's memo (see [`PageMemo`]), if it is still valid.
     #[inline]
     pub(crate) fn seed(&mut self, memo: &PageMemo) {
@@ -410,11 +449,11 @@ impl Update<'_> {
     /// [`Update::release_claim`] before the update ends, or it is lost with the update.
     ///
     /// # Errors
-    /// The claim back if this is not an update of the claim's cache, or the update
-    /// already holds one.
+    /// The claim back if this is not an update of the claim's cache, the update
+    /// already holds one, or it is a reader.
     pub fn hold(&mut self, claim: Claim) -> std::result::Result<(), Claim> {
         match &mut self.locks {
-            Some(l) if l.claim.is_none() && l.sharing.id == claim.cache() => {
+            Some(l) if !self.read_only && l.claim.is_none() && l.sharing.id == claim.cache() => {
                 l.claim = Some(claim);
                 Ok(())
             }
@@ -684,6 +723,9 @@ impl Update<'_> {
     /// exclusively (shared cache) when it says yes.
     #[inline]
     fn writes_through(&self, offset: u64, len: u64) -> Result<bool> {
+        if self.read_only {
+            return Err(Error::ReadOnly { offset, len });
+        }
         let Guard::Mprotect { .. } = self.guard else {
             return Ok(false);
         };
@@ -769,6 +811,9 @@ impl Update<'_> {
     /// As [`Update::window`].
     #[inline]
     pub fn open(&mut self, offset: u64, len: u64) -> Result<(usize, usize)> {
+        if self.read_only {
+            return Err(Error::ReadOnly { offset, len });
+        }
         let (off, n) = self.inner.check_range(offset, len)?;
         if n == 0 {
             return Ok((off, 0));

@@ -468,13 +468,14 @@ impl Segment {
     /// run explains, overlapping runs, a bad size class, a slab whose counter
     /// disagrees with its bitmap, a broken or incomplete free list, free runs left
     /// uncoalesced, a root that is not a live block), with statistics. Runs in a
-    /// transaction of its own that locks the metadata shared while it reads.
+    /// read-only transaction of its own ([`crate::Segment::begin_read`]) that locks the
+    /// metadata shared while it reads.
     ///
     /// # Errors
-    /// [`crate::Error::LanesBusy`], [`crate::Error::Conflict`] (a transaction holds
-    /// metadata), [`crate::Error::Poisoned`]. Damage is reported, not an error.
+    /// [`crate::Error::Conflict`] (a transaction holds metadata),
+    /// [`crate::Error::Poisoned`]. Damage is reported, not an error.
     pub fn check(&self) -> Result<HeapReport> {
-        let tx = self.begin()?;
+        let tx = self.begin_read()?;
         Ok(walk(&tx, false)?.report)
     }
 
@@ -491,7 +492,7 @@ impl Segment {
     /// # Errors
     /// As [`Segment::check`].
     pub fn heap_blocks(&self) -> Result<Vec<HeapBlock>> {
-        let tx = self.begin()?;
+        let tx = self.begin_read()?;
         Ok(walk(&tx, true)?.blocks)
     }
 
@@ -501,7 +502,7 @@ impl Segment {
     /// [`crate::Error::RootMismatch`] if it was created with another type;
     /// [`crate::Error::HeapCorrupt`]; as [`Segment::read`].
     pub fn root<T: bytemuck::Pod>(&self) -> Result<Option<PPtr<T>>> {
-        let tx = self.begin()?;
+        let tx = self.begin_read()?;
         if decode_header(tx.read(0, 64)?, self.len())?.is_none() {
             return Ok(None);
         }
@@ -521,7 +522,7 @@ impl Segment {
     /// # Errors
     /// [`crate::Error::BadHandle`]; as [`Segment::read`].
     pub fn get_ptr<P: super::Handle>(&self, ptr: P) -> Result<P::Target> {
-        let tx = self.begin()?;
+        let tx = self.begin_read()?;
         tx.get_ptr(ptr)
     }
 
@@ -535,7 +536,7 @@ impl Segment {
     pub fn bytes(&self, ptr: PPtr<[u8]>) -> Result<crate::Bytes<'_>> {
         // The handle is checked in a transaction that keeps the block's descriptor
         // locked while the guard locks the bytes: the block is live when they are read.
-        let tx = self.begin()?;
+        let tx = self.begin_read()?;
         let len = tx.live_block::<[u8]>(ptr.offset())?;
         self.read(ptr.offset(), len)
     }

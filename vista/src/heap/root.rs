@@ -197,7 +197,7 @@ impl Segment {
     /// [`Error::RootNameMismatch`] if the root exists under another name or with
     /// another size or alignment; [`Error::HeapCorrupt`]; as [`Segment::read`].
     pub fn root_named<T: bytemuck::Pod>(&self, name: &str) -> Result<Option<PPtr<T>>> {
-        let tx = self.begin()?;
+        let tx = self.begin_read()?;
         if super::decode_header(tx.read(0, 64)?, self.len())?.is_none() {
             return Ok(None);
         }
@@ -225,7 +225,7 @@ impl Segment {
     /// # Errors
     /// [`Error::HeapCorrupt`]; as [`Segment::read`].
     pub fn root_id(&self) -> Result<Option<RootId>> {
-        let tx = self.begin()?;
+        let tx = self.begin_read()?;
         if super::decode_header(tx.read(0, 64)?, self.len())?.is_none() {
             return Ok(None);
         }
