@@ -526,6 +526,40 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_reads_locked_refuses_every_write_and_never_holds_a_checkpoint_off() {
+        for protection in [Protection::None, Protection::Mprotect, Protection::Alias] {
+            let dir = tempfile::tempdir().unwrap();
+            let c = shared(dir.path(), protection);
+            let mut u = c.update().unwrap();
+            u.window(0, 8).unwrap().copy_from_slice(b"aaaaaaaa");
+            drop(u);
+            let mut r = c.reader().unwrap();
+            assert!(r.is_read_only());
+            assert_eq!(r.read(0, 8).unwrap(), b"aaaaaaaa");
+            let ro = |e: Result<()>| matches!(e, Err(Error::ReadOnly { .. }));
+            assert!(ro(r.window(0, 8).map(drop)), "{protection:?}: window");
+            assert!(ro(r.open(4096, 8).map(drop)), "{protection:?}: open");
+            assert!(ro(r.store_u64(8, 1)), "{protection:?}: store_u64");
+            assert!(ro(r.write_bytes(8, b"b")), "{protection:?}: write_bytes");
+            assert!(ro(r.window_pair(0..8, 64..72).map(drop)), "{protection:?}");
+            assert!(ro(r
+                .log_and_open(0..8, 64..72, 128, 8, |_, _| {})
+                .map(drop)));
+            // It holds what it read shared, as a read guard of this thread...
+            let mut w = c.update().unwrap();
+            assert!(matches!(
+                w.window(0, 8),
+                Err(Error::HeldByThisThread { .. })
+            ));
+            drop(w);
+            // ...and is outside the gate: a checkpoint of this thread runs.
+            c.checkpoint().unwrap();
+            drop(r);
+            assert_eq!(c.read(8, 8).unwrap().as_ref(), &[0u8; 8], "nothing written");
+        }
+    }
+
+    #[test]
     fn checkpoint_inside_an_update_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let c = shared(dir.path(), Protection::None);
