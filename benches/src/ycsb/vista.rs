@@ -1,12 +1,12 @@
 //! vista: the records in a `PHashMap<u64, Value>` under a named root of one segment,
 //! operations from every thread at once.
 //!
-//! A read is what a vista user writes to read a map: a short transaction
-//! (`seg.transaction(|tx| map.get(tx, &key))`, which locks the key's bucket shared while
-//! it runs): `PHashMap::get` takes a `&Transaction`, and the map has no form that reads
-//! through `&Segment` alone. An update is `*map.get_mut(tx, &key)? = value` in
+//! A read is what a vista user writes to read a map: a read-only transaction
+//! (`seg.read_transaction(|tx| map.get(tx, &key))`), which takes no undo lane and does
+//! not hold checkpoints off, and locks what the lookup reads shared while it runs. An
+//! update is `*map.get_mut(tx, &key)? = value` in
 //! `seg.transaction`, which declares (locks and logs) only the value's 100 bytes.
-//! `Segment::transaction` runs the closure again after a conflict; the retries reported
+//! Both forms run the closure again after a conflict; the retries reported
 //! are those extra runs.
 
 use std::path::{Path, PathBuf};
@@ -145,7 +145,7 @@ fn missing(key: u64) -> anyhow::Error {
 impl Client for VistaClient<'_> {
     fn read(&mut self, key: u64, out: &mut Value) -> Result<u64> {
         let mut runs = 0;
-        *out = self.seg.transaction(|tx| {
+        *out = self.seg.read_transaction(|tx| {
             runs += 1;
             self.map.get(tx, &key)?.ok_or_else(|| missing(key))
         })?;
@@ -180,7 +180,7 @@ impl Store for VistaStore {
     }
 
     fn entries(&self, f: &mut dyn FnMut(u64, &Value) -> Result<()>) -> Result<()> {
-        let tx = self.segment().begin()?;
+        let tx = self.segment().begin_read()?;
         for entry in self.map.iter(&tx) {
             let (key, value) = entry?;
             f(key, &value)?;
