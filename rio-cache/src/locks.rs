@@ -55,7 +55,20 @@ thread_local! {
     /// This thread's number in exclusive lock words (`0` until first used).
     static THREAD: Cell<u32> = const { Cell::new(0) };
     /// Stripes held shared by this thread's read guards: (table, stripe, count).
-    static GUARDED: RefCell<Vec<(u64, u32, u32)>> = const { RefCell::new(Vec::new()) };
+    static GUARDED: RefCell<Guarded> = const {
+        RefCell::new(Guarded { sets: 0, list: Vec::new() })
+    };
+}
+
+/// The shared stripes this thread's read guards hold.
+#[derive(Debug)]
+struct Guarded {
+    /// Read guards' sets of this thread that hold stripes now (listed here).
+    sets: u32,
+    /// (table, stripe, holds). With one set, every entry is that set's, each stripe
+    /// once: a new stripe of the set is appended without a search, and the set's
+    /// release empties the list.
+    list: Vec<(u64, u32, u32)>,
 }
 
 /// This thread's number: never 0, below [`EXCLUSIVE`].
@@ -94,17 +107,18 @@ impl LockTable {
         }
     }
 
-    /// Whether stripe `s` is held by this thread only: exclusively by it (`me`), or
+    /// Whether stripe `s` is held by this thread only: exclusively by it, or
     /// shared by its read guards alone, besides `own` shares of the asking holder.
     #[cold]
-    fn held_by(&self, s: u32, me: u32, own: u32) -> bool {
+    fn held_by(&self, s: u32, own: u32) -> bool {
         let w = self.words[s as usize].load(Ordering::Relaxed);
         if w & EXCLUSIVE != 0 {
-            return w & !EXCLUSIVE == me;
+            return w & !EXCLUSIVE == this_thread();
         }
         w > own
             && GUARDED.with(|g| {
                 g.borrow()
+                    .list
                     .iter()
                     .find(|e| e.0 == self.id && e.1 == s)
                     .is_some_and(|e| e.2 + own >= w)
@@ -175,6 +189,11 @@ pub(crate) struct Held {
     mine: bool,
     /// A read guard's set: its shared stripes are listed in `GUARDED`.
     guard: Option<u64>,
+    /// It holds stripes and is counted in `Guarded::sets`.
+    listed: bool,
+    /// Bit `s mod 64` is set for every stripe `s` held: a stripe whose bit is clear is
+    /// not held, without a search.
+    seen: u64,
 }
 
 /// Position by stripe number. Stripe numbers are small integers chosen by the cache's
@@ -203,7 +222,7 @@ impl Hasher for StripeHasher {
 }
 
 /// Stripes a holder keeps without allocating.
-const INLINE: usize = 8;
+const INLINE: usize = 16;
 
 /// Past this many stripes a holder indexes them.
 const SCAN_LIMIT: usize = 24;
@@ -232,7 +251,11 @@ impl Held {
         }
     }
 
+    #[inline]
     fn find(&self, s: u32) -> Option<usize> {
+        if self.seen & (1 << (s % 64)) == 0 {
+            return None;
+        }
         if self.len <= SCAN_LIMIT {
             self.entries().position(|e| e & !EXCLUSIVE == s)
         } else {
@@ -241,6 +264,7 @@ impl Held {
     }
 
     fn push(&mut self, e: u32) {
+        self.seen |= 1 << ((e & !EXCLUSIVE) % 64);
         if self.len < INLINE {
             self.first[self.len] = e;
         } else {
@@ -278,23 +302,48 @@ impl Held {
         if len == 0 {
             return true;
         }
-        let me = this_thread();
+        // Only exclusive words name their holder: a shared request needs no number.
+        let me = if exclusive { this_thread() } else { 0 };
+        let before = self.len;
+        let taken = self.take(table, offset, len, exclusive, wait, me);
+        // A read guard lists what it took for this thread, in one pass (also what it
+        // took before failing: `release_all` unlists everything it holds).
+        if let Some(id) = self.guard.filter(|_| self.len > before) {
+            let first = !self.listed;
+            self.listed = true;
+            guard_list(
+                id,
+                (before..self.len).map(|i| self.get(i) & !EXCLUSIVE),
+                first,
+            );
+        }
+        taken
+    }
+
+    /// [`Held::acquire`] without the read guard's list.
+    #[inline]
+    fn take(
+        &mut self,
+        table: &LockTable,
+        offset: u64,
+        len: u64,
+        exclusive: bool,
+        wait: Duration,
+        me: u32,
+    ) -> bool {
         // The common first lock of a holder: one line, nothing held yet.
-        if self.len == 0 && self.guard.is_none() && offset / LINE == (offset + len - 1) / LINE {
+        if self.len == 0 && offset / LINE == (offset + len - 1) / LINE {
             let s = ((offset / LINE) & table.mask) as u32;
             let taken = if exclusive {
-                wait_for(
-                    || table.try_exclusive(s, me),
-                    || table.held_by(s, me, 0),
-                    wait,
-                )
+                wait_for(|| table.try_exclusive(s, me), || table.held_by(s, 0), wait)
             } else {
-                wait_for(|| table.try_shared(s), || table.held_by(s, me, 0), wait)
+                wait_for(|| table.try_shared(s), || table.held_by(s, 0), wait)
             };
             self.mine = taken == Wait::Mine;
             if taken == Wait::Taken {
                 self.first[0] = if exclusive { s | EXCLUSIVE } else { s };
                 self.len = 1;
+                self.seen = 1 << (s % 64);
             }
             return taken == Wait::Taken;
         }
@@ -304,7 +353,7 @@ impl Held {
                     let e = self.get(i);
                     if exclusive && e & EXCLUSIVE == 0 {
                         if !table.try_upgrade(s, me) {
-                            self.mine = table.held_by(s, me, 1);
+                            self.mine = table.held_by(s, 1);
                             return false;
                         }
                         self.set(i, s | EXCLUSIVE);
@@ -312,22 +361,15 @@ impl Held {
                 }
                 None => {
                     let taken = if exclusive {
-                        wait_for(
-                            || table.try_exclusive(s, me),
-                            || table.held_by(s, me, 0),
-                            wait,
-                        )
+                        wait_for(|| table.try_exclusive(s, me), || table.held_by(s, 0), wait)
                     } else {
-                        wait_for(|| table.try_shared(s), || table.held_by(s, me, 0), wait)
+                        wait_for(|| table.try_shared(s), || table.held_by(s, 0), wait)
                     };
                     if taken != Wait::Taken {
                         self.mine = taken == Wait::Mine;
                         return false;
                     }
                     self.push(if exclusive { s | EXCLUSIVE } else { s });
-                    if let Some(id) = self.guard {
-                        guard_note(id, s, 1);
-                    }
                 }
             }
         }
@@ -351,22 +393,23 @@ impl Held {
 
     /// Releases every stripe (the end of the holder's growing phase and its life).
     pub(crate) fn release_all(&mut self, table: &LockTable) {
-        if let Some(id) = self.guard {
-            for e in self.entries() {
-                guard_note(id, e & !EXCLUSIVE, -1);
-            }
+        if let Some(id) = self.guard.filter(|_| self.listed) {
+            guard_unlist(id, self.entries().map(|e| e & !EXCLUSIVE));
+            self.listed = false;
         }
         if self.len <= INLINE {
             for &e in &self.first[..self.len] {
                 table.release(e & !EXCLUSIVE, e & EXCLUSIVE != 0);
             }
             self.len = 0;
+            self.seen = 0;
             return;
         }
         for e in self.entries() {
             table.release(e & !EXCLUSIVE, e & EXCLUSIVE != 0);
         }
         self.len = 0;
+        self.seen = 0;
         self.more.clear();
         self.index = None;
     }
@@ -378,21 +421,45 @@ impl Held {
     }
 }
 
-/// Counts `delta` shared holds of read guards of this thread on stripe `s` of table `id`.
-fn guard_note(id: u64, s: u32, delta: i32) {
+/// Lists new shared holds of a read guard's set on `stripes` of table `id` (stripes the
+/// set did not hold before); `first` when the set held none before.
+fn guard_list(id: u64, stripes: impl Iterator<Item = u32>, first: bool) {
     GUARDED.with(|g| {
-        let mut g = g.borrow_mut();
-        match g.iter().position(|e| e.0 == id && e.1 == s) {
-            Some(i) => {
-                let n = g[i].2.saturating_add_signed(delta);
-                if n == 0 {
-                    g.swap_remove(i);
-                } else {
-                    g[i].2 = n;
+        let g = &mut *g.borrow_mut();
+        if first {
+            g.sets += 1;
+        }
+        if g.sets == 1 {
+            // Only this set: its stripes are not listed yet.
+            g.list.extend(stripes.map(|s| (id, s, 1)));
+            return;
+        }
+        for s in stripes {
+            match g.list.iter().rposition(|e| e.0 == id && e.1 == s) {
+                Some(i) => g.list[i].2 += 1,
+                None => g.list.push((id, s, 1)),
+            }
+        }
+    });
+}
+
+/// Unlists the shared holds of a read guard's set on `stripes` of table `id` (all the
+/// stripes it holds), as it releases them.
+fn guard_unlist(id: u64, stripes: impl Iterator<Item = u32>) {
+    GUARDED.with(|g| {
+        let g = &mut *g.borrow_mut();
+        g.sets -= 1;
+        if g.sets == 0 {
+            g.list.clear(); // It was the only set: every entry is its.
+            return;
+        }
+        for s in stripes {
+            if let Some(i) = g.list.iter().rposition(|e| e.0 == id && e.1 == s) {
+                g.list[i].2 -= 1;
+                if g.list[i].2 == 0 {
+                    g.list.swap_remove(i);
                 }
             }
-            None if delta > 0 => g.push((id, s, delta.unsigned_abs())),
-            None => {}
         }
     });
 }

@@ -108,9 +108,14 @@ fn load<T: bytemuck::AnyBitPattern>(tx: &Transaction<'_>, off: u64) -> Result<T>
 
 /// The first word of a collection's header: its kind and a hash of its element
 /// layout, so that a handle of another kind or element type is refused.
-fn kind_word(kind: [u8; 4], layout: &[u64]) -> u64 {
-    let bytes: Vec<u8> = layout.iter().flat_map(|w| w.to_le_bytes()).collect();
-    let hash = xxhash_rust::xxh3::xxh3_64(&bytes) as u32;
+/// Every lookup checks its handle against it, so it is made without allocating: the
+/// layout's words, little-endian, in a buffer on the stack.
+fn kind_word<const N: usize>(kind: [u8; 4], layout: &[u64; N]) -> u64 {
+    let mut bytes = [[0u8; 8]; N];
+    for (b, w) in bytes.iter_mut().zip(layout) {
+        *b = w.to_le_bytes();
+    }
+    let hash = xxhash_rust::xxh3::xxh3_64(bytes.as_flattened()) as u32;
     u64::from(u32::from_le_bytes(kind)) | u64::from(hash) << 32
 }
 
