@@ -8,8 +8,9 @@
 //! valgrind --tool=callgrind target/release/examples/ycsb_profile read 200000
 //! ```
 //!
-//! Arguments: `read` or `update`, the operation count, and optionally the records
-//! (default 100,000). Keys are visited in a fixed pseudo-random order. `vista-none`'s
+//! Arguments: `read` (the benchmark's read: a read-only transaction), `read-rw` (the same
+//! lookup in a read-write transaction, `Segment::transaction`) or `update`, the
+//! operation count, and optionally the records (default 100,000). Keys are visited in a fixed pseudo-random order. `vista-none`'s
 //! configuration (no guard, manual writeback).
 
 use anyhow::{Context, Result};
@@ -19,7 +20,7 @@ use benches::ycsb::{value, Store};
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [op, count, rest @ ..] = args.as_slice() else {
-        anyhow::bail!("usage: ycsb_profile (read|update) COUNT [RECORDS]");
+        anyhow::bail!("usage: ycsb_profile (read|read-rw|update) COUNT [RECORDS]");
     };
     let count: u64 = count.parse().context("COUNT")?;
     let records: u64 = rest
@@ -27,6 +28,7 @@ fn main() -> Result<()> {
         .map_or(Ok(100_000), |m| m.parse())
         .context("RECORDS")?;
     let store = VistaStore::open(&std::env::temp_dir(), Config::None, records)?;
+    let (seg, map) = (store.segment(), store.map());
     let mut client = store.client(0)?;
     let mut out = value(0, 0);
     let mut key = 1u64;
@@ -39,6 +41,11 @@ fn main() -> Result<()> {
         match op.as_str() {
             "read" => {
                 client.read(key, &mut out)?;
+            }
+            "read-rw" => {
+                out = seg
+                    .transaction(|tx| map.get(tx, &key))?
+                    .context("a loaded key is missing")?;
             }
             "update" => {
                 client.update(key, &value(key, i))?;

@@ -186,6 +186,10 @@
 //!   which the lane pool hands to one transaction at a time and which that
 //!   transaction's update holds until it ends; rio-cache refuses every other access to
 //!   the claimed region, so the lane needs no range locks;
+//! - a read-only transaction ([`Segment::begin_read`]) hands out shared slices only,
+//!   over bytes it holds shared until it ends, and can never make a mutable one:
+//!   rio-cache refuses every write of its reader (`rio_cache::Error::ReadOnly`), so it
+//!   needs no lane and stays outside the checkpoint gate;
 //! - the checkpointer only reads, and reads a page of its snapshot only while it holds
 //!   that page's latch, which a writer must pass (preserving the page first) before it
 //!   opens the page for writing, so no transaction's mutable slice covers a page it is

@@ -1,7 +1,8 @@
-//! Transactions from many threads: isolation, serializability against a serial model,
-//! lanes, conflicts, panics, and a hot spot with more threads than cores and lanes;
-//! unaligned, line-crossing and overlapping ranges, and transactions that retry a
-//! refused call themselves. Every test runs under every guard.
+//! Transactions from many threads (read-only ones among them): isolation,
+//! serializability against a serial model, lanes, conflicts, panics, and a hot spot with
+//! more threads than cores and lanes; unaligned, line-crossing and overlapping ranges,
+//! and transactions that retry a refused call themselves. Every test runs under every
+//! guard.
 
 mod common;
 
@@ -138,9 +139,10 @@ fn concurrent_transfers_are_serializable_and_every_read_sees_the_total_under(gua
     let reads = AtomicU64::new(0);
     let log: Vec<Transfer> = std::thread::scope(|s| {
         let seg = &seg;
-        // Readers: inside transactions and through the segment's read guard.
+        // Readers: inside transactions and through the segment's read guard. At least
+        // one round even if the writers finish before this thread is first scheduled.
         s.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
+            while !done.load(Ordering::Relaxed) || reads.load(Ordering::Relaxed) == 0 {
                 let sum: u64 = seg
                     .transaction(|tx| {
                         let b = tx.read(0, ACCOUNTS * ACCOUNT)?;
@@ -151,7 +153,20 @@ fn concurrent_transfers_are_serializable_and_every_read_sees_the_total_under(gua
                 let bytes = seg.read(0, ACCOUNTS * ACCOUNT).unwrap();
                 let sum: u64 = balances(&bytes, ACCOUNTS).iter().map(|a| a[0]).sum();
                 assert_eq!(sum, total, "Segment::read saw money appear or vanish");
-                reads.fetch_add(2, Ordering::Relaxed);
+                drop(bytes);
+                // A read-only transaction, account by account: one consistent state.
+                let sum: u64 = seg
+                    .read_transaction(|tx| {
+                        (0..ACCOUNTS)
+                            .map(|a| tx.get::<[u64; 2]>(a * ACCOUNT).map(|b| b[0]))
+                            .sum::<vista::Result<u64>>()
+                    })
+                    .unwrap();
+                assert_eq!(
+                    sum, total,
+                    "a read-only transaction saw money appear or vanish"
+                );
+                reads.fetch_add(3, Ordering::Relaxed);
             }
         });
         // Checkpoints while transfers run.

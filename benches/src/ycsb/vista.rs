@@ -115,6 +115,11 @@ impl VistaStore {
         })
     }
 
+    /// The map of the records.
+    pub fn map(&self) -> PHashMap<u64, Value> {
+        self.map
+    }
+
     /// The segment.
     pub fn segment(&self) -> &Segment {
         self.seg.as_ref().expect("open until dropped")
