@@ -222,7 +222,7 @@ impl Hasher for StripeHasher {
 }
 
 /// Stripes a holder keeps without allocating.
-const INLINE: usize = 16;
+const INLINE: usize = 8;
 
 /// Past this many stripes a holder indexes them.
 const SCAN_LIMIT: usize = 24;
