@@ -14,7 +14,7 @@ use crate::harness::worker::{self, Worker};
 use crate::sys;
 use crate::txn::OpKind;
 
-use super::shape::{item_at, kind, kv_slots, kv_tuple, record_at, transfer, Shape};
+use super::shape::{item_at, kind, kv_slots, kv_tuple, record_at, transfer, Shape, ACCOUNTS};
 
 /// Attempts of one transaction that keeps meeting `Conflict` before the worker gives up
 /// (a violation: with bounded lock waits and retries nothing should starve this long).
@@ -104,11 +104,12 @@ fn child(
     let r = seg.recovery();
     worker::send_recovery(w, r.lanes_rolled_back, r.records_undone)?;
     worker::send_state(w, &seg.read(0, shape.state_len())?)?;
+    let total = bank_total(&seg, shape)?;
     std::thread::scope(|s| {
         for t in 0..threads {
             let seg = &seg;
             s.spawn(move || {
-                if let Err(e) = run_thread(seg, shape, seed, t, ops, w) {
+                if let Err(e) = run_thread(seg, shape, seed, t, ops, w, total) {
                     // A thread that met the injected failure stops there: its failed
                     // operation is not acknowledged, and a later one must not commit
                     // (the oracle takes a thread's commits to be in program order).
@@ -133,8 +134,52 @@ fn child(
     Ok(())
 }
 
-fn run_thread(seg: &Segment, shape: Shape, seed: u64, t: u32, ops: u64, w: &File) -> Result<()> {
+/// The sum of the bank's balances (wrapping), read in a read-only transaction; `None`
+/// for other shapes. Transfers keep it: every read-only transaction must find it again.
+fn bank_total(seg: &Segment, shape: Shape) -> Result<Option<u64>> {
+    if shape != Shape::Bank {
+        return Ok(None);
+    }
+    let sum = seg.read_transaction(|tx| {
+        (0..ACCOUNTS).try_fold(0u64, |sum, k| {
+            Ok::<_, vista::Error>(sum.wrapping_add(tx.get::<u64>(item_at(k))?))
+        })
+    })?;
+    Ok(Some(sum))
+}
+
+/// Every eighth operation of a bank thread, a read-only transaction reads every balance
+/// between the thread's own transactions: it must see the total the worker opened with
+/// (no half transfer, no uncommitted one), or the worker fails.
+fn audit(seg: &Segment, total: Option<u64>, t: u32, i: u64) -> Result<()> {
+    let Some(total) = total.filter(|_| i % 8 == u64::from(t) % 8) else {
+        return Ok(());
+    };
+    let seen = match bank_total(seg, Shape::Bank) {
+        Ok(seen) => seen.unwrap_or(total),
+        // Writers held the balances past every retry: nothing seen, nothing to judge.
+        Err(e) if matches!(e.downcast_ref(), Some(vista::Error::Conflict { .. })) => total,
+        Err(e) => return Err(e),
+    };
+    if seen != total {
+        anyhow::bail!(
+            "thread {t} op {i}: a read-only transaction saw the balances sum to {seen}, not {total}"
+        );
+    }
+    Ok(())
+}
+
+fn run_thread(
+    seg: &Segment,
+    shape: Shape,
+    seed: u64,
+    t: u32,
+    ops: u64,
+    w: &File,
+    total: Option<u64>,
+) -> Result<()> {
     for i in 1..=ops {
+        audit(seg, total, t, i)?;
         let k = kind(seed, t, i);
         if matches!(k, OpKind::Durable | OpKind::Checkpoint) {
             worker::send_frame(w, worker::THREAD_START, tag(t, i))?;
