@@ -11,6 +11,9 @@ use std::time::Duration;
 use common::{guards, Place};
 use vista::{Error, PHashMap, PVec, Protection, Segment};
 
+/// `EIO`, the errno the injected failures carry.
+const EIO: i32 = 5;
+
 fn open(p: &Place, guard: Protection) -> Segment {
     Segment::open(
         &p.path,
@@ -218,5 +221,50 @@ fn readers_run_beside_writers_of_other_threads() {
             }
         });
         assert_eq!(seg.get::<u64>(4096).unwrap(), 2000, "{guard:?}");
+    }
+}
+
+#[test]
+fn makes_no_system_call_that_could_fail() {
+    // A read-only transaction opens nothing for writing: no write, sync, truncate, map
+    // or `mprotect` (under every guard), so no injected I/O failure can reach it.
+    for guard in guards() {
+        let p = Place::new();
+        let faults = vista::rio_cache::Faults::counting();
+        let seg = Segment::open(
+            &p.path,
+            &p.opts(1 << 20).protection(guard).faults(faults.clone()),
+        )
+        .unwrap();
+        let map = seg
+            .transaction(|tx| {
+                let m = PHashMap::<u64, u64>::new(tx)?;
+                m.insert(tx, &3, 9)?;
+                Ok::<_, Error>(m)
+            })
+            .unwrap();
+        let before = faults.count();
+        for _ in 0..100 {
+            assert_eq!(seg.read_transaction(|tx| map.get(tx, &3)).unwrap(), Some(9));
+            let mut tx = seg.begin_read().unwrap();
+            assert!(matches!(
+                map.insert(&mut tx, &3, 1),
+                Err(Error::ReadOnly { .. })
+            ));
+        }
+        assert_eq!(
+            faults.count(),
+            before,
+            "{guard:?}: read-only transactions made I/O calls: {:?}",
+            &faults.calls()[before as usize..]
+        );
+        // And with every further call failing, reads still work.
+        faults.fail_from(faults.count(), EIO);
+        assert_eq!(
+            seg.read_transaction(|tx| map.get(tx, &3)).unwrap(),
+            Some(9),
+            "{guard:?}"
+        );
+        faults.disarm();
     }
 }
