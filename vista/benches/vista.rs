@@ -1,6 +1,8 @@
 //! Per-transaction cost of vista: an empty transaction, and set_range + write + commit
 //! of 8 B, 64 B, 1 KiB and 4 KiB at random offsets in a 64 MiB segment, for each
-//! protection mode. Run: `cargo bench -p vista`.
+//! protection mode; an 8-byte read in a read-only and in a read-write transaction; and
+//! a transaction of a two-segment `Group` that writes 8 B in one member or in both, beside
+//! the same write in a plain transaction. Run: `cargo bench -p vista --bench vista`.
 //!
 //! The segment file lives in a temporary directory under the target dir (a real disk);
 //! the memory image on `/dev/shm`. Writeback is manual, so no checkpoint runs during a
@@ -11,7 +13,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use vista::{Options, Protection, Segment, Writeback};
+use vista::{Group, Options, Protection, Segment, Writeback};
 
 const SEGMENT: u64 = 64 << 20;
 
@@ -38,12 +40,7 @@ fn open(dir: &std::path::Path, protection: Protection) -> Segment {
 }
 
 fn bench(c: &mut Criterion) {
-    let base = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        std::path::PathBuf::from,
-    );
-    std::fs::create_dir_all(&base).unwrap();
-    let dir = tempfile::tempdir_in(base).unwrap();
+    let dir = tempfile::tempdir_in(target_dir()).unwrap();
     let mut g = c.benchmark_group("vista txn");
     for (name, protection) in modes() {
         let seg = open(dir.path(), protection);
@@ -69,5 +66,82 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// An 8-byte read at a random offset: a read-only transaction against a read-write one.
+fn reads(c: &mut Criterion) {
+    let dir = tempfile::tempdir_in(target_dir()).unwrap();
+    let mut g = c.benchmark_group("vista read");
+    let seg = open(dir.path(), Protection::None);
+    let mut rng = SmallRng::seed_from_u64(7);
+    g.bench_function("8B/read-only", |b| {
+        b.iter(|| {
+            let off = rng.gen_range(0..SEGMENT - 8) & !7;
+            black_box(seg.begin_read().unwrap().get::<u64>(off).unwrap())
+        });
+    });
+    g.bench_function("8B/read-write", |b| {
+        b.iter(|| {
+            let off = rng.gen_range(0..SEGMENT - 8) & !7;
+            let tx = seg.begin().unwrap();
+            let v = tx.get::<u64>(off).unwrap();
+            tx.commit().unwrap();
+            black_box(v)
+        });
+    });
+    g.finish();
+}
+
+/// What a transaction across segments costs: 8 B in a plain transaction, in a group
+/// transaction that touches one member (no group record, no decision), and in one that
+/// touches both (group records, the decision's `pwrite`, two commit stores).
+fn groups(c: &mut Criterion) {
+    let dir = tempfile::tempdir_in(target_dir()).unwrap();
+    let opts = Options::new()
+        .size(8 << 20)
+        .protection(Protection::None)
+        .writeback(Writeback::Manual)
+        .cache_dir("/dev/shm");
+    let members = (0..2)
+        .map(|m| Segment::open(dir.path().join(format!("m{m}.vista")), &opts).expect("open"))
+        .collect();
+    let group = Group::open(dir.path().join("group.coord"), members, &opts).expect("group");
+    let mut g = c.benchmark_group("vista group");
+    let mut rng = SmallRng::seed_from_u64(7);
+    let mut off = move || rng.gen_range(0..(8u64 << 20) - 8) & !7;
+    g.bench_function("8B/plain", |b| {
+        b.iter(|| {
+            let mut tx = group.segment(0).begin().unwrap();
+            tx.put(off(), &1u64).unwrap();
+            tx.commit().unwrap();
+        });
+    });
+    g.bench_function("8B/one member", |b| {
+        b.iter(|| {
+            let mut tx = group.begin().unwrap();
+            tx.on(0).unwrap().put(off(), &1u64).unwrap();
+            tx.commit().unwrap();
+        });
+    });
+    g.bench_function("8B/both members", |b| {
+        b.iter(|| {
+            let mut tx = group.begin().unwrap();
+            tx.on(0).unwrap().put(off(), &1u64).unwrap();
+            tx.on(1).unwrap().put(off(), &1u64).unwrap();
+            tx.commit().unwrap();
+        });
+    });
+    g.finish();
+    // The members are fenced now: the close's group checkpoint writes them back.
+    group.close().expect("close");
+}
+
+fn target_dir() -> std::path::PathBuf {
+    let base = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        std::path::PathBuf::from,
+    );
+    std::fs::create_dir_all(&base).unwrap();
+    base
+}
+
+criterion_group!(benches, bench, reads, groups);
 criterion_main!(benches);

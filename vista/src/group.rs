@@ -181,7 +181,7 @@ impl Group {
         Ok(GroupTransaction {
             parts: (0..self.core.members.len()).map(|_| None).collect(),
             joined: Vec::new(),
-            tagged: vec![false; self.core.members.len()],
+            tagged: Vec::new(),
             last: None,
             slot: 0,
             txn: self.core.next_txn.fetch_add(1, Ordering::Relaxed),
@@ -385,6 +385,8 @@ pub struct GroupTransaction<'g> {
     /// Dropped first: each part aborts if it did not commit.
     parts: Vec<Option<Transaction<'g>>>,
     joined: Vec<usize>,
+    /// By member: its group record is published. Empty until a second member joins
+    /// (a transaction on one member never allocates it).
     tagged: Vec<bool>,
     last: Option<usize>,
     slot: u64,
@@ -427,6 +429,9 @@ impl<'g> GroupTransaction<'g> {
         self.joined.push(member);
         if self.joined.len() < 2 {
             return Ok(());
+        }
+        if self.tagged.is_empty() {
+            self.tagged = vec![false; self.parts.len()];
         }
         let tag = GroupTag {
             coordinator: self.group.core.coordinator.path().to_owned(),
@@ -482,14 +487,19 @@ impl<'g> GroupTransaction<'g> {
     /// member's commit store after the decision: the transaction stands (it is
     /// decided), that member is poisoned, and reopening it keeps the changes.
     pub fn commit(mut self) -> Result<()> {
-        let mut parts: Vec<Transaction<'g>> = self
+        if self.joined.len() < 2 {
+            // One member (or none): an ordinary commit, nothing to decide.
+            return self
+                .joined
+                .first()
+                .and_then(|&m| self.parts[m].take())
+                .map_or(Ok(()), Transaction::commit);
+        }
+        let parts: Vec<Transaction<'g>> = self
             .joined
             .iter()
             .map(|&m| self.parts[m].take().expect("joined"))
             .collect();
-        if parts.len() < 2 {
-            return parts.pop().map_or(Ok(()), Transaction::commit);
-        }
         for &m in &self.joined {
             // Rolled back (the parts drop) if a member cannot commit.
             self.group.core.members[m].poison_state().check()?;
