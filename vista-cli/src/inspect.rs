@@ -128,6 +128,28 @@ fn lane_text(state: &LaneState, used: u64, capacity: u64, in_use: bool) -> Strin
                 "; a crash interrupted it, the next open rolls it back"
             }
         ),
+        LaneState::CrossSegment {
+            records,
+            coordinator,
+            decided,
+        } => format!(
+            "{}: {records} record(s), {used} of {capacity} bytes ({pct:.1}%), part of a \
+             transaction across segments decided by {}: {}",
+            if in_use {
+                "transaction in progress"
+            } else {
+                "UNFINISHED transaction"
+            },
+            coordinator.display(),
+            match decided {
+                Ok(true) => "committed (the next open keeps it)".to_owned(),
+                Ok(false) if in_use => "not decided yet".to_owned(),
+                Ok(false) => "not committed (the next open rolls it back)".to_owned(),
+                Err(why) => format!(
+                    "the coordinator cannot be read ({why}): the next open refuses until it can"
+                ),
+            }
+        ),
         LaneState::Damaged(why) => format!("DAMAGED: {why}"),
         other => format!("{other:?}"),
     }
@@ -149,6 +171,19 @@ fn view_json(v: &View) -> Value {
             let (state, extra) = match &l.state {
                 LaneState::Empty => ("empty", Value::Null),
                 LaneState::Unfinished { records } => ("unfinished", json!(records)),
+                LaneState::CrossSegment {
+                    records,
+                    coordinator,
+                    decided,
+                } => (
+                    "cross-segment",
+                    json!({
+                        "records": records,
+                        "coordinator": coordinator.display().to_string(),
+                        "committed": decided.as_ref().ok(),
+                        "coordinator_error": decided.as_ref().err(),
+                    }),
+                ),
                 LaneState::Damaged(why) => ("damaged", json!(why)),
                 other => ("other", json!(format!("{other:?}"))),
             };
@@ -414,11 +449,19 @@ fn check_view(r: &mut Report, info: &SegmentInfo, source: Source) {
                 };
                 r.push(format!("undo lane {} ({where_})", l.index), false, why);
             }
-            LaneState::Unfinished { .. } => {
+            LaneState::Unfinished { .. } | LaneState::CrossSegment { .. } => {
                 unfinished += 1;
+                // A part whose coordinator cannot be read stops the next open.
+                let fine = !matches!(
+                    &l.state,
+                    LaneState::CrossSegment {
+                        decided: Err(_),
+                        ..
+                    }
+                );
                 r.push(
                     format!("undo lane {} ({where_})", l.index),
-                    true,
+                    fine,
                     lane_text(&l.state, l.used, shape.undo_log_capacity, in_use),
                 );
             }

@@ -110,6 +110,20 @@ pub enum LaneState {
         /// Its before-images.
         records: usize,
     },
+    /// An unfinished part of a transaction across segments (see [`crate::Group`]): its
+    /// lane carries a group record, and the coordinator it names decides its fate. The
+    /// next open keeps the changes if the coordinator decided the transaction
+    /// committed, else rolls them back (in progress if the segment is open).
+    CrossSegment {
+        /// Its before-images.
+        records: usize,
+        /// The coordinator file the record names.
+        coordinator: std::path::PathBuf,
+        /// The coordinator's verdict now: `Ok(true)` committed (the next open keeps
+        /// it), `Ok(false)` not (it rolls it back), `Err` why the coordinator could not
+        /// be read (the next open refuses until it can).
+        decided: std::result::Result<bool, String>,
+    },
     /// A record fails validation: the next open refuses the segment
     /// ([`Error::Corrupt`]).
     Damaged(String),
@@ -207,10 +221,15 @@ impl SegmentInfo {
             // the parser before it reads anything.
             let want = tail.saturating_add(LANE_HEADER).min(layout.lane_size);
             let bytes = self.cache.read(source, off, want)?;
-            let state = match undo::parse(&bytes, tail, &layout) {
-                Ok(records) if records.is_empty() && tail == 0 => LaneState::Empty,
-                Ok(records) => LaneState::Unfinished {
+            let state = match undo::parse_tagged(&bytes, tail, &layout) {
+                Ok((records, None)) if records.is_empty() && tail == 0 => LaneState::Empty,
+                Ok((records, None)) => LaneState::Unfinished {
                     records: records.len(),
+                },
+                Ok((records, Some(tag))) => LaneState::CrossSegment {
+                    records: records.len(),
+                    decided: crate::group::decided(&tag, &rio_cache::Faults::none()),
+                    coordinator: tag.coordinator,
                 },
                 Err(why) => LaneState::Damaged(why),
             };
@@ -237,12 +256,16 @@ impl SegmentInfo {
 
     /// The committed bytes `[offset, offset + len)` of user space as `view` holds them:
     /// the before-images of any unfinished transaction are laid back over the bytes
-    /// (newest first, as recovery and abort do), in memory only. So this is exactly
-    /// what the next open would show after recovery, with nothing written.
+    /// (newest first, as recovery and abort do), in memory only; a part of a
+    /// transaction across segments that its coordinator decided committed is kept, as
+    /// the next open keeps it. So this is exactly what the next open would show after
+    /// recovery, with nothing written.
     ///
     /// # Errors
     /// [`Error::OutOfRange`]; [`Error::Corrupt`] if the header or a lane is damaged (the
-    /// committed state cannot be known); I/O errors.
+    /// committed state cannot be known); [`Error::CoordinatorUnavailable`] if a part of
+    /// a transaction across segments waits for a coordinator that cannot be read; I/O
+    /// errors.
     pub fn read_committed(&self, view: &View, offset: u64, len: u64) -> Result<Vec<u8>> {
         let corrupt = |reason: String| Error::Corrupt {
             path: self.cache.path.clone(),
@@ -263,7 +286,21 @@ impl SegmentInfo {
                 LaneState::Damaged(why) => {
                     return Err(corrupt(format!("undo lane {}: {why}", lane.index)))
                 }
-                LaneState::Unfinished { .. } => {
+                LaneState::CrossSegment {
+                    decided: Ok(true), ..
+                } => {} // Committed: the next open keeps it.
+                LaneState::CrossSegment {
+                    decided: Err(reason),
+                    coordinator,
+                    ..
+                } => {
+                    return Err(Error::CoordinatorUnavailable {
+                        path: self.cache.path.clone(),
+                        coordinator: coordinator.clone(),
+                        reason: reason.clone(),
+                    })
+                }
+                LaneState::Unfinished { .. } | LaneState::CrossSegment { .. } => {
                     let off = layout.lane_off(lane.index);
                     let bytes = self.cache.read(view.source, off, LANE_HEADER + lane.used)?;
                     let records = undo::parse(&bytes, lane.used, layout)

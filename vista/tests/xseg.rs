@@ -14,6 +14,7 @@ use common::{guards, tree, write_in_place};
 use rio_cache::power::{self, Plan};
 use rio_cache::{Faults, RioOptions};
 
+use vista::inspect::LaneState;
 use vista::{Error, Group, Options, Protection, Segment, Writeback};
 
 const SIZE: u64 = 64 << 10;
@@ -603,6 +604,90 @@ fn a_decided_member_is_kept_when_the_crash_hits_before_its_commit_store() {
     assert_eq!(state_of(&segs), expected(1));
     assert_eq!(segs[1].recovery().lanes_kept, 1);
     assert_eq!(segs[1].recovery().lanes_rolled_back, 0);
+}
+
+/// What the inspector (`vista::inspect`, the `vista` tool's library) sees of both
+/// members: each lane's state, and the committed balances it computes, with nothing
+/// opened or written.
+fn inspected(f: &Fixture) -> (Vec<Vec<LaneState>>, State) {
+    let mut lanes = Vec::new();
+    let mut s = [0; 2 * ACCOUNTS];
+    for m in 0..2 {
+        let info = vista::inspect::inspect(&f.seg(m), &f.cache()).unwrap();
+        let view = info.view(vista::inspect::Source::Image).unwrap();
+        lanes.push(view.lanes.iter().map(|l| l.state.clone()).collect());
+        for a in 0..ACCOUNTS {
+            let b = info.read_committed(&view, a as u64 * STRIDE, 8).unwrap();
+            s[m * ACCOUNTS + a] = u64::from_le_bytes(b.try_into().unwrap());
+        }
+    }
+    (lanes, s)
+}
+
+#[test]
+fn the_inspector_shows_a_part_across_segments_and_what_its_coordinator_decided() {
+    let _s = serial();
+    let f = Fixture::new();
+    let g = Protection::Auto;
+    let parts = |lanes: &[Vec<LaneState>]| -> Vec<Option<bool>> {
+        lanes
+            .iter()
+            .map(|m| {
+                m.iter().find_map(|l| match l {
+                    LaneState::CrossSegment {
+                        decided,
+                        coordinator,
+                        ..
+                    } => {
+                        assert_eq!(coordinator, &f.coord());
+                        Some(*decided.as_ref().unwrap())
+                    }
+                    _ => None,
+                })
+            })
+            .collect()
+    };
+    // Killed after the decision and the first member's commit store: member 1's part is
+    // decided committed, and the committed balances include the transfer.
+    f.reset(g);
+    assert!(spawn(
+        &f,
+        "script",
+        g,
+        Some(("vista.xseg.member_committed", 1))
+    ));
+    let (lanes, state) = inspected(&f);
+    assert_eq!(parts(&lanes), [None, Some(true)]);
+    assert_eq!(state, expected(1), "the inspector must keep a decided part");
+    assert_eq!(
+        state_of(&members_alone(&f, g)),
+        expected(1),
+        "as the open does"
+    );
+    // Killed before the decision: both parts are undecided, and rolled back.
+    f.reset(g);
+    assert!(spawn(&f, "script", g, Some(("vista.xseg.prepared", 1))));
+    let (lanes, state) = inspected(&f);
+    assert_eq!(parts(&lanes), [Some(false), Some(false)]);
+    assert_eq!(state, expected(0));
+    // Without its coordinator the committed state cannot be known: a typed error.
+    let saved = save(&f);
+    std::fs::remove_file(f.coord()).unwrap();
+    let info = vista::inspect::inspect(&f.seg(0), &f.cache()).unwrap();
+    let view = info.view(vista::inspect::Source::Image).unwrap();
+    assert!(view.lanes.iter().any(|l| matches!(
+        &l.state,
+        LaneState::CrossSegment {
+            decided: Err(_),
+            ..
+        }
+    )));
+    assert!(matches!(
+        info.read_committed(&view, 0, 8),
+        Err(Error::CoordinatorUnavailable { .. })
+    ));
+    restore(&f, &saved);
+    assert_eq!(state_of(&members_alone(&f, g)), expected(0));
 }
 
 /// The scenario of the fault test: a transfer, a group checkpoint, a second transfer
