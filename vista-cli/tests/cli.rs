@@ -143,6 +143,90 @@ fn crash_child() {
     std::process::abort();
 }
 
+/// Segments `seg` and `seg2` of a `vista::Group` (coordinator `group.coord`) whose
+/// process died (SIGABRT) inside a transaction across both, before its decision: each
+/// member's lane holds its part with a group record.
+fn crashed_group(dir: &Path) {
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "group_crash_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, dir)
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), Some(libc_sigabrt()), "{status:?}");
+}
+
+/// The child of `crashed_group` (does nothing when run as a normal test).
+#[test]
+fn group_crash_child() {
+    let Some(dir) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let o = options(&dir);
+    let members = ["seg", "seg2"]
+        .iter()
+        .map(|n| open_segment(dir.join(n), &o).unwrap())
+        .collect();
+    let group = vista::Group::open(dir.join("group.coord"), members, &o).unwrap();
+    group
+        .transaction(|tx| {
+            tx.on(0)?.write(0, b"hello")?;
+            tx.on(1)?.write(0, b"world")
+        })
+        .unwrap();
+    let mut tx = group.begin().unwrap();
+    tx.on(0).unwrap().write(0, b"HELLO").unwrap();
+    tx.on(1).unwrap().write(0, b"WORLD").unwrap();
+    std::process::abort();
+}
+
+#[test]
+fn a_part_of_a_transaction_across_segments_is_shown_with_its_coordinator() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crashed_group(d);
+    let r = read_only(d, &["info", "seg"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("transaction across segments decided by")
+            && r.stdout.contains("group.coord")
+            && r.stdout
+                .contains("not committed (the next open rolls it back)"),
+        "{}",
+        r.stdout
+    );
+    let r = read_only(d, &["--json", "info", "seg2"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let lane = &v["segment"]["lanes"][0];
+    assert_eq!(lane["state"], "cross-segment", "{}", r.stdout);
+    assert_eq!(lane["detail"]["committed"], false, "{}", r.stdout);
+    assert!(
+        lane["detail"]["coordinator"]
+            .as_str()
+            .is_some_and(|c| c.ends_with("group.coord")),
+        "{}",
+        r.stdout
+    );
+    let r = read_only(d, &["check", "seg"]);
+    assert_eq!(r.code, 0, "an undecided part is no damage: {}", r.stdout);
+    let r = read_only(d, &["--json", "dump", "seg", "--len", "5"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        v["hex"], "68656c6c6f",
+        "dump showed the undecided part's bytes"
+    );
+    // Without the coordinator, the next open would refuse: check says so.
+    std::fs::rename(d.join("group.coord"), d.join("elsewhere")).unwrap();
+    let r = read_only(d, &["check", "seg"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("cannot be read"), "{}", r.stdout);
+}
+
 /// Where a lane's first undo record's before-image lies in the memory image file.
 fn first_before_image_in_image(dir: &Path, lane: u64) -> (PathBuf, u64) {
     let r = vista(dir, &["--json", "info", "seg"]);
