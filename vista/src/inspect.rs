@@ -282,13 +282,15 @@ impl SegmentInfo {
         let mut buf = self.cache.read(view.source, at, len)?;
         for lane in &view.lanes {
             match &lane.state {
-                LaneState::Empty => {}
+                // Nothing to undo: no transaction, or a part across segments that its
+                // coordinator decided committed (the next open keeps it).
+                LaneState::Empty
+                | LaneState::CrossSegment {
+                    decided: Ok(true), ..
+                } => {}
                 LaneState::Damaged(why) => {
                     return Err(corrupt(format!("undo lane {}: {why}", lane.index)))
                 }
-                LaneState::CrossSegment {
-                    decided: Ok(true), ..
-                } => {} // Committed: the next open keeps it.
                 LaneState::CrossSegment {
                     decided: Err(reason),
                     coordinator,
