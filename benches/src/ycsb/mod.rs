@@ -24,6 +24,7 @@ use rand::Rng;
 pub mod lmdb;
 #[cfg(feature = "pmdk")]
 pub mod pmdk;
+pub mod redb;
 pub mod run;
 pub mod sqlite;
 pub mod vista;
@@ -290,6 +291,8 @@ pub enum Engine {
     /// PMDK's libpmemobj with an open-addressing hash map of this crate's in the pool
     /// (feature `pmdk`).
     Pmdk,
+    /// redb, updates committed with `Durability::None`.
+    Redb,
 }
 
 impl Engine {
@@ -302,6 +305,7 @@ impl Engine {
             Engine::SqliteOff => "sqlite-off",
             Engine::SqliteNormal => "sqlite-normal",
             Engine::Pmdk => "pmdk",
+            Engine::Redb => "redb",
         }
     }
 
@@ -324,6 +328,7 @@ impl Engine {
             Engine::SqliteOff,
             Engine::SqliteNormal,
             Engine::Pmdk,
+            Engine::Redb,
         ]
         .into_iter()
         .filter(|e| e.available())
@@ -359,6 +364,7 @@ impl Engine {
             Engine::Pmdk => Box::new(pmdk::PmdkStore::open(records)?),
             #[cfg(not(feature = "pmdk"))]
             Engine::Pmdk => anyhow::bail!("pmdk needs the `pmdk` feature"),
+            Engine::Redb => Box::new(self::redb::RedbStore::open(dir, records)?),
         })
     }
 }
