@@ -26,6 +26,7 @@ pub mod lmdb;
 pub mod pmdk;
 pub mod redb;
 pub mod run;
+pub mod sled;
 pub mod sqlite;
 pub mod vista;
 pub mod zipf;
@@ -293,6 +294,8 @@ pub enum Engine {
     Pmdk,
     /// redb, updates committed with `Durability::None`.
     Redb,
+    /// sled 0.34, periodic flush off.
+    Sled,
 }
 
 impl Engine {
@@ -306,6 +309,7 @@ impl Engine {
             Engine::SqliteNormal => "sqlite-normal",
             Engine::Pmdk => "pmdk",
             Engine::Redb => "redb",
+            Engine::Sled => "sled",
         }
     }
 
@@ -329,6 +333,7 @@ impl Engine {
             Engine::SqliteNormal,
             Engine::Pmdk,
             Engine::Redb,
+            Engine::Sled,
         ]
         .into_iter()
         .filter(|e| e.available())
@@ -365,6 +370,7 @@ impl Engine {
             #[cfg(not(feature = "pmdk"))]
             Engine::Pmdk => anyhow::bail!("pmdk needs the `pmdk` feature"),
             Engine::Redb => Box::new(self::redb::RedbStore::open(dir, records)?),
+            Engine::Sled => Box::new(self::sled::SledStore::open(dir, records)?),
         })
     }
 }
