@@ -1,7 +1,7 @@
 //! redb, one [`Database`] shared by every thread, updates committed with
-//! [`Durability::None`]: a read is a read transaction (`begin_read` + `open_table` + `get`
-//! + copy), which runs beside the writer without waiting (redb is MVCC, like LMDB); an
-//! update is a write transaction (`begin_write` + `open_table` + `get` + `insert` +
+//! [`Durability::None`]: a read is a read transaction (`begin_read` + `open_table` +
+//! `get` + copy), which runs beside the writer without waiting (redb is MVCC, like LMDB);
+//! an update is a write transaction (`begin_write` + `open_table` + `get` + `insert` +
 //! `commit`), and redb lets one write transaction in at a time (`begin_write` waits for
 //! the current one), so the threads take turns as with LMDB. Keys are `u64` (redb orders
 //! them as numbers), values the 100 bytes as `&[u8]`.
