@@ -39,7 +39,7 @@
 //! `cargo run --release -p benches --bin threads`.
 //!
 //! [`ycsb`] runs YCSB's core workloads A, B and C (uniform and Zipfian keys) on vista's
-//! persistent hash map and on LMDB, SQLite and PMDK, for the `ycsb` binary:
+//! persistent hash map and on LMDB, SQLite, PMDK, redb and sled, for the `ycsb` binary:
 //! `cargo run --release -p benches --features pmdk --bin ycsb`.
 //!
 //! Errors are `anyhow::Error` throughout: this crate is a harness whose only users are its
@@ -48,7 +48,9 @@
 //! Why each dependency is here: `vista` and `lrvm` (the engines under comparison),
 //! `rio-cache` (to remove vista's memory images after a run, and to ask what
 //! `Protection::Auto` resolves to here), `heed` (LMDB, builds LMDB's C source), `rusqlite`
-//! with `bundled` (SQLite, builds the amalgamation), `plotters`, `plotters-backend` and `ab_glyph`
+//! with `bundled` (SQLite, builds the amalgamation), `redb` and `sled` (the pure-Rust
+//! embedded stores a Rust user would pick instead, YCSB only; cargo builds both),
+//! `plotters`, `plotters-backend` and `ab_glyph`
 //! (SVG and PNG figures; text drawn from a TrueType font read at run time, so nothing links
 //! against fontconfig), `libc` (mmap, mprotect, pkeys in
 //! [`sys`]), `rand` (workload generators), `serde`/`serde_json` (the JSON results), `clap`

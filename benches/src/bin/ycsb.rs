@@ -33,7 +33,7 @@ use benches::ycsb::run::{run, Cell, Plan};
 use benches::ycsb::{verify, Dist, Engine, Keys, Mix, Store, DEFAULT_RECORDS, MAX_THREADS};
 use clap::Parser;
 
-/// YCSB A, B and C on vista's PHashMap, LMDB, SQLite and PMDK.
+/// YCSB A, B and C on vista's PHashMap, LMDB, SQLite, PMDK, redb and sled.
 #[derive(Debug, Parser)]
 struct Args {
     /// Records loaded into every engine before timing.

@@ -24,7 +24,9 @@ use rand::Rng;
 pub mod lmdb;
 #[cfg(feature = "pmdk")]
 pub mod pmdk;
+pub mod redb;
 pub mod run;
+pub mod sled;
 pub mod sqlite;
 pub mod vista;
 pub mod zipf;
@@ -290,6 +292,10 @@ pub enum Engine {
     /// PMDK's libpmemobj with an open-addressing hash map of this crate's in the pool
     /// (feature `pmdk`).
     Pmdk,
+    /// redb, updates committed with `Durability::None`.
+    Redb,
+    /// sled 0.34, periodic flush off.
+    Sled,
 }
 
 impl Engine {
@@ -302,6 +308,8 @@ impl Engine {
             Engine::SqliteOff => "sqlite-off",
             Engine::SqliteNormal => "sqlite-normal",
             Engine::Pmdk => "pmdk",
+            Engine::Redb => "redb",
+            Engine::Sled => "sled",
         }
     }
 
@@ -324,6 +332,8 @@ impl Engine {
             Engine::SqliteOff,
             Engine::SqliteNormal,
             Engine::Pmdk,
+            Engine::Redb,
+            Engine::Sled,
         ]
         .into_iter()
         .filter(|e| e.available())
@@ -359,6 +369,8 @@ impl Engine {
             Engine::Pmdk => Box::new(pmdk::PmdkStore::open(records)?),
             #[cfg(not(feature = "pmdk"))]
             Engine::Pmdk => anyhow::bail!("pmdk needs the `pmdk` feature"),
+            Engine::Redb => Box::new(self::redb::RedbStore::open(dir, records)?),
+            Engine::Sled => Box::new(self::sled::SledStore::open(dir, records)?),
         })
     }
 }
