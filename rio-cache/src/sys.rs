@@ -460,14 +460,10 @@ impl AtomicMapping {
 /// passed from the writer to the checkpoint by the page's snapshot state (see
 /// [`PageArena::slot_mut`] and [`PageArena::slot`]).
 ///
-/// The memory is faulted in when the arena is mapped (`MAP_POPULATE`, by the first
-/// checkpoint, before its gate closes), so no writer takes a page fault while it
-/// preserves a page: measured, a writer's first touch of a fresh slot during a 1 GiB
-/// checkpoint took up to 0.4 ms. After each snapshot the checkpoint hands the slots
-/// back with `MADV_FREE` ([`PageArena::release`]): the kernel reclaims them only under
-/// memory pressure, and until then the next write to a slot reuses its page without a
-/// fault. The price is memory: up to one page per data page, resident until the
-/// kernel needs it back.
+/// The memory is reserved, not touched: a slot's page is faulted in by its first
+/// preservation. After each snapshot the checkpoint hands the slots back with
+/// `MADV_FREE` ([`PageArena::release`]): the kernel reclaims them only under memory
+/// pressure, and until then the next write to a slot reuses its page without a fault.
 #[derive(Debug)]
 pub(crate) struct PageArena {
     map: MmapRaw,
@@ -480,7 +476,7 @@ impl PageArena {
             .max(1)
             .checked_mul(PAGE)
             .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let map = MmapRaw::from(MmapOptions::new().len(len).populate().map_anon()?);
+        let map = MmapRaw::from(MmapOptions::new().len(len).map_anon()?);
         Ok(PageArena { map })
     }
 
