@@ -525,6 +525,12 @@ impl PageArena {
         // SAFETY: the whole range is this live private anonymous mapping; MADV_FREE
         // changes only the contents (to zero, if the kernel reclaims a page), and no
         // reference into it is alive (caller), so no Rust value observes the change.
-        unsafe { libc::madvise(self.map.as_mut_ptr().cast(), self.map.len(), libc::MADV_FREE) };
+        unsafe {
+            libc::madvise(
+                self.map.as_mut_ptr().cast(),
+                self.map.len(),
+                libc::MADV_FREE,
+            )
+        };
     }
 }
