@@ -198,6 +198,12 @@ impl Inner {
                         .arena
                         .get()
                         .expect("stage maps the arena before it activates the snapshot");
+                    // The `publish-before-preserve` mutant hands the slot over before
+                    // filling it (and dawdles), so the checkpoint may read a stale slot.
+                    if crate::mutant::is("publish-before-preserve") {
+                        state.store(epoch, Ordering::Release);
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
                     // SAFETY: page p is inside the page-rounded data mapping and latched
                     // by this update; no update has changed it since the snapshot's
                     // instant (every writer preserves it first, under this latch), so no
