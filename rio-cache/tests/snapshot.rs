@@ -15,6 +15,16 @@ use rio_cache::{Error, Protection, RioCache, SharedCache};
 
 const PAGES: u64 = 64;
 
+/// Stops the writer however the checking thread leaves the scope (a failed check
+/// panics, and the scope would otherwise wait for the writer forever).
+struct Stop<'a>(&'a AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 #[test]
 fn every_checkpoint_under_a_writer_holds_whole_updates() {
     let t = TestDir::new();
@@ -23,14 +33,6 @@ fn every_checkpoint_under_a_writer_holds_whole_updates() {
     let cache = SharedCache::new(RioCache::open(disk_path(dir), &opts).unwrap());
     let disk = std::fs::File::open(disk_path(dir)).unwrap();
     let stop = AtomicBool::new(false);
-    // Stops the writer however this thread leaves the scope (a failed check panics,
-    // and the scope would otherwise wait for the writer forever).
-    struct Stop<'a>(&'a AtomicBool);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
     std::thread::scope(|s| {
         let stopper = Stop(&stop);
         // Each update writes one counter into the first word of every page.
