@@ -66,7 +66,7 @@ impl Inner {
                 .context(|| "map the snapshot's page arena".to_owned())?;
             let _ = snap.arena.set(arena);
         }
-        let epoch = {
+        let (epoch, preserved_before) = {
             let Some(_gate) = self.gate.close(self.checkpoint_wait) else {
                 return Err(Error::CheckpointBusy {
                     waited: self.checkpoint_wait,
@@ -86,7 +86,7 @@ impl Inner {
             self.dirty_gen.fetch_add(1, Ordering::Relaxed);
             self.kicked.store(false, Ordering::Relaxed);
             snap.active.store(true, Ordering::Release);
-            epoch
+            (epoch, snap.preserved.load(Ordering::Relaxed))
             // The gate reopens here: the release pairs with the entering updates.
         };
         let frozen = self.inflight_map();
@@ -106,7 +106,10 @@ impl Inner {
             crash_point::crash_point!("rio.checkpoint.copying");
         }
         snap.active.store(false, Ordering::Release);
-        if let Some(arena) = snap.arena.get() {
+        // Only if writers used the arena in this snapshot: the advice walks the whole
+        // arena's page tables, which a checkpoint without writers need not pay.
+        let used = snap.preserved.load(Ordering::Relaxed) != preserved_before;
+        if let Some(arena) = snap.arena.get().filter(|_| used) {
             // SAFETY: the copy is over: every page of the snapshot is in the batch, so
             // its state is this epoch and no writer latches it (or touches its slot)
             // again before the next snapshot, which this thread starts.
