@@ -465,8 +465,8 @@ impl AtomicMapping {
 /// checkpoint took up to 0.4 ms, once per slot in the cache's life). Mapping the arena
 /// populated instead was tried and rejected: it made every first checkpoint of an
 /// open, the one at close included, zero the whole arena (about 0.3 s per GiB; a warm
-/// open and close of 1 GiB went from 6 ms to 291 ms). After each snapshot the
-/// checkpoint hands the slots back with `MADV_FREE` ([`PageArena::release`]): the
+/// open and close of 1 GiB went from 6 ms to 291 ms). After each snapshot in which
+/// writers preserved pages, the checkpoint hands the slots back with `MADV_FREE` ([`PageArena::release`]): the
 /// kernel reclaims them only under memory pressure, and until then the next write to
 /// a slot reuses its page without a fault. The price is memory: one page per page
 /// ever preserved, resident until the kernel needs it back.
