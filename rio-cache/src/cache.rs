@@ -29,6 +29,9 @@ pub struct Stats {
     pub pages_written: u64,
     /// Bytes written to the journal and the disk image by this handle.
     pub bytes_written: u64,
+    /// Pages that writers copied for a running checkpoint before changing them (its
+    /// snapshot's copy-on-write), by this handle.
+    pub pages_preserved: u64,
     /// How long the last checkpoint took, from the copy to the cleared journal.
     pub last_checkpoint: Option<Duration>,
     /// Failed attempts to make pages read-only again after a window.
@@ -98,6 +101,7 @@ impl RioCache {
             checkpoints: i.checkpoints.load(Ordering::Relaxed),
             pages_written: i.pages_written.load(Ordering::Relaxed),
             bytes_written: i.bytes_written.load(Ordering::Relaxed),
+            pages_preserved: i.snapshot.preserved.load(Ordering::Relaxed),
             last_checkpoint: (ns != u64::MAX).then(|| Duration::from_nanos(ns)),
             reprotect_failures: i.reprotect_failures.load(Ordering::Relaxed),
             disk_seq: *i

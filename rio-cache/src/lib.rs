@@ -175,7 +175,8 @@ mod mutant {
 /// The mutant environment variable: with the `mutants` feature, names the deliberately
 /// broken ordering in force (`commit-no-sync`, `install-no-sync`, `clean-before-copy`,
 /// `warm-after-rewrite`, `grow-image-ready`, `grow-intent-no-sync`,
-/// `grow-extend-no-sync`, `copy-without-cow`, `gate-by-address`).
+/// `grow-extend-no-sync`, `copy-without-cow`, `publish-before-preserve`,
+/// `gate-by-address`).
 pub const MUTANT_ENV: &str = "RIO_MUTANT";
 
 pub use cache::{RioCache, Stats};

@@ -15,10 +15,24 @@
 //! is copying it (the other waits), anything else while untouched. So the checkpoint
 //! never reads a page a writer has changed since the instant, and no writer changes a
 //! page while the checkpoint reads it.
+//!
+//! A writer preserves page `p` into slot `p` of the snapshot's [`PageArena`] (mapped
+//! by the first checkpoint, before its gate closes): no allocation, no map, no lock.
+//! The page's state hands the slot over: the writer copies under the latch and then
+//! stores the epoch with release ordering; the checkpoint reads the slot only after it
+//! loads that epoch with acquire ordering. Nobody writes the slot again in the same
+//! snapshot (the state stays the epoch), and the next snapshot starts only after this
+//! one's copy has finished (stages run one at a time, under the checkpoint lock) and
+//! only with no update inside the gate, so no writer of an old snapshot is left.
+//! (Before, each preserved page was a fresh 4 KiB allocation filed in a
+//! `Mutex<HashMap>`; the checkpoint held that mutex while it faulted in and filled its
+//! batch page and freed the copy, and writers slept on it: see
+//! [docs/rio-cache.md](../../docs/rio-cache.md#checkpoints).)
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+use std::sync::OnceLock;
+
+use crate::sys::PageArena;
 
 /// A page being copied, by the checkpoint or by a writer preserving it.
 pub(crate) const LATCH: u32 = u32::MAX;
@@ -32,8 +46,13 @@ pub(crate) struct Snapshot {
     pub(crate) epoch: AtomicU32,
     /// Per data page: the epoch that handled it, or [`LATCH`].
     pub(crate) state: Box<[AtomicU32]>,
-    /// Snapshot images of pages writers changed before the checkpoint copied them.
-    pub(crate) preserved: Mutex<HashMap<usize, Box<[u8]>>>,
+    /// Snapshot images of pages writers changed before the checkpoint copied them,
+    /// slot `p` for page `p`: mapped by the first checkpoint (before it activates a
+    /// snapshot), so writers find it set whenever `active` is.
+    pub(crate) arena: OnceLock<PageArena>,
+    /// Pages writers preserved, over the cache's life (a statistic, and a test's
+    /// proof that the copy-on-write path ran).
+    pub(crate) preserved: AtomicU64,
 }
 
 impl Snapshot {
@@ -43,7 +62,8 @@ impl Snapshot {
             active: AtomicBool::new(false),
             epoch: AtomicU32::new(0),
             state: (0..pages).map(|_| AtomicU32::new(0)).collect(),
-            preserved: Mutex::new(HashMap::new()),
+            arena: OnceLock::new(),
+            preserved: AtomicU64::new(0),
         }
     }
 

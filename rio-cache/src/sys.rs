@@ -453,3 +453,84 @@ impl AtomicMapping {
         unsafe { self.map.atomics(off, len) }
     }
 }
+
+/// Private anonymous memory with one 4 KiB slot per data page: where writers preserve
+/// the snapshot's pages during a checkpoint (`snapshot.rs`). Slot `p` belongs to page
+/// `p`, so preserving a page needs no allocation, no index and no lock; the slot is
+/// passed from the writer to the checkpoint by the page's snapshot state (see
+/// [`PageArena::slot_mut`] and [`PageArena::slot`]).
+///
+/// The memory is reserved, not touched: a slot's page is faulted in by its first
+/// preservation (measured: a writer's first touch of a fresh slot during a 1 GiB
+/// checkpoint took up to 0.4 ms, once per slot in the cache's life). Mapping the arena
+/// populated instead was tried and rejected: it made every first checkpoint of an
+/// open, the one at close included, zero the whole arena (about 0.3 s per GiB; a warm
+/// open and close of 1 GiB went from 6 ms to 291 ms). After each snapshot in which
+/// writers preserved pages, the checkpoint hands the slots back with `MADV_FREE` ([`PageArena::release`]): the
+/// kernel reclaims them only under memory pressure, and until then the next write to
+/// a slot reuses its page without a fault. The price is memory: one page per page
+/// ever preserved, resident until the kernel needs it back.
+#[derive(Debug)]
+pub(crate) struct PageArena {
+    map: MmapRaw,
+}
+
+impl PageArena {
+    /// An arena for `pages` pages (at least one slot, so the mapping is never empty).
+    pub(crate) fn new(pages: usize) -> io::Result<PageArena> {
+        let len = pages
+            .max(1)
+            .checked_mul(PAGE)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let map = MmapRaw::from(MmapOptions::new().len(len).map_anon()?);
+        Ok(PageArena { map })
+    }
+
+    /// Page `p`'s slot, for writing.
+    ///
+    /// # Safety
+    /// `p` must be below the arena's page count, and the caller must hold page `p`'s
+    /// snapshot latch for the slice's whole life: only the latch holder touches the
+    /// slot until the page's state says it is preserved, and after that nobody writes
+    /// it again in the same snapshot.
+    pub(crate) unsafe fn slot_mut<'a>(&self, p: usize) -> &'a mut [u8] {
+        debug_assert!((p + 1) * PAGE <= self.map.len());
+        // SAFETY: in bounds (caller), private anonymous read-write memory that lives
+        // as long as `self`, and unaliased (the caller holds the page's latch).
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(p * PAGE), PAGE) }
+    }
+
+    /// Page `p`'s slot, for reading.
+    ///
+    /// # Safety
+    /// `p` must be below the arena's page count, and page `p`'s snapshot state must
+    /// have been seen (with acquire ordering) to say a writer preserved it in the
+    /// current snapshot: that writer's copy happened before, and no one writes the
+    /// slot again until the next snapshot, which starts only after this one's copy.
+    pub(crate) unsafe fn slot<'a>(&self, p: usize) -> &'a [u8] {
+        debug_assert!((p + 1) * PAGE <= self.map.len());
+        // SAFETY: in bounds (caller); no `&mut` to the slot exists or is created while
+        // the slice lives (caller: preserved, so no writer latches the page again).
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(p * PAGE), PAGE) }
+    }
+
+    /// Gives the slots' memory back lazily (`MADV_FREE`): their contents may be lost,
+    /// which is fine once a snapshot's copy is over. Errors are ignored: the advice
+    /// only saves memory.
+    ///
+    /// # Safety
+    /// No slice of a slot may be alive: call only after a snapshot's copy is finished
+    /// (no writer preserves a page of a finished snapshot, see `snapshot.rs`).
+    pub(crate) unsafe fn release(&self) {
+        // SAFETY: the whole range is this live private anonymous mapping; MADV_FREE
+        // changes only the contents (to zero, if the kernel reclaims a page), and no
+        // reference into it is alive (caller), so no Rust value observes the change.
+        unsafe {
+            libc::madvise(
+                self.map.as_mut_ptr().cast(),
+                self.map.len(),
+                libc::MADV_FREE,
+            )
+        };
+    }
+}

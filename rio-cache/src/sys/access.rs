@@ -58,14 +58,15 @@ impl Inner {
     /// it ends keeps its changes out of every later checkpoint but a group's.
     pub(crate) fn stage(&self, seq: u64, group: bool) -> Result<Batch> {
         let snap = &self.snapshot;
-        // Room for every page the snapshot may take, made before writers start to
-        // preserve pages: growing the map under its lock would stall them.
-        let expected = usize::try_from(self.dirty_pages.load(Ordering::Relaxed)).unwrap_or(0);
-        snap.preserved
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .reserve(expected.min(self.pages));
-        let epoch = {
+        // The slots writers preserve pages into, mapped before any writer may need
+        // them (the first checkpoint; again after a grow). Stages run one at a time
+        // (the caller holds the checkpoint lock), so no other thread sets it.
+        if snap.arena.get().is_none() {
+            let arena = sys::PageArena::new(self.pages)
+                .context(|| "map the snapshot's page arena".to_owned())?;
+            let _ = snap.arena.set(arena);
+        }
+        let (epoch, preserved_before) = {
             let Some(_gate) = self.gate.close(self.checkpoint_wait) else {
                 return Err(Error::CheckpointBusy {
                     waited: self.checkpoint_wait,
@@ -85,7 +86,7 @@ impl Inner {
             self.dirty_gen.fetch_add(1, Ordering::Relaxed);
             self.kicked.store(false, Ordering::Relaxed);
             snap.active.store(true, Ordering::Release);
-            epoch
+            (epoch, snap.preserved.load(Ordering::Relaxed))
             // The gate reopens here: the release pairs with the entering updates.
         };
         let frozen = self.inflight_map();
@@ -105,10 +106,15 @@ impl Inner {
             crash_point::crash_point!("rio.checkpoint.copying");
         }
         snap.active.store(false, Ordering::Release);
-        snap.preserved
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        // Only if writers used the arena in this snapshot: the advice walks the whole
+        // arena's page tables, which a checkpoint without writers need not pay.
+        let used = snap.preserved.load(Ordering::Relaxed) != preserved_before;
+        if let Some(arena) = snap.arena.get().filter(|_| used) {
+            // SAFETY: the copy is over: every page of the snapshot is in the batch, so
+            // its state is this epoch and no writer latches it (or touches its slot)
+            // again before the next snapshot, which this thread starts.
+            unsafe { arena.release() };
+        }
         Ok(batch)
     }
 
@@ -120,13 +126,13 @@ impl Inner {
         loop {
             let s = state.load(Ordering::Acquire);
             if s == epoch {
-                let mut preserved = self
-                    .snapshot
-                    .preserved
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                let image = preserved.remove(&p).expect("a handled page was preserved");
-                out.copy_from_slice(&image);
+                // A writer preserved the page (this thread has not handled it: it
+                // copies each page once).
+                let arena = self.snapshot.arena.get().expect("stage maps the arena");
+                // SAFETY: p < pages, the arena's size; the acquire load above saw the
+                // epoch the preserving writer stored with release after filling the
+                // slot, and no one writes the slot again in this snapshot.
+                out.copy_from_slice(unsafe { arena.slot(p) });
                 return;
             }
             if s != crate::snapshot::LATCH
@@ -190,16 +196,27 @@ impl Inner {
                         )
                         .is_ok()
                 {
+                    let arena = self
+                        .snapshot
+                        .arena
+                        .get()
+                        .expect("stage maps the arena before it activates the snapshot");
+                    // The `publish-before-preserve` mutant hands the slot over before
+                    // filling it (and dawdles), so the checkpoint may read a stale slot.
+                    if crate::mutant::is("publish-before-preserve") {
+                        state.store(epoch, Ordering::Release);
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
                     // SAFETY: page p is inside the page-rounded data mapping and latched
                     // by this update; no update has changed it since the snapshot's
                     // instant (every writer preserves it first, under this latch), so no
                     // mutable slice of it exists while this shared one lives.
-                    let image: Box<[u8]> = unsafe { self.data.slice(p * PAGE, PAGE) }.into();
-                    self.snapshot
-                        .preserved
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(p, image);
+                    let image = unsafe { self.data.slice(p * PAGE, PAGE) };
+                    // SAFETY: p < pages, the arena's size; this update holds page p's
+                    // latch, and the slot is read only once the release store below
+                    // publishes the epoch.
+                    unsafe { arena.slot_mut(p) }.copy_from_slice(image);
+                    self.snapshot.preserved.fetch_add(1, Ordering::Relaxed);
                     state.store(epoch, Ordering::Release);
                     break;
                 }
