@@ -144,7 +144,7 @@ pub fn median(v: &mut [f64]) -> f64 {
     if v.len() % 2 == 1 {
         v[m]
     } else {
-        (v[m - 1] + v[m]) / 2.0
+        f64::midpoint(v[m - 1], v[m])
     }
 }
 

@@ -782,7 +782,7 @@ impl<B: DrawingBackend> DrawingBackend for Glyphs<B> {
                 VPos::Center => height / 2.0,
                 VPos::Bottom => height,
             };
-        let baseline = top + (height + cap) / 2.0;
+        let baseline = top + f32::midpoint(height, cap);
         let (size_x, size_y) = self.inner.get_size();
         let mut pen = x0;
         let mut prev = None;

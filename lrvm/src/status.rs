@@ -149,7 +149,7 @@ impl Status {
                     any_magic = true;
                     if best
                         .as_ref()
-                        .map_or(true, |(b, _)| s.generation > b.generation)
+                        .is_none_or(|(b, _)| s.generation > b.generation)
                     {
                         best = Some((s, slot));
                     }

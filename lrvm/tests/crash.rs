@@ -53,7 +53,7 @@ fn fill(i: u64, region: usize, off: usize, buf: &mut [u8]) {
 }
 
 fn commit_mode(i: u64) -> CommitMode {
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         CommitMode::Flush
     } else {
         CommitMode::NoFlush

@@ -111,7 +111,7 @@ impl RioCache {
         }
         for (offset, bytes) in edits {
             let n = bytes.len() as u64;
-            if !offset.checked_add(n).is_some_and(|end| end <= new_len) {
+            if offset.checked_add(n).is_none_or(|end| end > new_len) {
                 return Err(Error::OutOfRange {
                     offset: *offset,
                     len: n,

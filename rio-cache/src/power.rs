@@ -275,7 +275,7 @@ fn pending(records: &[Record]) -> Vec<usize> {
         .enumerate()
         .filter(|(i, r)| {
             r.op != Op::Sync
-                && last_sync[usize::from(r.target == Target::Journal)].map_or(true, |s| *i > s)
+                && last_sync[usize::from(r.target == Target::Journal)].is_none_or(|s| *i > s)
         })
         .map(|(i, _)| i)
         .collect()
@@ -340,13 +340,13 @@ fn plan_fates(plan: Plan, pending: &[usize], records: &[Record]) -> Vec<Fate> {
                     _ => {
                         let total = sectors(&records[i]);
                         if total == 1 {
-                            if rng.next() % 2 == 0 {
+                            if rng.next().is_multiple_of(2) {
                                 Fate::Keep
                             } else {
                                 Fate::Drop
                             }
                         } else {
-                            Fate::Tear((0..total).map(|_| rng.next() % 2 == 0).collect())
+                            Fate::Tear((0..total).map(|_| rng.next().is_multiple_of(2)).collect())
                         }
                     }
                 })

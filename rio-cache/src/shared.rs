@@ -114,7 +114,7 @@ impl SharedCache {
     ) -> Result<(SharedCache, Vec<Claim>)> {
         let len = region.end.saturating_sub(region.start);
         cache.inner.check_range(region.start, len)?;
-        if parts == 0 || len % parts != 0 {
+        if parts == 0 || !len.is_multiple_of(parts) {
             return Err(Error::OutOfRange {
                 offset: region.start,
                 len,

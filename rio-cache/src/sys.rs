@@ -210,7 +210,7 @@ impl Mapping {
 
     /// Changes the protection of `[off, off + len)` (page-aligned) of this mapping.
     pub(crate) fn protect(&self, off: usize, len: usize, writable: bool) -> io::Result<()> {
-        assert!(off % PAGE == 0 && off + len <= self.len());
+        assert!(off.is_multiple_of(PAGE) && off + len <= self.len());
         let prot = if writable {
             libc::PROT_READ | libc::PROT_WRITE
         } else {
@@ -431,7 +431,7 @@ impl AtomicMapping {
     /// The 8 bytes at `off` (a multiple of 8) as one atomic word. Panics if out of
     /// bounds or misaligned.
     pub(crate) fn word(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= self.map.len());
+        assert!(off.is_multiple_of(8) && off + 8 <= self.map.len());
         let word = self.map.ptr().wrapping_add(off);
         #[allow(clippy::cast_ptr_alignment)] // alignment asserted above
         // SAFETY: in bounds and 8-aligned (asserted; the mapping is page-aligned); this

@@ -85,7 +85,10 @@ fn watch_segv(addr: usize) {
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = report_segv as *const () as usize;
         sa.sa_flags = libc::SA_SIGINFO;
-        assert_eq!(libc::sigaction(libc::SIGSEGV, &sa, std::ptr::null_mut()), 0);
+        assert_eq!(
+            libc::sigaction(libc::SIGSEGV, &raw const sa, std::ptr::null_mut()),
+            0
+        );
     }
 }
 
@@ -227,7 +230,10 @@ fn child_read_in_signal_handler(dir: &Path, arg: &str) {
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = sum_on_signal as *const () as usize;
-        assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR1, &raw const sa, std::ptr::null_mut()),
+            0
+        );
     }
     let raise = || {
         READ_SUM.store(0, Ordering::Relaxed);

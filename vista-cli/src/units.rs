@@ -45,7 +45,7 @@ pub fn human(bytes: u64) -> String {
     for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
         if bytes >= 1 << shift {
             let v = bytes as f64 / (1u64 << shift) as f64;
-            let shown = if bytes % (1 << shift) == 0 {
+            let shown = if bytes.is_multiple_of(1 << shift) {
                 format!("{} {unit}", bytes >> shift)
             } else {
                 format!("{v:.1} {unit}")

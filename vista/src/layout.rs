@@ -136,7 +136,7 @@ impl Layout {
         };
         let consistent = l.lanes >= 1
             && l.lane_size >= PAGE
-            && l.lane_size % PAGE == 0
+            && l.lane_size.is_multiple_of(PAGE)
             && l.lanes_off == PAGE
             && l.lane_size
                 .checked_mul(u64::from(l.lanes))

@@ -94,7 +94,7 @@ fn field_of<T: bytemuck::Pod, U: bytemuck::Pod>(base: (u64, u64), offset: usize)
         "a {size}-byte field at offset {offset} does not lie in a {outer}-byte value"
     );
     assert!(
-        offset % std::mem::align_of::<U>() == 0,
+        offset.is_multiple_of(std::mem::align_of::<U>()),
         "offset {offset} is not aligned to the field's {}",
         std::mem::align_of::<U>()
     );
@@ -226,7 +226,7 @@ impl<T: bytemuck::Pod> Handle for PPlace<T> {
     fn locate(self, tx: &Transaction<'_>) -> Result<u64> {
         let len = tx.live_block::<[u8]>(self.block)?;
         let size = std::mem::size_of::<T>() as u64;
-        if self.at.checked_add(size).map_or(true, |end| end > len) {
+        if self.at.checked_add(size).is_none_or(|end| end > len) {
             return Err(Error::BadHandle {
                 offset: self.block,
                 reason: HandleError::OutsideBlock {

@@ -252,13 +252,13 @@ fn main() -> Result<()> {
             );
         }};
     }
-    if args.only.map_or(true, |n| n == 16) {
+    if args.only.is_none_or(|n| n == 16) {
         pair_row!(16);
     }
-    if args.only.map_or(true, |n| n == 256) {
+    if args.only.is_none_or(|n| n == 256) {
         pair_row!(256);
     }
-    if args.only.map_or(true, |n| n == 4096) {
+    if args.only.is_none_or(|n| n == 4096) {
         pair_row!(4096);
     }
     if args.only.is_some() {

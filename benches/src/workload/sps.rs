@@ -54,7 +54,7 @@ impl Sps {
     /// `swaps` swaps per transaction on an array of `entries` entries (a multiple of
     /// [`ENTRIES_PER_RECORD`]).
     pub fn new(entries: u64, swaps: u64) -> Sps {
-        assert!(entries > 0 && entries % ENTRIES_PER_RECORD == 0 && swaps > 0);
+        assert!(entries > 0 && entries.is_multiple_of(ENTRIES_PER_RECORD) && swaps > 0);
         let layout = Layout::new(vec![
             Table {
                 name: "header",

@@ -29,7 +29,7 @@ pub struct Synthetic {
 impl Synthetic {
     /// Writes of `size` bytes into a segment of `segment_len` bytes (a multiple of 4 KiB).
     pub fn new(segment_len: u64, size: usize) -> Synthetic {
-        assert!(size > 0 && size as u64 <= segment_len && segment_len % PAGE as u64 == 0);
+        assert!(size > 0 && size as u64 <= segment_len && segment_len.is_multiple_of(PAGE as u64));
         let payload = (0..size).map(|i| (i % 251) as u8 | 1).collect();
         Synthetic {
             segment_len,
@@ -112,9 +112,9 @@ impl Workload for Synthetic {
 
 /// `8B`, `4KiB`, `64KiB`.
 pub fn human_bytes(n: usize) -> String {
-    if n >= 1 << 20 && n % (1 << 20) == 0 {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{}MiB", n >> 20)
-    } else if n >= 1024 && n % 1024 == 0 {
+    } else if n >= 1024 && n.is_multiple_of(1024) {
         format!("{}KiB", n >> 10)
     } else {
         format!("{n}B")

@@ -118,7 +118,7 @@ impl Harness<'_> {
             }
             history.crash = Some(model);
             checked = false;
-            if cycle % 16 == 0 {
+            if cycle.is_multiple_of(16) {
                 let (c, k) = (cycle, ctx.report.effective_kills);
                 ctx.tick(|| format!("{c} cycles, {k} effective kills"));
             }

@@ -24,7 +24,7 @@ pub(super) fn run(app: &dyn App, ctx: &mut Ctx) -> Result<()> {
     let firsts: Vec<&str> = points
         .iter()
         .copied()
-        .filter(|p| ctx.cfg.point.as_deref().map_or(true, |q| q == *p))
+        .filter(|p| ctx.cfg.point.as_deref().is_none_or(|q| q == *p))
         .collect();
     let mut kills = vec![0u64; firsts.len()];
     ctx.report.points_total = firsts.len();

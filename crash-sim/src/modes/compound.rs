@@ -56,7 +56,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let names: Vec<&str> = SCENARIOS
         .iter()
         .copied()
-        .filter(|s| ctx.cfg.scenario.as_deref().map_or(true, |want| want == *s))
+        .filter(|s| ctx.cfg.scenario.as_deref().is_none_or(|want| want == *s))
         .collect();
     if names.is_empty() {
         bail!(

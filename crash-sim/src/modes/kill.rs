@@ -151,7 +151,7 @@ pub fn run(ctx: &mut Ctx, model: CrashModel) -> Result<()> {
         }
         cycle += 1;
         ctx.report.cycles = cycle;
-        if cycle % 64 == 0 {
+        if cycle.is_multiple_of(64) {
             let (c, k) = (cycle, ctx.report.effective_kills);
             ctx.tick(|| format!("{c} cycles, {k} effective kills"));
         }

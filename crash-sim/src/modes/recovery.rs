@@ -102,7 +102,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let first_points: Vec<&'static str> = points
         .iter()
         .copied()
-        .filter(|p| ctx.cfg.point.as_deref().map_or(true, |q| q == *p))
+        .filter(|p| ctx.cfg.point.as_deref().is_none_or(|q| q == *p))
         .collect();
 
     let mut kills: std::collections::BTreeMap<&'static str, u64> =

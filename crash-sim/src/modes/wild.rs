@@ -262,7 +262,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             if ctx.stop() {
                 break;
             }
-            if cycle % 16 == 0 {
+            if cycle.is_multiple_of(16) {
                 ctx.tick(|| format!("{label}: {} faults", row.faults));
             }
         }

@@ -500,7 +500,7 @@ impl Update<'_> {
         tail: u64,
         fill: impl FnOnce(&mut [u8], &[u8]),
     ) -> Result<&mut [u8]> {
-        if tail_at % 8 != 0 {
+        if !tail_at.is_multiple_of(8) {
             return Err(Error::Misaligned { offset: tail_at });
         }
         // Everything that can fail is checked before the store: once the tail is
@@ -636,7 +636,7 @@ impl Update<'_> {
     /// [`Update::window`].
     #[inline]
     pub fn store_u64(&mut self, offset: u64, value: u64) -> Result<()> {
-        if offset % 8 != 0 {
+        if !offset.is_multiple_of(8) {
             return Err(Error::Misaligned { offset });
         }
         if self.claim_writable(offset, 8) {
