@@ -68,7 +68,7 @@ impl Ptm {
     ///
     /// A driver that could not map its region at the PTM's fixed address (address-space
     /// randomisation put something there; it exits before running anything) is run
-    /// again, up to [`MAPPING_TRIES`] times in all.
+    /// again, up to three times in all (`MAPPING_TRIES`).
     ///
     /// # Errors
     /// The driver failed (the sum check's assert, among others) or printed no result.
