@@ -361,6 +361,11 @@ impl<'s> Transaction<'s> {
 
     #[inline]
     fn commit_point(&mut self) -> Result<()> {
+        if self.lane.is_none() {
+            // A read-only transaction: nothing to commit; its locks go when it drops.
+            self.finished = true;
+            return Ok(());
+        }
         // A poisoned segment commits nothing more: the transaction is rolled back.
         #[cfg(feature = "mutants")]
         let poisoned = if crate::mutant::is("commit-after-poison") {
@@ -370,11 +375,6 @@ impl<'s> Transaction<'s> {
         };
         #[cfg(not(feature = "mutants"))]
         let poisoned = self.cx.poison.check();
-        if self.lane.is_none() {
-            // A read-only transaction: nothing to commit; its locks go when it drops.
-            self.finished = true;
-            return Ok(());
-        }
         if let Err(e) = poisoned {
             self.finished = true;
             let _ = self.roll_back();

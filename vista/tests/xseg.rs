@@ -600,6 +600,11 @@ fn a_decided_member_is_kept_when_the_crash_hits_before_its_commit_store() {
         g,
         Some(("vista.xseg.member_committed", 1))
     ));
+    // The inspector (the `vista` tool's library), before any open: member 1's part is
+    // decided committed, and the committed balances include the transfer.
+    let (lanes, state) = inspected(&f);
+    assert_eq!(parts(&f, &lanes), [None, Some(true)]);
+    assert_eq!(state, expected(1), "the inspector must keep a decided part");
     let segs = members_alone(&f, g);
     assert_eq!(state_of(&segs), expected(1));
     assert_eq!(segs[1].recovery().lanes_kept, 1);
@@ -624,51 +629,36 @@ fn inspected(f: &Fixture) -> (Vec<Vec<LaneState>>, State) {
     (lanes, s)
 }
 
+/// Per member, the verdict its cross-segment lane shows (`None`: no such lane).
+fn parts(f: &Fixture, lanes: &[Vec<LaneState>]) -> Vec<Option<bool>> {
+    lanes
+        .iter()
+        .map(|m| {
+            m.iter().find_map(|l| match l {
+                LaneState::CrossSegment {
+                    decided,
+                    coordinator,
+                    ..
+                } => {
+                    assert_eq!(coordinator, &f.coord());
+                    Some(*decided.as_ref().unwrap())
+                }
+                _ => None,
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn the_inspector_shows_a_part_across_segments_and_what_its_coordinator_decided() {
     let _s = serial();
     let f = Fixture::new();
     let g = Protection::Auto;
-    let parts = |lanes: &[Vec<LaneState>]| -> Vec<Option<bool>> {
-        lanes
-            .iter()
-            .map(|m| {
-                m.iter().find_map(|l| match l {
-                    LaneState::CrossSegment {
-                        decided,
-                        coordinator,
-                        ..
-                    } => {
-                        assert_eq!(coordinator, &f.coord());
-                        Some(*decided.as_ref().unwrap())
-                    }
-                    _ => None,
-                })
-            })
-            .collect()
-    };
-    // Killed after the decision and the first member's commit store: member 1's part is
-    // decided committed, and the committed balances include the transfer.
-    f.reset(g);
-    assert!(spawn(
-        &f,
-        "script",
-        g,
-        Some(("vista.xseg.member_committed", 1))
-    ));
-    let (lanes, state) = inspected(&f);
-    assert_eq!(parts(&lanes), [None, Some(true)]);
-    assert_eq!(state, expected(1), "the inspector must keep a decided part");
-    assert_eq!(
-        state_of(&members_alone(&f, g)),
-        expected(1),
-        "as the open does"
-    );
     // Killed before the decision: both parts are undecided, and rolled back.
     f.reset(g);
     assert!(spawn(&f, "script", g, Some(("vista.xseg.prepared", 1))));
     let (lanes, state) = inspected(&f);
-    assert_eq!(parts(&lanes), [Some(false), Some(false)]);
+    assert_eq!(parts(&f, &lanes), [Some(false), Some(false)]);
     assert_eq!(state, expected(0));
     // Without its coordinator the committed state cannot be known: a typed error.
     let saved = save(&f);

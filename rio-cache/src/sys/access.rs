@@ -342,12 +342,10 @@ impl Locking<'_> {
 pub struct Update<'a> {
     inner: &'a Inner,
     guard: &'a Guard,
-    /// `None` for a reader (see [`crate::SharedCache::reader`]): it changes nothing, so
-    /// a checkpoint need not wait for it.
-    _gate: Option<Ticket<'a>>,
-    /// A reader: every call that would open bytes for writing is refused with
-    /// [`Error::ReadOnly`].
-    read_only: bool,
+    /// `None` exactly for a reader (see [`crate::SharedCache::reader`]): it changes
+    /// nothing, so a checkpoint need not wait for it, and every call that would open
+    /// bytes for writing is refused with [`Error::ReadOnly`].
+    gate: Option<Ticket<'a>>,
     /// Where `recent` is kept between updates of one writer.
     memo: Option<&'a mut PageMemo>,
     /// For updates of a shared cache: the ranges this update holds.
@@ -389,8 +387,7 @@ impl<'a> Update<'a> {
         Ok(Update {
             inner,
             guard,
-            _gate: gate,
-            read_only: false,
+            gate,
             memo,
             locks,
             opened: Vec::new(),
@@ -417,8 +414,7 @@ impl<'a> Update<'a> {
         Ok(Update {
             inner,
             guard,
-            _gate: None,
-            read_only: true,
+            gate: None,
             memo: None,
             locks: Some(locks),
             opened: Vec::new(),
@@ -434,8 +430,9 @@ impl<'a> Update<'a> {
 
 impl Update<'_> {
     /// Whether this is a reader (see [`crate::SharedCache::reader`]).
+    #[inline]
     pub fn is_read_only(&self) -> bool {
-        self.read_only
+        self.gate.is_none()
     }
 
     /// Starts from a writer's memo (see [`PageMemo`]), if it is still valid.
@@ -470,7 +467,9 @@ impl Update<'_> {
     /// already holds one, or it is a reader.
     pub fn hold(&mut self, claim: Claim) -> std::result::Result<(), Claim> {
         match &mut self.locks {
-            Some(l) if !self.read_only && l.claim.is_none() && l.sharing.id == claim.cache() => {
+            Some(l)
+                if self.gate.is_some() && l.claim.is_none() && l.sharing.id == claim.cache() =>
+            {
                 l.claim = Some(claim);
                 Ok(())
             }
@@ -740,7 +739,7 @@ impl Update<'_> {
     /// exclusively (shared cache) when it says yes.
     #[inline]
     fn writes_through(&self, offset: u64, len: u64) -> Result<bool> {
-        if self.read_only {
+        if self.is_read_only() {
             return Err(Error::ReadOnly { offset, len });
         }
         let Guard::Mprotect { .. } = self.guard else {
@@ -828,7 +827,7 @@ impl Update<'_> {
     /// As [`Update::window`].
     #[inline]
     pub fn open(&mut self, offset: u64, len: u64) -> Result<(usize, usize)> {
-        if self.read_only {
+        if self.is_read_only() {
             return Err(Error::ReadOnly { offset, len });
         }
         let (off, n) = self.inner.check_range(offset, len)?;
