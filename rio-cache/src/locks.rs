@@ -24,8 +24,6 @@
 //! never waits: two holders upgrading the same stripe would wait for each other.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 #[cfg(not(feature = "shuttle"))]
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -179,12 +177,11 @@ pub(crate) struct Held {
     first: [u32; INLINE],
     len: usize,
     more: Vec<u32>,
-    /// Position by stripe, once the set is long (built only then: creating a hash map
-    /// seeds its hasher, which a small transaction should not pay for).
-    // Boxed on purpose: `Held` lives inside every update, which is moved by value on the
-    // hot path; one pointer instead of a map's 48 bytes keeps those moves short.
-    #[allow(clippy::box_collection)]
-    index: Option<Box<Index>>,
+    /// Position by stripe, once the set is longer than [`INLINE`]: an open-addressing
+    /// table whose slot holds a position plus one (0: empty), its length a power of two
+    /// at least twice the set's. Stripe numbers are small integers chosen by the cache's
+    /// own layout, not by an adversary, so a multiplicative hash is enough.
+    slots: Vec<u32>,
     /// The last `acquire` failed because this thread holds the stripe.
     mine: bool,
     /// A read guard's set: its shared stripes are listed in `GUARDED`.
@@ -196,36 +193,26 @@ pub(crate) struct Held {
     seen: u64,
 }
 
-/// Position by stripe number. Stripe numbers are small integers chosen by the cache's
-/// own layout, not by an adversary, so a multiplicative hash is enough; the default
-/// SipHash costs several times more per stripe, and a 4 KiB range takes 64 stripes.
-type Index = HashMap<u32, usize, BuildHasherDefault<StripeHasher>>;
-
-/// Fibonacci hashing of a stripe number (one multiplication).
-#[derive(Debug, Default)]
-struct StripeHasher(u64);
-
-impl Hasher for StripeHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// Stripes a holder keeps without allocating.
+/// Stripes a holder keeps without allocating, and scans before it indexes.
 const INLINE: usize = 8;
 
-/// Past this many stripes a holder indexes them.
-const SCAN_LIMIT: usize = 24;
+/// The first index's slots: room for a 4 KiB range (64 stripes) without regrowing.
+const FIRST_SLOTS: usize = 256;
+
+/// The largest index whose buffers a thread keeps (16 KiB of slots).
+const SPARE_SLOTS: usize = 4096;
+
+thread_local! {
+    /// A large set's buffers (`more`, `slots`) kept when it is released, for this
+    /// thread's next large set: a transaction that touches many lines allocates nothing either.
+    static SPARE: Cell<Option<(Vec<u32>, Vec<u32>)>> = const { Cell::new(None) };
+}
+
+/// Slot of stripe `s` to probe first in a table of `mask + 1` slots.
+#[inline]
+fn home(s: u32, mask: usize) -> usize {
+    ((u64::from(s).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize) & mask
+}
 
 impl Held {
     fn entries(&self) -> impl Iterator<Item = u32> + '_ {
@@ -256,10 +243,40 @@ impl Held {
         if self.seen & (1 << (s % 64)) == 0 {
             return None;
         }
-        if self.len <= SCAN_LIMIT {
-            self.entries().position(|e| e & !EXCLUSIVE == s)
-        } else {
-            self.index.as_ref().and_then(|i| i.get(&s).copied())
+        if self.len <= INLINE {
+            return self.first[..self.len]
+                .iter()
+                .position(|&e| e & !EXCLUSIVE == s);
+        }
+        let mask = self.slots.len() - 1;
+        let mut h = home(s, mask);
+        loop {
+            match self.slots[h] {
+                0 => return None,
+                k if self.get(k as usize - 1) & !EXCLUSIVE == s => return Some(k as usize - 1),
+                _ => h = (h + 1) & mask,
+            }
+        }
+    }
+
+    /// Files position `i` (whose stripe is not filed yet) in the index.
+    fn file(&mut self, i: usize) {
+        let s = self.get(i) & !EXCLUSIVE;
+        let mask = self.slots.len() - 1;
+        let mut h = home(s, mask);
+        while self.slots[h] != 0 {
+            h = (h + 1) & mask;
+        }
+        self.slots[h] = i as u32 + 1;
+    }
+
+    /// Rebuilds the index with `n` slots (a power of two).
+    #[cold]
+    fn reindex(&mut self, n: usize) {
+        self.slots.clear();
+        self.slots.resize(n, 0);
+        for i in 0..self.len {
+            self.file(i);
         }
     }
 
@@ -267,24 +284,22 @@ impl Held {
         self.seen |= 1 << ((e & !EXCLUSIVE) % 64);
         if self.len < INLINE {
             self.first[self.len] = e;
-        } else {
-            self.more.push(e);
+            self.len += 1;
+            return;
         }
+        if self.len == INLINE && self.more.capacity() == 0 {
+            if let Some((more, slots)) = SPARE.try_with(Cell::take).ok().flatten() {
+                (self.more, self.slots) = (more, slots);
+            }
+        }
+        self.more.push(e);
         self.len += 1;
-        match self.len {
-            n if n == SCAN_LIMIT + 1 => {
-                // Sized for a 4 KiB range (64 stripes) and more without regrowing.
-                let mut index =
-                    Index::with_capacity_and_hasher(4 * SCAN_LIMIT, BuildHasherDefault::default());
-                index.extend(self.entries().enumerate().map(|(i, e)| (e & !EXCLUSIVE, i)));
-                self.index = Some(Box::new(index));
-            }
-            n if n > SCAN_LIMIT + 1 => {
-                if let Some(i) = self.index.as_mut() {
-                    i.insert(e & !EXCLUSIVE, n - 1);
-                }
-            }
-            _ => {}
+        if self.len == INLINE + 1 {
+            self.reindex(FIRST_SLOTS);
+        } else if 2 * self.len > self.slots.len() {
+            self.reindex(2 * self.slots.len());
+        } else {
+            self.file(self.len - 1);
         }
     }
 
@@ -385,10 +400,9 @@ impl Held {
     /// A read guard's holder: its shared stripes are listed for this thread, so that
     /// this thread's own writers can tell they would wait for it.
     pub(crate) fn for_read_guard(table: &LockTable) -> Held {
-        Held {
-            guard: Some(table.id),
-            ..Held::default()
-        }
+        let mut held = Held::default();
+        held.guard = Some(table.id);
+        held
     }
 
     /// Releases every stripe (the end of the holder's growing phase and its life).
@@ -410,8 +424,17 @@ impl Held {
         }
         self.len = 0;
         self.seen = 0;
-        self.more.clear();
-        self.index = None;
+        // Kept for this thread's next large set (see `SPARE`), unless very large.
+        let (mut more, mut slots) = (
+            std::mem::take(&mut self.more),
+            std::mem::take(&mut self.slots),
+        );
+        if slots.capacity() <= SPARE_SLOTS {
+            more.clear();
+            slots.clear();
+            // Not kept while the thread's locals are being destroyed.
+            let _ = SPARE.try_with(|s| s.set(Some((more, slots))));
+        }
     }
 
     /// How many stripes are held.
@@ -725,6 +748,49 @@ mod tests {
         assert_eq!(a.len(), 128);
         a.release_all(&t);
         assert!(t.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+    }
+
+    #[test]
+    fn large_sets_find_every_stripe_they_hold_and_no_other() {
+        // Random stripes into sets of every size around the scan and index limits and
+        // the index's growth, one set after another on this thread (so later sets reuse
+        // the spare buffers): each set takes a stripe once, finds it as held (a retake
+        // takes nothing, an upgrade keeps the count), and releases exactly what it took.
+        let t = LockTable::new(64 << 16); // the most stripes
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for size in [1usize, 7, 8, 9, 24, 25, 127, 128, 129, 300, 2100, 3000, 9] {
+            let mut held = Held::default();
+            let mut model = std::collections::BTreeMap::new();
+            while model.len() < size {
+                let line = next() % (1 << 16);
+                let exclusive = next() % 2 == 0;
+                assert!(held.acquire(&t, line * LINE, 1, exclusive, NO_WAIT));
+                let e = model.entry(line).or_insert(false);
+                *e |= exclusive;
+                assert_eq!(held.len(), model.len(), "set of {size}");
+            }
+            for (&line, &exclusive) in &model {
+                let word = t.words[line as usize].load(Ordering::Relaxed);
+                assert_eq!(word & EXCLUSIVE != 0, exclusive, "stripe {line}");
+                assert!(held.find(line as u32).is_some(), "stripe {line} held");
+                // Retaking (shared, then exclusive) changes nothing but the mode.
+                assert!(held.acquire(&t, line * LINE, 1, false, NO_WAIT));
+                assert!(held.acquire(&t, line * LINE, 1, true, NO_WAIT));
+                assert_eq!(held.len(), model.len());
+            }
+            let absent = (0..1u32 << 16).filter(|s| !model.contains_key(&u64::from(*s)));
+            for s in absent.take(5000) {
+                assert_eq!(held.find(s), None, "stripe {s} not held");
+            }
+            held.release_all(&t);
+            assert!(t.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+        }
     }
 
     #[test]

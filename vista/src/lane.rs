@@ -36,6 +36,11 @@ use shuttle::sync::{Condvar, Mutex, MutexGuard};
 /// (roll-back applies newest first, so the oldest before-image wins).
 const DEDUP_WINDOW: usize = 16;
 
+/// The bit of `offset`'s 64-byte line in [`Lane`]'s filter of logged lines.
+fn line_bit(offset: u64) -> u64 {
+    1 << (offset / 64 % 64)
+}
+
 /// One undo log and the state of the transaction that owns it.
 #[derive(Debug)]
 pub(crate) struct Lane {
@@ -46,6 +51,10 @@ pub(crate) struct Lane {
     tail: u64,
     /// Ranges logged by the transaction in progress (reused to avoid allocating).
     logged: Vec<(u64, u64)>,
+    /// Bit `l mod 64` is set for every 64-byte line `l` of user space that a range in
+    /// `logged` touches: a range whose first line's bit is clear lies in none of them,
+    /// without a search.
+    logged_lines: u64,
     /// Where undo records are assembled when they are written through the memory image
     /// (under `mprotect`; reused to avoid allocating).
     scratch: Vec<u8>,
@@ -63,6 +72,7 @@ impl Lane {
             off: layout.lane_off(index),
             tail: 0,
             logged: Vec::new(),
+            logged_lines: 0,
             scratch: Vec::new(),
             memo: PageMemo::default(),
             claim,
@@ -96,12 +106,13 @@ impl Lane {
     ) -> Result<&'u mut [u8]> {
         let end = offset + len;
         if len == 0
-            || self
-                .logged
-                .iter()
-                .rev()
-                .take(DEDUP_WINDOW)
-                .any(|&(s, e)| s <= offset && end <= e)
+            || (self.logged_lines & line_bit(offset) != 0
+                && self
+                    .logged
+                    .iter()
+                    .rev()
+                    .take(DEDUP_WINDOW)
+                    .any(|&(s, e)| s <= offset && end <= e))
         {
             return Ok(update.window(at, len)?);
         }
@@ -122,7 +133,7 @@ impl Lane {
             let (rec, data) = update.window_pair(rec_at..rec_at + needed, at..at + len)?;
             undo::encode(rec, offset, data);
             self.tail = tail;
-            self.logged.push((offset, end));
+            self.note_logged(offset, end);
             return Ok(update.window(at, len)?);
         }
         // The data range is locked exclusively before the record that covers it is
@@ -147,7 +158,7 @@ impl Lane {
             // From the store on, the published tail and `self.tail` agree, whatever
             // fails after it: an abort then undoes this record too.
             self.tail = tail;
-            self.logged.push((offset, end));
+            self.note_logged(offset, end);
             crash_point!("vista.set_range.published");
             return Ok(update.window(at, len)?);
         }
@@ -164,9 +175,20 @@ impl Lane {
             },
         )?;
         self.tail = tail;
-        self.logged.push((offset, end));
+        self.note_logged(offset, end);
         crash_point!("vista.set_range.published");
         Ok(data)
+    }
+
+    /// Records that `[offset, end)` (not empty) is logged.
+    fn note_logged(&mut self, offset: u64, end: u64) {
+        self.logged.push((offset, end));
+        let lines = (end - 1) / 64 - offset / 64 + 1;
+        self.logged_lines |= if lines >= 64 {
+            u64::MAX
+        } else {
+            ((1u64 << lines) - 1).rotate_left((offset / 64 % 64) as u32)
+        };
     }
 
     /// Appends the group record `tag` and publishes it (see `undo`): from this store on,
@@ -216,6 +238,7 @@ impl Lane {
         update.store_u64(self.off, 0)?;
         self.tail = 0;
         self.logged.clear();
+        self.logged_lines = 0;
         crash_point!("vista.commit.after_store");
         Ok(())
     }
@@ -241,6 +264,7 @@ impl Lane {
         )?;
         self.tail = 0;
         self.logged.clear();
+        self.logged_lines = 0;
         Ok(())
     }
 

@@ -168,7 +168,7 @@ impl Segment {
     ///
     /// # Errors
     /// [`Error::Poisoned`] after a failed checkpoint or abort; [`Error::LanesBusy`].
-    #[inline]
+    #[inline(always)]
     pub fn begin(&self) -> Result<Transaction<'_>> {
         self.poison.check()?;
         let mut lane = self.lanes.take()?;

@@ -54,7 +54,7 @@ pub struct Transaction<'s> {
 }
 
 impl<'s> Transaction<'s> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(update: Update<'s>, lane: LaneGuard<'s>, cx: Context<'s>) -> Transaction<'s> {
         let write_through = update.protection() == rio_cache::ActiveProtection::Mprotect;
         Transaction {
@@ -280,7 +280,7 @@ impl<'s> Transaction<'s> {
     /// is a `pwrite` into the memory image). The transaction is then rolled back, as by
     /// [`Transaction::abort`], before this returns; if the roll-back fails too, the
     /// segment is poisoned. Either way none of its changes survive.
-    #[inline]
+    #[inline(always)]
     pub fn commit(mut self) -> Result<()> {
         self.commit_point()
     }

@@ -49,6 +49,39 @@ fn overlapping_and_repeated_ranges_roll_back_to_the_oldest_image() {
 }
 
 #[test]
+fn a_range_inside_any_line_of_a_logged_range_is_not_logged_again() {
+    // The lane skips its search of recent ranges when a filter of logged lines says no
+    // range covers the new one's first line: the filter must know every line of a
+    // logged range (not only its first), including ranges of 64 lines and more, and
+    // lines that share its bit must still be searched and logged.
+    let p = Place::new();
+    let seg = Segment::open(&p.path, &p.opts(64 << 10)).unwrap();
+    let fill: Vec<u8> = (0..16 << 10).map(|i| (i % 251) as u8).collect();
+    seg.transaction(|tx| tx.write(0, &fill)).unwrap();
+    for _ in 0..2 {
+        // Twice: the filter starts empty in each transaction of the lane.
+        let mut tx = seg.begin().unwrap();
+        assert_eq!(tx.undo_log_usage().0, 0);
+        tx.write(0, &[1u8; 256]).unwrap(); // lines 0..4
+        let used = tx.undo_log_usage().0;
+        tx.write(130, &[2u8; 8]).unwrap(); // line 2: inside
+        tx.write(192, &[2u8; 64]).unwrap(); // line 3: inside
+        assert_eq!(tx.undo_log_usage().0, used);
+        tx.write(64 * 64 + 130, &[3u8; 8]).unwrap(); // line 66 shares line 2's bit
+        let used = tx.undo_log_usage().0;
+        assert!(used > 0);
+        tx.write(8192, &[4u8; 8192]).unwrap(); // 128 lines: every bit
+        let used = tx.undo_log_usage().0;
+        tx.write(8192 + 8190, &[5u8; 2]).unwrap(); // its last line: inside
+        assert_eq!(tx.undo_log_usage().0, used);
+        tx.write(8192 + 8190, &[5u8; 4]).unwrap(); // past its end: logged
+        assert!(tx.undo_log_usage().0 > used);
+        tx.abort().unwrap();
+        assert_eq!(seg.read(0, 16 << 10).unwrap(), &fill[..]);
+    }
+}
+
+#[test]
 fn closure_commits_on_ok_aborts_on_err_and_panic() {
     let p = Place::new();
     let seg = Segment::open(&p.path, &p.opts(4096)).unwrap();
