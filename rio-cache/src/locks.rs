@@ -280,6 +280,7 @@ impl Held {
         }
     }
 
+    #[inline]
     fn push(&mut self, e: u32) {
         self.seen |= 1 << ((e & !EXCLUSIVE) % 64);
         if self.len < INLINE {
@@ -306,7 +307,49 @@ impl Held {
     /// Takes `[offset, offset + len)` shared or exclusively, waiting at most `wait` for
     /// each stripe held incompatibly by others. On `false` some stripes may have been
     /// taken: they stay held until [`Held::release_all`].
+    #[inline]
     pub(crate) fn acquire(
+        &mut self,
+        table: &LockTable,
+        offset: u64,
+        len: u64,
+        exclusive: bool,
+        wait: Duration,
+    ) -> bool {
+        // The common request, inline: one line (a word read or written), not for a read
+        // guard, the stripe held already in a mode that serves, or free to take or
+        // upgrade at once. Anything else (several lines, a wait) takes the general path.
+        if len != 0 && self.guard.is_none() && offset / LINE == (offset + len - 1) / LINE {
+            let s = ((offset / LINE) & table.mask) as u32;
+            match self.find(s) {
+                Some(i) if !exclusive || self.get(i) & EXCLUSIVE != 0 => return true,
+                Some(i) => {
+                    if table.try_upgrade(s, this_thread()) {
+                        self.set(i, s | EXCLUSIVE);
+                        return true;
+                    }
+                }
+                None if exclusive => {
+                    if table.try_exclusive(s, this_thread()) {
+                        self.push(s | EXCLUSIVE);
+                        return true;
+                    }
+                }
+                None => {
+                    if table.try_shared(s) {
+                        self.push(s);
+                        return true;
+                    }
+                }
+            }
+        }
+        self.acquire_slow(table, offset, len, exclusive, wait)
+    }
+
+    /// [`Held::acquire`] of several lines, of a read guard's set, or of a stripe that
+    /// could not be taken at once.
+    #[inline(never)]
+    fn acquire_slow(
         &mut self,
         table: &LockTable,
         offset: u64,
