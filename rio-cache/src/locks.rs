@@ -72,11 +72,16 @@ struct Guarded {
 /// This thread's number: never 0, below [`EXCLUSIVE`].
 #[inline]
 fn this_thread() -> u32 {
+    match THREAD.with(Cell::get) {
+        0 => number_this_thread(),
+        n => n,
+    }
+}
+
+/// Gives this thread its number (its first exclusive lock).
+#[cold]
+fn number_this_thread() -> u32 {
     THREAD.with(|t| {
-        let n = t.get();
-        if n != 0 {
-            return n;
-        }
         let n =
             (NEXT_THREAD.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (EXCLUSIVE - 1)) + 1;
         t.set(n);
@@ -123,6 +128,7 @@ impl LockTable {
             })
     }
 
+    #[inline]
     fn try_shared(&self, s: u32) -> bool {
         let w = &self.words[s as usize];
         let mut cur = w.load(Ordering::Relaxed);
@@ -137,6 +143,7 @@ impl LockTable {
         }
     }
 
+    #[inline]
     fn try_exclusive(&self, s: u32, me: u32) -> bool {
         self.words[s as usize]
             .compare_exchange(0, EXCLUSIVE | me, Ordering::Acquire, Ordering::Relaxed)
@@ -144,12 +151,14 @@ impl LockTable {
     }
 
     /// Shared to exclusive, if the caller is the only shared holder.
+    #[inline]
     fn try_upgrade(&self, s: u32, me: u32) -> bool {
         self.words[s as usize]
             .compare_exchange(1, EXCLUSIVE | me, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
+    #[inline]
     fn release(&self, s: u32, exclusive: bool) {
         let w = &self.words[s as usize];
         if exclusive {
@@ -222,6 +231,7 @@ impl Held {
             .copied()
     }
 
+    #[inline]
     fn get(&self, i: usize) -> u32 {
         if i < INLINE {
             self.first[i]
@@ -230,6 +240,7 @@ impl Held {
         }
     }
 
+    #[inline]
     fn set(&mut self, i: usize, e: u32) {
         if i < INLINE {
             self.first[i] = e;
@@ -260,6 +271,7 @@ impl Held {
     }
 
     /// Files position `i` (whose stripe is not filed yet) in the index.
+    #[inline]
     fn file(&mut self, i: usize) {
         let s = self.get(i) & !EXCLUSIVE;
         let mask = self.slots.len() - 1;

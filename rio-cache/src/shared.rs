@@ -60,6 +60,7 @@ pub struct Claim {
 
 impl Claim {
     /// The bytes this claim covers.
+    #[inline]
     pub fn range(&self) -> Range<u64> {
         self.range.clone()
     }
