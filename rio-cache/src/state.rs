@@ -106,6 +106,7 @@ impl Inner {
 
     /// The map of pages changed since the last checkpoint's snapshot. (The two maps
     /// swap roles at each snapshot; an open treats a mark in either as dirty.)
+    #[inline]
     pub(crate) fn dirty_map(&self) -> &[std::sync::atomic::AtomicU8] {
         self.page_map(self.dirty_side.load(Ordering::Relaxed))
     }

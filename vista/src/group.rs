@@ -487,6 +487,11 @@ impl<'g> GroupTransaction<'g> {
     /// member's commit store after the decision: the transaction stands (it is
     /// decided), that member is poisoned, and reopening it keeps the changes.
     pub fn commit(mut self) -> Result<()> {
+        self.commit_in_place()
+    }
+
+    /// [`GroupTransaction::commit`], leaving the emptied transaction to drop.
+    fn commit_in_place(&mut self) -> Result<()> {
         if self.joined.len() < 2 {
             // One member (or none): an ordinary commit, nothing to decide.
             return self
@@ -611,8 +616,8 @@ impl GroupWriteback {
 }
 
 impl crate::retry::Attempt for GroupTransaction<'_> {
-    fn commit(self) -> Result<()> {
-        GroupTransaction::commit(self)
+    fn commit(&mut self) -> Result<()> {
+        self.commit_in_place()
     }
     fn abort(self) -> Result<()> {
         GroupTransaction::abort(self)

@@ -12,8 +12,9 @@ use crate::error::{Error, Result};
 
 /// What the loop needs of a transaction.
 pub(crate) trait Attempt {
-    /// Commits it.
-    fn commit(self) -> Result<()>;
+    /// Commits it in place (it ends when it drops: committing through `&mut` spares
+    /// moving the transaction on every commit).
+    fn commit(&mut self) -> Result<()>;
     /// Aborts it.
     fn abort(self) -> Result<()>;
     /// Whether its last call that read or changed bytes failed with a conflict.

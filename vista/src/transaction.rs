@@ -459,8 +459,9 @@ impl Drop for Transaction<'_> {
 }
 
 impl crate::retry::Attempt for Transaction<'_> {
-    fn commit(self) -> Result<()> {
-        Transaction::commit(self)
+    #[inline]
+    fn commit(&mut self) -> Result<()> {
+        self.commit_point()
     }
     fn abort(self) -> Result<()> {
         Transaction::abort(self)

@@ -170,6 +170,14 @@ impl Inner {
         }
     }
 
+    /// Whether page `p` is marked dirty and no checkpoint's snapshot holds pages now
+    /// (so a write to it needs no copy-on-write and no mark).
+    #[inline]
+    pub(crate) fn is_dirty_and_unshared(&self, p: usize) -> bool {
+        !self.snapshot.active.load(Ordering::Acquire)
+            && self.dirty_map()[p].load(Ordering::Relaxed) != 0
+    }
+
     #[cold]
     #[inline(never)]
     fn preserve(&self, pages: Range<usize>) {
@@ -842,6 +850,15 @@ impl Update<'_> {
             .recent
             .iter()
             .any(|r| r.start <= pages.start && pages.end <= r.end)
+        {
+            return Ok((off, n));
+        }
+        // One page, dirty already, without a guard to open and without a snapshot to
+        // preserve it for (none can start while this update is inside the gate):
+        // opening it would change nothing.
+        if pages.len() == 1
+            && matches!(self.guard, Guard::None | Guard::Alias)
+            && self.inner.is_dirty_and_unshared(pages.start)
         {
             return Ok((off, n));
         }
