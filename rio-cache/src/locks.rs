@@ -25,13 +25,13 @@
 
 use std::cell::{Cell, RefCell};
 #[cfg(not(feature = "shuttle"))]
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 // Under the `shuttle` feature (model-checked tests only) the lock words are shuttle's
 // atomics, so that its scheduler can interleave threads at every access.
 #[cfg(feature = "shuttle")]
-use shuttle::sync::atomic::{AtomicU32, Ordering};
+use shuttle::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_utils::Backoff;
 
@@ -96,7 +96,15 @@ pub(crate) struct LockTable {
     mask: u64,
     /// This table's number (see `GUARDED`).
     id: u64,
+    /// Holders waiting for a stripe, by thread: slot `t mod WAIT_SLOTS` holds
+    /// `t << 32 | stripe` while thread `t` waits (0: none), for finding deadlocks (see
+    /// [`LockTable::waits_on_me`]). Two threads that share a slot can hide each other:
+    /// a deadlock then lasts the lock wait, as without the slots.
+    waiting: Box<[AtomicU64]>,
 }
+
+/// Slots of [`LockTable::waiting`].
+const WAIT_SLOTS: usize = 64;
 
 impl LockTable {
     /// A table for `data_len` bytes.
@@ -107,7 +115,51 @@ impl LockTable {
             words: (0..n).map(|_| AtomicU32::new(0)).collect(),
             mask: n as u64 - 1,
             id: NEXT_TABLE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            waiting: (0..WAIT_SLOTS).map(|_| AtomicU64::new(0)).collect(),
         }
+    }
+
+    /// Waits up to `wait` for `take` to succeed on stripe `s`, which this thread's
+    /// holder `holds` (its set) could not take at once, giving up early on a deadlock:
+    /// when the stripe's exclusive holder waits itself for a stripe `holds` says this
+    /// holder has. Of the two, the thread with the higher number gives up (it looks again
+    /// at every turn of its wait, so it sees the cycle whichever of them started waiting
+    /// first), and the other goes on instead of both waiting out the lock wait. Longer
+    /// cycles, and holders that wait for stripes held shared (whose holders a word does
+    /// not name), still wait out the lock wait.
+    #[cold]
+    fn wait_registered(
+        &self,
+        s: u32,
+        holds: impl Fn(u32) -> bool,
+        take: impl FnMut() -> bool,
+        wait: Duration,
+    ) -> bool {
+        let me = this_thread();
+        let entry = u64::from(me) << 32 | u64::from(s);
+        let slot = &self.waiting[me as usize % WAIT_SLOTS];
+        slot.store(entry, Ordering::SeqCst);
+        let taken = wait_slow(take, || self.waits_on_me(s, me, &holds), wait);
+        // Only our own entry: a thread sharing the slot may have replaced it.
+        let _ = slot.compare_exchange(entry, 0, Ordering::SeqCst, Ordering::Relaxed);
+        taken
+    }
+
+    /// Whether the exclusive holder of stripe `s`, a thread numbered below `me`, is
+    /// waiting for a stripe that `holds` says this holder has: a deadlock that this
+    /// thread is to break.
+    fn waits_on_me(&self, s: u32, me: u32, holds: impl Fn(u32) -> bool) -> bool {
+        #[cfg(feature = "mutants")]
+        if crate::mutant::is("no-deadlock-detection") {
+            return false; // Mutant: deadlocked holders wait out the lock wait.
+        }
+        let w = self.words[s as usize].load(Ordering::SeqCst);
+        let owner = w & !EXCLUSIVE;
+        if w & EXCLUSIVE == 0 || owner >= me {
+            return false;
+        }
+        let e = self.waiting[owner as usize % WAIT_SLOTS].load(Ordering::SeqCst);
+        e >> 32 == u64::from(owner) && holds(e as u32)
     }
 
     /// Whether stripe `s` is held by this thread only: exclusively by it, or
@@ -328,13 +380,15 @@ impl Held {
         exclusive: bool,
         wait: Duration,
     ) -> bool {
-        // The common request, inline: one line (a word read or written), not for a read
-        // guard, the stripe held already in a mode that serves, or free to take or
+        // The common request, inline: one line (a word read or written), the stripe held
+        // already in a mode that serves, or (not for a read guard) free to take or
         // upgrade at once. Anything else (several lines, a wait) takes the general path.
-        if len != 0 && self.guard.is_none() && offset / LINE == (offset + len - 1) / LINE {
+        if len != 0 && offset / LINE == (offset + len - 1) / LINE {
             let s = ((offset / LINE) & table.mask) as u32;
             match self.find(s) {
                 Some(i) if !exclusive || self.get(i) & EXCLUSIVE != 0 => return true,
+                // A read guard's new stripe is listed: the general path does that.
+                _ if self.guard.is_some() => {}
                 Some(i) => {
                     if table.try_upgrade(s, this_thread()) {
                         self.set(i, s | EXCLUSIVE);
@@ -358,8 +412,8 @@ impl Held {
         self.acquire_slow(table, offset, len, exclusive, wait)
     }
 
-    /// [`Held::acquire`] of several lines, of a read guard's set, or of a stripe that
-    /// could not be taken at once.
+    /// [`Held::acquire`] of several lines, of a read guard's new stripe, or of a stripe
+    /// that could not be taken at once.
     #[inline(never)]
     fn acquire_slow(
         &mut self,
@@ -404,11 +458,7 @@ impl Held {
         // The common first lock of a holder: one line, nothing held yet.
         if self.len == 0 && offset / LINE == (offset + len - 1) / LINE {
             let s = ((offset / LINE) & table.mask) as u32;
-            let taken = if exclusive {
-                wait_for(|| table.try_exclusive(s, me), || table.held_by(s, 0), wait)
-            } else {
-                wait_for(|| table.try_shared(s), || table.held_by(s, 0), wait)
-            };
+            let taken = self.wait_stripe(table, s, exclusive, me, wait);
             self.mine = taken == Wait::Mine;
             if taken == Wait::Taken {
                 self.first[0] = if exclusive { s | EXCLUSIVE } else { s };
@@ -430,11 +480,7 @@ impl Held {
                     }
                 }
                 None => {
-                    let taken = if exclusive {
-                        wait_for(|| table.try_exclusive(s, me), || table.held_by(s, 0), wait)
-                    } else {
-                        wait_for(|| table.try_shared(s), || table.held_by(s, 0), wait)
-                    };
+                    let taken = self.wait_stripe(table, s, exclusive, me, wait);
                     if taken != Wait::Taken {
                         self.mine = taken == Wait::Mine;
                         return false;
@@ -444,6 +490,37 @@ impl Held {
             }
         }
         true
+    }
+
+    /// Takes stripe `s` (not in this set), waiting for it if need be: gives up at once
+    /// if this thread holds it (see the module documentation), early on a deadlock (see
+    /// [`LockTable::wait_registered`]), else after `wait`.
+    fn wait_stripe(
+        &self,
+        table: &LockTable,
+        s: u32,
+        exclusive: bool,
+        me: u32,
+        wait: Duration,
+    ) -> Wait {
+        let take = || {
+            if exclusive {
+                table.try_exclusive(s, me)
+            } else {
+                table.try_shared(s)
+            }
+        };
+        if take() {
+            return Wait::Taken;
+        }
+        if table.held_by(s, 0) {
+            return Wait::Mine;
+        }
+        if table.wait_registered(s, |t| self.find(t).is_some(), take, wait) {
+            Wait::Taken
+        } else {
+            Wait::Busy
+        }
     }
 
     /// Whether the last failed [`Held::acquire`] gave up because this thread itself
@@ -552,28 +629,15 @@ enum Wait {
     Mine,
 }
 
-/// Tries `f` until it succeeds or `wait` has passed: spinning first, then yielding. If
-/// `f` fails at first and `mine` says this thread holds the stripe, gives up at once.
-#[inline]
-fn wait_for(f: impl FnMut() -> bool, mine: impl FnOnce() -> bool, wait: Duration) -> Wait {
-    let mut f = f;
-    if f() {
-        return Wait::Taken;
-    }
-    if mine() {
-        return Wait::Mine;
-    }
-    if wait_slow(f, wait) {
-        Wait::Taken
-    } else {
-        Wait::Busy
-    }
-}
-
+/// Tries `f` until it succeeds (true), `deadlocked` says yes or `wait` has passed
+/// (false).
 #[inline(never)]
-fn wait_slow(mut f: impl FnMut() -> bool, wait: Duration) -> bool {
+fn wait_slow(mut f: impl FnMut() -> bool, deadlocked: impl Fn() -> bool, wait: Duration) -> bool {
     let backoff = Backoff::new();
     while !backoff.is_completed() {
+        if deadlocked() {
+            return false;
+        }
         backoff.snooze();
         if f() {
             return true;
@@ -581,6 +645,9 @@ fn wait_slow(mut f: impl FnMut() -> bool, wait: Duration) -> bool {
     }
     let deadline = Instant::now() + wait;
     loop {
+        if deadlocked() {
+            return false;
+        }
         #[cfg(not(feature = "shuttle"))]
         std::thread::yield_now();
         #[cfg(feature = "shuttle")]
@@ -846,6 +913,31 @@ mod tests {
             held.release_all(&t);
             assert!(t.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
         }
+    }
+
+    #[test]
+    fn of_two_holders_waiting_for_each_other_one_gives_up_before_the_lock_wait() {
+        // Each holds one stripe exclusively and then wants the other's: a deadlock. One
+        // of them (the thread numbered higher) must give up early, so that the other gets
+        // its stripe; waiting out the lock wait, both would fail.
+        let t = LockTable::new(64 * 1024);
+        let both = std::sync::Barrier::new(2);
+        let run = |mine: u64, theirs: u64| {
+            let mut held = Held::default();
+            assert!(held.acquire(&t, mine, 8, true, NO_WAIT));
+            both.wait();
+            let got = held.acquire(&t, theirs, 8, false, Duration::from_secs(10));
+            held.release_all(&t);
+            got
+        };
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| run(0, 64));
+            let b = s.spawn(|| run(64, 0));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert!(a != b, "exactly one gets its stripe: {a} {b}");
+        assert!(t.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+        assert!(t.waiting.iter().all(|w| w.load(Ordering::Relaxed) == 0));
     }
 
     #[test]
