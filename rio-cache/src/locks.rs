@@ -387,7 +387,16 @@ impl Held {
             let s = ((offset / LINE) & table.mask) as u32;
             match self.find(s) {
                 Some(i) if !exclusive || self.get(i) & EXCLUSIVE != 0 => return true,
-                // A read guard's new stripe is listed: the general path does that.
+                None if !exclusive && self.guard.is_some() => {
+                    if table.try_shared(s) {
+                        // A read guard lists its new stripe for this thread.
+                        let first = !self.listed;
+                        self.listed = true;
+                        self.push(s);
+                        guard_list(table.id, std::iter::once(s), first);
+                        return true;
+                    }
+                }
                 _ if self.guard.is_some() => {}
                 Some(i) => {
                     if table.try_upgrade(s, this_thread()) {
@@ -495,6 +504,7 @@ impl Held {
     /// Takes stripe `s` (not in this set), waiting for it if need be: gives up at once
     /// if this thread holds it (see the module documentation), early on a deadlock (see
     /// [`LockTable::wait_registered`]), else after `wait`.
+    #[inline]
     fn wait_stripe(
         &self,
         table: &LockTable,
@@ -503,6 +513,32 @@ impl Held {
         me: u32,
         wait: Duration,
     ) -> Wait {
+        let taken = if exclusive {
+            table.try_exclusive(s, me)
+        } else {
+            table.try_shared(s)
+        };
+        if taken {
+            Wait::Taken
+        } else {
+            self.wait_stripe_slow(table, s, exclusive, me, wait)
+        }
+    }
+
+    /// [`Held::wait_stripe`] once the stripe could not be taken at once.
+    #[cold]
+    #[inline(never)]
+    fn wait_stripe_slow(
+        &self,
+        table: &LockTable,
+        s: u32,
+        exclusive: bool,
+        me: u32,
+        wait: Duration,
+    ) -> Wait {
+        if table.held_by(s, 0) {
+            return Wait::Mine;
+        }
         let take = || {
             if exclusive {
                 table.try_exclusive(s, me)
@@ -510,12 +546,6 @@ impl Held {
                 table.try_shared(s)
             }
         };
-        if take() {
-            return Wait::Taken;
-        }
-        if table.held_by(s, 0) {
-            return Wait::Mine;
-        }
         if table.wait_registered(s, |t| self.find(t).is_some(), take, wait) {
             Wait::Taken
         } else {
