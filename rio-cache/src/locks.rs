@@ -562,9 +562,10 @@ impl Held {
     /// A read guard's holder: its shared stripes are listed for this thread, so that
     /// this thread's own writers can tell they would wait for it.
     pub(crate) fn for_read_guard(table: &LockTable) -> Held {
-        let mut held = Held::default();
-        held.guard = Some(table.id);
-        held
+        Held {
+            guard: Some(table.id),
+            ..Held::default()
+        }
     }
 
     /// Releases every stripe (the end of the holder's growing phase and its life).
