@@ -168,6 +168,10 @@ impl Segment {
     ///
     /// # Errors
     /// [`Error::Poisoned`] after a failed checkpoint or abort; [`Error::LanesBusy`].
+    // Always inlined: the transaction value is then built (or consumed) in the
+    // caller's frame instead of moved, about 50 instructions a transaction
+    // (docs/benchmarks.md, "Hot path").
+    #[allow(clippy::inline_always)]
     #[inline(always)]
     pub fn begin(&self) -> Result<Transaction<'_>> {
         self.poison.check()?;

@@ -54,6 +54,10 @@ pub struct Transaction<'s> {
 }
 
 impl<'s> Transaction<'s> {
+    // Always inlined: the transaction value is then built (or consumed) in the
+    // caller's frame instead of moved, about 50 instructions a transaction
+    // (docs/benchmarks.md, "Hot path").
+    #[allow(clippy::inline_always)]
     #[inline(always)]
     pub(crate) fn new(update: Update<'s>, lane: LaneGuard<'s>, cx: Context<'s>) -> Transaction<'s> {
         let write_through = update.protection() == rio_cache::ActiveProtection::Mprotect;
@@ -280,6 +284,10 @@ impl<'s> Transaction<'s> {
     /// is a `pwrite` into the memory image). The transaction is then rolled back, as by
     /// [`Transaction::abort`], before this returns; if the roll-back fails too, the
     /// segment is poisoned. Either way none of its changes survive.
+    // Always inlined: the transaction value is then built (or consumed) in the
+    // caller's frame instead of moved, about 50 instructions a transaction
+    // (docs/benchmarks.md, "Hot path").
+    #[allow(clippy::inline_always)]
     #[inline(always)]
     pub fn commit(mut self) -> Result<()> {
         self.commit_point()
