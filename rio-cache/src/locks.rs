@@ -381,38 +381,33 @@ impl Held {
         wait: Duration,
     ) -> bool {
         // The common request, inline: one line (a word read or written), the stripe held
-        // already in a mode that serves, or (not for a read guard) free to take or
-        // upgrade at once. Anything else (several lines, a wait) takes the general path.
+        // already in a mode that serves, or free to take at once (a read guard's is
+        // listed), or an update's to upgrade at once. Anything else (several lines, a
+        // wait) takes the general path.
         if len != 0 && offset / LINE == (offset + len - 1) / LINE {
             let s = ((offset / LINE) & table.mask) as u32;
             match self.find(s) {
                 Some(i) if !exclusive || self.get(i) & EXCLUSIVE != 0 => return true,
-                None if !exclusive && self.guard.is_some() => {
-                    if table.try_shared(s) {
-                        // A read guard lists its new stripe for this thread.
-                        let first = !self.listed;
-                        self.listed = true;
-                        self.push(s);
-                        guard_list(table.id, std::iter::once(s), first);
-                        return true;
-                    }
-                }
-                _ if self.guard.is_some() => {}
                 Some(i) => {
-                    if table.try_upgrade(s, this_thread()) {
+                    if self.guard.is_none() && table.try_upgrade(s, this_thread()) {
                         self.set(i, s | EXCLUSIVE);
                         return true;
                     }
                 }
-                None if exclusive => {
-                    if table.try_exclusive(s, this_thread()) {
-                        self.push(s | EXCLUSIVE);
-                        return true;
-                    }
-                }
                 None => {
-                    if table.try_shared(s) {
-                        self.push(s);
+                    let taken = match (exclusive, self.guard) {
+                        (false, _) => table.try_shared(s),
+                        (true, None) => table.try_exclusive(s, this_thread()),
+                        (true, Some(_)) => false,
+                    };
+                    if taken {
+                        self.push(if exclusive { s | EXCLUSIVE } else { s });
+                        if let Some(id) = self.guard {
+                            // A read guard lists its new stripe for this thread.
+                            let first = !self.listed;
+                            self.listed = true;
+                            guard_list(id, std::iter::once(s), first);
+                        }
                         return true;
                     }
                 }
