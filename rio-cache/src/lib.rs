@@ -176,7 +176,7 @@ mod mutant {
 /// broken ordering in force (`commit-no-sync`, `install-no-sync`, `clean-before-copy`,
 /// `warm-after-rewrite`, `grow-image-ready`, `grow-intent-no-sync`,
 /// `grow-extend-no-sync`, `copy-without-cow`, `publish-before-preserve`,
-/// `gate-by-address`, `no-deadlock-detection`).
+/// `gate-by-address`, `no-deadlock-detection`, `upgrade-never-waits`).
 pub const MUTANT_ENV: &str = "RIO_MUTANT";
 
 pub use cache::{RioCache, Stats};

@@ -20,8 +20,11 @@
 //! release everything at once. Taking a free or compatible stripe never waits; an
 //! incompatible one is waited for with [`crossbeam_utils::Backoff`] and then by yielding
 //! until the holder's wait limit, after which the caller gets a conflict (so a cycle of
-//! waiters breaks instead of deadlocking). Upgrading a stripe from shared to exclusive
-//! never waits: two holders upgrading the same stripe would wait for each other.
+//! waiters breaks instead of deadlocking). A holder that waits registers the stripe it
+//! waits for, and gives up early when it finds the commonest deadlocks, of two holders
+//! (see [`LockTable::wait_registered`]); so an upgrade from shared to exclusive waits too,
+//! for the other readers to finish, and two holders upgrading the same stripe do not wait
+//! out the lock wait for each other.
 
 use std::cell::{Cell, RefCell};
 #[cfg(not(feature = "shuttle"))]
@@ -106,6 +109,9 @@ pub(crate) struct LockTable {
 /// Slots of [`LockTable::waiting`].
 const WAIT_SLOTS: usize = 64;
 
+/// Set in a [`LockTable::waiting`] entry whose holder waits to upgrade the stripe.
+const UPGRADE: u32 = 1 << 31;
+
 impl LockTable {
     /// A table for `data_len` bytes.
     pub(crate) fn new(data_len: u64) -> LockTable {
@@ -122,24 +128,35 @@ impl LockTable {
     /// Waits up to `wait` for `take` to succeed on stripe `s`, which this thread's
     /// holder `holds` (its set) could not take at once, giving up early on a deadlock:
     /// when the stripe's exclusive holder waits itself for a stripe `holds` says this
-    /// holder has. Of the two, the thread with the higher number gives up (it looks again
-    /// at every turn of its wait, so it sees the cycle whichever of them started waiting
-    /// first), and the other goes on instead of both waiting out the lock wait. Longer
-    /// cycles, and holders that wait for stripes held shared (whose holders a word does
-    /// not name), still wait out the lock wait.
+    /// holder has; or, for an `upgrade` (the stripe is held shared by this holder and
+    /// others), when any waiter waits for a stripe this holder has. Of the two, the
+    /// thread with the higher number gives up (it looks again at every turn of its wait,
+    /// so it sees the cycle whichever of them started waiting first), and the other goes
+    /// on instead of both waiting out the lock wait. Longer cycles, and fresh requests
+    /// for stripes held shared (whose holders a word does not name), still wait out the
+    /// lock wait.
     #[cold]
     fn wait_registered(
         &self,
         s: u32,
+        upgrade: bool,
         holds: impl Fn(u32) -> bool,
         take: impl FnMut() -> bool,
         wait: Duration,
     ) -> bool {
         let me = this_thread();
-        let entry = u64::from(me) << 32 | u64::from(s);
+        let flag = if upgrade { UPGRADE } else { 0 };
+        let entry = u64::from(me) << 32 | u64::from(flag | s);
         let slot = &self.waiting[me as usize % WAIT_SLOTS];
         slot.store(entry, Ordering::SeqCst);
-        let taken = wait_slow(take, || self.waits_on_me(s, me, &holds), wait);
+        let deadlocked = || {
+            if upgrade {
+                self.waits_on_my_upgrade(me, &holds)
+            } else {
+                self.waits_on_me(s, me, &holds)
+            }
+        };
+        let taken = wait_slow(take, deadlocked, wait);
         // Only our own entry: a thread sharing the slot may have replaced it.
         let _ = slot.compare_exchange(entry, 0, Ordering::SeqCst, Ordering::Relaxed);
         taken
@@ -159,7 +176,24 @@ impl LockTable {
             return false;
         }
         let e = self.waiting[owner as usize % WAIT_SLOTS].load(Ordering::SeqCst);
-        e >> 32 == u64::from(owner) && holds(e as u32)
+        e >> 32 == u64::from(owner) && holds(e as u32 & !UPGRADE)
+    }
+
+    /// Whether a thread numbered below `me` waits for a stripe that `holds` says this
+    /// holder has, while this holder waits to upgrade a stripe: its other readers are not
+    /// named by the word, so any such waiter may be one of them, and this holder gives up
+    /// (at worst a needless retry). Two holders upgrading one stripe always find each
+    /// other this way.
+    fn waits_on_my_upgrade(&self, me: u32, holds: impl Fn(u32) -> bool) -> bool {
+        #[cfg(feature = "mutants")]
+        if crate::mutant::is("no-deadlock-detection") {
+            return false;
+        }
+        self.waiting.iter().any(|slot| {
+            let e = slot.load(Ordering::SeqCst);
+            let t = (e >> 32) as u32;
+            t != 0 && t < me && holds(e as u32 & !UPGRADE)
+        })
     }
 
     /// Whether stripe `s` is held by this thread only: exclusively by it, or
@@ -476,8 +510,9 @@ impl Held {
                 Some(i) => {
                     let e = self.get(i);
                     if exclusive && e & EXCLUSIVE == 0 {
-                        if !table.try_upgrade(s, me) {
-                            self.mine = table.held_by(s, 1);
+                        let taken = self.wait_upgrade(table, s, me, wait);
+                        if taken != Wait::Taken {
+                            self.mine = taken == Wait::Mine;
                             return false;
                         }
                         self.set(i, s | EXCLUSIVE);
@@ -520,6 +555,30 @@ impl Held {
         }
     }
 
+    /// Upgrades stripe `s`, which this set holds shared, waiting for its other readers
+    /// if need be: gives up at once if they are this thread's own read guards, early on
+    /// a deadlock (see [`LockTable::wait_registered`]), else after `wait`.
+    #[cold]
+    #[inline(never)]
+    fn wait_upgrade(&self, table: &LockTable, s: u32, me: u32, wait: Duration) -> Wait {
+        if table.try_upgrade(s, me) {
+            return Wait::Taken;
+        }
+        if table.held_by(s, 1) {
+            return Wait::Mine;
+        }
+        #[cfg(feature = "mutants")]
+        if crate::mutant::is("upgrade-never-waits") {
+            return Wait::Busy; // Mutant: an upgrade gives up at once, as it used to.
+        }
+        let take = || table.try_upgrade(s, me);
+        if table.wait_registered(s, true, |t| self.find(t).is_some(), take, wait) {
+            Wait::Taken
+        } else {
+            Wait::Busy
+        }
+    }
+
     /// [`Held::wait_stripe`] once the stripe could not be taken at once.
     #[cold]
     #[inline(never)]
@@ -541,7 +600,7 @@ impl Held {
                 table.try_shared(s)
             }
         };
-        if table.wait_registered(s, |t| self.find(t).is_some(), take, wait) {
+        if table.wait_registered(s, false, |t| self.find(t).is_some(), take, wait) {
             Wait::Taken
         } else {
             Wait::Busy
@@ -873,7 +932,7 @@ mod tests {
         assert!(a.acquire(&t, 0, 100, false, NO_WAIT));
         assert!(b.acquire(&t, 64, 8, false, NO_WAIT));
         assert!(!c.acquire(&t, 70, 1, true, NO_WAIT));
-        // An upgrade with another reader present fails at once.
+        // An upgrade with another reader present fails (when it may not wait).
         assert!(!a.acquire(&t, 64, 1, true, NO_WAIT));
         b.release_all(&t);
         assert!(a.acquire(&t, 64, 1, true, NO_WAIT), "sole reader upgrades");
@@ -941,6 +1000,22 @@ mod tests {
         }
     }
 
+    /// The lock wait of the deadlock tests: long, so that a holder that waits it out
+    /// cannot be taken for one that found the deadlock.
+    const DEADLOCK_WAIT: Duration = Duration::from_secs(20);
+
+    /// Of two deadlocked holders (each result: got its stripe, time it waited), exactly
+    /// one gave up, and long before the lock wait: when one waits it out instead, the
+    /// other may get its stripe as it gives up, so which got theirs does not tell.
+    fn gave_up_early(a: (bool, Duration), b: (bool, Duration)) {
+        assert!(a.0 != b.0, "exactly one gets its stripe: {a:?} {b:?}");
+        let loser = if a.0 { b } else { a };
+        assert!(
+            loser.1 < DEADLOCK_WAIT / 2,
+            "the deadlock was found, not waited out: {loser:?}"
+        );
+    }
+
     #[test]
     fn of_two_holders_waiting_for_each_other_one_gives_up_before_the_lock_wait() {
         // Each holds one stripe exclusively and then wants the other's: a deadlock. One
@@ -952,16 +1027,69 @@ mod tests {
             let mut held = Held::default();
             assert!(held.acquire(&t, mine, 8, true, NO_WAIT));
             both.wait();
-            let got = held.acquire(&t, theirs, 8, false, Duration::from_secs(10));
+            let started = Instant::now();
+            let got = held.acquire(&t, theirs, 8, false, DEADLOCK_WAIT);
+            let waited = started.elapsed();
             held.release_all(&t);
-            got
+            (got, waited)
         };
         let (a, b) = std::thread::scope(|s| {
             let a = s.spawn(|| run(0, 64));
             let b = s.spawn(|| run(64, 0));
             (a.join().unwrap(), b.join().unwrap())
         });
-        assert!(a != b, "exactly one gets its stripe: {a} {b}");
+        gave_up_early(a, b);
+        assert!(t.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+        assert!(t.waiting.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+    }
+
+    #[test]
+    fn an_upgrade_waits_for_the_other_readers_to_end() {
+        let t = LockTable::new(64 * 1024);
+        let both = std::sync::Barrier::new(2);
+        let mut a = Held::default();
+        assert!(a.acquire(&t, 0, 8, false, NO_WAIT));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut b = Held::default();
+                assert!(b.acquire(&t, 8, 8, false, NO_WAIT));
+                both.wait();
+                std::thread::sleep(Duration::from_millis(5));
+                b.release_all(&t);
+            });
+            both.wait();
+            assert!(
+                a.acquire(&t, 0, 8, true, Duration::from_secs(10)),
+                "the upgrade waited for the other reader"
+            );
+        });
+        a.release_all(&t);
+        assert!(t.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+    }
+
+    #[test]
+    fn of_two_holders_upgrading_one_stripe_one_gives_up_before_the_lock_wait() {
+        // Both read the line, then both want to write it: each waits for the other's
+        // read. One (the thread numbered higher) must give up early so that the other's
+        // upgrade goes through.
+        let t = LockTable::new(64 * 1024);
+        let both = std::sync::Barrier::new(2);
+        let run = |at: u64| {
+            let mut held = Held::default();
+            assert!(held.acquire(&t, at, 8, false, NO_WAIT));
+            both.wait();
+            let started = Instant::now();
+            let got = held.acquire(&t, at, 8, true, DEADLOCK_WAIT);
+            let waited = started.elapsed();
+            held.release_all(&t);
+            (got, waited)
+        };
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| run(0));
+            let b = s.spawn(|| run(16));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        gave_up_early(a, b);
         assert!(t.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
         assert!(t.waiting.iter().all(|w| w.load(Ordering::Relaxed) == 0));
     }
