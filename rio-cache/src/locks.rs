@@ -100,9 +100,10 @@ pub(crate) struct LockTable {
     /// This table's number (see `GUARDED`).
     id: u64,
     /// Holders waiting for a stripe, by thread: slot `t mod WAIT_SLOTS` holds
-    /// `t << 32 | stripe` while thread `t` waits (0: none), for finding deadlocks (see
-    /// [`LockTable::waits_on_me`]). Two threads that share a slot can hide each other:
-    /// a deadlock then lasts the lock wait, as without the slots.
+    /// `t << 32 | stripe`, with [`UPGRADE`] set for an upgrade, while thread `t` waits
+    /// (0: none), for finding deadlocks (see [`LockTable::wait_registered`]). Two threads
+    /// that share a slot can hide each other: a deadlock then lasts the lock wait, as
+    /// without the slots.
     waiting: Box<[AtomicU64]>,
 }
 
