@@ -514,10 +514,7 @@ impl Update<'_> {
         // published, this returns the data.
         let (rec_len, data_len) = (range_len(&record)?, range_len(&data)?);
         let (off, len) = self.inner.check_range(data.start, data_len)?;
-        if rec_len > 0
-            && self.claim_writable(record.start, rec_len)
-            && self.claim_writable(tail_at, 8)
-        {
+        if rec_len > 0 && self.claim_writable_both(record.start, rec_len, tail_at) {
             // The fast path: the record and the tail lie in this update's claim, which no
             // other update can touch, and are written through the mapping directly (no
             // lock-table work, no dirty marks: see `SharedCache::with_claims`). The data
@@ -528,17 +525,18 @@ impl Update<'_> {
                     len: data_len,
                 });
             }
-            self.open(data.start, data_len)?;
+            // In range (checked above) and not a reader's (a reader holds no claim).
+            self.open_checked(data.start, data_len, off, len)?;
             let w = self.inner.writable();
             let rec_at = record.start as usize;
             // SAFETY: the record range lies in this update's claim (checked), which only
             // the update holding the claim may reach, and `&mut self` is borrowed for the
             // slices' lives; the data range is in bounds, opened and locked exclusively by
-            // this update (open) and lies outside the claim (checked), so the two slices
-            // are disjoint; a checkpoint's snapshot pages were preserved before either
-            // was opened (before_write), so it never reads them meanwhile. The mapping
-            // is writable by this thread: no mprotect guard, and under pkeys the key's
-            // rights are open (claim_writable).
+            // this update (open_checked) and lies outside the claim (checked), so the two
+            // slices are disjoint; a checkpoint's snapshot pages were preserved before
+            // either was opened (before_write), so it never reads them meanwhile. The
+            // mapping is writable by this thread: no mprotect guard, and under pkeys the
+            // key's rights are open (claim_writable_both).
             // SAFETY: in bounds, disjoint, exclusively this update's (above).
             let (rec, before) =
                 unsafe { (w.slice_mut(rec_at, rec_len as usize), w.slice_mut(off, len)) };
@@ -695,6 +693,36 @@ impl Update<'_> {
         writable
     }
 
+    /// [`Update::claim_writable`] of a record `[record, record + rec_len)` and of the
+    /// tail word at `tail_at` at once: one look at the claim and the guard.
+    #[inline]
+    fn claim_writable_both(&mut self, record: u64, rec_len: u64, tail_at: u64) -> bool {
+        let covered = self
+            .locks
+            .as_ref()
+            .and_then(|l| l.claim.as_ref())
+            .is_some_and(|c| c.covers(record, rec_len) && c.covers(tail_at, 8));
+        let writable = match self.guard {
+            _ if !covered => false,
+            Guard::Mprotect { .. } => false,
+            Guard::Pkey { key } => {
+                if !self.key_open {
+                    key_rights::open(*key);
+                    self.key_open = true;
+                }
+                true
+            }
+            Guard::None | Guard::Alias => true,
+        };
+        if writable {
+            let (r, t) = (record as usize, tail_at as usize);
+            self.inner
+                .before_write(r / PAGE..(r + rec_len as usize).div_ceil(PAGE));
+            self.inner.before_write(t / PAGE..(t + 8).div_ceil(PAGE));
+        }
+        writable
+    }
+
     /// Whether `[offset, offset + len)` touches this update's claim.
     #[inline]
     fn claim_overlaps(&self, offset: u64, len: u64) -> bool {
@@ -708,7 +736,8 @@ impl Update<'_> {
     }
 
     /// The release-ordered atomic store of `value` at `offset`, a multiple of 8 inside
-    /// this update's claim, where [`Update::claim_writable`] said yes.
+    /// this update's claim, where [`Update::claim_writable`] (or `claim_writable_both`)
+    /// said yes.
     #[inline]
     fn store_claimed(&self, offset: u64, value: u64) {
         let word = self.inner.writable().ptr().wrapping_add(offset as usize);
@@ -717,7 +746,7 @@ impl Update<'_> {
         // of 8 on a page-aligned mapping, so the pointer is in bounds and aligned for
         // AtomicU64; only the update holding the claim reaches these bytes, and no slice
         // of this update is alive across this call; the mapping is writable by this
-        // thread (claim_writable).
+        // thread (claim_writable or claim_writable_both).
         // SAFETY: in bounds, aligned, unaliased, writable (above).
         let atomic = unsafe { &*word.cast::<std::sync::atomic::AtomicU64>() };
         atomic.store(value.to_le(), Ordering::Release);
@@ -839,6 +868,19 @@ impl Update<'_> {
             return Err(Error::ReadOnly { offset, len });
         }
         let (off, n) = self.inner.check_range(offset, len)?;
+        self.open_checked(offset, len, off, n)
+    }
+
+    /// [`Update::open`] of `[offset, offset + len)`, which is `[off, off + n)` of the
+    /// mapping: in range, and this update is not a reader's (both checked by the caller).
+    #[inline]
+    fn open_checked(
+        &mut self,
+        offset: u64,
+        len: u64,
+        off: usize,
+        n: usize,
+    ) -> Result<(usize, usize)> {
         if n == 0 {
             return Ok((off, 0));
         }
