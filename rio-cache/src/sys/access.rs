@@ -514,7 +514,7 @@ impl Update<'_> {
         // published, this returns the data.
         let (rec_len, data_len) = (range_len(&record)?, range_len(&data)?);
         let (off, len) = self.inner.check_range(data.start, data_len)?;
-        if rec_len > 0 && self.claim_writable_both(record.start, rec_len, tail_at) {
+        if rec_len > 0 && self.claim_writable_all(&[(record.start, rec_len), (tail_at, 8)]) {
             // The fast path: the record and the tail lie in this update's claim, which no
             // other update can touch, and are written through the mapping directly (no
             // lock-table work, no dirty marks: see `SharedCache::with_claims`). The data
@@ -536,7 +536,7 @@ impl Update<'_> {
             // slices are disjoint; a checkpoint's snapshot pages were preserved before
             // either was opened (before_write), so it never reads them meanwhile. The
             // mapping is writable by this thread: no mprotect guard, and under pkeys the
-            // key's rights are open (claim_writable_both).
+            // key's rights are open (claim_writable_all).
             // SAFETY: in bounds, disjoint, exclusively this update's (above).
             let (rec, before) =
                 unsafe { (w.slice_mut(rec_at, rec_len as usize), w.slice_mut(off, len)) };
@@ -668,40 +668,18 @@ impl Update<'_> {
     /// `mprotect`); under protection keys, opens this thread's rights to the key first.
     #[inline]
     fn claim_writable(&mut self, offset: u64, len: u64) -> bool {
-        let covered = self
-            .locks
-            .as_ref()
-            .and_then(|l| l.claim.as_ref())
-            .is_some_and(|c| c.covers(offset, len));
-        let writable = match self.guard {
-            _ if !covered => false,
-            Guard::Mprotect { .. } => false,
-            Guard::Pkey { key } => {
-                if !self.key_open {
-                    key_rights::open(*key);
-                    self.key_open = true;
-                }
-                true
-            }
-            Guard::None | Guard::Alias => true,
-        };
-        if writable {
-            let off = offset as usize;
-            self.inner
-                .before_write(off / PAGE..(off + len as usize).div_ceil(PAGE));
-        }
-        writable
+        self.claim_writable_all(&[(offset, len)])
     }
 
-    /// [`Update::claim_writable`] of a record `[record, record + rec_len)` and of the
-    /// tail word at `tail_at` at once: one look at the claim and the guard.
+    /// [`Update::claim_writable`] of several ranges `(offset, len)` at once (a record and
+    /// its tail word): one look at the claim and the guard.
     #[inline]
-    fn claim_writable_both(&mut self, record: u64, rec_len: u64, tail_at: u64) -> bool {
+    fn claim_writable_all(&mut self, ranges: &[(u64, u64)]) -> bool {
         let covered = self
             .locks
             .as_ref()
             .and_then(|l| l.claim.as_ref())
-            .is_some_and(|c| c.covers(record, rec_len) && c.covers(tail_at, 8));
+            .is_some_and(|c| ranges.iter().all(|&(offset, len)| c.covers(offset, len)));
         let writable = match self.guard {
             _ if !covered => false,
             Guard::Mprotect { .. } => false,
@@ -715,10 +693,11 @@ impl Update<'_> {
             Guard::None | Guard::Alias => true,
         };
         if writable {
-            let (r, t) = (record as usize, tail_at as usize);
-            self.inner
-                .before_write(r / PAGE..(r + rec_len as usize).div_ceil(PAGE));
-            self.inner.before_write(t / PAGE..(t + 8).div_ceil(PAGE));
+            for &(offset, len) in ranges {
+                let off = offset as usize;
+                self.inner
+                    .before_write(off / PAGE..(off + len as usize).div_ceil(PAGE));
+            }
         }
         writable
     }
@@ -736,7 +715,7 @@ impl Update<'_> {
     }
 
     /// The release-ordered atomic store of `value` at `offset`, a multiple of 8 inside
-    /// this update's claim, where [`Update::claim_writable`] (or `claim_writable_both`)
+    /// this update's claim, where [`Update::claim_writable`] (or `claim_writable_all`)
     /// said yes.
     #[inline]
     fn store_claimed(&self, offset: u64, value: u64) {
@@ -746,7 +725,7 @@ impl Update<'_> {
         // of 8 on a page-aligned mapping, so the pointer is in bounds and aligned for
         // AtomicU64; only the update holding the claim reaches these bytes, and no slice
         // of this update is alive across this call; the mapping is writable by this
-        // thread (claim_writable or claim_writable_both).
+        // thread (claim_writable or claim_writable_all).
         // SAFETY: in bounds, aligned, unaliased, writable (above).
         let atomic = unsafe { &*word.cast::<std::sync::atomic::AtomicU64>() };
         atomic.store(value.to_le(), Ordering::Release);
