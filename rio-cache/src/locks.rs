@@ -100,18 +100,14 @@ pub(crate) struct LockTable {
     /// This table's number (see `GUARDED`).
     id: u64,
     /// Holders waiting for a stripe, by thread: slot `t mod WAIT_SLOTS` holds
-    /// `t << 32 | stripe`, with [`UPGRADE`] set for an upgrade, while thread `t` waits
-    /// (0: none), for finding deadlocks (see [`LockTable::wait_registered`]). Two threads
-    /// that share a slot can hide each other: a deadlock then lasts the lock wait, as
-    /// without the slots.
+    /// `t << 32 | stripe` while thread `t` waits (0: none), for finding deadlocks (see
+    /// [`LockTable::wait_registered`]). Two threads that share a slot can hide each
+    /// other: a deadlock then lasts the lock wait, as without the slots.
     waiting: Box<[AtomicU64]>,
 }
 
 /// Slots of [`LockTable::waiting`].
 const WAIT_SLOTS: usize = 64;
-
-/// Set in a [`LockTable::waiting`] entry whose holder waits to upgrade the stripe.
-const UPGRADE: u32 = 1 << 31;
 
 impl LockTable {
     /// A table for `data_len` bytes.
@@ -127,74 +123,62 @@ impl LockTable {
     }
 
     /// Waits up to `wait` for `take` to succeed on stripe `s`, which this thread's
-    /// holder `holds` (its set) could not take at once, giving up early on a deadlock:
-    /// when the stripe's exclusive holder waits itself for a stripe `holds` says this
-    /// holder has; or, for an `upgrade` (the stripe is held shared by this holder and
-    /// others), when any waiter waits for a stripe this holder has. Of the two, the
-    /// thread with the higher number gives up (it looks again at every turn of its wait,
-    /// so it sees the cycle whichever of them started waiting first), and the other goes
-    /// on instead of both waiting out the lock wait. Longer cycles, and fresh requests
-    /// for stripes held shared (whose holders a word does not name), still wait out the
-    /// lock wait.
+    /// holder `holds` (its set) could not take at once, giving up early on a deadlock of
+    /// two holders (see [`LockTable::deadlocked`]). Of the two, only the thread with the
+    /// higher number gives up, and it looks again at every turn of its wait, so it sees
+    /// the cycle whichever of them started waiting first; the other goes on instead of
+    /// both waiting out the lock wait. Longer cycles still wait out the lock wait.
     #[cold]
     fn wait_registered(
         &self,
         s: u32,
-        upgrade: bool,
         holds: impl Fn(u32) -> bool,
         take: impl FnMut() -> bool,
         wait: Duration,
     ) -> bool {
         let me = this_thread();
-        let flag = if upgrade { UPGRADE } else { 0 };
-        let entry = u64::from(me) << 32 | u64::from(flag | s);
+        let entry = u64::from(me) << 32 | u64::from(s);
         let slot = &self.waiting[me as usize % WAIT_SLOTS];
         slot.store(entry, Ordering::SeqCst);
-        let deadlocked = || {
-            if upgrade {
-                self.waits_on_my_upgrade(me, &holds)
-            } else {
-                self.waits_on_me(s, me, &holds)
-            }
-        };
-        let taken = wait_slow(take, deadlocked, wait);
+        let taken = wait_slow(take, || self.deadlocked(s, me, &holds), wait);
         // Only our own entry: a thread sharing the slot may have replaced it.
         let _ = slot.compare_exchange(entry, 0, Ordering::SeqCst, Ordering::Relaxed);
         taken
     }
 
-    /// Whether the exclusive holder of stripe `s`, a thread numbered below `me`, is
-    /// waiting for a stripe that `holds` says this holder has: a deadlock that this
-    /// thread is to break.
-    fn waits_on_me(&self, s: u32, me: u32, holds: impl Fn(u32) -> bool) -> bool {
+    /// Whether thread `me`, waiting for stripe `s` with a holder that `holds` stripes,
+    /// is to give up: a thread numbered below `me` that it waits for waits itself for a
+    /// stripe `holds` says this holder has.
+    /// - `s` held exclusively: the word names its holder, whose slot says what it
+    ///   waits for.
+    /// - `s` held shared (this holder's upgrade, or a write of a line others read): the
+    ///   word only counts its readers, so any lower-numbered waiter for a stripe this
+    ///   holder has may be one of them, and this holder gives up (at worst a needless
+    ///   retry). Two upgraders of one stripe always find each other this way.
+    fn deadlocked(&self, s: u32, me: u32, holds: impl Fn(u32) -> bool) -> bool {
         #[cfg(feature = "mutants")]
         if crate::mutant::is("no-deadlock-detection") {
             return false; // Mutant: deadlocked holders wait out the lock wait.
         }
         let w = self.words[s as usize].load(Ordering::SeqCst);
-        let owner = w & !EXCLUSIVE;
-        if w & EXCLUSIVE == 0 || owner >= me {
-            return false;
+        if w == 0 {
+            return false; // Free: the next turn takes it.
         }
-        let e = self.waiting[owner as usize % WAIT_SLOTS].load(Ordering::SeqCst);
-        e >> 32 == u64::from(owner) && holds(e as u32 & !UPGRADE)
-    }
-
-    /// Whether a thread numbered below `me` waits for a stripe that `holds` says this
-    /// holder has, while this holder waits to upgrade a stripe: its other readers are not
-    /// named by the word, so any such waiter may be one of them, and this holder gives up
-    /// (at worst a needless retry). Two holders upgrading one stripe always find each
-    /// other this way.
-    fn waits_on_my_upgrade(&self, me: u32, holds: impl Fn(u32) -> bool) -> bool {
-        #[cfg(feature = "mutants")]
-        if crate::mutant::is("no-deadlock-detection") {
-            return false;
+        let waits_for_mine = |e: u64, t: u32| e >> 32 == u64::from(t) && holds(e as u32);
+        if w & EXCLUSIVE != 0 {
+            let owner = w & !EXCLUSIVE;
+            owner < me
+                && waits_for_mine(
+                    self.waiting[owner as usize % WAIT_SLOTS].load(Ordering::SeqCst),
+                    owner,
+                )
+        } else {
+            self.waiting.iter().any(|slot| {
+                let e = slot.load(Ordering::SeqCst);
+                let t = (e >> 32) as u32;
+                t != 0 && t < me && waits_for_mine(e, t)
+            })
         }
-        self.waiting.iter().any(|slot| {
-            let e = slot.load(Ordering::SeqCst);
-            let t = (e >> 32) as u32;
-            t != 0 && t < me && holds(e as u32 & !UPGRADE)
-        })
     }
 
     /// Whether stripe `s` is held by this thread only: exclusively by it, or
@@ -573,7 +557,7 @@ impl Held {
             return Wait::Busy; // Mutant: an upgrade gives up at once, as it used to.
         }
         let take = || table.try_upgrade(s, me);
-        if table.wait_registered(s, true, |t| self.find(t).is_some(), take, wait) {
+        if table.wait_registered(s, |t| self.find(t).is_some(), take, wait) {
             Wait::Taken
         } else {
             Wait::Busy
@@ -601,7 +585,7 @@ impl Held {
                 table.try_shared(s)
             }
         };
-        if table.wait_registered(s, false, |t| self.find(t).is_some(), take, wait) {
+        if table.wait_registered(s, |t| self.find(t).is_some(), take, wait) {
             Wait::Taken
         } else {
             Wait::Busy
@@ -1005,43 +989,52 @@ mod tests {
     /// cannot be taken for one that found the deadlock.
     const DEADLOCK_WAIT: Duration = Duration::from_secs(20);
 
-    /// Of two deadlocked holders (each result: got its stripe, time it waited), exactly
-    /// one gave up, and long before the lock wait: when one waits it out instead, the
-    /// other may get its stripe as it gives up, so which got theirs does not tell.
-    fn gave_up_early(a: (bool, Duration), b: (bool, Duration)) {
-        assert!(a.0 != b.0, "exactly one gets its stripe: {a:?} {b:?}");
-        let loser = if a.0 { b } else { a };
-        assert!(
-            loser.1 < DEADLOCK_WAIT / 2,
-            "the deadlock was found, not waited out: {loser:?}"
-        );
-    }
-
-    #[test]
-    fn of_two_holders_waiting_for_each_other_one_gives_up_before_the_lock_wait() {
-        // Each holds one stripe exclusively and then wants the other's: a deadlock. One
-        // of them (the thread numbered higher) must give up early, so that the other gets
-        // its stripe; waiting out the lock wait, both would fail.
+    /// Two threads: each takes the line at `mine` (`exclusive` or shared), and when both
+    /// have, wants the other's line exclusively or shared (`then`): a deadlock. Exactly
+    /// one must get its line, and the other must give up long before the lock wait (when
+    /// one waits it out instead, the other may get its line as it gives up, so which got
+    /// theirs does not tell).
+    fn deadlock(exclusive: bool, then: bool, lines: [u64; 2]) {
         let t = LockTable::new(64 * 1024);
         let both = std::sync::Barrier::new(2);
         let run = |mine: u64, theirs: u64| {
             let mut held = Held::default();
-            assert!(held.acquire(&t, mine, 8, true, NO_WAIT));
+            assert!(held.acquire(&t, mine, 8, exclusive, NO_WAIT));
             both.wait();
             let started = Instant::now();
-            let got = held.acquire(&t, theirs, 8, false, DEADLOCK_WAIT);
+            let got = held.acquire(&t, theirs, 8, then, DEADLOCK_WAIT);
             let waited = started.elapsed();
             held.release_all(&t);
             (got, waited)
         };
         let (a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| run(0, 64));
-            let b = s.spawn(|| run(64, 0));
+            let a = s.spawn(|| run(lines[0], lines[1]));
+            let b = s.spawn(|| run(lines[1], lines[0]));
             (a.join().unwrap(), b.join().unwrap())
         });
-        gave_up_early(a, b);
+        assert!(a.0 != b.0, "exactly one gets its line: {a:?} {b:?}");
+        let loser = if a.0 { b } else { a };
+        assert!(
+            loser.1 < DEADLOCK_WAIT / 2,
+            "the deadlock was found, not waited out: {loser:?}"
+        );
         assert!(t.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
         assert!(t.waiting.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+    }
+
+    #[test]
+    fn of_two_holders_waiting_for_each_other_one_gives_up_before_the_lock_wait() {
+        // Each writes its line, then reads the other's (two SPS swaps that cross).
+        deadlock(true, false, [0, 64]);
+        // Each reads its line, then writes the other's: the words name no holder.
+        deadlock(false, true, [0, 64]);
+    }
+
+    #[test]
+    fn of_two_holders_upgrading_one_stripe_one_gives_up_before_the_lock_wait() {
+        // Both read one line, then both want to write it: each waits for the other's
+        // read.
+        deadlock(false, true, [0, 16]);
     }
 
     #[test]
@@ -1066,33 +1059,6 @@ mod tests {
         });
         a.release_all(&t);
         assert!(t.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
-    }
-
-    #[test]
-    fn of_two_holders_upgrading_one_stripe_one_gives_up_before_the_lock_wait() {
-        // Both read the line, then both want to write it: each waits for the other's
-        // read. One (the thread numbered higher) must give up early so that the other's
-        // upgrade goes through.
-        let t = LockTable::new(64 * 1024);
-        let both = std::sync::Barrier::new(2);
-        let run = |at: u64| {
-            let mut held = Held::default();
-            assert!(held.acquire(&t, at, 8, false, NO_WAIT));
-            both.wait();
-            let started = Instant::now();
-            let got = held.acquire(&t, at, 8, true, DEADLOCK_WAIT);
-            let waited = started.elapsed();
-            held.release_all(&t);
-            (got, waited)
-        };
-        let (a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| run(0));
-            let b = s.spawn(|| run(16));
-            (a.join().unwrap(), b.join().unwrap())
-        });
-        gave_up_early(a, b);
-        assert!(t.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
-        assert!(t.waiting.iter().all(|w| w.load(Ordering::Relaxed) == 0));
     }
 
     #[test]
