@@ -221,6 +221,16 @@ impl LockTable {
             .is_ok()
     }
 
+    /// [`LockTable::try_exclusive`] or [`LockTable::try_shared`].
+    #[inline]
+    fn try_take(&self, s: u32, exclusive: bool, me: u32) -> bool {
+        if exclusive {
+            self.try_exclusive(s, me)
+        } else {
+            self.try_shared(s)
+        }
+    }
+
     /// Shared to exclusive, if the caller is the only shared holder.
     #[inline]
     fn try_upgrade(&self, s: u32, me: u32) -> bool {
@@ -528,12 +538,7 @@ impl Held {
         me: u32,
         wait: Duration,
     ) -> Wait {
-        let taken = if exclusive {
-            table.try_exclusive(s, me)
-        } else {
-            table.try_shared(s)
-        };
-        if taken {
+        if table.try_take(s, exclusive, me) {
             Wait::Taken
         } else {
             self.wait_stripe_slow(table, s, exclusive, me, wait)
@@ -556,7 +561,17 @@ impl Held {
         if crate::mutant::is("upgrade-never-waits") {
             return Wait::Busy; // Mutant: an upgrade gives up at once, as it used to.
         }
-        let take = || table.try_upgrade(s, me);
+        self.wait_registered(table, s, || table.try_upgrade(s, me), wait)
+    }
+
+    /// [`LockTable::wait_registered`] for this set, as a [`Wait`].
+    fn wait_registered(
+        &self,
+        table: &LockTable,
+        s: u32,
+        take: impl FnMut() -> bool,
+        wait: Duration,
+    ) -> Wait {
         if table.wait_registered(s, |t| self.find(t).is_some(), take, wait) {
             Wait::Taken
         } else {
@@ -578,18 +593,7 @@ impl Held {
         if table.held_by(s, 0) {
             return Wait::Mine;
         }
-        let take = || {
-            if exclusive {
-                table.try_exclusive(s, me)
-            } else {
-                table.try_shared(s)
-            }
-        };
-        if table.wait_registered(s, |t| self.find(t).is_some(), take, wait) {
-            Wait::Taken
-        } else {
-            Wait::Busy
-        }
+        self.wait_registered(table, s, || table.try_take(s, exclusive, me), wait)
     }
 
     /// Whether the last failed [`Held::acquire`] gave up because this thread itself
