@@ -286,9 +286,9 @@ impl DiskFile {
         }
     }
 
-    #[inline]
-    pub(crate) fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.file.read_exact_at(buf, offset)
+    /// The file, to read from (reads are neither logged nor failed on purpose).
+    pub(crate) fn file(&self) -> &File {
+        &self.file
     }
 
     #[inline]
