@@ -46,7 +46,7 @@ struct RunArgs {
     /// vista, lrvm (= lrvm-flush), lrvm-flush, lrvm-noflush.
     #[arg(long, value_parser = parse_engine)]
     engine: EngineKind,
-    /// bank, kv or pages (vista).
+    /// bank, kv, pages (vista) or xseg (vista: transactions across two segments).
     #[arg(long, default_value = "bank", value_parser = parse_workload)]
     workload: WorkloadKind,
     /// kill, points, recovery, power, wild, compound or io.

@@ -1,4 +1,4 @@
-//! The commands that delete files: `remove` (a segment's three files) and `images`
+//! The commands that delete files: `remove` (a segment's files) and `images`
 //! (listing the memory images of the cache directory, and with `--remove-orphans`
 //! deleting those whose segment is gone). Both delete only under the files' locks, so
 //! a segment that is open, or being opened, is never touched.
@@ -37,11 +37,13 @@ pub fn remove(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
     let journal = rio_cache::journal_path(path);
     let image =
         rio_cache::image_path(path, cache_dir).map_err(|e| Failure::new(exit::FILE, path, e))?;
+    let fence = vista::fence_path(path);
     let present = |p: &Path| std::fs::symlink_metadata(p).is_ok();
     let found = [
         present(path).then(|| path.to_owned()),
         present(&journal).then(|| journal.clone()),
         present(&image).then(|| image.clone()),
+        present(&fence).then(|| fence.clone()),
     ];
     if found.iter().all(Option::is_none) {
         return Err(Failure::new(
@@ -70,22 +72,37 @@ pub fn remove(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
         }
         Err(e) => return Err(Failure::new(exit::FILE, path, e)),
     }
+    // The fence (a member of a group with transactions not yet written back) goes
+    // last, once the files it guards are gone: left behind, it would make a new
+    // segment created at this path start fenced.
+    match std::fs::remove_file(&fence) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Failure::new(
+                exit::FILE,
+                &fence,
+                format!("the segment's files were removed, but not its fence: {e}"),
+            ))
+        }
+    }
     let show = |p: &Option<std::path::PathBuf>| {
         p.as_ref()
             .map_or_else(|| "none".to_string(), |p| p.display().to_string())
     };
     let text = format!(
-        "removed {}\n  segment file  {}\n  journal       {}\n  memory image  {}\n",
+        "removed {}\n  segment file  {}\n  journal       {}\n  memory image  {}\n  fence         {}\n",
         path.display(),
         show(&found[0]),
         show(&found[1]),
         show(&found[2]),
+        show(&found[3]),
     );
     Ok(Outcome {
         text,
         json: json!({
             "path": path,
-            "removed": {"file": found[0], "journal": found[1], "image": found[2]},
+            "removed": {"file": found[0], "journal": found[1], "image": found[2], "fence": found[3]},
         }),
         code: exit::OK,
     })

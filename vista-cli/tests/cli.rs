@@ -896,6 +896,36 @@ fn remove_deletes_a_segments_files_and_nothing_else() {
     assert!(!path.exists());
 }
 
+/// A group member's fence goes with its segment: left behind, it would fence a new
+/// segment created at the same path (its own checkpoints refused). A refused remove
+/// (the segment is open) keeps it.
+#[test]
+fn remove_deletes_a_group_members_fence_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = good_segment(d);
+    let fence = vista::fence_path(&path);
+    std::fs::write(&fence, b"").unwrap();
+    {
+        let open = open_segment(&path, &options(d)).unwrap();
+        assert!(
+            open.checkpoint().is_err(),
+            "the fence makes the segment's own checkpoint wait for its group"
+        );
+        fails(&vista(d, &["remove", "seg"]), 4, "nothing was removed");
+        assert!(fence.exists(), "a refused remove deleted the fence");
+    }
+    let r = vista(d, &["--json", "remove", "seg"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(v["removed"]["fence"].is_string(), "{}", r.stdout);
+    assert!(!fence.exists() && !path.exists());
+    let fresh = open_segment(&path, &options(d)).unwrap();
+    fresh
+        .checkpoint()
+        .expect("a new segment at the path is not fenced");
+}
+
 #[test]
 fn images_lists_and_removes_only_orphans() {
     let dir = tempfile::tempdir().unwrap();

@@ -312,7 +312,7 @@ pub use pptr::PPtr;
 /// `Segment::cache_stats`) can be named without a separate dependency.
 pub use rio_cache;
 pub use rio_cache::{ActiveProtection, ColdReason, StartKind};
-pub use segment::{Bytes, Recovery, Segment};
+pub use segment::{fence_path, Bytes, Recovery, Segment};
 pub use transaction::Transaction;
 
 /// Every crash point of vista's transactions (rio-cache's checkpoint points are in

@@ -108,8 +108,10 @@ impl Options {
 
     /// How long a transaction waits for a range that another transaction holds before
     /// the call fails with [`crate::Error::Conflict`] (default [`DEFAULT_LOCK_WAIT`]).
-    /// Zero: only a short spin. Upgrading a range the transaction read to a write never
-    /// waits for other readers (two upgraders would wait for each other).
+    /// Zero: only a short spin. Upgrading a range the transaction read to a write waits
+    /// the same way for the other readers to end; two transactions that would wait for
+    /// each other (two upgraders of one range) are found at once, and one of them fails
+    /// with [`crate::Error::Conflict`] instead of waiting.
     #[must_use]
     pub fn lock_wait(mut self, wait: Duration) -> Self {
         self.lock_wait = wait;

@@ -518,8 +518,12 @@ fn accept(
     Ok((layout, recovery))
 }
 
-/// The file whose presence fences a segment (see `crate::group`): beside the segment.
-pub(crate) fn fence_path(path: &Path) -> PathBuf {
+/// The file beside the segment at `path` (`<path>.fence`) whose presence fences it: a
+/// member of a [`crate::Group`] holding transactions across segments that only the
+/// group's checkpoint may write back. [`Segment::remove`] and `vista remove` delete it
+/// with the segment; left behind, it would make a new segment created at `path` start
+/// fenced.
+pub fn fence_path(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push(".fence");
     PathBuf::from(p)
