@@ -176,7 +176,8 @@ mod mutant {
 /// broken ordering in force (`commit-no-sync`, `install-no-sync`, `clean-before-copy`,
 /// `warm-after-rewrite`, `grow-image-ready`, `grow-intent-no-sync`,
 /// `grow-extend-no-sync`, `copy-without-cow`, `publish-before-preserve`,
-/// `gate-by-address`, `no-deadlock-detection`, `upgrade-never-waits`).
+/// `gate-by-address`, `no-deadlock-detection`, `upgrade-never-waits`,
+/// `line-ignores-block`, `block-ignores-lines`).
 pub const MUTANT_ENV: &str = "RIO_MUTANT";
 
 pub use cache::{RioCache, Stats};

@@ -7,6 +7,17 @@
 //! a count of shared holders, or [`EXCLUSIVE`] with the holding thread's number in the
 //! low bits.
 //!
+//! **Blocks.** Past the `n` line stripes the table has `n / 16` block stripes (when `n`
+//! is at least 32): block stripe `n + k` stands for line stripes `16 k .. 16 k + 16`. A
+//! range takes every block it covers whole as the block's word and only the lines at
+//! its ends one by one, so a 4 KiB write takes about 20 words instead of 65. A line and
+//! its block exclude each other by Dekker's argument: a line holder writes the line's
+//! word and then reads the block's, a block holder writes the block's word and then
+//! reads its lines' words, all `SeqCst`, so whichever wrote second sees the other. The
+//! line holder then gives its line back and waits for the block; the block holder keeps
+//! the block and waits for the line (see [`Held::take_line`], [`Held::take_block`]). A
+//! line inside a block its holder has in a serving mode is not taken at all.
+//!
 //! **A range this thread holds.** A holder that cannot take a stripe at once first asks
 //! whether this very thread holds it (its exclusive owner is this thread, or every
 //! shared holder is one of this thread's read guards, which register their stripes in
@@ -36,10 +47,13 @@ use std::time::{Duration, Instant};
 #[cfg(feature = "shuttle")]
 use shuttle::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crossbeam_utils::Backoff;
+use crossbeam_utils::{Backoff, CachePadded};
 
 /// Bytes covered by one lock key.
 pub(crate) const LINE: u64 = 64;
+/// Lines covered by one block word (1 KiB): a range takes the blocks it covers whole as
+/// one word each (see the module documentation).
+const BLOCK_LINES: u64 = 16;
 /// The most stripes a table has (256 KiB of lock words).
 const MAX_STRIPES: usize = 1 << 16;
 const EXCLUSIVE: u32 = 1 << 31;
@@ -95,8 +109,16 @@ fn number_this_thread() -> u32 {
 /// The lock words of one cache.
 #[derive(Debug)]
 pub(crate) struct LockTable {
+    /// The line stripes `0..=mask`, then the block stripes (`mask + 1` on, one per
+    /// [`BLOCK_LINES`] line stripes; none in a table of fewer stripes).
     words: Box<[AtomicU32]>,
     mask: u64,
+    /// Block stripes (0: blocks are not used).
+    blocks: u64,
+    /// Holders that have taken (or are taking) a block: while 0, a line holder need not
+    /// read its block's word (see [`LockTable::block_free`]). On its own cache line: it
+    /// changes only when a holder takes its first block or releases.
+    block_users: CachePadded<AtomicU64>,
     /// This table's number (see `GUARDED`).
     id: u64,
     /// Holders waiting for a stripe, by thread: slot `t mod WAIT_SLOTS` holds
@@ -114,9 +136,18 @@ impl LockTable {
     pub(crate) fn new(data_len: u64) -> LockTable {
         let lines = data_len.div_ceil(LINE).max(1) as usize;
         let n = lines.next_power_of_two().min(MAX_STRIPES);
+        let blocks = if n as u64 >= 2 * BLOCK_LINES {
+            n as u64 / BLOCK_LINES
+        } else {
+            0
+        };
         LockTable {
-            words: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            words: (0..n + blocks as usize)
+                .map(|_| AtomicU32::new(0))
+                .collect(),
             mask: n as u64 - 1,
+            blocks,
+            block_users: CachePadded::new(AtomicU64::new(0)),
             id: NEXT_TABLE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             waiting: (0..WAIT_SLOTS).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -207,7 +238,10 @@ impl LockTable {
             if cur & EXCLUSIVE != 0 || cur == EXCLUSIVE - 1 {
                 return false;
             }
-            match w.compare_exchange_weak(cur, cur + 1, Ordering::Acquire, Ordering::Relaxed) {
+            // SeqCst (and on the exclusive and upgrade paths): with the load of the
+            // other level's word that follows, Dekker's argument between a line and its
+            // block (see the module documentation).
+            match w.compare_exchange_weak(cur, cur + 1, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(now) => cur = now,
             }
@@ -217,7 +251,7 @@ impl LockTable {
     #[inline]
     fn try_exclusive(&self, s: u32, me: u32) -> bool {
         self.words[s as usize]
-            .compare_exchange(0, EXCLUSIVE | me, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, EXCLUSIVE | me, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
     }
 
@@ -235,8 +269,82 @@ impl LockTable {
     #[inline]
     fn try_upgrade(&self, s: u32, me: u32) -> bool {
         self.words[s as usize]
-            .compare_exchange(1, EXCLUSIVE | me, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(1, EXCLUSIVE | me, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
+    }
+
+    /// Undoes [`LockTable::try_upgrade`]: shared again, by the caller alone (nobody else
+    /// changes an exclusive word).
+    #[inline]
+    fn downgrade(&self, s: u32) {
+        self.words[s as usize].store(1, Ordering::Release);
+    }
+
+    /// Whether no holder uses blocks, or the block of line stripe `s` is free (SeqCst,
+    /// after the line's word was written: see the module documentation). A holder
+    /// counts itself in `block_users` before it writes its first block word, so a line
+    /// holder that reads 0 there wrote its line before any block holder's count, and
+    /// that block holder sees the line when it reads the block's lines.
+    // Always inlined: it is on every lock's path, and out of line it cost 10-30
+    // instructions a call (callgrind; docs/benchmarks.md, "Blocks").
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn block_free(&self, s: u32) -> bool {
+        #[cfg(feature = "mutants")]
+        if crate::mutant::is("line-ignores-block") {
+            return true; // Mutant: a line is taken inside another's block.
+        }
+        self.block_users.load(Ordering::SeqCst) == 0
+            || self.words[(self.mask + 1) as usize + (s / BLOCK_LINES as u32) as usize]
+                .load(Ordering::SeqCst)
+                == 0
+    }
+
+    /// The block stripe whose word covers line stripe `s`, if blocks are used.
+    #[inline]
+    fn block_of(&self, s: u32) -> Option<u32> {
+        (self.blocks != 0).then(|| (self.mask + 1) as u32 + s / BLOCK_LINES as u32)
+    }
+
+    /// The line stripes block stripe `b` covers.
+    fn lines_of(&self, b: u32) -> std::ops::Range<u32> {
+        let first = (b - (self.mask + 1) as u32) * BLOCK_LINES as u32;
+        first..first + BLOCK_LINES as u32
+    }
+
+    /// What a holder takes for `[offset, offset + len)` (not empty): the block
+    /// stripes of the blocks the range covers whole, then the line stripes of the lines
+    /// at its ends (every line, when it covers no block whole). Every stripe once (a
+    /// range longer than the table takes every block, and no line).
+    fn plan(
+        &self,
+        offset: u64,
+        len: u64,
+    ) -> (
+        impl Iterator<Item = u32> + use<>,
+        impl Iterator<Item = u32> + use<>,
+    ) {
+        let (first, last) = (offset / LINE, (offset + len - 1) / LINE);
+        let (fb, lb) = (first.div_ceil(BLOCK_LINES), (last + 1) / BLOCK_LINES);
+        let mask = self.mask;
+        let (blocks, heads, tails) = if self.blocks == 0 || fb >= lb {
+            let count = (last - first + 1).min(mask + 1);
+            (0..0, first..first + count, 0..0)
+        } else if last - first > mask {
+            (0..self.blocks, 0..0, 0..0)
+        } else {
+            let count = (lb - fb).min(self.blocks);
+            (
+                fb..fb + count,
+                first..fb * BLOCK_LINES,
+                lb * BLOCK_LINES..last + 1,
+            )
+        };
+        let (base, bmask) = (mask + 1, self.blocks.wrapping_sub(1));
+        (
+            blocks.map(move |b| (base + (b & bmask)) as u32),
+            heads.chain(tails).map(move |l| (l & mask) as u32),
+        )
     }
 
     #[inline]
@@ -247,14 +355,6 @@ impl LockTable {
         } else {
             w.fetch_sub(1, Ordering::Release);
         }
-    }
-
-    /// The stripes of `[offset, offset + len)`, each once.
-    fn stripes(&self, offset: u64, len: u64) -> impl Iterator<Item = u32> {
-        let (first, last) = (offset / LINE, (offset + len - 1) / LINE);
-        let count = (last - first + 1).min(self.mask + 1);
-        let mask = self.mask;
-        (first..first + count).map(move |l| (l & mask) as u32)
     }
 }
 
@@ -281,6 +381,23 @@ pub(crate) struct Held {
     /// Bit `s mod 64` is set for every stripe `s` held: a stripe whose bit is clear is
     /// not held, without a search.
     seen: u64,
+    /// Block stripes held: while 0, no line is covered by a block of this set, without
+    /// a search.
+    blocks: u32,
+    /// Counted in the table's `block_users` (until [`Held::release_all`]).
+    block_user: bool,
+}
+
+/// Whether a word `w` lets a holder in with `exclusive`, given the holder's own hold
+/// of it (`mine`: `Some(true)` exclusive, `Some(false)` one share, `None`).
+#[inline]
+fn compatible(w: u32, mine: Option<bool>, exclusive: bool) -> bool {
+    w == 0
+        || match mine {
+            Some(true) => true,
+            Some(false) => !exclusive || w == 1,
+            None => !exclusive && w & EXCLUSIVE == 0,
+        }
 }
 
 /// Stripes a holder keeps without allocating, and scans before it indexes.
@@ -373,7 +490,10 @@ impl Held {
         }
     }
 
-    #[inline]
+    // Always inlined: it is on every lock's path, and out of line it cost 10-30
+    // instructions a call (callgrind; docs/benchmarks.md, "Blocks").
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     fn push(&mut self, e: u32) {
         self.seen |= 1 << ((e & !EXCLUSIVE) % 64);
         if self.len < INLINE {
@@ -410,26 +530,37 @@ impl Held {
         wait: Duration,
     ) -> bool {
         // The common request, inline: one line (a word read or written), the stripe held
-        // already in a mode that serves, or free to take at once (a read guard's is
-        // listed), or an update's to upgrade at once. Anything else (several lines, a
-        // wait) takes the general path.
+        // already in a mode that serves, covered by a block this set holds, or free to
+        // take at once with its block free (a read guard's is listed), or an update's
+        // to upgrade at once. Anything else (several lines, a wait, a block held by
+        // another) takes the general path.
         if len != 0 && offset / LINE == (offset + len - 1) / LINE {
             let s = ((offset / LINE) & table.mask) as u32;
             match self.find(s) {
                 Some(i) if !exclusive || self.get(i) & EXCLUSIVE != 0 => return true,
                 Some(i) => {
                     if self.guard.is_none() && table.try_upgrade(s, this_thread()) {
-                        self.set(i, s | EXCLUSIVE);
-                        return true;
+                        if table.block_free(s) || self.block_lets_in(table, s, true) {
+                            self.set(i, s | EXCLUSIVE);
+                            return true;
+                        }
+                        table.downgrade(s);
                     }
                 }
                 None => {
+                    if self.covered(table, s, exclusive) {
+                        return true;
+                    }
                     let taken = match (exclusive, self.guard) {
                         (false, _) => table.try_shared(s),
                         (true, None) => table.try_exclusive(s, this_thread()),
                         (true, Some(_)) => false,
                     };
                     if taken {
+                        if !table.block_free(s) && !self.block_lets_in(table, s, exclusive) {
+                            table.release(s, exclusive);
+                            return self.acquire_slow(table, offset, len, exclusive, wait);
+                        }
                         self.push(if exclusive { s | EXCLUSIVE } else { s });
                         if let Some(id) = self.guard {
                             // A read guard lists its new stripe for this thread.
@@ -443,6 +574,53 @@ impl Held {
             }
         }
         self.acquire_slow(table, offset, len, exclusive, wait)
+    }
+
+    /// This set's hold of stripe `s`: `Some(true)` exclusive, `Some(false)` shared.
+    #[inline]
+    fn mode(&self, s: u32) -> Option<bool> {
+        self.find(s).map(|i| self.get(i) & EXCLUSIVE != 0)
+    }
+
+    /// Whether line stripe `s` is covered for `exclusive` by a block this set holds.
+    // Always inlined: it is on every lock's path, and out of line it cost 10-30
+    // instructions a call (callgrind; docs/benchmarks.md, "Blocks").
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn covered(&self, table: &LockTable, s: u32, exclusive: bool) -> bool {
+        self.blocks != 0 && self.covered_by_block(table, s, exclusive)
+    }
+
+    /// [`Held::covered`] once this set holds a block.
+    #[inline(never)]
+    fn covered_by_block(&self, table: &LockTable, s: u32, exclusive: bool) -> bool {
+        table
+            .block_of(s)
+            .and_then(|b| self.mode(b))
+            .is_some_and(|x| x || !exclusive)
+    }
+
+    /// Whether the block of line stripe `s`, which this set has just taken (or
+    /// upgraded), lets the line in: nobody else holds the block in a mode that
+    /// conflicts. SeqCst: read after the line's word was written (see the module
+    /// documentation). Out of line: [`LockTable::block_free`] answers the common case.
+    #[cold]
+    #[inline(never)]
+    fn block_lets_in(&self, table: &LockTable, s: u32, exclusive: bool) -> bool {
+        #[cfg(feature = "mutants")]
+        if crate::mutant::is("line-ignores-block") {
+            return true; // Mutant: a line is taken inside another's block.
+        }
+        let Some(b) = table.block_of(s) else {
+            return true;
+        };
+        let w = table.words[b as usize].load(Ordering::SeqCst);
+        w == 0
+            || compatible(
+                w,
+                if self.blocks == 0 { None } else { self.mode(b) },
+                exclusive,
+            )
     }
 
     /// [`Held::acquire`] of several lines, of a read guard's new stripe, or of a stripe
@@ -488,42 +666,178 @@ impl Held {
         wait: Duration,
         me: u32,
     ) -> bool {
-        // The common first lock of a holder: one line, nothing held yet.
-        if self.len == 0 && offset / LINE == (offset + len - 1) / LINE {
-            let s = ((offset / LINE) & table.mask) as u32;
-            let taken = self.wait_stripe(table, s, exclusive, me, wait);
-            self.mine = taken == Wait::Mine;
-            if taken == Wait::Taken {
-                self.first[0] = if exclusive { s | EXCLUSIVE } else { s };
-                self.len = 1;
-                self.seen = 1 << (s % 64);
+        let (blocks, ends) = table.plan(offset, len);
+        for b in blocks {
+            let taken = self.take_block(table, b, exclusive, me, wait);
+            if taken != Wait::Taken {
+                self.mine = taken == Wait::Mine;
+                return false;
             }
-            return taken == Wait::Taken;
         }
-        for s in table.stripes(offset, len) {
-            match self.find(s) {
-                Some(i) => {
-                    let e = self.get(i);
-                    if exclusive && e & EXCLUSIVE == 0 {
-                        let taken = self.wait_upgrade(table, s, me, wait);
-                        if taken != Wait::Taken {
-                            self.mine = taken == Wait::Mine;
-                            return false;
-                        }
-                        self.set(i, s | EXCLUSIVE);
-                    }
-                }
-                None => {
-                    let taken = self.wait_stripe(table, s, exclusive, me, wait);
-                    if taken != Wait::Taken {
-                        self.mine = taken == Wait::Mine;
-                        return false;
-                    }
+        for s in ends {
+            // The common line, inline: not held, not covered, free, its block free.
+            if self.find(s).is_none()
+                && !self.covered(table, s, exclusive)
+                && table.try_take(s, exclusive, me)
+            {
+                if table.block_free(s) {
                     self.push(if exclusive { s | EXCLUSIVE } else { s });
+                    continue;
                 }
+                table.release(s, exclusive);
+            }
+            let taken = self.take_line(table, s, exclusive, me, wait);
+            if taken != Wait::Taken {
+                self.mine = taken == Wait::Mine;
+                return false;
             }
         }
         true
+    }
+
+    /// Takes line stripe `s` for `exclusive` (or finds it held, or covered by a block
+    /// of this set), waiting for it, and for its block, if need be.
+    #[inline(never)]
+    fn take_line(
+        &mut self,
+        table: &LockTable,
+        s: u32,
+        exclusive: bool,
+        me: u32,
+        wait: Duration,
+    ) -> Wait {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let left = match deadline {
+                None => wait,
+                Some(d) => d.saturating_duration_since(Instant::now()),
+            };
+            let held = self.find(s);
+            match held {
+                Some(i) if !exclusive || self.get(i) & EXCLUSIVE != 0 => return Wait::Taken,
+                Some(_) => {
+                    let taken = self.wait_upgrade(table, s, me, left);
+                    if taken != Wait::Taken {
+                        return taken;
+                    }
+                }
+                None => {
+                    if self.covered(table, s, exclusive) {
+                        return Wait::Taken;
+                    }
+                    let taken = self.wait_stripe(table, s, exclusive, me, left);
+                    if taken != Wait::Taken {
+                        return taken;
+                    }
+                }
+            }
+            if table.block_free(s) || self.block_lets_in(table, s, exclusive) {
+                match held {
+                    Some(i) => self.set(i, s | EXCLUSIVE),
+                    None => self.push(if exclusive { s | EXCLUSIVE } else { s }),
+                }
+                return Wait::Taken;
+            }
+            // Another holder has the line's block: give the line back and wait until
+            // the block lets it in, then take the line again.
+            match held {
+                Some(_) => table.downgrade(s),
+                None => table.release(s, exclusive),
+            }
+            let b = table
+                .block_of(s)
+                .expect("only a block keeps a taken line out");
+            let own = u32::from(self.mode(b) == Some(false));
+            if table.held_by(b, own) {
+                return Wait::Mine;
+            }
+            let d = *deadline.get_or_insert_with(|| Instant::now() + wait);
+            let left = d.saturating_duration_since(Instant::now());
+            let free = self.wait_registered(
+                table,
+                b,
+                None,
+                || {
+                    let w = table.words[b as usize].load(Ordering::SeqCst);
+                    compatible(w, (own == 1).then_some(false), exclusive)
+                },
+                left,
+            );
+            if free != Wait::Taken {
+                return free;
+            }
+        }
+    }
+
+    /// Takes block stripe `b` for `exclusive` (or finds it held so), waiting for it,
+    /// and then for every line of it that another holder has in a conflicting mode.
+    #[inline(never)]
+    fn take_block(
+        &mut self,
+        table: &LockTable,
+        b: u32,
+        exclusive: bool,
+        me: u32,
+        wait: Duration,
+    ) -> Wait {
+        let held = self.find(b);
+        if !self.block_user {
+            // Counted before the first block word is written (see `block_free`).
+            table.block_users.fetch_add(1, Ordering::SeqCst);
+            self.block_user = true;
+        }
+        let taken = match held {
+            Some(i) if !exclusive || self.get(i) & EXCLUSIVE != 0 => return Wait::Taken,
+            Some(_) => self.wait_upgrade(table, b, me, wait),
+            None => self.wait_stripe(table, b, exclusive, me, wait),
+        };
+        if taken != Wait::Taken {
+            return taken;
+        }
+        // SeqCst loads after the block's word was written (see the module
+        // documentation): a line taken by another holder is seen here, or that holder
+        // sees the block.
+        let mut deadline: Option<Instant> = None;
+        for s in table.lines_of(b) {
+            let mine = self.mode(s);
+            let lets_in = || {
+                #[cfg(feature = "mutants")]
+                if crate::mutant::is("block-ignores-lines") {
+                    return true; // Mutant: a block is taken over another's lines.
+                }
+                compatible(
+                    table.words[s as usize].load(Ordering::SeqCst),
+                    mine,
+                    exclusive,
+                )
+            };
+            if lets_in() {
+                continue;
+            }
+            let own = u32::from(mine == Some(false));
+            let waited = if table.held_by(s, own) {
+                Wait::Mine
+            } else {
+                let d = *deadline.get_or_insert_with(|| Instant::now() + wait);
+                let left = d.saturating_duration_since(Instant::now());
+                self.wait_registered(table, s, Some(b), lets_in, left)
+            };
+            if waited != Wait::Taken {
+                match held {
+                    Some(_) => table.downgrade(b),
+                    None => table.release(b, exclusive),
+                }
+                return waited;
+            }
+        }
+        match held {
+            Some(i) => self.set(i, b | EXCLUSIVE),
+            None => {
+                self.push(if exclusive { b | EXCLUSIVE } else { b });
+                self.blocks += 1;
+            }
+        }
+        Wait::Taken
     }
 
     /// Takes stripe `s` (not in this set), waiting for it if need be: gives up at once
@@ -561,18 +875,20 @@ impl Held {
         if crate::mutant::is("upgrade-never-waits") {
             return Wait::Busy; // Mutant: an upgrade gives up at once, as it used to.
         }
-        self.wait_registered(table, s, || table.try_upgrade(s, me), wait)
+        self.wait_registered(table, s, None, || table.try_upgrade(s, me), wait)
     }
 
-    /// [`LockTable::wait_registered`] for this set, as a [`Wait`].
+    /// [`LockTable::wait_registered`] for this set (and `also`, a block it has taken
+    /// but not yet filed), as a [`Wait`].
     fn wait_registered(
         &self,
         table: &LockTable,
         s: u32,
+        also: Option<u32>,
         take: impl FnMut() -> bool,
         wait: Duration,
     ) -> Wait {
-        if table.wait_registered(s, |t| self.find(t).is_some(), take, wait) {
+        if table.wait_registered(s, |t| also == Some(t) || self.find(t).is_some(), take, wait) {
             Wait::Taken
         } else {
             Wait::Busy
@@ -593,7 +909,7 @@ impl Held {
         if table.held_by(s, 0) {
             return Wait::Mine;
         }
-        self.wait_registered(table, s, || table.try_take(s, exclusive, me), wait)
+        self.wait_registered(table, s, None, || table.try_take(s, exclusive, me), wait)
     }
 
     /// Whether the last failed [`Held::acquire`] gave up because this thread itself
@@ -623,6 +939,8 @@ impl Held {
             }
             self.len = 0;
             self.seen = 0;
+            self.blocks = 0;
+            self.leave_block_users(table);
             return;
         }
         for e in self.entries() {
@@ -630,6 +948,8 @@ impl Held {
         }
         self.len = 0;
         self.seen = 0;
+        self.blocks = 0;
+        self.leave_block_users(table);
         // Kept for this thread's next large set (see `SPARE`), unless very large.
         let (mut more, mut slots) = (
             std::mem::take(&mut self.more),
@@ -640,6 +960,16 @@ impl Held {
             slots.clear();
             // Not kept while the thread's locals are being destroyed.
             let _ = SPARE.try_with(|s| s.set(Some((more, slots))));
+        }
+    }
+
+    /// Uncounts this set from the table's `block_users`, after its block words were
+    /// released.
+    #[inline]
+    fn leave_block_users(&mut self, table: &LockTable) {
+        if self.block_user {
+            table.block_users.fetch_sub(1, Ordering::SeqCst);
+            self.block_user = false;
         }
     }
 
@@ -866,6 +1196,104 @@ mod shuttle_tests {
         assert!(table.words.iter().all(|w| w.load(Ordering::SeqCst) == 0));
     }
 
+    /// Blocks and lines of one table: holders take whole blocks (shared and
+    /// exclusive, with upgrades), single lines inside blocks others hold, and ranges
+    /// across blocks, as scripts of ranges taken in turn. A per-line witness counts the
+    /// holders inside; no line ever has a writer beside anyone else.
+    fn blocks_and_lines_exclude_each_other() {
+        const LINES: usize = 32; // two blocks of 16 lines
+        let block = |k: u64, ex: bool| (k * BLOCK_LINES * LINE, BLOCK_LINES * LINE, ex);
+        let line = |l: u64, ex: bool| (l * LINE + 3, 8, ex);
+        let scripts: [Vec<(u64, u64, bool)>; 3] = [
+            // A block written whole; a block read, then a line of it written.
+            vec![block(0, true), block(1, false), line(20, true)],
+            // A line inside the first block; then lines across both blocks.
+            vec![line(5, true), (10 * LINE, 12 * LINE, true)],
+            // Everything read; then the first block written (an upgrade).
+            vec![(0, 2 * BLOCK_LINES * LINE, false), block(0, true)],
+        ];
+        let table = Arc::new(LockTable::new(LINES as u64 * LINE));
+        assert_eq!(table.blocks, 2);
+        let readers: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..LINES).map(|_| AtomicUsize::new(0)).collect());
+        let writers: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..LINES).map(|_| AtomicUsize::new(0)).collect());
+        let threads: Vec<_> = scripts
+            .into_iter()
+            .map(|script| {
+                let (table, readers, writers) = (
+                    Arc::clone(&table),
+                    Arc::clone(&readers),
+                    Arc::clone(&writers),
+                );
+                shuttle::thread::spawn(move || {
+                    for round in 0..2 {
+                        // Round 0 takes the whole script, round 1 its second half.
+                        let part = &script[round * script.len() / 2..];
+                        let mut held = Held::default();
+                        while !part.iter().all(|&(off, len, ex)| {
+                            held.acquire(&table, off, len, ex, Duration::ZERO)
+                        }) {
+                            held.release_all(&table);
+                            shuttle::thread::yield_now();
+                        }
+                        // The strongest mode held on each line.
+                        let mut mode = [None::<bool>; LINES];
+                        for &(off, len, ex) in part {
+                            for l in off / LINE..=(off + len - 1) / LINE {
+                                let m = &mut mode[l as usize];
+                                *m = Some(m.unwrap_or(false) | ex);
+                            }
+                        }
+                        for (l, m) in mode.iter().enumerate() {
+                            match m {
+                                Some(true) => writers[l].fetch_add(1, Ordering::SeqCst),
+                                Some(false) => readers[l].fetch_add(1, Ordering::SeqCst),
+                                None => 0,
+                            };
+                        }
+                        shuttle::thread::yield_now();
+                        for (l, m) in mode.iter().enumerate() {
+                            let (w, r) = (
+                                writers[l].load(Ordering::SeqCst),
+                                readers[l].load(Ordering::SeqCst),
+                            );
+                            match m {
+                                Some(true) => {
+                                    assert_eq!((w, r), (1, 0), "line {l} shared by a writer")
+                                }
+                                Some(false) => assert_eq!(w, 0, "line {l} written while read"),
+                                None => {}
+                            }
+                        }
+                        for (l, m) in mode.iter().enumerate() {
+                            match m {
+                                Some(true) => writers[l].fetch_sub(1, Ordering::SeqCst),
+                                Some(false) => readers[l].fetch_sub(1, Ordering::SeqCst),
+                                None => 0,
+                            };
+                        }
+                        held.release_all(&table);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(table.words.iter().all(|w| w.load(Ordering::SeqCst) == 0));
+    }
+
+    #[test]
+    fn blocks_and_lines_under_random_schedules() {
+        shuttle::check_random(blocks_and_lines_exclude_each_other, 2000);
+    }
+
+    #[test]
+    fn blocks_and_lines_under_pct_schedules() {
+        shuttle::check_pct(blocks_and_lines_exclude_each_other, 2000, 3);
+    }
+
     #[test]
     fn unaligned_ranges_under_random_schedules() {
         shuttle::check_random(unaligned_ranges_cover_every_byte, 1000);
@@ -895,18 +1323,40 @@ mod tests {
 
     #[test]
     fn every_line_of_an_unaligned_range_is_covered() {
-        // Tables smaller and larger than the ranges: every line a range touches maps to
-        // a stripe the range takes (a wrap-around table covers it through sharing).
-        for lines in [1u64, 3, 4, 64, 1000] {
+        // Tables smaller and larger than the ranges, with and without blocks: every line
+        // a range touches maps to a line stripe or a block stripe the range takes (a
+        // wrap-around table covers it through sharing), each taken once, and a block is
+        // taken only where the range covers all of it.
+        for lines in [1u64, 3, 4, 32, 64, 1000] {
             let t = LockTable::new(lines * LINE);
-            for offset in (0..300).step_by(7) {
-                for len in [1u64, 2, 63, 64, 65, 127, 129, 500] {
-                    let taken: std::collections::BTreeSet<u32> = t.stripes(offset, len).collect();
-                    for line in offset / LINE..=(offset + len - 1) / LINE {
+            let base = (t.mask + 1) as u32;
+            for offset in (0..3000).step_by(37) {
+                for len in [1u64, 2, 63, 64, 65, 127, 129, 500, 1024, 1100, 2048, 5000] {
+                    let (blocks, ends) = t.plan(offset, len);
+                    let units: Vec<u32> = blocks.chain(ends).collect();
+                    let taken: std::collections::BTreeSet<u32> = units.iter().copied().collect();
+                    assert_eq!(
+                        taken.len(),
+                        units.len(),
+                        "{lines}: {offset}+{len}: {units:?}"
+                    );
+                    let (first, last) = (offset / LINE, (offset + len - 1) / LINE);
+                    for line in first..=last {
                         let s = (line & t.mask) as u32;
+                        let block = t.block_of(s).filter(|b| taken.contains(b));
                         assert!(
-                            taken.contains(&s),
+                            taken.contains(&s) || block.is_some(),
                             "{lines} lines: {offset}+{len}: line {line}"
+                        );
+                    }
+                    let touched: std::collections::BTreeSet<u32> =
+                        (first..=last).map(|l| (l & t.mask) as u32).collect();
+                    for &b in taken.iter().filter(|&&u| u >= base) {
+                        assert!(t.blocks != 0);
+                        // A block stands only for lines the range needs.
+                        assert!(
+                            t.lines_of(b).all(|s| touched.contains(&s)),
+                            "{lines}: {offset}+{len}: block {b}"
                         );
                     }
                 }
@@ -934,14 +1384,127 @@ mod tests {
     }
 
     #[test]
+    fn a_block_and_the_lines_inside_it_exclude_each_other() {
+        let t = LockTable::new(64 * 1024); // 1024 line stripes, 64 blocks
+        let block0 = (0, BLOCK_LINES * LINE); // lines 0..16, taken as one word
+        let (mut a, mut b, mut c) = (Held::default(), Held::default(), Held::default());
+        // A line written inside the block: the block is refused both ways.
+        assert!(a.acquire(&t, 5 * LINE, 8, true, NO_WAIT));
+        assert!(
+            !b.acquire(&t, block0.0, block0.1, true, NO_WAIT),
+            "block over a written line"
+        );
+        assert!(
+            !b.acquire(&t, block0.0, block0.1, false, NO_WAIT),
+            "block read over a written line"
+        );
+        assert_eq!(b.len(), 0, "a refused block is given back");
+        a.release_all(&t);
+        // The block written whole: its lines are refused, the next block's are not.
+        assert!(b.acquire(&t, block0.0, block0.1, true, NO_WAIT));
+        assert_eq!(b.len(), 1, "one word for 16 lines");
+        assert!(
+            !c.acquire(&t, 7 * LINE, 8, false, NO_WAIT),
+            "line read in a written block"
+        );
+        assert!(
+            !c.acquire(&t, 7 * LINE, 8, true, NO_WAIT),
+            "line written in a written block"
+        );
+        assert!(
+            c.acquire(&t, 16 * LINE, 8, true, NO_WAIT),
+            "the next block's line"
+        );
+        assert!(
+            b.acquire(&t, 9 * LINE, 8, true, NO_WAIT),
+            "its own block's line"
+        );
+        assert_eq!(b.len(), 1, "covered: nothing more taken");
+        b.release_all(&t);
+        c.release_all(&t);
+        // The block read whole: lines are read beside it, not written; its holder
+        // writes one of its lines only while nobody else reads the block.
+        assert!(b.acquire(&t, block0.0, block0.1, false, NO_WAIT));
+        assert!(
+            c.acquire(&t, 3 * LINE, 8, false, NO_WAIT),
+            "line read beside a read block"
+        );
+        assert!(
+            !c.acquire(&t, 4 * LINE, 8, true, NO_WAIT),
+            "line written in a read block"
+        );
+        assert!(
+            !a.acquire(&t, block0.0, block0.1, true, NO_WAIT),
+            "block written over reads"
+        );
+        assert!(
+            !b.acquire(&t, 3 * LINE, 8, true, NO_WAIT),
+            "another holder reads line 3"
+        );
+        assert!(
+            b.acquire(&t, 12 * LINE, 8, true, NO_WAIT),
+            "the block's only other reader is c's line"
+        );
+        assert!(!c.acquire(&t, 12 * LINE, 8, false, NO_WAIT));
+        b.release_all(&t);
+        c.release_all(&t);
+        a.release_all(&t);
+        assert!(t.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+        assert_eq!(
+            t.block_users.load(Ordering::Relaxed),
+            0,
+            "every block user uncounted"
+        );
+    }
+
+    #[test]
+    fn a_block_waits_for_a_line_inside_it_and_a_line_for_its_block() {
+        let t = LockTable::new(64 * 1024);
+        for line_first in [true, false] {
+            let mut first = Held::default();
+            let (off, len) = if line_first {
+                (5 * LINE, 8)
+            } else {
+                (0, BLOCK_LINES * LINE)
+            };
+            assert!(first.acquire(&t, off, len, true, NO_WAIT));
+            std::thread::scope(|s| {
+                let w = s.spawn(|| {
+                    let mut second = Held::default();
+                    let (off, len) = if line_first {
+                        (0, BLOCK_LINES * LINE)
+                    } else {
+                        (5 * LINE, 8)
+                    };
+                    let ok = second.acquire(&t, off, len, true, Duration::from_secs(60));
+                    second.release_all(&t);
+                    ok
+                });
+                std::thread::sleep(Duration::from_millis(5));
+                first.release_all(&t);
+                assert!(w.join().unwrap(), "line first: {line_first}");
+            });
+            assert!(t.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+        }
+    }
+
+    #[test]
     fn a_holder_retakes_its_own_stripes_and_wide_ranges_take_each_stripe_once() {
-        let t = LockTable::new(64 * 128); // 128 stripes
+        let t = LockTable::new(64 * 128); // 128 line stripes, 8 blocks
         let mut a = Held::default();
         assert!(a.acquire(&t, 0, 64 * 1000, true, NO_WAIT));
-        assert_eq!(a.len(), 128);
+        assert_eq!(
+            a.len(),
+            8,
+            "every block once; the lines at the end are in them"
+        );
         assert!(a.acquire(&t, 5, 64 * 300, true, NO_WAIT));
         assert!(a.acquire(&t, 5, 10, false, NO_WAIT));
-        assert_eq!(a.len(), 128);
+        assert!(
+            a.acquire(&t, 64 * 77 + 3, 1, true, NO_WAIT),
+            "a line of a held block"
+        );
+        assert_eq!(a.len(), 8);
         a.release_all(&t);
         assert!(t.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
     }
