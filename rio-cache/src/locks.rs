@@ -312,18 +312,13 @@ impl LockTable {
         first..first + BLOCK_LINES as u32
     }
 
-    /// What a holder takes for `[offset, offset + len)` (not empty): the block
-    /// stripes of the blocks the range covers whole, then the line stripes of the lines
-    /// at its ends (every line, when it covers no block whole). Every stripe once (a
-    /// range longer than the table takes every block, and no line).
-    fn plan(
-        &self,
-        offset: u64,
-        len: u64,
-    ) -> (
-        impl Iterator<Item = u32> + use<>,
-        impl Iterator<Item = u32> + use<>,
-    ) {
+    /// What a holder takes for `[offset, offset + len)` (not empty), as block numbers
+    /// (the blocks the range covers whole; see [`LockTable::block_stripe`]) and two runs
+    /// of line numbers (the lines at its ends, or every line when it covers no block
+    /// whole; see [`LockTable::line_stripe`]). Every stripe once (a range longer than
+    /// the table takes every block, and no line).
+    #[inline]
+    fn plan(&self, offset: u64, len: u64) -> [std::ops::Range<u64>; 3] {
         let (first, last) = (offset / LINE, (offset + len - 1) / LINE);
         let (fb, lb) = (first.div_ceil(BLOCK_LINES), (last + 1) / BLOCK_LINES);
         let mask = self.mask;
@@ -340,11 +335,19 @@ impl LockTable {
                 lb * BLOCK_LINES..last + 1,
             )
         };
-        let (base, bmask) = (mask + 1, self.blocks.wrapping_sub(1));
-        (
-            blocks.map(move |b| (base + (b & bmask)) as u32),
-            heads.chain(tails).map(move |l| (l & mask) as u32),
-        )
+        [blocks, heads, tails]
+    }
+
+    /// The stripe of block number `b` (blocks are used).
+    #[inline]
+    fn block_stripe(&self, b: u64) -> u32 {
+        (self.mask + 1 + (b & (self.blocks - 1))) as u32
+    }
+
+    /// The stripe of line number `l`.
+    #[inline]
+    fn line_stripe(&self, l: u64) -> u32 {
+        (l & self.mask) as u32
     }
 
     #[inline]
@@ -666,33 +669,53 @@ impl Held {
         wait: Duration,
         me: u32,
     ) -> bool {
-        let (blocks, ends) = table.plan(offset, len);
+        let [blocks, heads, tails] = table.plan(offset, len);
         for b in blocks {
-            let taken = self.take_block(table, b, exclusive, me, wait);
+            let taken = self.take_block(table, table.block_stripe(b), exclusive, me, wait);
             if taken != Wait::Taken {
                 self.mine = taken == Wait::Mine;
                 return false;
             }
         }
-        for s in ends {
-            // The common line, inline: not held, not covered, free, its block free.
-            if self.find(s).is_none()
-                && !self.covered(table, s, exclusive)
-                && table.try_take(s, exclusive, me)
-            {
-                if table.block_free(s) {
-                    self.push(if exclusive { s | EXCLUSIVE } else { s });
-                    continue;
-                }
-                table.release(s, exclusive);
+        for l in heads {
+            if !self.take_end(table, table.line_stripe(l), exclusive, me, wait) {
+                return false;
             }
-            let taken = self.take_line(table, s, exclusive, me, wait);
-            if taken != Wait::Taken {
-                self.mine = taken == Wait::Mine;
+        }
+        for l in tails {
+            if !self.take_end(table, table.line_stripe(l), exclusive, me, wait) {
                 return false;
             }
         }
         true
+    }
+
+    /// A line at a range's end for [`Held::take`]: the common line inline (not held,
+    /// not covered, free, its block free), any other by [`Held::take_line`].
+    // Always inlined: one copy per loop of `take`, without a call per line.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn take_end(
+        &mut self,
+        table: &LockTable,
+        s: u32,
+        exclusive: bool,
+        me: u32,
+        wait: Duration,
+    ) -> bool {
+        if self.find(s).is_none()
+            && !self.covered(table, s, exclusive)
+            && table.try_take(s, exclusive, me)
+        {
+            if table.block_free(s) {
+                self.push(if exclusive { s | EXCLUSIVE } else { s });
+                return true;
+            }
+            table.release(s, exclusive);
+        }
+        let taken = self.take_line(table, s, exclusive, me, wait);
+        self.mine = taken == Wait::Mine;
+        taken == Wait::Taken
     }
 
     /// Takes line stripe `s` for `exclusive` (or finds it held, or covered by a block
@@ -1332,8 +1355,11 @@ mod tests {
             let base = (t.mask + 1) as u32;
             for offset in (0..3000).step_by(37) {
                 for len in [1u64, 2, 63, 64, 65, 127, 129, 500, 1024, 1100, 2048, 5000] {
-                    let (blocks, ends) = t.plan(offset, len);
-                    let units: Vec<u32> = blocks.chain(ends).collect();
+                    let [blocks, heads, tails] = t.plan(offset, len);
+                    let units: Vec<u32> = blocks
+                        .map(|b| t.block_stripe(b))
+                        .chain(heads.chain(tails).map(|l| t.line_stripe(l)))
+                        .collect();
                     let taken: std::collections::BTreeSet<u32> = units.iter().copied().collect();
                     assert_eq!(
                         taken.len(),

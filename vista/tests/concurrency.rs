@@ -637,7 +637,10 @@ fn blocks_and_lines_under(guard: Protection) {
             .collect();
         // Every worker is joined and the reader stopped before any verdict, so a
         // failure ends the test instead of leaving the reader running.
-        let ended: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+        let ended: Vec<_> = workers
+            .into_iter()
+            .map(std::thread::ScopedJoinHandle::join)
+            .collect();
         stop.store(true, Ordering::Relaxed);
         let checks = reader.join();
         assert!(
