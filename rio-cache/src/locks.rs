@@ -1484,6 +1484,48 @@ mod tests {
     }
 
     #[test]
+    fn a_block_or_a_line_this_thread_holds_elsewhere_is_refused_at_once() {
+        // A read guard of this thread reads a whole block; an update of the same thread
+        // that wants a line inside it would wait for the guard forever: it is refused at
+        // once, as held by this thread. And the reverse: the update writes a line, the
+        // guard wants the block around it.
+        let t = LockTable::new(64 * 1024);
+        let long = Duration::from_secs(60);
+        let block0 = (0, BLOCK_LINES * LINE);
+        let mut guard = Held::for_read_guard(&t);
+        assert!(guard.acquire(&t, block0.0, block0.1, false, NO_WAIT));
+        let mut update = Held::default();
+        let started = Instant::now();
+        assert!(!update.acquire(&t, 5 * LINE, 8, true, long));
+        assert!(
+            update.refused_by_this_thread(),
+            "the guard's block is this thread's"
+        );
+        assert!(
+            started.elapsed() < long / 2,
+            "refused at once, not waited out"
+        );
+        update.release_all(&t);
+        guard.release_all(&t);
+        assert!(update.acquire(&t, 5 * LINE, 8, true, NO_WAIT));
+        let mut guard = Held::for_read_guard(&t);
+        let started = Instant::now();
+        assert!(!guard.acquire(&t, block0.0, block0.1, false, long));
+        assert!(
+            guard.refused_by_this_thread(),
+            "the update's line is this thread's"
+        );
+        assert!(
+            started.elapsed() < long / 2,
+            "refused at once, not waited out"
+        );
+        guard.release_all(&t);
+        update.release_all(&t);
+        assert!(t.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+        assert_eq!(t.block_users.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
     fn a_block_waits_for_a_line_inside_it_and_a_line_for_its_block() {
         let t = LockTable::new(64 * 1024);
         for line_first in [true, false] {
