@@ -1492,32 +1492,35 @@ mod tests {
         let t = LockTable::new(64 * 1024);
         let long = Duration::from_secs(60);
         let block0 = (0, BLOCK_LINES * LINE);
+        // `holder` asks for `(off, len)` with the lock wait `long`: refused at once, as
+        // this thread's.
+        let refused_at_once = |holder: &mut Held, (off, len): (u64, u64), ex: bool, why: &str| {
+            let started = Instant::now();
+            assert!(!holder.acquire(&t, off, len, ex, long), "{why}");
+            assert!(holder.refused_by_this_thread(), "{why}");
+            assert!(
+                started.elapsed() < long / 2,
+                "{why}: refused at once, not waited out"
+            );
+        };
         let mut guard = Held::for_read_guard(&t);
         assert!(guard.acquire(&t, block0.0, block0.1, false, NO_WAIT));
         let mut update = Held::default();
-        let started = Instant::now();
-        assert!(!update.acquire(&t, 5 * LINE, 8, true, long));
-        assert!(
-            update.refused_by_this_thread(),
-            "the guard's block is this thread's"
-        );
-        assert!(
-            started.elapsed() < long / 2,
-            "refused at once, not waited out"
+        refused_at_once(
+            &mut update,
+            (5 * LINE, 8),
+            true,
+            "the guard's block is this thread's",
         );
         update.release_all(&t);
         guard.release_all(&t);
         assert!(update.acquire(&t, 5 * LINE, 8, true, NO_WAIT));
         let mut guard = Held::for_read_guard(&t);
-        let started = Instant::now();
-        assert!(!guard.acquire(&t, block0.0, block0.1, false, long));
-        assert!(
-            guard.refused_by_this_thread(),
-            "the update's line is this thread's"
-        );
-        assert!(
-            started.elapsed() < long / 2,
-            "refused at once, not waited out"
+        refused_at_once(
+            &mut guard,
+            block0,
+            false,
+            "the update's line is this thread's",
         );
         guard.release_all(&t);
         update.release_all(&t);
