@@ -295,9 +295,9 @@ impl LockTable {
             return true; // Mutant: a line is taken inside another's block.
         }
         self.block_users.load(Ordering::SeqCst) == 0
-            || self.words[(self.mask + 1) as usize + (s / BLOCK_LINES as u32) as usize]
-                .load(Ordering::SeqCst)
-                == 0
+            || self
+                .block_of(s)
+                .is_none_or(|b| self.words[b as usize].load(Ordering::SeqCst) == 0)
     }
 
     /// The block stripe whose word covers line stripe `s`, if blocks are used.
@@ -610,10 +610,6 @@ impl Held {
     #[cold]
     #[inline(never)]
     fn block_lets_in(&self, table: &LockTable, s: u32, exclusive: bool) -> bool {
-        #[cfg(feature = "mutants")]
-        if crate::mutant::is("line-ignores-block") {
-            return true; // Mutant: a line is taken inside another's block.
-        }
         let Some(b) = table.block_of(s) else {
             return true;
         };
