@@ -1,24 +1,36 @@
-//! Checkpoints: copying the dirty pages at a consistent moment and installing them in
-//! the disk image through the journal, so the disk image is always exactly one
-//! checkpoint.
+//! Checkpoints: copying the dirty pages at a consistent moment and writing them into
+//! the disk image's other slot, so that the disk image is always exactly one checkpoint
+//! and each page is written once.
 //!
-//! The steps, each with its crash point:
+//! The disk image has two slots (see `format`): the *current* one holds the last
+//! checkpoint, and its header has the higher checkpoint number; the *other* one holds an
+//! older state. The memory image's differs map marks every page on which the two slots
+//! may differ. The steps of a checkpoint, each with its crash point:
 //! 1. take a snapshot of the dirty pages (the gate closed only to swap the page maps),
 //!    then copy them while updates run, copy-on-write ([`crate::snapshot`];
 //!    `rio.checkpoint.copying` after each page is copied; `rio.checkpoint.staged`);
-//! 2. write header, index and pages to the journal (`rio.checkpoint.journal_written`),
-//!    fsync (`rio.checkpoint.journal_synced`);
-//! 3. write the commit record (`rio.checkpoint.commit_written`), fsync
-//!    (`rio.checkpoint.commit_synced`): the checkpoint's commit point;
-//! 4. install the pages and the new header in place (`rio.checkpoint.install_partial`,
-//!    `rio.checkpoint.installed`), fsync (`rio.checkpoint.disk_synced`);
-//! 5. zero the journal's header and fsync it (`rio.checkpoint.journal_cleared`).
+//! 2. write the snapshot's pages into the other slot (`rio.checkpoint.slot_partial`
+//!    after the first run), then copy there, from the current slot, each page the slots
+//!    differ on that the snapshot lacks (`rio.checkpoint.slot_written`); fsync
+//!    (`rio.checkpoint.slot_synced`): the other slot now holds the snapshot, complete;
+//! 3. write the other slot's header with the next checkpoint number
+//!    (`rio.checkpoint.meta_written`), fsync (`rio.checkpoint.meta_synced`): the
+//!    checkpoint's commit point, after which the other slot is the current one;
+//! 4. in the memory image: mark each page of the snapshot as differing, then take it out
+//!    of flight; mark the copied pages as no longer differing.
 //!
-//! A crash before 3 completes leaves the old disk image and a journal without a valid
-//! commit record, which the next open discards. A crash after 3 leaves a committed
-//! journal, which the next open installs (again): installing writes the same bytes to
-//! the same places, so it is idempotent.
+//! A crash before 3 is durable leaves the current slot's header the higher one (the
+//! other's is its old one, or torn, which fails its checksum): the next open uses the
+//! current slot, and the pages still in flight in the memory image, or a memory image
+//! lost with the power that marks every page as differing, make the next checkpoint
+//! write whatever this one had written. A crash after it leaves the new slot current.
+//!
+//! Group checkpoints (see `group`) and a grow still go through the journal: their batch
+//! is made durable there, then installed in place into the current slot (its pages and
+//! its header; idempotent, so an open that finds a committed journal installs it again),
+//! and the journal is cleared.
 
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -27,7 +39,7 @@ use crash_point::crash_point;
 
 use crate::disk_io::DiskFile;
 use crate::error::{IoContext, Result};
-use crate::format::{DiskHeader, DISK_DATA_OFFSET};
+use crate::format::{self, DiskHeader, META_AT};
 use crate::journal::Batch;
 use crate::state::Inner;
 use crate::sys::PAGE;
@@ -36,10 +48,11 @@ use crate::sys::PAGE;
 pub const CRASH_POINTS: &[&str] = &[
     "rio.checkpoint.copying",
     "rio.checkpoint.staged",
-    "rio.checkpoint.journal_written",
-    "rio.checkpoint.journal_synced",
-    "rio.checkpoint.commit_written",
-    "rio.checkpoint.commit_synced",
+    "rio.checkpoint.slot_partial",
+    "rio.checkpoint.slot_written",
+    "rio.checkpoint.slot_synced",
+    "rio.checkpoint.meta_written",
+    "rio.checkpoint.meta_synced",
     "rio.checkpoint.install_partial",
     "rio.checkpoint.installed",
     "rio.checkpoint.disk_synced",
@@ -66,13 +79,19 @@ impl Inner {
             return Ok(());
         }
         crash_point!("rio.checkpoint.staged");
-        if let Err(e) = self.write_batch(&batch) {
-            // The pages stay marked (in flight) in the memory image, so a reopen writes
-            // them back; this handle refuses further writes.
-            self.set_poison(e.to_string());
-            return Err(e);
-        }
-        self.installed(&batch, &mut disk_seq, started);
+        let copied = match self.write_slot(&batch) {
+            Ok(copied) => copied,
+            Err(e) => {
+                // The pages stay marked (in flight) in the memory image, so a reopen
+                // writes them back; this handle refuses further writes.
+                self.set_poison(e.to_string());
+                return Err(e);
+            }
+        };
+        let to = 1 - self.disk_slot.load(Ordering::Relaxed);
+        self.installed(&batch, &mut disk_seq, started, Some(to));
+        self.bytes_written
+            .fetch_add(copied * PAGE as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -131,7 +150,8 @@ impl Inner {
         disk_seq: &mut u64,
         started: Instant,
     ) -> Result<()> {
-        let done = install(&self.disk, &self.path, batch, self.data_len, false)
+        let slot = self.disk_slot.load(Ordering::Relaxed);
+        let done = install(&self.disk, &self.path, batch, self.data_len, slot, false)
             .and_then(|()| clear_journal(&self.journal, &self.journal_path));
         if let Err(e) = done {
             // The journal still holds the sealed batch, which the decided epoch commits:
@@ -140,7 +160,11 @@ impl Inner {
             return Err(e);
         }
         crash_point!("rio.checkpoint.journal_cleared");
-        self.installed(batch, disk_seq, started);
+        self.installed(batch, disk_seq, started, None);
+        self.bytes_written.fetch_add(
+            (batch.body().len() + crate::journal::COMMIT_LEN) as u64,
+            Ordering::Relaxed,
+        );
         Ok(())
     }
 
@@ -169,11 +193,34 @@ impl Inner {
         Ok(())
     }
 
-    /// The bookkeeping after `batch` reached the disk image.
-    fn installed(&self, batch: &Batch, disk_seq: &mut u64, started: Instant) {
-        let inflight = self.inflight_map();
+    /// The bookkeeping after `batch` reached the disk image: into the other slot,
+    /// `slot`, which is now the current one; or (`None`) installed in place into the
+    /// current slot.
+    fn installed(&self, batch: &Batch, disk_seq: &mut u64, started: Instant, slot: Option<usize>) {
+        let (inflight, differs) = (self.inflight_map(), self.differs_map());
+        if let Some(slot) = slot {
+            // The pages the checkpoint copied from the old slot are the same in both.
+            // The `differs-forgets-batch` mutant also forgets the batch's own pages.
+            let forget_batch = crate::mutant::is("differs-forgets-batch");
+            for p in 0..self.pages {
+                if differs[p].load(Ordering::Relaxed) != 0
+                    && (forget_batch || inflight[p].load(Ordering::Relaxed) == 0)
+                {
+                    differs[p].store(0, Ordering::Relaxed);
+                }
+            }
+            self.disk_slot.store(slot, Ordering::Relaxed);
+        }
+        let forget_batch = slot.is_some() && crate::mutant::is("differs-forgets-batch");
         for i in 0..batch.len() {
-            inflight[batch.index(i) as usize].store(0, Ordering::Relaxed);
+            let p = batch.index(i) as usize;
+            // Marked as differing before it leaves flight: a page must be in one of the
+            // two maps until the other slot has it too (a crash in between would
+            // otherwise leave the next checkpoint into the other slot without it).
+            if !forget_batch {
+                differs[p].store(1, Ordering::Relaxed);
+            }
+            inflight[p].store(0, Ordering::Relaxed);
         }
         // The image now matches checkpoint `seq` plus later writes. (A crash before this
         // store leaves it one behind the disk, which a warm start accepts.)
@@ -183,7 +230,7 @@ impl Inner {
         self.pages_written
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.bytes_written.fetch_add(
-            (batch.body().len() + crate::journal::COMMIT_LEN + batch.len() * PAGE) as u64,
+            (batch.len() * PAGE + DiskHeader::LEN) as u64,
             Ordering::Relaxed,
         );
         self.last_checkpoint_ns.store(
@@ -192,44 +239,117 @@ impl Inner {
         );
     }
 
-    fn write_batch(&self, batch: &Batch) -> Result<()> {
-        let jp = &self.journal_path;
-        let j = &self.journal;
-        let body = batch.body();
-        j.write_all_at(body, 0)
-            .context(|| format!("write {}", jp.display()))?;
-        crash_point!("rio.checkpoint.journal_written");
-        j.sync_data()
-            .context(|| format!("fsync {}", jp.display()))?;
-        crash_point!("rio.checkpoint.journal_synced");
-        j.write_all_at(&batch.commit_record(), body.len() as u64)
-            .context(|| format!("write {}", jp.display()))?;
-        crash_point!("rio.checkpoint.commit_written");
-        // The `commit-no-sync` mutant installs without making the commit record durable.
-        if !crate::mutant::is("commit-no-sync") {
-            j.sync_data()
-                .context(|| format!("fsync {}", jp.display()))?;
+    /// Steps 2 and 3 of the module documentation: `batch` into the other slot, with the
+    /// pages the slots differ on, then that slot's header. Returns how many pages it
+    /// copied from the current slot.
+    fn write_slot(&self, batch: &Batch) -> Result<u64> {
+        let path = &self.path;
+        let disk = &self.disk;
+        let from = self.disk_slot.load(Ordering::Relaxed);
+        let to = 1 - from;
+        for (i, (first, bytes)) in batch.runs().into_iter().enumerate() {
+            write_pages(disk, path, to, first, bytes)?;
+            if i == 0 {
+                crash_point!("rio.checkpoint.slot_partial");
+            }
         }
-        crash_point!("rio.checkpoint.commit_synced");
-        install(&self.disk, &self.path, batch, self.data_len, false)?;
-        clear_journal(j, jp)?;
-        crash_point!("rio.checkpoint.journal_cleared");
-        Ok(())
+        let copied = self.copy_differing(from, to)?;
+        crash_point!("rio.checkpoint.slot_written");
+        // The `commit-no-sync` mutant writes the header that commits the slot before
+        // the slot's pages are durable.
+        if !crate::mutant::is("commit-no-sync") {
+            disk.sync_data()
+                .context(|| format!("fsync {}", path.display()))?;
+        }
+        crash_point!("rio.checkpoint.slot_synced");
+        let header = DiskHeader {
+            data_len: self.data_len,
+            seq: batch.seq(),
+            writer: batch.writer(),
+        };
+        disk.write_all_at(&header.encode(to), META_AT[to])
+            .context(|| format!("write {}", path.display()))?;
+        crash_point!("rio.checkpoint.meta_written");
+        // The `install-no-sync` mutant reports the checkpoint done (and its pages
+        // clean) with its header volatile.
+        if !crate::mutant::is("install-no-sync") {
+            disk.sync_data()
+                .context(|| format!("fsync {}", path.display()))?;
+        }
+        crash_point!("rio.checkpoint.meta_synced");
+        Ok(copied)
+    }
+
+    /// Copies, from slot `from` to slot `to`, every page the slots may differ on that is
+    /// not in flight (those the batch wrote). Such a page is clean since the snapshot's
+    /// last checkpoint, which slot `from` holds, so the disk has its bytes. Returns how
+    /// many pages it copied.
+    fn copy_differing(&self, from: usize, to: usize) -> Result<u64> {
+        let (inflight, differs) = (self.inflight_map(), self.differs_map());
+        let wanted =
+            |p: usize| differs[p].load(Ordering::Relaxed) != 0 && inflight[p].load(Ordering::Relaxed) == 0;
+        let mut buf = Vec::new();
+        let mut copied = 0;
+        let mut p = 0;
+        while p < self.pages {
+            if !wanted(p) {
+                p += 1;
+                continue;
+            }
+            let start = p;
+            while p < self.pages && wanted(p) {
+                p += 1;
+            }
+            for (first, n) in format::extent_runs(start as u64, (p - start) as u64) {
+                let bytes = n as usize * PAGE;
+                buf.resize(bytes.max(buf.len()), 0);
+                let chunk = &mut buf[..bytes];
+                self.disk
+                    .file()
+                    .read_exact_at(chunk, format::slot_offset(from, first))
+                    .context(|| format!("read {}", self.path.display()))?;
+                self.disk
+                    .write_all_at(chunk, format::slot_offset(to, first))
+                    .context(|| format!("write {}", self.path.display()))?;
+                copied += n;
+            }
+        }
+        Ok(copied)
     }
 }
 
-/// Writes a committed batch's pages and header into the disk image and fsyncs it.
+/// Writes the images of consecutive pages from `first` into slot `slot` of the disk
+/// image, split where the slot's extents end.
+pub(crate) fn write_pages(
+    disk: &DiskFile,
+    path: &Path,
+    slot: usize,
+    first: u64,
+    bytes: &[u8],
+) -> Result<()> {
+    let mut done = 0;
+    for (page, n) in format::extent_runs(first, (bytes.len() / PAGE) as u64) {
+        let len = n as usize * PAGE;
+        disk.write_all_at(&bytes[done..done + len], format::slot_offset(slot, page))
+            .context(|| format!("write {}", path.display()))?;
+        done += len;
+    }
+    Ok(())
+}
+
+/// Writes a committed journal batch's pages and header in place into the disk image's
+/// current slot, `slot`, and fsyncs it.
 pub(crate) fn install(
     disk: &DiskFile,
     path: &Path,
     batch: &Batch,
     data_len: u64,
+    slot: usize,
     recovering: bool,
 ) -> Result<()> {
     let runs = batch.runs();
     for (i, (first, bytes)) in runs.iter().enumerate() {
-        disk.write_all_at(bytes, DISK_DATA_OFFSET + first * PAGE as u64)
-            .context(|| format!("write {}", path.display()))?;
+        write_pages(disk, path, slot, *first, bytes)?;
         if i == 0 {
             if recovering {
                 crash_point!("rio.recover.install_partial");
@@ -243,14 +363,15 @@ pub(crate) fn install(
         seq: batch.seq(),
         writer: batch.writer(),
     };
-    disk.write_all_at(&header.encode(), 0)
+    disk.write_all_at(&header.encode(slot), META_AT[slot])
         .context(|| format!("write {}", path.display()))?;
     if recovering {
         crash_point!("rio.recover.installed");
     } else {
         crash_point!("rio.checkpoint.installed");
     }
-    // The `install-no-sync` mutant clears the journal with the installed pages volatile.
+    // The `install-no-sync` mutant clears the journal with the installed pages volatile
+    // (as it reports a checkpoint into the other slot done with its header volatile).
     if recovering || !crate::mutant::is("install-no-sync") {
         disk.sync_data()
             .context(|| format!("fsync {}", path.display()))?;

@@ -3,8 +3,11 @@
 
 use crate::sys::PAGE;
 
-/// The format version of the disk image, memory image and journal.
-pub(crate) const VERSION: u32 = 1;
+/// The format version of the disk image, memory image and journal. Version 2 holds
+/// two slots in the disk image (version 1 held one copy of the data and installed each
+/// checkpoint through the journal); an open refuses version 1 files with
+/// [`crate::Error::IncompatibleVersion`].
+pub(crate) const VERSION: u32 = 2;
 
 pub(crate) const DISK_MAGIC: [u8; 8] = *b"RIOCDISK";
 pub(crate) const MEM_MAGIC: [u8; 8] = *b"RIOCMEMI";
@@ -16,8 +19,46 @@ pub(crate) const GROUP_COMMIT_MAGIC: [u8; 8] = *b"RIOCGRPC";
 /// enough that no offset or length computed from it overflows.
 pub(crate) const MAX_DATA_LEN: u64 = 1 << 50;
 
-/// The disk image starts with one header page; the data follows.
+/// The disk image starts with one header page, which holds the two slots' headers
+/// (see [`META_AT`]); the data follows.
 pub(crate) const DISK_DATA_OFFSET: u64 = PAGE as u64;
+
+/// Where each slot's header is in the disk image: slot 0's at byte 0, slot 1's at byte
+/// 512. Each lies inside one 512-byte sector, so a write of one never tears the other.
+pub(crate) const META_AT: [u64; 2] = [0, 512];
+
+/// Pages per extent: the disk image's data alternates between the two slots every this
+/// many pages (1 MiB), so that each slot is read and written in 1 MiB pieces and a grow
+/// only appends extents.
+pub(crate) const EXTENT_PAGES: u64 = 256;
+
+/// Where page `page` of slot `slot` is in the disk image.
+pub(crate) fn slot_offset(slot: usize, page: u64) -> u64 {
+    let (extent, within) = (page / EXTENT_PAGES, page % EXTENT_PAGES);
+    DISK_DATA_OFFSET + ((2 * extent + slot as u64) * EXTENT_PAGES + within) * PAGE as u64
+}
+
+/// The length of the disk image of a cache of `map_len` bytes (whole pages): the header
+/// page and both slots' extents, the last ones whole (the file is sparse where no
+/// checkpoint wrote).
+pub(crate) fn disk_len_for(map_len: u64) -> u64 {
+    let extents = (map_len / PAGE as u64).div_ceil(EXTENT_PAGES);
+    DISK_DATA_OFFSET + 2 * extents * EXTENT_PAGES * PAGE as u64
+}
+
+/// The pieces of `pages` consecutive pages from `first` that are contiguous in a slot
+/// (a run is split where it crosses into the next extent): `(first page, pages)`.
+pub(crate) fn extent_runs(first: u64, pages: u64) -> impl Iterator<Item = (u64, u64)> {
+    let end = first + pages;
+    let mut at = first;
+    std::iter::from_fn(move || {
+        (at < end).then(|| {
+            let n = (EXTENT_PAGES - at % EXTENT_PAGES).min(end - at);
+            at += n;
+            (at - n, n)
+        })
+    })
+}
 
 /// The value of the memory image's `ready` word once it holds a complete image.
 pub(crate) const MEM_READY: u32 = 0x5245_4459; // "READY"
@@ -40,12 +81,14 @@ pub(crate) fn get_u64(buf: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// The header of the disk image (the first 64 bytes of its first page).
+/// The header of one slot of the disk image (64 bytes at [`META_AT`]`[slot]`): the
+/// checkpoint that slot holds. The slot whose header is intact and has the higher
+/// checkpoint number is the disk image's checkpoint.
 ///
 /// ```text
 /// 0  magic "RIOCDISK"   8  version u32   12 page size u32   16 data_len u64
 /// 24 checkpoint seq u64  32 writer u64: the id of the memory image that wrote it
-/// 40 reserved (zero)     60 crc32 of 0..60
+/// 40 slot u32 (0 or 1: where the header is)   44 reserved (zero)   60 crc32 of 0..60
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DiskHeader {
@@ -61,12 +104,15 @@ pub(crate) enum HeaderError {
     Version(u32),
     PageSize(u32),
     Checksum,
+    /// An intact header at the other slot's place (a copied or shifted sector).
+    Slot(u32),
 }
 
 impl DiskHeader {
     pub(crate) const LEN: usize = 64;
 
-    pub(crate) fn encode(&self) -> [u8; Self::LEN] {
+    /// The header as written at slot `slot`'s place.
+    pub(crate) fn encode(&self, slot: usize) -> [u8; Self::LEN] {
         let mut b = [0u8; Self::LEN];
         b[0..8].copy_from_slice(&DISK_MAGIC);
         put_u32(&mut b, 8, VERSION);
@@ -74,12 +120,14 @@ impl DiskHeader {
         put_u64(&mut b, 16, self.data_len);
         put_u64(&mut b, 24, self.seq);
         put_u64(&mut b, 32, self.writer);
+        put_u32(&mut b, 40, slot as u32);
         let crc = crc32fast::hash(&b[..60]);
         put_u32(&mut b, 60, crc);
         b
     }
 
-    pub(crate) fn decode(b: &[u8]) -> Result<DiskHeader, HeaderError> {
+    /// Decodes the header found at slot `slot`'s place.
+    pub(crate) fn decode(b: &[u8], slot: usize) -> Result<DiskHeader, HeaderError> {
         if b.len() < Self::LEN || b[0..8] != DISK_MAGIC {
             return Err(HeaderError::Magic);
         }
@@ -93,6 +141,9 @@ impl DiskHeader {
         let page = get_u32(b, 12);
         if page as usize != PAGE {
             return Err(HeaderError::PageSize(page));
+        }
+        if get_u32(b, 40) != slot as u32 {
+            return Err(HeaderError::Slot(get_u32(b, 40)));
         }
         Ok(DiskHeader {
             data_len: get_u64(b, 16),
@@ -119,8 +170,10 @@ impl DiskHeader {
 ///     gone can be named and found (`rio_cache::images`): length u32 (0: not
 ///     recorded), crc32 of the length and the path bytes u32, then the path bytes
 ///     (at most [`ORIGIN_MAX`]); written when the image is made and at every open
-/// After the header page come the dirty map (one byte per data page) and the in-flight
-/// map (one byte per data page), padded to a page; then the data.
+/// After the header page come the two page maps (one byte per data page each: which is
+/// the dirty map and which the in-flight map alternates, see `snapshot`) and the map of
+/// pages where the disk image's two slots may differ (one byte per page), padded to a
+/// page; then the data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MemHeader {
     pub(crate) data_len: u64,
@@ -199,9 +252,14 @@ impl MemHeader {
         (word >> 48 == synced_check(seq)).then_some(seq)
     }
 
-    /// Bytes of metadata before the data: header page plus two maps, page-aligned.
+    /// Bytes of metadata before the data: header page plus three maps, page-aligned.
     pub(crate) fn meta_len_for(pages: u64) -> u64 {
-        PAGE as u64 + round_up_pages(2 * pages)
+        PAGE as u64 + round_up_pages(3 * pages)
+    }
+
+    /// Where the map of pages the two slots may differ on starts.
+    pub(crate) fn differs_at(pages: u64) -> u64 {
+        PAGE as u64 + 2 * pages
     }
 }
 
@@ -300,13 +358,41 @@ mod tests {
             seq: 7,
             writer: 0xfeed,
         };
-        let mut b = h.encode();
-        assert_eq!(DiskHeader::decode(&b), Ok(h));
+        let mut b = h.encode(1);
+        assert_eq!(DiskHeader::decode(&b, 1), Ok(h));
+        assert_eq!(DiskHeader::decode(&b, 0), Err(HeaderError::Slot(1)));
         b[20] ^= 1;
-        assert_eq!(DiskHeader::decode(&b), Err(HeaderError::Checksum));
-        let mut b = h.encode();
+        assert_eq!(DiskHeader::decode(&b, 1), Err(HeaderError::Checksum));
+        let mut b = h.encode(0);
         b[0] = b'X';
-        assert_eq!(DiskHeader::decode(&b), Err(HeaderError::Magic));
+        assert_eq!(DiskHeader::decode(&b, 0), Err(HeaderError::Magic));
+    }
+
+    /// The slots alternate by extent, never overlap, and fit in the file.
+    #[test]
+    fn slots_interleave_by_extent_inside_the_file() {
+        let page = PAGE as u64;
+        assert_eq!(slot_offset(0, 0), DISK_DATA_OFFSET);
+        assert_eq!(slot_offset(1, 0), DISK_DATA_OFFSET + EXTENT_PAGES * page);
+        assert_eq!(slot_offset(0, EXTENT_PAGES), DISK_DATA_OFFSET + 2 * EXTENT_PAGES * page);
+        assert_eq!(slot_offset(0, 3) + page, slot_offset(0, 4));
+        for pages in [1, 2, EXTENT_PAGES - 1, EXTENT_PAGES, EXTENT_PAGES + 1, 1000] {
+            let len = disk_len_for(pages * page);
+            let mut seen = std::collections::BTreeSet::new();
+            for slot in 0..2 {
+                for p in 0..pages {
+                    let at = slot_offset(slot, p);
+                    assert!(at >= DISK_DATA_OFFSET && at + page <= len, "{pages} {slot} {p}");
+                    assert!(seen.insert(at), "{pages} {slot} {p}");
+                }
+            }
+        }
+        let runs: Vec<_> = extent_runs(EXTENT_PAGES - 2, EXTENT_PAGES + 5).collect();
+        assert_eq!(
+            runs,
+            vec![(EXTENT_PAGES - 2, 2), (EXTENT_PAGES, EXTENT_PAGES), (2 * EXTENT_PAGES, 3)]
+        );
+        assert_eq!(extent_runs(5, 0).count(), 0);
     }
 
     #[test]

@@ -38,7 +38,7 @@ use crash_point::crash_point;
 use crate::cache::RioCache;
 use crate::error::{Error, IoContext, Result};
 use crate::faults::{IoFile, IoOp};
-use crate::format::{self, DiskHeader, MemHeader, DISK_DATA_OFFSET, MAX_DATA_LEN, MEM_READY};
+use crate::format::{self, DiskHeader, MemHeader, MAX_DATA_LEN, MEM_READY, META_AT};
 use crate::journal::Batch;
 use crate::open::{create_image, load_cold};
 use crate::protection::map_data;
@@ -181,7 +181,7 @@ impl RioCache {
 
         // 4. Room for the new pages, durable before the size that needs it.
         let disk = &inner.disk;
-        disk.set_len(DISK_DATA_OFFSET + map_len)
+        disk.set_len(format::disk_len_for(map_len))
             .context(|| format!("extend {}", path.display()))?;
         if !crate::mutant::is("grow-extend-no-sync") {
             disk.sync_data()
@@ -197,17 +197,18 @@ impl RioCache {
             .context(|| format!("fsync {}", jp.display()))?;
         crash_point!("rio.grow.committed");
 
-        // 6. Install it: the edited pages and the header, then the cleared journal.
+        // 6. Install it in the current slot: the edited pages and the header, then the
+        // cleared journal.
+        let slot = inner.disk_slot.load(Ordering::Relaxed);
         for (first, bytes) in batch.runs() {
-            disk.write_all_at(bytes, DISK_DATA_OFFSET + first * PAGE as u64)
-                .context(|| format!("write {}", path.display()))?;
+            crate::checkpoint::write_pages(disk, &path, slot, first, bytes)?;
         }
         let header = DiskHeader {
             data_len: new_len,
             seq,
             writer: inner.image_id,
         };
-        disk.write_all_at(&header.encode(), 0)
+        disk.write_all_at(&header.encode(slot), META_AT[slot])
             .and_then(|()| disk.sync_data())
             .context(|| format!("write {}", path.display()))?;
         crash_point!("rio.grow.installed");
@@ -235,6 +236,17 @@ impl RioCache {
             ..old
         };
         let image_len = mem.meta_len + map_len;
+        // Where the slots differ carries over (the edited pages now too; the new pages
+        // are zero in both).
+        let mut differs: Vec<u8> = inner
+            .differs_map()
+            .iter()
+            .map(|d| d.load(Ordering::Relaxed))
+            .collect();
+        differs.resize(pages, 0);
+        for i in 0..batch.len() {
+            differs[batch.index(i) as usize] = 1;
+        }
         let dir = ipath.parent().unwrap_or(Path::new("."));
         // The old mappings stay until replaced below; nothing reads them meanwhile.
         create_image(&inner.image, &ipath, dir, &mem, image_len, &faults)?;
@@ -245,8 +257,10 @@ impl RioCache {
             &ipath,
             mem.meta_len,
             map_len,
+            slot,
             &faults,
         )?;
+        write_image(&differs, MemHeader::differs_at(pages as u64) as usize)?;
         write_image(
             &MemHeader::encode_synced(seq).to_le_bytes(),
             MemHeader::SYNCED_AT,

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::{self, MemHeader, DISK_DATA_OFFSET, VERSION};
+use crate::format::{self, MemHeader, VERSION};
 use crate::journal::{self, Journal};
 use crate::open::read_disk_header;
 use crate::start::{judge_image, Verdict};
@@ -48,6 +48,8 @@ pub struct DiskInfo {
     pub seq: u64,
     /// The id of the memory image that wrote that checkpoint.
     pub writer: u64,
+    /// Which of the disk image's two slots holds that checkpoint (0 or 1).
+    pub slot: usize,
 }
 
 /// What the journal beside the disk image holds.
@@ -200,7 +202,7 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
             },
         });
     }
-    let h = read_disk_header(&disk, path, file_len)?;
+    let (h, slot) = read_disk_header(&disk, path, file_len)?;
     let mut grow = None;
 
     let journal_path = crate::journal_path(path);
@@ -270,9 +272,9 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
     };
     let map_len = format::round_up_pages(data_len);
     let pages = map_len / PAGE as u64;
-    let mut expected_len = DISK_DATA_OFFSET.saturating_add(map_len);
+    let mut expected_len = format::disk_len_for(map_len);
     if let Some(InterruptedGrow::Uncommitted { to }) = grow {
-        let extended = DISK_DATA_OFFSET.saturating_add(format::round_up_pages(to));
+        let extended = format::disk_len_for(format::round_up_pages(to));
         if file_len == extended {
             expected_len = extended;
         }
@@ -333,6 +335,7 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
             data_len: h.data_len,
             seq: h.seq,
             writer: h.writer,
+            slot,
         },
         journal_path,
         journal,
@@ -422,8 +425,17 @@ impl CacheInfo {
             Source::Disk => {
                 let f =
                     File::open(&self.path).context(|| format!("open {}", self.path.display()))?;
-                f.read_exact_at(&mut buf, DISK_DATA_OFFSET + offset)
-                    .context(|| format!("read {}", self.path.display()))?;
+                // Page by page: the slot's pages are contiguous only within an extent.
+                let page = PAGE as u64;
+                let mut done = 0;
+                while done < n {
+                    let at = offset + done as u64;
+                    let k = ((page - at % page) as usize).min(n - done);
+                    let from = format::slot_offset(self.disk.slot, at / page) + at % page;
+                    f.read_exact_at(&mut buf[done..done + k], from)
+                        .context(|| format!("read {}", self.path.display()))?;
+                    done += k;
+                }
                 for (at, bytes) in self.committed_journal.iter().flatten() {
                     overlay(&mut buf, offset, *at, bytes);
                 }

@@ -15,7 +15,7 @@ use crate::disk_io::{DiskFile, Target, WriteLog};
 use crate::error::{Error, IoContext, Result};
 use crate::faults::{Faults, IoFile, IoOp};
 use crate::format::{
-    self, DiskHeader, HeaderError, MemHeader, DISK_DATA_OFFSET, MEM_READY, VERSION,
+    self, DiskHeader, HeaderError, MemHeader, MEM_READY, VERSION,
 };
 use crate::gate::Gate;
 use crate::journal::{self, Journal};
@@ -49,7 +49,7 @@ pub fn existing_size(path: impl AsRef<Path>) -> Result<Option<u64>> {
     if len == 0 {
         return Ok(None);
     }
-    let h = read_disk_header(&f, path, len)?;
+    let (h, _) = read_disk_header(&f, path, len)?;
     // A journal that cannot be read is reported by the open; the header's size stands.
     let jpath = journal_path(path);
     if let Ok(Journal::Committed(b)) = File::open(&jpath).map_or(Ok(Journal::Empty), |j| {
@@ -134,8 +134,10 @@ impl RioCache {
             seq: 0,
             writer: 0,
         };
+        // The slot that holds the disk image's checkpoint (a new file starts in slot 0).
+        let mut disk_slot = 0;
         if !fresh {
-            disk_header = read_disk_header(&disk, path, disk_len)
+            (disk_header, disk_slot) = read_disk_header(&disk, path, disk_len)
                 .map_err(|e| note_intact_image(e, &disk, path, &cache_dir))?;
         }
         let mut disk_seq = disk_header.seq;
@@ -265,8 +267,8 @@ impl RioCache {
                 writer: header.id,
             };
             let init = disk
-                .write_all_at(&h.encode(), 0)
-                .and_then(|()| disk.set_len(DISK_DATA_OFFSET + map_len))
+                .write_all_at(&h.encode(0), format::META_AT[0])
+                .and_then(|()| disk.set_len(format::disk_len_for(map_len)))
                 .and_then(|()| disk.sync_all());
             if let Err(e) = init {
                 // Leave the file as the open found it (absent or empty), so that the
@@ -322,7 +324,7 @@ impl RioCache {
                 .context(|| format!("truncate {}", jpath.display()))?,
             Journal::Torn => crate::checkpoint::clear_journal(&journal, &jpath)?,
             Journal::Committed(batch) => {
-                crate::checkpoint::install(&disk, path, &batch, opts.size, true)?;
+                crate::checkpoint::install(&disk, path, &batch, opts.size, disk_slot, true)?;
                 crate::checkpoint::clear_journal(&journal, &jpath)?;
                 disk_seq = batch.seq();
                 installed = 1;
@@ -340,8 +342,21 @@ impl RioCache {
                 &ipath,
                 header.meta_len,
                 map_len,
+                disk_slot,
                 faults,
             )?;
+            // Where the other slot differs from this one is not known (a checkpoint
+            // into it may have been cut off by the power loss that made this start
+            // cold): every page, so the next checkpoint writes the whole slot.
+            faults
+                .check(IoOp::Write, IoFile::Image)
+                .and_then(|()| {
+                    image.write_all_at(
+                        &vec![1u8; pages],
+                        MemHeader::differs_at(pages as u64),
+                    )
+                })
+                .context(|| format!("write {}", ipath.display()))?;
         }
         faults
             .check(IoOp::Write, IoFile::Image)
@@ -394,6 +409,7 @@ impl RioCache {
             pkey,
             gate: Gate::default(),
             disk_seq: Mutex::new(disk_seq),
+            disk_slot: std::sync::atomic::AtomicUsize::new(disk_slot),
             image_id: header.id,
             dirty_pages: AtomicU64::new(0),
             dirty_side: std::sync::atomic::AtomicUsize::new(0),
@@ -500,9 +516,14 @@ pub(crate) fn note_intact_image(err: Error, disk: &File, path: &Path, cache_dir:
     Error::Corrupt { path: bad, reason }
 }
 
-/// Reads and decodes the header of the `len`-byte disk image `disk`, turning each defect
-/// into the error a user should see.
-pub(crate) fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<DiskHeader> {
+/// Reads and decodes the two slot headers of the `len`-byte disk image `disk` and
+/// returns the disk image's checkpoint: the slot header with the higher checkpoint
+/// number, and its slot. Slot 1's header is all zero until the first checkpoint writes
+/// it. Any other defect, in either header, becomes the error a user should see: a
+/// header is 64 bytes inside one sector, written whole or not at all, so one that fails
+/// its checksum was damaged, not torn, and the open refuses rather than fall back to the
+/// other slot's older checkpoint.
+pub(crate) fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<(DiskHeader, usize)> {
     let not_ours = |reason: &str| Error::NotRioCache {
         path: path.to_owned(),
         reason: reason.to_owned(),
@@ -514,27 +535,47 @@ pub(crate) fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<Dis
     if len < DiskHeader::LEN as u64 {
         return Err(not_ours("shorter than a header"));
     }
-    let mut b = [0u8; DiskHeader::LEN];
-    disk.read_exact_at(&mut b, 0)
+    let mut b = [0u8; format::META_AT[1] as usize + DiskHeader::LEN];
+    let n = b.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+    disk.read_exact_at(&mut b[..n], 0)
         .context(|| format!("read {}", path.display()))?;
-    let h = DiskHeader::decode(&b).map_err(|e| match e {
-        HeaderError::Magic => not_ours("bad magic"),
-        HeaderError::Version(found) => Error::IncompatibleVersion {
-            path: path.to_owned(),
-            found,
-            supported: VERSION,
-        },
-        HeaderError::Checksum => corrupt("header checksum mismatch".into()),
-        HeaderError::PageSize(p) => corrupt(format!("page size {p}")),
-    })?;
-    // An intact header can still claim any size (a crafted file).
-    if h.data_len == 0 || h.data_len > format::MAX_DATA_LEN {
-        return Err(corrupt(format!(
-            "the header claims {} bytes of data",
-            h.data_len
-        )));
+    let header = |slot: usize| -> Result<DiskHeader> {
+        let at = format::META_AT[slot] as usize;
+        let h = DiskHeader::decode(&b[at..at + DiskHeader::LEN], slot).map_err(|e| match e {
+            HeaderError::Magic if slot == 0 => not_ours("bad magic"),
+            HeaderError::Magic => corrupt("slot 1's header has a bad magic".into()),
+            HeaderError::Version(found) => Error::IncompatibleVersion {
+                path: path.to_owned(),
+                found,
+                supported: VERSION,
+            },
+            HeaderError::Checksum => corrupt(format!("slot {slot}'s header checksum mismatch")),
+            HeaderError::PageSize(p) => corrupt(format!("page size {p}")),
+            HeaderError::Slot(s) => corrupt(format!("slot {s}'s header at slot {slot}'s place")),
+        })?;
+        // An intact header can still claim any size (a crafted file).
+        if h.data_len == 0 || h.data_len > format::MAX_DATA_LEN {
+            return Err(corrupt(format!(
+                "slot {slot}'s header claims {} bytes of data",
+                h.data_len
+            )));
+        }
+        Ok(h)
+    };
+    let first = header(0)?;
+    let at = format::META_AT[1] as usize;
+    if b[at..at + DiskHeader::LEN].iter().all(|&x| x == 0) {
+        return Ok((first, 0)); // slot 1 not written yet
     }
-    Ok(h)
+    let second = header(1)?;
+    match first.seq.cmp(&second.seq) {
+        std::cmp::Ordering::Greater => Ok((first, 0)),
+        std::cmp::Ordering::Less => Ok((second, 1)),
+        std::cmp::Ordering::Equal => Err(corrupt(format!(
+            "both slots claim checkpoint {}",
+            first.seq
+        ))),
+    }
 }
 
 /// Validates the `len`-byte disk image, whose size once its journal is dealt with is
@@ -558,10 +599,12 @@ fn validate_disk(
             requested,
         });
     }
-    let want = DISK_DATA_OFFSET + map_len;
+    let want = format::disk_len_for(map_len);
     if len == want {
         Ok(None)
-    } else if grow_intent.is_some_and(|to| len == DISK_DATA_OFFSET + format::round_up_pages(to)) {
+    } else if grow_intent
+        .is_some_and(|to| len == format::disk_len_for(format::round_up_pages(to)))
+    {
         Ok(Some(want))
     } else {
         Err(Error::Corrupt {
@@ -725,13 +768,14 @@ pub(crate) fn create_image(
         .context(|| format!("write {}", ipath.display()))
 }
 
-/// Copies the disk image's data into a new memory image.
+/// Copies the data of the disk image's slot `slot` into a new memory image.
 ///
-/// The kernel copies it (`sendfile`, up to 8 MiB a call): the disk image's cached pages go
-/// straight into the memory image's, one copy where a `pread` into a buffer and a
-/// `pwrite` from it made two. Where the kernel refuses (`EINVAL`, `ENOSYS`), that chunk
-/// and the rest go through a buffer. Most of a cold open's time is still the memory file system
-/// allocating the image's pages (docs/rio-cache.md, "Warm or cold").
+/// The kernel copies it (`sendfile`, one extent of 1 MiB a call): the disk image's cached
+/// pages go straight into the memory image's, one copy where a `pread` into a buffer and
+/// a `pwrite` from it made two. Where the kernel refuses (`EINVAL`, `ENOSYS`), that
+/// extent and the rest go through a buffer. Most of a cold open's time is still the
+/// memory file system allocating the image's pages (docs/rio-cache.md, "Warm or cold").
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn load_cold(
     disk: &DiskFile,
     path: &Path,
@@ -739,37 +783,45 @@ pub(crate) fn load_cold(
     ipath: &Path,
     meta_len: u64,
     len: u64,
+    slot: usize,
     faults: &Faults,
 ) -> Result<()> {
-    // At most 8 MiB a call, and at least two calls, so `rio.cold_load.half` falls
+    let page = PAGE as u64;
+    let pages = len / page;
+    // At most one extent a call, and at least two calls, so `rio.cold_load.half` falls
     // between two of them.
-    let chunk = (8 << 20).min(len.div_ceil(2)).max(1);
+    let chunk = format::EXTENT_PAGES.min(pages.div_ceil(2)).max(1);
     let mut buffered = false;
-    let mut off = 0;
-    while off < len {
-        let n = chunk.min(len - off);
-        faults
-            .check(IoOp::Write, IoFile::Image)
-            .context(|| format!("write {}", ipath.display()))?;
-        let (from, to) = (DISK_DATA_OFFSET + off, meta_len + off);
-        if !buffered {
-            match copy_in_kernel(disk.file(), from, image, to, n) {
-                Ok(()) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
-                    buffered = true;
-                }
-                Err(e) => {
-                    return Err(e)
-                        .context(|| format!("copy {} into {}", path.display(), ipath.display()))
+    let mut at = 0;
+    let mut half_passed = false;
+    while at < pages {
+        let n_pages = chunk.min(pages - at);
+        for (first, n) in format::extent_runs(at, n_pages) {
+            faults
+                .check(IoOp::Write, IoFile::Image)
+                .context(|| format!("write {}", ipath.display()))?;
+            let (from, to, bytes) = (format::slot_offset(slot, first), meta_len + first * page, n * page);
+            if !buffered {
+                match copy_in_kernel(disk.file(), from, image, to, bytes) {
+                    Ok(()) => {}
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                        buffered = true;
+                    }
+                    Err(e) => {
+                        return Err(e).context(|| {
+                            format!("copy {} into {}", path.display(), ipath.display())
+                        })
+                    }
                 }
             }
+            if buffered {
+                copy_buffered(disk.file(), from, image, to, bytes)
+                    .context(|| format!("copy {} into {}", path.display(), ipath.display()))?;
+            }
         }
-        if buffered {
-            copy_buffered(disk.file(), from, image, to, n)
-                .context(|| format!("copy {} into {}", path.display(), ipath.display()))?;
-        }
-        off += n;
-        if off >= len / 2 && off - n < len / 2 {
+        at += n_pages;
+        if !half_passed && at >= pages / 2 {
+            half_passed = true;
             crash_point!("rio.cold_load.half");
         }
     }

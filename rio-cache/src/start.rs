@@ -119,6 +119,8 @@ pub(crate) fn judge_image(
         }
         Err(HeaderError::Checksum) => return Ok(damaged("header checksum mismatch".into())),
         Err(HeaderError::PageSize(p)) => return Ok(damaged(format!("page size {p}"))),
+        // A memory image's header has no slot; the decoder never says this.
+        Err(HeaderError::Slot(s)) => return Ok(damaged(format!("slot {s}"))),
     };
     match format::get_u32(&b, MemHeader::READY_AT) {
         0 => return Ok(Verdict::Cold(ColdReason::Incomplete)),

@@ -42,6 +42,9 @@ pub(crate) struct Inner {
     pub(crate) gate: Gate,
     /// Serializes checkpoints; holds the disk image's checkpoint sequence number.
     pub(crate) disk_seq: Mutex<u64>,
+    /// The disk image's slot that holds that checkpoint (0 or 1; the next checkpoint
+    /// goes to the other). Changed only under the `disk_seq` lock.
+    pub(crate) disk_slot: std::sync::atomic::AtomicUsize,
     /// This memory image's id, recorded as the writer of every checkpoint it installs.
     pub(crate) image_id: u64,
     pub(crate) dirty_pages: AtomicU64,
@@ -114,6 +117,16 @@ impl Inner {
     /// The map of pages a checkpoint has taken into its snapshot and not yet installed.
     pub(crate) fn inflight_map(&self) -> &[std::sync::atomic::AtomicU8] {
         self.page_map(1 - self.dirty_side.load(Ordering::Relaxed))
+    }
+
+    /// The map of pages on which the disk image's two slots may differ: a checkpoint
+    /// into the other slot writes these pages too (copied from the current slot, if
+    /// they are not in its snapshot). See `checkpoint`.
+    pub(crate) fn differs_map(&self) -> &[std::sync::atomic::AtomicU8] {
+        self.meta.bytes(
+            MemHeader::differs_at(self.pages as u64) as usize,
+            self.pages,
+        )
     }
 
     #[inline]
