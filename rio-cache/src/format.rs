@@ -38,12 +38,15 @@ pub(crate) fn slot_offset(slot: usize, page: u64) -> u64 {
     DISK_DATA_OFFSET + ((2 * extent + slot as u64) * EXTENT_PAGES + within) * PAGE as u64
 }
 
-/// The length of the disk image of a cache of `map_len` bytes (whole pages): the header
-/// page and both slots' extents, the last ones whole (the file is sparse where no
-/// checkpoint wrote).
+/// The length of the disk image of a cache of `map_len` bytes (whole pages): up to the
+/// end of slot 1's last page. (Slot 0's part of the last extent is a hole past its last
+/// page; the file is sparse wherever no checkpoint wrote.) It grows with every page a
+/// grow adds, so a grow cut off before its commit point is seen, and undone, by length.
 pub(crate) fn disk_len_for(map_len: u64) -> u64 {
-    let extents = (map_len / PAGE as u64).div_ceil(EXTENT_PAGES);
-    DISK_DATA_OFFSET + 2 * extents * EXTENT_PAGES * PAGE as u64
+    match map_len / PAGE as u64 {
+        0 => DISK_DATA_OFFSET,
+        pages => slot_offset(1, pages - 1) + PAGE as u64,
+    }
 }
 
 /// The pieces of `pages` consecutive pages from `first` that are contiguous in a slot
@@ -379,6 +382,7 @@ mod tests {
         for pages in [1, 2, EXTENT_PAGES - 1, EXTENT_PAGES, EXTENT_PAGES + 1, 1000] {
             let len = disk_len_for(pages * page);
             let mut seen = std::collections::BTreeSet::new();
+            assert!(disk_len_for((pages + 1) * page) > len);
             for slot in 0..2 {
                 for p in 0..pages {
                     let at = slot_offset(slot, p);

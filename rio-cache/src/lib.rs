@@ -177,7 +177,8 @@ mod mutant {
 /// `warm-after-rewrite`, `grow-image-ready`, `grow-intent-no-sync`,
 /// `grow-extend-no-sync`, `copy-without-cow`, `publish-before-preserve`,
 /// `gate-by-address`, `no-deadlock-detection`, `upgrade-never-waits`,
-/// `line-ignores-block`, `block-ignores-lines`).
+/// `line-ignores-block`, `block-ignores-lines`, `differs-forgets-batch`,
+/// `cold-differs-none`).
 pub const MUTANT_ENV: &str = "RIO_MUTANT";
 
 pub use cache::{RioCache, Stats};
@@ -212,4 +213,11 @@ pub fn pkeys_supported() -> bool {
 /// The [`PkeyUnavailable`] reason.
 pub fn pkey_support() -> std::result::Result<(), PkeyUnavailable> {
     sys::pkey_alloc().map(sys::pkey_free)
+}
+
+/// The length of the disk image of a cache of `size` bytes: a header page and two slots,
+/// one copy of the data each, interleaved in extents of 1 MiB (the file is sparse where
+/// no checkpoint wrote). The format is in `docs/rio-cache.md`.
+pub fn disk_image_len(size: u64) -> u64 {
+    format::disk_len_for(format::round_up_pages(size))
 }

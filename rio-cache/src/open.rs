@@ -347,12 +347,14 @@ impl RioCache {
             )?;
             // Where the other slot differs from this one is not known (a checkpoint
             // into it may have been cut off by the power loss that made this start
-            // cold): every page, so the next checkpoint writes the whole slot.
+            // cold): every page, so the next checkpoint writes the whole slot. (The
+            // `cold-differs-none` mutant trusts the other slot as it stands.)
+            let mark = u8::from(!crate::mutant::is("cold-differs-none"));
             faults
                 .check(IoOp::Write, IoFile::Image)
                 .and_then(|()| {
                     image.write_all_at(
-                        &vec![1u8; pages],
+                        &vec![mark; pages],
                         MemHeader::differs_at(pages as u64),
                     )
                 })

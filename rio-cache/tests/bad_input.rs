@@ -16,6 +16,8 @@ use rio_cache::{ColdReason, Error, Protection, RioCache, RioOptions, StartKind};
 
 const SIZE: u64 = 8 * PAGE;
 const DATA_AT: u64 = PAGE; // the disk image's data follows its header page
+/// Where slot 1's header is (slot 0's is at byte 0).
+const SLOT1_AT: u64 = 512;
 
 fn o(dir: &Path) -> RioOptions {
     opts(dir, SIZE, Protection::Auto)
@@ -76,9 +78,10 @@ fn read_at(path: &Path, at: u64, len: usize) -> Vec<u8> {
 }
 
 /// Rewrites the disk header's CRC (bytes 60..64 over 0..60) after a patch.
-fn fix_disk_crc(path: &Path) {
-    let h = read_at(path, 0, 60);
-    patch(path, 60, &crc32fast::hash(&h).to_le_bytes());
+/// Rewrites the CRC of the slot header at `at` (bytes 60..64 over 0..60).
+fn fix_disk_crc(path: &Path, at: u64) {
+    let h = read_at(path, at, 60);
+    patch(path, at + 60, &crc32fast::hash(&h).to_le_bytes());
 }
 
 /// Rewrites the memory image header's CRC (bytes 120..124 over 0..120).
@@ -124,7 +127,7 @@ fn wrong_magic_is_not_a_rio_cache() {
     let dir = t.path();
     let image = setup(dir);
     patch(&disk_path(dir), 0, b"SQLITE");
-    fix_disk_crc(&disk_path(dir));
+    fix_disk_crc(&disk_path(dir), 0);
     refused(dir, &image, &o(dir), |e| {
         matches!(e, Error::NotRioCache { .. })
     });
@@ -136,18 +139,23 @@ fn newer_version_is_incompatible() {
     let t = TestDir::new();
     let dir = t.path();
     let image = setup(dir);
-    patch(&disk_path(dir), 8, &2u32.to_le_bytes());
-    fix_disk_crc(&disk_path(dir));
-    refused(dir, &image, &o(dir), |e| {
-        matches!(
-            e,
-            Error::IncompatibleVersion {
-                found: 2,
-                supported: 1,
-                ..
-            }
-        )
-    });
+    // In either slot's header: the open refuses before it picks one.
+    for at in [0, SLOT1_AT] {
+        patch(&disk_path(dir), at + 8, &3u32.to_le_bytes());
+        fix_disk_crc(&disk_path(dir), at);
+        refused(dir, &image, &o(dir), |e| {
+            matches!(
+                e,
+                Error::IncompatibleVersion {
+                    found: 3,
+                    supported: 2,
+                    ..
+                }
+            )
+        });
+        patch(&disk_path(dir), at + 8, &2u32.to_le_bytes());
+        fix_disk_crc(&disk_path(dir), at);
+    }
 }
 
 #[test]
@@ -179,7 +187,7 @@ fn journal(seq: u64, pages: &[(u64, Vec<u8>)], commit: bool) -> Vec<u8> {
     let n = pages.len() as u64;
     let mut j = vec![0u8; 64];
     j[0..8].copy_from_slice(b"RIOCJRNL");
-    j[8..12].copy_from_slice(&1u32.to_le_bytes());
+    j[8..12].copy_from_slice(&2u32.to_le_bytes());
     j[12..16].copy_from_slice(&4096u32.to_le_bytes());
     j[16..24].copy_from_slice(&SIZE.to_le_bytes());
     j[24..32].copy_from_slice(&seq.to_le_bytes());
@@ -818,8 +826,13 @@ fn every_disk_header_byte() {
         } else {
             (StartKind::Cold(ColdReason::NoImage), 1)
         };
-        // The 64-byte header, then a sample of the reserved rest of the header page.
-        for at in (0..64).chain((64..PAGE).step_by(67)) {
+        // Both slots' 64-byte headers (slot 0's holds checkpoint 0, slot 1's the
+        // current one: a damaged header is refused either way, not passed over), then a
+        // sample of the reserved rest of the header page.
+        for at in (0..64)
+            .chain(SLOT1_AT..SLOT1_AT + 64)
+            .chain((64..PAGE).step_by(67))
+        {
             for flip in FLIPS {
                 put_back(&pristine);
                 if !warm {
@@ -830,9 +843,10 @@ fn every_disk_header_byte() {
                 patch(&disk_path(dir), at, &b);
                 let want = match at {
                     0..8 => Expect::NotRioCache,
-                    8..12 => Expect::IncompatibleVersion,
-                    // page size, data_len, seq, writer, reserved, crc: the CRC catches it
-                    12..64 => Expect::Corrupt,
+                    8..12 | 520..524 => Expect::IncompatibleVersion,
+                    // magic of slot 1; page size, data_len, seq, writer, slot, reserved,
+                    // crc: the CRC catches it
+                    12..64 | 512..520 | 524..576 => Expect::Corrupt,
                     _ => Expect::Opens(start, gen),
                 };
                 let case = format!("disk byte {at} ^ {flip:#x}, warm {warm}");
@@ -896,7 +910,7 @@ fn truncations_of_the_disk_file() {
     let dir = t.path();
     let image = setup(dir);
     let pristine = capture(dir, &image);
-    let full = DATA_AT + SIZE;
+    let full = rio_cache::disk_image_len(SIZE);
     for warm in [true, false] {
         for len in [
             0,
@@ -908,6 +922,7 @@ fn truncations_of_the_disk_file() {
             PAGE - 1,
             PAGE,
             PAGE + 1,
+            SLOT1_AT + 32,
             DATA_AT + SIZE / 2,
             full - 1,
             full + 1,

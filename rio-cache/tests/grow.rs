@@ -194,7 +194,7 @@ fn grow_keeps_the_data_and_zeroes_the_new_bytes_in_every_mode() {
         assert!(cache.as_slice().unwrap() == want, "{what}: cold reopen");
         assert_eq!(
             std::fs::metadata(disk_path(dir)).unwrap().len(),
-            PAGE + new_len.div_ceil(PAGE) * PAGE
+            rio_cache::disk_image_len(new_len)
         );
     }
 }
@@ -218,8 +218,8 @@ fn grow_with_background_writeback_keeps_writing_back() {
     common::wait_until("a background checkpoint after the grow", || {
         cache.stats().disk_seq > seq
     });
-    let disk = std::fs::read(disk_path(dir)).unwrap();
-    assert_eq!(disk[(PAGE + GROWN - 1) as usize], 9);
+    let disk = common::disk_data(&disk_path(dir), dir);
+    assert_eq!(disk[(GROWN - 1) as usize], 9);
 }
 
 #[test]
@@ -378,7 +378,7 @@ fn old_or_new(dir: &Path, what: &str) -> bool {
     };
     assert_eq!(
         std::fs::metadata(disk_path(dir)).unwrap().len(),
-        PAGE + size.div_ceil(PAGE) * PAGE,
+        rio_cache::disk_image_len(size),
         "{what}: disk file length"
     );
     // The recovered cache is usable: a checkpoint and a cold start keep it.

@@ -76,7 +76,11 @@ fn child_open(dir: &Path, _arg: &str) {
 
 #[test]
 fn child_process_entry() {
-    child_dispatch(&[("checkpoint", child_checkpoint), ("open", child_open)]);
+    child_dispatch(&[
+        ("checkpoint", child_checkpoint),
+        ("open", child_open),
+        ("group", child_group),
+    ]);
 }
 
 fn crash_points_or_skip() -> bool {
@@ -222,29 +226,53 @@ fn cold_start_equals_the_last_checkpoint() {
     }
 }
 
+/// The crash points of a checkpoint into the other slot, in order; the ambiguous one is
+/// its header written but not yet synced.
+const SLOT_POINTS: [&str; 7] = [
+    "rio.checkpoint.copying",
+    "rio.checkpoint.staged",
+    "rio.checkpoint.slot_partial",
+    "rio.checkpoint.slot_written",
+    "rio.checkpoint.slot_synced",
+    "rio.checkpoint.meta_written",
+    "rio.checkpoint.meta_synced",
+];
+
+/// The crash points of installing a committed journal batch in place (a group member's
+/// checkpoint after its coordinator decided).
+const INSTALL_POINTS: [&str; 4] = [
+    "rio.checkpoint.install_partial",
+    "rio.checkpoint.installed",
+    "rio.checkpoint.disk_synced",
+    "rio.checkpoint.journal_cleared",
+];
+
+#[test]
+fn every_checkpoint_point_has_a_test() {
+    let mut listed: Vec<&str> = CRASH_POINTS
+        .iter()
+        .copied()
+        .filter(|p| p.starts_with("rio.checkpoint."))
+        .collect();
+    listed.sort_unstable();
+    let mut tested: Vec<&str> = SLOT_POINTS.iter().chain(&INSTALL_POINTS).copied().collect();
+    tested.sort_unstable();
+    assert_eq!(listed, tested, "a checkpoint step without a test");
+}
+
 #[test]
 fn killed_at_every_checkpoint_step_then_power_loss() {
     let _serial = common::serial();
     if !crash_points_or_skip() {
         return;
     }
-    let points: Vec<&str> = CRASH_POINTS
+    // Until the other slot's header is written, the checkpoint has not happened; once
+    // it is synced, it has. In between, either is a correct answer.
+    let commit_written = SLOT_POINTS
         .iter()
-        .copied()
-        .filter(|p| p.starts_with("rio.checkpoint."))
-        .collect();
-    assert_eq!(
-        points.len(),
-        10,
-        "a checkpoint step without a test: {points:?}"
-    );
-    // Until the commit record is written, the checkpoint has not happened; once it is
-    // synced, it has. In between, either is a correct answer.
-    let commit_written = points
-        .iter()
-        .position(|p| *p == "rio.checkpoint.commit_written")
+        .position(|p| *p == "rio.checkpoint.meta_written")
         .unwrap();
-    for (i, point) in points.iter().enumerate() {
+    for (i, point) in SLOT_POINTS.iter().enumerate() {
         let t = TestDir::new();
         let dir = t.path();
         setup(dir);
@@ -271,13 +299,94 @@ fn killed_at_every_checkpoint_step_then_power_loss() {
             outcomes.push(is_new);
         }
         if i == commit_written {
-            // The unsynced commit record: some plans keep it, some lose it.
+            // The unsynced header: some plans keep it, some lose it.
             assert!(
                 outcomes.contains(&true) && outcomes.contains(&false),
                 "{point}: the plans do not cover both outcomes"
             );
         }
 
+        restore(dir, &crashed);
+        warm_start_holds_everything(dir, point);
+    }
+}
+
+/// A checkpoint into the other slot cut off by power loss leaves that slot part old,
+/// part new, under its old header. The cold start that follows cannot know which pages
+/// the dead checkpoint wrote, so its next checkpoint rewrites the whole slot: a later
+/// checkpoint that changes one page must not bring back the dead one's pages.
+#[test]
+fn a_checkpoint_after_a_cold_start_rewrites_the_whole_other_slot() {
+    let _serial = common::serial();
+    if !crash_points_or_skip() {
+        return;
+    }
+    let t = TestDir::new();
+    let dir = t.path();
+    setup(dir);
+    // Pages of the new state reach the other slot; its header does not.
+    kill_at(dir, "rio.checkpoint.slot_written");
+    power::cut(disk_path(dir), &o(dir), Plan::KeepAll).unwrap();
+    let mut cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    assert_eq!(cache.start_kind(), StartKind::Cold(ColdReason::NoImage));
+    assert!(cache.as_slice().unwrap() == old_state());
+    let mut want = old_state();
+    want[3 * PAGE as usize..3 * PAGE as usize + 4].copy_from_slice(b"only");
+    cache.window(3 * PAGE, 4).unwrap().copy_from_slice(b"only");
+    cache.checkpoint().unwrap();
+    drop(cache);
+    let (data, seq) = cold_start(dir);
+    assert_eq!(seq, 2);
+    assert!(
+        data == want,
+        "the slot the dead checkpoint wrote into was taken as it stood"
+    );
+}
+
+/// Child: opens the cache (warm or cold), makes it a group's only member and takes a
+/// group checkpoint (prepared into the journal, decided, installed in place);
+/// `CRASH_POINT` kills it.
+fn child_group(dir: &Path, _arg: &str) {
+    let cache = rio_cache::SharedCache::new(RioCache::open(disk_path(dir), &o(dir)).unwrap());
+    let c = rio_cache::group::Coordinator::open(dir.join("coordinator"), true, rio_cache::Faults::none())
+        .unwrap();
+    let epoch = c.next_epoch().unwrap();
+    let prepared = cache.prepare_group(epoch, c.path()).unwrap();
+    c.decide(epoch).unwrap();
+    crash_point::crash_point!("test.group.decided");
+    prepared.finish().unwrap();
+    common::report("survived");
+}
+
+/// Runs the group child with `point` armed and asserts it died there.
+fn kill_group_at(dir: &Path, point: &str) {
+    let spec = format!("{point}:1");
+    let status = run_child("group", dir, "", &[("CRASH_POINT", &spec)]);
+    assert_signaled(status, libc::SIGKILL, point);
+    assert!(common::reports(dir).is_empty(), "{point} was never reached");
+}
+
+#[test]
+fn killed_at_every_install_step_then_power_loss() {
+    let _serial = common::serial();
+    if !crash_points_or_skip() {
+        return;
+    }
+    for point in INSTALL_POINTS {
+        let t = TestDir::new();
+        let dir = t.path();
+        setup(dir);
+        kill_group_at(dir, point);
+        let crashed = save(dir);
+        // The epoch is decided: the checkpoint happened, whatever the cut keeps.
+        for plan in plans() {
+            restore(dir, &crashed);
+            let (data, seq) = cut_and_open(dir, plan, point);
+            assert!(
+                data == new_state() && seq == 2,
+                "{point}, {plan:?}: a committed checkpoint was lost (seq {seq})"
+            );
+        }
         restore(dir, &crashed);
         warm_start_holds_everything(dir, point);
     }
@@ -306,9 +415,9 @@ fn killed_at_every_recovery_step_then_power_loss() {
             let dir = t.path();
             setup(dir);
             // A committed journal that the next open must install...
-            kill_at(dir, "rio.checkpoint.commit_synced");
+            kill_group_at(dir, "test.group.decided");
             if !warm {
-                // ...after a power loss (which keeps part of the unsynced install)...
+                // ...after a power loss...
                 power::cut(disk_path(dir), &o(dir), Plan::Random { seed: 11 }).unwrap();
             }
             // ...and that open is killed while installing it.
@@ -353,7 +462,7 @@ fn power_loss_right_after_a_recovery() {
     let t = TestDir::new();
     let dir = t.path();
     setup(dir);
-    kill_at(dir, "rio.checkpoint.commit_synced");
+    kill_group_at(dir, "test.group.decided");
     let status = common::run_child("open", dir, "", &[]);
     assert!(status.success(), "recovering open: {status:?}");
     let crashed = save(dir);
@@ -390,14 +499,19 @@ fn killed_during_a_cold_load() {
 }
 
 /// The recorded writes and syncs, one token each: `J`/`D` for the journal or disk
-/// image, `w0` a write at offset 0 (a header), `w` a write elsewhere, `s` a sync.
-/// Consecutive page writes to the disk image collapse into one `Dw+`.
+/// image, `h` a write of a slot's header (64 bytes at byte 0 or 512 of the disk image,
+/// or the journal's header at 0), `w` a write elsewhere, `s` a sync. Consecutive page
+/// writes to the disk image collapse into one `Dw+`.
 fn protocol(events: &[IoEvent]) -> String {
     let mut out: Vec<String> = Vec::new();
     for e in events {
         let f = if e.target == Target::Disk { "D" } else { "J" };
         let tok = match e.kind {
-            IoKind::Write { offset: 0, .. } => format!("{f}w0"),
+            IoKind::Write { offset: 0, .. } => format!("{f}h"),
+            IoKind::Write {
+                offset: 512,
+                len: 64,
+            } if e.target == Target::Disk => "Dh".into(),
             IoKind::Write { .. } => format!("{f}w"),
             IoKind::Resize { .. } => format!("{f}r"),
             IoKind::Sync => format!("{f}s"),
@@ -412,10 +526,11 @@ fn protocol(events: &[IoEvent]) -> String {
 }
 
 /// The order of writes and syncs is the protocol of docs/rio-cache.md ("Checkpoints"):
-/// journal body, fsync, commit record, fsync (the commit point), pages and header in
-/// place, fsync of the disk image, journal header zeroed, fsync. And a recovery:
-/// pages and header in place, fsync, journal zeroed, fsync. A missing or moved fsync
-/// changes the string.
+/// a checkpoint writes its pages into the other slot, fsyncs, writes that slot's
+/// header, fsyncs, and never touches the journal. A group member's checkpoint writes
+/// its journal body, fsync, the sealed commit record, fsync; then (decided) its pages
+/// and header in place, fsync of the disk image, journal header zeroed, fsync. A
+/// recovery installs the same way. A missing or moved fsync changes the string.
 #[test]
 fn checkpoint_and_recovery_follow_the_documented_fsync_order() {
     let _serial = common::serial();
@@ -423,37 +538,36 @@ fn checkpoint_and_recovery_follow_the_documented_fsync_order() {
     let dir = t.path();
     setup(dir);
     let mut cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    let before = power::recorded(disk_path(dir), &o(dir)).unwrap().len();
     write_state(&mut cache, &old_state());
     cache.checkpoint().unwrap();
     drop(cache);
     let events = power::recorded(disk_path(dir), &o(dir)).unwrap();
-    // The last checkpoint starts with its journal body: the last write of more than a
-    // header at offset 0 of the journal.
-    let start = events
-        .iter()
-        .rposition(|e| {
-            e.target == Target::Journal
-                && matches!(e.kind, IoKind::Write { offset: 0, len } if len > 64)
-        })
-        .expect("a journal body was written");
-    let events = &events[start..];
+    let events = &events[before..];
+    assert_eq!(protocol(events), "Dw+ Ds Dh Ds", "checkpoint: {events:?}");
+    // The slots alternate: checkpoint 1 went to slot 1 (its header at byte 512),
+    // this one, checkpoint 2, to slot 0 (at byte 0).
+    assert!(
+        matches!(events[events.len() - 2].kind, IoKind::Write { offset: 0, len: 64 }),
+        "{events:?}"
+    );
+
+    // A group member's checkpoint.
+    let before = power::recorded(disk_path(dir), &o(dir)).unwrap().len();
+    {
+        let mut cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+        write_state(&mut cache, &new_state());
+        drop(cache);
+    }
+    let status = common::run_child("group", dir, "", &[]);
+    assert!(status.success(), "group checkpoint: {status:?}");
+    let events = power::recorded(disk_path(dir), &o(dir)).unwrap();
+    let events = &events[before..];
     assert_eq!(
         protocol(events),
-        "Jw0 Js Jw Js Dw+ Dw0 Ds Jw0 Js",
-        "checkpoint: {events:?}"
+        "Jh Js Jw Js Dw+ Dh Ds Jh Js",
+        "group checkpoint: {events:?}"
     );
-    // The body is one write from offset 0 and the commit record follows it directly.
-    let (
-        IoKind::Write { len: body, .. },
-        IoKind::Write {
-            offset: commit_at,
-            len: 64,
-        },
-    ) = (events[0].kind, events[2].kind)
-    else {
-        panic!("unexpected events {events:?}");
-    };
-    assert_eq!(body, commit_at);
 
     if !crash_points_or_skip() {
         return;
@@ -461,23 +575,14 @@ fn checkpoint_and_recovery_follow_the_documented_fsync_order() {
     let t = TestDir::new();
     let dir = t.path();
     setup(dir);
-    kill_at(dir, "rio.checkpoint.commit_synced");
+    kill_group_at(dir, "test.group.decided");
+    let before = power::recorded(disk_path(dir), &o(dir)).unwrap().len();
     drop(RioCache::open(disk_path(dir), &o(dir)).unwrap());
     let events = power::recorded(disk_path(dir), &o(dir)).unwrap();
-    // The recovery follows the killed checkpoint's commit record (a journal write of
-    // 64 bytes past offset 0) and its fsync.
-    let commit = events
-        .iter()
-        .rposition(|e| {
-            e.target == Target::Journal
-                && matches!(e.kind, IoKind::Write { offset, len: 64 } if offset > 0)
-        })
-        .expect("the killed checkpoint's commit record");
-    assert_eq!(protocol(&events[commit..commit + 2]), "Jw Js");
-    let events = &events[commit + 2..];
+    let events = &events[before..];
     assert_eq!(
         protocol(events),
-        "Dw+ Dw0 Ds Jw0 Js",
+        "Dw+ Dh Ds Jh Js",
         "recovery: {events:?}"
     );
 }

@@ -307,3 +307,12 @@ pub fn modes() -> Vec<Protection> {
 }
 
 pub const PAGE: u64 = PAGE_SIZE as u64;
+
+/// The data of the checkpoint the disk image at `path` holds (its current slot's), read
+/// with the decoders `vista check` uses, journal aside.
+#[allow(dead_code)]
+pub fn disk_data(path: &Path, cache_dir: &Path) -> Vec<u8> {
+    let info = rio_cache::inspect::inspect(path, cache_dir).unwrap();
+    info.read(rio_cache::inspect::Source::Disk, 0, info.disk.data_len)
+        .unwrap()
+}
