@@ -53,13 +53,6 @@ pub const CRASH_POINTS: &[&str] = &[
     "rio.checkpoint.slot_synced",
     "rio.checkpoint.meta_written",
     "rio.checkpoint.meta_synced",
-    "rio.checkpoint.install_partial",
-    "rio.checkpoint.installed",
-    "rio.checkpoint.disk_synced",
-    "rio.checkpoint.journal_cleared",
-    "rio.recover.install_partial",
-    "rio.recover.installed",
-    "rio.recover.disk_synced",
     "rio.cold_load.half",
     "rio.cold_load.loaded",
 ];
@@ -286,8 +279,9 @@ impl Inner {
     /// many pages it copied.
     fn copy_differing(&self, from: usize, to: usize) -> Result<u64> {
         let (inflight, differs) = (self.inflight_map(), self.differs_map());
-        let wanted =
-            |p: usize| differs[p].load(Ordering::Relaxed) != 0 && inflight[p].load(Ordering::Relaxed) == 0;
+        let wanted = |p: usize| {
+            differs[p].load(Ordering::Relaxed) != 0 && inflight[p].load(Ordering::Relaxed) == 0
+        };
         let mut buf = Vec::new();
         let mut copied = 0;
         let mut p = 0;

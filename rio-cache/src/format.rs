@@ -377,7 +377,10 @@ mod tests {
         let page = PAGE as u64;
         assert_eq!(slot_offset(0, 0), DISK_DATA_OFFSET);
         assert_eq!(slot_offset(1, 0), DISK_DATA_OFFSET + EXTENT_PAGES * page);
-        assert_eq!(slot_offset(0, EXTENT_PAGES), DISK_DATA_OFFSET + 2 * EXTENT_PAGES * page);
+        assert_eq!(
+            slot_offset(0, EXTENT_PAGES),
+            DISK_DATA_OFFSET + 2 * EXTENT_PAGES * page
+        );
         assert_eq!(slot_offset(0, 3) + page, slot_offset(0, 4));
         for pages in [1, 2, EXTENT_PAGES - 1, EXTENT_PAGES, EXTENT_PAGES + 1, 1000] {
             let len = disk_len_for(pages * page);
@@ -386,7 +389,10 @@ mod tests {
             for slot in 0..2 {
                 for p in 0..pages {
                     let at = slot_offset(slot, p);
-                    assert!(at >= DISK_DATA_OFFSET && at + page <= len, "{pages} {slot} {p}");
+                    assert!(
+                        at >= DISK_DATA_OFFSET && at + page <= len,
+                        "{pages} {slot} {p}"
+                    );
                     assert!(seen.insert(at), "{pages} {slot} {p}");
                 }
             }
@@ -394,7 +400,11 @@ mod tests {
         let runs: Vec<_> = extent_runs(EXTENT_PAGES - 2, EXTENT_PAGES + 5).collect();
         assert_eq!(
             runs,
-            vec![(EXTENT_PAGES - 2, 2), (EXTENT_PAGES, EXTENT_PAGES), (2 * EXTENT_PAGES, 3)]
+            vec![
+                (EXTENT_PAGES - 2, 2),
+                (EXTENT_PAGES, EXTENT_PAGES),
+                (2 * EXTENT_PAGES, 3)
+            ]
         );
         assert_eq!(extent_runs(5, 0).count(), 0);
     }

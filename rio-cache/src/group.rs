@@ -36,8 +36,10 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, IoContext, Result};
 use crate::faults::{Faults, IoFile, IoOp};
 
-/// The crash points of group checkpoints (reached only by programs that use them; the
-/// checkpoint's own are in [`crate::CRASH_POINTS`]).
+/// The crash points of group checkpoints and of installing a journal batch in place
+/// (reached only by programs that use group checkpoints, and by the open that finishes
+/// one, or a grow, that a crash cut off; a checkpoint's own are in
+/// [`crate::CRASH_POINTS`]).
 pub const GROUP_CRASH_POINTS: &[&str] = &[
     "rio.group.body_written",
     "rio.group.body_synced",
@@ -45,6 +47,13 @@ pub const GROUP_CRASH_POINTS: &[&str] = &[
     "rio.group.prepared",
     "rio.group.decision_written",
     "rio.group.decided",
+    "rio.checkpoint.install_partial",
+    "rio.checkpoint.installed",
+    "rio.checkpoint.disk_synced",
+    "rio.checkpoint.journal_cleared",
+    "rio.recover.install_partial",
+    "rio.recover.installed",
+    "rio.recover.disk_synced",
 ];
 
 const MAGIC: [u8; 8] = *b"RIOGROUP";

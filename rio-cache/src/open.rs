@@ -14,9 +14,7 @@ use crate::cache::{kick_pages, RioCache};
 use crate::disk_io::{DiskFile, Target, WriteLog};
 use crate::error::{Error, IoContext, Result};
 use crate::faults::{Faults, IoFile, IoOp};
-use crate::format::{
-    self, DiskHeader, HeaderError, MemHeader, MEM_READY, VERSION,
-};
+use crate::format::{self, DiskHeader, HeaderError, MemHeader, MEM_READY, VERSION};
 use crate::gate::Gate;
 use crate::journal::{self, Journal};
 use crate::naming::{image_path, journal_path};
@@ -353,10 +351,7 @@ impl RioCache {
             faults
                 .check(IoOp::Write, IoFile::Image)
                 .and_then(|()| {
-                    image.write_all_at(
-                        &vec![mark; pages],
-                        MemHeader::differs_at(pages as u64),
-                    )
+                    image.write_all_at(&vec![mark; pages], MemHeader::differs_at(pages as u64))
                 })
                 .context(|| format!("write {}", ipath.display()))?;
         }
@@ -604,8 +599,7 @@ fn validate_disk(
     let want = format::disk_len_for(map_len);
     if len == want {
         Ok(None)
-    } else if grow_intent
-        .is_some_and(|to| len == format::disk_len_for(format::round_up_pages(to)))
+    } else if grow_intent.is_some_and(|to| len == format::disk_len_for(format::round_up_pages(to)))
     {
         Ok(Some(want))
     } else {
@@ -802,7 +796,11 @@ pub(crate) fn load_cold(
             faults
                 .check(IoOp::Write, IoFile::Image)
                 .context(|| format!("write {}", ipath.display()))?;
-            let (from, to, bytes) = (format::slot_offset(slot, first), meta_len + first * page, n * page);
+            let (from, to, bytes) = (
+                format::slot_offset(slot, first),
+                meta_len + first * page,
+                n * page,
+            );
             if !buffered {
                 match copy_in_kernel(disk.file(), from, image, to, bytes) {
                     Ok(()) => {}

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use common::{assert_signaled, child_dispatch, disk_path, opts, pattern, run_child, TestDir, PAGE};
 use rio_cache::power::{self, IoEvent, IoKind, Plan, Target};
-use rio_cache::{ColdReason, Protection, RioCache, StartKind, CRASH_POINTS};
+use rio_cache::{ColdReason, Protection, RioCache, StartKind, CRASH_POINTS, GROUP_CRASH_POINTS};
 
 const SIZE: u64 = 16 * PAGE;
 
@@ -251,6 +251,7 @@ const INSTALL_POINTS: [&str; 4] = [
 fn every_checkpoint_point_has_a_test() {
     let mut listed: Vec<&str> = CRASH_POINTS
         .iter()
+        .chain(GROUP_CRASH_POINTS)
         .copied()
         .filter(|p| p.starts_with("rio.checkpoint."))
         .collect();
@@ -348,8 +349,12 @@ fn a_checkpoint_after_a_cold_start_rewrites_the_whole_other_slot() {
 /// `CRASH_POINT` kills it.
 fn child_group(dir: &Path, _arg: &str) {
     let cache = rio_cache::SharedCache::new(RioCache::open(disk_path(dir), &o(dir)).unwrap());
-    let c = rio_cache::group::Coordinator::open(dir.join("coordinator"), true, rio_cache::Faults::none())
-        .unwrap();
+    let c = rio_cache::group::Coordinator::open(
+        dir.join("coordinator"),
+        true,
+        rio_cache::Faults::none(),
+    )
+    .unwrap();
     let epoch = c.next_epoch().unwrap();
     let prepared = cache.prepare_group(epoch, c.path()).unwrap();
     c.decide(epoch).unwrap();
@@ -398,7 +403,7 @@ fn killed_at_every_recovery_step_then_power_loss() {
     if !crash_points_or_skip() {
         return;
     }
-    let points: Vec<&str> = CRASH_POINTS
+    let points: Vec<&str> = GROUP_CRASH_POINTS
         .iter()
         .copied()
         .filter(|p| p.starts_with("rio.recover."))
@@ -548,7 +553,10 @@ fn checkpoint_and_recovery_follow_the_documented_fsync_order() {
     // The slots alternate: checkpoint 1 went to slot 1 (its header at byte 512),
     // this one, checkpoint 2, to slot 0 (at byte 0).
     assert!(
-        matches!(events[events.len() - 2].kind, IoKind::Write { offset: 0, len: 64 }),
+        matches!(
+            events[events.len() - 2].kind,
+            IoKind::Write { offset: 0, len: 64 }
+        ),
         "{events:?}"
     );
 
@@ -580,11 +588,7 @@ fn checkpoint_and_recovery_follow_the_documented_fsync_order() {
     drop(RioCache::open(disk_path(dir), &o(dir)).unwrap());
     let events = power::recorded(disk_path(dir), &o(dir)).unwrap();
     let events = &events[before..];
-    assert_eq!(
-        protocol(events),
-        "Dw+ Dh Ds Jh Js",
-        "recovery: {events:?}"
-    );
+    assert_eq!(protocol(events), "Dw+ Dh Ds Jh Js", "recovery: {events:?}");
 }
 
 /// Without protection, an update remembers the pages the previous one opened (they are

@@ -285,8 +285,9 @@ pub fn info(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
     }
     let _ = writeln!(
         t,
-        "checkpoint    {} on disk; file last written {} (the format records no checkpoint time: this is the file's mtime, and only opens and checkpoints write the file)",
+        "checkpoint    {} on disk, in slot {}; file last written {} (the format records no checkpoint time: this is the file's mtime, and only opens and checkpoints write the file)",
         c.disk.seq,
+        c.disk.slot,
         c.modified.map_or_else(|| "at an unknown time".into(), utc)
     );
     let _ = writeln!(
@@ -310,7 +311,7 @@ pub fn info(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
         "grow": c.grow.map(grow_json),
         "segment": match &view { Ok(v) => view_json(v), Err(e) => json!({"error": e.to_string()}) },
         "image": {"path": c.image_path, "len": c.image_len, "synced": c.image_synced, "verdict": image_json(&c.image)},
-        "checkpoint": {"seq": c.disk.seq, "writer": c.disk.writer, "file_modified": c.modified.and_then(epoch_secs), "time_recorded": false},
+        "checkpoint": {"seq": c.disk.seq, "slot": c.disk.slot, "writer": c.disk.writer, "file_modified": c.modified.and_then(epoch_secs), "time_recorded": false},
         "journal": {"path": c.journal_path, "len": journal_len(c), "verdict": journal_json(&c.journal)},
         "locked_by": c.locked_by,
         "protection": {"pkeys": pkeys, "auto": auto},
@@ -525,14 +526,16 @@ fn reserved(r: &mut Report, name: &str, rest: &[u8], first: u64, header: &str) {
     }
 }
 
-/// The reserved bytes of the segment file's first page, after rio-cache's 64-byte disk
-/// header (read from the file directly: they are outside the cache's data).
+/// The reserved bytes of the segment file's first page, after each of rio-cache's two
+/// 64-byte slot headers (at bytes 0 and 512; read from the file directly: they are
+/// outside the cache's data).
 fn reserved_disk_page(r: &mut Report, path: &Path) {
     use std::os::unix::fs::FileExt;
     let mut page = vec![0u8; HEADER_PAGE as usize];
     let read = std::fs::File::open(path).and_then(|f| f.read_exact_at(&mut page, 0));
     if read.is_ok() {
-        reserved(r, "disk header page", &page[64..], 64, "the disk header");
+        reserved(r, "disk header page", &page[64..512], 64, "slot 0's header");
+        reserved(r, "disk header page", &page[576..], 576, "slot 1's header");
     }
 }
 
@@ -585,10 +588,11 @@ pub fn check(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
             "disk header",
             true,
             format!(
-                "rio-cache version {}, {} of data, checkpoint {}",
+                "rio-cache version {}, {} of data, checkpoint {} (in slot {})",
                 c.disk.version,
                 human(c.disk.data_len),
-                c.disk.seq
+                c.disk.seq,
+                c.disk.slot
             ),
         );
         r.push(

@@ -577,7 +577,10 @@ fn damaged_segment_header_in_the_image_names_the_image_and_the_way_on() {
     let path = good_segment(d);
     let (image, _) = first_before_image_in_image(d, 0);
     let image_len = std::fs::metadata(&image).unwrap().len();
-    let data_len = std::fs::metadata(&path).unwrap().len() - 4096;
+    let data_len = vista::rio_cache::existing_size(&path)
+        .unwrap()
+        .unwrap()
+        .next_multiple_of(4096);
     flip(&image, image_len - data_len + 44);
     let r = read_only(d, &["info", "seg"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
@@ -679,6 +682,16 @@ fn info_tells_what_a_clear_journal_holds() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     good_segment(d);
+    // A checkpoint writes into the disk image's other slot: the journal stays empty.
+    let r = read_only(d, &["--json", "info", "seg"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["journal"]["len"].as_u64(), Some(0), "{}", r.stdout);
+    assert_eq!(v["journal"]["verdict"]["state"], "clear");
+    assert!(v["checkpoint"]["slot"].as_u64().is_some(), "{}", r.stdout);
+    // A group checkpoint's journal, cleared: its header zeroed, its body left behind.
+    let mut j = vec![0u8; 64];
+    j.extend((0..8192u32).map(|i| (i % 251) as u8 | 1));
+    std::fs::write(d.join("seg.journal"), j).unwrap();
     let r = read_only(d, &["--json", "info", "seg"]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(v["journal"]["len"].as_u64().unwrap() > 64, "{}", r.stdout);

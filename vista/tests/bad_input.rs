@@ -136,7 +136,10 @@ fn unfinished_with_patched_record(p: &Place, patch: impl FnOnce(&mut [u8])) -> s
     let image = p.image();
     let mut b = std::fs::read(&image).unwrap();
     // Data starts after the image's metadata: the image is metadata + page-rounded data.
-    let total = std::fs::metadata(&p.path).unwrap().len() - 4096;
+    let total = rio_cache::existing_size(&p.path)
+        .unwrap()
+        .unwrap()
+        .next_multiple_of(4096);
     let data_at = (b.len() as u64 - total) as usize;
     let rec = data_at + 4096 + 64; // lane 0 is at 4096; its records after 64 bytes
     patch(&mut b[rec..]);
@@ -266,7 +269,10 @@ fn locked_by_another_process() {
 /// Where the segment's bytes start in the memory image (after rio-cache's metadata).
 fn image_data_at(p: &Place) -> usize {
     let image_len = std::fs::metadata(p.image()).unwrap().len();
-    let total = std::fs::metadata(&p.path).unwrap().len() - 4096;
+    let total = rio_cache::existing_size(&p.path)
+        .unwrap()
+        .unwrap()
+        .next_multiple_of(4096);
     (image_len - total) as usize
 }
 

@@ -357,14 +357,11 @@ fn sigkill_at_every_crash_point(protection: &str) {
         "vista.abort.partial",
         "vista.abort.applied",
         "rio.checkpoint.staged",
-        "rio.checkpoint.journal_written",
-        "rio.checkpoint.journal_synced",
-        "rio.checkpoint.commit_written",
-        "rio.checkpoint.commit_synced",
-        "rio.checkpoint.install_partial",
-        "rio.checkpoint.installed",
-        "rio.checkpoint.disk_synced",
-        "rio.checkpoint.journal_cleared",
+        "rio.checkpoint.slot_partial",
+        "rio.checkpoint.slot_written",
+        "rio.checkpoint.slot_synced",
+        "rio.checkpoint.meta_written",
+        "rio.checkpoint.meta_synced",
     ] {
         assert!(hit_points.contains(&must), "{must} never hit");
     }

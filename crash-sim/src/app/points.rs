@@ -49,7 +49,7 @@ pub(super) fn scenarios<'a>(
         let mut history = History::default();
         let arm = match name {
             "pending" => ("vista.write.partial", 5),
-            "cold" => ("rio.checkpoint.commit_synced", 1),
+            "cold" => ("rio.checkpoint.meta_synced", 1),
             _ => {
                 let snapshot = Snapshot::take(&h.engine.files())?;
                 out.push(Scenario {

@@ -180,12 +180,13 @@ impl Engine for VistaGroupEngine {
 
     fn crash_points(&self) -> Vec<&'static str> {
         // Every checkpoint is the group's: its journal steps are `rio.group.*`, and the
-        // ordinary checkpoint's journal and commit-record points are never passed.
-        const ORDINARY_ONLY: [&str; 4] = [
-            "rio.checkpoint.journal_written",
-            "rio.checkpoint.journal_synced",
-            "rio.checkpoint.commit_written",
-            "rio.checkpoint.commit_synced",
+        // ordinary checkpoint's steps into the other slot are never passed.
+        const ORDINARY_ONLY: [&str; 5] = [
+            "rio.checkpoint.slot_partial",
+            "rio.checkpoint.slot_written",
+            "rio.checkpoint.slot_synced",
+            "rio.checkpoint.meta_written",
+            "rio.checkpoint.meta_synced",
         ];
         vista::CRASH_POINTS
             .iter()

@@ -221,13 +221,19 @@ fn power_recovery_power(ctx: &mut Ctx, rng: &mut SmallRng, torn: bool) -> Result
     let initial = ctx.workload.initial();
     engine.reset(&initial)?;
     let points: Vec<&'static str> = if torn {
-        // Steps with journal or install writes not yet synced.
-        vec![
-            "rio.checkpoint.journal_written",
-            "rio.checkpoint.commit_written",
+        // Steps with writes into the other slot, or its header, not yet synced (or, for
+        // a group's members, install writes).
+        let unsynced = [
+            "rio.checkpoint.slot_partial",
+            "rio.checkpoint.slot_written",
+            "rio.checkpoint.meta_written",
             "rio.checkpoint.install_partial",
             "rio.checkpoint.installed",
-        ]
+        ];
+        checkpoint_points(&*engine)
+            .into_iter()
+            .filter(|p| unsynced.contains(p))
+            .collect()
     } else {
         checkpoint_points(&*engine)
     };
@@ -318,7 +324,7 @@ fn stale_image(ctx: &mut Ctx, rng: &mut SmallRng) -> Result<Verdict> {
             &*wl,
             s2,
             OPS,
-            Some(("rio.checkpoint.journal_cleared", 1)),
+            Some(("rio.checkpoint.meta_synced", 1)),
         ),
     )? {
         Ok(o) => o,

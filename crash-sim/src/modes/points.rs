@@ -106,7 +106,7 @@ pub fn scenarios(ctx: &mut Ctx, kinds: &[&str]) -> Result<Vec<Scenario>> {
                         // not yet installed.
                         Some(("vista.xseg.checkpoint_decided", 1))
                     } else {
-                        Some(("rio.checkpoint.commit_synced", 1))
+                        Some(("rio.checkpoint.meta_synced", 1))
                     }
                 }
                 other => bail!("unknown scenario {other}"),
