@@ -107,7 +107,8 @@ pub const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "commit-no-sync",
         var: "RIO_MUTANT",
-        what: "rio-cache installs a checkpoint without fsyncing its journal's commit record",
+        what: "rio-cache writes the header that commits a checkpoint before fsyncing the \
+               pages it wrote into the other slot",
         // Caught in about 3-5 s on a loaded machine: room to spare (a caught campaign
         // stops at its first violation).
         campaign: ("vista", "kv", "power", "20"),
@@ -117,8 +118,27 @@ pub const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "install-no-sync",
         var: "RIO_MUTANT",
-        what: "rio-cache clears the journal without fsyncing the installed disk image",
+        what: "rio-cache reports a checkpoint done (its pages clean) without fsyncing the \
+               header that commits it",
         campaign: ("vista", "bank", "power", "10"),
+        threads: 1,
+        protection: "auto",
+    },
+    Mutant {
+        name: "differs-forgets-batch",
+        var: "RIO_MUTANT",
+        what: "rio-cache forgets that the slots differ on the pages a checkpoint just wrote, \
+               so the next checkpoint leaves them stale in the other slot",
+        campaign: ("vista", "pages", "power", "10"),
+        threads: 1,
+        protection: "auto",
+    },
+    Mutant {
+        name: "cold-differs-none",
+        var: "RIO_MUTANT",
+        what: "rio-cache trusts the other slot after a cold start, though a checkpoint cut \
+               off by the power loss may have written part of it",
+        campaign: ("vista", "pages", "power", "10"),
         threads: 1,
         protection: "auto",
     },
