@@ -42,13 +42,14 @@ use crate::error::{IoContext, Result};
 use crate::format::{self, DiskHeader, META_AT};
 use crate::journal::Batch;
 use crate::state::Inner;
+use crate::sys::access::SnapshotPages;
 use crate::sys::PAGE;
 
 /// Every crash point in rio-cache, for harnesses that enumerate them.
 pub const CRASH_POINTS: &[&str] = &[
     "rio.checkpoint.copying",
-    "rio.checkpoint.staged",
     "rio.checkpoint.slot_partial",
+    "rio.checkpoint.staged",
     "rio.checkpoint.slot_written",
     "rio.checkpoint.slot_synced",
     "rio.checkpoint.meta_written",
@@ -67,12 +68,13 @@ impl Inner {
         // Another checkpoint may have failed while we waited for the lock.
         self.check_poison()?;
         let started = Instant::now();
-        let batch = self.stage(*disk_seq + 1, false)?;
-        if batch.len() == 0 {
+        let snap = self.take_snapshot(false)?;
+        if snap.pages.is_empty() {
+            self.end_snapshot(&snap);
             return Ok(());
         }
-        crash_point!("rio.checkpoint.staged");
-        let copied = match self.write_slot(&batch) {
+        let seq = *disk_seq + 1;
+        let copied = match self.write_slot(&snap, seq) {
             Ok(copied) => copied,
             Err(e) => {
                 // The pages stay marked (in flight) in the memory image, so a reopen
@@ -82,9 +84,11 @@ impl Inner {
             }
         };
         let to = 1 - self.disk_slot.load(Ordering::Relaxed);
-        self.installed(&batch, &mut disk_seq, started, Some(to));
-        self.bytes_written
-            .fetch_add(copied * PAGE as u64, Ordering::Relaxed);
+        self.installed(seq, &snap.pages, &mut disk_seq, started, Some(to));
+        self.bytes_written.fetch_add(
+            (snap.pages.len() as u64 + copied) * PAGE as u64 + DiskHeader::LEN as u64,
+            Ordering::Relaxed,
+        );
         Ok(())
     }
 
@@ -153,9 +157,11 @@ impl Inner {
             return Err(e);
         }
         crash_point!("rio.checkpoint.journal_cleared");
-        self.installed(batch, disk_seq, started, None);
+        let pages: Vec<u64> = (0..batch.len()).map(|i| batch.index(i)).collect();
+        self.installed(batch.seq(), &pages, disk_seq, started, None);
         self.bytes_written.fetch_add(
-            (batch.body().len() + crate::journal::COMMIT_LEN) as u64,
+            (batch.body().len() + crate::journal::COMMIT_LEN + batch.len() * PAGE + DiskHeader::LEN)
+                as u64,
             Ordering::Relaxed,
         );
         Ok(())
@@ -186,10 +192,17 @@ impl Inner {
         Ok(())
     }
 
-    /// The bookkeeping after `batch` reached the disk image: into the other slot,
-    /// `slot`, which is now the current one; or (`None`) installed in place into the
-    /// current slot.
-    fn installed(&self, batch: &Batch, disk_seq: &mut u64, started: Instant, slot: Option<usize>) {
+    /// The bookkeeping after checkpoint `seq` of `pages` reached the disk image: into the
+    /// other slot, `slot`, which is now the current one; or (`None`) installed in place
+    /// into the current slot.
+    fn installed(
+        &self,
+        seq: u64,
+        pages: &[u64],
+        disk_seq: &mut u64,
+        started: Instant,
+        slot: Option<usize>,
+    ) {
         let (inflight, differs) = (self.inflight_map(), self.differs_map());
         if let Some(slot) = slot {
             // The pages the checkpoint copied from the old slot are the same in both.
@@ -205,8 +218,8 @@ impl Inner {
             self.disk_slot.store(slot, Ordering::Relaxed);
         }
         let forget_batch = slot.is_some() && crate::mutant::is("differs-forgets-batch");
-        for i in 0..batch.len() {
-            let p = batch.index(i) as usize;
+        for &p in pages {
+            let p = p as usize;
             // Marked as differing before it leaves flight: a page must be in one of the
             // two maps until the other slot has it too (a crash in between would
             // otherwise leave the next checkpoint into the other slot without it).
@@ -217,35 +230,65 @@ impl Inner {
         }
         // The image now matches checkpoint `seq` plus later writes. (A crash before this
         // store leaves it one behind the disk, which a warm start accepts.)
-        self.synced_word().store(batch.seq(), Ordering::Release);
-        *disk_seq = batch.seq();
+        self.synced_word().store(seq, Ordering::Release);
+        *disk_seq = seq;
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.pages_written
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        self.bytes_written.fetch_add(
-            (batch.len() * PAGE + DiskHeader::LEN) as u64,
-            Ordering::Relaxed,
-        );
+            .fetch_add(pages.len() as u64, Ordering::Relaxed);
         self.last_checkpoint_ns.store(
             u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX - 1),
             Ordering::Relaxed,
         );
     }
 
-    /// Steps 2 and 3 of the module documentation: `batch` into the other slot, with the
-    /// pages the slots differ on, then that slot's header. Returns how many pages it
-    /// copied from the current slot.
-    fn write_slot(&self, batch: &Batch) -> Result<u64> {
+    /// Steps 2 and 3 of the module documentation: the snapshot `snap` into the other
+    /// slot, with the pages the slots differ on, then that slot's header for checkpoint
+    /// `seq`. Returns how many pages it copied from the current slot.
+    ///
+    /// The snapshot's pages are copied into a buffer of one extent and written from it,
+    /// a run at a time (a run ends where the pages stop being consecutive, or where the
+    /// extent ends): the checkpoint never holds more than 1 MiB of the snapshot, and its
+    /// memory is not faulted in afresh each time.
+    fn write_slot(&self, snap: &SnapshotPages, seq: u64) -> Result<u64> {
         let path = &self.path;
         let disk = &self.disk;
         let from = self.disk_slot.load(Ordering::Relaxed);
         let to = 1 - from;
-        for (i, (first, bytes)) in batch.runs().into_iter().enumerate() {
-            write_pages(disk, path, to, first, bytes)?;
-            if i == 0 {
-                crash_point!("rio.checkpoint.slot_partial");
+        let copied = (|| {
+            let pages = &snap.pages;
+            let mut buf = vec![0u8; format::EXTENT_PAGES as usize * PAGE];
+            let mut i = 0;
+            while i < pages.len() {
+                let first = pages[i];
+                let mut n = 1;
+                while i + n < pages.len()
+                    && pages[i + n] == first + n as u64
+                    && !(first + n as u64).is_multiple_of(format::EXTENT_PAGES)
+                {
+                    n += 1;
+                }
+                for (k, out) in buf[..n * PAGE].chunks_exact_mut(PAGE).enumerate() {
+                    self.copy_snapshot_page(pages[i + k] as usize, snap.epoch, out);
+                    crash_point!("rio.checkpoint.copying");
+                }
+                disk.write_all_at(&buf[..n * PAGE], format::slot_offset(to, first))
+                    .context(|| format!("write {}", path.display()))?;
+                if i == 0 {
+                    crash_point!("rio.checkpoint.slot_partial");
+                }
+                i += n;
             }
+            Ok(())
+        })();
+        if let Err(e) = copied {
+            // Writers stop preserving pages; the snapshot's uncopied pages stay in
+            // flight. (The arena is not released: a writer may still be filling a
+            // slot it latched before it saw the snapshot end.)
+            self.snapshot.active.store(false, Ordering::Release);
+            return Err(e);
         }
+        self.end_snapshot(snap);
+        crash_point!("rio.checkpoint.staged");
         let copied = self.copy_differing(from, to)?;
         crash_point!("rio.checkpoint.slot_written");
         // The `commit-no-sync` mutant writes the header that commits the slot before
@@ -257,8 +300,8 @@ impl Inner {
         crash_point!("rio.checkpoint.slot_synced");
         let header = DiskHeader {
             data_len: self.data_len,
-            seq: batch.seq(),
-            writer: batch.writer(),
+            seq,
+            writer: self.image_id,
         };
         disk.write_all_at(&header.encode(to), META_AT[to])
             .context(|| format!("write {}", path.display()))?;

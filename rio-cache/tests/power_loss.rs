@@ -230,8 +230,8 @@ fn cold_start_equals_the_last_checkpoint() {
 /// its header written but not yet synced.
 const SLOT_POINTS: [&str; 7] = [
     "rio.checkpoint.copying",
-    "rio.checkpoint.staged",
     "rio.checkpoint.slot_partial",
+    "rio.checkpoint.staged",
     "rio.checkpoint.slot_written",
     "rio.checkpoint.slot_synced",
     "rio.checkpoint.meta_written",

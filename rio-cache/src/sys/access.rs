@@ -32,6 +32,14 @@ use crate::shared::{Claim, Sharing};
 use crate::state::Inner;
 use crate::sys::{self, PAGE};
 
+/// A snapshot taken by [`Inner::take_snapshot`]: its epoch and its pages, ascending.
+#[derive(Debug)]
+pub(crate) struct SnapshotPages {
+    pub(crate) epoch: u32,
+    preserved_before: u64,
+    pub(crate) pages: Vec<u64>,
+}
+
 impl Inner {
     /// Checks that `[offset, offset + len)` lies in the data and converts it.
     #[inline]
@@ -48,7 +56,27 @@ impl Inner {
 
     /// Takes a snapshot of the dirty pages and copies it into a journal batch, while
     /// updates go on (see `crate::snapshot`): the gate is closed only for the instant
-    /// that swaps the page maps' roles.
+    /// that swaps the page maps' roles. (A checkpoint into the other slot copies its
+    /// snapshot a piece at a time instead: [`Inner::take_snapshot`], then
+    /// [`Inner::copy_snapshot_page`], then [`Inner::end_snapshot`].)
+    ///
+    /// # Errors
+    /// As [`Inner::take_snapshot`].
+    pub(crate) fn stage(&self, seq: u64, group: bool) -> Result<Batch> {
+        let snap = self.take_snapshot(group)?;
+        let mut batch = Batch::new(seq, self.data_len, self.image_id, &snap.pages);
+        for (i, &p) in snap.pages.iter().enumerate() {
+            self.copy_snapshot_page(p as usize, snap.epoch, batch.page_mut(i));
+            crash_point::crash_point!("rio.checkpoint.copying");
+        }
+        self.end_snapshot(&snap);
+        Ok(batch)
+    }
+
+    /// Takes a snapshot of the dirty pages (see `crate::snapshot`): closes the gate for
+    /// the instant that swaps the page maps' roles and opens a snapshot epoch. Its pages
+    /// are then copied with [`Inner::copy_snapshot_page`], each exactly once, and the
+    /// snapshot ended with [`Inner::end_snapshot`].
     ///
     /// # Errors
     /// [`Error::CheckpointBusy`] if updates stayed inside the gate for the whole
@@ -56,7 +84,7 @@ impl Inner {
     /// [`Error::Fenced`] if the cache is fenced and this is not a group checkpoint
     /// (`group`): judged with the gate closed, so an update that fences the cache before
     /// it ends keeps its changes out of every later checkpoint but a group's.
-    pub(crate) fn stage(&self, seq: u64, group: bool) -> Result<Batch> {
+    pub(crate) fn take_snapshot(&self, group: bool) -> Result<SnapshotPages> {
         let snap = &self.snapshot;
         // The slots writers preserve pages into, mapped before any writer may need
         // them (the first checkpoint; again after a grow). Stages run one at a time
@@ -90,37 +118,41 @@ impl Inner {
             // The gate reopens here: the release pairs with the entering updates.
         };
         let frozen = self.inflight_map();
-        let indices: Vec<u64> = (0..self.pages)
+        let pages: Vec<u64> = (0..self.pages)
             .filter(|&p| frozen[p].load(Ordering::Relaxed) != 0)
             .map(|p| p as u64)
             .collect();
-        let mut batch = Batch::new(seq, self.data_len, self.image_id, &indices);
-        for (i, &p) in indices.iter().enumerate() {
-            let p = p as usize;
-            // The `clean-before-copy` mutant: the page loses its mark before the batch
-            // that carries it is installed; a crash then leaves it unmarked.
-            if crate::mutant::is("clean-before-copy") {
-                frozen[p].store(0, Ordering::Relaxed);
-            }
-            self.copy_snapshot_page(p, epoch, batch.page_mut(i));
-            crash_point::crash_point!("rio.checkpoint.copying");
-        }
+        Ok(SnapshotPages {
+            epoch,
+            preserved_before,
+            pages,
+        })
+    }
+
+    /// Ends a snapshot once every one of its pages was copied.
+    pub(crate) fn end_snapshot(&self, taken: &SnapshotPages) {
+        let snap = &self.snapshot;
         snap.active.store(false, Ordering::Release);
         // Only if writers used the arena in this snapshot: the advice walks the whole
         // arena's page tables, which a checkpoint without writers need not pay.
-        let used = snap.preserved.load(Ordering::Relaxed) != preserved_before;
+        let used = snap.preserved.load(Ordering::Relaxed) != taken.preserved_before;
         if let Some(arena) = snap.arena.get().filter(|_| used) {
-            // SAFETY: the copy is over: every page of the snapshot is in the batch, so
-            // its state is this epoch and no writer latches it (or touches its slot)
-            // again before the next snapshot, which this thread starts.
+            // SAFETY: the copy is over: every page of the snapshot was copied, so its
+            // state is this epoch and no writer latches it (or touches its slot) again
+            // before the next snapshot, which this thread starts.
             unsafe { arena.release() };
         }
-        Ok(batch)
     }
 
     /// Copies page `p` of the snapshot `epoch` into `out`: from the page itself, or, if a
-    /// writer preserved it first, from the writer's copy.
-    fn copy_snapshot_page(&self, p: usize, epoch: u32, out: &mut [u8]) {
+    /// writer preserved it first, from the writer's copy. Called once per page of the
+    /// snapshot.
+    pub(crate) fn copy_snapshot_page(&self, p: usize, epoch: u32, out: &mut [u8]) {
+        // The `clean-before-copy` mutant: the page loses its mark before the checkpoint
+        // that carries it is installed; a crash then leaves it unmarked.
+        if crate::mutant::is("clean-before-copy") {
+            self.inflight_map()[p].store(0, Ordering::Relaxed);
+        }
         let state = &self.snapshot.state[p];
         let backoff = crossbeam_utils::Backoff::new();
         loop {
