@@ -45,6 +45,10 @@ use crate::state::Inner;
 use crate::sys::access::SnapshotPages;
 use crate::sys::PAGE;
 
+/// The largest snapshot a checkpoint copies whole into memory before writing it (see
+/// `Inner::write_slot`): 64 MiB.
+const STAGE_ALL: usize = 64 << 20;
+
 /// Every crash point in rio-cache, for harnesses that enumerate them.
 pub const CRASH_POINTS: &[&str] = &[
     "rio.checkpoint.copying",
@@ -245,18 +249,29 @@ impl Inner {
     /// slot, with the pages the slots differ on, then that slot's header for checkpoint
     /// `seq`. Returns how many pages it copied from the current slot.
     ///
-    /// The snapshot's pages are copied into a buffer of one extent and written from it,
-    /// a run at a time (a run ends where the pages stop being consecutive, or where the
-    /// extent ends): the checkpoint never holds more than 1 MiB of the snapshot, and its
-    /// memory is not faulted in afresh each time.
+    /// A snapshot of at most [`STAGE_ALL`] bytes is copied whole into memory first, then
+    /// written: the snapshot ends, and writers stop preserving pages for it, before any
+    /// disk write. A larger one is copied into a buffer of one extent and written from
+    /// it, a run at a time (a run ends where the pages stop being consecutive, or where
+    /// the extent ends), so that a checkpoint never holds more than [`STAGE_ALL`] bytes
+    /// of its snapshot, nor faults that much memory in afresh.
     fn write_slot(&self, snap: &SnapshotPages, seq: u64) -> Result<u64> {
         let path = &self.path;
         let disk = &self.disk;
         let from = self.disk_slot.load(Ordering::Relaxed);
         let to = 1 - from;
+        let pages = &snap.pages;
+        let staged = (pages.len() * PAGE <= STAGE_ALL).then(|| {
+            let mut all = vec![0u8; pages.len() * PAGE];
+            for (out, &p) in all.chunks_exact_mut(PAGE).zip(pages) {
+                self.copy_snapshot_page(p as usize, snap.epoch, out);
+                crash_point!("rio.checkpoint.copying");
+            }
+            self.end_snapshot(snap);
+            all
+        });
         let copied = (|| {
-            let pages = &snap.pages;
-            let mut buf = vec![0u8; format::EXTENT_PAGES as usize * PAGE];
+            let mut buf = Vec::new();
             let mut i = 0;
             while i < pages.len() {
                 let first = pages[i];
@@ -267,11 +282,17 @@ impl Inner {
                 {
                     n += 1;
                 }
-                for (k, out) in buf[..n * PAGE].chunks_exact_mut(PAGE).enumerate() {
-                    self.copy_snapshot_page(pages[i + k] as usize, snap.epoch, out);
-                    crash_point!("rio.checkpoint.copying");
-                }
-                disk.write_all_at(&buf[..n * PAGE], format::slot_offset(to, first))
+                let run = if let Some(all) = &staged {
+                    &all[i * PAGE..(i + n) * PAGE]
+                } else {
+                    buf.resize(format::EXTENT_PAGES as usize * PAGE, 0);
+                    for (k, out) in buf[..n * PAGE].chunks_exact_mut(PAGE).enumerate() {
+                        self.copy_snapshot_page(pages[i + k] as usize, snap.epoch, out);
+                        crash_point!("rio.checkpoint.copying");
+                    }
+                    &buf[..n * PAGE]
+                };
+                disk.write_all_at(run, format::slot_offset(to, first))
                     .context(|| format!("write {}", path.display()))?;
                 if i == 0 {
                     crash_point!("rio.checkpoint.slot_partial");
@@ -280,14 +301,18 @@ impl Inner {
             }
             Ok(())
         })();
-        if let Err(e) = copied {
-            // Writers stop preserving pages; the snapshot's uncopied pages stay in
-            // flight. (The arena is not released: a writer may still be filling a
-            // slot it latched before it saw the snapshot end.)
-            self.snapshot.active.store(false, Ordering::Release);
-            return Err(e);
+        match (copied, staged.is_some()) {
+            (Ok(()), true) => {}
+            (Ok(()), false) => self.end_snapshot(snap),
+            (Err(e), true) => return Err(e),
+            (Err(e), false) => {
+                // Writers stop preserving pages; the snapshot's uncopied pages stay in
+                // flight. (The arena is not released: a writer may still be filling a
+                // slot it latched before it saw the snapshot end.)
+                self.snapshot.active.store(false, Ordering::Release);
+                return Err(e);
+            }
         }
-        self.end_snapshot(snap);
         crash_point!("rio.checkpoint.staged");
         let copied = self.copy_differing(from, to)?;
         crash_point!("rio.checkpoint.slot_written");
