@@ -46,8 +46,8 @@ use crate::sys::access::SnapshotPages;
 use crate::sys::PAGE;
 
 /// The largest snapshot a checkpoint copies whole into memory before writing it (see
-/// `Inner::write_slot`): 64 MiB.
-const STAGE_ALL: usize = 64 << 20;
+/// `Inner::write_slot`): 16 MiB, the default writeback's early-checkpoint threshold.
+const STAGE_ALL: usize = 16 << 20;
 
 /// Every crash point in rio-cache, for harnesses that enumerate them.
 pub const CRASH_POINTS: &[&str] = &[
