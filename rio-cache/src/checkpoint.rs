@@ -7,12 +7,13 @@
 //! older state. The memory image's differs map marks every page on which the two slots
 //! may differ. The steps of a checkpoint, each with its crash point:
 //! 1. take a snapshot of the dirty pages (the gate closed only to swap the page maps),
-//!    then copy them while updates run, copy-on-write ([`crate::snapshot`];
-//!    `rio.checkpoint.copying` after each page is copied; `rio.checkpoint.staged`);
+//!    whose pages are copied while updates run, copy-on-write ([`crate::snapshot`];
+//!    `rio.checkpoint.copying` after each page is copied);
 //! 2. write the snapshot's pages into the other slot (`rio.checkpoint.slot_partial`
-//!    after the first run), then copy there, from the current slot, each page the slots
-//!    differ on that the snapshot lacks (`rio.checkpoint.slot_written`); fsync
-//!    (`rio.checkpoint.slot_synced`): the other slot now holds the snapshot, complete;
+//!    after the first run; `rio.checkpoint.staged` once the snapshot is copied), then
+//!    copy there, from the current slot, each page the slots differ on that the snapshot
+//!    lacks (`rio.checkpoint.slot_written`); fsync (`rio.checkpoint.slot_synced`): the
+//!    other slot now holds the snapshot, complete;
 //! 3. write the other slot's header with the next checkpoint number
 //!    (`rio.checkpoint.meta_written`), fsync (`rio.checkpoint.meta_synced`): the
 //!    checkpoint's commit point, after which the other slot is the current one;
@@ -20,7 +21,8 @@
 //!    of flight; mark the copied pages as no longer differing.
 //!
 //! A crash before 3 is durable leaves the current slot's header the higher one (the
-//! other's is its old one, or torn, which fails its checksum): the next open uses the
+//! other's is its old one: a header is one sector, written whole or not at all): the
+//! next open uses the
 //! current slot, and the pages still in flight in the memory image, or a memory image
 //! lost with the power that marks every page as differing, make the next checkpoint
 //! write whatever this one had written. A crash after it leaves the new slot current.

@@ -24,8 +24,10 @@
 //!   stop is listed at [`Protection`]. [`RioCache::protection`] says which one
 //!   [`Protection::Auto`] picked.
 //! - **Lazy, consistent writeback.** A checkpoint copies the dirty pages at a moment when
-//!   no [`Update`] is in progress and installs them through a journal, so a crash at any
-//!   step leaves the disk image at exactly the old or exactly the new checkpoint.
+//!   no [`Update`] is in progress and writes them, once, into the one of the disk image's
+//!   two slots that does not hold the last checkpoint, then commits that slot with its
+//!   header, so a crash at any step leaves the disk image at exactly the old or exactly
+//!   the new checkpoint ([`disk_image_len`] is the file's length).
 //! - **One owner.** The disk file and its memory image are locked; a second open gets
 //!   [`Error::Locked`].
 //! - **Group checkpoints.** Several caches' checkpoints become durable together: each is
