@@ -80,9 +80,9 @@ fn journal_text(j: &JournalState, len: Option<u64>) -> String {
             "clear: an empty file (the last checkpoint completed)".into()
         }
         JournalState::Empty => format!(
-            "clear: a zeroed header, so no checkpoint is pending (the last one completed); \
-             the other {} are leftover pages of the last checkpoint, kept so the next one \
-             reuses the file's blocks; nothing reads them",
+            "clear: a zeroed header, so no group checkpoint or grow is pending (the last one \
+             completed); the other {} are its leftover pages, kept so the next one reuses the \
+             file's blocks; nothing reads them",
             human(len.unwrap_or(0).saturating_sub(64))
         ),
         JournalState::Torn => "an uncommitted checkpoint (the next open discards it)".into(),
