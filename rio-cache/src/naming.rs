@@ -34,6 +34,16 @@ pub fn remove(path: impl AsRef<Path>, opts: &RioOptions) -> Result<()> {
 /// [`Error::Locked`] (naming the holder's pid where it can be found) if the cache is
 /// open; nothing is removed then. I/O errors other than "not found".
 pub fn remove_closed(path: impl AsRef<Path>, cache_dir: &Path) -> Result<()> {
+    remove_closed_with(path, cache_dir, &[])
+}
+
+/// As [`remove_closed`], and removes the files `also` (a layer's files beside the cache)
+/// after the cache's, still under the cache's locks, so an open that starts after the
+/// cache's files are gone never meets them. Nothing is removed if the cache is open.
+///
+/// # Errors
+/// As [`remove_closed`].
+pub fn remove_closed_with(path: impl AsRef<Path>, cache_dir: &Path, also: &[&Path]) -> Result<()> {
     let path = path.as_ref();
     let image = image_path(path, cache_dir)?;
     let mut held = Vec::new();
@@ -51,8 +61,13 @@ pub fn remove_closed(path: impl AsRef<Path>, cache_dir: &Path) -> Result<()> {
             Err(e) => return Err(e).context(|| format!("open {}", p.display())),
         }
     }
-    for p in [image, journal_path(path), path.to_owned()] {
-        match std::fs::remove_file(&p) {
+    let files = [image, journal_path(path), path.to_owned()];
+    for p in files
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(also.iter().copied())
+    {
+        match std::fs::remove_file(p) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 return Err(e).context(|| format!("remove {}", p.display()))
             }

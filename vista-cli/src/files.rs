@@ -56,7 +56,10 @@ pub fn remove(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
             ),
         ));
     }
-    match rio_cache::remove_closed(path, cache_dir) {
+    // The fence (a member of a group with transactions not yet written back) goes
+    // last, under the locks, once the files it guards are gone: left behind, it would
+    // make a new segment created at this path start fenced.
+    match rio_cache::remove_closed_with(path, cache_dir, &[&fence]) {
         Ok(()) => {}
         Err(rio_cache::Error::Locked { path: held, pid }) => {
             return Err(Failure::new(
@@ -71,20 +74,6 @@ pub fn remove(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
             ))
         }
         Err(e) => return Err(Failure::new(exit::FILE, path, e)),
-    }
-    // The fence (a member of a group with transactions not yet written back) goes
-    // last, once the files it guards are gone: left behind, it would make a new
-    // segment created at this path start fenced.
-    match std::fs::remove_file(&fence) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(Failure::new(
-                exit::FILE,
-                &fence,
-                format!("the segment's files were removed, but not its fence: {e}"),
-            ))
-        }
     }
     let show = |p: &Option<std::path::PathBuf>| {
         p.as_ref()

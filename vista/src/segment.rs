@@ -119,25 +119,26 @@ impl Segment {
         })
     }
 
-    /// Deletes a segment's files: the segment file, its checkpoint journal and its memory
-    /// image (in `opts`' cache directory). Missing files are not an error. The segment
-    /// must not be open. Without this, a memory image stays in the cache directory after
-    /// the segment file is deleted.
+    /// Deletes a segment's files: the segment file, its journal, its memory image (in
+    /// `opts`' cache directory) and its fence, if it has one. Missing files are not an
+    /// error. Without this, a memory image stays in the cache directory after the segment
+    /// file is deleted.
+    ///
+    /// It takes the segment's locks first and holds them while it deletes, so a segment
+    /// open anywhere (this process included) is refused with [`Error::Locked`] and
+    /// nothing is deleted; the fence goes last, so an open that starts once the files are
+    /// gone never finds a stale one.
     ///
     /// # Errors
-    /// I/O errors other than "not found".
+    /// [`Error::Locked`] if the segment is open; I/O errors other than "not found".
     pub fn remove(path: impl AsRef<Path>, opts: &Options) -> Result<()> {
-        match std::fs::remove_file(fence_path(path.as_ref())) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(Error::Io {
-                    context: format!("remove {}", fence_path(path.as_ref()).display()),
-                    source: e,
-                })
-            }
-        }
-        Ok(rio_cache::remove(path, &opts.rio(1))?)
+        let path = path.as_ref();
+        let cache_dir = opts.rio(1).resolved_cache_dir();
+        Ok(rio_cache::remove_closed_with(
+            path,
+            &cache_dir,
+            &[&fence_path(path)],
+        )?)
     }
 
     /// The segment's cache (for `crate::group`).

@@ -211,3 +211,22 @@ fn remove_deletes_the_segment_its_journal_and_its_memory_image() {
     assert!(!p.path.exists() && !p.journal().exists() && !p.image().exists());
     Segment::remove(&p.path, &opts).unwrap(); // nothing left: still fine
 }
+
+/// An open segment is not removed, from this process or another: its locks are taken
+/// first, and nothing is deleted, not even its fence (deleted first, a group member's
+/// fence would be gone while the member still holds transactions only its group's
+/// checkpoint may write back).
+#[test]
+fn remove_refuses_an_open_segment_and_deletes_nothing() {
+    let p = Place::new();
+    let opts = p.opts(4096);
+    let seg = Segment::open(&p.path, &opts).unwrap();
+    let fence = vista::fence_path(&p.path);
+    std::fs::write(&fence, b"").unwrap();
+    let err = Segment::remove(&p.path, &opts).unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    assert!(p.path.exists() && p.journal().exists() && p.image().exists() && fence.exists());
+    seg.close().unwrap();
+    Segment::remove(&p.path, &opts).unwrap();
+    assert!(!p.path.exists() && !p.journal().exists() && !p.image().exists() && !fence.exists());
+}
