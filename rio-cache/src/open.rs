@@ -559,9 +559,19 @@ pub(crate) fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<(Di
         }
         Ok(h)
     };
-    let first = header(0)?;
     let at = format::META_AT[1] as usize;
-    if b[at..at + DiskHeader::LEN].iter().all(|&x| x == 0) {
+    let second_written = b[at..at + DiskHeader::LEN].iter().any(|&x| x != 0);
+    let first = match header(0) {
+        // Not a rio-cache by its first bytes, but slot 1's header is intact: a damaged
+        // disk image, not someone else's file.
+        Err(Error::NotRioCache { .. }) if second_written && header(1).is_ok() => {
+            return Err(corrupt(
+                "slot 0's header has a bad magic (slot 1's is intact)".into(),
+            ))
+        }
+        other => other?,
+    };
+    if !second_written {
         return Ok((first, 0)); // slot 1 not written yet
     }
     let second = header(1)?;

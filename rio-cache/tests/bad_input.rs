@@ -126,8 +126,17 @@ fn wrong_magic_is_not_a_rio_cache() {
     let t = TestDir::new();
     let dir = t.path();
     let image = setup(dir);
+    // Slot 0's magic only: slot 1's header is intact, so this is a damaged disk image.
     patch(&disk_path(dir), 0, b"SQLITE");
     fix_disk_crc(&disk_path(dir), 0);
+    refused(
+        dir,
+        &image,
+        &o(dir),
+        |e| matches!(e, Error::Corrupt { reason, .. } if reason.contains("slot 1's is intact")),
+    );
+    // Both: someone else's file.
+    patch(&disk_path(dir), SLOT1_AT, b"SQLITE");
     refused(dir, &image, &o(dir), |e| {
         matches!(e, Error::NotRioCache { .. })
     });
@@ -842,7 +851,8 @@ fn every_disk_header_byte() {
                 b[0] ^= flip;
                 patch(&disk_path(dir), at, &b);
                 let want = match at {
-                    0..8 => Expect::NotRioCache,
+                    // Slot 1's header is intact: a damaged disk image, not a foreign file.
+                    0..8 => Expect::Corrupt,
                     8..12 | 520..524 => Expect::IncompatibleVersion,
                     // magic of slot 1; page size, data_len, seq, writer, slot, reserved,
                     // crc: the CRC catches it
