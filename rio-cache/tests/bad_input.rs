@@ -851,12 +851,11 @@ fn every_disk_header_byte() {
                 b[0] ^= flip;
                 patch(&disk_path(dir), at, &b);
                 let want = match at {
-                    // Slot 1's header is intact: a damaged disk image, not a foreign file.
-                    0..8 => Expect::Corrupt,
                     8..12 | 520..524 => Expect::IncompatibleVersion,
-                    // magic of slot 1; page size, data_len, seq, writer, slot, reserved,
-                    // crc: the CRC catches it
-                    12..64 | 512..520 | 524..576 => Expect::Corrupt,
+                    // Magics (slot 0's beside an intact slot 1 header: a damaged disk
+                    // image, not someone else's file); page size, data_len, seq, writer,
+                    // slot, reserved, crc: the CRC catches it
+                    0..8 | 12..64 | 512..520 | 524..576 => Expect::Corrupt,
                     _ => Expect::Opens(start, gen),
                 };
                 let case = format!("disk byte {at} ^ {flip:#x}, warm {warm}");
