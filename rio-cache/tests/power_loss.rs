@@ -93,8 +93,13 @@ fn crash_points_or_skip() -> bool {
 
 /// Runs the checkpoint child with `point` armed and asserts it died there.
 fn kill_at(dir: &Path, point: &str) {
+    kill_child_at(dir, "checkpoint", point);
+}
+
+/// Runs the child `role` with `point` armed and asserts it died there.
+fn kill_child_at(dir: &Path, role: &str, point: &str) {
     let spec = format!("{point}:1");
-    let status = run_child("checkpoint", dir, "", &[("CRASH_POINT", &spec)]);
+    let status = run_child(role, dir, "", &[("CRASH_POINT", &spec)]);
     assert_signaled(status, libc::SIGKILL, point);
     assert!(common::reports(dir).is_empty(), "{point} was never reached");
 }
@@ -365,10 +370,7 @@ fn child_group(dir: &Path, _arg: &str) {
 
 /// Runs the group child with `point` armed and asserts it died there.
 fn kill_group_at(dir: &Path, point: &str) {
-    let spec = format!("{point}:1");
-    let status = run_child("group", dir, "", &[("CRASH_POINT", &spec)]);
-    assert_signaled(status, libc::SIGKILL, point);
-    assert!(common::reports(dir).is_empty(), "{point} was never reached");
+    kill_child_at(dir, "group", point);
 }
 
 #[test]
