@@ -32,6 +32,7 @@
 //! its header; idempotent, so an open that finds a committed journal installs it again),
 //! and the journal is cleared.
 
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -90,9 +91,16 @@ impl Inner {
             }
         };
         let to = 1 - self.disk_slot.load(Ordering::Relaxed);
-        self.installed(seq, &snap.pages, &mut disk_seq, started, Some(to));
+        self.installed(
+            seq,
+            &snap.pages,
+            &mut disk_seq,
+            started,
+            Some((to, &copied)),
+        );
+        let copied_pages: usize = copied.iter().map(ExactSizeIterator::len).sum();
         self.bytes_written.fetch_add(
-            (snap.pages.len() as u64 + copied) * PAGE as u64 + DiskHeader::LEN as u64,
+            ((snap.pages.len() + copied_pages) * PAGE + DiskHeader::LEN) as u64,
             Ordering::Relaxed,
         );
         Ok(())
@@ -199,39 +207,34 @@ impl Inner {
     }
 
     /// The bookkeeping after checkpoint `seq` of `pages` reached the disk image: into the
-    /// other slot, `slot`, which is now the current one; or (`None`) installed in place
-    /// into the current slot.
+    /// other slot, `slot.0`, which is now the current one, with the page ranges `slot.1`
+    /// copied there from the old slot; or (`None`) installed in place into the current
+    /// slot.
     fn installed(
         &self,
         seq: u64,
         pages: &[u64],
         disk_seq: &mut u64,
         started: Instant,
-        slot: Option<usize>,
+        slot: Option<(usize, &[Range<usize>])>,
     ) {
         let (inflight, differs) = (self.inflight_map(), self.differs_map());
-        if let Some(slot) = slot {
+        if let Some((slot, copied)) = slot {
             // The pages the checkpoint copied from the old slot are the same in both.
-            // The `differs-forgets-batch` mutant also forgets the batch's own pages.
-            let forget_batch = crate::mutant::is("differs-forgets-batch");
-            for p in 0..self.pages {
-                if differs[p].load(Ordering::Relaxed) != 0
-                    && (forget_batch || inflight[p].load(Ordering::Relaxed) == 0)
-                {
-                    differs[p].store(0, Ordering::Relaxed);
-                }
+            for p in copied.iter().cloned().flatten() {
+                differs[p].store(0, Ordering::Relaxed);
             }
             self.disk_slot.store(slot, Ordering::Relaxed);
         }
+        // The `differs-forgets-batch` mutant forgets that the slots differ on the pages
+        // a checkpoint into the other slot just wrote.
         let forget_batch = slot.is_some() && crate::mutant::is("differs-forgets-batch");
         for &p in pages {
             let p = p as usize;
             // Marked as differing before it leaves flight: a page must be in one of the
             // two maps until the other slot has it too (a crash in between would
             // otherwise leave the next checkpoint into the other slot without it).
-            if !forget_batch {
-                differs[p].store(1, Ordering::Relaxed);
-            }
+            differs[p].store(u8::from(!forget_batch), Ordering::Relaxed);
             inflight[p].store(0, Ordering::Relaxed);
         }
         // The image now matches checkpoint `seq` plus later writes. (A crash before this
@@ -249,7 +252,7 @@ impl Inner {
 
     /// Steps 2 and 3 of the module documentation: the snapshot `snap` into the other
     /// slot, with the pages the slots differ on, then that slot's header for checkpoint
-    /// `seq`. Returns how many pages it copied from the current slot.
+    /// `seq`. Returns the ranges of pages it copied from the current slot.
     ///
     /// A snapshot of at most [`STAGE_ALL`] bytes is copied whole into memory first, then
     /// written: the snapshot ends, and writers stop preserving pages for it, before any
@@ -257,7 +260,7 @@ impl Inner {
     /// it, a run at a time (a run ends where the pages stop being consecutive, or where
     /// the extent ends), so that a checkpoint never holds more than [`STAGE_ALL`] bytes
     /// of its snapshot, nor faults that much memory in afresh.
-    fn write_slot(&self, snap: &SnapshotPages, seq: u64) -> Result<u64> {
+    fn write_slot(&self, snap: &SnapshotPages, seq: u64) -> Result<Vec<Range<usize>>> {
         let path = &self.path;
         let disk = &self.disk;
         let from = self.disk_slot.load(Ordering::Relaxed);
@@ -345,15 +348,15 @@ impl Inner {
 
     /// Copies, from slot `from` to slot `to`, every page the slots may differ on that is
     /// not in flight (those the batch wrote). Such a page is clean since the snapshot's
-    /// last checkpoint, which slot `from` holds, so the disk has its bytes. Returns how
-    /// many pages it copied.
-    fn copy_differing(&self, from: usize, to: usize) -> Result<u64> {
+    /// last checkpoint, which slot `from` holds, so the disk has its bytes. Returns the
+    /// ranges of pages it copied.
+    fn copy_differing(&self, from: usize, to: usize) -> Result<Vec<Range<usize>>> {
         let (inflight, differs) = (self.inflight_map(), self.differs_map());
         let wanted = |p: usize| {
             differs[p].load(Ordering::Relaxed) != 0 && inflight[p].load(Ordering::Relaxed) == 0
         };
         let mut buf = Vec::new();
-        let mut copied = 0;
+        let mut copied = Vec::new();
         let mut p = 0;
         while p < self.pages {
             if !wanted(p) {
@@ -375,8 +378,8 @@ impl Inner {
                 self.disk
                     .write_all_at(chunk, format::slot_offset(to, first))
                     .context(|| format!("write {}", self.path.display()))?;
-                copied += n;
             }
+            copied.push(start..p);
         }
         Ok(copied)
     }
