@@ -56,8 +56,8 @@ pub enum Writeback {
     Manual,
     /// A background thread checkpoints every `interval`, or sooner when `dirty_bytes`
     /// of pages are dirty, but paced: such an early checkpoint starts no sooner after
-    /// the last one ended than three times that one's duration, so checkpoints take at
-    /// most about a quarter of the time however fast pages are dirtied (the dirty set
+    /// the last one ended than fifteen times that one's duration, so checkpoints take at
+    /// most about a sixteenth of the time however fast pages are dirtied (the dirty set
     /// grows past `dirty_bytes` meanwhile).
     Background {
         /// The longest time between checkpoints while pages are dirty (never delayed by
