@@ -168,6 +168,42 @@ impl SharedCache {
         Ok(u)
     }
 
+    /// [`SharedCache::update_with`] that holds `claim` from the start, as
+    /// [`Update::hold`] would: one step, so that a writer that begins every update with
+    /// its claim builds the update once, in place.
+    ///
+    /// # Errors
+    /// The error and the claim back: [`Error::Claimed`] (the claim's range) if the claim
+    /// is another cache's; [`Error::Poisoned`] after a failed checkpoint.
+    #[inline]
+    pub fn update_holding(
+        &self,
+        memo: &PageMemo,
+        claim: Claim,
+    ) -> std::result::Result<Update<'_>, (Error, Claim)> {
+        if claim.cache() != self.sharing.id {
+            let r = claim.range();
+            return Err((
+                Error::Claimed {
+                    offset: r.start,
+                    len: r.end - r.start,
+                },
+                claim,
+            ));
+        }
+        if let Err(e) = self.cache.inner.check_poison() {
+            return Err((e, claim));
+        }
+        let locking = Locking {
+            sharing: &self.sharing,
+            held: std::cell::RefCell::new(Held::default()),
+            claim: Some(claim),
+        };
+        let mut u = Update::build(&self.cache.inner, &self.cache.guard, None, Some(locking));
+        u.seed(memo);
+        Ok(u)
+    }
+
     #[inline]
     fn start(&self) -> Result<Update<'_>> {
         let locking = Locking {
@@ -501,6 +537,52 @@ mod tests {
         let mut e = c.update().unwrap();
         e.hold(back).unwrap();
         assert_eq!(e.read(4096 + 8192, 8).unwrap(), 7u64.to_le_bytes());
+    }
+
+    #[test]
+    fn an_update_holding_a_claim_from_the_start_gives_it_back_when_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RioOptions::new()
+            .size(1 << 20)
+            .protection(Protection::None)
+            .writeback(Writeback::Manual)
+            .cache_dir(dir.path());
+        let cache = RioCache::open(dir.path().join("disk"), &opts).unwrap();
+        let (c, mut claims) = SharedCache::with_claims(cache, 4096..4096 + 8192, 1).unwrap();
+        let c = c.lock_wait(Duration::ZERO);
+        let claim = claims.pop().unwrap();
+        let memo = PageMemo::default();
+        // Another cache's update refuses it and hands it back, range in the error.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = SharedCache::new(
+            RioCache::open(
+                other_dir.path().join("disk"),
+                &opts.clone().cache_dir(other_dir.path()),
+            )
+            .unwrap(),
+        );
+        let (e, claim) = other.update_holding(&memo, claim).map(drop).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Claimed {
+                    offset: 4096,
+                    len: 8192
+                }
+            ),
+            "{e:?}"
+        );
+        // Its own cache's update holds it: the part is reachable, and nobody else's.
+        let mut u = c.update_holding(&memo, claim).unwrap();
+        u.store_u64(4096, 5).unwrap();
+        assert!(matches!(c.read(4096, 8), Err(Error::Claimed { .. })));
+        let claim = u.release_claim().expect("held from the start");
+        drop(u);
+        // A poisoned cache refuses, and the claim comes back whole.
+        c.poison("test");
+        let (e, claim) = c.update_holding(&memo, claim).map(drop).unwrap_err();
+        assert!(matches!(e, Error::Poisoned { .. }), "{e:?}");
+        assert_eq!(claim.range(), 4096..4096 + 8192);
     }
 
     #[test]

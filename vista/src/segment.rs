@@ -177,25 +177,14 @@ impl Segment {
     pub fn begin(&self) -> Result<Transaction<'_>> {
         self.poison.check()?;
         let mut lane = self.lanes.take()?;
-        match self.cache.update_with(&lane.memo) {
-            Ok(mut update) => {
-                let claim = lane
-                    .claim
-                    .take()
-                    .expect("a lane is handed out with its claim");
-                if let Err(claim) = update.hold(claim) {
-                    // Not reached: the claim is this cache's and the update is new.
-                    lane.claim = Some(claim);
-                    drop(update);
-                    self.lanes.give_back(lane);
-                    return Err(Error::Cache(rio_cache::Error::Claimed {
-                        offset: 0,
-                        len: 0,
-                    }));
-                }
-                Ok(Transaction::new(update, lane, self.context()))
-            }
-            Err(e) => {
+        let claim = lane
+            .claim
+            .take()
+            .expect("a lane is handed out with its claim");
+        match self.cache.update_holding(&lane.memo, claim) {
+            Ok(update) => Ok(Transaction::new(update, lane, self.context())),
+            Err((e, claim)) => {
+                lane.claim = Some(claim);
                 self.lanes.give_back(lane);
                 Err(e.into())
             }

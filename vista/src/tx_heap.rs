@@ -128,7 +128,11 @@ mod tests {
             for _ in 0..20 {
                 let (o, l) = (next(4100), 1 + next(32));
                 let expect = freed.iter().any(|&(s, n)| s < o + l && s + n > o);
-                assert_eq!(h.overlaps_freed(o, l), expect, "[{o}, +{l}) after {freed:?}");
+                assert_eq!(
+                    h.overlaps_freed(o, l),
+                    expect,
+                    "[{o}, +{l}) after {freed:?}"
+                );
             }
             let r = h.ranges();
             assert!(

@@ -33,6 +33,8 @@ const THREADS: u64 = 4;
 const ACCOUNTS: u64 = 16;
 const START: u64 = 1000;
 const PER_THREAD: u64 = 3000;
+/// Set for a child that transfers until it is killed (`PER_THREAD` is then no bound).
+const ENDLESS_ENV: &str = "VISTA_THREADS_ENDLESS";
 
 /// The tests of this binary run one at a time: while one test's process spawns a child,
 /// the child briefly holds duplicates of every open descriptor, including another test's
@@ -55,8 +57,9 @@ fn opts(cache: &Path, guard: Protection) -> Options {
         .cache_dir(cache)
 }
 
-/// The child: transfers from `THREADS` threads until done (or killed).
-fn run_bank(seg: &Path, cache: &Path, acks: &Path, guard: Protection) {
+/// The child: transfers from `THREADS` threads until done (`PER_THREAD` each, or without
+/// end if `endless`), or killed.
+fn run_bank(seg: &Path, cache: &Path, acks: &Path, guard: Protection, endless: bool) {
     let seg = Segment::open(seg, &opts(cache, guard)).unwrap();
     std::thread::scope(|s| {
         for t in 0..THREADS {
@@ -65,7 +68,7 @@ fn run_bank(seg: &Path, cache: &Path, acks: &Path, guard: Protection) {
                 let mut acks = std::fs::OpenOptions::new().append(true).open(acks).unwrap();
                 let mut rng =
                     rand::rngs::SmallRng::seed_from_u64(t ^ u64::from(std::process::id()));
-                for i in 0..PER_THREAD {
+                for i in (0..).take_while(|&i| endless || i < PER_THREAD) {
                     let from = rng.gen_range(0..ACCOUNTS);
                     let to = (from + rng.gen_range(1..ACCOUNTS)) % ACCOUNTS;
                     let want = rng.gen_range(0..100u64);
@@ -115,6 +118,7 @@ fn threads_child_entry() {
         &var("VISTA_CACHE"),
         &var("VISTA_ACKS"),
         guard,
+        std::env::var_os(ENDLESS_ENV).is_some(),
     );
     std::process::exit(0);
 }
@@ -157,7 +161,31 @@ impl Fixture {
         std::fs::write(self.acks(), b"").unwrap();
     }
 
+    /// A child that transfers until killed, once it has acknowledged a first transfer.
+    fn spawn_endless(&self) -> Child {
+        let mut cmd = self.command();
+        cmd.env(ENDLESS_ENV, "1");
+        let child = cmd.spawn().unwrap();
+        let started = std::time::Instant::now();
+        while std::fs::metadata(self.acks()).map_or(0, |m| m.len()) == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the child never committed a transfer"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        child
+    }
+
     fn spawn(&self, point: Option<(&str, u64)>) -> Child {
+        let mut cmd = self.command();
+        if let Some((name, n)) = point {
+            cmd.env(crash_point::ENV_VAR, format!("{name}:{n}"));
+        }
+        cmd.spawn().unwrap()
+    }
+
+    fn command(&self) -> Command {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args([
             "--exact",
@@ -171,11 +199,9 @@ impl Fixture {
         .env("VISTA_CACHE", self.cache())
         .env("VISTA_ACKS", self.acks())
         .env_remove(crash_point::ENV_VAR)
+        .env_remove(ENDLESS_ENV)
         .stdout(std::process::Stdio::null());
-        if let Some((name, n)) = point {
-            cmd.env(crash_point::ENV_VAR, format!("{name}:{n}"));
-        }
-        cmd.spawn().unwrap()
+        cmd
     }
 
     /// Recovers and checks the oracle; returns the committed transfers.
@@ -244,17 +270,18 @@ fn sigkill_at_random_moments_keeps_exactly_the_committed_transfers() {
     for guard in common::guards() {
         let f = Fixture::new(guard);
         let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
-        let mut kills = 0;
         for round in 0..8 {
             f.reset();
-            let mut child = f.spawn(None);
-            std::thread::sleep(Duration::from_millis(rng.gen_range(5..120)));
+            // Killed at a random moment after its first acknowledged transfer: the
+            // child never ends by itself, so every round is cut mid-way.
+            let mut child = f.spawn_endless();
+            std::thread::sleep(Duration::from_micros(rng.gen_range(0..60_000)));
             let _ = child.kill(); // SIGKILL
             let what = format!("{guard:?}: random kill {round}");
-            kills += u32::from(killed(&mut child, &what));
-            f.check(&what);
+            assert!(killed(&mut child, &what), "{what}: the child ended by itself");
+            let n = f.check(&what);
+            assert!(n > 0, "{what}: no transfer survived its acknowledgement");
         }
-        assert!(kills > 0, "{guard:?}: no round was killed mid-way");
     }
 }
 

@@ -416,6 +416,17 @@ impl<'a> Update<'a> {
         locks: Option<Locking<'a>>,
     ) -> Result<Update<'a>> {
         inner.check_poison()?;
+        Ok(Update::build(inner, guard, memo, locks))
+    }
+
+    /// [`Update::start`] after its poison check.
+    #[inline]
+    pub(crate) fn build(
+        inner: &'a Inner,
+        guard: &'a Guard,
+        memo: Option<&'a mut PageMemo>,
+        locks: Option<Locking<'a>>,
+    ) -> Update<'a> {
         let gate = Some(inner.gate.enter());
         // Read inside the gate: no checkpoint can clear dirty marks until the update
         // ends.
@@ -424,7 +435,7 @@ impl<'a> Update<'a> {
             (Some(m), Guard::None) if m.gen == gen => m.recent.clone(),
             _ => [0..0, 0..0],
         };
-        Ok(Update {
+        Update {
             inner,
             guard,
             gate,
@@ -437,7 +448,7 @@ impl<'a> Update<'a> {
             key_open: false,
             keep_locked: false,
             _not_send: PhantomData,
-        })
+        }
     }
 
     /// A reader of a shared cache: an update that only reads. It takes shared locks as
