@@ -63,6 +63,9 @@ pub(crate) struct Lane {
     /// The lane's bytes in the cache: the transaction that owns the lane moves it into
     /// its update, which then reads and writes the lane without range locks.
     pub(crate) claim: Option<Claim>,
+    /// The heap blocks freed by the transaction in progress (cleared when the lane is
+    /// given back).
+    pub(crate) heap: crate::tx_heap::TxHeap,
 }
 
 impl Lane {
@@ -76,6 +79,7 @@ impl Lane {
             scratch: Vec::new(),
             memo: PageMemo::default(),
             claim,
+            heap: crate::tx_heap::TxHeap::default(),
         }
     }
 
@@ -458,7 +462,8 @@ impl LanePool {
 
     /// Gives a lane back (the guard is dropped) and wakes a waiter if there is one.
     #[inline]
-    pub(crate) fn give_back(&self, lane: LaneGuard<'_>) {
+    pub(crate) fn give_back(&self, mut lane: LaneGuard<'_>) {
+        lane.heap.clear();
         drop(lane);
         if self.waiting.load(Ordering::SeqCst) > 0 {
             let _g = self

@@ -49,8 +49,6 @@ pub struct Transaction<'s> {
     /// Its last call that reads or changes bytes failed with [`Error::Conflict`] (see
     /// [`crate::Segment::transaction`]).
     last_conflicted: Cell<bool>,
-    /// Heap blocks this transaction freed (see `crate::heap`).
-    pub(crate) heap: crate::tx_heap::TxHeap,
 }
 
 impl<'s> Transaction<'s> {
@@ -69,7 +67,6 @@ impl<'s> Transaction<'s> {
             finished: false,
             conflicted: Cell::new(false),
             last_conflicted: Cell::new(false),
-            heap: crate::tx_heap::TxHeap::default(),
         }
     }
 
@@ -85,8 +82,19 @@ impl<'s> Transaction<'s> {
             finished: true,
             conflicted: Cell::new(false),
             last_conflicted: Cell::new(false),
-            heap: crate::tx_heap::TxHeap::default(),
         }
+    }
+
+    /// The heap blocks this transaction freed (kept in its lane, so that a transaction
+    /// value stays small; see `crate::heap`). `None` for a read-only transaction, which
+    /// frees nothing.
+    pub(crate) fn freed(&self) -> Option<&crate::tx_heap::TxHeap> {
+        self.lane.as_deref().map(|l| &l.heap)
+    }
+
+    /// As [`Transaction::freed`], to record a block freed.
+    pub(crate) fn freed_mut(&mut self) -> Option<&mut crate::tx_heap::TxHeap> {
+        self.lane.as_deref_mut().map(|l| &mut l.heap)
     }
 
     /// Whether this transaction only reads (begun by [`crate::Segment::begin_read`] or

@@ -1,5 +1,6 @@
 //! What a transaction remembers about the heap between its calls (the blocks it freed);
-//! the heap ([`crate::heap`]) reads and changes it, the transaction only carries it.
+//! the heap ([`crate::heap`]) reads and changes it; it lives in the transaction's lane
+//! and is cleared when the transaction gives the lane back.
 
 use std::collections::BTreeMap;
 
@@ -64,6 +65,15 @@ impl TxHeap {
             end = end.max(s + l);
         }
         self.many.insert(start, end - start);
+    }
+
+    /// Forgets every range (the transaction ended).
+    #[inline]
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+        if !self.many.is_empty() {
+            self.many.clear();
+        }
     }
 
     /// Whether `[off, off + len)` overlaps a range this transaction freed.
@@ -141,5 +151,21 @@ mod tests {
             );
         }
         assert!(!h.many.is_empty(), "200 scattered frees reached the map");
+    }
+
+    #[test]
+    fn clear_forgets_ranges_in_place_and_in_the_map() {
+        let mut h = TxHeap::default();
+        h.record_free(100, 10);
+        h.clear();
+        assert!(!h.overlaps_freed(100, 10));
+        for i in 0..10 {
+            h.record_free(i * 100, 10);
+        }
+        assert!(h.overlaps_freed(905, 1));
+        h.clear();
+        assert!(h.ranges().is_empty() && !h.overlaps_freed(905, 1));
+        h.record_free(7, 1);
+        assert_eq!(h.ranges(), vec![(7, 1)], "in place again after a clear");
     }
 }

@@ -278,7 +278,10 @@ fn sigkill_at_random_moments_keeps_exactly_the_committed_transfers() {
             std::thread::sleep(Duration::from_micros(rng.gen_range(0..60_000)));
             let _ = child.kill(); // SIGKILL
             let what = format!("{guard:?}: random kill {round}");
-            assert!(killed(&mut child, &what), "{what}: the child ended by itself");
+            assert!(
+                killed(&mut child, &what),
+                "{what}: the child ended by itself"
+            );
             let n = f.check(&what);
             assert!(n > 0, "{what}: no transfer survived its acknowledgement");
         }

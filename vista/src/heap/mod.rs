@@ -226,7 +226,9 @@ impl Transaction<'_> {
             Some(_) => found.len,
             None => u64::from(found.desc.n) * PAGE,
         };
-        self.heap.record_free(off, extent);
+        if let Some(freed) = self.freed_mut() {
+            freed.record_free(off, extent);
+        }
         crash_point!("vista.heap.free.released");
         Ok(())
     }
@@ -392,7 +394,10 @@ impl Transaction<'_> {
     /// Writes the first bytes of a block this transaction just allocated: unlogged,
     /// unless this transaction freed those bytes (then they are committed contents).
     pub(crate) fn write_fresh(&mut self, off: u64, bytes: &[u8]) -> Result<()> {
-        if self.heap.overlaps_freed(off, bytes.len() as u64) {
+        if self
+            .freed()
+            .is_some_and(|f| f.overlaps_freed(off, bytes.len() as u64))
+        {
             return self.write(off, bytes);
         }
         self.window_unlogged(off, bytes.len() as u64)?
@@ -401,7 +406,7 @@ impl Transaction<'_> {
     }
 
     pub(crate) fn fill_fresh(&mut self, off: u64, len: u64) -> Result<()> {
-        let w = if self.heap.overlaps_freed(off, len) {
+        let w = if self.freed().is_some_and(|f| f.overlaps_freed(off, len)) {
             self.set_range(off, len)?
         } else {
             self.window_unlogged(off, len)?
