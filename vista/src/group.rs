@@ -203,7 +203,14 @@ impl Group {
     where
         E: From<Error>,
     {
-        crate::retry::run(self.core.members[0].retries(), || self.begin(), f)
+        crate::retry::run(
+            self.core.members[0].retries(),
+            |slot| {
+                *slot = Some(self.begin()?);
+                Ok(())
+            },
+            f,
+        )
     }
 
     /// Makes every member durable on disk at once: each member's dirty pages are

@@ -191,6 +191,30 @@ impl Segment {
         }
     }
 
+    /// [`Segment::begin`] into `slot` (empty): the transaction is built in place, for
+    /// [`Segment::transaction`]'s loop (see `retry::run`).
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn begin_into<'a>(&'a self, slot: &mut Option<Transaction<'a>>) -> Result<()> {
+        self.poison.check()?;
+        let mut lane = self.lanes.take()?;
+        let claim = lane
+            .claim
+            .take()
+            .expect("a lane is handed out with its claim");
+        match self.cache.update_holding(&lane.memo, claim) {
+            Ok(update) => {
+                *slot = Some(Transaction::new(update, lane, self.context()));
+                Ok(())
+            }
+            Err((e, claim)) => {
+                lane.claim = Some(claim);
+                self.lanes.give_back(lane);
+                Err(e.into())
+            }
+        }
+    }
+
     /// Starts a read-only transaction: it reads as a transaction does (each range it
     /// reads is locked shared until it ends, so it sees committed bytes only and a
     /// consistent state across all its reads), but it takes no undo lane and does not
@@ -223,7 +247,14 @@ impl Segment {
     where
         E: From<Error>,
     {
-        crate::retry::run(self.retries, || self.begin_read(), |tx| f(tx))
+        crate::retry::run(
+            self.retries,
+            |slot| {
+                *slot = Some(self.begin_read()?);
+                Ok(())
+            },
+            |tx| f(tx),
+        )
     }
 
     #[inline]
@@ -261,7 +292,7 @@ impl Segment {
     where
         E: From<Error>,
     {
-        crate::retry::run(self.retries, || self.begin(), f)
+        crate::retry::run(self.retries, |slot| self.begin_into(slot), f)
     }
 
     /// The committed bytes `[offset, offset + len)` of user space, locked against
