@@ -175,7 +175,10 @@ impl SharedCache {
     /// # Errors
     /// The error and the claim back: [`Error::Claimed`] (the claim's range) if the claim
     /// is another cache's; [`Error::Poisoned`] after a failed checkpoint.
-    #[inline]
+    // Always inlined: out of line (LLVM's choice in some callers) the update is built in
+    // this function's frame and copied out, a `memcpy` of the whole update per call.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub fn update_holding(
         &self,
         memo: &PageMemo,

@@ -419,8 +419,10 @@ impl<'a> Update<'a> {
         Ok(Update::build(inner, guard, memo, locks))
     }
 
-    /// [`Update::start`] after its poison check.
-    #[inline]
+    /// [`Update::start`] after its poison check. Always inlined, for the reason given at
+    /// [`crate::SharedCache::update_holding`].
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub(crate) fn build(
         inner: &'a Inner,
         guard: &'a Guard,
