@@ -175,20 +175,7 @@ impl Segment {
     #[allow(clippy::inline_always)]
     #[inline(always)]
     pub fn begin(&self) -> Result<Transaction<'_>> {
-        self.poison.check()?;
-        let mut lane = self.lanes.take()?;
-        let claim = lane
-            .claim
-            .take()
-            .expect("a lane is handed out with its claim");
-        match self.cache.update_holding(&lane.memo, claim) {
-            Ok(update) => Ok(Transaction::new(update, lane, self.context())),
-            Err((e, claim)) => {
-                lane.claim = Some(claim);
-                self.lanes.give_back(lane);
-                Err(e.into())
-            }
-        }
+        self.begin_with(|tx| tx)
     }
 
     /// [`Segment::begin`] into `slot` (empty): the transaction is built in place, for
@@ -196,6 +183,14 @@ impl Segment {
     #[allow(clippy::inline_always)]
     #[inline(always)]
     fn begin_into<'a>(&'a self, slot: &mut Option<Transaction<'a>>) -> Result<()> {
+        self.begin_with(|tx| *slot = Some(tx))
+    }
+
+    /// Begins a transaction and hands it to `place` (always inlined with it, so that the
+    /// transaction is built where `place` puts it).
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn begin_with<'a, R>(&'a self, place: impl FnOnce(Transaction<'a>) -> R) -> Result<R> {
         self.poison.check()?;
         let mut lane = self.lanes.take()?;
         let claim = lane
@@ -203,10 +198,7 @@ impl Segment {
             .take()
             .expect("a lane is handed out with its claim");
         match self.cache.update_holding(&lane.memo, claim) {
-            Ok(update) => {
-                *slot = Some(Transaction::new(update, lane, self.context()));
-                Ok(())
-            }
+            Ok(update) => Ok(place(Transaction::new(update, lane, self.context()))),
             Err((e, claim)) => {
                 lane.claim = Some(claim);
                 self.lanes.give_back(lane);
