@@ -401,8 +401,8 @@ impl LanePool {
         // found.
         let preferred = PREFERRED.with(Cell::get) as usize;
         let start = if preferred < n { preferred } else { 0 };
-        for k in 0..n {
-            let i = (start + k) % n;
+        // Lanes `start..n`, then `0..start`: no division per lane looked at.
+        for i in (start..n).chain(0..start) {
             let guard = match self.lanes[i].try_lock() {
                 Ok(g) => g,
                 // A transaction that panicked: its Drop rolled it back first.
