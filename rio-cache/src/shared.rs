@@ -411,12 +411,17 @@ mod tests {
     use super::*;
     use crate::{Protection, RioOptions, Writeback};
 
-    fn shared(dir: &Path, protection: Protection) -> SharedCache {
-        let opts = RioOptions::new()
+    /// A 1 MiB cache's options in `dir`, manual writeback.
+    fn options(dir: &Path, protection: Protection) -> RioOptions {
+        RioOptions::new()
             .size(1 << 20)
             .protection(protection)
             .writeback(Writeback::Manual)
-            .cache_dir(dir);
+            .cache_dir(dir)
+    }
+
+    fn shared(dir: &Path, protection: Protection) -> SharedCache {
+        let opts = options(dir, protection);
         SharedCache::new(RioCache::open(dir.join("disk"), &opts).unwrap()).lock_wait(Duration::ZERO)
     }
 
@@ -479,11 +484,7 @@ mod tests {
     #[allow(clippy::many_single_char_names)]
     fn a_claimed_part_is_reached_only_by_the_update_holding_its_claim() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = RioOptions::new()
-            .size(1 << 20)
-            .protection(Protection::None)
-            .writeback(Writeback::Manual)
-            .cache_dir(dir.path());
+        let opts = options(dir.path(), Protection::None);
         let cache = RioCache::open(dir.path().join("disk"), &opts).unwrap();
         assert!(SharedCache::with_claims(cache, 4096..4096 + 10_000, 3).is_err());
         let cache = RioCache::open(dir.path().join("disk2"), &opts).unwrap();
@@ -517,13 +518,7 @@ mod tests {
         let extra = b.release_claim().unwrap();
         b.hold(extra).unwrap();
         let other_dir = tempfile::tempdir().unwrap();
-        let other = SharedCache::new(
-            RioCache::open(
-                other_dir.path().join("disk"),
-                &opts.clone().cache_dir(other_dir.path()),
-            )
-            .unwrap(),
-        );
+        let other = shared(other_dir.path(), Protection::None);
         let mut o = other.update().unwrap();
         let back = b.release_claim().unwrap();
         let back = o.hold(back).unwrap_err();
@@ -545,11 +540,7 @@ mod tests {
     #[test]
     fn an_update_holding_a_claim_from_the_start_gives_it_back_when_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = RioOptions::new()
-            .size(1 << 20)
-            .protection(Protection::None)
-            .writeback(Writeback::Manual)
-            .cache_dir(dir.path());
+        let opts = options(dir.path(), Protection::None);
         let cache = RioCache::open(dir.path().join("disk"), &opts).unwrap();
         let (c, mut claims) = SharedCache::with_claims(cache, 4096..4096 + 8192, 1).unwrap();
         let c = c.lock_wait(Duration::ZERO);
@@ -557,13 +548,7 @@ mod tests {
         let memo = PageMemo::default();
         // Another cache's update refuses it and hands it back, range in the error.
         let other_dir = tempfile::tempdir().unwrap();
-        let other = SharedCache::new(
-            RioCache::open(
-                other_dir.path().join("disk"),
-                &opts.clone().cache_dir(other_dir.path()),
-            )
-            .unwrap(),
-        );
+        let other = shared(other_dir.path(), Protection::None);
         let (e, claim) = other.update_holding(&memo, claim).map(drop).unwrap_err();
         assert!(
             matches!(
