@@ -630,6 +630,58 @@ mod tests {
     }
 
     #[test]
+    fn a_read_for_update_holds_the_range_exclusively_and_opens_nothing() {
+        for protection in [Protection::None, Protection::Mprotect, Protection::Alias] {
+            let dir = tempfile::tempdir().unwrap();
+            let c = shared(dir.path(), protection);
+            let mut u = c.update().unwrap();
+            u.window(8, 8).unwrap().copy_from_slice(b"aaaaaaaa");
+            drop(u);
+            c.checkpoint().unwrap();
+            let mut u = c.update().unwrap();
+            assert_eq!(u.read_for_update(8, 8).unwrap(), b"aaaaaaaa");
+            // Locked as for a change: another thread can neither read nor change it...
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let mut b = c.update().unwrap();
+                    assert!(matches!(b.read(8, 1), Err(Error::Conflict { .. })));
+                    assert!(matches!(
+                        b.read_for_update(12, 1),
+                        Err(Error::Conflict { .. })
+                    ));
+                    assert!(matches!(b.window(15, 1), Err(Error::Conflict { .. })));
+                    assert!(matches!(c.read(8, 1), Err(Error::Conflict { .. })));
+                    // ...while the next line is free.
+                    assert_eq!(b.read(64, 8).unwrap(), [0; 8]);
+                });
+            });
+            // Nothing was opened: no page is dirty until the update writes.
+            assert_eq!(c.stats().dirty_pages, 0, "{protection:?}");
+            // The window over it needs no upgrade, and the bytes change as usual.
+            u.window(8, 8).unwrap().copy_from_slice(b"bbbbbbbb");
+            assert_eq!(c.stats().dirty_pages, 1, "{protection:?}");
+            drop(u);
+            assert_eq!(&*c.read(8, 8).unwrap(), b"bbbbbbbb", "{protection:?}");
+            // Bad input and a reader are refused, and take nothing.
+            let u = c.update().unwrap();
+            assert!(matches!(
+                u.read_for_update(1 << 20, 1),
+                Err(Error::OutOfRange { .. })
+            ));
+            assert_eq!(u.read_for_update(8, 0).unwrap(), b"");
+            drop(u);
+            let r = c.reader().unwrap();
+            assert!(matches!(
+                r.read_for_update(8, 8),
+                Err(Error::ReadOnly { offset: 8, len: 8 })
+            ));
+            drop(r);
+            let mut w = c.update().unwrap();
+            w.window(8, 8).unwrap();
+        }
+    }
+
+    #[test]
     fn checkpoint_inside_an_update_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let c = shared(dir.path(), Protection::None);

@@ -98,11 +98,13 @@ impl Inner {
         SyncedWord(self.meta.word(MemHeader::SYNCED_AT))
     }
 
+    #[inline]
     pub(crate) fn writable(&self) -> &Mapping {
         self.write.as_ref().unwrap_or(&self.data)
     }
 
     /// One of the two page maps of the image's metadata.
+    #[inline]
     fn page_map(&self, side: usize) -> &[std::sync::atomic::AtomicU8] {
         self.meta.bytes(PAGE + side * self.pages, self.pages)
     }

@@ -467,6 +467,7 @@ impl AtomicMapping {
     }
 
     /// `len` bytes at `off` as atomics. Panics if out of bounds.
+    #[inline]
     pub(crate) fn bytes(&self, off: usize, len: usize) -> &[AtomicU8] {
         assert!(off
             .checked_add(len)

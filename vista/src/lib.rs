@@ -125,7 +125,10 @@
 //! [`Error::LanesBusy`]). Transactions are **serializable**: every range a
 //! transaction reads is locked shared and every range it declares with
 //! [`Transaction::set_range`] (or `write`, `put`) exclusively, until it commits or
-//! aborts (strict two-phase locking). A range another transaction holds is waited for
+//! aborts (strict two-phase locking). A read of bytes the transaction will change can
+//! lock them exclusively at once ([`Transaction::get_for_update`]): then two
+//! transactions that read and change the same bytes queue instead of each waiting for
+//! the other to give up its shared lock. A range another transaction holds is waited for
 //! up to `Options::lock_wait`, then the call fails with [`Error::Conflict`];
 //! [`Segment::transaction`] then aborts and runs the closure again with backoff, up to
 //! `Options::retries` times. Waiting is bounded, so no set of transactions deadlocks.

@@ -25,7 +25,8 @@ pub(crate) struct Context<'s> {
 /// panic) undoes them. Either way the transaction's range locks and its undo lane are
 /// released when it ends.
 ///
-/// Every range it reads is locked shared and every range it changes exclusively, until
+/// Every range it reads is locked shared (exclusively if read with
+/// [`Transaction::read_for_update`]) and every range it changes exclusively, until
 /// it ends (strict two-phase locking), so transactions of different threads are
 /// serializable and never see each other's uncommitted bytes. A range another
 /// transaction holds is waited for up to the lock wait, then refused with
@@ -238,6 +239,45 @@ impl<'s> Transaction<'s> {
             .read(at, len);
         self.note(matches!(read, Err(rio_cache::Error::Conflict { .. })));
         read.map_err(|e| Error::from(e).at_user_range(offset, len))
+    }
+
+    /// The current bytes `[offset, offset + len)`, for a transaction that will change
+    /// them: the range is locked exclusively until the transaction ends (as by
+    /// [`Transaction::set_range`]), but nothing is logged until it is changed.
+    ///
+    /// Use it for a read that a write of the same bytes follows (read-modify-write). A
+    /// [`Transaction::read`] locks shared, and the write must then upgrade the lock: that
+    /// costs more, and two transactions that both read and then change the same range
+    /// each wait for the other to give up its share, until one fails with
+    /// [`Error::Conflict`] and runs again. Read for update, the second one waits for the
+    /// first to end instead. The price: no other transaction may read the range
+    /// meanwhile.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] in a read-only transaction; [`Error::OutOfRange`];
+    /// [`Error::Conflict`].
+    pub fn read_for_update(&self, offset: u64, len: u64) -> Result<&[u8]> {
+        let at = self.cx.layout.user_range(offset, len)?;
+        if self.lane.is_none() {
+            return Err(Error::ReadOnly { offset, len });
+        }
+        let read = self
+            .update
+            .as_ref()
+            .expect("the update lives until the transaction ends")
+            .read_for_update(at, len);
+        self.note(matches!(read, Err(rio_cache::Error::Conflict { .. })));
+        read.map_err(|e| Error::from(e).at_user_range(offset, len))
+    }
+
+    /// Reads a plain-old-data value at `offset` for a transaction that will change it:
+    /// [`Transaction::read_for_update`] of its bytes.
+    ///
+    /// # Errors
+    /// As [`Transaction::read_for_update`].
+    pub fn get_for_update<T: bytemuck::AnyBitPattern>(&self, offset: u64) -> Result<T> {
+        let b = self.read_for_update(offset, std::mem::size_of::<T>() as u64)?;
+        Ok(bytemuck::pod_read_unaligned(b))
     }
 
     /// Records whether the call just made failed with a conflict.

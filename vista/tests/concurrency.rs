@@ -219,11 +219,20 @@ fn concurrent_transfers_are_serializable_and_every_read_sees_the_total_under(gua
 #[test]
 fn sixteen_threads_on_a_hot_spot_all_commit() {
     for guard in guards() {
-        sixteen_threads_on_a_hot_spot_all_commit_under(guard);
+        sixteen_threads_on_a_hot_spot_all_commit_under(guard, false);
     }
 }
 
-fn sixteen_threads_on_a_hot_spot_all_commit_under(guard: Protection) {
+/// As `sixteen_threads_on_a_hot_spot_all_commit`, each transfer reading its accounts
+/// for update (`get_for_update`): locked exclusively at the read, so no upgrade.
+#[test]
+fn sixteen_threads_reading_a_hot_spot_for_update_all_commit() {
+    for guard in guards() {
+        sixteen_threads_on_a_hot_spot_all_commit_under(guard, true);
+    }
+}
+
+fn sixteen_threads_on_a_hot_spot_all_commit_under(guard: Protection, for_update: bool) {
     const ACCOUNTS: u64 = 4;
     const THREADS: u64 = 16;
     const TRANSFERS: u64 = 100;
@@ -254,8 +263,14 @@ fn sixteen_threads_on_a_hot_spot_all_commit_under(guard: Protection) {
                     let mut tries = 0;
                     seg.transaction(|tx| {
                         tries += 1;
-                        let [fb, fv]: [u64; 2] = tx.get(from * ACCOUNT)?;
-                        let [tb, tv]: [u64; 2] = tx.get(to * ACCOUNT)?;
+                        let ([fb, fv], [tb, tv]): ([u64; 2], [u64; 2]) = if for_update {
+                            (
+                                tx.get_for_update(from * ACCOUNT)?,
+                                tx.get_for_update(to * ACCOUNT)?,
+                            )
+                        } else {
+                            (tx.get(from * ACCOUNT)?, tx.get(to * ACCOUNT)?)
+                        };
                         let amount = fb.min(7);
                         tx.put(from * ACCOUNT, &[fb - amount, fv + 1])?;
                         tx.put(to * ACCOUNT, &[tb + amount, tv + 1])?;
@@ -309,10 +324,73 @@ fn sixteen_threads_on_a_hot_spot_all_commit_under(guard: Protection) {
         .expect("no lock of the hot spot is still held");
     tx.abort().unwrap();
     eprintln!(
-        "hot spot: {} attempts for {} transfers, at most {max} for one",
+        "hot spot ({guard:?}, for update: {for_update}): {} attempts for {} transfers, at \
+         most {max} for one",
         attempts.load(Ordering::Relaxed),
         THREADS * TRANSFERS
     );
+}
+
+#[test]
+fn a_read_for_update_locks_like_a_write_and_logs_nothing() {
+    for guard in guards() {
+        let p = Place::new();
+        let seg = Segment::open(
+            &p.path,
+            &p.opts(1 << 20)
+                .protection(guard)
+                .lock_wait(Duration::from_millis(20)),
+        )
+        .unwrap();
+        seg.transaction(|tx| tx.put(0, &[START_BALANCE, 0u64]))
+            .unwrap();
+        let mut tx = seg.begin().unwrap();
+        let [b, v]: [u64; 2] = tx.get_for_update(0).unwrap();
+        assert_eq!([b, v], [START_BALANCE, 0]);
+        assert_eq!(
+            tx.undo_log_usage().0,
+            0,
+            "{guard:?}: nothing logged by the read"
+        );
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // Another thread can neither read it nor read it for update.
+                let mut t2 = seg.begin().unwrap();
+                assert!(matches!(t2.get::<u64>(8), Err(Error::Conflict { .. })));
+                assert!(matches!(
+                    t2.get_for_update::<u64>(0),
+                    Err(Error::Conflict { .. })
+                ));
+                // The next line is free (locks are per 64-byte line).
+                t2.put(64, &[1u64, 1]).unwrap();
+                t2.commit().unwrap();
+            });
+        });
+        // The write after it logs and changes as usual; an abort restores and releases.
+        tx.put(0, &[b - 1, v + 1]).unwrap();
+        assert!(tx.undo_log_usage().0 > 0);
+        tx.abort().unwrap();
+        assert_eq!(seg.get::<[u64; 2]>(0).unwrap(), [START_BALANCE, 0]);
+        // Commit keeps the write.
+        let mut tx = seg.begin().unwrap();
+        let [b, v]: [u64; 2] = tx.get_for_update(0).unwrap();
+        tx.put(0, &[b - 1, v + 1]).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(seg.get::<[u64; 2]>(0).unwrap(), [START_BALANCE - 1, 1]);
+        // Out of range, and in a read-only transaction, it is refused.
+        let tx = seg.begin().unwrap();
+        let end = seg.len();
+        assert!(matches!(
+            tx.get_for_update::<u64>(end - 4),
+            Err(Error::OutOfRange { .. })
+        ));
+        drop(tx);
+        let r = seg.begin_read().unwrap();
+        assert!(matches!(
+            r.read_for_update(0, 8),
+            Err(Error::ReadOnly { offset: 0, len: 8 })
+        ));
+    }
 }
 
 #[test]

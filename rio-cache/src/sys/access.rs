@@ -356,7 +356,8 @@ pub(crate) struct Locking<'a> {
 impl Locking<'_> {
     /// Takes `[offset, offset + len)` (checked, not empty) for this update: nothing to
     /// take inside its own claim; refused inside the claimed region elsewhere.
-    #[inline]
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     fn take(&self, offset: u64, len: u64, exclusive: bool) -> Result<()> {
         let sh = self.sharing;
         if offset < sh.claimed.end && sh.claimed.start < offset + len {
@@ -639,6 +640,35 @@ impl Update<'_> {
         Ok(unsafe { self.inner.data.slice(off, len) })
     }
 
+    /// The bytes `[offset, offset + len)`, for an update that will change them: in an
+    /// update of a shared cache the range is locked exclusively (as by
+    /// [`Update::window`]) until the update ends, but not opened for writing, so nothing
+    /// is marked dirty. A later window over the range then takes no lock.
+    ///
+    /// For a read followed by a write of the same bytes, this saves the upgrade from a
+    /// shared lock to an exclusive one; and two updates that read and then change the
+    /// same range wait for each other instead of each holding it shared and waiting for
+    /// the other to let go (one of which then gives up with a conflict).
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] in a reader; [`Error::OutOfRange`]; [`Error::Conflict`] if
+    /// another update holds the range beyond the lock wait.
+    #[inline]
+    pub fn read_for_update(&self, offset: u64, len: u64) -> Result<&[u8]> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly { offset, len });
+        }
+        let (off, len) = self.inner.check_range(offset, len)?;
+        if let Some(l) = self.locks.as_ref().filter(|_| len > 0) {
+            l.take(offset, len as u64, true)?;
+        }
+        // Of a shared cache, this update holds the range exclusively until it ends, so no
+        // other update has or gets a slice of it.
+        // SAFETY: in bounds; `&self` is borrowed for the slice's life, so no mutable slice
+        // of this update exists meanwhile; the checkpointer only reads.
+        Ok(unsafe { self.inner.data.slice(off, len) })
+    }
+
     /// Opens `[offset, offset + len)` for writing until the update ends, marks its pages
     /// dirty, and returns the bytes.
     ///
@@ -897,7 +927,8 @@ impl Update<'_> {
 
     /// [`Update::open`] of `[offset, offset + len)`, which is `[off, off + n)` of the
     /// mapping: in range, and this update is not a reader's (both checked by the caller).
-    #[inline]
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     fn open_checked(
         &mut self,
         offset: u64,
