@@ -99,6 +99,10 @@ impl Lane {
     /// the range's bytes to change. `write_through` assembles the record in memory and
     /// writes it with one call (under `mprotect`, where it saves opening the lane's
     /// pages).
+    // Inline: in a `put` the range's length is a constant, and the record's copy and
+    // checksum are specialised for it (about 150 instructions less a `put`;
+    // docs/benchmarks.md, "Hot path").
+    #[inline]
     pub(crate) fn log<'u>(
         &mut self,
         update: &'u mut Update<'_>,
@@ -173,6 +177,9 @@ impl Lane {
             at..at + len,
             self.off,
             tail,
+            // Inlined, with `log` into `put`: the record's length is then a constant and
+            // its copy and checksum are specialised (docs/benchmarks.md, "Hot path").
+            #[inline(always)]
             |rec, data| {
                 undo::encode(rec, offset, data);
                 crash_point!("vista.set_range.record_copied");
@@ -185,6 +192,7 @@ impl Lane {
     }
 
     /// Records that `[offset, end)` (not empty) is logged.
+    #[inline]
     fn note_logged(&mut self, offset: u64, end: u64) {
         self.logged.push((offset, end));
         let lines = (end - 1) / 64 - offset / 64 + 1;

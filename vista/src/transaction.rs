@@ -230,6 +230,7 @@ impl<'s> Transaction<'s> {
     ///
     /// # Errors
     /// [`Error::OutOfRange`]; [`Error::Conflict`].
+    #[inline]
     pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {
         let at = self.cx.layout.user_range(offset, len)?;
         let read = self

@@ -67,6 +67,7 @@ pub(crate) fn encode_group(rec: &mut [u8], tag: &GroupTag) {
 pub(crate) const RECORD_HEADER: u64 = 24;
 
 /// The record checksum: the low half of XXH3-64.
+#[inline]
 fn checksum(bytes: &[u8]) -> u32 {
     xxhash_rust::xxh3::xxh3_64(bytes) as u32
 }
@@ -78,6 +79,10 @@ pub(crate) fn record_len(len: u64) -> Option<u64> {
 
 /// Fills `rec` (exactly `record_len(before.len())` bytes, or at least header + data)
 /// with a record for `offset`.
+// Always inlined: in a `put`, the before-image's length is then a constant, and the copy
+// and the checksum are specialised for it (docs/benchmarks.md, "Hot path").
+#[allow(clippy::inline_always)]
+#[inline(always)]
 pub(crate) fn encode(rec: &mut [u8], offset: u64, before: &[u8]) {
     let len = before.len();
     rec[8..16].copy_from_slice(&offset.to_le_bytes());
