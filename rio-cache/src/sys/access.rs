@@ -411,6 +411,22 @@ pub struct Update<'a> {
     _not_send: PhantomData<*mut ()>,
 }
 
+/// [`Update::store_claimed`] through `w`, the cache's writable mapping (looked up once by
+/// a caller that also makes slices of it).
+#[inline]
+fn store_claimed_in(w: &sys::Mapping, offset: u64, value: u64) {
+    let word = w.ptr().wrapping_add(offset as usize);
+    #[allow(clippy::cast_ptr_alignment)] // alignment argued in the SAFETY comment
+    // `offset` lies in the calling update's claim, inside the data mapping, and is a
+    // multiple of 8 on a page-aligned mapping, so the pointer is in bounds and aligned
+    // for AtomicU64; only the update holding the claim reaches these bytes, and no slice
+    // of that update is alive across this call; the mapping is writable by this thread
+    // (claim_writable or claim_writable_all).
+    // SAFETY: in bounds, aligned, unaliased, writable (above).
+    let atomic = unsafe { &*word.cast::<std::sync::atomic::AtomicU64>() };
+    atomic.store(value.to_le(), Ordering::Release);
+}
+
 impl<'a> Update<'a> {
     #[inline]
     pub(crate) fn start(
@@ -590,9 +606,9 @@ impl Update<'_> {
             let (rec, before) =
                 unsafe { (w.slice_mut(rec_at, rec_len as usize), w.slice_mut(off, len)) };
             fill(rec, before);
-            self.store_claimed(tail_at, tail);
+            store_claimed_in(w, tail_at, tail);
             // SAFETY: as above: opened, locked, unaliased (the slices above have ended).
-            return Ok(unsafe { self.inner.writable().slice_mut(off, len) });
+            return Ok(unsafe { w.slice_mut(off, len) });
         }
         let (rec, before) = self.window_pair(record, data)?;
         fill(rec, before);
@@ -797,16 +813,7 @@ impl Update<'_> {
     /// said yes.
     #[inline]
     fn store_claimed(&self, offset: u64, value: u64) {
-        let word = self.inner.writable().ptr().wrapping_add(offset as usize);
-        #[allow(clippy::cast_ptr_alignment)] // alignment argued in the SAFETY comment
-        // `offset` lies in this update's claim, inside the data mapping, and is a multiple
-        // of 8 on a page-aligned mapping, so the pointer is in bounds and aligned for
-        // AtomicU64; only the update holding the claim reaches these bytes, and no slice
-        // of this update is alive across this call; the mapping is writable by this
-        // thread (claim_writable or claim_writable_all).
-        // SAFETY: in bounds, aligned, unaliased, writable (above).
-        let atomic = unsafe { &*word.cast::<std::sync::atomic::AtomicU64>() };
-        atomic.store(value.to_le(), Ordering::Release);
+        store_claimed_in(self.inner.writable(), offset, value);
     }
 
     /// Writes `bytes` at `offset`, by whatever way is cheapest: a copy through the
