@@ -1042,7 +1042,7 @@ impl Drop for Update<'_> {
 fn range_len(r: &Range<u64>) -> Result<u64> {
     r.end
         .checked_sub(r.start)
-        .ok_or(Error::InvertedRange(r.clone()))
+        .ok_or_else(|| Error::InvertedRange(r.clone()))
 }
 
 /// This thread's rights to the caches' protection keys.
