@@ -103,7 +103,7 @@ impl Coordinator {
                     .path
                     .parent()
                     .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
+                    .unwrap_or_else(|| Path::new("."));
                 c.faults
                     .check(IoOp::Sync, IoFile::Coordinator)
                     .and_then(|()| File::open(dir))

@@ -247,7 +247,7 @@ impl RioCache {
         for i in 0..batch.len() {
             differs[batch.index(i) as usize] = 1;
         }
-        let dir = ipath.parent().unwrap_or(Path::new("."));
+        let dir = ipath.parent().unwrap_or_else(|| Path::new("."));
         // The old mappings stay until replaced below; nothing reads them meanwhile.
         create_image(&inner.image, &ipath, dir, &mem, image_len, &faults)?;
         load_cold(

@@ -661,7 +661,7 @@ fn sync_dir(path: &Path, faults: &Faults) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+        .unwrap_or_else(|| Path::new("."));
     faults
         .check(IoOp::Sync, IoFile::Directory)
         .and_then(|()| File::open(dir))

@@ -312,7 +312,7 @@ impl Core {
         let mut first = None;
         for p in prepared {
             if let Err(e) = p.finish() {
-                first.get_or_insert(Error::from(e));
+                first.get_or_insert_with(|| Error::from(e));
             }
         }
         if let Some(e) = first {
