@@ -226,7 +226,7 @@ pub fn verify(records: u64, store: &dyn Store) -> Result<()> {
     })?;
     if let Some(missing) = seen.iter().position(|s| !s) {
         bad += 1;
-        first = first.or(Some(format!("key {missing} missing")));
+        first = first.or_else(|| Some(format!("key {missing} missing")));
     }
     ensure!(
         bad == 0,
