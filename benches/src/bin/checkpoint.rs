@@ -95,7 +95,7 @@ fn writer_during(
         let took = t.elapsed();
         stop.store(true, Ordering::Relaxed);
         let lat = w.join().expect("the writer does not panic");
-        r.and_then(|_| lat.map(|l| (l, took)))
+        r.and_then(|()| lat.map(|l| (l, took)))
     })?;
     Ok((tail(lat), took))
 }
