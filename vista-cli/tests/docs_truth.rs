@@ -444,11 +444,14 @@ fn scan(api: &mut Api, src: &str) {
             if depth == d + 1 {
                 match b {
                     Block::Impl { ty, trait_impl } => {
-                        let item = t.strip_prefix("pub ").or(trait_impl.then_some(t)).map(|s| {
-                            s.trim_start_matches("const ")
-                                .trim_start_matches("unsafe ")
-                                .trim_start_matches("async ")
-                        });
+                        let item = t
+                            .strip_prefix("pub ")
+                            .or_else(|| trait_impl.then_some(t))
+                            .map(|s| {
+                                s.trim_start_matches("const ")
+                                    .trim_start_matches("unsafe ")
+                                    .trim_start_matches("async ")
+                            });
                         if let Some(s) = item {
                             let name = s
                                 .strip_prefix("fn ")

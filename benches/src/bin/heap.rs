@@ -290,8 +290,8 @@ fn main() -> Result<()> {
         args.live,
         fmt_ns(floor),
         fmt_ns(vista),
-        pmdk.map_or("(feature pmdk)".into(), fmt_ns),
-        pmdk.map_or(String::new(), |p| format!("{:.1}x", p / vista))
+        pmdk.map_or_else(|| "(feature pmdk)".into(), fmt_ns),
+        pmdk.map_or_else(String::new, |p| format!("{:.1}x", p / vista))
     );
     if let Some((s, asked)) = stats {
         println!();
