@@ -39,6 +39,17 @@ pub fn remove(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
         rio_cache::image_path(path, cache_dir).map_err(|e| Failure::new(exit::FILE, path, e))?;
     let fence = vista::fence_path(path);
     let present = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    // An empty file is a segment only as the start of one whose creation was cut short,
+    // which left its journal, memory image or fence beside it; alone, it is refused.
+    let empty = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0);
+    if empty && ![&journal, &image, &fence].into_iter().any(|p| present(p)) {
+        return Err(Failure::new(
+            exit::FILE,
+            path,
+            "is not a vista segment (the file is empty, with no journal or memory image); \
+             nothing was removed",
+        ));
+    }
     let found = [
         present(path).then(|| path.to_owned()),
         present(&journal).then(|| journal.clone()),

@@ -149,6 +149,19 @@ enum Command {
     },
 }
 
+/// Whether `msg` names the file `shown` as a word of its own: not inside another word
+/// (a file `seg` is not named by "segments") nor inside a longer path (`seg` is not
+/// named by "seg.journal").
+fn names(msg: &str, shown: &str) -> bool {
+    !shown.is_empty()
+        && msg.match_indices(shown).any(|(i, _)| {
+            let before = msg[..i].chars().next_back();
+            let after = msg[i + shown.len()..].chars().next();
+            before.is_none_or(|c| c.is_whitespace() || "('\"`".contains(c))
+                && after.is_none_or(|c| c.is_whitespace() || ":,)'\"`".contains(c))
+        })
+}
+
 /// A failed command: its exit code and a one-line message.
 #[derive(Debug)]
 pub struct Failure {
@@ -161,7 +174,7 @@ impl Failure {
     pub fn new(code: u8, path: &Path, msg: impl std::fmt::Display) -> Failure {
         let msg = msg.to_string();
         let shown = path.display().to_string();
-        let msg = if msg.contains(&shown) {
+        let msg = if names(&msg, &shown) {
             msg
         } else {
             format!("{shown}: {msg}")
@@ -304,5 +317,30 @@ fn main() -> ExitCode {
             let _ = writeln!(std::io::stderr().lock(), "vista: {line}");
             ExitCode::from(f.code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_names_a_file_only_as_a_word_of_its_own() {
+        assert!(names("seg: already exists", "seg"));
+        assert!(names("seg is corrupt: bad magic", "seg"));
+        assert!(names("the file `seg` is open", "seg"));
+        assert!(names("cannot open (seg)", "seg"));
+        assert!(!names(
+            "already exists; create makes new segments only",
+            "seg"
+        ));
+        assert!(!names("already exists", "x"));
+        assert!(!names("seg.journal is damaged", "seg"));
+        assert!(!names("/tmp/seg: is empty", "seg"));
+        assert!(!names("anything", ""));
+        let f = Failure::new(exit::FILE, Path::new("seg"), "already exists; segments");
+        assert_eq!(f.msg, "seg: already exists; segments");
+        let f = Failure::new(exit::FILE, Path::new("seg"), "seg is corrupt");
+        assert_eq!(f.msg, "seg is corrupt");
     }
 }

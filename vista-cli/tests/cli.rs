@@ -255,6 +255,11 @@ fn good_segment_info_check_dump() {
     assert!(r.stdout.contains("64 KiB"), "{}", r.stdout);
     let again = vista(d, &["create", "fresh", "--size", "64KiB"]);
     fails(&again, 3, "fresh");
+    // A short name that occurs inside a word of the message is still named.
+    vista(d, &["create", "x", "--size", "64KiB"]);
+    let again = vista(d, &["create", "x", "--size", "64KiB"]);
+    fails(&again, 3, "vista: x: already exists");
+    assert_eq!(vista(d, &["remove", "x"]).code, 0);
 
     good_segment(d);
     let r = read_only(d, &["info", "seg"]);
@@ -902,6 +907,12 @@ fn remove_deletes_a_segments_files_and_nothing_else() {
     fails(&read_only(d, &["remove", "seg"]), 3, "nothing to remove");
     let r = read_only(d, &["remove", "notes.txt"]);
     fails(&r, 3, "not a vista segment");
+    // Nor an empty file with nothing of a segment beside it.
+    std::fs::write(d.join("e"), b"").unwrap();
+    let r = read_only(d, &["remove", "e"]);
+    fails(&r, 3, "e: is not a vista segment (the file is empty");
+    assert!(d.join("e").exists(), "an empty file was removed");
+    std::fs::remove_file(d.join("e")).unwrap();
     // A damaged segment is removable: that is what the command is for.
     let path = good_segment(d);
     flip(&path, 20);

@@ -200,7 +200,7 @@ fn main() -> Result<()> {
     println!(
         "| size | checkpoint | its speed | raw write + fdatasync | ratio | cold open | raw read | ratio | warm open | writer's longest / p99.9 during a checkpoint | beside a memory copy, no checkpoint | p99.9 alone |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &mib in &args.sizes {
         let len = mib << 20;
         let path = dir.path().join(format!("seg-{mib}.vista"));
