@@ -215,7 +215,7 @@ impl Transaction<'_> {
     /// [`Error::UndoLogFull`]; [`Error::Conflict`]; [`Error::HeapCorrupt`].
     pub fn free<T: Block + ?Sized>(&mut self, ptr: PPtr<T>) -> Result<()> {
         let off = ptr.offset();
-        let found = self.block::<T>(off)?;
+        let found = self.block_as::<T>(off, true)?;
         match found.slot {
             Some(slot) => self.free_small(found.g, found.desc, slot)?,
             None => self.insert_free_run(found.g, found.desc.n)?,
@@ -311,6 +311,12 @@ impl Transaction<'_> {
 
     /// The live block at `off`, checked against `T`'s size class.
     fn block<T: Block + ?Sized>(&self, off: u64) -> Result<Found> {
+        self.block_as::<T>(off, false)
+    }
+
+    /// `block`, its descriptor read for update if `for_update` (a free,
+    /// which writes it back).
+    fn block_as<T: Block + ?Sized>(&self, off: u64, for_update: bool) -> Result<Found> {
         let bad = |reason| Error::BadHandle {
             offset: off,
             reason,
@@ -327,7 +333,7 @@ impl Transaction<'_> {
         if page_off(g) + PAGE > self.segment_len() {
             return Err(bad(HandleError::OutOfRange));
         }
-        let d = self.desc(g)?;
+        let d = self.desc_as(g, for_update)?;
         let found = match d.kind {
             SLAB => {
                 let c = usize::from(d.class);
@@ -419,6 +425,22 @@ impl Transaction<'_> {
         Ok(Desc::decode(self.read(desc_off(g), DESC)?))
     }
 
+    /// `desc` for a caller that writes the descriptor back: read for update
+    /// (locked exclusively at once, so the write needs no upgrade, and two transactions
+    /// changing one descriptor queue instead of both waiting to upgrade).
+    fn desc_for_update(&self, g: u32) -> Result<Desc> {
+        Ok(Desc::decode(self.read_for_update(desc_off(g), DESC)?))
+    }
+
+    /// `desc` or `desc_for_update`.
+    fn desc_as(&self, g: u32, for_update: bool) -> Result<Desc> {
+        if for_update {
+            self.desc_for_update(g)
+        } else {
+            self.desc(g)
+        }
+    }
+
     fn put_desc(&mut self, g: u32, d: &Desc) -> Result<()> {
         self.write(desc_off(g), &d.encode())
     }
@@ -469,7 +491,7 @@ impl Transaction<'_> {
             (g, d)
         } else {
             let g = head - 1;
-            let d = self.desc(g)?;
+            let d = self.desc_for_update(g)?;
             if d.kind != SLAB || usize::from(d.class) != c || u32::from(d.arena) != arena {
                 return Err(corrupt(format!(
                     "arena {arena} class {c} lists page {g}, which is not its slab"
@@ -522,7 +544,7 @@ impl Transaction<'_> {
         d.next = head;
         d.prev = 0;
         if head != 0 {
-            let mut h = self.desc(head - 1)?;
+            let mut h = self.desc_for_update(head - 1)?;
             h.prev = g + 1;
             self.put_desc(head - 1, &h)?;
         }
@@ -539,12 +561,12 @@ impl Transaction<'_> {
             }
             self.put(head_off, &d.next)?;
         } else {
-            let mut p = self.desc(d.prev - 1)?;
+            let mut p = self.desc_for_update(d.prev - 1)?;
             p.next = d.next;
             self.put_desc(d.prev - 1, &p)?;
         }
         if d.next != 0 {
-            let mut n = self.desc(d.next - 1)?;
+            let mut n = self.desc_for_update(d.next - 1)?;
             n.prev = d.prev;
             self.put_desc(d.next - 1, &n)?;
         }
