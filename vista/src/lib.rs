@@ -149,8 +149,9 @@
 //!             for _ in 0..10 {
 //!                 let (from, to) = if t % 2 == 0 { (0, 8) } else { (8, 0) };
 //!                 seg.transaction(|tx| {
-//!                     let a = tx.get::<u64>(from)?;
-//!                     let b = tx.get::<u64>(to)?;
+//!                     // Read for update: both words are about to change.
+//!                     let a = tx.get_for_update::<u64>(from)?;
+//!                     let b = tx.get_for_update::<u64>(to)?;
 //!                     tx.put(from, &(a - 1))?;
 //!                     tx.put(to, &(b + 1))
 //!                 })
