@@ -231,15 +231,24 @@ fn body(
         Shape::Bank => {
             let tr = transfer(seed, t, i);
             let (src, dst) = (item_at(tr.from), item_at(tr.to));
-            let from: u64 = tx.get(src)?;
-            let to: u64 = tx.get(dst)?;
+            // Every other transfer reads for update (locked exclusively at the read),
+            // the others shared and upgraded by the write: both paths are crashed.
+            let (from, to): (u64, u64) = if i % 2 == 0 {
+                (tx.get_for_update(src)?, tx.get_for_update(dst)?)
+            } else {
+                (tx.get(src)?, tx.get(dst)?)
+            };
             tx.put(src, &from.wrapping_sub(tr.amount))?;
             tx.put(dst, &to.wrapping_add(tr.amount))?;
         }
         Shape::Kv => {
             for s in kv_slots(seed, t, i) {
                 let at = item_at(s);
-                let v: u64 = tx.get(at)?;
+                let v: u64 = if (i + s) % 2 == 0 {
+                    tx.get_for_update(at)?
+                } else {
+                    tx.get(at)?
+                };
                 tx.put(at, &kv_tuple(seed, t, i, s, v + 1))?;
             }
         }
