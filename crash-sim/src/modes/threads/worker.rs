@@ -233,7 +233,7 @@ fn body(
             let (src, dst) = (item_at(tr.from), item_at(tr.to));
             // Every other transfer reads for update (locked exclusively at the read),
             // the others shared and upgraded by the write: both paths are crashed.
-            let (from, to): (u64, u64) = if i % 2 == 0 {
+            let (from, to): (u64, u64) = if i.is_multiple_of(2) {
                 (tx.get_for_update(src)?, tx.get_for_update(dst)?)
             } else {
                 (tx.get(src)?, tx.get(dst)?)
@@ -244,7 +244,7 @@ fn body(
         Shape::Kv => {
             for s in kv_slots(seed, t, i) {
                 let at = item_at(s);
-                let v: u64 = if (i + s) % 2 == 0 {
+                let v: u64 = if (i + s).is_multiple_of(2) {
                     tx.get_for_update(at)?
                 } else {
                     tx.get(at)?
