@@ -151,10 +151,7 @@ impl<'s> Transaction<'s> {
     /// logging a before-image: only for bytes whose old contents no committed state
     /// needs (a heap block that was free when this transaction began).
     pub(crate) fn window_unlogged(&mut self, offset: u64, len: u64) -> Result<&mut [u8]> {
-        let at = self.cx.layout.user_range(offset, len)?;
-        if self.lane.is_none() {
-            return Err(Error::ReadOnly { offset, len });
-        }
+        let at = self.to_change(offset, len)?;
         let update = self
             .update
             .as_mut()
@@ -166,6 +163,16 @@ impl<'s> Transaction<'s> {
             self.conflicted.set(true);
         }
         w.map_err(|e| Error::from(e).at_user_range(offset, len))
+    }
+
+    /// Where `[offset, offset + len)` of user space is in the cache, for a call that
+    /// locks it to change it: out of range, or in a read-only transaction, refused.
+    fn to_change(&self, offset: u64, len: u64) -> Result<u64> {
+        let at = self.cx.layout.user_range(offset, len)?;
+        if self.lane.is_none() {
+            return Err(Error::ReadOnly { offset, len });
+        }
+        Ok(at)
     }
 
     /// Bytes of user space of the segment (its length now).
@@ -258,10 +265,7 @@ impl<'s> Transaction<'s> {
     /// [`Error::ReadOnly`] in a read-only transaction; [`Error::OutOfRange`];
     /// [`Error::Conflict`].
     pub fn read_for_update(&self, offset: u64, len: u64) -> Result<&[u8]> {
-        let at = self.cx.layout.user_range(offset, len)?;
-        if self.lane.is_none() {
-            return Err(Error::ReadOnly { offset, len });
-        }
+        let at = self.to_change(offset, len)?;
         let read = self
             .update
             .as_ref()
