@@ -39,8 +39,10 @@ pub fn remove(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
         rio_cache::image_path(path, cache_dir).map_err(|e| Failure::new(exit::FILE, path, e))?;
     let fence = vista::fence_path(path);
     let present = |p: &Path| std::fs::symlink_metadata(p).is_ok();
-    // An empty file is a segment only as the start of one whose creation was cut short,
-    // which left its journal, memory image or fence beside it; alone, it is refused.
+    // An empty file is refused unless a journal, memory image or fence lies beside it
+    // (a creation cut short after it made the image). Alone, it may be anything: a
+    // creation cut short before its image existed leaves one too, and holds nothing,
+    // so deleting it by hand loses nothing (docs/tools.md).
     let empty = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0);
     if empty && ![&journal, &image, &fence].into_iter().any(|p| present(p)) {
         return Err(Failure::new(

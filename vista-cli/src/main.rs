@@ -149,17 +149,29 @@ enum Command {
     },
 }
 
-/// Whether `msg` names the file `shown` as a word of its own: not inside another word
-/// (a file `seg` is not named by "segments") nor inside a longer path (`seg` is not
-/// named by "seg.journal").
+/// Whether `msg` already names the file `shown`: it starts with it (`seg: ...`,
+/// `seg is corrupt ...`), or names it as a library error does, after a verb and before
+/// a colon (`open seg: ...`), or in quotes. A name that is merely a word of the message
+/// (a file `a` in "is not a segment", `only` in "new segments only") does not count.
 fn names(msg: &str, shown: &str) -> bool {
-    !shown.is_empty()
-        && msg.match_indices(shown).any(|(i, _)| {
-            let before = msg[..i].chars().next_back();
-            let after = msg[i + shown.len()..].chars().next();
-            before.is_none_or(|c| c.is_whitespace() || "('\"`".contains(c))
-                && after.is_none_or(|c| c.is_whitespace() || ":,)'\"`".contains(c))
-        })
+    if shown.is_empty() {
+        return false;
+    }
+    if msg
+        .strip_prefix(shown)
+        .is_some_and(|rest| rest.starts_with(':') || rest.starts_with(' '))
+    {
+        return true;
+    }
+    msg.match_indices(shown).any(|(i, _)| {
+        let before = msg[..i].chars().next_back();
+        let after = msg[i + shown.len()..].chars().next();
+        match (before, after) {
+            (Some(b), Some(':')) => b.is_whitespace(),
+            (Some(q @ ('"' | '`' | '\'')), Some(a)) => a == q,
+            _ => false,
+        }
+    })
 }
 
 /// A failed command: its exit code and a one-line message.
@@ -325,15 +337,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_message_names_a_file_only_as_a_word_of_its_own() {
+    fn a_message_names_a_file_only_where_it_names_a_file() {
         assert!(names("seg: already exists", "seg"));
         assert!(names("seg is corrupt: bad magic", "seg"));
+        assert!(names("open seg: No such file or directory", "seg"));
         assert!(names("the file `seg` is open", "seg"));
-        assert!(names("cannot open (seg)", "seg"));
+        assert!(names("/abs/seg: could not read /abs/seg.", "/abs/seg"));
         assert!(!names(
             "already exists; create makes new segments only",
             "seg"
         ));
+        assert!(!names(
+            "already exists; create makes new segments only",
+            "only"
+        ));
+        assert!(!names("is not a vista segment (the file is empty)", "a"));
         assert!(!names("already exists", "x"));
         assert!(!names("seg.journal is damaged", "seg"));
         assert!(!names("/tmp/seg: is empty", "seg"));

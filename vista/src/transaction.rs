@@ -263,7 +263,8 @@ impl<'s> Transaction<'s> {
     ///
     /// # Errors
     /// [`Error::ReadOnly`] in a read-only transaction; [`Error::OutOfRange`];
-    /// [`Error::Conflict`].
+    /// [`Error::Conflict`]; [`Error::HeldByThisThread`] if a read guard or read-only
+    /// transaction of this thread holds the range.
     pub fn read_for_update(&self, offset: u64, len: u64) -> Result<&[u8]> {
         let at = self.to_change(offset, len)?;
         let read = self

@@ -523,3 +523,75 @@ fn inspect_checks_the_heap_read_only_like_segment_check() {
     let view = info.view(info.current_source()).unwrap();
     assert!(info.heap(&view).unwrap().is_none());
 }
+
+/// A refused `free` (here a double free) holds its slab's descriptor no more than
+/// shared: another transaction still reaches a live block of the same slab.
+#[test]
+fn a_refused_free_holds_nothing_exclusively() {
+    for guard in common::guards() {
+        let p = Place::new();
+        let seg = Segment::open(
+            &p.path,
+            &opts(&p, 1600 << 10)
+                .protection(guard)
+                .lock_wait(std::time::Duration::from_millis(50)),
+        )
+        .unwrap();
+        let (x, y) = seg
+            .transaction(|tx| Ok::<_, Error>((tx.alloc(1u64)?, tx.alloc(2u64)?)))
+            .unwrap();
+        seg.transaction(|tx| tx.free(y)).unwrap();
+        let mut tx1 = seg.begin().unwrap();
+        assert_eq!(refused(tx1.free(y)), Some(HandleError::NotAllocated));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let tx2 = seg.begin().unwrap();
+                assert_eq!(tx2.get_ptr(x).unwrap(), 1, "{guard:?}");
+            });
+        });
+        drop(tx1);
+    }
+}
+
+/// Two frees of neighbouring large blocks: the one holding the run lists reads the
+/// other's descriptor to merge the runs while the other waits for the run lists. Both
+/// commit; neither is refused with a conflict (a free that locked its block's
+/// descriptor exclusively before the run lists made this a cycle).
+#[test]
+fn frees_of_neighbouring_large_blocks_both_commit() {
+    for guard in common::guards() {
+        let p = Place::new();
+        let seg = Segment::open(
+            &p.path,
+            &opts(&p, 1600 << 10)
+                .protection(guard)
+                .lock_wait(std::time::Duration::from_secs(5)),
+        )
+        .unwrap();
+        let [b, a, _d, c] = seg
+            .transaction(|tx| {
+                Ok::<_, Error>([
+                    tx.alloc_bytes(8192)?,
+                    tx.alloc_bytes(8192)?,
+                    tx.alloc_bytes(8192)?,
+                    tx.alloc_bytes(8192)?,
+                ])
+            })
+            .unwrap();
+        assert_eq!(b.offset() + 8192, a.offset(), "b lies just before a");
+        let mut tx2 = seg.begin().unwrap();
+        tx2.free(c).unwrap(); // takes the run lists
+        std::thread::scope(|s| {
+            let t1 = s.spawn(|| {
+                let mut tx1 = seg.begin().unwrap();
+                tx1.free(a)?; // waits for the run lists
+                tx1.commit()
+            });
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            tx2.free(b).unwrap(); // reads a's descriptor to merge
+            tx2.commit().unwrap();
+            t1.join().unwrap().unwrap();
+        });
+        assert!(seg.check().unwrap().is_clean(), "{guard:?}");
+    }
+}

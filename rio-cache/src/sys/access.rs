@@ -411,17 +411,22 @@ pub struct Update<'a> {
     _not_send: PhantomData<*mut ()>,
 }
 
-/// [`Update::store_claimed`] through `w`, the cache's writable mapping (looked up once by
-/// a caller that also makes slices of it).
+/// [`Update::store_claimed`] through `w` (looked up once by a caller that also makes
+/// slices of it).
+///
+/// # Safety
+/// `w` is the cache's writable mapping (`Inner::writable`); `offset` is a multiple of 8
+/// inside the calling update's claim, where `Update::claim_writable` (or
+/// `claim_writable_all`) said yes; no slice of that update is alive across the call.
 #[inline]
-fn store_claimed_in(w: &sys::Mapping, offset: u64, value: u64) {
+unsafe fn store_claimed_in(w: &sys::Mapping, offset: u64, value: u64) {
     let word = w.ptr().wrapping_add(offset as usize);
     #[allow(clippy::cast_ptr_alignment)] // alignment argued in the SAFETY comment
     // `offset` lies in the calling update's claim, inside the data mapping, and is a
     // multiple of 8 on a page-aligned mapping, so the pointer is in bounds and aligned
     // for AtomicU64; only the update holding the claim reaches these bytes, and no slice
-    // of that update is alive across this call; the mapping is writable by this thread
-    // (claim_writable or claim_writable_all).
+    // of that update is alive across this call; `w` is the writable mapping, writable by
+    // this thread (the caller's contract).
     // SAFETY: in bounds, aligned, unaliased, writable (above).
     let atomic = unsafe { &*word.cast::<std::sync::atomic::AtomicU64>() };
     atomic.store(value.to_le(), Ordering::Release);
@@ -606,7 +611,10 @@ impl Update<'_> {
             let (rec, before) =
                 unsafe { (w.slice_mut(rec_at, rec_len as usize), w.slice_mut(off, len)) };
             fill(rec, before);
-            store_claimed_in(w, tail_at, tail);
+            // SAFETY: `w` is the cache's writable mapping; `tail_at` is a multiple of 8
+            // (checked on entry) in this update's claim, where claim_writable_all said
+            // yes; the slices above have ended.
+            unsafe { store_claimed_in(w, tail_at, tail) };
             // SAFETY: as above: opened, locked, unaliased (the slices above have ended).
             return Ok(unsafe { w.slice_mut(off, len) });
         }
@@ -671,7 +679,9 @@ impl Update<'_> {
     ///
     /// # Errors
     /// [`Error::ReadOnly`] in a reader; [`Error::OutOfRange`]; [`Error::Conflict`] if
-    /// another update holds the range beyond the lock wait.
+    /// another update holds the range beyond the lock wait; [`Error::HeldByThisThread`]
+    /// if a read guard of this thread holds it; [`Error::Claimed`] inside another
+    /// update's claim.
     #[inline]
     pub fn read_for_update(&self, offset: u64, len: u64) -> Result<&[u8]> {
         if self.is_read_only() {
@@ -813,7 +823,9 @@ impl Update<'_> {
     /// said yes.
     #[inline]
     fn store_claimed(&self, offset: u64, value: u64) {
-        store_claimed_in(self.inner.writable(), offset, value);
+        // SAFETY: the cache's writable mapping; the offset's contract is this function's
+        // (above), and `&self` means no slice of this update is alive.
+        unsafe { store_claimed_in(self.inner.writable(), offset, value) };
     }
 
     /// Writes `bytes` at `offset`, by whatever way is cheapest: a copy through the

@@ -215,7 +215,11 @@ impl Transaction<'_> {
     /// [`Error::UndoLogFull`]; [`Error::Conflict`]; [`Error::HeapCorrupt`].
     pub fn free<T: Block + ?Sized>(&mut self, ptr: PPtr<T>) -> Result<()> {
         let off = ptr.offset();
-        let found = self.block_as::<T>(off, true)?;
+        // Read shared, not for update: the handle is checked first (a refused free holds
+        // nothing exclusively), and a large block's free takes the run lists before it
+        // writes its descriptor, while the free of its neighbour, holding the run lists,
+        // reads that descriptor to merge the two runs.
+        let found = self.block::<T>(off)?;
         match found.slot {
             Some(slot) => self.free_small(found.g, found.desc, slot)?,
             None => self.insert_free_run(found.g, found.desc.n)?,
@@ -311,12 +315,6 @@ impl Transaction<'_> {
 
     /// The live block at `off`, checked against `T`'s size class.
     fn block<T: Block + ?Sized>(&self, off: u64) -> Result<Found> {
-        self.block_as::<T>(off, false)
-    }
-
-    /// `block`, its descriptor read for update if `for_update` (a free,
-    /// which writes it back).
-    fn block_as<T: Block + ?Sized>(&self, off: u64, for_update: bool) -> Result<Found> {
         let bad = |reason| Error::BadHandle {
             offset: off,
             reason,
@@ -333,7 +331,7 @@ impl Transaction<'_> {
         if page_off(g) + PAGE > self.segment_len() {
             return Err(bad(HandleError::OutOfRange));
         }
-        let d = self.desc_as(g, for_update)?;
+        let d = self.desc(g)?;
         let found = match d.kind {
             SLAB => {
                 let c = usize::from(d.class);
@@ -430,15 +428,6 @@ impl Transaction<'_> {
     /// changing one descriptor queue instead of both waiting to upgrade).
     fn desc_for_update(&self, g: u32) -> Result<Desc> {
         Ok(Desc::decode(self.read_for_update(desc_off(g), DESC)?))
-    }
-
-    /// `desc` or `desc_for_update`.
-    fn desc_as(&self, g: u32, for_update: bool) -> Result<Desc> {
-        if for_update {
-            self.desc_for_update(g)
-        } else {
-            self.desc(g)
-        }
     }
 
     fn put_desc(&mut self, g: u32, d: &Desc) -> Result<()> {
