@@ -524,19 +524,18 @@ fn inspect_checks_the_heap_read_only_like_segment_check() {
     assert!(info.heap(&view).unwrap().is_none());
 }
 
+/// A segment of `SIZE` under `guard` whose calls wait at most `wait` for a lock.
+fn open_waiting(p: &Place, guard: Protection, wait: std::time::Duration) -> Segment {
+    Segment::open(&p.path, &opts(p, SIZE).protection(guard).lock_wait(wait)).unwrap()
+}
+
 /// A refused `free` (here a double free) holds its slab's descriptor no more than
 /// shared: another transaction still reaches a live block of the same slab.
 #[test]
 fn a_refused_free_holds_nothing_exclusively() {
     for guard in common::guards() {
         let p = Place::new();
-        let seg = Segment::open(
-            &p.path,
-            &opts(&p, 1600 << 10)
-                .protection(guard)
-                .lock_wait(std::time::Duration::from_millis(50)),
-        )
-        .unwrap();
+        let seg = open_waiting(&p, guard, std::time::Duration::from_millis(50));
         let (x, y) = seg
             .transaction(|tx| Ok::<_, Error>((tx.alloc(1u64)?, tx.alloc(2u64)?)))
             .unwrap();
@@ -561,13 +560,7 @@ fn a_refused_free_holds_nothing_exclusively() {
 fn frees_of_neighbouring_large_blocks_both_commit() {
     for guard in common::guards() {
         let p = Place::new();
-        let seg = Segment::open(
-            &p.path,
-            &opts(&p, 1600 << 10)
-                .protection(guard)
-                .lock_wait(std::time::Duration::from_secs(5)),
-        )
-        .unwrap();
+        let seg = open_waiting(&p, guard, std::time::Duration::from_secs(5));
         let [b, a, _d, c] = seg
             .transaction(|tx| {
                 Ok::<_, Error>([
