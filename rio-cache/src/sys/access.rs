@@ -359,6 +359,8 @@ pub(crate) struct Locking<'a> {
 impl Locking<'_> {
     /// Takes `[offset, offset + len)` (checked, not empty) for this update: nothing to
     /// take inside its own claim; refused inside the claimed region elsewhere.
+    // Always inlined, like `Held::acquire` inside it: every `get` and `put` passes here
+    // (docs/benchmarks.md, "Hot path").
     #[allow(clippy::inline_always)]
     #[inline(always)]
     fn take(&self, offset: u64, len: u64, exclusive: bool) -> Result<()> {
@@ -949,6 +951,8 @@ impl Update<'_> {
 
     /// [`Update::open`] of `[offset, offset + len)`, which is `[off, off + n)` of the
     /// mapping: in range, and this update is not a reader's (both checked by the caller).
+    // Always inlined: on every write's path, where out of line its result went through
+    // memory (docs/benchmarks.md, "Hot path").
     #[allow(clippy::inline_always)]
     #[inline(always)]
     fn open_checked(
