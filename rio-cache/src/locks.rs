@@ -432,8 +432,7 @@ impl Held {
             .copied()
     }
 
-    // Always inlined: on every lock's path (out of line, `set` cost about 15
-    // instructions a call; callgrind, docs/benchmarks.md "Hot path").
+    // Always inlined, as `set` below.
     #[allow(clippy::inline_always)]
     #[inline(always)]
     fn get(&self, i: usize) -> u32 {

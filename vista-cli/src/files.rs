@@ -39,25 +39,25 @@ pub fn remove(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
         rio_cache::image_path(path, cache_dir).map_err(|e| Failure::new(exit::FILE, path, e))?;
     let fence = vista::fence_path(path);
     let present = |p: &Path| std::fs::symlink_metadata(p).is_ok();
-    // An empty file is refused unless a journal, memory image or fence lies beside it
-    // (a creation cut short after it made the image). Alone, it may be anything: a
-    // creation cut short before its image existed leaves one too, and holds nothing,
-    // so deleting it by hand loses nothing (docs/tools.md).
-    let empty = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0);
-    if empty && ![&journal, &image, &fence].into_iter().any(|p| present(p)) {
-        return Err(Failure::new(
-            exit::FILE,
-            path,
-            "is not a vista segment (the file is empty, with no journal or memory image); \
-             nothing was removed",
-        ));
-    }
     let found = [
         present(path).then(|| path.to_owned()),
         present(&journal).then(|| journal.clone()),
         present(&image).then(|| image.clone()),
         present(&fence).then(|| fence.clone()),
     ];
+    // An empty file is refused unless a journal, memory image or fence lies beside it
+    // (a creation cut short after it made the image). Alone, it may be anything: a
+    // creation cut short before its image existed leaves one too, and holds nothing,
+    // so deleting it by hand loses nothing (docs/tools.md).
+    let empty = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0);
+    if empty && found[1..].iter().all(Option::is_none) {
+        return Err(Failure::new(
+            exit::FILE,
+            path,
+            "is not a vista segment (the file is empty, with no journal, memory image or \
+             fence beside it); nothing was removed",
+        ));
+    }
     if found.iter().all(Option::is_none) {
         return Err(Failure::new(
             exit::FILE,

@@ -240,11 +240,26 @@ impl<'s> Transaction<'s> {
     #[inline]
     pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {
         let at = self.cx.layout.user_range(offset, len)?;
-        let read = self
-            .update
+        self.noted(self.update().read(at, len), offset, len)
+    }
+
+    /// The update, alive until the transaction ends.
+    #[inline]
+    fn update(&self) -> &Update<'s> {
+        self.update
             .as_ref()
             .expect("the update lives until the transaction ends")
-            .read(at, len);
+    }
+
+    /// The result of a read of `[offset, offset + len)` of user space, noted (a conflict
+    /// or not) and in vista's terms.
+    #[inline]
+    fn noted<'a>(
+        &self,
+        read: rio_cache::Result<&'a [u8]>,
+        offset: u64,
+        len: u64,
+    ) -> Result<&'a [u8]> {
         self.note(matches!(read, Err(rio_cache::Error::Conflict { .. })));
         read.map_err(|e| Error::from(e).at_user_range(offset, len))
     }
@@ -267,13 +282,7 @@ impl<'s> Transaction<'s> {
     /// transaction of this thread holds the range.
     pub fn read_for_update(&self, offset: u64, len: u64) -> Result<&[u8]> {
         let at = self.to_change(offset, len)?;
-        let read = self
-            .update
-            .as_ref()
-            .expect("the update lives until the transaction ends")
-            .read_for_update(at, len);
-        self.note(matches!(read, Err(rio_cache::Error::Conflict { .. })));
-        read.map_err(|e| Error::from(e).at_user_range(offset, len))
+        self.noted(self.update().read_for_update(at, len), offset, len)
     }
 
     /// Reads a plain-old-data value at `offset` for a transaction that will change it:
