@@ -38,6 +38,11 @@ pub struct Stats {
     pub reprotect_failures: u64,
     /// The sequence number of the checkpoint the disk image holds.
     pub disk_seq: u64,
+    /// Checkpoints by this handle that first made durable which pages of the other slot
+    /// they would write (their intent record: one more sector and fsync), because the
+    /// current slot's header did not already name them all (docs/rio-cache.md,
+    /// "Checkpoints").
+    pub intents_written: u64,
 }
 
 /// An emulated Rio file cache: memory that survives the process, guarded against wild
@@ -101,6 +106,7 @@ impl RioCache {
             checkpoints: i.checkpoints.load(Ordering::Relaxed),
             pages_written: i.pages_written.load(Ordering::Relaxed),
             bytes_written: i.bytes_written.load(Ordering::Relaxed),
+            intents_written: i.intents.load(Ordering::Relaxed),
             pages_preserved: i.snapshot.preserved.load(Ordering::Relaxed),
             last_checkpoint: (ns != u64::MAX).then(|| Duration::from_nanos(ns)),
             reprotect_failures: i.reprotect_failures.load(Ordering::Relaxed),

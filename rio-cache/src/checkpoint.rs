@@ -44,6 +44,7 @@ use crate::disk_io::DiskFile;
 use crate::error::{IoContext, Result};
 use crate::format::{self, DiskHeader, META_AT};
 use crate::journal::Batch;
+use crate::lacks::{ChunkMap, Intent};
 use crate::state::Inner;
 use crate::sys::access::SnapshotPages;
 use crate::sys::PAGE;
@@ -55,6 +56,7 @@ const STAGE_ALL: usize = 16 << 20;
 /// Every crash point in rio-cache, for harnesses that enumerate them.
 pub const CRASH_POINTS: &[&str] = &[
     "rio.checkpoint.copying",
+    "rio.checkpoint.intent_synced",
     "rio.checkpoint.slot_partial",
     "rio.checkpoint.staged",
     "rio.checkpoint.slot_written",
@@ -162,8 +164,17 @@ impl Inner {
         started: Instant,
     ) -> Result<()> {
         let slot = self.disk_slot.load(Ordering::Relaxed);
-        let done = install(&self.disk, &self.path, batch, self.data_len, slot, false)
-            .and_then(|()| clear_journal(&self.journal, &self.journal_path));
+        let lacks = self.lacks().map(|l| batch_lacks(&l, batch, self.data_len));
+        let done = install(
+            &self.disk,
+            &self.path,
+            batch,
+            self.data_len,
+            slot,
+            lacks.as_ref(),
+            false,
+        )
+        .and_then(|()| clear_journal(&self.journal, &self.journal_path));
         if let Err(e) = done {
             // The journal still holds the sealed batch, which the decided epoch commits:
             // the next open installs it.
@@ -171,6 +182,10 @@ impl Inner {
             return Err(e);
         }
         crash_point!("rio.checkpoint.journal_cleared");
+        *self
+            .lacks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = lacks;
         let pages: Vec<u64> = (0..batch.len()).map(|i| batch.index(i)).collect();
         self.installed(batch.seq(), &pages, disk_seq, started, None);
         self.bytes_written.fetch_add(
@@ -275,6 +290,8 @@ impl Inner {
             self.end_snapshot(snap);
             all
         });
+        self.write_intent(to, seq, pages)?;
+        crash_point!("rio.checkpoint.intent_synced");
         let copied = (|| {
             let mut buf = Vec::new();
             let mut i = 0;
@@ -328,11 +345,16 @@ impl Inner {
                 .context(|| format!("fsync {}", path.display()))?;
         }
         crash_point!("rio.checkpoint.slot_synced");
-        let header = DiskHeader {
-            data_len: self.data_len,
-            seq,
-            writer: self.image_id,
-        };
+        // The other slot, once this one is current, differs from it on the snapshot's
+        // pages only: this slot got every page it lacked that the snapshot does not
+        // hold. (The `lacks-none` mutant writes an empty map.)
+        let mut lacks = ChunkMap::empty(self.pages as u64);
+        if !crate::mutant::is("lacks-none") {
+            for &p in pages {
+                lacks.mark(p);
+            }
+        }
+        let header = DiskHeader::new(self.data_len, seq, self.image_id, Some(&lacks));
         disk.write_all_at(&header.encode(to), META_AT[to])
             .context(|| format!("write {}", path.display()))?;
         crash_point!("rio.checkpoint.meta_written");
@@ -343,7 +365,51 @@ impl Inner {
                 .context(|| format!("fsync {}", path.display()))?;
         }
         crash_point!("rio.checkpoint.meta_synced");
+        *self
+            .lacks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(lacks);
         Ok(copied)
+    }
+
+    /// Makes durable, before checkpoint `seq` writes into slot `to`, which pages it will
+    /// write there: those of the snapshot `pages` and those the slots differ on. Skipped
+    /// when the current header's map already names them all (or has no map): a cold start
+    /// marks those pages as differing anyway. Nothing to do for most checkpoints of a
+    /// steady load, whose pages are the last checkpoint's.
+    fn write_intent(&self, to: usize, seq: u64, pages: &[u64]) -> Result<()> {
+        let mut will = ChunkMap::empty(self.pages as u64);
+        for &p in pages {
+            will.mark(p);
+        }
+        for (p, d) in self.differs_map().iter().enumerate() {
+            if d.load(Ordering::Relaxed) != 0 {
+                will.mark(p as u64);
+            }
+        }
+        if self.lacks().is_none_or(|l| l.covers(&will)) || crate::mutant::is("intent-none") {
+            return Ok(());
+        }
+        let (disk, path) = (&self.disk, &self.path);
+        disk.write_all_at(
+            &Intent {
+                slot: to,
+                seq,
+                pages: will,
+            }
+            .encode(),
+            crate::lacks::INTENT_AT,
+        )
+        .context(|| format!("write {}", path.display()))?;
+        // The `intent-no-sync` mutant lets the slot's pages reach the disk before it.
+        if !crate::mutant::is("intent-no-sync") {
+            disk.sync_data()
+                .context(|| format!("fsync {}", path.display()))?;
+        }
+        self.intents.fetch_add(1, Ordering::Relaxed);
+        self.bytes_written
+            .fetch_add(crate::lacks::INTENT_LEN as u64, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Copies, from slot `from` to slot `to`, every page the slots may differ on that is
@@ -404,14 +470,31 @@ pub(crate) fn write_pages(
     Ok(())
 }
 
+/// `lacks` (where the other slot may differ from the current one) with the pages of
+/// `batch`, which an install writes into the current slot only.
+/// `data_len` is the cache's size once the batch is installed (a grow's batch makes it
+/// larger, and the map's chunks with it).
+pub(crate) fn batch_lacks(lacks: &ChunkMap, batch: &Batch, data_len: u64) -> ChunkMap {
+    let mut m = lacks.coarsened(ChunkMap::shift_for(data_len / PAGE as u64));
+    // The `install-lacks-none` mutant leaves the installed pages out.
+    if !crate::mutant::is("install-lacks-none") {
+        for i in 0..batch.len() {
+            m.mark(batch.index(i));
+        }
+    }
+    m
+}
+
 /// Writes a committed journal batch's pages and header in place into the disk image's
-/// current slot, `slot`, and fsyncs it.
+/// current slot, `slot`, and fsyncs it. The header's map is `lacks`: the current one's
+/// with the batch's pages ([`batch_lacks`]).
 pub(crate) fn install(
     disk: &DiskFile,
     path: &Path,
     batch: &Batch,
     data_len: u64,
     slot: usize,
+    lacks: Option<&ChunkMap>,
     recovering: bool,
 ) -> Result<()> {
     let runs = batch.runs();
@@ -425,11 +508,7 @@ pub(crate) fn install(
             }
         }
     }
-    let header = DiskHeader {
-        data_len,
-        seq: batch.seq(),
-        writer: batch.writer(),
-    };
+    let header = DiskHeader::new(data_len, batch.seq(), batch.writer(), lacks);
     disk.write_all_at(&header.encode(slot), META_AT[slot])
         .context(|| format!("write {}", path.display()))?;
     if recovering {

@@ -1,6 +1,7 @@
 //! On-disk and in-memory headers. All integers are little-endian. The layouts are
 //! documented in `docs/rio-cache.md`.
 
+use crate::lacks::{ChunkMap, MAP_BYTES};
 use crate::sys::PAGE;
 
 /// The format version of the disk image, memory image and journal. Version 2 holds
@@ -71,10 +72,10 @@ pub(crate) fn round_up_pages(n: u64) -> u64 {
     n.div_ceil(PAGE as u64) * PAGE as u64
 }
 
-fn put_u32(buf: &mut [u8], at: usize, v: u32) {
+pub(crate) fn put_u32(buf: &mut [u8], at: usize, v: u32) {
     buf[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
-fn put_u64(buf: &mut [u8], at: usize, v: u64) {
+pub(crate) fn put_u64(buf: &mut [u8], at: usize, v: u64) {
     buf[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 pub(crate) fn get_u32(buf: &[u8], at: usize) -> u32 {
@@ -84,21 +85,39 @@ pub(crate) fn get_u64(buf: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// The header of one slot of the disk image (64 bytes at [`META_AT`]`[slot]`): the
-/// checkpoint that slot holds. The slot whose header is intact and has the higher
-/// checkpoint number is the disk image's checkpoint.
+/// The version of the disk image's slot headers: 3 adds the map of where the other slot
+/// may differ ([`crate::lacks`]). Version 2 headers (no map) are read, and a cold start
+/// from one marks every page as differing; the next header written is version 3.
+pub(crate) const DISK_VERSION: u32 = 3;
+
+/// The header of one slot of the disk image (one 512-byte sector at [`META_AT`]`[slot]`):
+/// the checkpoint that slot holds, and where the other slot may differ from it. The slot
+/// whose header is intact and has the higher checkpoint number is the disk image's
+/// checkpoint.
 ///
 /// ```text
-/// 0  magic "RIOCDISK"   8  version u32   12 page size u32   16 data_len u64
+/// 0  magic "RIOCDISK"   8  version u32 (3)   12 page size u32   16 data_len u64
 /// 24 checkpoint seq u64  32 writer u64: the id of the memory image that wrote it
-/// 40 slot u32 (0 or 1: where the header is)   44 reserved (zero)   60 crc32 of 0..60
+/// 40 slot u32 (0 or 1: where the header is)
+/// 44 map shift u32: the other slot may differ only on the pages of the map at 64, in
+///    chunks of 2^shift pages (u32::MAX: no map, anywhere)   48 reserved (zero)
+/// 64 map [444]   508 crc32 of 0..508
 /// ```
+///
+/// Version 2 ended at 64, with its crc32 of 0..60 at 60 and bytes 44..60 zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DiskHeader {
     pub(crate) data_len: u64,
     pub(crate) seq: u64,
     pub(crate) writer: u64,
+    /// Where the other slot may differ from this one; `None`: anywhere.
+    pub(crate) lacks: Option<ChunkMap>,
+    /// The version it was read as (what [`DiskHeader::encode`] writes: [`DISK_VERSION`]).
+    pub(crate) version: u32,
 }
+
+/// The map shift of a header without a map.
+const NO_MAP: u32 = u32::MAX;
 
 /// Why a disk header was rejected.
 #[derive(Debug, PartialEq, Eq)]
@@ -109,36 +128,65 @@ pub(crate) enum HeaderError {
     Checksum,
     /// An intact header at the other slot's place (a copied or shifted sector).
     Slot(u32),
+    /// An intact header whose map cannot be one (a crafted file).
+    Map(u32),
 }
 
 impl DiskHeader {
-    pub(crate) const LEN: usize = 64;
+    /// Bytes of a version 3 header (a sector).
+    pub(crate) const LEN: usize = 512;
 
-    /// The header as written at slot `slot`'s place.
+    /// A version 3 header.
+    pub(crate) fn new(
+        data_len: u64,
+        seq: u64,
+        writer: u64,
+        lacks: Option<&ChunkMap>,
+    ) -> DiskHeader {
+        DiskHeader {
+            data_len,
+            seq,
+            writer,
+            lacks: lacks.copied(),
+            version: DISK_VERSION,
+        }
+    }
+
+    /// The header as written at slot `slot`'s place (always version 3).
     pub(crate) fn encode(&self, slot: usize) -> [u8; Self::LEN] {
         let mut b = [0u8; Self::LEN];
         b[0..8].copy_from_slice(&DISK_MAGIC);
-        put_u32(&mut b, 8, VERSION);
+        put_u32(&mut b, 8, DISK_VERSION);
         put_u32(&mut b, 12, PAGE as u32);
         put_u64(&mut b, 16, self.data_len);
         put_u64(&mut b, 24, self.seq);
         put_u64(&mut b, 32, self.writer);
         put_u32(&mut b, 40, slot as u32);
-        let crc = crc32fast::hash(&b[..60]);
-        put_u32(&mut b, 60, crc);
+        match &self.lacks {
+            Some(m) => {
+                put_u32(&mut b, 44, m.shift());
+                b[64..64 + MAP_BYTES].copy_from_slice(m.bits());
+            }
+            None => put_u32(&mut b, 44, NO_MAP),
+        }
+        let crc = crc32fast::hash(&b[..508]);
+        put_u32(&mut b, 508, crc);
         b
     }
 
-    /// Decodes the header found at slot `slot`'s place.
+    /// Decodes the header found at slot `slot`'s place (`b` holds its sector, or at
+    /// least the 64 bytes of a version 2 header).
     pub(crate) fn decode(b: &[u8], slot: usize) -> Result<DiskHeader, HeaderError> {
-        if b.len() < Self::LEN || b[0..8] != DISK_MAGIC {
+        if b.len() < 64 || b[0..8] != DISK_MAGIC {
             return Err(HeaderError::Magic);
         }
         let version = get_u32(b, 8);
-        if version != VERSION {
-            return Err(HeaderError::Version(version));
-        }
-        if crc32fast::hash(&b[..60]) != get_u32(b, 60) {
+        let intact = match version {
+            2 => crc32fast::hash(&b[..60]) == get_u32(b, 60),
+            DISK_VERSION => b.len() >= Self::LEN && crc32fast::hash(&b[..508]) == get_u32(b, 508),
+            _ => return Err(HeaderError::Version(version)),
+        };
+        if !intact {
             return Err(HeaderError::Checksum);
         }
         let page = get_u32(b, 12);
@@ -148,10 +196,19 @@ impl DiskHeader {
         if get_u32(b, 40) != slot as u32 {
             return Err(HeaderError::Slot(get_u32(b, 40)));
         }
+        let lacks = match (version, get_u32(b, 44)) {
+            (2, _) | (_, NO_MAP) => None,
+            (_, shift) => Some(
+                ChunkMap::from_parts(shift, &b[64..64 + MAP_BYTES])
+                    .ok_or(HeaderError::Map(shift))?,
+            ),
+        };
         Ok(DiskHeader {
             data_len: get_u64(b, 16),
             seq: get_u64(b, 24),
             writer: get_u64(b, 32),
+            lacks,
+            version,
         })
     }
 }
@@ -356,19 +413,59 @@ mod tests {
 
     #[test]
     fn disk_header_round_trips_and_detects_damage() {
-        let h = DiskHeader {
-            data_len: 1 << 20,
-            seq: 7,
-            writer: 0xfeed,
-        };
-        let mut b = h.encode(1);
-        assert_eq!(DiskHeader::decode(&b, 1), Ok(h));
-        assert_eq!(DiskHeader::decode(&b, 0), Err(HeaderError::Slot(1)));
-        b[20] ^= 1;
+        let mut lacks = ChunkMap::empty(256);
+        lacks.mark(200);
+        for h in [
+            DiskHeader::new(1 << 20, 7, 0xfeed, Some(&lacks)),
+            DiskHeader::new(1 << 20, 7, 0xfeed, None),
+        ] {
+            let mut b = h.encode(1);
+            assert_eq!(DiskHeader::decode(&b, 1), Ok(h));
+            assert_eq!(DiskHeader::decode(&b, 0), Err(HeaderError::Slot(1)));
+            // The map is under the checksum too.
+            for at in [20, 70, 500] {
+                b[at] ^= 1;
+                assert_eq!(DiskHeader::decode(&b, 1), Err(HeaderError::Checksum));
+                b[at] ^= 1;
+            }
+            let mut b = h.encode(0);
+            b[0] = b'X';
+            assert_eq!(DiskHeader::decode(&b, 0), Err(HeaderError::Magic));
+        }
+    }
+
+    /// A version 2 header (64 bytes, its checksum at 60) still opens, without a map.
+    #[test]
+    fn version_2_headers_are_read_without_a_map() {
+        let mut b = [0u8; 64];
+        b[0..8].copy_from_slice(&DISK_MAGIC);
+        put_u32(&mut b, 8, 2);
+        put_u32(&mut b, 12, PAGE as u32);
+        put_u64(&mut b, 16, 1 << 20);
+        put_u64(&mut b, 24, 9);
+        put_u64(&mut b, 32, 0xbeef);
+        put_u32(&mut b, 40, 1);
+        let crc = crc32fast::hash(&b[..60]);
+        put_u32(&mut b, 60, crc);
+        let h = DiskHeader::decode(&b, 1).unwrap();
+        assert_eq!(
+            (h.data_len, h.seq, h.writer, h.lacks, h.version),
+            (1 << 20, 9, 0xbeef, None, 2)
+        );
+        b[30] ^= 1;
         assert_eq!(DiskHeader::decode(&b, 1), Err(HeaderError::Checksum));
-        let mut b = h.encode(0);
-        b[0] = b'X';
-        assert_eq!(DiskHeader::decode(&b, 0), Err(HeaderError::Magic));
+        put_u32(&mut b, 8, 4);
+        assert_eq!(DiskHeader::decode(&b, 1), Err(HeaderError::Version(4)));
+    }
+
+    /// An intact header whose map shift is impossible is refused, not trusted.
+    #[test]
+    fn a_crafted_map_shift_is_refused() {
+        let mut b = DiskHeader::new(1 << 20, 1, 1, Some(&ChunkMap::empty(256))).encode(0);
+        put_u32(&mut b, 44, 64);
+        let crc = crc32fast::hash(&b[..508]);
+        put_u32(&mut b, 508, crc);
+        assert_eq!(DiskHeader::decode(&b, 0), Err(HeaderError::Map(64)));
     }
 
     /// The slots alternate by extent, never overlap, and fit in the file.

@@ -203,15 +203,21 @@ impl RioCache {
         for (first, bytes) in batch.runs() {
             crate::checkpoint::write_pages(disk, &path, slot, first, bytes)?;
         }
-        let header = DiskHeader {
-            data_len: new_len,
-            seq,
-            writer: inner.image_id,
-        };
+        // The other slot lacks the edited pages too (the new ones are zero in both).
+        let lacks = inner
+            .lacks
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map(|l| crate::checkpoint::batch_lacks(&l, &batch, new_len));
+        let header = DiskHeader::new(new_len, seq, inner.image_id, lacks.as_ref());
         disk.write_all_at(&header.encode(slot), META_AT[slot])
             .and_then(|()| disk.sync_data())
             .context(|| format!("write {}", path.display()))?;
         crash_point!("rio.grow.installed");
+        *inner
+            .lacks
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = lacks;
         crate::checkpoint::clear_journal(j, jp)?;
         crash_point!("rio.grow.journal_cleared");
         *inner

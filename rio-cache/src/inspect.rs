@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::{self, MemHeader, VERSION};
+use crate::format::{self, MemHeader};
 use crate::journal::{self, Journal};
 use crate::open::read_disk_header;
 use crate::start::{judge_image, Verdict};
@@ -39,7 +39,7 @@ use crate::ColdReason;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DiskInfo {
-    /// The format version (the one this build reads: others are refused).
+    /// The format version of the current slot's header (2 or 3; others are refused).
     pub version: u32,
     /// Bytes of cached data.
     pub data_len: u64,
@@ -50,6 +50,11 @@ pub struct DiskInfo {
     pub writer: u64,
     /// Which of the disk image's two slots holds that checkpoint (0 or 1).
     pub slot: usize,
+    /// Bytes on which the other slot may differ from this one, by this slot's header
+    /// and the intent record: what the first checkpoint after a cold start copies
+    /// besides its own pages. `None`: anywhere (a version 2 header without a map, or a
+    /// damaged intent record), and that checkpoint rewrites the whole slot.
+    pub other_slot_may_differ: Option<u64>,
 }
 
 /// What the journal beside the disk image holds.
@@ -202,7 +207,14 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
             },
         });
     }
-    let (h, slot) = read_disk_header(&disk, path, file_len)?;
+    let (h, slot, other_seq) = read_disk_header(&disk, path, file_len)?;
+    let pages = h.data_len / crate::sys::PAGE as u64;
+    let other_slot_may_differ = crate::lacks::cold_differs(
+        h.lacks.as_ref(),
+        &crate::open::read_intent(&disk, path)?,
+        |s| if s == slot { h.seq } else { other_seq },
+    )
+    .map(|m| m.runs(pages).map(|r| r.end - r.start).sum::<u64>() * crate::sys::PAGE as u64);
     let mut grow = None;
 
     let journal_path = crate::journal_path(path);
@@ -331,11 +343,12 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
         grow,
         modified: meta.modified().ok(),
         disk: DiskInfo {
-            version: VERSION,
+            version: h.version,
             data_len: h.data_len,
             seq: h.seq,
             writer: h.writer,
             slot,
+            other_slot_may_differ,
         },
         journal_path,
         journal,

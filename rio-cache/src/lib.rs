@@ -140,6 +140,7 @@ mod grow;
 mod images;
 pub mod inspect;
 mod journal;
+mod lacks;
 mod locks;
 mod naming;
 mod open;
@@ -180,7 +181,8 @@ mod mutant {
 /// `grow-extend-no-sync`, `copy-without-cow`, `publish-before-preserve`,
 /// `gate-by-address`, `no-deadlock-detection`, `upgrade-never-waits`,
 /// `line-ignores-block`, `block-ignores-lines`, `differs-forgets-batch`,
-/// `cold-differs-none`).
+/// `cold-differs-none`, `lacks-none`, `install-lacks-none`, `intent-none`,
+/// `intent-no-sync`).
 pub const MUTANT_ENV: &str = "RIO_MUTANT";
 
 pub use cache::{RioCache, Stats};

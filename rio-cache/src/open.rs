@@ -14,9 +14,10 @@ use crate::cache::{kick_pages, RioCache};
 use crate::disk_io::{DiskFile, Target, WriteLog};
 use crate::error::{Error, IoContext, Result};
 use crate::faults::{Faults, IoFile, IoOp};
-use crate::format::{self, DiskHeader, HeaderError, MemHeader, MEM_READY, VERSION};
+use crate::format::{self, DiskHeader, HeaderError, MemHeader, DISK_VERSION, MEM_READY};
 use crate::gate::Gate;
 use crate::journal::{self, Journal};
+use crate::lacks::{cold_differs, ChunkMap, Intent, IntentRecord, INTENT_AT, INTENT_LEN};
 use crate::naming::{image_path, journal_path};
 use crate::options::{RioOptions, Writeback};
 use crate::protection::{map_data, resolve_protection, ActiveProtection, KeyGuard};
@@ -47,7 +48,7 @@ pub fn existing_size(path: impl AsRef<Path>) -> Result<Option<u64>> {
     if len == 0 {
         return Ok(None);
     }
-    let (h, _) = read_disk_header(&f, path, len)?;
+    let (h, _, _) = read_disk_header(&f, path, len)?;
     // A journal that cannot be read is reported by the open; the header's size stands.
     let jpath = journal_path(path);
     if let Ok(Journal::Committed(b)) = File::open(&jpath).map_or(Ok(Journal::Empty), |j| {
@@ -127,15 +128,19 @@ impl RioCache {
             .context(|| format!("stat {}", path.display()))?
             .len();
         let fresh = disk_len == 0;
-        let mut disk_header = DiskHeader {
-            data_len: opts.size,
-            seq: 0,
-            writer: 0,
-        };
+        // A new file: both slots are zero, so the other slot lacks nothing.
+        let mut disk_header = DiskHeader::new(
+            opts.size,
+            0,
+            0,
+            Some(&ChunkMap::empty(opts.size / PAGE as u64)),
+        );
         // The slot that holds the disk image's checkpoint (a new file starts in slot 0).
         let mut disk_slot = 0;
+        // The checkpoint the other slot's header names (0: none yet).
+        let mut other_seq = 0;
         if !fresh {
-            (disk_header, disk_slot) = read_disk_header(&disk, path, disk_len)
+            (disk_header, disk_slot, other_seq) = read_disk_header(&disk, path, disk_len)
                 .map_err(|e| note_intact_image(e, &disk, path, &cache_dir))?;
         }
         let mut disk_seq = disk_header.seq;
@@ -260,9 +265,8 @@ impl RioCache {
         let disk = DiskFile::new(disk, Target::Disk, log.clone(), faults.clone());
         if fresh {
             let h = DiskHeader {
-                data_len: opts.size,
-                seq: 0,
                 writer: header.id,
+                ..disk_header
             };
             let init = disk
                 .write_all_at(&h.encode(0), format::META_AT[0])
@@ -322,8 +326,20 @@ impl RioCache {
                 .context(|| format!("truncate {}", jpath.display()))?,
             Journal::Torn => crate::checkpoint::clear_journal(&journal, &jpath)?,
             Journal::Committed(batch) => {
-                crate::checkpoint::install(&disk, path, &batch, opts.size, disk_slot, true)?;
+                let lacks = disk_header
+                    .lacks
+                    .map(|l| crate::checkpoint::batch_lacks(&l, &batch, opts.size));
+                crate::checkpoint::install(
+                    &disk,
+                    path,
+                    &batch,
+                    opts.size,
+                    disk_slot,
+                    lacks.as_ref(),
+                    true,
+                )?;
                 crate::checkpoint::clear_journal(&journal, &jpath)?;
+                disk_header.lacks = lacks;
                 disk_seq = batch.seq();
                 installed = 1;
             }
@@ -343,16 +359,32 @@ impl RioCache {
                 disk_slot,
                 faults,
             )?;
-            // Where the other slot differs from this one is not known (a checkpoint
-            // into it may have been cut off by the power loss that made this start
-            // cold): every page, so the next checkpoint writes the whole slot. (The
-            // `cold-differs-none` mutant trusts the other slot as it stands.)
-            let mark = u8::from(!crate::mutant::is("cold-differs-none"));
+            // Where the other slot may differ from this one: where the current slot's
+            // header says, and where the intent record says a checkpoint into the other
+            // slot, perhaps cut off by the power loss that made this start cold, wrote;
+            // every page if either is not known. (The `cold-differs-none` mutant trusts
+            // the other slot as it stands.)
+            let differs = cold_differs(
+                disk_header.lacks.as_ref(),
+                &read_intent(disk.file(), path)?,
+                |slot| {
+                    if slot == disk_slot {
+                        disk_header.seq
+                    } else {
+                        other_seq
+                    }
+                },
+            );
+            let mut marks = vec![u8::from(differs.is_none()); pages];
+            for r in differs.iter().flat_map(|m| m.runs(pages as u64)) {
+                marks[r.start as usize..r.end as usize].fill(1);
+            }
+            if crate::mutant::is("cold-differs-none") {
+                marks.fill(0);
+            }
             faults
                 .check(IoOp::Write, IoFile::Image)
-                .and_then(|()| {
-                    image.write_all_at(&vec![mark; pages], MemHeader::differs_at(pages as u64))
-                })
+                .and_then(|()| image.write_all_at(&marks, MemHeader::differs_at(pages as u64)))
                 .context(|| format!("write {}", ipath.display()))?;
         }
         faults
@@ -407,6 +439,7 @@ impl RioCache {
             gate: Gate::default(),
             disk_seq: Mutex::new(disk_seq),
             disk_slot: std::sync::atomic::AtomicUsize::new(disk_slot),
+            lacks: Mutex::new(disk_header.lacks),
             image_id: header.id,
             dirty_pages: AtomicU64::new(0),
             dirty_side: std::sync::atomic::AtomicUsize::new(0),
@@ -421,6 +454,7 @@ impl RioCache {
             checkpoints: AtomicU64::new(installed),
             pages_written: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
+            intents: AtomicU64::new(0),
             last_checkpoint_ns: AtomicU64::new(u64::MAX),
             reprotect_failures: AtomicU64::new(0),
             fenced: AtomicBool::new(false),
@@ -520,7 +554,11 @@ pub(crate) fn note_intact_image(err: Error, disk: &File, path: &Path, cache_dir:
 /// header is 64 bytes inside one sector, written whole or not at all, so one that fails
 /// its checksum was damaged, not torn, and the open refuses rather than fall back to the
 /// other slot's older checkpoint.
-pub(crate) fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<(DiskHeader, usize)> {
+pub(crate) fn read_disk_header(
+    disk: &File,
+    path: &Path,
+    len: u64,
+) -> Result<(DiskHeader, usize, u64)> {
     let not_ours = |reason: &str| Error::NotRioCache {
         path: path.to_owned(),
         reason: reason.to_owned(),
@@ -529,7 +567,7 @@ pub(crate) fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<(Di
         path: path.to_owned(),
         reason,
     };
-    if len < DiskHeader::LEN as u64 {
+    if len < 64 {
         return Err(not_ours("shorter than a header"));
     }
     let mut b = [0u8; format::META_AT[1] as usize + DiskHeader::LEN];
@@ -544,8 +582,11 @@ pub(crate) fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<(Di
             HeaderError::Version(found) => Error::IncompatibleVersion {
                 path: path.to_owned(),
                 found,
-                supported: VERSION,
+                supported: DISK_VERSION,
             },
+            HeaderError::Map(shift) => {
+                corrupt(format!("slot {slot}'s header has map shift {shift}"))
+            }
             HeaderError::Checksum => corrupt(format!("slot {slot}'s header checksum mismatch")),
             HeaderError::PageSize(p) => corrupt(format!("page size {p}")),
             HeaderError::Slot(s) => corrupt(format!("slot {s}'s header at slot {slot}'s place")),
@@ -572,17 +613,32 @@ pub(crate) fn read_disk_header(disk: &File, path: &Path, len: u64) -> Result<(Di
         other => other?,
     };
     if !second_written {
-        return Ok((first, 0)); // slot 1 not written yet
+        return Ok((first, 0, 0)); // slot 1 not written yet
     }
     let second = header(1)?;
     match first.seq.cmp(&second.seq) {
-        std::cmp::Ordering::Greater => Ok((first, 0)),
-        std::cmp::Ordering::Less => Ok((second, 1)),
+        std::cmp::Ordering::Greater => Ok((first, 0, second.seq)),
+        std::cmp::Ordering::Less => Ok((second, 1, first.seq)),
         std::cmp::Ordering::Equal => Err(corrupt(format!(
             "both slots claim checkpoint {}",
             first.seq
         ))),
     }
+}
+
+/// The disk image's intent record (`lacks`). A file too short to hold it holds none.
+pub(crate) fn read_intent(disk: &impl FileExt, path: &Path) -> Result<IntentRecord> {
+    let mut b = [0u8; INTENT_LEN];
+    let mut n = 0;
+    while n < b.len() {
+        match disk.read_at(&mut b[n..], INTENT_AT + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).context(|| format!("read {}", path.display())),
+        }
+    }
+    Ok(Intent::decode(&b[..n]))
 }
 
 /// Validates the `len`-byte disk image, whose size once its journal is dealt with is

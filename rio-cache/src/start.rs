@@ -119,8 +119,9 @@ pub(crate) fn judge_image(
         }
         Err(HeaderError::Checksum) => return Ok(damaged("header checksum mismatch".into())),
         Err(HeaderError::PageSize(p)) => return Ok(damaged(format!("page size {p}"))),
-        // A memory image's header has no slot; the decoder never says this.
+        // A memory image's header has no slot nor map; the decoder never says these.
         Err(HeaderError::Slot(s)) => return Ok(damaged(format!("slot {s}"))),
+        Err(HeaderError::Map(s)) => return Ok(damaged(format!("map shift {s}"))),
     };
     match format::get_u32(&b, MemHeader::READY_AT) {
         0 => return Ok(Verdict::Cold(ColdReason::Incomplete)),

@@ -45,6 +45,9 @@ pub(crate) struct Inner {
     /// The disk image's slot that holds that checkpoint (0 or 1; the next checkpoint
     /// goes to the other). Changed only under the `disk_seq` lock.
     pub(crate) disk_slot: std::sync::atomic::AtomicUsize,
+    /// The map in that slot's header: where the other slot may differ from it (`None`:
+    /// anywhere; see `lacks`). Changed only under the `disk_seq` lock.
+    pub(crate) lacks: Mutex<Option<crate::lacks::ChunkMap>>,
     /// This memory image's id, recorded as the writer of every checkpoint it installs.
     pub(crate) image_id: u64,
     pub(crate) dirty_pages: AtomicU64,
@@ -65,6 +68,8 @@ pub(crate) struct Inner {
     pub(crate) checkpoints: AtomicU64,
     pub(crate) pages_written: AtomicU64,
     pub(crate) bytes_written: AtomicU64,
+    /// Intent records written (see `Stats::intents_written`).
+    pub(crate) intents: AtomicU64,
     pub(crate) last_checkpoint_ns: AtomicU64,
     pub(crate) reprotect_failures: AtomicU64,
     /// Only group checkpoints may write the cache back (see `group`).
@@ -119,6 +124,14 @@ impl Inner {
     /// The map of pages a checkpoint has taken into its snapshot and not yet installed.
     pub(crate) fn inflight_map(&self) -> &[std::sync::atomic::AtomicU8] {
         self.page_map(1 - self.dirty_side.load(Ordering::Relaxed))
+    }
+
+    /// The map in the current slot's header (see `Inner::lacks`, the field).
+    pub(crate) fn lacks(&self) -> Option<crate::lacks::ChunkMap> {
+        *self
+            .lacks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The map of pages on which the disk image's two slots may differ: a checkpoint

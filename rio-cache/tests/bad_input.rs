@@ -77,11 +77,11 @@ fn read_at(path: &Path, at: u64, len: usize) -> Vec<u8> {
     b
 }
 
-/// Rewrites the disk header's CRC (bytes 60..64 over 0..60) after a patch.
-/// Rewrites the CRC of the slot header at `at` (bytes 60..64 over 0..60).
+/// Rewrites the CRC of the slot header at `at` (bytes 508..512 over 0..508) after a
+/// patch.
 fn fix_disk_crc(path: &Path, at: u64) {
-    let h = read_at(path, at, 60);
-    patch(path, at + 60, &crc32fast::hash(&h).to_le_bytes());
+    let h = read_at(path, at, 508);
+    patch(path, at + 508, &crc32fast::hash(&h).to_le_bytes());
 }
 
 /// Rewrites the memory image header's CRC (bytes 120..124 over 0..120).
@@ -142,6 +142,61 @@ fn wrong_magic_is_not_a_rio_cache() {
     });
 }
 
+/// Rewrites the slot header at `at` as version 2 wrote it: 64 bytes, its CRC at 60 over
+/// 0..60, no map, the rest of the sector zero.
+fn downgrade_header(path: &Path, at: u64) {
+    let mut h = read_at(path, at, 512);
+    h[8..12].copy_from_slice(&2u32.to_le_bytes());
+    h[44..].fill(0);
+    let crc = crc32fast::hash(&h[..60]);
+    h[60..64].copy_from_slice(&crc.to_le_bytes());
+    patch(path, at, &h);
+}
+
+/// A disk image of version 2 (slot headers without a map, no intent record) opens; as a
+/// cold start cannot tell where its slots differ, the first checkpoint rewrites the
+/// whole other slot, and writes a version 3 header.
+#[test]
+fn version_2_files_open_and_their_next_checkpoint_makes_them_version_3() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    // A second checkpoint, so that both slots hold one (each by a header of its own).
+    let cache = RioCache::open(disk_path(dir), &o(dir).checkpoint_on_close(false)).unwrap();
+    cache.checkpoint().unwrap();
+    drop(cache);
+    for at in [0, SLOT1_AT] {
+        downgrade_header(&disk_path(dir), at);
+    }
+    patch(&disk_path(dir), 1024, &[0; 512]);
+    std::fs::remove_file(&image).unwrap();
+    let info = rio_cache::inspect::inspect(&disk_path(dir), &dir.join("shm")).unwrap();
+    assert_eq!(
+        (info.disk.version, info.disk.other_slot_may_differ),
+        (2, None)
+    );
+
+    let o = o(dir).checkpoint_on_close(false);
+    let mut cache = RioCache::open(disk_path(dir), &o).unwrap();
+    assert_eq!(cache.start_kind(), StartKind::Cold(ColdReason::NoImage));
+    assert!(cache.as_slice().unwrap() == pattern(2, SIZE as usize));
+    cache.window(0, 3).unwrap().copy_from_slice(b"new");
+    cache.checkpoint().unwrap();
+    let s = cache.stats();
+    // Every page (one changed, the rest copied) and the header; no intent.
+    assert_eq!(s.bytes_written, SIZE + 512, "{s:?}");
+    drop(cache);
+    let info = rio_cache::inspect::inspect(&disk_path(dir), &dir.join("shm")).unwrap();
+    assert_eq!(info.disk.version, 3);
+    assert_eq!(info.disk.other_slot_may_differ, Some(PAGE));
+    std::fs::remove_file(&image).unwrap();
+    let cache = RioCache::open(disk_path(dir), &o).unwrap();
+    let mut want = pattern(2, SIZE as usize);
+    want[..3].copy_from_slice(b"new");
+    assert!(cache.as_slice().unwrap() == want);
+}
+
 #[test]
 fn newer_version_is_incompatible() {
     let _serial = common::serial();
@@ -150,19 +205,19 @@ fn newer_version_is_incompatible() {
     let image = setup(dir);
     // In either slot's header: the open refuses before it picks one.
     for at in [0, SLOT1_AT] {
-        patch(&disk_path(dir), at + 8, &3u32.to_le_bytes());
+        patch(&disk_path(dir), at + 8, &4u32.to_le_bytes());
         fix_disk_crc(&disk_path(dir), at);
         refused(dir, &image, &o(dir), |e| {
             matches!(
                 e,
                 Error::IncompatibleVersion {
-                    found: 3,
-                    supported: 2,
+                    found: 4,
+                    supported: 3,
                     ..
                 }
             )
         });
-        patch(&disk_path(dir), at + 8, &2u32.to_le_bytes());
+        patch(&disk_path(dir), at + 8, &3u32.to_le_bytes());
         fix_disk_crc(&disk_path(dir), at);
     }
 }
@@ -835,9 +890,11 @@ fn every_disk_header_byte() {
         } else {
             (StartKind::Cold(ColdReason::NoImage), 1)
         };
-        // Both slots' 64-byte headers (slot 0's holds checkpoint 0, slot 1's the
+        // The fields of both slots' headers (slot 0's holds checkpoint 0, slot 1's the
         // current one: a damaged header is refused either way, not passed over), then a
-        // sample of the reserved rest of the header page.
+        // sample of the rest of the header page: the headers' maps (under their
+        // checksums), the intent record (damaged, it only makes a cold start rewrite
+        // every page of the other slot) and the reserved rest.
         for at in (0..64)
             .chain(SLOT1_AT..SLOT1_AT + 64)
             .chain((64..PAGE).step_by(67))
@@ -851,11 +908,13 @@ fn every_disk_header_byte() {
                 b[0] ^= flip;
                 patch(&disk_path(dir), at, &b);
                 let want = match at {
+                    // Version 3 ^ 1 is version 2, whose checksum is elsewhere.
+                    8 | 520 if flip == 0x01 => Expect::Corrupt,
                     8..12 | 520..524 => Expect::IncompatibleVersion,
                     // Magics (slot 0's beside an intact slot 1 header: a damaged disk
                     // image, not someone else's file); page size, data_len, seq, writer,
-                    // slot, reserved, crc: the CRC catches it
-                    0..8 | 12..64 | 512..520 | 524..576 => Expect::Corrupt,
+                    // slot, map shift, map, crc: the CRC catches it
+                    0..8 | 12..512 | 512..520 | 524..1024 => Expect::Corrupt,
                     _ => Expect::Opens(start, gen),
                 };
                 let case = format!("disk byte {at} ^ {flip:#x}, warm {warm}");

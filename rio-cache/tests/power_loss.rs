@@ -233,8 +233,9 @@ fn cold_start_equals_the_last_checkpoint() {
 
 /// The crash points of a checkpoint into the other slot, in order; the ambiguous one is
 /// its header written but not yet synced.
-const SLOT_POINTS: [&str; 7] = [
+const SLOT_POINTS: [&str; 8] = [
     "rio.checkpoint.copying",
+    "rio.checkpoint.intent_synced",
     "rio.checkpoint.slot_partial",
     "rio.checkpoint.staged",
     "rio.checkpoint.slot_written",
@@ -318,11 +319,12 @@ fn killed_at_every_checkpoint_step_then_power_loss() {
 }
 
 /// A checkpoint into the other slot cut off by power loss leaves that slot part old,
-/// part new, under its old header. The cold start that follows cannot know which pages
-/// the dead checkpoint wrote, so its next checkpoint rewrites the whole slot: a later
-/// checkpoint that changes one page must not bring back the dead one's pages.
+/// part new, under its old header. The cold start that follows marks as differing what
+/// the current header's map names (here checkpoint 1's: every page), so its next
+/// checkpoint rewrites those pages: a later checkpoint that changes one page must not
+/// bring back the dead one's pages.
 #[test]
-fn a_checkpoint_after_a_cold_start_rewrites_the_whole_other_slot() {
+fn a_checkpoint_after_a_cold_start_rewrites_what_the_other_slot_lacks() {
     let _serial = common::serial();
     if !crash_points_or_skip() {
         return;
@@ -346,6 +348,124 @@ fn a_checkpoint_after_a_cold_start_rewrites_the_whole_other_slot() {
     assert!(
         data == want,
         "the slot the dead checkpoint wrote into was taken as it stood"
+    );
+}
+
+/// Checkpoint 2 (the new state, into slot 0) on disk, the memory image gone with the
+/// power: slot 0's header says slot 1 lacks pages 1, 5, 6 and 12.
+fn setup_two_checkpoints(dir: &Path) {
+    setup(dir);
+    let cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    cache.checkpoint().unwrap();
+    assert_eq!(cache.stats().disk_seq, 2);
+    drop(cache);
+    power::cut(disk_path(dir), &o(dir), Plan::DropAll).unwrap();
+}
+
+/// `state` with `what` written at the start of page `page`.
+fn with(mut state: Vec<u8>, page: u64, what: &[u8]) -> Vec<u8> {
+    let at = (page * PAGE) as usize;
+    state[at..at + what.len()].copy_from_slice(what);
+    state
+}
+
+/// After a clean cold start, the first checkpoint writes its own pages and copies only
+/// the pages the current header names (the last checkpoint's), not the whole slot; the
+/// disk then holds exactly the new checkpoint. A header that forgot its checkpoint's
+/// pages (mutant `lacks-none`) leaves the other slot stale there.
+#[test]
+fn a_cold_start_copies_only_the_pages_the_header_names() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    setup_two_checkpoints(dir);
+    let mut cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    assert_eq!(cache.start_kind(), StartKind::Cold(ColdReason::NoImage));
+    cache.window(3 * PAGE, 4).unwrap().copy_from_slice(b"page");
+    cache.checkpoint().unwrap();
+    let s = cache.stats();
+    // Page 3, then pages 1, 5, 6 and 12 copied from slot 0, then the header; page 3
+    // is not where slot 0's header says the slots differ: an intent first.
+    assert_eq!(s.intents_written, 1);
+    assert_eq!(s.bytes_written, 5 * PAGE + 512 + 512, "{s:?}");
+    drop(cache);
+    let (data, seq) = cold_start(dir);
+    assert_eq!(seq, 3);
+    assert!(data == with(new_state(), 3, b"page"), "slot 1 is stale");
+}
+
+/// A checkpoint cut off by power loss after it wrote pages the current header does not
+/// name: its intent record, synced before them, makes the cold start rewrite them. Every
+/// cut keeps checkpoint 2; the checkpoint after it must leave no page of the dead one
+/// behind (mutants `intent-none` and `intent-no-sync`).
+#[test]
+fn a_checkpoint_cut_off_by_power_loss_is_rewritten_where_its_intent_says() {
+    let _serial = common::serial();
+    if !crash_points_or_skip() {
+        return;
+    }
+    let t = TestDir::new();
+    let dir = t.path();
+    setup_two_checkpoints(dir);
+    // Pages 8 and 9 are not among checkpoint 2's: the dead checkpoint writes them into
+    // slot 1 (and copies 1, 5, 6 and 12), then dies before the fsync.
+    {
+        let mut cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+        cache.window(8 * PAGE, 4).unwrap().copy_from_slice(b"dead");
+        cache.window(9 * PAGE, 4).unwrap().copy_from_slice(b"dead");
+        drop(cache);
+    }
+    kill_at(dir, "rio.checkpoint.slot_written");
+    let crashed = save(dir);
+    for plan in plans() {
+        restore(dir, &crashed);
+        let (data, seq) = cut_and_open(dir, plan, "the dead checkpoint");
+        assert!(
+            data == new_state() && seq == 2,
+            "{plan:?}: not checkpoint 2"
+        );
+        let mut cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+        cache.window(3 * PAGE, 4).unwrap().copy_from_slice(b"next");
+        cache.checkpoint().unwrap();
+        drop(cache);
+        let (data, seq) = cold_start(dir);
+        assert_eq!(seq, 3, "{plan:?}");
+        assert!(
+            data == with(new_state(), 3, b"next"),
+            "{plan:?}: a page the dead checkpoint wrote came back"
+        );
+    }
+}
+
+/// A group checkpoint installs its pages in place into the current slot; its header's
+/// map adds them (mutant `install-lacks-none`), so the checkpoint after a cold start
+/// copies them into the other slot.
+#[test]
+fn an_install_in_place_adds_its_pages_to_the_header_map() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    setup_two_checkpoints(dir);
+    {
+        let mut cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+        cache.window(3 * PAGE, 5).unwrap().copy_from_slice(b"group");
+        drop(cache);
+    }
+    let status = common::run_child("group", dir, "", &[]);
+    assert!(status.success(), "group checkpoint: {status:?}");
+    let (data, seq) = cold_start(dir);
+    assert_eq!(seq, 3);
+    let want = with(new_state(), 3, b"group");
+    assert!(data == want);
+    let mut cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+    cache.window(9 * PAGE, 4).unwrap().copy_from_slice(b"last");
+    cache.checkpoint().unwrap();
+    drop(cache);
+    let (data, seq) = cold_start(dir);
+    assert_eq!(seq, 4);
+    assert!(
+        data == with(want, 9, b"last"),
+        "the installed page is stale in the other slot"
     );
 }
 
@@ -506,9 +626,10 @@ fn killed_during_a_cold_load() {
 }
 
 /// The recorded writes and syncs, one token each: `J`/`D` for the journal or disk
-/// image, `h` a write of a slot's header (64 bytes at byte 0 or 512 of the disk image,
-/// or the journal's header at 0), `w` a write elsewhere, `s` a sync. Consecutive page
-/// writes to the disk image collapse into one `Dw+`.
+/// image, `h` a write of a slot's header (512 bytes at byte 0 or 512 of the disk image,
+/// or the journal's header at 0), `Di` the disk image's intent record (at 1024), `w` a
+/// write elsewhere, `s` a sync. Consecutive page writes to the disk image collapse into
+/// one `Dw+`.
 fn protocol(events: &[IoEvent]) -> String {
     let mut out: Vec<String> = Vec::new();
     for e in events {
@@ -517,8 +638,12 @@ fn protocol(events: &[IoEvent]) -> String {
             IoKind::Write { offset: 0, .. } => format!("{f}h"),
             IoKind::Write {
                 offset: 512,
-                len: 64,
+                len: 512,
             } if e.target == Target::Disk => "Dh".into(),
+            IoKind::Write {
+                offset: 1024,
+                len: 512,
+            } if e.target == Target::Disk => "Di".into(),
             IoKind::Write { .. } => format!("{f}w"),
             IoKind::Resize { .. } => format!("{f}r"),
             IoKind::Sync => format!("{f}s"),
@@ -534,7 +659,8 @@ fn protocol(events: &[IoEvent]) -> String {
 
 /// The order of writes and syncs is the protocol of docs/rio-cache.md ("Checkpoints"):
 /// a checkpoint writes its pages into the other slot, fsyncs, writes that slot's
-/// header, fsyncs, and never touches the journal. A group member's checkpoint writes
+/// header, fsyncs, and never touches the journal; before its pages, if the current
+/// header's map does not name them all, its intent record, fsynced. A group member's checkpoint writes
 /// its journal body, fsync, the sealed commit record, fsync; then (decided) its pages
 /// and header in place, fsync of the disk image, journal header zeroed, fsync. A
 /// recovery installs the same way. A missing or moved fsync changes the string.
@@ -551,16 +677,38 @@ fn checkpoint_and_recovery_follow_the_documented_fsync_order() {
     drop(cache);
     let events = power::recorded(disk_path(dir), &o(dir)).unwrap();
     let events = &events[before..];
+    // Checkpoint 1 wrote every page: its header says the other slot may differ on
+    // every page, so this checkpoint needs no intent.
     assert_eq!(protocol(events), "Dw+ Ds Dh Ds", "checkpoint: {events:?}");
     // The slots alternate: checkpoint 1 went to slot 1 (its header at byte 512),
     // this one, checkpoint 2, to slot 0 (at byte 0).
     assert!(
         matches!(
             events[events.len() - 2].kind,
-            IoKind::Write { offset: 0, len: 64 }
+            IoKind::Write {
+                offset: 0,
+                len: 512
+            }
         ),
         "{events:?}"
     );
+
+    // Checkpoint 2 wrote pages 1, 5, 6 and 12: a checkpoint of page 3 writes its intent
+    // first; one of page 3 again does not (checkpoint 3's header names it).
+    for (n, want) in [(3, "Di Ds Dw+ Ds Dh Ds"), (4, "Dw+ Ds Dh Ds")] {
+        let mut cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+        let before = power::recorded(disk_path(dir), &o(dir)).unwrap().len();
+        cache
+            .window(3 * PAGE, 1)
+            .unwrap()
+            .copy_from_slice(&[n as u8]);
+        cache.checkpoint().unwrap();
+        assert_eq!(cache.stats().intents_written, u64::from(n == 3));
+        drop(cache);
+        let events = power::recorded(disk_path(dir), &o(dir)).unwrap();
+        let events = &events[before..];
+        assert_eq!(protocol(events), want, "checkpoint {n}: {events:?}");
+    }
 
     // A group member's checkpoint.
     let before = power::recorded(disk_path(dir), &o(dir)).unwrap().len();

@@ -292,6 +292,18 @@ pub fn info(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
     );
     let _ = writeln!(
         t,
+        "other slot    {}",
+        c.disk.other_slot_may_differ.map_or_else(
+            || "may differ anywhere: the first checkpoint after a cold start rewrites it whole"
+                .into(),
+            |b| format!(
+                "may differ on {}: the first checkpoint after a cold start copies that much",
+                human(b)
+            )
+        )
+    );
+    let _ = writeln!(
+        t,
         "journal       {}",
         journal_text(&c.journal, journal_len(c))
     );
@@ -311,7 +323,7 @@ pub fn info(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
         "grow": c.grow.map(grow_json),
         "segment": match &view { Ok(v) => view_json(v), Err(e) => json!({"error": e.to_string()}) },
         "image": {"path": c.image_path, "len": c.image_len, "synced": c.image_synced, "verdict": image_json(&c.image)},
-        "checkpoint": {"seq": c.disk.seq, "slot": c.disk.slot, "writer": c.disk.writer, "file_modified": c.modified.and_then(epoch_secs), "time_recorded": false},
+        "checkpoint": {"seq": c.disk.seq, "slot": c.disk.slot, "writer": c.disk.writer, "other_slot_may_differ": c.disk.other_slot_may_differ, "file_modified": c.modified.and_then(epoch_secs), "time_recorded": false},
         "journal": {"path": c.journal_path, "len": journal_len(c), "verdict": journal_json(&c.journal)},
         "locked_by": c.locked_by,
         "protection": {"pkeys": pkeys, "auto": auto},
@@ -526,16 +538,22 @@ fn reserved(r: &mut Report, name: &str, rest: &[u8], first: u64, header: &str) {
     }
 }
 
-/// The reserved bytes of the segment file's first page, after each of rio-cache's two
-/// 64-byte slot headers (at bytes 0 and 512; read from the file directly: they are
-/// outside the cache's data).
+/// The reserved bytes of the segment file's first page, after rio-cache's two slot
+/// headers and its intent record (one sector each, at bytes 0, 512 and 1024; read from
+/// the file directly: they are outside the cache's data). The headers' own reserved
+/// bytes are under their checksums.
 fn reserved_disk_page(r: &mut Report, path: &Path) {
     use std::os::unix::fs::FileExt;
     let mut page = vec![0u8; HEADER_PAGE as usize];
     let read = std::fs::File::open(path).and_then(|f| f.read_exact_at(&mut page, 0));
     if read.is_ok() {
-        reserved(r, "disk header page", &page[64..512], 64, "slot 0's header");
-        reserved(r, "disk header page", &page[576..], 576, "slot 1's header");
+        reserved(
+            r,
+            "disk header page",
+            &page[1536..],
+            1536,
+            "the intent record",
+        );
     }
 }
 

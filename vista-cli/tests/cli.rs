@@ -514,8 +514,8 @@ fn intact_header_claiming_an_absurd_size() {
         // A header that passes its checksum but claims `claim` bytes of data.
         let mut b = std::fs::read(&path).unwrap();
         b[16..24].copy_from_slice(&claim.to_le_bytes());
-        let crc = crc32fast::hash(&b[..60]);
-        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32fast::hash(&b[..508]);
+        b[508..512].copy_from_slice(&crc.to_le_bytes());
         std::fs::write(&path, b).unwrap();
         for cmd in ["info", "dump", "recover", "checkpoint"] {
             let r = read_only(d, &[cmd, "seg"]);
@@ -711,22 +711,22 @@ fn info_tells_what_a_clear_journal_holds() {
     );
 }
 
-/// Bytes 100..=103 of the file's first page (reserved: after rio-cache's 64-byte disk
-/// header) are read by nothing; `check` still notices them.
+/// Bytes 2000..=2003 of the file's first page (reserved: after rio-cache's slot headers
+/// and intent record) are read by nothing; `check` still notices them.
 #[test]
 fn check_covers_the_reserved_bytes_of_the_first_page() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let path = good_segment(d);
     let mut b = std::fs::read(&path).unwrap();
-    for x in &mut b[100..104] {
+    for x in &mut b[2000..2004] {
         *x ^= 0xff;
     }
     std::fs::write(&path, b).unwrap();
     let r = read_only(d, &["check", "seg"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(
-        r.stdout.contains("FAIL disk header page") && r.stdout.contains("bytes 100..=103"),
+        r.stdout.contains("FAIL disk header page") && r.stdout.contains("bytes 2000..=2003"),
         "{}",
         r.stdout
     );
