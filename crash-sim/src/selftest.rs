@@ -143,6 +143,36 @@ pub const MUTANTS: &[Mutant] = &[
         protection: "auto",
     },
     Mutant {
+        name: "lacks-none",
+        var: "RIO_MUTANT",
+        what: "rio-cache commits a checkpoint with a header that names no page the other \
+               slot lacks, so the first checkpoint after a cold start leaves that slot stale",
+        campaign: ("vista", "pages", "power", "10"),
+        threads: 1,
+        protection: "auto",
+    },
+    Mutant {
+        name: "intent-none",
+        var: "RIO_MUTANT",
+        what: "rio-cache's checkpoint writes pages into the other slot without first \
+               recording them in the intent record, so a cold start after a power cut \
+               trusts the pages it tore",
+        // The compound mode's torn-then-checkpoint scenario: about 4 s here.
+        campaign: ("vista", "pages", "compound", "40"),
+        threads: 1,
+        protection: "auto",
+    },
+    Mutant {
+        name: "intent-no-sync",
+        var: "RIO_MUTANT",
+        what: "rio-cache writes the intent record but does not fsync it before the pages it \
+               names, so a power cut can keep the pages and lose the record",
+        // Caught only by a cut that drops the record and keeps a page: about 13 s here.
+        campaign: ("vista", "pages", "compound", "40"),
+        threads: 1,
+        protection: "auto",
+    },
+    Mutant {
         name: "clean-before-copy",
         var: "RIO_MUTANT",
         what: "rio-cache's checkpoint clears a page's dirty mark before copying it and marking \

@@ -357,6 +357,7 @@ fn sigkill_at_every_crash_point(protection: &str) {
         "vista.abort.partial",
         "vista.abort.applied",
         "rio.checkpoint.staged",
+        "rio.checkpoint.intent_synced",
         "rio.checkpoint.slot_partial",
         "rio.checkpoint.slot_written",
         "rio.checkpoint.slot_synced",

@@ -181,7 +181,8 @@ impl Engine for VistaGroupEngine {
     fn crash_points(&self) -> Vec<&'static str> {
         // Every checkpoint is the group's: its journal steps are `rio.group.*`, and the
         // ordinary checkpoint's steps into the other slot are never passed.
-        const ORDINARY_ONLY: [&str; 5] = [
+        const ORDINARY_ONLY: [&str; 6] = [
+            "rio.checkpoint.intent_synced",
             "rio.checkpoint.slot_partial",
             "rio.checkpoint.slot_written",
             "rio.checkpoint.slot_synced",

@@ -11,6 +11,13 @@
 //! - `torn-then-kill-recovery`: killed while a checkpoint's journal or install writes are
 //!   unsynced, power cut (tearing them); the recovery is killed at a random step. A clean
 //!   recovery must then give exactly what one clean recovery after the cut gives.
+//! - `torn-then-checkpoint`: killed while a checkpoint's writes into the other slot are
+//!   unsynced, power cut (keeping, tearing or dropping them); the next worker starts
+//!   cold, commits a little and closes (a checkpoint into that same slot), and the power
+//!   is cut again. The cold start must be that worker's state after its committed
+//!   operations: its checkpoint must have rewritten every page the dead one may have
+//!   left in the slot (the intent record, `docs/rio-cache.md`, "Why the other slot ends
+//!   up whole").
 //! - `stale-image`: one segment, two cache directories. An image loaded from the first
 //!   directory's checkpoint commits but never checkpoints; the first directory's image
 //!   then commits and checkpoints. Opening with the second directory must start cold,
@@ -38,10 +45,11 @@ use crate::workloads::{plan, Workload};
 const OPS: u64 = 40;
 
 /// Every scenario, in the order a round runs them.
-pub const SCENARIOS: [&str; 4] = [
+pub const SCENARIOS: [&str; 5] = [
     "kill-checkpoint-warm-power",
     "power-recovery-power",
     "torn-then-kill-recovery",
+    "torn-then-checkpoint",
     "stale-image",
 ];
 
@@ -75,6 +83,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
                 "kill-checkpoint-warm-power" => kill_checkpoint_warm_power(ctx, &mut rng)?,
                 "power-recovery-power" => power_recovery_power(ctx, &mut rng, false)?,
                 "torn-then-kill-recovery" => power_recovery_power(ctx, &mut rng, true)?,
+                "torn-then-checkpoint" => torn_then_checkpoint(ctx, &mut rng)?,
                 _ => stale_image(ctx, &mut rng)?,
             };
             ctx.report.cycles += 1;
@@ -287,6 +296,77 @@ fn power_recovery_power(ctx: &mut Ctx, rng: &mut SmallRng, torn: bool) -> Result
             first_difference(&s, &reference)
         )),
         Err(e) => Err(format!("{what}: {e}")),
+    })
+}
+
+fn torn_then_checkpoint(ctx: &mut Ctx, rng: &mut SmallRng) -> Result<Verdict> {
+    let wl = ctx.cfg.workload.build();
+    let engine = ctx.engine("compound-e", ctx.cfg.protection, true);
+    let initial = ctx.workload.initial();
+    engine.reset(&initial)?;
+    // Steps after some of the checkpoint's pages were written into the other slot,
+    // before they are synced.
+    let points: Vec<&'static str> = checkpoint_points(&*engine)
+        .into_iter()
+        .filter(|p| ["rio.checkpoint.slot_partial", "rio.checkpoint.slot_written"].contains(p))
+        .collect();
+    let point = points[rng.gen_range(0..points.len())];
+    let hit = rng.gen_range(1..=3u64);
+    let seed_a = rng.gen();
+    let a = match killed(ctx, &job(&*engine, &*wl, seed_a, OPS, Some((point, hit))))? {
+        Ok(o) => o,
+        Err(e) => return Ok(Err(format!("killed at {point}:{hit}: {e}"))),
+    };
+    engine.power_fail(rng.gen())?;
+    let e = Expectation {
+        engine: &*engine,
+        workload: &*ctx.workload,
+        model: CrashModel::Power,
+        base: &initial,
+        seed: seed_a,
+        ops: OPS,
+        acked: a.acked,
+    };
+    let reference = match clean_state(&*engine)? {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(format!("killed at {point}:{hit}, power loss: {e}"))),
+    };
+    if let Err(msg) = verify(&e, &reference) {
+        return Ok(Err(format!("killed at {point}:{hit}, power loss: {msg}")));
+    }
+    // A cold start, a few operations, and the close's checkpoint into the torn slot.
+    let (seed_b, ops_b) = (rng.gen(), 4);
+    let (exit, b) = run_to_end(&job(&*engine, &*wl, seed_b, ops_b, None))?;
+    if exit != Exit::Code(0) || b.error.is_some() {
+        return Ok(Err(format!(
+            "killed at {point}:{hit}, power loss: the next worker failed: {} ({exit})",
+            b.error.unwrap_or_default()
+        )));
+    }
+    if b.state.as_ref() != Some(&reference) {
+        return Ok(Err(format!(
+            "killed at {point}:{hit}, power loss: the next worker recovered other bytes \
+             than a clean open"
+        )));
+    }
+    engine.power_fail(rng.gen())?;
+    let e = Expectation {
+        engine: &*engine,
+        workload: &*ctx.workload,
+        model: CrashModel::Power,
+        base: &reference,
+        seed: seed_b,
+        ops: ops_b,
+        acked: b.acked,
+    };
+    Ok(match clean_state(&*engine)? {
+        Ok(s) => verify(&e, &s).map(|_| ()).map_err(|msg| {
+            format!(
+                "killed at {point}:{hit}, power loss, a cold start that committed and \
+                 closed (a checkpoint into the slot the dead one wrote), power loss: {msg}"
+            )
+        }),
+        Err(e) => Err(format!("killed at {point}:{hit}, ..., power loss: {e}")),
     })
 }
 
