@@ -102,9 +102,9 @@ fn compound_mode_runs_every_scenario() {
             "compound",
             &["--seconds", "2", "--cycles", "3"],
         );
-        // Three rounds of four scenarios.
-        assert_eq!(n(&v, "cycles"), 12, "{v}");
-        assert!(n(&v, "effective_kills") >= 12, "{v}");
+        // Three rounds of five scenarios.
+        assert_eq!(n(&v, "cycles"), 15, "{v}");
+        assert!(n(&v, "effective_kills") >= 15, "{v}");
     }
 }
 
