@@ -475,7 +475,7 @@ pub(crate) fn write_pages(
 /// `data_len` is the cache's size once the batch is installed (a grow's batch makes it
 /// larger, and the map's chunks with it).
 pub(crate) fn batch_lacks(lacks: &ChunkMap, batch: &Batch, data_len: u64) -> ChunkMap {
-    let mut m = lacks.coarsened(ChunkMap::shift_for(data_len / PAGE as u64));
+    let mut m = lacks.coarsened(ChunkMap::shift_for(data_len.div_ceil(PAGE as u64)));
     // The `install-lacks-none` mutant leaves the installed pages out.
     if !crate::mutant::is("install-lacks-none") {
         for i in 0..batch.len() {

@@ -86,9 +86,11 @@ impl ChunkMap {
         &self.bits
     }
 
-    /// Adds page `page`. (A page beyond the map's reach marks its last chunk: the map
-    /// is sized for the cache, so that does not happen.)
+    /// Adds page `page`. The map must be sized for a cache that holds the page
+    /// ([`ChunkMap::shift_for`] of its pages, rounded up); a page beyond its reach marks
+    /// the last chunk (and fails a debug assertion).
     pub(crate) fn mark(&mut self, page: u64) {
+        debug_assert!(page >> self.shift < CHUNKS, "page {page} beyond the map");
         let c = (page >> self.shift).min(CHUNKS - 1) as usize;
         self.bits[c / 8] |= 1 << (c % 8);
     }

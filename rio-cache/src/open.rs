@@ -133,7 +133,7 @@ impl RioCache {
             opts.size,
             0,
             0,
-            Some(&ChunkMap::empty(opts.size / PAGE as u64)),
+            Some(&ChunkMap::empty(opts.size.div_ceil(PAGE as u64))),
         );
         // The slot that holds the disk image's checkpoint (a new file starts in slot 0).
         let mut disk_slot = 0;

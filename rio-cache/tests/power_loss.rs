@@ -772,3 +772,50 @@ fn page_rewritten_after_a_checkpoint_reaches_the_next_one() {
     let cache = RioCache::open(&path, &opts).unwrap();
     assert_eq!(cache.read(100, 4).unwrap(), b"two!");
 }
+
+/// A cache whose size is not a whole number of pages, with exactly 3,552 whole pages (the
+/// most a map holds one page per chunk) and a partial last one: a grow edits that last
+/// page, installing it in place; the header's map must cover it (its chunks sized for the
+/// pages rounded up), so that after a cold start the next checkpoint copies it into the
+/// other slot.
+#[test]
+fn a_grow_edit_of_a_partial_last_page_reaches_the_other_slot() {
+    const GROWN: u64 = 3552 * PAGE + 100;
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let big = opts(dir, GROWN, Protection::None)
+        .checkpoint_on_close(false)
+        .record_writes(dir.join("shm"));
+    {
+        let mut cache = RioCache::open(disk_path(dir), &o(dir)).unwrap();
+        cache.window(0, 4).unwrap().copy_from_slice(b"zero");
+        cache.checkpoint().unwrap();
+        cache
+            .grow_with(GROWN, &[(3552 * PAGE, b"tail".as_slice())])
+            .unwrap();
+        assert_eq!(cache.stats().disk_seq, 2);
+    }
+    power::cut(disk_path(dir), &big, Plan::DropAll).unwrap();
+    {
+        let mut cache = RioCache::open(disk_path(dir), &big).unwrap();
+        assert_eq!(cache.start_kind(), StartKind::Cold(ColdReason::NoImage));
+        assert_eq!(
+            &cache.as_slice().unwrap()[3552 * PAGE as usize..][..4],
+            b"tail"
+        );
+        cache.window(5 * PAGE, 4).unwrap().copy_from_slice(b"next");
+        cache.checkpoint().unwrap();
+        assert_eq!(cache.stats().disk_seq, 3);
+    }
+    power::cut(disk_path(dir), &big, Plan::DropAll).unwrap();
+    let cache = RioCache::open(disk_path(dir), &big).unwrap();
+    assert_eq!(cache.stats().disk_seq, 3);
+    let d = cache.as_slice().unwrap();
+    assert_eq!(&d[5 * PAGE as usize..][..4], b"next");
+    assert_eq!(
+        &d[3552 * PAGE as usize..][..4],
+        b"tail",
+        "the grow's edit of the last page is stale in the other slot"
+    );
+}
