@@ -375,8 +375,9 @@ impl Inner {
     /// Makes durable, before checkpoint `seq` writes into slot `to`, which pages it will
     /// write there: those of the snapshot `pages` and those the slots differ on. Skipped
     /// when the current header's map already names them all (or has no map): a cold start
-    /// marks those pages as differing anyway. Nothing to do for most checkpoints of a
-    /// steady load, whose pages are the last checkpoint's.
+    /// marks those pages as differing anyway, unless the record was found damaged.
+    /// Nothing to do for most checkpoints of a steady load, whose pages are the last
+    /// checkpoint's.
     fn write_intent(&self, to: usize, seq: u64, pages: &[u64]) -> Result<()> {
         let mut will = ChunkMap::empty(self.pages as u64);
         for &p in pages {
@@ -387,7 +388,10 @@ impl Inner {
                 will.mark(p as u64);
             }
         }
-        if self.lacks().is_none_or(|l| l.covers(&will)) || crate::mutant::is("intent-none") {
+        let damaged = self.intent_damaged.load(Ordering::Relaxed);
+        if (!damaged && self.lacks().is_none_or(|l| l.covers(&will)))
+            || crate::mutant::is("intent-none")
+        {
             return Ok(());
         }
         let (disk, path) = (&self.disk, &self.path);
@@ -406,6 +410,7 @@ impl Inner {
             disk.sync_data()
                 .context(|| format!("fsync {}", path.display()))?;
         }
+        self.intent_damaged.store(false, Ordering::Relaxed);
         self.intents.fetch_add(1, Ordering::Relaxed);
         self.bytes_written
             .fetch_add(crate::lacks::INTENT_LEN as u64, Ordering::Relaxed);

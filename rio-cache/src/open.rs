@@ -348,6 +348,9 @@ impl RioCache {
         if !existed || fresh {
             sync_dir(&jpath, faults)?;
         }
+        // A damaged intent record is replaced by the next checkpoint's (see
+        // `Inner::write_intent`); until then every cold start marks every page.
+        let intent = read_intent(disk.file(), path)?;
         if let StartKind::Cold(_) = start {
             load_cold(
                 &disk,
@@ -364,17 +367,13 @@ impl RioCache {
             // slot, perhaps cut off by the power loss that made this start cold, wrote;
             // every page if either is not known. (The `cold-differs-none` mutant trusts
             // the other slot as it stands.)
-            let differs = cold_differs(
-                disk_header.lacks.as_ref(),
-                &read_intent(disk.file(), path)?,
-                |slot| {
-                    if slot == disk_slot {
-                        disk_header.seq
-                    } else {
-                        other_seq
-                    }
-                },
-            );
+            let differs = cold_differs(disk_header.lacks.as_ref(), &intent, |slot| {
+                if slot == disk_slot {
+                    disk_header.seq
+                } else {
+                    other_seq
+                }
+            });
             let mut marks = vec![u8::from(differs.is_none()); pages];
             for r in differs.iter().flat_map(|m| m.runs(pages as u64)) {
                 marks[r.start as usize..r.end as usize].fill(1);
@@ -440,6 +439,7 @@ impl RioCache {
             disk_seq: Mutex::new(disk_seq),
             disk_slot: std::sync::atomic::AtomicUsize::new(disk_slot),
             lacks: Mutex::new(disk_header.lacks),
+            intent_damaged: AtomicBool::new(intent == IntentRecord::Damaged),
             image_id: header.id,
             dirty_pages: AtomicU64::new(0),
             dirty_side: std::sync::atomic::AtomicUsize::new(0),

@@ -48,6 +48,10 @@ pub(crate) struct Inner {
     /// The map in that slot's header: where the other slot may differ from it (`None`:
     /// anywhere; see `lacks`). Changed only under the `disk_seq` lock.
     pub(crate) lacks: Mutex<Option<crate::lacks::ChunkMap>>,
+    /// The intent record was damaged at the open: the next checkpoint writes one even if
+    /// the current header's map names its pages (a damaged record makes every cold start
+    /// mark every page).
+    pub(crate) intent_damaged: AtomicBool,
     /// This memory image's id, recorded as the writer of every checkpoint it installs.
     pub(crate) image_id: u64,
     pub(crate) dirty_pages: AtomicU64,

@@ -197,6 +197,52 @@ fn version_2_files_open_and_their_next_checkpoint_makes_them_version_3() {
     assert!(cache.as_slice().unwrap() == want);
 }
 
+/// A damaged intent record is not an error: the slots may differ anywhere, so the first
+/// checkpoint after a cold start rewrites the whole other slot, and it writes a new
+/// record, after which the next cold start trusts the maps again.
+#[test]
+fn a_damaged_intent_record_costs_one_whole_slot_copy_and_is_replaced() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    let image = setup(dir);
+    let o = o(dir).checkpoint_on_close(false);
+    patch(&disk_path(dir), 1024, b"not an intent record");
+    std::fs::remove_file(&image).unwrap();
+    let info = |dir: &Path| rio_cache::inspect::inspect(&disk_path(dir), &dir.join("shm")).unwrap();
+    assert_eq!(info(dir).disk.other_slot_may_differ, None);
+    let mut cache = RioCache::open(disk_path(dir), &o).unwrap();
+    assert_eq!(cache.start_kind(), StartKind::Cold(ColdReason::NoImage));
+    assert!(cache.as_slice().unwrap() == pattern(1, SIZE as usize));
+    cache.window(0, 3).unwrap().copy_from_slice(b"one");
+    cache.checkpoint().unwrap();
+    let s = cache.stats();
+    // Every page, the header, and a new intent record.
+    assert_eq!(
+        (s.bytes_written, s.intents_written),
+        (SIZE + 1024, 1),
+        "{s:?}"
+    );
+    drop(cache);
+    assert_eq!(info(dir).disk.other_slot_may_differ, Some(PAGE));
+    std::fs::remove_file(&image).unwrap();
+    let mut cache = RioCache::open(disk_path(dir), &o).unwrap();
+    cache.window(0, 3).unwrap().copy_from_slice(b"two");
+    cache.checkpoint().unwrap();
+    let s = cache.stats();
+    assert_eq!(
+        (s.bytes_written, s.intents_written),
+        (PAGE + 512, 0),
+        "{s:?}"
+    );
+    drop(cache);
+    std::fs::remove_file(&image).unwrap();
+    let cache = RioCache::open(disk_path(dir), &o).unwrap();
+    let mut want = pattern(1, SIZE as usize);
+    want[..3].copy_from_slice(b"two");
+    assert!(cache.as_slice().unwrap() == want);
+}
+
 #[test]
 fn newer_version_is_incompatible() {
     let _serial = common::serial();
