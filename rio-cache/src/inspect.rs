@@ -210,6 +210,7 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
     let (h, slot, other_seq) = read_disk_header(&disk, path, file_len)?;
     let pages = h.data_len.div_ceil(crate::sys::PAGE as u64);
     let other_slot_may_differ = crate::lacks::cold_differs(
+        pages,
         h.lacks.as_ref(),
         &crate::open::read_intent(&disk, path)?,
         |s| if s == slot { h.seq } else { other_seq },

@@ -143,6 +143,14 @@ impl ChunkMap {
         })
     }
 
+    /// Whether the map's chunks cover a cache of `pages` pages (a map read from a file
+    /// may be crafted with too small a shift: pages beyond its reach are in no chunk).
+    pub(crate) fn reaches(&self, pages: u64) -> bool {
+        CHUNKS
+            .checked_shl(self.shift)
+            .is_some_and(|n| n >> self.shift == CHUNKS && n >= pages)
+    }
+
     /// The map's pages among the first `pages`, as runs.
     pub(crate) fn runs(&self, pages: u64) -> impl Iterator<Item = Range<u64>> + '_ {
         let size = 1u64 << self.shift;
@@ -150,6 +158,9 @@ impl ChunkMap {
         std::iter::from_fn(move || {
             while c < CHUNKS && !self.has_chunk(c) {
                 c += 1;
+            }
+            if c >= CHUNKS {
+                return None;
             }
             let start = c.checked_mul(size).filter(|&s| s < pages)?;
             while c < CHUNKS && self.has_chunk(c) {
@@ -223,24 +234,27 @@ impl Intent {
     }
 }
 
-/// The pages a cold start marks as differing, given the current slot's header's map
-/// (`None`: a version 2 header, no map), the intent record and the checkpoint each slot's
-/// header names (`seq_of`, 0 for a slot never written): `None` means every page. The
+/// The pages a cold start of a cache of `pages` pages marks as differing, given the
+/// current slot's header's map (`None`: a version 2 header, no map), the intent record
+/// and the checkpoint each slot's header names (`seq_of`, 0 for a slot never written):
+/// `None` means every page, as it does for a map that does not reach every page (only a
+/// crafted file has one). The
 /// intent counts until its slot's header names its checkpoint or a later one: a
 /// checkpoint into that slot committed since, and left the slot whole. (The current
 /// slot's header can name a later checkpoint without one into the other slot, after a
 /// group checkpoint or a grow installed in place: the intent still counts then.)
 pub(crate) fn cold_differs(
+    pages: u64,
     lacks: Option<&ChunkMap>,
     intent: &IntentRecord,
     seq_of: impl Fn(usize) -> u64,
 ) -> Option<ChunkMap> {
-    let lacks = lacks?;
+    let lacks = lacks.filter(|l| l.reaches(pages))?;
     match intent {
         IntentRecord::None => Some(*lacks),
         IntentRecord::Intact(i) if seq_of(i.slot) >= i.seq => Some(*lacks),
-        IntentRecord::Intact(i) => Some(lacks.union(&i.pages)),
-        IntentRecord::Damaged => None,
+        IntentRecord::Intact(i) if i.pages.reaches(pages) => Some(lacks.union(&i.pages)),
+        IntentRecord::Intact(_) | IntentRecord::Damaged => None,
     }
 }
 
@@ -324,7 +338,7 @@ mod tests {
         let seq_of = |slot| [4, 3][slot];
         let intent = |slot, seq| IntentRecord::Intact(Intent { slot, seq, pages });
         let got =
-            |i: &IntentRecord| cold_differs(Some(&lacks), i, seq_of).map(|m| pages_of(&m, 16));
+            |i: &IntentRecord| cold_differs(16, Some(&lacks), i, seq_of).map(|m| pages_of(&m, 16));
         assert_eq!(got(&IntentRecord::None), Some(vec![1]));
         // Checkpoint 5 into slot 1, cut off: its pages count.
         assert_eq!(got(&intent(1, 5)), Some(vec![1, 9]));
@@ -335,6 +349,33 @@ mod tests {
         assert_eq!(got(&intent(1, 3)), Some(vec![1]));
         assert_eq!(got(&intent(0, 4)), Some(vec![1]));
         assert_eq!(got(&IntentRecord::Damaged), None);
-        assert_eq!(cold_differs(None, &IntentRecord::None, seq_of), None);
+        assert_eq!(cold_differs(16, None, &IntentRecord::None, seq_of), None);
+        // A map whose chunks stop short of the cache's last page: every page.
+        assert_eq!(
+            cold_differs(CHUNKS + 1, Some(&lacks), &IntentRecord::None, seq_of),
+            None
+        );
+    }
+
+    /// Maps read from a file may hold any shift and any bits: nothing panics or loops,
+    /// and the runs stay inside the cache.
+    #[test]
+    fn crafted_maps_neither_panic_nor_loop() {
+        for shift in [0, 1, 7, 31, 50, 63] {
+            let m = ChunkMap::from_parts(shift, &[0xff; MAP_BYTES]).unwrap();
+            for pages in [1, 16, CHUNKS, CHUNKS + 1, u64::MAX >> 1] {
+                let total: u64 = m.runs(pages).map(|r| r.end - r.start).sum();
+                assert!(total <= pages);
+                assert_eq!(
+                    m.reaches(pages),
+                    CHUNKS
+                        .checked_shl(shift)
+                        .is_some_and(|n| n >> shift == CHUNKS && n >= pages)
+                );
+                let _ = m.union(&ChunkMap::empty(pages)).covers(&m);
+                let _ = m.coarsened(63);
+            }
+        }
+        assert!(ChunkMap::from_parts(64, &[0; MAP_BYTES]).is_none());
     }
 }

@@ -367,7 +367,7 @@ impl RioCache {
             // slot, perhaps cut off by the power loss that made this start cold, wrote;
             // every page if either is not known. (The `cold-differs-none` mutant trusts
             // the other slot as it stands.)
-            let differs = cold_differs(disk_header.lacks.as_ref(), &intent, |slot| {
+            let differs = cold_differs(pages as u64, disk_header.lacks.as_ref(), &intent, |slot| {
                 if slot == disk_slot {
                     disk_header.seq
                 } else {

@@ -243,6 +243,48 @@ fn a_damaged_intent_record_costs_one_whole_slot_copy_and_is_replaced() {
     assert!(cache.as_slice().unwrap() == want);
 }
 
+/// A slot header that passes its checksum but whose map's chunks are too small to reach
+/// the cache's last page (a crafted file): the open neither hangs nor trusts the map;
+/// the slots may differ anywhere.
+#[test]
+fn a_crafted_map_that_stops_short_of_the_cache_marks_every_page() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path();
+    // 4096 pages: the maps' chunks are 2 pages.
+    let size = 4096 * PAGE;
+    let o = opts(dir, size, Protection::None).checkpoint_on_close(false);
+    let image = {
+        let mut cache = RioCache::open(disk_path(dir), &o).unwrap();
+        cache.window(0, 3).unwrap().copy_from_slice(b"one");
+        cache.checkpoint().unwrap();
+        cache.image_path().to_owned()
+    };
+    // Checkpoint 1 is in slot 1: give its map chunks of one page.
+    patch(&disk_path(dir), SLOT1_AT + 44, &0u32.to_le_bytes());
+    fix_disk_crc(&disk_path(dir), SLOT1_AT);
+    std::fs::remove_file(&image).unwrap();
+    // In a thread: a map taken at its word would have `inspect` and the open loop.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (path, shm, o2) = (disk_path(dir), dir.join("shm"), o.clone());
+    std::thread::spawn(move || {
+        let info = rio_cache::inspect::inspect(&path, &shm).unwrap();
+        let r = RioCache::open(&path, &o2).map(|mut c| {
+            c.window(PAGE, 3).unwrap().copy_from_slice(b"two");
+            c.checkpoint().map(|()| c.stats().bytes_written)
+        });
+        let _ = tx.send((info.disk.other_slot_may_differ, r));
+    });
+    let (may_differ, r) = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("inspect or the open hangs");
+    assert_eq!(may_differ, None);
+    let written = r.unwrap().unwrap();
+    // Every page copied (or written), the intent record (the map names none of the
+    // pages beyond it) and the header.
+    assert_eq!(written, size + 1024);
+}
+
 #[test]
 fn newer_version_is_incompatible() {
     let _serial = common::serial();
