@@ -142,6 +142,10 @@ impl RioCache {
         if !fresh {
             (disk_header, disk_slot, other_seq) = read_disk_header(&disk, path, disk_len)
                 .map_err(|e| note_intact_image(e, &disk, path, &cache_dir))?;
+            // A map that does not reach the last page (only a crafted file has one) says
+            // nothing of the pages beyond it: no map.
+            let pages = disk_header.data_len.div_ceil(PAGE as u64);
+            disk_header.lacks = disk_header.lacks.filter(|l| l.reaches(pages));
         }
         let mut disk_seq = disk_header.seq;
 
