@@ -208,14 +208,10 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
         });
     }
     let (h, slot, other_seq) = read_disk_header(&disk, path, file_len)?;
-    let pages = h.data_len.div_ceil(crate::sys::PAGE as u64);
-    let other_slot_may_differ = crate::lacks::cold_differs(
-        pages,
-        h.lacks.as_ref(),
-        &crate::open::read_intent(&disk, path)?,
-        |s| if s == slot { h.seq } else { other_seq },
-    )
-    .map(|m| m.runs(pages).map(|r| r.end - r.start).sum::<u64>() * crate::sys::PAGE as u64);
+    let intent = crate::open::read_intent(&disk, path)?;
+    // The current header's map, as the next open leaves it: with a committed journal's
+    // pages once it installs them.
+    let (mut lacks_pages, mut lacks) = (h.data_len.div_ceil(PAGE as u64), h.lacks);
     let mut grow = None;
 
     let journal_path = crate::journal_path(path);
@@ -260,6 +256,10 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
             }
             Ok(Journal::Committed(b)) => {
                 final_disk = (b.seq(), b.writer());
+                lacks = lacks
+                    .filter(|l| l.reaches(lacks_pages))
+                    .map(|l| crate::checkpoint::batch_lacks(&l, &b, b.data_len()));
+                lacks_pages = b.data_len().div_ceil(PAGE as u64);
                 if b.data_len() != h.data_len {
                     grow = Some(InterruptedGrow::Committed { to: b.data_len() });
                 }
@@ -330,6 +330,15 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
         Verdict::Refuse(_, Error::DamagedImage { reason, .. }) => ImageState::Damaged(reason),
         Verdict::Refuse(_, e) => ImageState::Damaged(e.to_string()),
     };
+    let other_slot_may_differ =
+        crate::lacks::cold_differs(lacks_pages, lacks.as_ref(), &intent, |s| {
+            if s == slot {
+                final_disk.0
+            } else {
+                other_seq
+            }
+        })
+        .map(|m| m.runs(lacks_pages).map(|r| r.end - r.start).sum::<u64>() * PAGE as u64);
     let image_synced = match &image_file {
         Some(f) => read_synced(f),
         None => None,
@@ -524,8 +533,11 @@ mod tests {
         assert_eq!(before.journal, JournalState::Empty);
         assert_eq!(before.image, ImageState::Warm);
 
-        // Checkpoint seq+1 of page 1, committed in the journal but not installed.
-        let mut batch = Batch::new(before.disk.seq + 1, before.disk.data_len, 77, &[1]);
+        // The close's checkpoint wrote page 1: the other slot lacks it.
+        assert_eq!(before.disk.other_slot_may_differ, Some(PAGE as u64));
+
+        // Checkpoint seq+1 of pages 1 and 3, committed in the journal but not installed.
+        let mut batch = Batch::new(before.disk.seq + 1, before.disk.data_len, 77, &[1, 3]);
         batch.page_mut(0)[..3].copy_from_slice(b"new");
         let mut j = batch.body().to_vec();
         j.extend_from_slice(&batch.commit_record());
@@ -537,10 +549,12 @@ mod tests {
             info.journal,
             JournalState::Committed {
                 seq: before.disk.seq + 1,
-                pages: 1
+                pages: 2
             }
         );
         assert_eq!(info.read(Source::Disk, PAGE as u64, 3).unwrap(), b"new");
+        // Once installed in place, pages 1 and 3 are where the other slot lacks.
+        assert_eq!(info.disk.other_slot_may_differ, Some(2 * PAGE as u64));
         // The image was not written by checkpoint seq+1's writer: the disk moves on
         // without it once the journal is installed.
         assert_eq!(info.image, ImageState::Cold(ColdReason::Stale));

@@ -819,3 +819,28 @@ fn a_grow_edit_of_a_partial_last_page_reaches_the_other_slot() {
         "the grow's edit of the last page is stale in the other slot"
     );
 }
+
+/// A new cache with a partial last page and exactly 3,552 whole ones, cut off before its
+/// first checkpoint: the cold open returns (its map is sized for the pages rounded up; a
+/// map too small for the cache once made the cold open loop).
+#[test]
+fn a_cold_open_of_a_new_cache_with_a_partial_last_page_returns() {
+    let _serial = common::serial();
+    let t = TestDir::new();
+    let dir = t.path().to_owned();
+    let o = opts(&dir, 3552 * PAGE + 100, Protection::None)
+        .checkpoint_on_close(false)
+        .record_writes(dir.join("shm"));
+    drop(RioCache::open(disk_path(&dir), &o).unwrap());
+    power::cut(disk_path(&dir), &o, Plan::DropAll).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (path, o2) = (disk_path(&dir), o.clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(RioCache::open(&path, &o2).map(|c| c.start_kind()));
+    });
+    let kind = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the cold open hangs")
+        .unwrap();
+    assert_eq!(kind, StartKind::Cold(ColdReason::NoImage));
+}
