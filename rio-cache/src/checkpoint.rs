@@ -290,9 +290,10 @@ impl Inner {
             self.end_snapshot(snap);
             all
         });
-        self.write_intent(to, seq, pages)?;
-        crash_point!("rio.checkpoint.intent_synced");
         let copied = (|| {
+            // Inside: a failure here ends the snapshot as one of the page writes does.
+            self.write_intent(to, seq, pages)?;
+            crash_point!("rio.checkpoint.intent_synced");
             let mut buf = Vec::new();
             let mut i = 0;
             while i < pages.len() {

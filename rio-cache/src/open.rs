@@ -373,7 +373,7 @@ impl RioCache {
             // the other slot as it stands.)
             let differs = cold_differs(pages as u64, disk_header.lacks.as_ref(), &intent, |slot| {
                 if slot == disk_slot {
-                    disk_header.seq
+                    disk_seq
                 } else {
                     other_seq
                 }
@@ -555,9 +555,10 @@ pub(crate) fn note_intact_image(err: Error, disk: &File, path: &Path, cache_dir:
 /// returns the disk image's checkpoint: the slot header with the higher checkpoint
 /// number, and its slot. Slot 1's header is all zero until the first checkpoint writes
 /// it. Any other defect, in either header, becomes the error a user should see: a
-/// header is 64 bytes inside one sector, written whole or not at all, so one that fails
-/// its checksum was damaged, not torn, and the open refuses rather than fall back to the
-/// other slot's older checkpoint.
+/// header is one sector, written whole or not at all, so one that fails its checksum was
+/// damaged, not torn, and the open refuses rather than fall back to the other slot's
+/// older checkpoint. Also returns the checkpoint number the other slot's header names (0
+/// if it was never written).
 pub(crate) fn read_disk_header(
     disk: &File,
     path: &Path,
