@@ -9,23 +9,29 @@
 //! 1. take a snapshot of the dirty pages (the gate closed only to swap the page maps),
 //!    whose pages are copied while updates run, copy-on-write ([`crate::snapshot`];
 //!    `rio.checkpoint.copying` after each page is copied);
-//! 2. write the snapshot's pages into the other slot (`rio.checkpoint.slot_partial`
-//!    after the first run; `rio.checkpoint.staged` once the snapshot is copied), then
-//!    copy there, from the current slot, each page the slots differ on that the snapshot
-//!    lacks (`rio.checkpoint.slot_written`); fsync (`rio.checkpoint.slot_synced`): the
-//!    other slot now holds the snapshot, complete;
-//! 3. write the other slot's header with the next checkpoint number
-//!    (`rio.checkpoint.meta_written`), fsync (`rio.checkpoint.meta_synced`): the
+//! 2. unless the current slot's header's map already names every page this checkpoint
+//!    will write into the other slot (or there is no map), write the intent record (the
+//!    other slot, this checkpoint's number, those pages) and fsync it
+//!    (`rio.checkpoint.intent_synced`, passed either way; see `lacks`); write the
+//!    snapshot's pages into the other slot (`rio.checkpoint.slot_partial` after the first
+//!    run; `rio.checkpoint.staged` once the snapshot is copied), then copy there, from
+//!    the current slot, each page the slots differ on that the snapshot lacks
+//!    (`rio.checkpoint.slot_written`); fsync (`rio.checkpoint.slot_synced`): the other
+//!    slot now holds the snapshot, complete;
+//! 3. write the other slot's header with the next checkpoint number and the map of the
+//!    snapshot's pages (where the slots differ once it is current;
+//!    `rio.checkpoint.meta_written`), fsync (`rio.checkpoint.meta_synced`): the
 //!    checkpoint's commit point, after which the other slot is the current one;
 //! 4. in the memory image: mark each page of the snapshot as differing, then take it out
 //!    of flight; mark the copied pages as no longer differing.
 //!
 //! A crash before 3 is durable leaves the current slot's header the higher one (the
 //! other's is its old one: a header is one sector, written whole or not at all): the
-//! next open uses the
-//! current slot, and the pages still in flight in the memory image, or a memory image
-//! lost with the power that marks every page as differing, make the next checkpoint
-//! write whatever this one had written. A crash after it leaves the new slot current.
+//! next open uses the current slot, and the pages still in flight in the memory image
+//! (a process crash), or the current header's map and the intent record (a power loss,
+//! the memory image gone: a cold start marks their pages as differing), make the next
+//! checkpoint write whatever this one had written. A crash after it leaves the new slot
+//! current.
 //!
 //! Group checkpoints (see `group`) and a grow still go through the journal: their batch
 //! is made durable there, then installed in place into the current slot (its pages and

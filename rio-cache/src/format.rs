@@ -4,10 +4,10 @@
 use crate::lacks::{ChunkMap, MAP_BYTES};
 use crate::sys::PAGE;
 
-/// The format version of the disk image, memory image and journal. Version 2 holds
-/// two slots in the disk image (version 1 held one copy of the data and installed each
-/// checkpoint through the journal); an open refuses version 1 files with
-/// [`crate::Error::IncompatibleVersion`].
+/// The format version of the memory image and the journal (the disk image's slot
+/// headers have their own, [`DISK_VERSION`]). Version 2 came with the disk image's two
+/// slots (version 1 held one copy of the data and installed each checkpoint through the
+/// journal).
 pub(crate) const VERSION: u32 = 2;
 
 pub(crate) const DISK_MAGIC: [u8; 8] = *b"RIOCDISK";

@@ -55,6 +55,9 @@ pub struct DiskInfo {
     /// besides its own pages. `None`: anywhere (a version 2 header without a map, or a
     /// damaged intent record), and that checkpoint rewrites the whole slot.
     pub other_slot_may_differ: Option<u64>,
+    /// The intent record is neither zero nor intact: not an error (it only bounds extra
+    /// work), but damage; the next checkpoint writes a new one.
+    pub intent_damaged: bool,
 }
 
 /// What the journal beside the disk image holds.
@@ -359,6 +362,7 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
             writer: h.writer,
             slot,
             other_slot_may_differ,
+            intent_damaged: intent == crate::lacks::IntentRecord::Damaged,
         },
         journal_path,
         journal,

@@ -297,7 +297,7 @@ pub fn info(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
             || "may differ anywhere: the first checkpoint after a cold start rewrites it whole"
                 .into(),
             |b| format!(
-                "may differ on {}: the first checkpoint after a cold start copies that much",
+                "may differ on {}: the first checkpoint after a cold start copies at most that much",
                 human(b)
             )
         )
@@ -630,6 +630,15 @@ pub fn check(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
             !matches!(c.journal, JournalState::Corrupt(_)),
             journal_text(&c.journal, journal_len(c)),
         );
+        if c.disk.intent_damaged {
+            r.push(
+                "intent record",
+                false,
+                "bytes 1024..1536 of the file are neither zero nor an intact intent record: \
+                 no data is affected, but the first checkpoint after a cold start rewrites \
+                 the whole other slot until a checkpoint writes a new record",
+            );
+        }
         reserved_disk_page(&mut r, path);
         r.push(
             "memory image header",

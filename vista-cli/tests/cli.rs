@@ -711,6 +711,27 @@ fn info_tells_what_a_clear_journal_holds() {
     );
 }
 
+/// A damaged intent record (bytes 1024..1536 of the file) loses nothing, but `check`
+/// reports it and `info` says the other slot may differ anywhere.
+#[test]
+fn check_reports_a_damaged_intent_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = good_segment(d);
+    let mut b = std::fs::read(&path).unwrap();
+    b[1030] ^= 0xff;
+    std::fs::write(&path, b).unwrap();
+    let r = read_only(d, &["check", "seg"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("FAIL intent record"), "{}", r.stdout);
+    let r = read_only(d, &["info", "seg"]);
+    assert!(
+        r.stdout.contains("other slot    may differ anywhere"),
+        "{}",
+        r.stdout
+    );
+}
+
 /// Bytes 2000..=2003 of the file's first page (reserved: after rio-cache's slot headers
 /// and intent record) are read by nothing; `check` still notices them.
 #[test]
