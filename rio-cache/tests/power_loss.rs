@@ -844,3 +844,68 @@ fn a_cold_open_of_a_new_cache_with_a_partial_last_page_returns() {
         .unwrap();
     assert_eq!(kind, StartKind::Cold(ColdReason::NoImage));
 }
+
+/// A checkpoint of a snapshot larger than the 16 MiB it copies whole (so it is still being
+/// preserved by writers) whose intent record fails to be written, or synced: the error is
+/// returned, the handle refuses further writes, and nothing is lost: a reopen checkpoints
+/// everything, and a power cut after that keeps it.
+#[test]
+fn a_failed_intent_record_loses_nothing() {
+    const PAGES: u64 = 17 * 256;
+    let _serial = common::serial();
+    for (step, what) in [(0, "write"), (1, "fsync")] {
+        let t = TestDir::new();
+        let dir = t.path();
+        let faults = rio_cache::Faults::counting();
+        let o = |f: &rio_cache::Faults| {
+            opts(dir, PAGES * PAGE, Protection::None)
+                .checkpoint_on_close(false)
+                .record_writes(dir.join("shm"))
+                .faults(f.clone())
+        };
+        let mut want = vec![0u8; (PAGES * PAGE) as usize];
+        {
+            let mut cache = RioCache::open(disk_path(dir), &o(&faults)).unwrap();
+            for p in 0..PAGES {
+                cache
+                    .window(p * PAGE, 1)
+                    .unwrap()
+                    .copy_from_slice(&[p as u8 | 1]);
+                want[(p * PAGE) as usize] = p as u8 | 1;
+            }
+            // A new file's header names no page: the intent is the checkpoint's first
+            // write, then its fsync.
+            let n = faults.calls().len() as u64;
+            faults.fail_at(n + step, libc::EIO);
+            let err = cache.checkpoint().unwrap_err();
+            assert!(err.to_string().contains("Input/output"), "{what}: {err}");
+            let op = [rio_cache::IoOp::Write, rio_cache::IoOp::Sync][step as usize];
+            assert_eq!(
+                faults.failed().map(|(c, _)| (c.op, c.file)),
+                Some((op, rio_cache::IoFile::Disk)),
+                "{what}"
+            );
+            assert!(
+                cache.window(0, 1).is_err(),
+                "{what}: writes after the failure"
+            );
+        }
+        let none = rio_cache::Faults::none();
+        let cache = RioCache::open(disk_path(dir), &o(&none)).unwrap();
+        assert_eq!(cache.start_kind(), StartKind::Warm, "{what}");
+        assert!(cache.as_slice().unwrap() == want, "{what}: the warm start");
+        cache.checkpoint().unwrap();
+        drop(cache);
+        power::cut(disk_path(dir), &o(&none), Plan::DropAll).unwrap();
+        let cache = RioCache::open(disk_path(dir), &o(&none)).unwrap();
+        assert_eq!(
+            cache.start_kind(),
+            StartKind::Cold(ColdReason::NoImage),
+            "{what}"
+        );
+        assert!(
+            cache.as_slice().unwrap() == want,
+            "{what}: after the power cut"
+        );
+    }
+}
