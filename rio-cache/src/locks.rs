@@ -416,6 +416,8 @@ thread_local! {
     /// A large set's buffers (`more`, `slots`) kept when it is released, for this
     /// thread's next large set: a transaction that touches many lines allocates nothing either.
     static SPARE: Cell<Option<(Vec<u32>, Vec<u32>)>> = const { Cell::new(None) };
+    /// A released update's set, kept for this thread's next update (see [`Held::boxed`]).
+    static SPARE_SET: Cell<Option<Box<Held>>> = const { Cell::new(None) };
 }
 
 /// Slot of stripe `s` to probe first in a table of `mask + 1` slots.
@@ -954,6 +956,38 @@ impl Held {
         self.mine
     }
 
+    /// An empty set for an update, on the heap: the update carries one pointer instead
+    /// of the set's 128 bytes, so that it, and a vista transaction that holds it, stay
+    /// cheap to build and to move (docs/benchmarks.md, "Hot path"). The thread's spare
+    /// (the set its last update released, see [`Held::recycle`]) if it has one, so that
+    /// an update allocates nothing.
+    /// `read_guard_of`: the table, for a read guard's set (see [`Held::for_read_guard`]).
+    #[inline]
+    pub(crate) fn boxed(read_guard_of: Option<&LockTable>) -> Box<Held> {
+        let guard = read_guard_of.map(|t| t.id);
+        match SPARE_SET.try_with(Cell::take).ok().flatten() {
+            Some(mut set) => {
+                set.guard = guard;
+                set.mine = false;
+                set
+            }
+            None => Box::new(Held {
+                guard,
+                ..Held::default()
+            }),
+        }
+    }
+
+    /// Keeps `set` as this thread's spare for its next update, if it is released (holds
+    /// nothing: a set kept locked for good is dropped with its stripes still taken).
+    #[inline]
+    pub(crate) fn recycle(set: Box<Held>) {
+        if set.len == 0 && set.blocks == 0 && !set.listed && !set.block_user {
+            // Not kept while the thread's locals are being destroyed.
+            let _ = SPARE_SET.try_with(|s| s.set(Some(set)));
+        }
+    }
+
     /// A read guard's holder: its shared stripes are listed for this thread, so that
     /// this thread's own writers can tell they would wait for it.
     pub(crate) fn for_read_guard(table: &LockTable) -> Held {
@@ -1401,6 +1435,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Whether this thread keeps a spare set (without taking it).
+    fn has_spare_set() -> bool {
+        SPARE_SET.with(|s| {
+            let spare = s.take();
+            let has = spare.is_some();
+            s.set(spare);
+            has
+        })
+    }
+
+    #[test]
+    fn a_released_set_is_kept_for_the_next_update_and_a_held_one_never() {
+        let t = LockTable::new(1 << 20);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                assert!(!has_spare_set());
+                // A set that still holds a stripe (an update kept locked) is not kept:
+                // its stripe stays taken, and the next update starts from an empty set.
+                let mut kept_locked = Held::boxed(None);
+                assert!(kept_locked.acquire(&t, 0, 8, true, NO_WAIT));
+                Held::recycle(kept_locked);
+                assert!(!has_spare_set());
+                let mut other = Held::default();
+                assert!(!other.acquire(&t, 0, 8, false, NO_WAIT), "still held");
+                // A released set is kept, and handed out empty, with the guard asked for.
+                let mut a = Held::boxed(Some(&t));
+                assert!(a.acquire(&t, 4096, 8, false, NO_WAIT));
+                a.release_all(&t);
+                Held::recycle(a);
+                assert!(has_spare_set());
+                let b = Held::boxed(None);
+                assert!(!has_spare_set());
+                assert_eq!((b.len, b.seen, b.blocks, b.guard), (0, 0, 0, None));
+                assert!(!b.listed && !b.block_user && !b.mine);
+                Held::recycle(b);
+                let c = Held::boxed(Some(&t));
+                assert_eq!(c.guard, Some(t.id));
+            });
+        });
     }
 
     #[test]

@@ -197,7 +197,7 @@ impl SharedCache {
         if let Err(e) = self.cache.inner.check_poison() {
             return Err((e, claim));
         }
-        let locking = self.locking(Held::default(), Some(claim));
+        let locking = self.locking(Held::boxed(None), Some(claim));
         let mut u = Update::build(&self.cache.inner, &self.cache.guard, None, Some(locking));
         u.seed(memo);
         Ok(u)
@@ -205,14 +205,14 @@ impl SharedCache {
 
     #[inline]
     fn start(&self) -> Result<Update<'_>> {
-        let locking = self.locking(Held::default(), None);
+        let locking = self.locking(Held::boxed(None), None);
         Update::start(&self.cache.inner, &self.cache.guard, None, Some(locking))
     }
 
     /// An update's range locking in this cache: its held set, and the claim it holds.
     #[allow(clippy::inline_always)] // on every update's start (see `update_holding`)
     #[inline(always)]
-    fn locking(&self, held: Held, claim: Option<Claim>) -> Locking<'_> {
+    fn locking(&self, held: Box<Held>, claim: Option<Claim>) -> Locking<'_> {
         Locking {
             sharing: &self.sharing,
             held: std::cell::RefCell::new(held),
@@ -231,7 +231,7 @@ impl SharedCache {
     /// [`Error::Poisoned`] after a failed checkpoint.
     #[inline]
     pub fn reader(&self) -> Result<Update<'_>> {
-        let locking = self.locking(Held::for_read_guard(&self.sharing.locks), None);
+        let locking = self.locking(Held::boxed(Some(&self.sharing.locks)), None);
         Update::start_reader(&self.cache.inner, &self.cache.guard, locking)
     }
 

@@ -351,7 +351,8 @@ pub(crate) struct Locking<'a> {
     /// The lock table, the wait, the cache's number (to refuse another cache's claim)
     /// and its claimed region (only the holder of a part touches it).
     pub(crate) sharing: &'a Sharing,
-    pub(crate) held: RefCell<Held>,
+    /// On the heap (see [`Held::boxed`]).
+    pub(crate) held: RefCell<Box<Held>>,
     /// The part this update holds, if any.
     pub(crate) claim: Option<Claim>,
 }
@@ -1047,8 +1048,10 @@ impl Drop for Update<'_> {
             self.key_open = false;
         }
         // The windows are closed: only now may other updates take the ranges.
-        if let Some(l) = self.locks.as_ref().filter(|_| !self.keep_locked) {
-            l.held.borrow_mut().release_all(&l.sharing.locks);
+        if let Some(l) = self.locks.take().filter(|_| !self.keep_locked) {
+            let mut held = l.held.into_inner();
+            held.release_all(&l.sharing.locks);
+            Held::recycle(held);
         }
     }
 }
