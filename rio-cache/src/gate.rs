@@ -64,6 +64,9 @@ thread_local! {
     static LAST: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
     /// Other gates this thread is inside, by number, with how many tickets.
     static OTHERS: RefCell<Vec<(u64, usize)>> = const { RefCell::new(Vec::new()) };
+    /// How many gates `OTHERS` lists: while 0 (nearly always), entering and leaving never
+    /// look at the list (a plain cell, where the list costs a borrow and a search).
+    static OTHERS_LEN: Cell<usize> = const { Cell::new(0) };
 }
 
 fn my_stripe() -> usize {
@@ -88,11 +91,11 @@ fn note_enter(me: u64) -> bool {
     if n == 0 {
         // The fast record is free: take it, with the tickets `me` may have in the
         // others (when the record was busy with another gate as `me` was entered).
-        let moved = OTHERS.with(|o| {
-            let mut o = o.borrow_mut();
-            o.iter().position(|e| e.0 == me).map(|i| o.swap_remove(i).1)
-        });
-        let held = moved.unwrap_or(0);
+        let held = if OTHERS_LEN.with(Cell::get) == 0 {
+            0
+        } else {
+            take_other(me)
+        };
         LAST.with(|l| l.set((me, held + 1)));
         return held > 0;
     }
@@ -103,8 +106,24 @@ fn note_enter(me: u64) -> bool {
             true
         } else {
             o.push((me, 1));
+            OTHERS_LEN.with(|l| l.set(o.len()));
             false
         }
+    })
+}
+
+/// Removes gate `me` from the other gates this thread is inside; returns its tickets
+/// there (0 if it is not listed).
+#[cold]
+fn take_other(me: u64) -> usize {
+    OTHERS.with(|o| {
+        let mut o = o.borrow_mut();
+        let held = o
+            .iter()
+            .position(|e| e.0 == me)
+            .map_or(0, |i| o.swap_remove(i).1);
+        OTHERS_LEN.with(|l| l.set(o.len()));
+        held
     })
 }
 
@@ -115,6 +134,9 @@ fn note_leave(me: u64) {
         LAST.with(|l| l.set((g, n - 1)));
         return;
     }
+    if OTHERS_LEN.with(Cell::get) == 0 {
+        return; // `me` is not listed: nothing to count down
+    }
     OTHERS.with(|o| {
         let mut o = o.borrow_mut();
         if let Some(i) = o.iter().position(|e| e.0 == me) {
@@ -123,6 +145,7 @@ fn note_leave(me: u64) {
                 o.swap_remove(i);
             }
         }
+        OTHERS_LEN.with(|l| l.set(o.len()));
     });
 }
 
@@ -131,6 +154,9 @@ fn held_here(me: u64) -> usize {
     let (g, n) = LAST.with(Cell::get);
     if g == me && n > 0 {
         return n;
+    }
+    if OTHERS_LEN.with(Cell::get) == 0 {
+        return 0;
     }
     OTHERS.with(|o| o.borrow().iter().find(|e| e.0 == me).map_or(0, |e| e.1))
 }
