@@ -950,6 +950,20 @@ impl Held {
         self.wait_registered(table, s, None, || table.try_take(s, exclusive, me), wait)
     }
 
+    /// Whether this set may hold the line of `offset` exclusively. `false` is sure: the
+    /// line's stripe is not in the set, or only shared, and the set holds no block
+    /// stripe (which could cover the line).
+    // Always inlined: on a vista write's path (see `Update::may_hold_exclusively`).
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    pub(crate) fn may_hold_line_exclusively(&self, table: &LockTable, offset: u64) -> bool {
+        if self.blocks != 0 {
+            return true;
+        }
+        let s = table.line_stripe(offset / LINE);
+        matches!(self.find(s), Some(i) if self.get(i) & EXCLUSIVE != 0)
+    }
+
     /// Whether the last failed [`Held::acquire`] gave up because this thread itself
     /// holds the range (see the module documentation).
     pub(crate) fn refused_by_this_thread(&self) -> bool {

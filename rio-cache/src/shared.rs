@@ -682,6 +682,44 @@ mod tests {
     }
 
     #[test]
+    fn an_update_may_hold_exclusively_only_what_it_wrote_or_read_for_update() {
+        for protection in [Protection::None, Protection::Mprotect, Protection::Alias] {
+            let dir = tempfile::tempdir().unwrap();
+            let c = shared(dir.path(), protection);
+            let mut u = c.update().unwrap();
+            u.read(0, 8).unwrap();
+            u.read_for_update(64, 8).unwrap();
+            u.window(128, 8).unwrap();
+            u.window(4096 + 1, 200).unwrap(); // lines 64 to 67
+                                              // Held shared, or not at all: surely not.
+            assert!(!u.may_hold_exclusively(0), "{protection:?}");
+            assert!(!u.may_hold_exclusively(192), "{protection:?}");
+            // Held exclusively, on any byte of the line.
+            assert!(u.may_hold_exclusively(64 + 63), "{protection:?}");
+            assert!(u.may_hold_exclusively(128), "{protection:?}");
+            for line in 64..68 {
+                assert!(u.may_hold_exclusively(line * 64), "{protection:?}: {line}");
+            }
+            // A shared line upgraded by a write.
+            u.window(0, 1).unwrap();
+            assert!(u.may_hold_exclusively(0), "{protection:?}");
+            drop(u);
+            // Nothing is held once the update ended.
+            let u = c.update().unwrap();
+            assert!(!u.may_hold_exclusively(128), "{protection:?}");
+        }
+        // A range long enough to be held by block stripes: the lines under them may be
+        // held (the answer errs only towards `true`).
+        let dir = tempfile::tempdir().unwrap();
+        let c = shared(dir.path(), Protection::None);
+        let mut u = c.update().unwrap();
+        u.window(0, 256 << 10).unwrap();
+        for offset in [0, 4096, 100_000, (256 << 10) - 1] {
+            assert!(u.may_hold_exclusively(offset), "{offset}");
+        }
+    }
+
+    #[test]
     fn checkpoint_inside_an_update_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let c = shared(dir.path(), Protection::None);

@@ -113,8 +113,13 @@ impl Lane {
         write_through: bool,
     ) -> Result<&'u mut [u8]> {
         let end = offset + len;
+        // The search of recent ranges, only where both filters say a range may cover
+        // this one's first line: the lane's filter of logged lines, and the lock (a
+        // logged range was locked exclusively before it was published, so a line whose
+        // stripe this transaction holds shared, or not at all, is in no logged range).
         if len == 0
             || (self.logged_lines & line_bit(offset) != 0
+                && update.may_hold_exclusively(at)
                 && self
                     .logged
                     .iter()

@@ -701,6 +701,25 @@ impl Update<'_> {
         Ok(unsafe { self.inner.data.slice(off, len) })
     }
 
+    /// Whether this update may hold the byte at `offset` exclusively (may have opened it
+    /// for writing, or read it for update). `false` is sure: in an update of a shared
+    /// cache, outside the claimed region, the byte's lock stripe is not held exclusively
+    /// by this update, so no range it wrote covers the byte. (vista asks before it
+    /// searches its recent undo records for one that covers a new range: a range read
+    /// shared, or not touched, cannot be covered.) An update of a cache with one owner
+    /// holds everything: always `true`.
+    #[inline]
+    pub fn may_hold_exclusively(&self, offset: u64) -> bool {
+        let Some(l) = &self.locks else {
+            return true;
+        };
+        let sh = l.sharing;
+        if (sh.claimed.start..sh.claimed.end).contains(&offset) {
+            return true;
+        }
+        l.held.borrow().may_hold_line_exclusively(&sh.locks, offset)
+    }
+
     /// Opens `[offset, offset + len)` for writing until the update ends, marks its pages
     /// dirty, and returns the bytes.
     ///
