@@ -69,6 +69,7 @@ thread_local! {
     static OTHERS_LEN: Cell<usize> = const { Cell::new(0) };
 }
 
+#[inline]
 fn my_stripe() -> usize {
     STRIPE.with(|s| {
         let mut i = s.get();
@@ -82,6 +83,7 @@ fn my_stripe() -> usize {
 
 /// Counts one more ticket of this thread at gate `me`; returns whether it already held
 /// one (a re-entry).
+#[inline]
 fn note_enter(me: u64) -> bool {
     let (g, n) = LAST.with(Cell::get);
     if g == me && n > 0 {
@@ -99,6 +101,12 @@ fn note_enter(me: u64) -> bool {
         LAST.with(|l| l.set((me, held + 1)));
         return held > 0;
     }
+    enter_other(me)
+}
+
+/// [`note_enter`] while the fast record is busy with another gate.
+#[cold]
+fn enter_other(me: u64) -> bool {
     OTHERS.with(|o| {
         let mut o = o.borrow_mut();
         if let Some(e) = o.iter_mut().find(|e| e.0 == me) {
@@ -128,6 +136,7 @@ fn take_other(me: u64) -> usize {
 }
 
 /// Counts one ticket of this thread at gate `me` less.
+#[inline]
 fn note_leave(me: u64) {
     let (g, n) = LAST.with(Cell::get);
     if g == me && n > 0 {
@@ -137,6 +146,12 @@ fn note_leave(me: u64) {
     if OTHERS_LEN.with(Cell::get) == 0 {
         return; // `me` is not listed: nothing to count down
     }
+    leave_other(me);
+}
+
+/// [`note_leave`] of a gate in the list of others.
+#[cold]
+fn leave_other(me: u64) {
     OTHERS.with(|o| {
         let mut o = o.borrow_mut();
         if let Some(i) = o.iter().position(|e| e.0 == me) {
