@@ -219,13 +219,24 @@ pub fn info(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
         vista::Protection::None => "none",
         vista::Protection::Auto => "auto",
     };
+    // The version the segment header says (this build's when it cannot be read: the
+    // segment section below says why).
+    let segment_version = match view.as_ref().map(|v| &v.header) {
+        Ok(Ok(s)) => s.version,
+        Ok(Err(vista::inspect::HeaderFault::Version(v))) => *v,
+        _ => vista::FORMAT_VERSION,
+    };
     let mut t = String::new();
     let _ = writeln!(t, "segment       {}", c.path.display());
     let _ = writeln!(
         t,
-        "format        rio-cache version {}, segment version {}",
+        "format        rio-cache version {}, segment version {segment_version}{}",
         c.disk.version,
-        vista::FORMAT_VERSION
+        if segment_version < vista::FORMAT_VERSION {
+            format!(" (an open upgrades it to {})", vista::FORMAT_VERSION)
+        } else {
+            String::new()
+        }
     );
     let _ = writeln!(
         t,
@@ -316,7 +327,7 @@ pub fn info(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
     let json = json!({
         "path": c.path,
         "rio_cache_version": c.disk.version,
-        "segment_version": vista::FORMAT_VERSION,
+        "segment_version": segment_version,
         "file_len": c.file_len,
         "expected_len": c.expected_len,
         "data_len": c.data_len,

@@ -732,6 +732,53 @@ fn check_reports_a_damaged_intent_record() {
     );
 }
 
+/// A segment of format version 1 (docs/format.md, "Compatibility"): `info` names its
+/// version and says an open upgrades it; `check` reads it as valid, and neither writes it.
+#[test]
+fn info_names_a_version_1_segment_and_its_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = good_segment(d);
+    for e in std::fs::read_dir(d).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "img") {
+            std::fs::remove_file(p).unwrap(); // the disk file is what `info` reads
+        }
+    }
+    let mut b = std::fs::read(&path).unwrap();
+    let headers: Vec<usize> = (0..b.len() - 8)
+        .step_by(4096)
+        .filter(|&h| &b[h..h + 8] == b"VISTASEG")
+        .collect();
+    assert!(!headers.is_empty());
+    for h in headers {
+        b[h + 8..h + 12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32fast::hash(&b[h..h + 60]);
+        b[h + 60..h + 64].copy_from_slice(&crc.to_le_bytes());
+    }
+    std::fs::write(&path, &b).unwrap();
+    let r = read_only(d, &["info", "seg"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("segment version 1 (an open upgrades it to 2)"),
+        "{}",
+        r.stdout
+    );
+    let r = read_only(d, &["check", "seg"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("segment header (disk): version 1,"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        b,
+        "read-only commands wrote the file"
+    );
+}
+
 /// Bytes 2000..=2003 of the file's first page (reserved: after rio-cache's slot headers
 /// and intent record) are read by nothing; `check` still notices them.
 #[test]

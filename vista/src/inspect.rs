@@ -78,7 +78,8 @@ impl std::fmt::Display for HeaderFault {
             HeaderFault::Uninitialized => f.write_str("the header is zero (creation interrupted)"),
             HeaderFault::Version(v) => write!(
                 f,
-                "format version {v}; this build reads version {}",
+                "format version {v}; this build reads versions {} to {}",
+                crate::OLDEST_FORMAT_VERSION,
                 crate::FORMAT_VERSION
             ),
             HeaderFault::Damaged(why) => f.write_str(why),
@@ -242,7 +243,7 @@ impl SegmentInfo {
         Ok(View {
             source,
             header: Ok(Shape {
-                version: crate::FORMAT_VERSION,
+                version: layout.version,
                 lanes: layout.lanes,
                 lane_size: layout.lane_size,
                 undo_log_capacity: layout.lane_capacity(),

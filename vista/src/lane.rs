@@ -144,7 +144,7 @@ impl Lane {
         if crate::mutant::is("publish-late") {
             // Mutant: `write` stores the tail after it has changed the data.
             let (rec, data) = update.window_pair(rec_at..rec_at + needed, at..at + len)?;
-            undo::encode(rec, offset, data);
+            undo::encode(rec, offset, data, layout.version);
             self.tail = tail;
             self.note_logged(offset, end);
             return Ok(update.window(at, len)?);
@@ -163,7 +163,12 @@ impl Lane {
             }
             self.scratch.clear();
             self.scratch.resize(needed as usize, 0);
-            undo::encode(&mut self.scratch, offset, update.read(at, len)?);
+            undo::encode(
+                &mut self.scratch,
+                offset,
+                update.read(at, len)?,
+                layout.version,
+            );
             update.write_bytes(rec_at, &self.scratch)?;
             crash_point!("vista.set_range.record_copied");
             // Publish: the record is complete before the tail covers it.
@@ -177,6 +182,7 @@ impl Lane {
         }
         // One call: the data opened (locked exclusively), the record written from it,
         // published by the release store of the tail. On an error nothing is published.
+        let version = layout.version;
         let data = update.log_and_open(
             rec_at..rec_at + needed,
             at..at + len,
@@ -186,7 +192,7 @@ impl Lane {
             // its copy and checksum are specialised (docs/benchmarks.md, "Hot path").
             #[inline(always)]
             |rec, data| {
-                undo::encode(rec, offset, data);
+                undo::encode(rec, offset, data, version);
                 crash_point!("vista.set_range.record_copied");
             },
         )?;
@@ -230,7 +236,7 @@ impl Lane {
         let rec_at = self.off + LANE_HEADER + self.tail;
         self.scratch.clear();
         self.scratch.resize(needed as usize, 0);
-        undo::encode_group(&mut self.scratch, tag);
+        undo::encode_group(&mut self.scratch, tag, layout.version);
         update.write_bytes(rec_at, &self.scratch)?;
         crash_point!("vista.xseg.tag_written");
         let tail = self.tail + needed;

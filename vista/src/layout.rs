@@ -17,8 +17,12 @@ use crate::error::{Error, Result};
 use crate::options::Options;
 
 pub(crate) const MAGIC: [u8; 8] = *b"VISTASEG";
-/// The segment format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The segment format version this build writes. It also reads version 1 (whose undo
+/// records are all checksummed with XXH3; see `undo`), and an open upgrades such a
+/// segment to this version once its recovery has emptied every lane.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest segment format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: usize = 64;
 pub(crate) const PAGE: u64 = 4096;
 /// Bytes at the start of each lane before its records: the tail word and reserved
@@ -28,6 +32,9 @@ pub(crate) const LANE_HEADER: u64 = 64;
 /// Where everything is, in rio-cache offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Layout {
+    /// The format version of the header read (a new layout: [`FORMAT_VERSION`]). It
+    /// says how the lanes' records are checksummed (see `undo`).
+    pub(crate) version: u32,
     pub(crate) lanes: u32,
     pub(crate) lane_size: u64,
     pub(crate) lanes_off: u64,
@@ -58,6 +65,7 @@ impl Layout {
             .and_then(|l| l.checked_add(PAGE))
             .ok_or_else(|| bad("undo logs too large"))?;
         let layout = Layout {
+            version: FORMAT_VERSION,
             lanes: o.lanes,
             lane_size,
             lanes_off: PAGE,
@@ -98,10 +106,11 @@ impl Layout {
         self.lane_size - LANE_HEADER
     }
 
+    /// The header of this layout (in its version).
     pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
-        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&self.lanes.to_le_bytes());
         b[16..24].copy_from_slice(&self.lane_size.to_le_bytes());
         b[24..32].copy_from_slice(&self.lanes_off.to_le_bytes());
@@ -121,13 +130,14 @@ impl Layout {
             return Err(Err("not a vista segment (bad magic)".into()));
         }
         let version = u32_at(8);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(Ok(version));
         }
         if crc32fast::hash(&b[..60]) != u32_at(60) {
             return Err(Err("header checksum mismatch".into()));
         }
         let l = Layout {
+            version,
             lanes: u32_at(12),
             lane_size: u64_at(16),
             lanes_off: u64_at(24),
@@ -164,9 +174,19 @@ mod tests {
         bad[44] ^= 1;
         assert!(matches!(Layout::decode(&bad, total), Err(Err(_))));
         assert!(matches!(Layout::decode(&b, total + 1), Err(Err(_))));
-        let mut newer = Layout { ..l }.encode();
-        newer[8] = 2;
-        assert_eq!(Layout::decode(&newer, total), Err(Ok(2)));
+        let version = |v: u32| {
+            let mut h = b;
+            h[8..12].copy_from_slice(&v.to_le_bytes());
+            let crc = crc32fast::hash(&h[..60]);
+            h[60..64].copy_from_slice(&crc.to_le_bytes());
+            Layout::decode(&h, total)
+        };
+        assert_eq!(version(3), Err(Ok(3)));
+        assert_eq!(version(0), Err(Ok(0)));
+        // Version 1 is read, and says so.
+        let old = version(1).unwrap();
+        assert_eq!(old, Layout { version: 1, ..l });
+        assert_eq!(Layout::decode(&old.encode(), total), Ok(old));
     }
 
     #[test]

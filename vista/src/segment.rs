@@ -528,7 +528,35 @@ fn accept(
         }
     };
     let recovery = recover(cache, &layout, path, &opts.faults)?;
+    let layout = upgrade(cache, layout)?;
     Ok((layout, recovery))
+}
+
+/// Upgrades a segment of an older format version to [`FORMAT_VERSION`] once recovery has
+/// emptied every lane: the header says the new version from now on, and new records are
+/// checksummed by its rule (see `crate::undo`). No record of the old rule is left to be
+/// read by the new one: every lane is empty here, and a checkpoint (the only way the new
+/// header reaches the disk image) copies no record written before it. Until one does, the
+/// disk image keeps the old header with its lanes, which read as before. A layout already
+/// in the current version, or a lane still holding records (never after a recovery),
+/// leaves the segment as it is: its records then keep the rule of its version.
+fn upgrade(cache: &mut RioCache, layout: Layout) -> Result<Layout> {
+    if layout.version == FORMAT_VERSION {
+        return Ok(layout);
+    }
+    for lane in 0..layout.lanes {
+        if cache.read(layout.lane_off(lane), 8)? != [0; 8] {
+            return Ok(layout);
+        }
+    }
+    let upgraded = Layout {
+        version: FORMAT_VERSION,
+        ..layout
+    };
+    let mut u = cache.update()?;
+    u.window(0, HEADER_LEN as u64)?
+        .copy_from_slice(&upgraded.encode());
+    Ok(upgraded)
 }
 
 /// The file beside the segment at `path` (`<path>.fence`) whose presence fences it: a

@@ -10,10 +10,14 @@
 //! 16 len u64           24 before-image [len], padded to a multiple of 8
 //! ```
 //!
-//! The checksum is the low 32 bits of XXH3-64 of bytes `8..24+len`: it detects a
-//! record damaged by a wild store. (Tearing is not its job: a record is published only
-//! after it is complete.) XXH3 rather than CRC32 because it is on every `set_range`:
-//! about 10 ns for a small record where CRC32 takes several times that.
+//! The checksum covers bytes `8..24+len` and detects a record damaged by a wild store.
+//! (Tearing is not its job: a record is published only after it is complete.) It is
+//! the low 32 bits of XXH3-64 for a before-image of at most [`XXH3_MAX`] bytes, and
+//! CRC-32 (`crc32fast`, which folds with carry-less multiplication where the CPU has
+//! it) for a longer one: on the test machine XXH3 takes 2-3 ns for a word's record where
+//! CRC-32 takes 6, and CRC-32 takes 50 ns for a 4 KiB before-image where XXH3 takes 165
+//! (docs/benchmarks.md, "Record checksums"). In format version 1 every record used
+//! XXH3; a version-1 lane is checked by that rule (see `crate::layout`).
 
 //!
 //! A lane that belongs to a transaction across segments also holds one *group record*
@@ -52,7 +56,7 @@ pub(crate) fn group_record_len(coordinator: &std::path::Path) -> Option<u64> {
 }
 
 /// Fills `rec` (exactly `group_record_len` bytes) with a group record.
-pub(crate) fn encode_group(rec: &mut [u8], tag: &GroupTag) {
+pub(crate) fn encode_group(rec: &mut [u8], tag: &GroupTag, version: u32) {
     use std::os::unix::ffi::OsStrExt;
     let path = tag.coordinator.as_os_str().as_bytes();
     let len = 8 + path.len();
@@ -60,16 +64,27 @@ pub(crate) fn encode_group(rec: &mut [u8], tag: &GroupTag) {
     rec[16..24].copy_from_slice(&(len as u64).to_le_bytes());
     rec[24..32].copy_from_slice(&tag.slot.to_le_bytes());
     rec[32..32 + path.len()].copy_from_slice(path);
-    let sum = checksum(&rec[8..24 + len]);
+    let sum = checksum(&rec[8..24 + len], version);
     rec[4..8].copy_from_slice(&sum.to_le_bytes());
     rec[0..4].copy_from_slice(&GROUP_MAGIC.to_le_bytes());
 }
 pub(crate) const RECORD_HEADER: u64 = 24;
 
-/// The record checksum: the low half of XXH3-64.
-#[inline]
-fn checksum(bytes: &[u8]) -> u32 {
-    xxhash_rust::xxh3::xxh3_64(bytes) as u32
+/// The longest before-image whose record is checksummed with XXH3 (format version 2).
+pub(crate) const XXH3_MAX: usize = 128;
+
+/// The checksum of a record whose checked bytes (`8..24+len`) are `bytes`, by the rule of
+/// format `version`: the low half of XXH3-64, or (version 2, a before-image longer than
+/// [`XXH3_MAX`]) CRC-32.
+// Always inlined: in a `put` the length is a constant, so the rule folds away.
+#[allow(clippy::inline_always)]
+#[inline(always)]
+fn checksum(bytes: &[u8], version: u32) -> u32 {
+    if bytes.len() > 16 + XXH3_MAX && version >= 2 {
+        crc32fast::hash(bytes)
+    } else {
+        xxhash_rust::xxh3::xxh3_64(bytes) as u32
+    }
 }
 
 /// Bytes a record for `len` bytes of before-image occupies.
@@ -83,7 +98,7 @@ pub(crate) fn record_len(len: u64) -> Option<u64> {
 // and the checksum are specialised for it (docs/benchmarks.md, "Hot path").
 #[allow(clippy::inline_always)]
 #[inline(always)]
-pub(crate) fn encode(rec: &mut [u8], offset: u64, before: &[u8]) {
+pub(crate) fn encode(rec: &mut [u8], offset: u64, before: &[u8], version: u32) {
     let len = before.len();
     rec[8..16].copy_from_slice(&offset.to_le_bytes());
     rec[16..24].copy_from_slice(&(len as u64).to_le_bytes());
@@ -93,7 +108,7 @@ pub(crate) fn encode(rec: &mut [u8], offset: u64, before: &[u8]) {
     } else {
         rec[24..24 + len].copy_from_slice(before);
     }
-    let sum = checksum(&rec[8..24 + len]);
+    let sum = checksum(&rec[8..24 + len], version);
     rec[4..8].copy_from_slice(&sum.to_le_bytes());
     rec[0..4].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
 }
@@ -152,7 +167,7 @@ pub(crate) fn parse_tagged(
                 return Err(format!("group record at lane offset {at} overruns the log"));
             };
             let data_end = a + 24 + len as usize;
-            if checksum(&lane[a + 8..data_end]) != u32_at(a + 4) {
+            if checksum(&lane[a + 8..data_end], layout.version) != u32_at(a + 4) {
                 return Err(format!(
                     "group record at lane offset {at} fails its checksum"
                 ));
@@ -180,7 +195,7 @@ pub(crate) fn parse_tagged(
             ));
         }
         let data_end = a + 24 + len as usize;
-        if checksum(&lane[a + 8..data_end]) != u32_at(a + 4) {
+        if checksum(&lane[a + 8..data_end], layout.version) != u32_at(a + 4) {
             return Err(format!(
                 "undo record at lane offset {at} fails its checksum"
             ));
@@ -210,7 +225,12 @@ mod tests {
         let mut at = LANE_HEADER;
         for (off, before) in records {
             let n = record_len(before.len() as u64).unwrap();
-            encode(&mut lane[at as usize..(at + n) as usize], *off, before);
+            encode(
+                &mut lane[at as usize..(at + n) as usize],
+                *off,
+                before,
+                l.version,
+            );
             at += n;
         }
         (lane, at - LANE_HEADER)
@@ -239,7 +259,7 @@ mod tests {
         };
         let n = group_record_len(&tag.coordinator).unwrap();
         let at = (LANE_HEADER + tail) as usize;
-        encode_group(&mut lane[at..at + n as usize], &tag);
+        encode_group(&mut lane[at..at + n as usize], &tag, l.version);
         let (recs, got) = parse_tagged(&lane, tail + n, &l).unwrap();
         assert_eq!(recs.len(), 1);
         assert_eq!(got, Some(tag));
@@ -247,6 +267,43 @@ mod tests {
         assert!(parse_tagged(&lane, tail + n, &l)
             .unwrap_err()
             .contains("checksum"));
+    }
+
+    #[test]
+    fn a_long_before_image_is_checked_by_crc32_and_version_1_by_xxh3_alone() {
+        let v2 = layout();
+        assert_eq!(v2.version, crate::layout::FORMAT_VERSION);
+        let v1 = Layout { version: 1, ..v2 };
+        for len in [1, 8, XXH3_MAX, XXH3_MAX + 1, 1000] {
+            let before: Vec<u8> = (0..len).map(|i| (i * 31) as u8).collect();
+            let rec_len = record_len(len as u64).unwrap();
+            for (l, other) in [(v2, v1), (v1, v2)] {
+                let mut lane = vec![0u8; l.lane_size as usize];
+                let at = LANE_HEADER as usize;
+                encode(&mut lane[at..at + rec_len as usize], 8, &before, l.version);
+                let bytes = &lane[at + 8..at + 24 + len];
+                let sum = u32::from_le_bytes(lane[at + 4..at + 8].try_into().unwrap());
+                let xxh3 = xxhash_rust::xxh3::xxh3_64(bytes) as u32;
+                let crc = crc32fast::hash(bytes);
+                if l.version >= 2 && len > XXH3_MAX {
+                    assert_eq!(sum, crc, "{len}");
+                } else {
+                    assert_eq!(sum, xxh3, "{len} v{}", l.version);
+                }
+                assert_eq!(parse(&lane, rec_len, &l).unwrap().len(), 1);
+                // The rules differ only for a long before-image: a lane read by the
+                // other version's rule fails its checksum exactly then.
+                let by_other = parse(&lane, rec_len, &other);
+                if len > XXH3_MAX {
+                    assert!(by_other.unwrap_err().contains("checksum"), "{len}");
+                } else {
+                    assert!(by_other.is_ok(), "{len}");
+                }
+                // Damage to a long before-image is found by either rule.
+                lane[at + 24 + len - 1] ^= 0x40;
+                assert!(parse(&lane, rec_len, &l).unwrap_err().contains("checksum"));
+            }
+        }
     }
 
     #[test]

@@ -89,7 +89,7 @@ fn newer_version() {
             err,
             Error::IncompatibleVersion {
                 found: 7,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
