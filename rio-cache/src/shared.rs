@@ -690,8 +690,9 @@ mod tests {
             u.read(0, 8).unwrap();
             u.read_for_update(64, 8).unwrap();
             u.window(128, 8).unwrap();
-            u.window(4096 + 1, 200).unwrap(); // lines 64 to 67
-                                              // Held shared, or not at all: surely not.
+            // Lines 64 to 67.
+            u.window(4096 + 1, 200).unwrap();
+            // Held shared, or not at all: surely not.
             assert!(!u.may_hold_exclusively(0), "{protection:?}");
             assert!(!u.may_hold_exclusively(192), "{protection:?}");
             // Held exclusively, on any byte of the line.
