@@ -190,11 +190,12 @@ fn every_operation_of_open_commit_checkpoint_grow_and_close_can_fail() {
 
 /// States a crash leaves, each recovered by an open whose every operation fails in
 /// turn: a transaction to roll back (warm start), a lost memory image (cold start),
-/// and a committed checkpoint journal to install.
+/// a committed checkpoint journal to install, and a segment of format version 1 (cold
+/// start; the open upgrades its header).
 #[test]
 fn every_operation_of_recovery_can_fail() {
     for g in guards() {
-        for state in ["rollback", "cold", "journal"] {
+        for state in ["rollback", "cold", "journal", "version 1"] {
             let p = Place::new();
             let acked = crashed(&p, g, state);
             let snap: Snapshot = p.snapshot();
@@ -256,6 +257,23 @@ fn crashed(p: &Place, g: Protection, state: &str) -> Acked {
         "cold" => {
             seg.close().unwrap();
             p.lose_power();
+        }
+        "version 1" => {
+            seg.close().unwrap();
+            p.lose_power();
+            // Every copy of the header says version 1 (docs/format.md, "Compatibility").
+            let mut b = std::fs::read(&p.path).unwrap();
+            let headers: Vec<usize> = (0..b.len() - 8)
+                .step_by(4096)
+                .filter(|&h| &b[h..h + 8] == b"VISTASEG")
+                .collect();
+            assert!(!headers.is_empty());
+            for h in headers {
+                b[h + 8..h + 12].copy_from_slice(&1u32.to_le_bytes());
+                let crc = crc32fast::hash(&b[h..h + 60]);
+                b[h + 60..h + 64].copy_from_slice(&crc.to_le_bytes());
+            }
+            common::write_in_place(&p.path, &b);
         }
         _ => {
             // A group checkpoint whose journal commits (its epoch decided), then whose
