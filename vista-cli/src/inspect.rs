@@ -232,7 +232,7 @@ pub fn info(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
         t,
         "format        rio-cache version {}, segment version {segment_version}{}",
         c.disk.version,
-        if segment_version < vista::FORMAT_VERSION {
+        if (vista::OLDEST_FORMAT_VERSION..vista::FORMAT_VERSION).contains(&segment_version) {
             format!(" (an open upgrades it to {})", vista::FORMAT_VERSION)
         } else {
             String::new()

@@ -777,6 +777,20 @@ fn info_names_a_version_1_segment_and_its_upgrade() {
         b,
         "read-only commands wrote the file"
     );
+    // Version 0 is no version this build reads: no upgrade is promised.
+    let headers: Vec<usize> = (0..b.len() - 8)
+        .step_by(4096)
+        .filter(|&h| &b[h..h + 8] == b"VISTASEG")
+        .collect();
+    for h in headers {
+        b[h + 8..h + 12].copy_from_slice(&0u32.to_le_bytes());
+        let crc = crc32fast::hash(&b[h..h + 60]);
+        b[h + 60..h + 64].copy_from_slice(&crc.to_le_bytes());
+    }
+    std::fs::write(&path, &b).unwrap();
+    let r = read_only(d, &["info", "seg"]);
+    assert!(r.stdout.contains("segment version 0\n"), "{}", r.stdout);
+    assert!(!r.stdout.contains("upgrades"), "{}", r.stdout);
 }
 
 /// Bytes 2000..=2003 of the file's first page (reserved: after rio-cache's slot headers

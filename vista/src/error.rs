@@ -49,13 +49,14 @@ pub enum Error {
         pid: Option<u32>,
     },
     /// The segment was written by an incompatible format version.
-    #[error("{} has format version {found}; this build reads version {supported}", path.display())]
+    #[error("{} has format version {found}, which this build does not read (it writes version {supported})", path.display())]
     IncompatibleVersion {
         /// The file.
         path: PathBuf,
         /// The version found.
         found: u32,
-        /// The version this build supports.
+        /// The version this build writes (it reads some older ones too: a vista segment
+        /// of version 1 is read and upgraded, docs/format.md, "Compatibility").
         supported: u32,
     },
     /// The options are invalid.

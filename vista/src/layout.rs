@@ -121,6 +121,21 @@ impl Layout {
         b
     }
 
+    /// Whether `b` (a header whose checksum does not match) is one whose upgrade from
+    /// version 1 was cut short by a crash: version 1 with the checksum of the same header
+    /// in version 2 (the upgrade stores the checksum first, then the version; see
+    /// `segment::upgrade`). Its lanes were empty, so it reads as version 1, and the next
+    /// open upgrades it again.
+    fn upgrade_cut_short(b: &[u8]) -> bool {
+        if b[8..12] != OLDEST_FORMAT_VERSION.to_le_bytes() {
+            return false;
+        }
+        let mut v2 = [0u8; 60];
+        v2.copy_from_slice(&b[..60]);
+        v2[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        crc32fast::hash(&v2) == u32::from_le_bytes(b[60..64].try_into().expect("4 bytes"))
+    }
+
     /// Decodes and validates a header against the cache size `total`. The error is
     /// `Err(Ok(version))` for a version mismatch, `Err(Err(reason))` otherwise.
     pub(crate) fn decode(b: &[u8], total: u64) -> std::result::Result<Layout, Result<u32, String>> {
@@ -133,7 +148,7 @@ impl Layout {
         if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(Ok(version));
         }
-        if crc32fast::hash(&b[..60]) != u32_at(60) {
+        if crc32fast::hash(&b[..60]) != u32_at(60) && !Layout::upgrade_cut_short(b) {
             return Err(Err("header checksum mismatch".into()));
         }
         let l = Layout {
@@ -187,6 +202,16 @@ mod tests {
         let old = version(1).unwrap();
         assert_eq!(old, Layout { version: 1, ..l });
         assert_eq!(Layout::decode(&old.encode(), total), Ok(old));
+        // An upgrade cut short between its two stores (version 1, the checksum of
+        // version 2) reads as version 1; no other checksum mismatch is forgiven.
+        let mut cut = b;
+        cut[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(Layout::decode(&cut, total), Ok(old));
+        let mut other = old.encode();
+        other[8..12].copy_from_slice(&2u32.to_le_bytes()); // version 2, version 1's sum
+        assert!(matches!(Layout::decode(&other, total), Err(Err(_))));
+        cut[44] ^= 1;
+        assert!(matches!(Layout::decode(&cut, total), Err(Err(_))));
     }
 
     #[test]

@@ -553,9 +553,17 @@ fn upgrade(cache: &mut RioCache, layout: Layout) -> Result<Layout> {
         version: FORMAT_VERSION,
         ..layout
     };
+    // Only the version (bytes 8..12) and the checksum (60..64) change. Each is written
+    // with one atomic 8-byte store, the checksum's word first: a crash between the two
+    // leaves version 1 with the version-2 checksum, which `Layout::decode` reads as
+    // version 1 (an upgrade cut short, its lanes empty); a copy of the 64 bytes could
+    // instead leave a torn checksum that no open would accept.
+    let header = upgraded.encode();
+    let word = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
     let mut u = cache.update()?;
-    u.window(0, HEADER_LEN as u64)?
-        .copy_from_slice(&upgraded.encode());
+    u.store_u64(56, word(56))?;
+    crash_point!("vista.upgrade.checksum_stored");
+    u.store_u64(8, word(8))?;
     Ok(upgraded)
 }
 
