@@ -732,6 +732,21 @@ fn check_reports_a_damaged_intent_record() {
     );
 }
 
+/// Makes every copy of the segment header in `file` (the bytes of a segment file) say
+/// format `version`, with a matching checksum.
+fn set_segment_version(file: &mut [u8], version: u32) {
+    let headers: Vec<usize> = (0..file.len() - 8)
+        .step_by(4096)
+        .filter(|&h| &file[h..h + 8] == b"VISTASEG")
+        .collect();
+    assert!(!headers.is_empty());
+    for h in headers {
+        file[h + 8..h + 12].copy_from_slice(&version.to_le_bytes());
+        let crc = crc32fast::hash(&file[h..h + 60]);
+        file[h + 60..h + 64].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
 /// A segment of format version 1 (docs/format.md, "Compatibility"): `info` names its
 /// version and says an open upgrades it; `check` reads it as valid, and neither writes it.
 #[test]
@@ -746,16 +761,7 @@ fn info_names_a_version_1_segment_and_its_upgrade() {
         }
     }
     let mut b = std::fs::read(&path).unwrap();
-    let headers: Vec<usize> = (0..b.len() - 8)
-        .step_by(4096)
-        .filter(|&h| &b[h..h + 8] == b"VISTASEG")
-        .collect();
-    assert!(!headers.is_empty());
-    for h in headers {
-        b[h + 8..h + 12].copy_from_slice(&1u32.to_le_bytes());
-        let crc = crc32fast::hash(&b[h..h + 60]);
-        b[h + 60..h + 64].copy_from_slice(&crc.to_le_bytes());
-    }
+    set_segment_version(&mut b, 1);
     std::fs::write(&path, &b).unwrap();
     let r = read_only(d, &["info", "seg"]);
     assert_eq!(r.code, 0, "{}", r.stdout);
@@ -778,15 +784,7 @@ fn info_names_a_version_1_segment_and_its_upgrade() {
         "read-only commands wrote the file"
     );
     // Version 0 is no version this build reads: no upgrade is promised.
-    let headers: Vec<usize> = (0..b.len() - 8)
-        .step_by(4096)
-        .filter(|&h| &b[h..h + 8] == b"VISTASEG")
-        .collect();
-    for h in headers {
-        b[h + 8..h + 12].copy_from_slice(&0u32.to_le_bytes());
-        let crc = crc32fast::hash(&b[h..h + 60]);
-        b[h + 60..h + 64].copy_from_slice(&crc.to_le_bytes());
-    }
+    set_segment_version(&mut b, 0);
     std::fs::write(&path, &b).unwrap();
     let r = read_only(d, &["info", "seg"]);
     assert!(r.stdout.contains("segment version 0\n"), "{}", r.stdout);

@@ -263,16 +263,7 @@ fn crashed(p: &Place, g: Protection, state: &str) -> Acked {
             p.lose_power();
             // Every copy of the header says version 1 (docs/format.md, "Compatibility").
             let mut b = std::fs::read(&p.path).unwrap();
-            let headers: Vec<usize> = (0..b.len() - 8)
-                .step_by(4096)
-                .filter(|&h| &b[h..h + 8] == b"VISTASEG")
-                .collect();
-            assert!(!headers.is_empty());
-            for h in headers {
-                b[h + 8..h + 12].copy_from_slice(&1u32.to_le_bytes());
-                let crc = crc32fast::hash(&b[h..h + 60]);
-                b[h + 60..h + 64].copy_from_slice(&crc.to_le_bytes());
-            }
+            assert!(!common::set_format_version(&mut b, 1).is_empty());
             common::write_in_place(&p.path, &b);
         }
         _ => {

@@ -6,19 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{guards, write_in_place, Place};
+use common::{guards, header_copies, set_format_version, write_in_place, Place};
 use vista::Segment;
 
 const SIZE: u64 = 64 << 10;
-
-/// Where the vista header of each copy of the data starts in the disk file (one per slot
-/// of the disk image that holds a checkpoint).
-fn header_copies(file: &[u8]) -> Vec<usize> {
-    (0..file.len().saturating_sub(8))
-        .step_by(4096)
-        .filter(|&at| &file[at..at + 8] == b"VISTASEG")
-        .collect()
-}
 
 fn version_at(file: &[u8], header: usize) -> u32 {
     u32::from_le_bytes(file[header + 8..header + 12].try_into().unwrap())
@@ -49,12 +40,9 @@ fn a_version_1_segment_recovers_by_its_rule_and_is_upgraded() {
         // holds one published record (a 1000-byte before-image, checksummed by the
         // version-1 rule) and user space holds the change it undoes.
         let mut b = std::fs::read(&p.path).unwrap();
-        let copies = header_copies(&b);
+        let copies = set_format_version(&mut b, 1);
         assert!(!copies.is_empty());
         for &h in &copies {
-            b[h + 8..h + 12].copy_from_slice(&1u32.to_le_bytes());
-            let crc = crc32fast::hash(&b[h..h + 60]);
-            b[h + 60..h + 64].copy_from_slice(&crc.to_le_bytes());
             let lane = h + 4096; // lane 0 (lanes_off)
             let rec = lane + 64; // after the lane header
             b[rec..rec + 4].copy_from_slice(b"UNDO");
@@ -131,10 +119,7 @@ fn a_version_1_segment_with_a_damaged_long_record_is_refused_and_left_alone() {
     seg.close().unwrap();
     p.lose_power();
     let mut b = std::fs::read(&p.path).unwrap();
-    for h in header_copies(&b) {
-        b[h + 8..h + 12].copy_from_slice(&1u32.to_le_bytes());
-        let crc = crc32fast::hash(&b[h..h + 60]);
-        b[h + 60..h + 64].copy_from_slice(&crc.to_le_bytes());
+    for h in set_format_version(&mut b, 1) {
         let lane = h + 4096;
         let rec = lane + 64;
         b[rec..rec + 4].copy_from_slice(b"UNDO");
@@ -199,11 +184,7 @@ fn an_upgrade_killed_between_its_two_stores_loses_nothing() {
     // As a version-1 build would have left both the disk file and the memory image.
     for file in [p.path.clone(), p.image()] {
         let mut b = std::fs::read(&file).unwrap();
-        for h in header_copies(&b) {
-            b[h + 8..h + 12].copy_from_slice(&1u32.to_le_bytes());
-            let crc = crc32fast::hash(&b[h..h + 60]);
-            b[h + 60..h + 64].copy_from_slice(&crc.to_le_bytes());
-        }
+        assert!(!set_format_version(&mut b, 1).is_empty());
         write_in_place(&file, &b);
     }
     let status = std::process::Command::new(std::env::current_exe().unwrap())

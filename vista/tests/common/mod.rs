@@ -180,3 +180,24 @@ pub fn guards() -> Vec<Protection> {
     }
     g
 }
+
+/// Where the vista header of each copy of a segment's data starts in `file`, the bytes of
+/// a disk file (one copy per slot that holds a checkpoint) or of a memory image.
+pub fn header_copies(file: &[u8]) -> Vec<usize> {
+    (0..file.len().saturating_sub(8))
+        .step_by(4096)
+        .filter(|&at| &file[at..at + 8] == b"VISTASEG")
+        .collect()
+}
+
+/// Makes every header copy in `file` say format `version`, with a matching checksum (as
+/// a build of that version would have written it); returns where the copies start.
+pub fn set_format_version(file: &mut [u8], version: u32) -> Vec<usize> {
+    let copies = header_copies(file);
+    for &h in &copies {
+        file[h + 8..h + 12].copy_from_slice(&version.to_le_bytes());
+        let crc = crc32fast::hash(&file[h..h + 60]);
+        file[h + 60..h + 64].copy_from_slice(&crc.to_le_bytes());
+    }
+    copies
+}
