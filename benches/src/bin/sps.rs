@@ -23,8 +23,9 @@
 //! (`Options::default()`: `Protection::Auto`, background writeback), `vista-none-mutex`
 //! (as `vista-none`, every transaction under one global mutex; not run unless named),
 //! `vista-none-writeback` (as `vista-none` with the default background writeback: its
-//! ratio to `vista-none` is what writeback costs; not run unless named),
-//! and the PTM drivers found in `--ptm-dir` (`oflf`, `quadrafc`, `romlogfc`,
+//! ratio to `vista-none` is what writeback costs; not run unless named), `floor-noguard`
+//! (the suite's unguarded undo-logging floor, [`benches::threads::sps::FloorArray`]: what
+//! any undo log costs per swap on this machine), and the PTM drivers found in `--ptm-dir` (`oflf`, `quadrafc`, `romlogfc`,
 //! `trinitytl2`, `trinitytl2-clflushopt`).
 
 use std::fmt::Write as _;
@@ -35,7 +36,7 @@ use anyhow::{bail, Context, Result};
 use benches::machine::{load_average, settle, Machine};
 use benches::threads::ptm::{self, Ptm};
 use benches::threads::run::median;
-use benches::threads::sps::VistaArray;
+use benches::threads::sps::{FloorArray, VistaArray};
 use benches::workload::sps::{STANDARD_ENTRIES, SWAPS};
 use clap::Parser;
 use vista::{Options, Protection, Writeback};
@@ -43,8 +44,8 @@ use vista::{Options, Protection, Writeback};
 /// SPS on vista and on the persistent transactional memories.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Engines, in table order (default: every PTM in --ptm-dir, then vista-none and
-    /// vista-default).
+    /// Engines, in table order (default: every PTM in --ptm-dir, then floor-noguard,
+    /// vista-none and vista-default).
     #[arg(long, value_delimiter = ',')]
     engines: Vec<String>,
     /// Where `scripts/ptm-sps` put the PTM drivers (`sps-<name>`).
@@ -87,13 +88,18 @@ enum Engine {
         name: &'static str,
         array: Box<VistaArray>,
     },
+    Floor(Box<FloorArray>),
     Ptm(Ptm),
 }
+
+/// The floor's name (the suite's unguarded floor).
+const FLOOR: &str = "floor-noguard";
 
 impl Engine {
     fn name(&self) -> String {
         match self {
             Engine::Vista { name, .. } => (*name).into(),
+            Engine::Floor(_) => FLOOR.into(),
             Engine::Ptm(p) => p.label.clone(),
         }
     }
@@ -151,7 +157,7 @@ fn main() -> Result<()> {
     if args.engines.is_empty() {
         args.engines = ptms.iter().map(|p| p.name.clone()).collect();
         args.engines
-            .extend(["vista-none".into(), "vista-default".into()]);
+            .extend([FLOOR.into(), "vista-none".into(), "vista-default".into()]);
     }
     let scratch = args.scratch.clone().unwrap_or_else(std::env::temp_dir);
     // Smoke numbers mean nothing, so CI does not wait; a measured run first waits for
@@ -164,13 +170,18 @@ fn main() -> Result<()> {
         if let Some(&v) = VISTA.iter().find(|v| *v == name) {
             eprintln!("{v}: loading {} entries ...", args.entries);
             engines.push(open_vista(v, &args, &scratch)?);
+        } else if name == FLOOR {
+            eprintln!("{FLOOR}: loading {} entries ...", args.entries);
+            let floor = FloorArray::open(args.entries, &args.threads)
+                .with_context(|| format!("{FLOOR}: loading {} entries", args.entries))?;
+            engines.push(Engine::Floor(Box::new(floor)));
         } else if let Some(p) = ptms.iter().find(|p| &p.name == name) {
             engines.push(Engine::Ptm(p.clone()));
         } else {
             let found: Vec<&str> = ptms.iter().map(|p| p.name.as_str()).collect();
             bail!(
                 "unknown engine {name:?}: vista-none, vista-default, vista-none-mutex, \
-                 vista-none-writeback, or a \
+                 vista-none-writeback, floor-noguard, or a \
                  PTM driver in --ptm-dir (found: {})",
                 if found.is_empty() {
                     "none".into()
@@ -201,6 +212,12 @@ fn main() -> Result<()> {
                                 format!("{:.4}", cell.retries as f64 / cell.commits.max(1) as f64),
                             )
                         }
+                        Engine::Floor(floor) => (
+                            floor
+                                .run(threads, swaps, window, 1000 * run as u64 + swaps)?
+                                .tps(),
+                            "-".into(),
+                        ),
                         Engine::Ptm(p) => (
                             p.run(threads, swaps, args.seconds.ceil() as u64)?,
                             "-".into(),
@@ -225,10 +242,14 @@ fn main() -> Result<()> {
         }
     }
     for engine in &engines {
-        if let Engine::Vista { name, array } = engine {
-            array
+        match engine {
+            Engine::Vista { name, array } => array
                 .check()
-                .with_context(|| format!("{name}: the SPS check after the runs"))?;
+                .with_context(|| format!("{name}: the SPS check after the runs"))?,
+            Engine::Floor(floor) => floor
+                .check()
+                .with_context(|| format!("{FLOOR}: the SPS check after the runs"))?,
+            Engine::Ptm(_) => {}
         }
     }
     machine.load_end = load_average();
@@ -262,9 +283,19 @@ fn main() -> Result<()> {
     );
     let tps =
         |ei: usize, ti: usize, si: usize| median(samples[ei][ti][si].iter().map(|r| r.0).collect());
-    // The ratio columns: each vista engine against the best PTM that does not flush.
+    if engines.iter().any(|e| matches!(e, Engine::Floor(_))) {
+        let _ = writeln!(
+            doc,
+            "{FLOOR}: the suite's unguarded floor (before-image into a log, the store, a \
+             commit that empties the log; no locks, no checksum, no page marks): the least \
+             an undo-logging engine does. With t threads each thread has its own floor \
+             over a t-th of the entries and swaps within it.\n"
+        );
+    }
+    // The ratio columns: each vista engine and the floor against the best PTM that does
+    // not flush.
     let vistas: Vec<usize> = (0..engines.len())
-        .filter(|&e| matches!(engines[e], Engine::Vista { .. }))
+        .filter(|&e| matches!(engines[e], Engine::Vista { .. } | Engine::Floor(_)))
         .collect();
     let peers: Vec<usize> = (0..engines.len())
         .filter(|&e| matches!(&engines[e], Engine::Ptm(p) if !p.flushes()))

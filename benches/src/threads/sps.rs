@@ -19,6 +19,8 @@ use anyhow::{Context, Result};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use crate::engine::{Engine as _, Layout};
+use crate::floor::{Floor, Guard};
 use crate::workload::sps::SumCheck;
 
 /// Entries set per transaction while loading (256 KiB: a quarter of the default undo log).
@@ -110,45 +112,8 @@ impl VistaArray {
     /// # Errors
     /// The first error of a thread (the others stop too).
     pub fn run(&self, threads: u64, swaps: u64, window: Duration, seed: u64) -> Result<Cell> {
-        let stop = AtomicBool::new(false);
-        let start = Barrier::new(usize::try_from(threads)? + 1);
-        std::thread::scope(|s| -> Result<Cell> {
-            let workers: Vec<_> = (0..threads)
-                .map(|t| {
-                    let (stop, start) = (&stop, &start);
-                    s.spawn(move || -> Result<(u64, u64)> {
-                        start.wait();
-                        let result = self.work(swaps, seed.wrapping_add(t), stop);
-                        if result.is_err() {
-                            stop.store(true, Ordering::Relaxed);
-                        }
-                        result
-                    })
-                })
-                .collect();
-            start.wait();
-            let began = Instant::now();
-            while !stop.load(Ordering::Relaxed) && began.elapsed() < window {
-                std::thread::sleep(Duration::from_millis(1).min(window));
-            }
-            stop.store(true, Ordering::Relaxed);
-            let elapsed = began.elapsed();
-            let mut cell = Cell {
-                commits: 0,
-                retries: 0,
-                elapsed,
-            };
-            let mut first_error = None;
-            for w in workers {
-                match w.join().expect("an SPS thread panicked") {
-                    Ok((c, r)) => {
-                        cell.commits += c;
-                        cell.retries += r;
-                    }
-                    Err(e) => first_error = first_error.or(Some(e)),
-                }
-            }
-            first_error.map_or(Ok(cell), Err)
+        run_threads(threads, window, |t, stop| {
+            self.work(swaps, seed.wrapping_add(t), stop)
         })
     }
 
@@ -202,6 +167,188 @@ impl VistaArray {
     }
 }
 
+/// SPS on the suite's floor ([`crate::floor`], unguarded: before-image into a log, the
+/// store, a commit that empties the log): the least an undo-logging engine does per
+/// swap, measured beside vista and the PTMs in the same run.
+///
+/// The floor is one thread's engine, so a cell of `t` threads gives each thread its own
+/// floor over `entries / t` consecutive entries (the last takes the rest), and a thread
+/// swaps pairs of its own part only: no word is shared, so nothing is locked. The memory
+/// touched is the same array, split.
+#[derive(Debug)]
+pub struct FloorArray {
+    entries: u64,
+    /// Per thread count of a cell: that many floors, each with the first entry it holds.
+    splits: Vec<(u64, Vec<FloorPart>)>,
+}
+
+/// One thread's floor in a split: the first entry it holds, and the floor.
+type FloorPart = (u64, Mutex<Floor>);
+
+impl FloorArray {
+    /// Maps, for each count in `threads`, that many floors holding `entries` entries in
+    /// all, entry `i` holding `i`.
+    ///
+    /// # Errors
+    /// A failed mapping.
+    pub fn open(entries: u64, threads: &[u64]) -> Result<FloorArray> {
+        let mut splits = Vec::new();
+        for &t in threads {
+            if splits.iter().any(|(n, _)| *n == t) {
+                continue;
+            }
+            let mut parts = Vec::new();
+            for k in 0..t {
+                let first = entries / t * k;
+                let n = if k + 1 == t {
+                    entries - first
+                } else {
+                    entries / t
+                };
+                let layout = Layout::pages(n * 8, 8);
+                let mut floor = Floor::open(&layout, Guard::None)?;
+                let mut at = 0;
+                while at < n {
+                    let m = LOAD_CHUNK.min(n - at);
+                    floor.transact(&mut |tx| {
+                        let bytes: Vec<u8> = (first + at..first + at + m)
+                            .flat_map(u64::to_le_bytes)
+                            .collect();
+                        tx.write(at * 8, &bytes)
+                    })?;
+                    at += m;
+                }
+                parts.push((first, Mutex::new(floor)));
+            }
+            splits.push((t, parts));
+        }
+        Ok(FloorArray { entries, splits })
+    }
+
+    /// As [`VistaArray::run`]: `threads` threads (a count given to [`FloorArray::open`]),
+    /// each on its own floor.
+    ///
+    /// # Errors
+    /// A thread count not opened, or the first error of a thread.
+    pub fn run(&self, threads: u64, swaps: u64, window: Duration, seed: u64) -> Result<Cell> {
+        let (_, parts) = self
+            .splits
+            .iter()
+            .find(|(n, _)| *n == threads)
+            .with_context(|| format!("the floor was not split for {threads} threads"))?;
+        run_threads(threads, window, |t, stop| {
+            let (_, floor) = &parts[usize::try_from(t)?];
+            let mut floor = floor
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            floor_work(&mut floor, swaps, seed.wrapping_add(t), stop)
+        })
+    }
+
+    /// Reads every part back and checks that together they are still a permutation of
+    /// `0..n`.
+    ///
+    /// # Errors
+    /// What [`SumCheck::finish`] finds, or the floor's error.
+    pub fn check(&self) -> Result<()> {
+        for (_, parts) in &self.splits {
+            let mut check = SumCheck::new(self.entries);
+            for (_, floor) in parts {
+                let mut floor = floor
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let len = floor.len() as u64;
+                let mut at = 0;
+                while at < len {
+                    let n = (CHECK_CHUNK * 8).min(len - at);
+                    let mut buf = vec![0u8; usize::try_from(n)?];
+                    floor.transact(&mut |tx| tx.read(at, &mut buf))?;
+                    check.add_bytes(&buf);
+                    at += n;
+                }
+            }
+            check.finish()?;
+        }
+        Ok(())
+    }
+}
+
+/// One thread's SPS transactions on its floor until `stop`: (commits, retries = 0).
+fn floor_work(floor: &mut Floor, swaps: u64, seed: u64, stop: &AtomicBool) -> Result<(u64, u64)> {
+    let entries = floor.len() as u64 / 8;
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut pairs = Vec::with_capacity(usize::try_from(swaps)?);
+    let mut commits = 0;
+    while !stop.load(Ordering::Relaxed) {
+        pairs.clear();
+        for _ in 0..swaps {
+            let a = rng.gen_range(0..entries) * 8;
+            let b = rng.gen_range(0..entries) * 8;
+            pairs.push((a, b));
+        }
+        floor.transact(&mut |tx| {
+            for &(a, b) in &pairs {
+                let va = tx.read_u64(a)?;
+                let vb = tx.read_u64(b)?;
+                tx.write_u64(a, vb)?;
+                tx.write_u64(b, va)?;
+            }
+            Ok(())
+        })?;
+        commits += 1;
+    }
+    Ok((commits, 0))
+}
+
+/// Runs `work(t, stop)` on `threads` threads at once for `window` (all start together;
+/// the first error stops the others) and sums their (commits, retries).
+fn run_threads(
+    threads: u64,
+    window: Duration,
+    work: impl Fn(u64, &AtomicBool) -> Result<(u64, u64)> + Sync,
+) -> Result<Cell> {
+    let stop = AtomicBool::new(false);
+    let start = Barrier::new(usize::try_from(threads)? + 1);
+    std::thread::scope(|s| -> Result<Cell> {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (stop, start, work) = (&stop, &start, &work);
+                s.spawn(move || -> Result<(u64, u64)> {
+                    start.wait();
+                    let result = work(t, stop);
+                    if result.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    result
+                })
+            })
+            .collect();
+        start.wait();
+        let began = Instant::now();
+        while !stop.load(Ordering::Relaxed) && began.elapsed() < window {
+            std::thread::sleep(Duration::from_millis(1).min(window));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let elapsed = began.elapsed();
+        let mut cell = Cell {
+            commits: 0,
+            retries: 0,
+            elapsed,
+        };
+        let mut first_error = None;
+        for w in workers {
+            match w.join().expect("an SPS thread panicked") {
+                Ok((c, r)) => {
+                    cell.commits += c;
+                    cell.retries += r;
+                }
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        first_error.map_or(Ok(cell), Err)
+    })
+}
+
 impl Drop for VistaArray {
     fn drop(&mut self) {
         // Errors are ignored: the files are scratch, and a failed close leaves them for
@@ -237,5 +384,26 @@ mod tests {
             })
             .unwrap();
         assert!(a.check().is_err());
+    }
+
+    #[test]
+    fn split_floors_keep_the_permutation_and_a_stray_store_is_caught() {
+        let f = FloorArray::open(1001, &[1, 2]).unwrap();
+        for (threads, swaps) in [(1, 1), (2, 16)] {
+            let cell = f.run(threads, swaps, Duration::from_millis(20), 7).unwrap();
+            assert!(cell.commits > 0);
+        }
+        f.check().unwrap();
+        assert!(f.run(3, 1, Duration::from_millis(1), 7).is_err());
+        // The second thread's part starts at entry 500 and ends with entry 1000.
+        let (_, parts) = &f.splits[1];
+        assert_eq!(parts[1].0, 500);
+        parts[1]
+            .1
+            .lock()
+            .unwrap()
+            .transact(&mut |tx| tx.write_u64(0, 3))
+            .unwrap();
+        assert!(f.check().is_err());
     }
 }
