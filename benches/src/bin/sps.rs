@@ -23,9 +23,9 @@
 //! (`Options::default()`: `Protection::Auto`, background writeback), `vista-none-mutex`
 //! (as `vista-none`, every transaction under one global mutex; not run unless named),
 //! `vista-none-writeback` (as `vista-none` with the default background writeback: its
-//! ratio to `vista-none` is what writeback costs; not run unless named), `floor-noguard`
-//! (the suite's unguarded undo-logging floor, [`benches::threads::sps::FloorArray`]: what
-//! any undo log costs per swap on this machine), and the PTM drivers found in `--ptm-dir` (`oflf`, `quadrafc`, `romlogfc`,
+//! ratio to `vista-none` is what writeback costs; not run unless named), `floor` (the
+//! least an undo log does, [`benches::threads::sps::FloorArray`]: what memory and a log
+//! append cost per swap on this machine), and the PTM drivers found in `--ptm-dir` (`oflf`, `quadrafc`, `romlogfc`,
 //! `trinitytl2`, `trinitytl2-clflushopt`).
 
 use std::fmt::Write as _;
@@ -44,8 +44,8 @@ use vista::{Options, Protection, Writeback};
 /// SPS on vista and on the persistent transactional memories.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Engines, in table order (default: every PTM in --ptm-dir, then floor-noguard,
-    /// vista-none and vista-default).
+    /// Engines, in table order (default: every PTM in --ptm-dir, then floor, vista-none
+    /// and vista-default).
     #[arg(long, value_delimiter = ',')]
     engines: Vec<String>,
     /// Where `scripts/ptm-sps` put the PTM drivers (`sps-<name>`).
@@ -92,8 +92,8 @@ enum Engine {
     Ptm(Ptm),
 }
 
-/// The floor's name (the suite's unguarded floor).
-const FLOOR: &str = "floor-noguard";
+/// The floor's name ([`FloorArray`]).
+const FLOOR: &str = "floor";
 
 impl Engine {
     fn name(&self) -> String {
@@ -181,7 +181,7 @@ fn main() -> Result<()> {
             let found: Vec<&str> = ptms.iter().map(|p| p.name.as_str()).collect();
             bail!(
                 "unknown engine {name:?}: vista-none, vista-default, vista-none-mutex, \
-                 vista-none-writeback, floor-noguard, or a \
+                 vista-none-writeback, floor, or a \
                  PTM driver in --ptm-dir (found: {})",
                 if found.is_empty() {
                     "none".into()
@@ -286,10 +286,10 @@ fn main() -> Result<()> {
     if engines.iter().any(|e| matches!(e, Engine::Floor(_))) {
         let _ = writeln!(
             doc,
-            "{FLOOR}: the suite's unguarded floor (before-image into a log, the store, a \
-             commit that empties the log; no locks, no checksum, no page marks): the least \
-             an undo-logging engine does. With t threads each thread has its own floor \
-             over a t-th of the entries and swaps within it.\n"
+            "{FLOOR}: the least an undo log does: before each store the word's offset and \
+             old value are appended to a log, and a commit empties it; plain loads and \
+             stores, no locks, checksums, page marks or guard. With t threads each thread \
+             swaps within its own t-th of the entries.\n"
         );
     }
     // The ratio columns: each vista engine and the floor against the best PTM that does
