@@ -76,8 +76,8 @@ struct Args {
     /// Also write the report to `DIR/sps.md` and every run to `DIR/sps.tsv`.
     #[arg(long)]
     results: Option<PathBuf>,
-    /// A bounded run for CI: vista only, 10,000 entries, 1 and 2 threads, 20 ms per
-    /// cell, one run (overrides those options).
+    /// A bounded run for CI: vista and the floor only (no PTMs), 10,000 entries, 1 and 2
+    /// threads, 20 ms per cell, one run (overrides those options).
     #[arg(long)]
     smoke: bool,
 }
@@ -149,6 +149,9 @@ fn main() -> Result<()> {
     }
     if args.threads.iter().any(|&t| t == 0 || t > 64) || args.swaps.contains(&0) {
         bail!("thread counts must be 1 to 64 and swaps at least 1");
+    }
+    if args.entries == 0 {
+        bail!("--entries must be at least 1");
     }
     let ptms = match &args.ptm_dir {
         Some(dir) => ptm::find(dir)?,

@@ -216,8 +216,11 @@ impl FloorArray {
     /// holding `i`.
     ///
     /// # Errors
-    /// A failed mapping.
+    /// Fewer entries than threads (a thread would have no part), or a failed mapping.
     pub fn open(entries: u64, threads: &[u64]) -> Result<FloorArray> {
+        if let Some(&t) = threads.iter().find(|&&t| t == 0 || t > entries) {
+            anyhow::bail!("the floor splits {entries} entries among {t} threads: it needs 1 to {entries} threads");
+        }
         let mut splits = Vec::new();
         for &t in threads {
             if splits.iter().any(|(n, _)| *n == t) {
@@ -410,6 +413,8 @@ mod tests {
         }
         f.check().unwrap();
         assert!(f.run(3, 1, Duration::from_millis(1), 7).is_err());
+        assert!(FloorArray::open(1, &[1, 2]).is_err());
+        assert!(FloorArray::open(2, &[0]).is_err());
         assert_eq!(part_of(1001, 2, 1), (500, 501));
         // A lost swap (one side written, the other not) changes the sum.
         let mut map = f.splits[1].1.lock().unwrap();
