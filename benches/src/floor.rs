@@ -82,16 +82,6 @@ impl Floor {
         })
     }
 
-    /// The segment's length in bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the segment is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     fn write(&mut self, off: u64, data: &[u8]) -> Result<()> {
         let start = usize::try_from(off)?;
         let end = start

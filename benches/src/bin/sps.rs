@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! scripts/ptm-sps CHECKOUT                               # build the PTMs, run everything
-//! cargo run --release -p benches --bin sps               # vista only
+//! cargo run --release -p benches --bin sps               # vista and the floor (no PTMs)
 //! cargo run --release -p benches --bin sps -- --smoke    # seconds, for CI
 //! ```
 //!
@@ -66,7 +66,7 @@ struct Args {
     /// Seconds per run (whole seconds for the PTMs, whose benchmark counts in them).
     #[arg(long, default_value = "1")]
     seconds: f64,
-    /// Entries of vista's array (the PTMs' benchmark always has 10,000,000).
+    /// Entries of vista's and the floor's arrays (the PTMs' benchmark always has 10,000,000).
     #[arg(long, default_value_t = STANDARD_ENTRIES)]
     entries: u64,
     /// Where vista's segment files go (default: the system temp dir); the memory image
@@ -175,7 +175,7 @@ fn main() -> Result<()> {
             engines.push(open_vista(v, &args, &scratch)?);
         } else if name == FLOOR {
             eprintln!("{FLOOR}: loading {} entries ...", args.entries);
-            let floor = FloorArray::open(args.entries, &args.threads)
+            let floor = FloorArray::open(args.entries)
                 .with_context(|| format!("{FLOOR}: loading {} entries", args.entries))?;
             engines.push(Engine::Floor(Box::new(floor)));
         } else if let Some(p) = ptms.iter().find(|p| &p.name == name) {
@@ -291,8 +291,8 @@ fn main() -> Result<()> {
             doc,
             "{FLOOR}: the least an undo log does: before each store the word's offset and \
              old value are appended to a log, and a commit empties it; plain loads and \
-             stores, no locks, checksums, page marks or guard. With t threads each thread \
-             swaps within its own t-th of the entries.\n"
+             stores, no locks, checksums, page marks or guard. With t threads, thread k \
+             swaps the entries whose index is k modulo t.\n"
         );
     }
     // The ratio columns: each vista engine and the floor against the best PTM that does

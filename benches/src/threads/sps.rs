@@ -10,7 +10,7 @@
 //! transaction committed before they see the stop flag counts, over the window's length.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,6 @@ use anyhow::{Context, Result};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::sys::Mapping;
 use crate::workload::sps::SumCheck;
 
 /// Entries set per transaction while loading (256 KiB: a quarter of the default undo log).
@@ -169,145 +168,101 @@ impl VistaArray {
 /// SPS with the least work an undo log does: before each store, the word's offset and
 /// old value are appended to a log (a `Vec` kept across transactions), and a commit
 /// empties the log. No locks, no checksums, no page marks, no guard, no dispatch: the
-/// swap loop is plain loads and stores on a slice, so it measures what the memory and the
-/// log append cost on this machine, beside vista and the PTMs in the same run.
+/// swap loop is plain loads and stores (relaxed atomics, which compile to plain moves),
+/// so it measures what the memory and the log append cost on this machine, beside vista
+/// and the PTMs in the same run.
 ///
 /// The log is never read back (nothing aborts here); a real engine must also be able to
 /// roll back, which the suite's floor ([`crate::floor`]) does.
 ///
-/// With `t` threads each thread swaps within its own `t`-th of the entries (the last part
-/// takes the rest), so no word is shared and nothing needs a lock. The array lives in a
-/// private anonymous mapping of small pages, pre-faulted, as the suite's floor's does.
+/// With `t` threads, thread `k` swaps only entries whose index is `k` modulo `t`, so no
+/// word is shared and nothing needs a lock, while every thread still reaches the whole
+/// array, as the PTMs' and vista's threads do (a thread kept to its own `t`-th of the
+/// array would touch fewer pages and run faster for it). The array is one heap
+/// allocation of small pages, touched while it is filled.
 #[derive(Debug)]
 pub struct FloorArray {
-    entries: u64,
-    /// Per thread count of a cell: the array for that count (its parts are split off per
-    /// run).
-    splits: Vec<(u64, Mutex<Mapping>)>,
-}
-
-/// The word at byte `at` of `part`.
-#[inline]
-fn word(part: &[u8], at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&part[at..at + 8]);
-    u64::from_ne_bytes(b)
-}
-
-/// Stores `v` at byte `at` of `part`.
-#[inline]
-fn set_word(part: &mut [u8], at: usize, v: u64) {
-    part[at..at + 8].copy_from_slice(&v.to_ne_bytes());
-}
-
-/// Entries of part `k` of `t` of an array of `entries`: (first, count).
-fn part_of(entries: u64, t: u64, k: u64) -> (u64, u64) {
-    let first = entries / t * k;
-    let n = if k + 1 == t {
-        entries - first
-    } else {
-        entries / t
-    };
-    (first, n)
+    words: Vec<AtomicU64>,
 }
 
 impl FloorArray {
-    /// Maps, for each count in `threads`, an array of `entries` entries, entry `i`
-    /// holding `i`.
+    /// An array of `entries` entries, entry `i` holding `i`.
     ///
     /// # Errors
-    /// Fewer entries than threads (a thread would have no part), or a failed mapping.
-    pub fn open(entries: u64, threads: &[u64]) -> Result<FloorArray> {
-        if let Some(&t) = threads.iter().find(|&&t| t == 0 || t > entries) {
-            anyhow::bail!("the floor splits {entries} entries among {t} threads: it needs 1 to {entries} threads");
-        }
-        let mut splits = Vec::new();
-        for &t in threads {
-            if splits.iter().any(|(n, _)| *n == t) {
-                continue;
-            }
-            let mut map = Mapping::anonymous(usize::try_from(entries * 8)?)
-                .context("map the floor's array")?;
-            for (i, e) in map.as_mut_slice()[..usize::try_from(entries * 8)?]
-                .chunks_exact_mut(8)
-                .enumerate()
-            {
-                e.copy_from_slice(&(i as u64).to_ne_bytes());
-            }
-            splits.push((t, Mutex::new(map)));
-        }
-        Ok(FloorArray { entries, splits })
-    }
-
-    /// As [`VistaArray::run`]: `threads` threads (a count given to [`FloorArray::open`]),
-    /// each on its own part of the array.
-    ///
-    /// # Errors
-    /// A thread count not opened, or the first error of a thread.
-    pub fn run(&self, threads: u64, swaps: u64, window: Duration, seed: u64) -> Result<Cell> {
-        let (_, map) = self
-            .splits
-            .iter()
-            .find(|(n, _)| *n == threads)
-            .with_context(|| format!("the floor was not split for {threads} threads"))?;
-        let mut map = map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut rest = map.as_mut_slice();
-        let mut parts = Vec::new();
-        for k in 0..threads {
-            let (_, n) = part_of(self.entries, threads, k);
-            let (part, r) = rest.split_at_mut(usize::try_from(n * 8)?);
-            parts.push(Mutex::new(part));
-            rest = r;
-        }
-        run_threads(threads, window, |t, stop| {
-            let mut part = parts[usize::try_from(t)?]
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            floor_work(&mut part, swaps, seed.wrapping_add(t), stop)
+    /// No entries.
+    pub fn open(entries: u64) -> Result<FloorArray> {
+        anyhow::ensure!(entries > 0, "the floor needs at least one entry");
+        Ok(FloorArray {
+            words: (0..entries).map(AtomicU64::new).collect(),
         })
     }
 
-    /// Reads every array back and checks that it is still a permutation of `0..n`.
+    /// As [`VistaArray::run`]: `threads` threads, thread `k` on the entries whose index
+    /// is `k` modulo `threads`.
+    ///
+    /// # Errors
+    /// More threads than entries (a thread would have none), or the first error of a
+    /// thread.
+    pub fn run(&self, threads: u64, swaps: u64, window: Duration, seed: u64) -> Result<Cell> {
+        let entries = self.words.len() as u64;
+        anyhow::ensure!(
+            (1..=entries).contains(&threads),
+            "the floor has {entries} entries for {threads} threads: it needs 1 to {entries} threads"
+        );
+        run_threads(threads, window, |k, stop| {
+            // Entries k, k + threads, k + 2 threads, ...
+            let mine = (entries - k).div_ceil(threads);
+            floor_work(
+                &self.words,
+                (k, threads, mine),
+                swaps,
+                seed.wrapping_add(k),
+                stop,
+            )
+        })
+    }
+
+    /// Reads the array back and checks that it is still a permutation of `0..n`.
     ///
     /// # Errors
     /// What [`SumCheck::finish`] finds.
     pub fn check(&self) -> Result<()> {
-        for (_, map) in &self.splits {
-            let map = map
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut check = SumCheck::new(self.entries);
-            for e in map.as_slice()[..usize::try_from(self.entries * 8)?].chunks_exact(8) {
-                check.add(word(e, 0));
-            }
-            check.finish()?;
+        let mut check = SumCheck::new(self.words.len() as u64);
+        for w in &self.words {
+            check.add(w.load(Ordering::Relaxed));
         }
-        Ok(())
+        check.finish()
     }
 }
 
-/// One thread's SPS transactions on its part until `stop`: (commits, retries = 0).
-fn floor_work(part: &mut [u8], swaps: u64, seed: u64, stop: &AtomicBool) -> Result<(u64, u64)> {
-    let entries = part.len() as u64 / 8;
+/// One thread's SPS transactions until `stop` on the entries `first + stride * j` for
+/// `j < count` of `words`: (commits, retries = 0).
+fn floor_work(
+    words: &[AtomicU64],
+    (first, stride, count): (u64, u64, u64),
+    swaps: u64,
+    seed: u64,
+    stop: &AtomicBool,
+) -> Result<(u64, u64)> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut pairs = Vec::with_capacity(usize::try_from(swaps)?);
     let mut log: Vec<(usize, u64)> = Vec::with_capacity(2 * pairs.capacity());
     let mut commits = 0;
+    let at = |j: u64| (first + stride * j) as usize;
     while !stop.load(Ordering::Relaxed) {
         pairs.clear();
         for _ in 0..swaps {
-            let a = rng.gen_range(0..entries) as usize * 8;
-            let b = rng.gen_range(0..entries) as usize * 8;
-            pairs.push((a, b));
+            pairs.push((at(rng.gen_range(0..count)), at(rng.gen_range(0..count))));
         }
         for &(a, b) in &pairs {
-            let (va, vb) = (word(part, a), word(part, b));
+            let (va, vb) = (
+                words[a].load(Ordering::Relaxed),
+                words[b].load(Ordering::Relaxed),
+            );
             log.push((a, va));
-            set_word(part, a, vb);
+            words[a].store(vb, Ordering::Relaxed);
             log.push((b, vb));
-            set_word(part, b, va);
+            words[b].store(va, Ordering::Relaxed);
         }
         // Commit: the log is emptied. (`black_box`: the log is written as a real one
         // would be, not left out as never read.)
@@ -405,21 +360,18 @@ mod tests {
     }
 
     #[test]
-    fn split_floors_keep_the_permutation_and_a_stray_store_is_caught() {
-        let f = FloorArray::open(1001, &[1, 2]).unwrap();
-        for (threads, swaps) in [(1, 1), (2, 16)] {
+    fn interleaved_floor_threads_keep_the_permutation_and_a_stray_store_is_caught() {
+        let f = FloorArray::open(1001).unwrap();
+        for (threads, swaps) in [(1, 1), (2, 16), (3, 4)] {
             let cell = f.run(threads, swaps, Duration::from_millis(20), 7).unwrap();
             assert!(cell.commits > 0);
         }
         f.check().unwrap();
-        assert!(f.run(3, 1, Duration::from_millis(1), 7).is_err());
-        assert!(FloorArray::open(1, &[1, 2]).is_err());
-        assert!(FloorArray::open(2, &[0]).is_err());
-        assert_eq!(part_of(1001, 2, 1), (500, 501));
+        assert!(f.run(1002, 1, Duration::from_millis(1), 7).is_err());
+        assert!(f.run(0, 1, Duration::from_millis(1), 7).is_err());
+        assert!(FloorArray::open(0).is_err());
         // A lost swap (one side written, the other not) changes the sum.
-        let mut map = f.splits[1].1.lock().unwrap();
-        set_word(map.as_mut_slice(), 8 * 600, 3);
-        drop(map);
+        f.words[600].store(3, Ordering::Relaxed);
         assert!(f.check().is_err());
     }
 }
