@@ -163,9 +163,10 @@ pub const MUTANTS: &[Mutant] = &[
         what: "rio-cache commits a checkpoint with a header that names no page the other \
                slot lacks, so the first checkpoint after a cold start leaves that slot stale",
         // Seen only when a power cut falls between two checkpoints of a cycle and the next
-        // cycle runs past its first checkpoint: the default delay (at most 400 us) kills
-        // most workers sooner, and after the first few cycles (whose slots differ on every
-        // page) a run could go 500 cycles unseen. Up to 10 ms: one cycle in 7 or 8 shows it.
+        // cycle runs past its first checkpoint: the default delay (at most 400 us, four
+        // times that in a cycle armed at a crash point) kills most workers sooner, and
+        // after the first few cycles (whose slots differ on every page) a run could go 500
+        // cycles unseen. Up to 10 ms (40 ms armed): one cycle in 7 or 8 shows it.
         campaign: ("vista", "pages", "power", "10"),
         threads: 1,
         protection: "auto",

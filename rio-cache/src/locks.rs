@@ -413,6 +413,9 @@ const INLINE: usize = 16;
 /// compares them all at once.
 const SCAN: usize = 8;
 
+// `find` gathers its comparisons of the inline stripes in a `u32`.
+const _: () = assert!(SCAN < INLINE && INLINE <= 32);
+
 /// The first index's slots: room for a 4 KiB range (64 stripes) without regrowing.
 const FIRST_SLOTS: usize = 256;
 
@@ -988,7 +991,7 @@ impl Held {
     }
 
     /// An empty set for an update, on the heap: the update carries one pointer instead
-    /// of the set's 128 bytes, so that it, and a vista transaction that holds it, stay
+    /// of the set's 150 or so bytes, so that it, and a vista transaction that holds it, stay
     /// cheap to build and to move (docs/benchmarks.md, "Hot path"). The thread's spare
     /// (the set its last update released, see [`Held::recycle`]) if it has one, so that
     /// an update allocates nothing.
@@ -1741,12 +1744,17 @@ mod tests {
             for s in absent.take(5000) {
                 assert_eq!(held.find(s), None, "stripe {s} not held");
             }
-            // Whatever the last set left in the slots beyond this one's length.
+            // Whatever the last set left in the slots beyond this one's length, with the
+            // filter opened so that the search itself must tell (the filter would
+            // otherwise hide most of them, and a wrong mask would go unseen).
+            let seen = held.seen;
+            held.seen = u64::MAX;
             for s in held.first.iter().skip(held.len).map(|e| e & !EXCLUSIVE) {
                 if !model.contains_key(&u64::from(s)) {
                     assert_eq!(held.find(s), None, "stale stripe {s} not held");
                 }
             }
+            held.seen = seen;
             held.release_all(&t);
             assert!(t.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
         }
