@@ -25,8 +25,8 @@
 //! `vista-none-writeback` (as `vista-none` with the default background writeback: its
 //! ratio to `vista-none` is what writeback costs; not run unless named), `floor` (the
 //! least an undo log does, [`benches::threads::sps::FloorArray`]: what memory and a log
-//! append cost per swap on this machine), and the PTM drivers found in `--ptm-dir` (`oflf`, `quadrafc`, `romlogfc`,
-//! `trinitytl2`, `trinitytl2-clflushopt`).
+//! append cost per swap on this machine), and the PTM drivers found in `--ptm-dir`
+//! (`oflf`, `quadrafc`, `romlogfc`, `trinitytl2`, `trinitytl2-clflushopt`).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
