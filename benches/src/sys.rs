@@ -1,5 +1,6 @@
 //! Every system call and foreign function the suite makes: anonymous mappings, `mprotect`,
-//! memory protection keys, LMDB's environment opening, and (feature `pmdk`) libpmemobj.
+//! memory protection keys, LMDB's environment opening, a thread's count of preemptions,
+//! and (feature `pmdk`) libpmemobj.
 //!
 //! This is the crate's only module allowed to use `unsafe`. The aliasing argument for
 //! [`Mapping`] is simple: it owns its pages exclusively (private anonymous memory that no
@@ -225,6 +226,26 @@ impl Drop for Pkey {
             pkey_free(self.0);
         }
     }
+}
+
+/// How many times the calling thread has lost its core so far: `(preempted, blocked)`,
+/// its involuntary and voluntary context switches (`getrusage(RUSAGE_THREAD)`). A
+/// difference across a timed operation tells whether the scheduler took the core from
+/// the thread during it, or the thread slept (waited for a lock, a condition or I/O).
+///
+/// # Errors
+/// `getrusage`'s error.
+pub fn context_switches() -> io::Result<(u64, u64)> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: `usage` is a valid, writable `rusage` for the call to fill; RUSAGE_THREAD
+    // (Linux) reports the calling thread.
+    let r = unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: getrusage returned 0, so it filled the whole struct.
+    let usage = unsafe { usage.assume_init() };
+    Ok((usage.ru_nivcsw as u64, usage.ru_nvcsw as u64))
 }
 
 /// Whether this machine can allocate a protection key; the error says why not (in

@@ -403,11 +403,13 @@ fn compatible(w: u32, mine: Option<bool>, exclusive: bool) -> bool {
         }
 }
 
-/// Stripes a holder keeps without allocating, and searches before it indexes. Sixteen:
-/// a 512-byte range at a random offset takes 9 or 10 line stripes, and building the
-/// index for them cost a sixth of its transaction (docs/benchmarks.md, "Hot path");
-/// the set lives on the heap, so its size costs no move.
-const INLINE: usize = 16;
+/// Stripes a holder keeps without allocating, and searches before it indexes.
+/// Thirty-two: a 512-byte range at a random offset takes 9 or 10 line stripes and a
+/// 4 KiB one about 20 words (its blocks and the lines at its ends); building the index
+/// for them cost a sixth of a 512-byte transaction and a twelfth of a 4 KiB one
+/// (docs/benchmarks.md, "Hot path"). The set lives on the heap, so its size costs no
+/// move; `find` compares all of them at once, so more in place costs a hit no more.
+const INLINE: usize = 32;
 
 /// Up to this many stripes, `find` scans the inline ones one by one; up to [`INLINE`] it
 /// compares them all at once.
@@ -1720,7 +1722,8 @@ mod tests {
             rng
         };
         for size in [
-            1usize, 7, 8, 9, 16, 17, 24, 25, 127, 128, 129, 300, 2100, 3000, 9, 16, 12, 3,
+            1usize, 7, 8, 9, 16, 17, 24, 25, 31, 32, 33, 127, 128, 129, 300, 2100, 3000, 9, 16, 12,
+            3, 32, 20,
         ] {
             let mut model = std::collections::BTreeMap::new();
             while model.len() < size {

@@ -14,7 +14,12 @@
 //! table gives that writer's longest transaction and its p99.9 during the checkpoint;
 //! beside them, the same over as long a time while another thread only copies memory
 //! (what sharing two cores with a busy thread costs, checkpoint or not), and the
-//! writer's p99.9 alone.
+//! writer's p99.9 alone. For both, the writer's count of context switches is read
+//! before and after each transaction (outside the timed part): the tables give the
+//! longest transaction during which the writer was not preempted, of all the runs, and
+//! how many transactions took above 1 ms, how many of those were preempted (the
+//! scheduler gave the core to another thread) and how many slept (waited for a lock, a
+//! condition or I/O: a wait in the library would show here).
 //!
 //! A measured run first waits up to 30 s for the load to settle
 //! ([`benches::machine::settle`]) and prints the machine and the load at start and end.
@@ -36,6 +41,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use benches::machine::{load_average, settle, Machine};
+use benches::sys::context_switches;
 use clap::Parser;
 use rand::Rng;
 use vista::{Options, Protection, Segment, Writeback};
@@ -61,36 +67,70 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// One-byte transactions on random pages of `seg` until `stop`; the latency of each.
-fn writer(seg: &Segment, stop: &AtomicBool) -> Result<Vec<Duration>> {
+/// One transaction's latency; whether the scheduler preempted the writer during it; and
+/// whether the writer slept during it (waited for a lock, a condition, I/O).
+type Sample = (Duration, bool, bool);
+
+/// One-byte transactions on random pages of `seg` until `stop`; the latency of each, and
+/// whether the writer was preempted during it (its count of involuntary context switches
+/// is read before and after each transaction, outside the timed part).
+fn writer(seg: &Segment, stop: &AtomicBool) -> Result<Vec<Sample>> {
     let pages = seg.len() / PAGE;
     let mut rng = rand::thread_rng();
     let mut lat = Vec::with_capacity(1 << 20);
     while !stop.load(Ordering::Relaxed) {
         let page = rng.gen_range(0..pages);
+        let before = context_switches()?;
         let t = Instant::now();
         seg.transaction(|tx| tx.write(page * PAGE + 1, &[7]))?;
-        lat.push(t.elapsed());
+        let took = t.elapsed();
+        let after = context_switches()?;
+        lat.push((took, after.0 != before.0, after.1 != before.1));
     }
     Ok(lat)
 }
 
-/// The longest and the p99.9 of `lat`.
-fn tail(mut lat: Vec<Duration>) -> (Duration, Duration) {
+/// The tail of a writer's latencies.
+#[derive(Debug, Clone, Copy)]
+struct Tail {
+    longest: Duration,
+    p999: Duration,
+    /// The longest transaction during which the writer was not preempted.
+    longest_kept: Duration,
+    /// Transactions above 1 ms; how many of them were preempted; how many slept.
+    over_ms: (usize, usize, usize),
+}
+
+fn tail(mut lat: Vec<Sample>) -> Tail {
     lat.sort_unstable();
     let n = lat.len();
     if n == 0 {
-        return (Duration::ZERO, Duration::ZERO);
+        return Tail {
+            longest: Duration::ZERO,
+            p999: Duration::ZERO,
+            longest_kept: Duration::ZERO,
+            over_ms: (0, 0, 0),
+        };
     }
-    (lat[n - 1], lat[(n * 999 / 1000).min(n - 1)])
+    let slow = lat.iter().filter(|s| s.0 > Duration::from_millis(1));
+    Tail {
+        longest: lat[n - 1].0,
+        p999: lat[(n * 999 / 1000).min(n - 1)].0,
+        longest_kept: lat
+            .iter()
+            .rev()
+            .find(|s| !s.1)
+            .map_or(Duration::ZERO, |s| s.0),
+        over_ms: (
+            slow.clone().count(),
+            slow.clone().filter(|s| s.1).count(),
+            slow.filter(|s| s.2).count(),
+        ),
+    }
 }
 
-/// A writer's tail latency while `during` runs: `(longest, p99.9)`; and how long
-/// `during` took.
-fn writer_during(
-    seg: &Segment,
-    during: impl FnOnce() -> Result<()>,
-) -> Result<((Duration, Duration), Duration)> {
+/// A writer's tail latency while `during` runs, and how long `during` took.
+fn writer_during(seg: &Segment, during: impl FnOnce() -> Result<()>) -> Result<(Tail, Duration)> {
     let stop = AtomicBool::new(false);
     let (lat, took) = std::thread::scope(|s| {
         let w = s.spawn(|| writer(seg, &stop));
@@ -120,8 +160,8 @@ fn busy_for(d: Duration) {
 /// then its longest and p99.9 over as long a time beside a thread that copies memory
 /// (no checkpoint), then its p99.9 alone.
 struct Stall {
-    during: (Duration, Duration),
-    busy: (Duration, Duration),
+    during: Tail,
+    busy: Tail,
     alone: Duration,
 }
 
@@ -138,7 +178,7 @@ fn stall(seg: &Segment) -> Result<Stall> {
     Ok(Stall {
         during,
         busy,
-        alone: alone.1,
+        alone: alone.p999,
     })
 }
 
@@ -202,9 +242,9 @@ fn main() -> Result<()> {
         println!("**Warning: {w}.**\n");
     }
     println!(
-        "| size | checkpoint | its speed | raw write + fdatasync | ratio | cold open | raw read | ratio | warm open | first checkpoint after the cold open (one page changed): time / bytes written | writer's longest / p99.9 during a checkpoint | beside a memory copy, no checkpoint | p99.9 alone |"
+        "| size | checkpoint | its speed | raw write + fdatasync | ratio | cold open | raw read | ratio | warm open | first checkpoint after the cold open (one page changed): time / bytes written | writer's longest / p99.9 during a checkpoint | longest not preempted (of all runs); above 1 ms (of those: preempted, slept) | beside a memory copy, no checkpoint | longest not preempted; above 1 ms (preempted, slept) | p99.9 alone |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &mib in &args.sizes {
         let len = mib << 20;
         let path = dir.path().join(format!("seg-{mib}.vista"));
@@ -264,8 +304,19 @@ fn main() -> Result<()> {
         });
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         let col = |f: fn(&Stall) -> Duration| us(median(stalls.iter().map(f).collect()));
+        // Summed over the runs: how many transactions took above 1 ms, how many of
+        // those were preempted.
+        let slow = |f: fn(&Stall) -> (usize, usize, usize)| {
+            stalls
+                .iter()
+                .map(f)
+                .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
+        };
+        let (slow_during, slow_busy) = (slow(|s| s.during.over_ms), slow(|s| s.busy.over_ms));
+        // The longest transaction that was not preempted, of all the runs.
+        let kept = |f: fn(&Stall) -> Duration| us(stalls.iter().map(f).max().unwrap_or_default());
         println!(
-            "| {mib} MiB | {:.2} s | {:.0} MiB/s | {:.0} MiB/s | {:.2}x | {:.2} s | {:.0} MiB/s | {:.2}x | {:.1} ms | {:.1} ms / {} KiB | {:.0} µs / {:.1} µs | {:.0} µs / {:.1} µs | {:.1} µs |",
+            "| {mib} MiB | {:.2} s | {:.0} MiB/s | {:.0} MiB/s | {:.2}x | {:.2} s | {:.0} MiB/s | {:.2}x | {:.1} ms | {:.1} ms / {} KiB | {:.0} µs / {:.1} µs | {:.0} µs; {} ({}, {}) | {:.0} µs / {:.1} µs | {:.0} µs; {} ({}, {}) | {:.1} µs |",
             ck.as_secs_f64(),
             mib_s(len, ck),
             mib_s(len, raw),
@@ -276,10 +327,18 @@ fn main() -> Result<()> {
             warm.as_secs_f64() * 1e3,
             first.as_secs_f64() * 1e3,
             first_bytes >> 10,
-            col(|s| s.during.0),
-            col(|s| s.during.1),
-            col(|s| s.busy.0),
-            col(|s| s.busy.1),
+            col(|s| s.during.longest),
+            col(|s| s.during.p999),
+            kept(|s| s.during.longest_kept),
+            slow_during.0,
+            slow_during.1,
+            slow_during.2,
+            col(|s| s.busy.longest),
+            col(|s| s.busy.p999),
+            kept(|s| s.busy.longest_kept),
+            slow_busy.0,
+            slow_busy.1,
+            slow_busy.2,
             col(|s| s.alone),
         );
         Segment::remove(&path, &opts)?;
