@@ -99,7 +99,7 @@ enum Command {
         #[arg(long)]
         disk: bool,
     },
-    /// Delete a segment: its file, its checkpoint journal and its memory image.
+    /// Delete a segment: its file, its journal, its memory image and its fence file, if any.
     /// Refuses a segment that is open (naming the process) and a file that is not a
     /// segment.
     Remove {
@@ -114,8 +114,8 @@ enum Command {
         #[arg(long)]
         remove_orphans: bool,
     },
-    /// Open the segment with recovery (roll back an unfinished transaction, install a
-    /// committed checkpoint journal) and report what recovery did.
+    /// Open the segment with recovery (roll back an unfinished transaction, install a group
+    /// checkpoint or grow committed in the journal) and report what recovery did.
     Recover {
         /// The segment file.
         path: PathBuf,
