@@ -73,7 +73,8 @@ enum Command {
         /// Undo-log lanes.
         #[arg(long, default_value_t = vista::DEFAULT_LANES)]
         lanes: u32,
-        /// Undo-log capacity of each lane (rounded up to whole pages).
+        /// Undo-log capacity of each lane (with the lane's 64-byte header, rounded up to
+        /// whole pages).
         #[arg(long, value_parser = units::parse_size, default_value = "1MiB")]
         undo_log_size: u64,
     },
