@@ -13,8 +13,8 @@
 //! - [`lmdb`]: LMDB (write-map; no-sync and sync).
 //! - [`sqlite`]: SQLite (WAL; `synchronous` OFF and FULL).
 //! - `pmdk` (feature `pmdk`): PMDK's libpmemobj, pool on `/dev/shm`.
-//! - [`vista`]: the project's Vista (no guard, `mprotect`, protection keys where
-//!   available), memory image on `/dev/shm`.
+//! - [`vista`]: the project's Vista (no guard, `mprotect`, the alias, protection keys
+//!   where available), memory image on `/dev/shm`.
 //! - [`lrvm`]: the project's LRVM, restore/no-restore x flush/no-flush, files on disk
 //!   (`rvm-*`) or on `/dev/shm` (`rvm-rio-*`, the paper's RVM on Rio).
 //!

@@ -37,7 +37,7 @@
 //!   ([`modes::compound`]).
 //! - **io** (vista): one injected I/O failure per worker, through the threaded worker.
 //!
-//! With `--threads N` (vista, bank and kv, kill and power modes) each worker runs N
+//! With `--threads N` (vista, bank and kv, kill, power and io modes) each worker runs N
 //! threads of transactions on one segment, and the oracle accepts exactly the states a
 //! serial order of the committed transactions explains ([`modes::threads`]).
 //!
@@ -67,7 +67,7 @@
 //!                  campaign), snapshot, worker (fork, pipe protocol, the child's loop),
 //!                  thread_acks, oracle (the durability rules), maps (/proc/self/maps)
 //! engines/         the Engine / Store contract; the vista and lrvm adapters
-//! workloads/       the Workload contract; bank, kv, pages
+//! workloads/       the Workload contract; bank, kv, pages, xseg
 //! txn.rs seed.rs   OpKind and Txn, which workloads make and engines run; SplitMix64
 //! report.rs        the report every layer fills in
 //! sys.rs           the one unsafe room

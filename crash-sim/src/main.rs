@@ -53,7 +53,7 @@ struct RunArgs {
     #[arg(long, value_parser = parse_mode)]
     mode: Mode,
     /// Threads per worker, each running transactions on the one segment (vista; bank and
-    /// kv; kill and power modes). 1: the serial worker.
+    /// kv; kill, power and io modes; at most 64). 1: the serial worker.
     #[arg(long, default_value_t = 1)]
     threads: u32,
     #[command(flatten)]

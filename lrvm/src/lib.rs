@@ -51,8 +51,8 @@
 //! - `crash-point`: the shared named crash points (empty unless the `crash-points`
 //!   feature is on).
 //! - `crc32fast`: checksums of status block copies and redo records (SIMD CRC-32).
-//! - `libc`: the `flock` call in the `sys` module (std's file locks need a newer Rust
-//!   than the workspace's minimum).
+//! - `libc`: the `flock` call in the `sys` module (std's `File::try_lock`, stable since
+//!   Rust 1.89 and so within the workspace's minimum of 1.90, would serve as well).
 //! - `thiserror`: the typed, `#[non_exhaustive]` [`Error`] enum.
 //!
 //! Development only: `crash-point` again with `enabled` (so every test build has the

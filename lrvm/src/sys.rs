@@ -1,5 +1,5 @@
-//! The only module with `unsafe`: the `flock` system call, which `std` does not expose
-//! at this crate's minimum Rust version.
+//! The only module with `unsafe`: the `flock` system call (std's `File::try_lock`, stable
+//! since Rust 1.89, takes the same lock).
 #![allow(unsafe_code)]
 
 use std::fs::File;

@@ -73,7 +73,8 @@ enum Command {
         /// Undo-log lanes.
         #[arg(long, default_value_t = vista::DEFAULT_LANES)]
         lanes: u32,
-        /// Undo-log capacity of each lane (rounded up to whole pages).
+        /// Undo-log capacity of each lane (with the lane's 64-byte header, rounded up to
+        /// whole pages).
         #[arg(long, value_parser = units::parse_size, default_value = "1MiB")]
         undo_log_size: u64,
     },
@@ -99,7 +100,7 @@ enum Command {
         #[arg(long)]
         disk: bool,
     },
-    /// Delete a segment: its file, its checkpoint journal and its memory image.
+    /// Delete a segment: its file, its journal, its memory image and its fence file, if any.
     /// Refuses a segment that is open (naming the process) and a file that is not a
     /// segment.
     Remove {
@@ -114,8 +115,8 @@ enum Command {
         #[arg(long)]
         remove_orphans: bool,
     },
-    /// Open the segment with recovery (roll back an unfinished transaction, install a
-    /// committed checkpoint journal) and report what recovery did.
+    /// Open the segment with recovery (roll back an unfinished transaction, install a group
+    /// checkpoint or grow committed in the journal) and report what recovery did.
     Recover {
         /// The segment file.
         path: PathBuf,
