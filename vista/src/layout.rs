@@ -159,7 +159,9 @@ impl Layout {
             user_off: u64_at(32),
             user_len: u64_at(40),
         };
-        let consistent = l.lanes >= 1
+        // At most `MAX_LANES`, as a new segment: a group numbers its members' lanes in
+        // blocks of that many (`group`), so a larger count would share coordinator slots.
+        let consistent = (1..=crate::options::MAX_LANES).contains(&l.lanes)
             && l.lane_size >= PAGE
             && l.lane_size.is_multiple_of(PAGE)
             && l.lanes_off == PAGE
@@ -212,6 +214,23 @@ mod tests {
         assert!(matches!(Layout::decode(&other, total), Err(Err(_))));
         cut[44] ^= 1;
         assert!(matches!(Layout::decode(&cut, total), Err(Err(_))));
+    }
+
+    #[test]
+    fn a_header_with_more_lanes_than_a_segment_may_have_is_refused() {
+        let l = Layout::for_options(&Options::new().size(1 << 20)).unwrap();
+        let with = |lanes: u32| {
+            let m = Layout {
+                lanes,
+                user_off: PAGE + l.lane_size * u64::from(lanes),
+                ..l
+            };
+            Layout::decode(&m.encode(), m.total().unwrap())
+        };
+        let max = crate::options::MAX_LANES;
+        assert!(with(max).is_ok());
+        assert!(matches!(with(max + 1), Err(Err(_))));
+        assert!(matches!(with(0), Err(Err(_))));
     }
 
     #[test]
