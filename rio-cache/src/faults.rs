@@ -12,11 +12,17 @@
 //!
 //! The plan is shared by clones of the options, so it follows a cache through open,
 //! checkpoints (also the writeback thread's), grows, recovery and close.
+//!
+//! A plan can also hold one chosen operation back ([`Faults::pause_at`]): the thread
+//! that makes it waits before the call until the test resumes it, so a test can act while
+//! a checkpoint is in the middle of its writes (and show, say, that transactions do not
+//! wait for them).
 
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// What an operation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,6 +117,20 @@ struct Plan {
     calls: Mutex<Vec<IoCall>>,
     /// The operation that failed, with its error number.
     failed: Mutex<Option<(IoCall, i32)>>,
+    /// The number of the operation to hold back (`u64::MAX`: none).
+    pause_at: AtomicU64,
+    pause: Mutex<Pause>,
+    /// Signalled when a thread is held, and when the test resumes it.
+    paused: Condvar,
+}
+
+/// The state of [`Faults::pause_at`]'s hold.
+#[derive(Debug, Default)]
+struct Pause {
+    /// The operation held back, while its thread waits.
+    held: Option<IoCall>,
+    /// The test has resumed it (or never armed it).
+    resumed: bool,
 }
 
 impl Faults {
@@ -128,7 +148,52 @@ impl Faults {
             errno: AtomicI32::new(0),
             calls: Mutex::new(Vec::new()),
             failed: Mutex::new(None),
+            pause_at: AtomicU64::new(u64::MAX),
+            pause: Mutex::new(Pause::default()),
+            paused: Condvar::new(),
         })))
+    }
+
+    /// Holds operation number `n` (counting from 0 since the plan was made) back: the
+    /// thread that makes it waits, before the call, until [`Faults::resume`]; then the
+    /// call is made (or failed, if the plan says so). Does nothing without a plan.
+    pub fn pause_at(&self, n: u64) {
+        if let Some(p) = &self.0 {
+            *p.pause.lock().unwrap_or_else(PoisonError::into_inner) = Pause::default();
+            p.pause_at.store(n, Ordering::SeqCst);
+        }
+    }
+
+    /// Waits up to `timeout` for a thread to be held by [`Faults::pause_at`]; the
+    /// operation it holds, if one is.
+    pub fn wait_paused(&self, timeout: Duration) -> Option<IoCall> {
+        let p = self.0.as_ref()?;
+        let deadline = Instant::now() + timeout;
+        let mut st = p.pause.lock().unwrap_or_else(PoisonError::into_inner);
+        while st.held.is_none() && !st.resumed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = p
+                .paused
+                .wait_timeout(st, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        st.held
+    }
+
+    /// Lets the operation held by [`Faults::pause_at`] go on (or, if it has not been
+    /// reached yet, lets it pass without waiting).
+    pub fn resume(&self) {
+        if let Some(p) = &self.0 {
+            p.pause
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .resumed = true;
+            p.paused.notify_all();
+        }
     }
 
     /// Fails operation number `n` (counting from 0 since the plan was made) with
@@ -204,6 +269,16 @@ impl Plan {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = self.seen.fetch_add(1, Ordering::SeqCst);
         calls.push(call);
+        drop(calls);
+        if n == self.pause_at.load(Ordering::SeqCst) {
+            let mut st = self.pause.lock().unwrap_or_else(PoisonError::into_inner);
+            st.held = Some(call);
+            self.paused.notify_all();
+            while !st.resumed {
+                st = self.paused.wait(st).unwrap_or_else(PoisonError::into_inner);
+            }
+            st.held = None;
+        }
         let at = self.fail_at.load(Ordering::SeqCst);
         let hit = n == at || (n > at && self.sticky.load(Ordering::SeqCst));
         if !hit {

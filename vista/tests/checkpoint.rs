@@ -175,3 +175,90 @@ fn checkpoints_under_threads_hold_a_prefix_of_the_commits() {
     });
     assert!(seg.cache_stats().checkpoints > 5, "the writeback never ran");
 }
+
+/// A checkpoint holds transactions off only while it takes its snapshot, never while it
+/// writes it: with a checkpoint held back at its first write to the disk image (the
+/// fault plan's pause), another thread's transactions on every page of its snapshot
+/// begin and commit. The disk then holds the snapshot (none of those transactions),
+/// and the next checkpoint holds them. Red if the gate stays closed over the writes.
+#[test]
+fn transactions_do_not_wait_for_a_checkpoint_s_writes() {
+    use rio_cache::{Faults, IoFile, IoOp};
+    use std::sync::mpsc;
+    const PAGES: u64 = 32;
+    let p = Place::new();
+    let faults = Faults::counting();
+    let opts = p
+        .opts(1 << 20)
+        .writeback(Writeback::Manual)
+        .faults(faults.clone());
+    let seg = Segment::open(&p.path, &opts).unwrap();
+    let fill = |v: u64| {
+        seg.transaction(|tx| {
+            for pg in 0..PAGES {
+                tx.put(pg * 4096, &v)?;
+            }
+            Ok::<_, vista::Error>(())
+        })
+        .unwrap();
+    };
+    let on_disk = || {
+        let (cold, copy) = disk_files_now(&p);
+        let c = Segment::open(
+            &copy,
+            &opts.clone().faults(Faults::none()).cache_dir(cold.path()),
+        )
+        .unwrap();
+        assert!(matches!(c.start_kind(), StartKind::Cold(_)));
+        (0..PAGES)
+            .map(|pg| c.get::<u64>(pg * 4096).unwrap())
+            .collect::<Vec<_>>()
+    };
+    // Two checkpoints of the same pages: the second shows a checkpoint's calls once the
+    // slots have settled, which the third repeats.
+    fill(1);
+    seg.checkpoint().unwrap();
+    fill(2);
+    let before = faults.count();
+    seg.checkpoint().unwrap();
+    let calls = faults.calls()[before as usize..].to_vec();
+    let first_write = calls
+        .iter()
+        .position(|c| (c.op, c.file) == (IoOp::Write, IoFile::Disk))
+        .expect("a checkpoint writes the disk image");
+    fill(3);
+    faults.pause_at(faults.count() + first_write as u64);
+    std::thread::scope(|s| {
+        let checkpoint = s.spawn(|| seg.checkpoint());
+        let held = faults.wait_paused(Duration::from_secs(60));
+        let held = held.map(|c| (c.op, c.file));
+        if held != Some((IoOp::Write, IoFile::Disk)) {
+            faults.resume();
+            panic!("the checkpoint was not held at its first write: {held:?}");
+        }
+        let (done, committed) = mpsc::channel();
+        let seg = &seg;
+        s.spawn(move || {
+            for pg in 0..PAGES {
+                seg.transaction(|tx| tx.put(pg * 4096, &4u64)).unwrap();
+            }
+            done.send(()).unwrap();
+        });
+        // A regression would make each transaction wait at the closed gate (and fail
+        // after the gate's wait): the channel would then close without a message.
+        let committed = committed.recv_timeout(Duration::from_secs(60));
+        faults.resume();
+        assert!(
+            committed.is_ok(),
+            "transactions waited for the checkpoint's writes"
+        );
+        checkpoint.join().unwrap().unwrap();
+    });
+    assert_eq!(
+        on_disk(),
+        vec![3; PAGES as usize],
+        "the checkpoint's snapshot"
+    );
+    seg.checkpoint().unwrap();
+    assert_eq!(on_disk(), vec![4; PAGES as usize], "the next checkpoint");
+}
