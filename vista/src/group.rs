@@ -492,7 +492,9 @@ impl<'g> GroupTransaction<'g> {
     /// [`Error::Poisoned`] if a member is poisoned, or an I/O error writing the
     /// decision: every part is rolled back and nothing survives. An error from a
     /// member's commit store after the decision: the transaction stands (it is
-    /// decided), that member is poisoned, and reopening it keeps the changes.
+    /// decided), that member is poisoned, and reopening it keeps the changes; until the
+    /// group is reopened, the first member's lane that this transaction used is not
+    /// used again (its coordinator slot holds the decision the failed member needs).
     pub fn commit(mut self) -> Result<()> {
         self.commit_in_place()
     }
@@ -531,6 +533,13 @@ impl<'g> GroupTransaction<'g> {
         // The decision. If it fails the slot is unchanged: the parts roll back.
         self.group.core.coordinator.set_slot(self.slot, self.txn)?;
         crash_point!("vista.xseg.decided");
+        // The slot is named by the first member's lane: that part stores its commit
+        // last, so its lane (and with it the slot) is not handed to another transaction
+        // across segments while a member still needs the decision. A member whose store
+        // fails keeps needing it until it is reopened: the first member's lane is then
+        // retired for this handle's life.
+        let mut parts = parts.into_iter();
+        let mut owner = parts.next().expect("two or more parts");
         let mut first = None;
         for p in parts {
             if let Err(e) = p.commit_decided() {
@@ -538,6 +547,13 @@ impl<'g> GroupTransaction<'g> {
             }
             crash_point!("vista.xseg.member_committed");
         }
+        if first.is_some() {
+            owner.retire_lane();
+        }
+        if let Err(e) = owner.commit_decided() {
+            first.get_or_insert(e);
+        }
+        crash_point!("vista.xseg.member_committed");
         first.map_or(Ok(()), Err)
     }
 

@@ -66,6 +66,8 @@ pub(crate) struct Lane {
     /// The heap blocks freed by the transaction in progress (cleared when the lane is
     /// given back).
     pub(crate) heap: crate::tx_heap::TxHeap,
+    /// Never handed out again by this handle (see [`Lane::retire`]).
+    retired: bool,
 }
 
 impl Lane {
@@ -80,6 +82,7 @@ impl Lane {
             memo: PageMemo::default(),
             claim,
             heap: crate::tx_heap::TxHeap::default(),
+            retired: false,
         }
     }
 
@@ -291,10 +294,19 @@ impl Lane {
         Ok(())
     }
 
-    /// Whether the lane is ready for the next transaction (its log is empty, and its
-    /// claim is back).
+    /// Keeps the lane out of use for the rest of this handle's life: a transaction
+    /// across segments whose decision lives in the coordinator slot this lane names
+    /// retires it when another member could not store its commit (that member's
+    /// recovery still needs the slot, and a later transaction in this lane would write
+    /// its own id there; see `crate::group`).
+    pub(crate) fn retire(&mut self) {
+        self.retired = true;
+    }
+
+    /// Whether the lane is ready for the next transaction (its log is empty, its claim
+    /// is back, and it is not retired).
     fn is_clear(&self) -> bool {
-        self.tail == 0 && self.claim.is_some()
+        self.tail == 0 && self.claim.is_some() && !self.retired
     }
 }
 

@@ -419,6 +419,13 @@ impl<'s> Transaction<'s> {
         stored
     }
 
+    /// Keeps this transaction's lane out of use once it ends (see `Lane::retire`).
+    pub(crate) fn retire_lane(&mut self) {
+        if let Some(lane) = self.lane.as_mut() {
+            lane.retire();
+        }
+    }
+
     /// Undoes every change: the before-images are copied back, newest first, and the
     /// log is emptied last.
     ///

@@ -922,3 +922,65 @@ fn a_sealed_journal_refuses_to_open_without_its_coordinator() {
     assert_eq!(state_of(&members_alone(&f, g)), expected(3));
     restore(&f, &saved);
 }
+
+/// A member whose commit store fails after the decision keeps the transaction (it is
+/// poisoned and reopening it keeps the changes), so the decision in the coordinator
+/// slot must outlive more transactions across segments in this process. The slot is
+/// named by the first member's lane: that part stores its commit last, and when
+/// another member's store failed, its lane is retired for the handle's life. Here the
+/// same thread's next transaction across segments starts on the first member again:
+/// it takes another lane (another slot), and the reopened member keeps the decided
+/// transaction, as the first member does. (With the first member committing first and
+/// its lane handed out again, the next transaction wrote its id over the decision and
+/// the reopened member rolled the decided transaction back.)
+#[test]
+fn a_failed_member_keeps_the_decision_while_more_transactions_run() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("shm");
+    std::fs::create_dir_all(&cache).unwrap();
+    let base = Options::new()
+        .size(SIZE)
+        .lanes(4)
+        .undo_log_size(16 << 10)
+        .protection(Protection::Mprotect) // a commit store is then a pwrite, which can fail
+        .writeback(Writeback::Manual)
+        .cache_dir(&cache);
+    let faults = Faults::counting();
+    let seg_path = |i: usize| dir.path().join(format!("m{i}.vista"));
+    let members: Vec<Segment> = (0..3)
+        .map(|i| {
+            let o = if i == 1 {
+                base.clone().faults(faults.clone())
+            } else {
+                base.clone()
+            };
+            Segment::open(seg_path(i), &o).unwrap()
+        })
+        .collect();
+    let group = Group::open(dir.path().join("g.coord"), members, &base).unwrap();
+    let mut t = group.begin().unwrap();
+    t.on(0).unwrap().put(0, &111u64).unwrap();
+    t.on(1).unwrap().put(0, &111u64).unwrap();
+    // Member 1's commit store (its next I/O operation) fails after the decision.
+    faults.fail_at(faults.count(), libc::EIO);
+    assert!(t.commit().is_err(), "the injected failure was not hit");
+    assert!(group.segment(1).begin().is_err(), "member 1 is poisoned");
+    for round in 0..4u64 {
+        group
+            .transaction(|tx| {
+                tx.on(0)?.put(8, &(200 + round))?;
+                tx.on(2)?.put(8, &(200 + round))
+            })
+            .unwrap();
+    }
+    assert_eq!(group.segment(0).get::<u64>(0).unwrap(), 111);
+    drop(group);
+    let m1 = Segment::open(seg_path(1), &base).unwrap();
+    assert_eq!(
+        m1.get::<u64>(0).unwrap(),
+        111,
+        "the reopened member rolled back a decided transaction ({:?})",
+        m1.recovery()
+    );
+}
