@@ -14,7 +14,8 @@
 //!   member gets it when it joins. Before its record, a member is fenced (below).
 //! - **Commit.** One `pwrite` of the id into the slot is the decision (crash point
 //!   `vista.xseg.decided`); then each member's usual commit store empties its lane
-//!   (`vista.xseg.member_committed`). Recovery of a lane with a group record keeps it if
+//!   (`vista.xseg.member_committed`), the first member's (whose lane names the slot)
+//!   last. Recovery of a lane with a group record keeps it if
 //!   the slot holds the id, else undoes it, so a crash anywhere, also between the
 //!   decision and the last member's store, or inside recovery, leaves all or none.
 //!   A transaction that touched one member commits as an ordinary one (no record, no
@@ -27,10 +28,12 @@
 //!   The fence outlives a process crash (a `.fence` file beside the segment).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{
+    Arc, Condvar, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError,
+};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crash_point::crash_point;
 use rio_cache::group::Coordinator;
@@ -74,6 +77,16 @@ struct Core {
     /// holds it exclusively, so that every transaction across segments is in all of
     /// its snapshots or in none.
     order: RwLock<()>,
+    /// Group checkpoints trying to take `order` exclusively: new transactions wait
+    /// (on `reopened`) while there are any, so that a steady stream of transactions
+    /// cannot keep a checkpoint out.
+    closing: AtomicU32,
+    reopened: (Mutex<()>, Condvar),
+    /// How long a group checkpoint waits for the running transactions of the group
+    /// (`Options::checkpoint_wait` of the options given to `Group::open`): a transaction
+    /// leaked with `mem::forget` then makes it fail with `CheckpointBusy` instead of
+    /// waiting forever.
+    wait: Duration,
     next_txn: AtomicU64,
 }
 
@@ -89,7 +102,9 @@ impl Group {
     /// `Writeback::Background { interval, .. }`, the default, a thread takes a group
     /// checkpoint every `interval` while a member is fenced, so that transactions across
     /// segments reach the disk by themselves, as the members' own writeback does for
-    /// theirs) and the injected faults of the coordinator's I/O (tests).
+    /// theirs), the checkpoint wait (how long a group checkpoint waits for the group's
+    /// running transactions before it gives up with [`Error::CheckpointBusy`]) and the
+    /// injected faults of the coordinator's I/O (tests).
     ///
     /// # Errors
     /// [`Error::InvalidOptions`] for no members or a coordinator path too long for the
@@ -126,6 +141,9 @@ impl Group {
             members,
             coordinator,
             order: RwLock::new(()),
+            closing: AtomicU32::new(0),
+            reopened: (Mutex::new(()), Condvar::new()),
+            wait: opts.checkpoint_wait,
             next_txn: AtomicU64::new(max.max(now) + 1),
         });
         let writeback = match opts.writeback {
@@ -173,11 +191,7 @@ impl Group {
     /// # Errors
     /// None today; the signature leaves room.
     pub fn begin(&self) -> Result<GroupTransaction<'_>> {
-        let shared = self
-            .core
-            .order
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let shared = self.core.shared();
         Ok(GroupTransaction {
             parts: (0..self.core.members.len()).map(|_| None).collect(),
             joined: Vec::new(),
@@ -221,9 +235,9 @@ impl Group {
     /// transactions to end, and holds new ones back until it is done.
     ///
     /// # Errors
-    /// [`Error::Poisoned`]; [`Error::CheckpointBusy`] (a member's own transaction
-    /// outlasted the checkpoint wait: the members prepared so far give their pages back,
-    /// nothing is poisoned; try again). I/O errors: writing a member's batch poisons that
+    /// [`Error::Poisoned`]; [`Error::CheckpointBusy`] (a transaction of the group, or a
+    /// member's own, outlasted the checkpoint wait: the members prepared so far give
+    /// their pages back, nothing is poisoned; try again). I/O errors: writing a member's batch poisons that
     /// member (the others give their pages back); writing the decision poisons every
     /// member; installing after the decision poisons that member. Reopen a poisoned
     /// member: it finds the checkpoint committed or not, as the coordinator says, like
@@ -250,6 +264,55 @@ impl Group {
 }
 
 impl Core {
+    /// The shared hold of `order` a transaction of the group keeps while it runs, taken
+    /// once no group checkpoint is trying to take it exclusively.
+    fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        if self.closing.load(Ordering::SeqCst) > 0 {
+            let (lock, cv) = &self.reopened;
+            let mut g = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            while self.closing.load(Ordering::SeqCst) > 0 {
+                // Rechecked at least every millisecond: a wake-up missed between the
+                // check and the wait costs at most that.
+                g = cv
+                    .wait_timeout(g, Duration::from_millis(1))
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+        }
+        self.order.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `order` held exclusively, once the running transactions of the group have ended;
+    /// [`Error::CheckpointBusy`] if they have not within the checkpoint wait.
+    fn exclusive(&self) -> Result<RwLockWriteGuard<'_, ()>> {
+        self.closing.fetch_add(1, Ordering::SeqCst);
+        let deadline = Instant::now().checked_add(self.wait);
+        let backoff = crossbeam_utils::Backoff::new();
+        let taken = loop {
+            match self.order.try_write() {
+                Ok(g) => break Ok(g),
+                Err(TryLockError::Poisoned(p)) => break Ok(p.into_inner()),
+                Err(TryLockError::WouldBlock) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        break Err(Error::CheckpointBusy { waited: self.wait });
+                    }
+                    if backoff.is_completed() {
+                        std::thread::sleep(Duration::from_micros(100));
+                    } else {
+                        backoff.snooze();
+                    }
+                }
+            }
+        };
+        // Held (new transactions now wait for the lock itself) or given up: either way
+        // new transactions need not wait for this checkpoint any more.
+        self.closing.fetch_sub(1, Ordering::SeqCst);
+        let (lock, cv) = &self.reopened;
+        drop(lock.lock().unwrap_or_else(PoisonError::into_inner));
+        cv.notify_all();
+        taken
+    }
+
     /// Makes every member durable on disk at once: each member's dirty pages are
     /// sealed in its journal for a new epoch (synced), one synced write of the epoch to
     /// the coordinator commits them all, then each member installs its pages. A power
@@ -258,15 +321,15 @@ impl Core {
     /// transactions to end, and holds new ones back until it is done.
     ///
     /// # Errors
-    /// [`Error::Poisoned`]; [`Error::CheckpointBusy`] (a member's own transaction
-    /// outlasted the checkpoint wait: the members prepared so far give their pages back,
-    /// nothing is poisoned; try again). I/O errors: writing a member's batch poisons that
+    /// [`Error::Poisoned`]; [`Error::CheckpointBusy`] (a transaction of the group, or a
+    /// member's own, outlasted the checkpoint wait: the members prepared so far give
+    /// their pages back, nothing is poisoned; try again). I/O errors: writing a member's batch poisons that
     /// member (the others give their pages back); writing the decision poisons every
     /// member; installing after the decision poisons that member. Reopen a poisoned
     /// member: it finds the checkpoint committed or not, as the coordinator says, like
     /// every other member.
     fn checkpoint(&self) -> Result<()> {
-        let _exclusive = self.order.write().unwrap_or_else(PoisonError::into_inner);
+        let _exclusive = self.exclusive()?;
         for m in &self.members {
             m.poison_state().check()?;
         }

@@ -274,3 +274,42 @@ fn a_range_held_by_this_thread_fails_at_once_and_says_so() {
         assert_eq!(seg.get::<u64>(64).unwrap(), 3);
     }
 }
+
+/// A transaction across segments leaked with `mem::forget` keeps the group's running
+/// transactions from ending, so no group checkpoint can start: the checkpoint (also the
+/// one of `Group::close`) gives up with `CheckpointBusy` after the checkpoint wait
+/// instead of waiting forever, and the group's other transactions go on.
+#[test]
+fn a_leaked_group_transaction_makes_group_checkpoints_give_up_not_hang() {
+    let p = Place::new();
+    let opts = p.opts(1 << 16).checkpoint_wait(WAIT);
+    let members = (0..2)
+        .map(|i| Segment::open(p.dir.path().join(format!("m{i}.vista")), &opts).unwrap())
+        .collect();
+    let group = vista::Group::open(p.dir.path().join("g.coord"), members, &opts).unwrap();
+    group
+        .transaction(|tx| {
+            tx.on(0)?.put(0, &1u64)?;
+            tx.on(1)?.put(0, &1u64)
+        })
+        .unwrap();
+    let mut leaked = group.begin().unwrap();
+    leaked.on(0).unwrap().put(64, &2u64).unwrap();
+    std::mem::forget(leaked);
+    let (send, recv) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| send.send(group.checkpoint()).unwrap());
+        let r = recv.recv_timeout(Duration::from_secs(60));
+        let r = r.expect("the group checkpoint still waits after 60 s");
+        assert!(matches!(r, Err(Error::CheckpointBusy { .. })), "{r:?}");
+    });
+    // Other transactions of the group go on (in other lanes).
+    group
+        .transaction(|tx| {
+            tx.on(0)?.put(128, &3u64)?;
+            tx.on(1)?.put(128, &3u64)
+        })
+        .unwrap();
+    let e = group.close().unwrap_err();
+    assert!(matches!(e, Error::CheckpointBusy { .. }), "{e}");
+}

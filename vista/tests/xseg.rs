@@ -592,23 +592,24 @@ fn a_decided_member_is_kept_when_the_crash_hits_before_its_commit_store() {
     let f = Fixture::new();
     let g = Protection::Auto;
     f.reset(g);
-    // Killed after the decision and the first member's store: the second member's lane
-    // still holds its records, and recovery keeps them.
+    // Killed after the decision and the first store, the second member's (the member
+    // joined first, whose lane names the coordinator slot, stores last): the first
+    // member's lane still holds its records, and recovery keeps them.
     assert!(spawn(
         &f,
         "script",
         g,
         Some(("vista.xseg.member_committed", 1))
     ));
-    // The inspector (the `vista` tool's library), before any open: member 1's part is
+    // The inspector (the `vista` tool's library), before any open: member 0's part is
     // decided committed, and the committed balances include the transfer.
     let (lanes, state) = inspected(&f);
-    assert_eq!(parts(&f, &lanes), [None, Some(true)]);
+    assert_eq!(parts(&f, &lanes), [Some(true), None]);
     assert_eq!(state, expected(1), "the inspector must keep a decided part");
     let segs = members_alone(&f, g);
     assert_eq!(state_of(&segs), expected(1));
-    assert_eq!(segs[1].recovery().lanes_kept, 1);
-    assert_eq!(segs[1].recovery().lanes_rolled_back, 0);
+    assert_eq!(segs[0].recovery().lanes_kept, 1);
+    assert_eq!(segs[0].recovery().lanes_rolled_back, 0);
 }
 
 /// What the inspector (`vista::inspect`, the `vista` tool's library) sees of both
