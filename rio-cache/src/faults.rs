@@ -168,7 +168,7 @@ impl Faults {
     /// operation it holds, if one is.
     pub fn wait_paused(&self, timeout: Duration) -> Option<IoCall> {
         let p = self.0.as_ref()?;
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::options::deadline_after(timeout);
         let mut st = p.pause.lock().unwrap_or_else(PoisonError::into_inner);
         while st.held.is_none() && !st.resumed {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -195,7 +195,8 @@ pub use images::{images, remove_orphan, ImageInfo};
 pub use naming::{image_path, journal_path, remove, remove_closed, remove_closed_with};
 pub use open::existing_size;
 pub use options::{
-    Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACHE_DIR, DEFAULT_CHECKPOINT_WAIT,
+    deadline_after, Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACHE_DIR,
+    DEFAULT_CHECKPOINT_WAIT, LONGEST_WAIT,
 };
 pub use protection::ActiveProtection;
 pub use shared::{Claim, Locked, SharedCache, DEFAULT_LOCK_WAIT};

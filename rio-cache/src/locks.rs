@@ -805,7 +805,7 @@ impl Held {
             if table.held_by(b, own) {
                 return Wait::Mine;
             }
-            let d = *deadline.get_or_insert_with(|| Instant::now() + wait);
+            let d = *deadline.get_or_insert_with(|| crate::options::deadline_after(wait));
             let left = d.saturating_duration_since(Instant::now());
             let free = self.wait_registered(
                 table,
@@ -878,7 +878,7 @@ impl Held {
             let waited = if table.held_by(s, own) {
                 Wait::Mine
             } else {
-                let d = *deadline.get_or_insert_with(|| Instant::now() + wait);
+                let d = *deadline.get_or_insert_with(|| crate::options::deadline_after(wait));
                 let left = d.saturating_duration_since(Instant::now());
                 self.wait_registered(table, s, Some(b), lets_in, left)
             };
@@ -1153,7 +1153,7 @@ fn wait_slow(mut f: impl FnMut() -> bool, deadlocked: impl Fn() -> bool, wait: D
             return true;
         }
     }
-    let deadline = Instant::now() + wait;
+    let deadline = crate::options::deadline_after(wait);
     loop {
         if deadlocked() {
             return false;

@@ -61,7 +61,8 @@ pub enum Writeback {
     /// grows past `dirty_bytes` meanwhile).
     Background {
         /// The longest time between checkpoints while pages are dirty (never delayed by
-        /// the pacing).
+        /// the pacing). At most [`LONGEST_WAIT`]: longer, up to `Duration::MAX`, is
+        /// taken as that.
         interval: Duration,
         /// Dirty bytes that trigger an early (paced) checkpoint.
         dirty_bytes: u64,
@@ -76,6 +77,17 @@ impl Default for Writeback {
             dirty_bytes: 16 << 20,
         }
     }
+}
+
+/// The longest wait any option stands for (a century): a longer one, up to
+/// `Duration::MAX`, means "no limit" and is taken as this (an `Instant` cannot hold
+/// `now + Duration::MAX`). It applies to the lock, lane and checkpoint waits and to the
+/// writeback interval.
+pub const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// The instant `wait` from now, a wait longer than [`LONGEST_WAIT`] taken as that.
+pub fn deadline_after(wait: Duration) -> std::time::Instant {
+    std::time::Instant::now() + wait.min(LONGEST_WAIT)
 }
 
 /// How long a checkpoint waits, by default, for the updates in progress to end (see

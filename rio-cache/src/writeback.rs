@@ -74,7 +74,7 @@ pub(crate) fn earliest_kicked_start(last: Option<(Instant, Duration)>) -> Option
 
 fn run(inner: &Inner, interval: Duration) {
     let mut last: Option<(Instant, Duration)> = None;
-    let mut due = Instant::now() + interval;
+    let mut due = crate::options::deadline_after(interval);
     loop {
         {
             let mut w = inner
@@ -115,7 +115,7 @@ fn run(inner: &Inner, interval: Duration) {
             let ended = Instant::now();
             last = Some((ended, ended - started));
         }
-        due = Instant::now() + interval;
+        due = crate::options::deadline_after(interval);
     }
 }
 

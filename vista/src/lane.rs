@@ -464,7 +464,7 @@ impl LanePool {
 
     #[inline(never)]
     fn take_slow(&self) -> Result<LaneGuard<'_>> {
-        let deadline = Instant::now() + self.wait;
+        let deadline = rio_cache::deadline_after(self.wait);
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let result = loop {
             let guard = self

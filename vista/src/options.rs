@@ -111,7 +111,8 @@ impl Options {
     /// Zero: only a short spin. Upgrading a range the transaction read to a write waits
     /// the same way for the other readers to end; two transactions that would wait for
     /// each other (two upgraders of one range) are found at once, and one of them fails
-    /// with [`crate::Error::Conflict`] instead of waiting.
+    /// with [`crate::Error::Conflict`] instead of waiting. `Duration::MAX`: no limit (a
+    /// century, [`rio_cache::LONGEST_WAIT`]).
     #[must_use]
     pub fn lock_wait(mut self, wait: Duration) -> Self {
         self.lock_wait = wait;
@@ -119,7 +120,7 @@ impl Options {
     }
 
     /// How long `begin` waits for a free undo lane before [`crate::Error::LanesBusy`]
-    /// (default [`DEFAULT_LANE_WAIT`]).
+    /// (default [`DEFAULT_LANE_WAIT`]; `Duration::MAX`: no limit).
     #[must_use]
     pub fn lane_wait(mut self, wait: Duration) -> Self {
         self.lane_wait = wait;

@@ -313,3 +313,66 @@ fn a_leaked_group_transaction_makes_group_checkpoints_give_up_not_hang() {
     let e = group.close().unwrap_err();
     assert!(matches!(e, Error::CheckpointBusy { .. }), "{e}");
 }
+
+/// `Duration::MAX` as a wait means no limit: the lock wait, the lane wait and the
+/// writeback interval are taken as a century (`rio_cache::LONGEST_WAIT`), not added to
+/// `Instant::now()`, which panicked (the first waiter for a range or a lane, and the
+/// writeback thread at its start, so no background checkpoint ever ran).
+#[test]
+fn a_wait_of_duration_max_means_no_limit() {
+    let p = Place::new();
+    let opts = p
+        .opts(1 << 20)
+        .lanes(2)
+        .lock_wait(Duration::MAX)
+        .lane_wait(Duration::MAX)
+        .writeback(vista::Writeback::Background {
+            interval: Duration::MAX,
+            dirty_bytes: 4096,
+        });
+    let seg = Segment::open(&p.path, &opts).unwrap();
+    let bump = || {
+        seg.transaction(|tx| {
+            let v: u64 = tx.get(0)?;
+            tx.put(0, &(v + 1))
+        })
+    };
+    // A waiter for a range: the holder has it.
+    let mut holder = seg.begin().unwrap();
+    holder.put(0, &1u64).unwrap();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(bump);
+        std::thread::sleep(Duration::from_millis(50));
+        holder.commit().unwrap();
+        waiter
+            .join()
+            .expect("the waiter for a range panicked")
+            .unwrap();
+    });
+    // A waiter for a lane: both are taken.
+    let (a, b) = (seg.begin().unwrap(), seg.begin().unwrap());
+    std::thread::scope(|s| {
+        let waiter = s.spawn(bump);
+        std::thread::sleep(Duration::from_millis(50));
+        drop(a);
+        waiter
+            .join()
+            .expect("the waiter for a lane panicked")
+            .unwrap();
+    });
+    drop(b);
+    assert_eq!(seg.get::<u64>(0).unwrap(), 3);
+    // The writeback thread runs: dirty pages past the threshold are checkpointed.
+    let n0 = seg.cache_stats().checkpoints;
+    for i in 1..64u64 {
+        seg.transaction(|tx| tx.put(i * 4096, &i)).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while seg.cache_stats().checkpoints == n0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background checkpoint within 30 s of 63 dirty pages"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
