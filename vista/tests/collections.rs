@@ -693,3 +693,43 @@ fn byte_keys_and_nested_collections() {
         seg.heap_blocks().unwrap()
     );
 }
+
+/// A vector's header damaged by a wild store (or crafted): a directory offset near
+/// `u64::MAX`, then a directory larger than the heap, then more chunks than the
+/// directory holds. Every access reports `HeapCorrupt`, never a panic (the offset of a
+/// chunk's entry overflowed before the header was checked).
+#[test]
+fn a_damaged_vector_header_is_heap_corrupt_not_a_panic() {
+    let p = Place::new();
+    let seg = Segment::open(&p.path, &p.opts(1 << 20)).unwrap();
+    let v: PVec<u64> = seg
+        .transaction(|tx| {
+            let v = PVec::new(tx)?;
+            for i in 0..100 {
+                v.push(tx, i)?;
+            }
+            Ok::<_, Error>(v)
+        })
+        .unwrap();
+    // The header's words: len, chunks, directory, directory capacity (from offset 8).
+    let [len, chunks, dir, cap]: [u64; 4] = seg.get(v.offset() + 8).unwrap();
+    assert_eq!(len, 100);
+    for damage in [
+        [len, chunks, u64::MAX - 7, cap],
+        [len, chunks, dir, u64::MAX / 4],
+        [len, cap + 1, dir, cap],
+    ] {
+        seg.transaction(|tx| tx.put(v.offset() + 8, &damage))
+            .unwrap();
+        for r in [
+            seg.transaction(|tx| v.get(tx, 50).map(drop)),
+            seg.transaction(|tx| v.push(tx, 7)),
+            seg.transaction(|tx| v.pop(tx).map(drop)),
+        ] {
+            assert!(matches!(r, Err(Error::HeapCorrupt(_))), "{damage:?}: {r:?}");
+        }
+        seg.transaction(|tx| tx.put(v.offset() + 8, &[len, chunks, dir, cap]))
+            .unwrap();
+    }
+    assert_eq!(seg.transaction(|tx| v.get(tx, 50)).unwrap(), Some(50));
+}

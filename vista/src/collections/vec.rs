@@ -171,10 +171,18 @@ impl<T: bytemuck::Pod> PVec<T> {
         })
     }
 
-    /// The header, read (locked shared) after checking the handle.
+    /// The header, read (locked shared) after checking the handle. A directory that
+    /// does not lie in the heap (a damaged or crafted header) is `HeapCorrupt`, so every
+    /// offset computed from it below stays in range (no overflow).
     fn header(self, tx: &Transaction<'_>) -> Result<Header> {
         check(tx, self.off, Self::word(), "PVec")?;
         let [len, chunks, dir, dir_cap]: [u64; 4] = load(tx, self.off + LEN)?;
+        if chunks > dir_cap || (dir_cap > 0 && guard(dir, dir_cap.saturating_mul(8)).is_err()) {
+            return Err(Error::HeapCorrupt(format!(
+                "PVec {:#x}: {chunks} chunks in a directory of {dir_cap} at {dir:#x}",
+                self.off
+            )));
+        }
         Ok(Header {
             len,
             chunks,
