@@ -80,9 +80,11 @@ impl RioCache {
     /// # Errors
     /// [`Error::CannotShrink`] if `new_len` is below the size; [`Error::TooLarge`]
     /// above the largest cache; [`Error::Poisoned`] after an earlier failure (none of
-    /// these writes anything). I/O errors, [`Error::CacheFull`]: the handle is then
-    /// poisoned (its mappings may be gone); reopen it, which finds the cache at the old
-    /// or the new size.
+    /// these writes anything); [`Error::Fenced`], [`Error::CheckpointBusy`] from the
+    /// checkpoint a grow starts with (nothing is grown and nothing poisoned: try again
+    /// once the fence is lifted or the transactions have ended). I/O errors,
+    /// [`Error::CacheFull`]: the handle is then poisoned (its mappings may be gone);
+    /// reopen it, which finds the cache at the old or the new size.
     pub fn grow(&mut self, new_len: u64) -> Result<()> {
         self.grow_with(new_len, &[])
     }
@@ -125,21 +127,34 @@ impl RioCache {
         }
         let interval = self.writeback.as_ref().map(WritebackThread::interval);
         self.stop_writeback();
-        if let Err(e) = self.grow_stopped(new_len, edits) {
-            self.inner
-                .set_poison(format!("grow to {new_len} bytes failed: {e}"));
-            return Err(e);
-        }
-        if let Some(interval) = interval {
+        // 1. Everything to the disk image. A refusal here (`Fenced`, `CheckpointBusy`,
+        // a handle still shared) changes nothing and does not poison: the grow is
+        // refused and the writeback runs on. (A failed write poisons in the checkpoint.)
+        let ready = self.inner.checkpoint().and_then(|()| {
+            if Arc::get_mut(&mut self.inner).is_some() {
+                Ok(())
+            } else {
+                Err(Error::Io {
+                    context: "grow".into(),
+                    source: std::io::Error::other("the cache state is still shared"),
+                })
+            }
+        });
+        let grown = ready.and_then(|()| {
+            self.grow_stopped(new_len, edits).inspect_err(|e| {
+                self.inner
+                    .set_poison(format!("grow to {new_len} bytes failed: {e}"));
+            })
+        });
+        if let Some(interval) = interval.filter(|_| !self.inner.poisoned.load(Ordering::Acquire)) {
             self.writeback = Some(WritebackThread::spawn(Arc::clone(&self.inner), interval)?);
         }
-        Ok(())
+        grown
     }
 
-    /// [`RioCache::grow`] with the writeback thread stopped.
+    /// [`RioCache::grow`] with the writeback thread stopped, from step 2 (the first
+    /// checkpoint taken, the state not shared).
     fn grow_stopped(&mut self, new_len: u64, edits: &[(u64, &[u8])]) -> Result<()> {
-        // 1. Everything to the disk image.
-        self.inner.checkpoint()?;
         let inner = Arc::get_mut(&mut self.inner).ok_or_else(|| Error::Io {
             context: "grow".into(),
             source: std::io::Error::other("the cache state is still shared"),

@@ -259,3 +259,40 @@ fn killed_at_every_grow_step() {
     assert!(!run(&place, "grow", None));
     assert!(old_or_new(&place, "completed"));
 }
+
+/// A grow starts with a checkpoint; when that checkpoint is refused (a fenced segment:
+/// a member of a group opened alone; a transaction leaked with `mem::forget`, so the
+/// checkpoint gives up as busy), the grow is refused having written nothing, and the
+/// segment is not poisoned: transactions and checkpoints go on (the grow poisoned it).
+#[test]
+fn a_grow_refused_by_its_first_checkpoint_poisons_nothing() {
+    // Fenced.
+    let p = Place::new();
+    let opts = p.opts(1 << 16);
+    drop(Segment::open(&p.path, &opts).unwrap());
+    std::fs::write(vista::fence_path(&p.path), b"").unwrap();
+    let mut seg = Segment::open(&p.path, &opts).unwrap();
+    assert!(seg.is_fenced());
+    let e = seg.grow(1 << 17).unwrap_err();
+    assert!(matches!(e, Error::GroupCheckpointRequired), "{e}");
+    seg.transaction(|tx| tx.put(0, &1u64)).unwrap();
+    assert_eq!(seg.len(), 1 << 16);
+    drop(seg);
+    // Busy.
+    let p = Place::new();
+    let opts = p
+        .opts(1 << 16)
+        .checkpoint_wait(std::time::Duration::from_millis(50));
+    let mut seg = Segment::open(&p.path, &opts).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut t = seg.begin().unwrap();
+            t.put(0, &1u64).unwrap();
+            std::mem::forget(t);
+        });
+    });
+    let e = seg.grow(1 << 17).unwrap_err();
+    assert!(matches!(e, Error::CheckpointBusy { .. }), "{e}");
+    seg.transaction(|tx| tx.put(64, &1u64)).unwrap();
+    assert_eq!(seg.get::<u64>(64).unwrap(), 1);
+}
