@@ -262,6 +262,7 @@ impl SharedCache {
             bytes: &[],
             held,
             table: &self.sharing.locks,
+            _thread: std::marker::PhantomData,
         };
         // The range is held shared until `Locked` drops (which releases it, also if
         // this read fails: the cache may have been poisoned meanwhile).
@@ -385,11 +386,26 @@ impl SharedCache {
 }
 
 /// Bytes read from a [`SharedCache`], locked shared until dropped.
+///
+/// Not `Send`: its shared holds are listed in the reading thread's own record (so that
+/// a transaction of that thread which wants to change the range fails at once with
+/// [`crate::Error::HeldByThisThread`] instead of waiting for itself), and must be
+/// unlisted by that thread when the guard is dropped. It is `Sync`: other threads may
+/// read through `&Locked`.
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// fn guard_is_not_send(l: rio_cache::Locked<'static>) {
+///     send(l);
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Locked<'a> {
     bytes: &'a [u8],
     held: Held,
     table: &'a LockTable,
+    /// `!Send`, `Sync` (see above).
+    _thread: std::marker::PhantomData<std::sync::MutexGuard<'static, ()>>,
 }
 
 impl Deref for Locked<'_> {

@@ -580,6 +580,16 @@ pub fn fence_path(path: &Path) -> PathBuf {
 
 /// Committed bytes read from a segment, locked against change until dropped. See
 /// [`Segment::read`]; it derefs to `[u8]` and compares with byte slices and arrays.
+///
+/// Not `Send` (drop it on the thread that read it: its hold is listed in that thread's
+/// record, see [`rio_cache::Locked`]); `Sync`.
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// fn bytes_are_not_send(b: vista::Bytes<'static>) {
+///     send(b);
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Bytes<'a>(rio_cache::Locked<'a>);
 
