@@ -65,7 +65,19 @@ pub(crate) fn admit(path: &Path, opts: &Options) -> Result<()> {
         }
         Err(HeaderFault::Uninitialized) => {
             // An interrupted creation is initialized by the open, but only if nothing at
-            // all was written; the open checks that itself (a creation left no image).
+            // all was written. From the file (no image yet), that is judged here, so a
+            // refusal makes no image; from a warm image the open judges it itself
+            // (it then writes nothing either: the image exists already).
+            if source == Source::Disk && holds_data(&info)? {
+                return Err(Error::Corrupt {
+                    path: copy_path(&info, source),
+                    reason: damage_text(
+                        &info,
+                        source,
+                        "the segment header is zero but the segment holds data",
+                    ),
+                });
+            }
             return Ok(());
         }
         Err(fault) => Some(format!("segment header: {fault}")),
@@ -77,6 +89,27 @@ pub(crate) fn admit(path: &Path, opts: &Options) -> Result<()> {
             reason: damage_text(&info, source, &what),
         }),
     }
+}
+
+/// Whether any byte of the segment file's data (with any committed journal laid over
+/// it) is not zero. Read in extents of 1 MiB.
+fn holds_data(info: &SegmentInfo) -> Result<bool> {
+    const EXTENT: u64 = 1 << 20;
+    let len = info.cache.data_len;
+    let mut at = 0;
+    while at < len {
+        let n = EXTENT.min(len - at);
+        if info
+            .cache
+            .read(Source::Disk, at, n)?
+            .iter()
+            .any(|&b| b != 0)
+        {
+            return Ok(true);
+        }
+        at += n;
+    }
+    Ok(false)
 }
 
 /// The file that holds `source`.

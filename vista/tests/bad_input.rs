@@ -628,3 +628,34 @@ fn repaired_file_opens_after_a_refused_open() {
     let seg = Segment::open(&p.path, &p.opts(SIZE)).unwrap();
     assert_eq!(seg.read(0, 13).unwrap(), b"precious data");
 }
+
+/// A segment file whose vista header reads as zero while its data does not (damaged or
+/// crafted), with no memory image (after a reboot, or deleted): the open refuses it
+/// with `Corrupt` before anything is made, not after a cold load into a new memory
+/// image. Once the file is repaired (its own bytes back), the next open succeeds; the
+/// refused open had left an image behind, which then kept the segment refused.
+#[test]
+fn a_zeroed_header_over_data_is_refused_before_an_image_is_made() {
+    let p = Place::new();
+    let opts = p.opts(1 << 16);
+    let seg = Segment::open(&p.path, &opts).unwrap();
+    seg.transaction(|tx| tx.put(4096, &0xabcdu64)).unwrap();
+    seg.close().unwrap();
+    std::fs::remove_file(p.image()).unwrap();
+    let good = std::fs::read(&p.path).unwrap();
+    let mut disk = good.clone();
+    let copies = common::header_copies(&disk);
+    assert!(!copies.is_empty());
+    for h in copies {
+        disk[h..h + 64].fill(0);
+    }
+    std::fs::write(&p.path, &disk).unwrap();
+    let before = tree(p.dir.path());
+    let e = Segment::open(&p.path, &opts).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("holds data"), "{e}");
+    assert_same_tree(&before, &tree(p.dir.path()), "a refused open");
+    std::fs::write(&p.path, &good).unwrap();
+    let seg = Segment::open(&p.path, &opts).unwrap();
+    assert_eq!(seg.get::<u64>(4096).unwrap(), 0xabcd);
+}
