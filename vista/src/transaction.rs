@@ -446,13 +446,19 @@ impl<'s> Transaction<'s> {
         }
         // A poisoned segment commits nothing more: the transaction is rolled back.
         #[cfg(feature = "mutants")]
-        let poisoned = if crate::mutant::is("commit-after-poison") {
+        let unchecked = crate::mutant::is("commit-after-poison");
+        #[cfg(not(feature = "mutants"))]
+        let unchecked = false;
+        // The segment's poison, and the cache's: a checkpoint that failed while this
+        // transaction ran poisons the cache only.
+        let poisoned = if unchecked {
             Ok(())
         } else {
-            self.cx.poison.check()
+            self.cx
+                .poison
+                .check()
+                .and_then(|()| Ok(self.update().check_poison()?))
         };
-        #[cfg(not(feature = "mutants"))]
-        let poisoned = self.cx.poison.check();
         if let Err(e) = poisoned {
             self.finished = true;
             let _ = self.roll_back();

@@ -180,3 +180,54 @@ fn a_failed_grow_never_reads_through_an_unbacked_mapping() {
         }
     }
 }
+
+/// A checkpoint that fails while a transaction runs (it began after the checkpoint's
+/// snapshot, while its writes were under way) poisons the segment, and that
+/// transaction's commit is then refused and rolled back: nothing commits once the
+/// segment is poisoned. (The commit checked only the segment's own poison, which a
+/// failed checkpoint does not set, and returned `Ok`.)
+#[test]
+fn a_transaction_running_when_a_checkpoint_fails_does_not_commit() {
+    for g in guards() {
+        let p = Place::new();
+        let faults = Faults::counting();
+        let opts = p
+            .opts(1 << 16)
+            .protection(g)
+            .writeback(vista::Writeback::Manual)
+            .faults(faults.clone());
+        let seg = Segment::open(&p.path, &opts).unwrap();
+        seg.transaction(|tx| tx.put(0, &1u64)).unwrap();
+        // The next checkpoint's calls, learnt from one like it.
+        let before = faults.count();
+        seg.checkpoint().unwrap();
+        let calls = faults.calls()[before as usize..].to_vec();
+        let first_write = calls
+            .iter()
+            .position(|c| (c.op, c.file) == (rio_cache::IoOp::Write, rio_cache::IoFile::Disk))
+            .unwrap();
+        seg.transaction(|tx| tx.put(0, &2u64)).unwrap();
+        let at = faults.count() + first_write as u64;
+        faults.pause_at(at);
+        faults.fail_at(at, libc::EIO);
+        std::thread::scope(|s| {
+            let checkpoint = s.spawn(|| seg.checkpoint());
+            assert!(faults.wait_paused(Duration::from_secs(60)).is_some());
+            let mut tx = seg.begin().unwrap();
+            tx.put(8, &3u64).unwrap();
+            faults.resume();
+            let failed = checkpoint.join().unwrap();
+            assert!(failed.is_err(), "{g:?}: the checkpoint did not fail");
+            let r = tx.commit();
+            assert!(matches!(r, Err(Error::Poisoned(_))), "{g:?}: {r:?}");
+        });
+        drop(seg);
+        let seg = Segment::open(&p.path, &opts.clone().faults(Faults::none())).unwrap();
+        assert_eq!(seg.get::<u64>(0).unwrap(), 2, "{g:?}");
+        assert_eq!(
+            seg.get::<u64>(8).unwrap(),
+            0,
+            "{g:?}: the refused commit survived"
+        );
+    }
+}

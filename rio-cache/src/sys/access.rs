@@ -943,6 +943,16 @@ impl Update<'_> {
         self.inner.set_poison(reason.into());
     }
 
+    /// [`Error::Poisoned`] if the cache has been poisoned since (say, by a checkpoint
+    /// that failed while this update ran), for a layer above that must not commit then.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`].
+    #[inline]
+    pub fn check_poison(&self) -> Result<()> {
+        self.inner.check_poison()
+    }
+
     /// Keeps every range this update holds (of a shared cache) locked after it ends,
     /// for as long as the cache is open: for a writer that could not undo its changes
     /// (the caller poisons the cache too), so that no other update reads or changes the
