@@ -12,216 +12,57 @@ use std::time::Duration;
 use common::Place;
 use vista::{Error, Segment};
 
-/// Stress: transfers that touch 9 to 24 accounts (one per line: lock sets of 9-16
-/// stripes, kept in place by the lock set, and larger ones that build its index),
-/// some read for update, some read then written (upgrades), and sweeps that read a
-/// 16 KiB range (block stripes) and then move money inside it (block upgrades); read-only
-/// transactions and read guards sum everything at once; checkpoints run beside. The sum
-/// must never change, before and after a reopen.
-#[test]
-fn stress_many_stripes_blocks_and_upgrades_conserve_the_sum() {
-    use rand::{Rng, SeedableRng};
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    const N: u64 = 1024; // accounts, one per 64-byte line
-    const START: u64 = 1000;
-    let secs: u64 = std::env::var("STRESS_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    for g in common::guards() {
-        let p = Place::new();
-        let opts = p.opts(1 << 20).protection(g).lanes(8);
-        let seg = Segment::open(&p.path, &opts).unwrap();
-        for c in 0..N / 256 {
-            seg.transaction(|tx| {
-                for a in c * 256..(c + 1) * 256 {
-                    tx.put(a * 64, &START)?;
-                }
-                Ok::<_, Error>(())
-            })
-            .unwrap();
-        }
-        let stop = AtomicBool::new(false);
-        let bad = AtomicU64::new(0);
-        let commits = AtomicU64::new(0);
-        std::thread::scope(|s| {
-            for t in 0..3u64 {
-                let (seg, stop, commits) = (&seg, &stop, &commits);
-                s.spawn(move || {
-                    let mut rng = rand::rngs::SmallRng::seed_from_u64(t * 7 + 1);
-                    while !stop.load(Ordering::Relaxed) {
-                        let kind = rng.gen_range(0..4);
-                        let r = if kind < 3 {
-                            let k = rng.gen_range(9..=24);
-                            let mut accts: Vec<u64> = (0..k).map(|_| rng.gen_range(0..N)).collect();
-                            accts.sort_unstable();
-                            accts.dedup();
-                            let mode = kind;
-                            seg.transaction(|tx| {
-                                let mut vals = Vec::new();
-                                for &a in &accts {
-                                    let v: u64 = match mode {
-                                        0 => tx.get(a * 64)?,
-                                        1 => tx.get_for_update(a * 64)?,
-                                        _ => {
-                                            if a % 2 == 0 {
-                                                tx.get(a * 64)?
-                                            } else {
-                                                tx.get_for_update(a * 64)?
-                                            }
-                                        }
-                                    };
-                                    vals.push(v);
-                                }
-                                // Move everything one step round the ring, one unit each.
-                                let n = vals.len();
-                                let mut new = vals.clone();
-                                for i in 0..n {
-                                    if vals[i] > 0 {
-                                        new[i] -= 1;
-                                        new[(i + 1) % n] += 1;
-                                    }
-                                }
-                                for (i, &a) in accts.iter().enumerate() {
-                                    tx.put(a * 64, &new[i])?;
-                                }
-                                Ok::<_, Error>(())
-                            })
-                        } else {
-                            let first = rng.gen_range(0..N - 256);
-                            let (x, y) =
-                                (first + rng.gen_range(0..256), first + rng.gen_range(0..256));
-                            seg.transaction(|tx| {
-                                let bytes = tx.read(first * 64, 256 * 64)?;
-                                let sum: u64 = (0..256)
-                                    .map(|i| {
-                                        u64::from_le_bytes(
-                                            bytes[i * 64..i * 64 + 8].try_into().unwrap(),
-                                        )
-                                    })
-                                    .sum();
-                                let _ = sum;
-                                let vx: u64 = tx.get(x * 64)?;
-                                let vy: u64 = tx.get(y * 64)?;
-                                if x != y && vx > 0 {
-                                    tx.put(x * 64, &(vx - 1))?;
-                                    tx.put(y * 64, &(vy + 1))?;
-                                }
-                                Ok::<_, Error>(())
-                            })
-                        };
-                        match r {
-                            Ok(()) => {
-                                commits.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(Error::Conflict { .. }) => {}
-                            Err(e) => panic!("{g:?}: {e}"),
-                        }
-                    }
-                });
-            }
-            {
-                let (seg, stop, bad) = (&seg, &stop, &bad);
-                s.spawn(move || {
-                    let mut i = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        i += 1;
-                        let sum = if i.is_multiple_of(2) {
-                            seg.read_transaction(|tx| {
-                                let b = tx.read(0, N * 64)?;
-                                Ok::<_, Error>(
-                                    (0..N as usize)
-                                        .map(|a| {
-                                            u64::from_le_bytes(
-                                                b[a * 64..a * 64 + 8].try_into().unwrap(),
-                                            )
-                                        })
-                                        .sum::<u64>(),
-                                )
-                            })
-                        } else {
-                            seg.read(0, N * 64).map(|b| {
-                                (0..N as usize)
-                                    .map(|a| {
-                                        u64::from_le_bytes(
-                                            b[a * 64..a * 64 + 8].try_into().unwrap(),
-                                        )
-                                    })
-                                    .sum::<u64>()
-                            })
-                        };
-                        match sum {
-                            Ok(s) if s != N * START => {
-                                bad.fetch_add(1, Ordering::Relaxed);
-                                eprintln!("{g:?}: a reader saw the sum {s}");
-                            }
-                            Ok(_) | Err(Error::Conflict { .. }) => {}
-                            Err(e) => panic!("{g:?}: reader {e}"),
-                        }
-                        if i.is_multiple_of(16) {
-                            match seg.checkpoint() {
-                                Ok(())
-                                | Err(Error::Cache(rio_cache::Error::CheckpointBusy { .. })) => {}
-                                Err(e) => panic!("{g:?}: checkpoint {e}"),
-                            }
-                        }
-                    }
-                });
-            }
-            std::thread::sleep(Duration::from_secs(secs));
-            stop.store(true, Ordering::Relaxed);
-        });
-        let total = |seg: &Segment| -> u64 {
-            let b = seg.read(0, N * 64).unwrap();
-            (0..N as usize)
-                .map(|a| u64::from_le_bytes(b[a * 64..a * 64 + 8].try_into().unwrap()))
-                .sum()
-        };
-        assert_eq!(bad.load(Ordering::Relaxed), 0, "{g:?}");
-        assert_eq!(total(&seg), N * START, "{g:?}");
-        eprintln!("{g:?}: {} commits", commits.load(Ordering::Relaxed));
-        seg.checkpoint().unwrap();
-        drop(seg);
-        let seg = Segment::open(&p.path, &opts.clone().discard_image(true)).unwrap();
-        assert_eq!(total(&seg), N * START, "{g:?}: after a cold reopen");
+/// Where the stress tests' accounts lie: `runs` of consecutive accounts, one per 64-byte
+/// line, `runs.0` apart in a segment of `size` bytes.
+struct Accounts {
+    size: u64,
+    /// How many runs, and the bytes from one run's start to the next's.
+    runs: (u64, u64),
+    /// Accounts in each run.
+    per_run: u64,
+}
+
+impl Accounts {
+    fn n(&self) -> u64 {
+        self.runs.0 * self.per_run
+    }
+
+    fn off(&self, a: u64) -> u64 {
+        (a % self.per_run) * 64 + (a / self.per_run) * self.runs.1
+    }
+
+    /// The balances of the accounts in `bytes`, one run read whole.
+    fn sum(&self, bytes: &[u8]) -> u64 {
+        (0..self.per_run as usize)
+            .map(|i| u64::from_le_bytes(bytes[i * 64..i * 64 + 8].try_into().unwrap()))
+            .sum()
     }
 }
 
-/// As the stress test above, in an 8 MiB segment whose accounts 512 apart lie 4 MiB
-/// apart: 65,536 line stripes, so they share a stripe (and a block stripe).
-/// Stress: transfers that touch 9 to 24 accounts (one per line: lock sets of 9-16
-/// stripes, kept in place by the lock set, and larger ones that build its index),
-/// some read for update, some read then written (upgrades), and sweeps that read a
-/// 16 KiB range (block stripes) and then move money inside it (block upgrades); read-only
-/// transactions and read guards sum everything at once; checkpoints run beside. The sum
-/// must never change, before and after a reopen.
-#[test]
-fn stress_shared_stripes_conserve_the_sum() {
+/// Transfers that touch 9 to 24 accounts (lock sets kept in place by the lock set, and
+/// larger ones that build its index), some read for update, some read then written
+/// (upgrades), and sweeps that read 256 accounts' 16 KiB (block stripes) and then move
+/// money inside them (block upgrades), from three threads; a fourth sums every account
+/// at once, in read-only transactions and through read guards, and checkpoints. The sum
+/// must never change, before and after a cold reopen.
+fn transfers_conserve_the_sum(acc: &Accounts) {
     use rand::{Rng, SeedableRng};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    const N: u64 = 1024; // accounts, one per 64-byte line
     const START: u64 = 1000;
-    let off = |a: u64| (a % 512) * 64 + (a / 512) * (4 << 20);
-    let sum2 = |b0: &[u8], b1: &[u8]| -> u64 {
-        [b0, b1]
-            .iter()
-            .flat_map(|b| {
-                (0..512).map(move |i| u64::from_le_bytes(b[i * 64..i * 64 + 8].try_into().unwrap()))
-            })
-            .sum()
-    };
+    let n = acc.n();
     let secs: u64 = std::env::var("STRESS_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
+    let run_len = acc.per_run * 64;
     for g in common::guards() {
         let p = Place::new();
-        let opts = p.opts(8 << 20).protection(g).lanes(8);
+        let opts = p.opts(acc.size).protection(g).lanes(8);
         let seg = Segment::open(&p.path, &opts).unwrap();
-        for c in 0..N / 256 {
+        for c in 0..n / 256 {
             seg.transaction(|tx| {
                 for a in c * 256..(c + 1) * 256 {
-                    tx.put(off(a), &START)?;
+                    tx.put(acc.off(a), &START)?;
                 }
                 Ok::<_, Error>(())
             })
@@ -239,59 +80,47 @@ fn stress_shared_stripes_conserve_the_sum() {
                         let kind = rng.gen_range(0..4);
                         let r = if kind < 3 {
                             let k = rng.gen_range(9..=24);
-                            let mut accts: Vec<u64> = (0..k).map(|_| rng.gen_range(0..N)).collect();
+                            let mut accts: Vec<u64> = (0..k).map(|_| rng.gen_range(0..n)).collect();
                             accts.sort_unstable();
                             accts.dedup();
-                            let mode = kind;
                             seg.transaction(|tx| {
                                 let mut vals = Vec::new();
                                 for &a in &accts {
-                                    let v: u64 = match mode {
-                                        0 => tx.get(off(a))?,
-                                        1 => tx.get_for_update(off(a))?,
-                                        _ => {
-                                            if a % 2 == 0 {
-                                                tx.get(off(a))?
-                                            } else {
-                                                tx.get_for_update(off(a))?
-                                            }
-                                        }
+                                    let v: u64 = match kind {
+                                        0 => tx.get(acc.off(a))?,
+                                        1 => tx.get_for_update(acc.off(a))?,
+                                        _ if a.is_multiple_of(2) => tx.get(acc.off(a))?,
+                                        _ => tx.get_for_update(acc.off(a))?,
                                     };
                                     vals.push(v);
                                 }
                                 // Move everything one step round the ring, one unit each.
-                                let n = vals.len();
+                                let k = vals.len();
                                 let mut new = vals.clone();
-                                for i in 0..n {
+                                for i in 0..k {
                                     if vals[i] > 0 {
                                         new[i] -= 1;
-                                        new[(i + 1) % n] += 1;
+                                        new[(i + 1) % k] += 1;
                                     }
                                 }
                                 for (i, &a) in accts.iter().enumerate() {
-                                    tx.put(off(a), &new[i])?;
+                                    tx.put(acc.off(a), &new[i])?;
                                 }
                                 Ok::<_, Error>(())
                             })
                         } else {
-                            let first = rng.gen_range(0..2) * 512 + rng.gen_range(0..256);
+                            // 256 accounts of one run, read whole, then a transfer inside.
+                            let first = rng.gen_range(0..acc.runs.0) * acc.per_run
+                                + rng.gen_range(0..acc.per_run - 256);
                             let (x, y) =
                                 (first + rng.gen_range(0..256), first + rng.gen_range(0..256));
                             seg.transaction(|tx| {
-                                let bytes = tx.read(off(first), 256 * 64)?;
-                                let sum: u64 = (0..256)
-                                    .map(|i| {
-                                        u64::from_le_bytes(
-                                            bytes[i * 64..i * 64 + 8].try_into().unwrap(),
-                                        )
-                                    })
-                                    .sum();
-                                let _ = sum;
-                                let vx: u64 = tx.get(off(x))?;
-                                let vy: u64 = tx.get(off(y))?;
+                                tx.read(acc.off(first), 256 * 64)?;
+                                let vx: u64 = tx.get(acc.off(x))?;
+                                let vy: u64 = tx.get(acc.off(y))?;
                                 if x != y && vx > 0 {
-                                    tx.put(off(x), &(vx - 1))?;
-                                    tx.put(off(y), &(vy + 1))?;
+                                    tx.put(acc.off(x), &(vx - 1))?;
+                                    tx.put(acc.off(y), &(vy + 1))?;
                                 }
                                 Ok::<_, Error>(())
                             })
@@ -309,23 +138,27 @@ fn stress_shared_stripes_conserve_the_sum() {
             {
                 let (seg, stop, bad) = (&seg, &stop, &bad);
                 s.spawn(move || {
+                    let starts = || (0..acc.runs.0).map(|r| r * acc.runs.1);
                     let mut i = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         i += 1;
                         let sum = if i.is_multiple_of(2) {
                             seg.read_transaction(|tx| {
-                                let b0 = tx.read(0, 512 * 64)?;
-                                let b1 = tx.read(4 << 20, 512 * 64)?;
-                                Ok::<_, Error>(sum2(b0, b1))
+                                let mut sum = 0;
+                                for at in starts() {
+                                    sum += acc.sum(tx.read(at, run_len)?);
+                                }
+                                Ok::<_, Error>(sum)
                             })
                         } else {
-                            seg.read(0, 512 * 64).and_then(|b0| {
-                                let b1 = seg.read(4 << 20, 512 * 64)?;
-                                Ok(sum2(&b0, &b1))
-                            })
+                            // Every run's guard held at once, then summed.
+                            starts()
+                                .map(|at| seg.read(at, run_len))
+                                .collect::<Result<Vec<_>, _>>()
+                                .map(|guards| guards.iter().map(|b| acc.sum(b)).sum())
                         };
                         match sum {
-                            Ok(s) if s != N * START => {
+                            Ok(s) if s != n * START => {
                                 bad.fetch_add(1, Ordering::Relaxed);
                                 eprintln!("{g:?}: a reader saw the sum {s}");
                             }
@@ -346,19 +179,41 @@ fn stress_shared_stripes_conserve_the_sum() {
             stop.store(true, Ordering::Relaxed);
         });
         let total = |seg: &Segment| -> u64 {
-            sum2(
-                &seg.read(0, 512 * 64).unwrap(),
-                &seg.read(4 << 20, 512 * 64).unwrap(),
-            )
+            (0..acc.runs.0)
+                .map(|r| acc.sum(&seg.read(r * acc.runs.1, run_len).unwrap()))
+                .sum()
         };
         assert_eq!(bad.load(Ordering::Relaxed), 0, "{g:?}");
-        assert_eq!(total(&seg), N * START, "{g:?}");
+        assert_eq!(total(&seg), n * START, "{g:?}");
         eprintln!("{g:?}: {} commits", commits.load(Ordering::Relaxed));
         seg.checkpoint().unwrap();
         drop(seg);
         let seg = Segment::open(&p.path, &opts.clone().discard_image(true)).unwrap();
-        assert_eq!(total(&seg), N * START, "{g:?}: after a cold reopen");
+        assert_eq!(total(&seg), n * START, "{g:?}: after a cold reopen");
     }
+}
+
+/// [`transfers_conserve_the_sum`] over 1,024 accounts on consecutive lines of a 1 MiB
+/// segment.
+#[test]
+fn stress_many_stripes_blocks_and_upgrades_conserve_the_sum() {
+    transfers_conserve_the_sum(&Accounts {
+        size: 1 << 20,
+        runs: (1, 0),
+        per_run: 1024,
+    });
+}
+
+/// [`transfers_conserve_the_sum`] in an 8 MiB segment whose two runs of 512 accounts lie
+/// 4 MiB apart: the lock table has 65,536 line stripes, so accounts 512 apart share a
+/// stripe (and a block stripe).
+#[test]
+fn stress_shared_stripes_conserve_the_sum() {
+    transfers_conserve_the_sum(&Accounts {
+        size: 8 << 20,
+        runs: (2, 4 << 20),
+        per_run: 512,
+    });
 }
 
 /// Injected failures of a checkpoint's disk writes and syncs (the n-th I/O call of the
