@@ -256,6 +256,7 @@ impl Lane {
     }
 
     /// The commit point: one atomic store empties the log.
+    #[inline]
     pub(crate) fn commit(&mut self, update: &mut Update<'_>) -> Result<()> {
         if self.tail == 0 {
             return Ok(()); // Nothing was logged: nothing to discard.
@@ -492,17 +493,27 @@ impl LanePool {
     }
 
     /// Gives a lane back (the guard is dropped) and wakes a waiter if there is one.
-    #[inline]
+    // Always inlined into the transaction's end, the wake-up out of line (about 20
+    // instructions a transaction; docs/benchmarks.md, "Hot path").
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub(crate) fn give_back(&self, mut lane: LaneGuard<'_>) {
         lane.heap.clear();
         drop(lane);
         if self.waiting.load(Ordering::SeqCst) > 0 {
-            let _g = self
-                .wait_lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            self.returned.notify_one();
+            self.wake_one();
         }
+    }
+
+    /// Wakes one transaction waiting for a lane.
+    #[cold]
+    #[inline(never)]
+    fn wake_one(&self) {
+        let _g = self
+            .wait_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.returned.notify_one();
     }
 }
 
