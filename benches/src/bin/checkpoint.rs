@@ -182,6 +182,29 @@ fn stall(seg: &Segment) -> Result<Stall> {
     })
 }
 
+/// The table's two cells for one of the stalls' tails over the runs: the medians of the
+/// longest transaction and the p99.9; then the longest not preempted, of all the runs,
+/// and how many transactions took above 1 ms (summed over the runs), of which how many
+/// were preempted and how many slept.
+fn tail_cells(stalls: &[Stall], of: fn(&Stall) -> &Tail) -> String {
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let med = |f: fn(&Tail) -> Duration| us(median(stalls.iter().map(|s| f(of(s))).collect()));
+    let kept = us(stalls
+        .iter()
+        .map(|s| of(s).longest_kept)
+        .max()
+        .unwrap_or_default());
+    let (n, preempted, slept) = stalls
+        .iter()
+        .map(|s| of(s).over_ms)
+        .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
+    format!(
+        "{:.0} µs / {:.1} µs | {kept:.0} µs; {n} ({preempted}, {slept})",
+        med(|t| t.longest),
+        med(|t| t.p999),
+    )
+}
+
 fn mib_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / f64::from(1u32 << 20) / d.as_secs_f64()
 }
@@ -302,21 +325,9 @@ fn main() -> Result<()> {
             first_bytes.sort_unstable();
             first_bytes[first_bytes.len() / 2]
         });
-        let us = |d: Duration| d.as_secs_f64() * 1e6;
-        let col = |f: fn(&Stall) -> Duration| us(median(stalls.iter().map(f).collect()));
-        // Summed over the runs: how many transactions took above 1 ms, how many of
-        // those were preempted.
-        let slow = |f: fn(&Stall) -> (usize, usize, usize)| {
-            stalls
-                .iter()
-                .map(f)
-                .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
-        };
-        let (slow_during, slow_busy) = (slow(|s| s.during.over_ms), slow(|s| s.busy.over_ms));
-        // The longest transaction that was not preempted, of all the runs.
-        let kept = |f: fn(&Stall) -> Duration| us(stalls.iter().map(f).max().unwrap_or_default());
+        let alone = median(stalls.iter().map(|s| s.alone).collect());
         println!(
-            "| {mib} MiB | {:.2} s | {:.0} MiB/s | {:.0} MiB/s | {:.2}x | {:.2} s | {:.0} MiB/s | {:.2}x | {:.1} ms | {:.1} ms / {} KiB | {:.0} µs / {:.1} µs | {:.0} µs; {} ({}, {}) | {:.0} µs / {:.1} µs | {:.0} µs; {} ({}, {}) | {:.1} µs |",
+            "| {mib} MiB | {:.2} s | {:.0} MiB/s | {:.0} MiB/s | {:.2}x | {:.2} s | {:.0} MiB/s | {:.2}x | {:.1} ms | {:.1} ms / {} KiB | {} | {} | {:.1} µs |",
             ck.as_secs_f64(),
             mib_s(len, ck),
             mib_s(len, raw),
@@ -327,19 +338,9 @@ fn main() -> Result<()> {
             warm.as_secs_f64() * 1e3,
             first.as_secs_f64() * 1e3,
             first_bytes >> 10,
-            col(|s| s.during.longest),
-            col(|s| s.during.p999),
-            kept(|s| s.during.longest_kept),
-            slow_during.0,
-            slow_during.1,
-            slow_during.2,
-            col(|s| s.busy.longest),
-            col(|s| s.busy.p999),
-            kept(|s| s.busy.longest_kept),
-            slow_busy.0,
-            slow_busy.1,
-            slow_busy.2,
-            col(|s| s.alone),
+            tail_cells(&stalls, |s| &s.during),
+            tail_cells(&stalls, |s| &s.busy),
+            alone.as_secs_f64() * 1e6,
         );
         Segment::remove(&path, &opts)?;
     }
