@@ -155,10 +155,8 @@ impl RioCache {
     /// [`RioCache::grow`] with the writeback thread stopped, from step 2 (the first
     /// checkpoint taken, the state not shared).
     fn grow_stopped(&mut self, new_len: u64, edits: &[(u64, &[u8])]) -> Result<()> {
-        let inner = Arc::get_mut(&mut self.inner).ok_or_else(|| Error::Io {
-            context: "grow".into(),
-            source: std::io::Error::other("the cache state is still shared"),
-        })?;
+        let inner = Arc::get_mut(&mut self.inner)
+            .expect("grow checked that the state is not shared, and holds `&mut self` since");
         let map_len = format::round_up_pages(new_len);
         let pages = (map_len / PAGE as u64) as usize;
         let path = inner.path.clone();
