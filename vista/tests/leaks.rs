@@ -376,3 +376,50 @@ fn a_wait_of_duration_max_means_no_limit() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Threads that run transactions across segments back to back, so that at every instant
+/// one of them holds the group's transactions open, do not keep a group checkpoint out:
+/// while a checkpoint tries to start, new transactions of the group wait for it, so each
+/// checkpoint succeeds within the checkpoint wait.
+#[test]
+fn a_stream_of_group_transactions_does_not_keep_group_checkpoints_out() {
+    use std::sync::atomic::AtomicBool;
+    let p = Place::new();
+    let opts = p
+        .opts(1 << 16)
+        .writeback(vista::Writeback::Manual)
+        .checkpoint_wait(Duration::from_secs(2));
+    let members = (0..2)
+        .map(|i| Segment::open(p.dir.path().join(format!("m{i}.vista")), &opts).unwrap())
+        .collect();
+    let group = vista::Group::open(p.dir.path().join("g.coord"), members, &opts).unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let (group, stop) = (&group, &stop);
+            s.spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    group
+                        .transaction(|tx| {
+                            tx.on(0)?.put(t * 64, &i)?;
+                            std::thread::sleep(Duration::from_micros(200));
+                            tx.on(1)?.put(t * 64, &i)
+                        })
+                        .unwrap();
+                }
+            });
+        }
+        let results: Vec<_> = (0..5)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(20));
+                group.checkpoint()
+            })
+            .collect();
+        stop.store(true, Ordering::Relaxed);
+        for (round, r) in results.iter().enumerate() {
+            assert!(r.is_ok(), "checkpoint {round}: {r:?}");
+        }
+    });
+}
