@@ -184,7 +184,8 @@ impl<'s> Transaction<'s> {
     ///
     /// # Errors
     /// As [`Transaction::set_range`].
-    #[inline]
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         #[cfg(feature = "mutants")]
         if crate::mutant::is("commit-early") {
@@ -228,6 +229,8 @@ impl<'s> Transaction<'s> {
     ///
     /// # Errors
     /// As [`Transaction::set_range`].
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub fn put<T: bytemuck::NoUninit>(&mut self, offset: u64, value: &T) -> Result<()> {
         self.write(offset, bytemuck::bytes_of(value))
     }
@@ -237,7 +240,8 @@ impl<'s> Transaction<'s> {
     ///
     /// # Errors
     /// [`Error::OutOfRange`]; [`Error::Conflict`].
-    #[inline]
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {
         let at = self.cx.layout.user_range(offset, len)?;
         self.noted(self.update().read(at, len), offset, len)
@@ -321,6 +325,8 @@ impl<'s> Transaction<'s> {
     ///
     /// # Errors
     /// As [`Transaction::read`].
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub fn get<T: bytemuck::AnyBitPattern>(&self, offset: u64) -> Result<T> {
         let b = self.read(offset, std::mem::size_of::<T>() as u64)?;
         Ok(bytemuck::pod_read_unaligned(b))
