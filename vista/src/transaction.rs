@@ -124,7 +124,8 @@ impl<'s> Transaction<'s> {
     /// # Errors
     /// [`Error::OutOfRange`]; [`Error::UndoLogFull`] (the transaction stays usable);
     /// [`Error::Conflict`].
-    #[inline]
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub fn set_range(&mut self, offset: u64, len: u64) -> Result<&mut [u8]> {
         let at = self.cx.layout.user_range(offset, len)?;
         let (layout, wt) = (self.cx.layout, self.write_through);
