@@ -1,0 +1,93 @@
+//! Damaged heap metadata met by allocation: reported as `Error::HeapCorrupt` (or at
+//! least kept inside the damaged slab), never a block handed out over another live
+//! block, never a panic (docs/heap.md, "Bad handles": "Damaged metadata found on the
+//! way is Error::HeapCorrupt, never a panic").
+
+mod common;
+
+use common::Place;
+use vista::{Error, Segment};
+
+const SIZE: u64 = 1600 << 10;
+/// Zone 0's first descriptor (page 0's), after the header page.
+const DESC0: u64 = 4096;
+
+fn opts(p: &Place) -> vista::Options {
+    p.opts(SIZE).undo_log_size(1 << 20)
+}
+
+/// A slab of 2048-byte blocks (two per page) with one block live is on its arena's
+/// list. A stray store sets the bit of its free block and clears the bit of block 2,
+/// which does not exist (bits past a slab's end are kept set; `check()` reports a
+/// clear one). The next allocation of that class must not hand out "block 2": it is
+/// the first 2048 bytes of the next page, a live large block, and the allocation
+/// writes its zeros there without a before-image, so even an abort does not bring the
+/// large block's committed bytes back.
+#[test]
+fn a_slab_bitmap_clear_past_its_end_never_hands_out_a_block_outside_the_slab() {
+    let p = Place::new();
+    let seg = Segment::open(&p.path, &opts(&p)).unwrap();
+    let (small, big) = seg
+        .transaction(|tx| {
+            let small = tx.alloc_bytes(2048)?;
+            let big = tx.alloc_bytes(8192)?;
+            tx.bytes_mut(big)?.fill(0xAB);
+            Ok::<_, Error>((small, big))
+        })
+        .unwrap();
+    assert_eq!(
+        big.offset(),
+        small.offset() + 4096,
+        "layout assumed by the test: the large block follows the slab's page"
+    );
+    assert!(seg.check().unwrap().is_clean());
+    // The stray store: bits[0] of page 0's descriptor (offset 16 in it).
+    let bits = u64::MAX & !(1u64 << 2);
+    seg.transaction(|tx| tx.put(DESC0 + 16, &bits)).unwrap();
+    assert!(
+        !seg.check().unwrap().is_clean(),
+        "check() reports the bitmap"
+    );
+
+    let mut tx = seg.begin().unwrap();
+    let got = tx.alloc_bytes(2048).map(|p| p.offset());
+    tx.abort().unwrap();
+    let tx = seg.begin().unwrap();
+    let intact = tx.bytes(big).unwrap().iter().all(|&b| b == 0xAB);
+    drop(tx);
+    match got {
+        Err(Error::HeapCorrupt(_)) => {}
+        Ok(at) => assert!(
+            at < small.offset() + 4096,
+            "a 2048-byte block handed out at {at:#x}, outside its slab page {:#x}.. \
+             (over the live large block at {:#x}); after the abort the large block's \
+             committed bytes are intact: {intact}",
+            small.offset(),
+            big.offset()
+        ),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+    assert!(
+        intact,
+        "an aborted allocation changed the committed bytes of another live block"
+    );
+}
+
+/// A slab on its arena's list whose used-block counter a stray store set to u32::MAX:
+/// the next allocation from it must be `HeapCorrupt` (or succeed), not an arithmetic
+/// overflow panic.
+#[test]
+fn a_slab_counter_at_its_maximum_is_heap_corrupt_not_a_panic() {
+    let p = Place::new();
+    let seg = Segment::open(&p.path, &opts(&p)).unwrap();
+    seg.transaction(|tx| tx.alloc(1u64).map(|_| ())).unwrap();
+    // n (u32 at offset 4 of page 0's descriptor).
+    seg.transaction(|tx| tx.put(DESC0 + 4, &u32::MAX)).unwrap();
+    let mut tx = seg.begin().unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tx.alloc(2u64).map(|_| ())));
+    match r {
+        Ok(Ok(()) | Err(Error::HeapCorrupt(_))) => {}
+        Ok(Err(e)) => panic!("unexpected error {e}"),
+        Err(_) => panic!("alloc panicked on a damaged slab counter"),
+    }
+}
