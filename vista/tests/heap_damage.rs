@@ -91,3 +91,37 @@ fn a_slab_counter_at_its_maximum_is_heap_corrupt_not_a_panic() {
         Err(_) => panic!("alloc panicked on a damaged slab counter"),
     }
 }
+
+/// The root's name block (`[len u64][bytes]`, an ordinary heap block: a stray store or
+/// an overrun through a raw offset can reach it) whose length word says u64::MAX:
+/// `Segment::root_named` and `Segment::root_id` must report `HeapCorrupt`, not panic on
+/// the overflow of `8 + len`.
+#[test]
+fn a_damaged_root_name_length_is_heap_corrupt_not_a_panic() {
+    let p = Place::new();
+    let seg = Segment::open(&p.path, &opts(&p)).unwrap();
+    seg.transaction(|tx| tx.root_named::<u64>("app-v1").map(drop))
+        .unwrap();
+    // The root record is header line 1: [offset, size, align, tag, name].
+    let name: u64 = seg.get(64 + 32).unwrap();
+    assert_ne!(name, 0);
+    seg.transaction(|tx| tx.put(name, &u64::MAX)).unwrap();
+    for (what, r) in [
+        (
+            "root_named",
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                seg.root_named::<u64>("app-v1").map(drop)
+            })),
+        ),
+        (
+            "root_id",
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| seg.root_id().map(drop))),
+        ),
+    ] {
+        match r {
+            Ok(Err(Error::HeapCorrupt(_))) => {}
+            Ok(other) => panic!("{what}: {other:?}"),
+            Err(_) => panic!("Segment::{what} panicked on a damaged root name"),
+        }
+    }
+}
