@@ -125,3 +125,36 @@ fn a_damaged_root_name_length_is_heap_corrupt_not_a_panic() {
         }
     }
 }
+
+/// A root whose name block shares a slab with blocks another transaction is
+/// allocating: that transaction holds the slab's descriptor (read for update) until it
+/// ends, so `Segment::root_named` on another thread meets a lock conflict. That is
+/// `Error::Conflict` (transient: try again), not `Error::HeapCorrupt` (the segment is
+/// damaged), which is what `found_id` turns every error of reading the name into.
+#[test]
+fn a_lock_conflict_on_the_root_name_is_not_reported_as_heap_corruption() {
+    let p = Place::new();
+    let o = opts(&p).lock_wait(std::time::Duration::from_millis(50));
+    let seg = Segment::open(&p.path, &o).unwrap();
+    let lane = seg
+        .transaction(|tx| tx.root_named::<u64>("app").map(|_| tx.lane()))
+        .unwrap();
+    // Not a damaged heap.
+    assert!(seg.check().unwrap().is_clean());
+    assert!(seg.root_named::<u64>("app").unwrap().is_some());
+    // Another transaction in the same lane (so the same arena) allocates a 16-byte block
+    // from the slab the 11-byte name block ("app" and its length) lies in.
+    let mut tx = seg.begin().unwrap();
+    assert_eq!(tx.lane(), lane, "the test needs the same arena");
+    tx.alloc(5u64).unwrap();
+    let seen = std::thread::scope(|s| {
+        s.spawn(|| seg.root_named::<u64>("app").map(drop))
+            .join()
+            .unwrap()
+    });
+    drop(tx);
+    match seen {
+        Err(Error::Conflict { .. }) | Ok(()) => {}
+        Err(e) => panic!("a lock conflict reported as: {e}"),
+    }
+}
