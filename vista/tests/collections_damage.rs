@@ -67,3 +67,20 @@ fn damaged_map_counters_are_heap_corrupt_not_a_panic() {
     let mut tx = seg.begin().unwrap();
     no_panic("PHashMap::insert", || m.insert(&mut tx, &2, 2));
 }
+
+/// User input, not damage: `PHashMap::with_capacity(n)` for a huge `n` (a count read
+/// from a file, say) must be an error such as `OutOfSpace`, not an arithmetic panic
+/// (`2 * n` overflows for n > u64::MAX / 2).
+#[test]
+fn a_map_with_a_huge_capacity_is_an_error_not_a_panic() {
+    let p = Place::new();
+    let seg = Segment::open(&p.path, &p.opts(1 << 20)).unwrap();
+    let mut tx = seg.begin().unwrap();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        PHashMap::<u64, u64>::with_capacity(&mut tx, u64::MAX).map(drop)
+    })) {
+        Ok(Err(Error::OutOfSpace { .. } | Error::AllocTooLarge { .. }) | Ok(())) => {}
+        Ok(Err(e)) => panic!("unexpected error {e}"),
+        Err(_) => panic!("PHashMap::with_capacity(u64::MAX) panicked"),
+    }
+}
