@@ -70,7 +70,13 @@ pub(crate) fn scan(
         let header = match record::parse_header(reader.get(pos, HEADER_LEN)?) {
             Some(h) if h.seq == s.next_seq && pos + h.total_len <= limit => h,
             _ if strict => return corrupt(pos, "bad record header inside a synced prefix"),
-            _ => break,
+            _ => {
+                // The end of the log, or a damaged header hiding the records after it.
+                if later_record(&mut reader, pos, limit, s.next_seq)?.is_some() {
+                    return corrupt(pos, "damaged record header followed by a valid record");
+                }
+                break;
+            }
         };
         let rec = reader.get(pos, header.total_len as usize)?;
         let Some(ranges) = record::parse_body(&header, &rec[HEADER_LEN..]) else {
@@ -79,16 +85,8 @@ pub(crate) fn scan(
             }
             // A torn tail is expected after a crash; a damaged record followed by a valid
             // one is not (committed data would silently vanish): refuse it.
-            let next = pos + header.total_len;
-            if next + HEADER_LEN as u64 <= limit {
-                if let Some(h) = record::parse_header(reader.get(next, HEADER_LEN)?) {
-                    if h.seq == header.seq + 1 && next + h.total_len <= limit {
-                        let r = reader.get(next, h.total_len as usize)?;
-                        if record::parse_body(&h, &r[HEADER_LEN..]).is_some() {
-                            return corrupt(pos, "damaged record followed by a valid one");
-                        }
-                    }
-                }
+            if later_record(&mut reader, pos, limit, s.next_seq)?.is_some() {
+                return corrupt(pos, "damaged record followed by a valid one");
             }
             s.torn_tail = true;
             break;
@@ -107,6 +105,29 @@ pub(crate) fn scan(
         s.records += 1;
     }
     Ok(s)
+}
+
+/// The position of a valid record (header and body) newer than `seq` in `(pos, limit)`,
+/// if there is one: the scan stopped at `pos`, at the end of the log or at a damaged
+/// record. Records are 8-byte aligned, so every aligned position is tried: a damaged
+/// header no longer says where the next record starts. Older records of the log's
+/// previous rounds carry smaller sequence numbers and are passed over; so is any
+/// position whose bytes only happen to start with the magic. Recovery reads the rest
+/// of the log once for this.
+fn later_record(reader: &mut LogReader<'_>, pos: u64, limit: u64, seq: u64) -> Result<Option<u64>> {
+    let mut at = pos + 8;
+    while at + HEADER_LEN as u64 <= limit {
+        if let Some(h) = record::parse_header(reader.get(at, HEADER_LEN)?) {
+            if h.seq > seq && at + h.total_len <= limit {
+                let r = reader.get(at, h.total_len as usize)?;
+                if record::parse_body(&h, &r[HEADER_LEN..]).is_some() {
+                    return Ok(Some(at));
+                }
+            }
+        }
+        at += 8;
+    }
+    Ok(None)
 }
 
 /// Writes every tree to its segment (not synced).

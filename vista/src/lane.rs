@@ -51,6 +51,16 @@ pub(crate) struct Lane {
     tail: u64,
     /// Ranges logged by the transaction in progress (reused to avoid allocating).
     logged: Vec<(u64, u64)>,
+    /// All-or-nothing calls in progress (see [`Lane::mark`]): while one is, a range
+    /// whose only covering record predates the innermost call's mark (`logged[..floor]`)
+    /// has its bytes saved in `saved` before the call changes them.
+    calls: u32,
+    floor: usize,
+    /// Bytes as they were when the innermost call in progress first changed them, for
+    /// undoing a failed call: in memory only, as a crash rolls back the whole
+    /// transaction from the log anyway. Each with the published tail when it was taken,
+    /// which orders it among the records.
+    saved: Vec<Saved>,
     /// Bit `l mod 64` is set for every 64-byte line `l` of user space that a range in
     /// `logged` touches: a range whose first line's bit is clear lies in none of them,
     /// without a search.
@@ -77,6 +87,9 @@ impl Lane {
             off: layout.lane_off(index),
             tail: 0,
             logged: Vec::new(),
+            calls: 0,
+            floor: 0,
+            saved: Vec::new(),
             logged_lines: 0,
             scratch: Vec::new(),
             memo: PageMemo::default(),
@@ -120,17 +133,24 @@ impl Lane {
         // this one's first line: the lane's filter of logged lines, and the lock (a
         // logged range was locked exclusively before it was published, so a line whose
         // stripe this transaction holds shared, or not at all, is in no logged range).
-        if len == 0
-            || (self.logged_lines & line_bit(offset) != 0
-                && update.may_hold_exclusively(at)
-                && self
-                    .logged
-                    .iter()
-                    .rev()
-                    .take(DEDUP_WINDOW)
-                    .any(|&(s, e)| s <= offset && end <= e))
-        {
+        if len == 0 {
             return Ok(update.window(at, len)?);
+        }
+        if self.logged_lines & line_bit(offset) != 0 && update.may_hold_exclusively(at) {
+            if let Some(back) = self
+                .logged
+                .iter()
+                .rev()
+                .take(DEDUP_WINDOW)
+                .position(|&(s, e)| s <= offset && end <= e)
+            {
+                if self.calls > 0 && self.logged.len() - 1 - back < self.floor {
+                    // Covered by a record older than the call in progress: its bytes as
+                    // they are now, in case the call fails.
+                    self.save(update, offset, at, len)?;
+                }
+                return Ok(update.window(at, len)?);
+            }
         }
         let capacity = layout.lane_capacity();
         let needed = undo::record_len(len).unwrap_or(u64::MAX);
@@ -264,8 +284,7 @@ impl Lane {
         crash_point!("vista.commit.before_store");
         update.store_u64(self.off, 0)?;
         self.tail = 0;
-        self.logged.clear();
-        self.logged_lines = 0;
+        self.clear_logged();
         crash_point!("vista.commit.after_store");
         Ok(())
     }
@@ -290,8 +309,121 @@ impl Lane {
             ("vista.abort.partial", "vista.abort.applied"),
         )?;
         self.tail = 0;
+        self.clear_logged();
+        Ok(())
+    }
+
+    /// Forgets the ranges logged and the calls' saved bytes (the log is empty).
+    fn clear_logged(&mut self) {
         self.logged.clear();
         self.logged_lines = 0;
+        self.calls = 0;
+        self.floor = 0;
+        self.saved.clear();
+    }
+
+    /// Saves `[offset, offset + len)` (at cache offset `at`, locked exclusively by this
+    /// transaction) as it is now, for [`Lane::undo_to`].
+    #[cold]
+    #[inline(never)]
+    fn save(&mut self, update: &Update<'_>, offset: u64, at: u64, len: u64) -> Result<()> {
+        let bytes = update.read(at, len)?.to_vec();
+        self.saved.push(Saved {
+            tail: self.tail,
+            offset,
+            bytes,
+        });
+        Ok(())
+    }
+
+    /// Marks the log where an all-or-nothing call begins (see
+    /// `Transaction::all_or_nothing`): until [`Lane::unmark`] or [`Lane::undo_to`], the
+    /// records published after the mark and the bytes saved after it (see `saved`) hold
+    /// everything needed to put back what the call changes.
+    pub(crate) fn mark(&mut self) -> Mark {
+        let mark = Mark {
+            tail: self.tail,
+            logged: self.logged.len(),
+            saved: self.saved.len(),
+            floor: self.floor,
+        };
+        self.calls += 1;
+        self.floor = self.logged.len();
+        mark
+    }
+
+    /// The call that began at `mark` succeeded: its records stay. Its saved bytes stay
+    /// too while an outer call is in progress (they are older than anything that call
+    /// changes later, so undoing it newest first still ends on its own start).
+    pub(crate) fn unmark(&mut self, mark: Mark) {
+        self.calls -= 1;
+        self.floor = mark.floor;
+        if self.calls == 0 {
+            self.saved.clear();
+        }
+    }
+
+    /// Undoes what the call that began at `mark` changed: newest first, each record
+    /// published since the mark (its before-image copied back) and each range saved
+    /// since it; then the tail is stored back to the mark (until that store, a crash
+    /// rolls back every record of the transaction: the whole transaction is undone,
+    /// which the lost saved bytes do not change). The ranges stay locked, as the
+    /// transaction's other ranges do.
+    ///
+    /// # Errors
+    /// As [`Lane::abort`]: [`Error::Corrupt`] if the records were damaged (nothing is
+    /// changed then), or an I/O error of a window or the store.
+    pub(crate) fn undo_to(
+        &mut self,
+        update: &mut Update<'_>,
+        layout: &Layout,
+        path: &Path,
+        mark: Mark,
+    ) -> Result<()> {
+        let records = if self.tail == mark.tail {
+            Vec::new()
+        } else {
+            let all = records(update, layout, self.index, path)?;
+            let later = all.partition_point(|r| r.data_at < LANE_HEADER + mark.tail);
+            all[later..].to_vec()
+        };
+        let lane_off = layout.lane_off(self.index);
+        let mut saved = self.saved[mark.saved..].iter().rev().peekable();
+        let mut newer = records.iter().rev().peekable();
+        // A record ends where the next begins (the last at the tail); it is newer than
+        // a saved range iff it was published after that range was taken.
+        let mut end = self.tail;
+        loop {
+            let record_first = match (newer.peek(), saved.peek()) {
+                (Some(_), Some(s)) => end > s.tail,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if record_first {
+                let r = newer.next().expect("peeked");
+                let src = lane_off + r.data_at;
+                let dst = layout.user_off + r.offset;
+                let (before, target) = update.window_pair(src..src + r.len, dst..dst + r.len)?;
+                target.copy_from_slice(before);
+                end = r.data_at - LANE_HEADER - undo::RECORD_HEADER;
+            } else {
+                let s = saved.next().expect("peeked");
+                let dst = layout.user_off + s.offset;
+                update
+                    .window(dst, s.bytes.len() as u64)?
+                    .copy_from_slice(&s.bytes);
+            }
+            crash_point!("vista.abort.partial");
+        }
+        if self.tail != mark.tail {
+            update.store_u64(lane_off, mark.tail)?;
+            self.tail = mark.tail;
+        }
+        self.logged.truncate(mark.logged);
+        self.saved.truncate(mark.saved);
+        self.calls -= 1;
+        self.floor = mark.floor;
         Ok(())
     }
 
@@ -371,6 +503,26 @@ pub(crate) fn roll_back(
     // which writes the same before-images again (idempotent).
     update.store_u64(lane_off, 0)?;
     Ok(())
+}
+
+/// Where a lane's log stood when an all-or-nothing call began (see [`Lane::mark`]).
+#[derive(Debug, Clone, Copy)]
+#[must_use]
+pub(crate) struct Mark {
+    tail: u64,
+    logged: usize,
+    saved: usize,
+    floor: usize,
+}
+
+/// A range's bytes saved for undoing a failed call (see `Lane::saved`).
+#[derive(Debug)]
+struct Saved {
+    /// The published tail when they were saved.
+    tail: u64,
+    /// User-space offset.
+    offset: u64,
+    bytes: Vec<u8>,
 }
 
 /// The lanes, each behind its own lock, and the transactions waiting for one.

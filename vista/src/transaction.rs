@@ -426,6 +426,54 @@ impl<'s> Transaction<'s> {
         stored
     }
 
+    /// Runs `f`, one call of the heap or a collection that may change several ranges,
+    /// all or nothing: if `f` fails, every change it made is undone (its records'
+    /// before-images copied back and the log cut back to where it began) and the
+    /// transaction stays usable, as after a failed `write`. So an `UndoLogFull` in the
+    /// middle of an `alloc` leaves no half-changed heap for a commit to keep. Calls
+    /// nest. In a read-only transaction `f` just runs (it changes nothing).
+    ///
+    /// If the undo itself fails (a damaged log), the segment is poisoned and the ranges
+    /// stay locked, as for a failed roll-back, and that error is returned.
+    pub(crate) fn all_or_nothing<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        let Some(mark) = self.lane.as_mut().map(|l| l.mark()) else {
+            return f(self);
+        };
+        #[cfg(feature = "mutants")]
+        if crate::mutant::is("heap-call-half-kept") {
+            // Mutant: a failed call keeps whatever it changed before it failed.
+            let out = f(self);
+            if let Some(lane) = self.lane.as_mut() {
+                lane.unmark(mark);
+            }
+            return out;
+        }
+        let e = match f(self) {
+            Ok(v) => {
+                if let Some(lane) = self.lane.as_mut() {
+                    lane.unmark(mark);
+                }
+                return Ok(v);
+            }
+            Err(e) => e,
+        };
+        let (layout, path, poison) = (self.cx.layout, self.cx.path, self.cx.poison);
+        let (update, lane) = self.parts();
+        if let Err(undo) = lane.undo_to(update, layout, path, mark) {
+            let why = format!("undoing a failed call's changes failed: {undo}");
+            update.poison(why.clone());
+            update.keep_locked();
+            poison.set(why);
+            return Err(undo);
+        }
+        // The rule of `Segment::transaction` looks at the call's own error.
+        self.note(matches!(e, Error::Conflict { .. }));
+        Err(e)
+    }
+
     /// Keeps this transaction's lane out of use once it ends (see `Lane::retire`).
     pub(crate) fn retire_lane(&mut self) {
         if let Some(lane) = self.lane.as_mut() {
@@ -559,5 +607,87 @@ impl crate::retry::Attempt for Transaction<'_> {
     }
     fn last_call_conflicted(&self) -> bool {
         Transaction::last_call_conflicted(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Error, Options, Protection, Segment, Writeback};
+
+    fn segment(dir: &std::path::Path, guard: Protection) -> Segment {
+        let opts = Options::new()
+            .protection(guard)
+            .writeback(Writeback::Manual)
+            .cache_dir(dir)
+            .size(1 << 20);
+        Segment::open(dir.join("seg"), &opts).unwrap()
+    }
+
+    fn guards() -> [Protection; 3] {
+        [Protection::None, Protection::Mprotect, Protection::Alias]
+    }
+
+    /// A failed call puts back every byte as the call found it: a word the transaction
+    /// logged before the call (saved in memory when the call first changes it), a wider
+    /// range around it logged inside the call (its before-image holds the call's own
+    /// change, so it must be applied before the saved word), and a range the call
+    /// logged first; calls nest.
+    #[test]
+    fn a_failed_call_puts_back_what_it_changed_in_order() {
+        for guard in guards() {
+            let dir = tempfile::tempdir().unwrap();
+            let seg = segment(dir.path(), guard);
+            let mut tx = seg.begin().unwrap();
+            tx.put(64, &1u64).unwrap();
+            let failed = tx.all_or_nothing(|tx| {
+                tx.put(64, &2u64)?; // covered by the record before the call
+                tx.write(56, &[3u8; 24])?; // a new record: its image holds the 2
+                tx.put(512, &4u64)?; // first logged in the call
+                Err::<(), _>(Error::ReadOnly { offset: 0, len: 0 })
+            });
+            assert!(failed.is_err());
+            assert_eq!(
+                tx.get::<u64>(64).unwrap(),
+                1,
+                "{guard:?}: the word before the call"
+            );
+            assert_eq!(tx.get::<u64>(56).unwrap(), 0, "{guard:?}");
+            assert_eq!(tx.get::<u64>(72).unwrap(), 0, "{guard:?}");
+            assert_eq!(tx.get::<u64>(512).unwrap(), 0, "{guard:?}");
+            // Nested: the inner call fails alone, the outer keeps its own change.
+            tx.all_or_nothing(|tx| {
+                tx.put(64, &5u64)?;
+                let inner = tx.all_or_nothing(|tx| {
+                    tx.put(64, &6u64)?;
+                    tx.put(1024, &7u64)?;
+                    Err::<(), _>(Error::ReadOnly { offset: 0, len: 0 })
+                });
+                assert!(inner.is_err());
+                assert_eq!(tx.get::<u64>(64)?, 5);
+                assert_eq!(tx.get::<u64>(1024)?, 0);
+                Ok(())
+            })
+            .unwrap();
+            // An inner call succeeds, the outer fails: both are undone.
+            let outer = tx.all_or_nothing(|tx| {
+                tx.all_or_nothing(|tx| tx.put(64, &8u64))?;
+                tx.put(2048, &9u64)?;
+                Err::<(), _>(Error::ReadOnly { offset: 0, len: 0 })
+            });
+            assert!(outer.is_err());
+            assert_eq!(tx.get::<u64>(64).unwrap(), 5, "{guard:?}");
+            assert_eq!(tx.get::<u64>(2048).unwrap(), 0, "{guard:?}");
+            tx.commit().unwrap();
+            assert_eq!(seg.get::<u64>(64).unwrap(), 5, "{guard:?}");
+            // An abort after failed calls restores the state before the transaction.
+            let mut tx = seg.begin().unwrap();
+            tx.put(64, &10u64).unwrap();
+            let _ = tx.all_or_nothing(|tx| {
+                tx.put(64, &11u64)?;
+                Err::<(), _>(Error::ReadOnly { offset: 0, len: 0 })
+            });
+            tx.abort().unwrap();
+            assert_eq!(seg.get::<u64>(64).unwrap(), 5, "{guard:?}");
+        }
     }
 }

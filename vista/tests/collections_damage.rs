@@ -12,7 +12,7 @@ fn no_panic<T>(what: &str, f: impl FnOnce() -> Result<T, Error>) {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(_) | Err(Error::HeapCorrupt(_))) => {}
         Ok(Err(e)) => panic!("{what}: unexpected error {e}"),
-        Err(_) => panic!("{what} panicked on a damaged collection"),
+        Err(p) => panic!("{what} panicked on a damaged collection: {p:?}"),
     }
 }
 
@@ -81,6 +81,6 @@ fn a_map_with_a_huge_capacity_is_an_error_not_a_panic() {
     })) {
         Ok(Err(Error::OutOfSpace { .. } | Error::AllocTooLarge { .. }) | Ok(())) => {}
         Ok(Err(e)) => panic!("unexpected error {e}"),
-        Err(_) => panic!("PHashMap::with_capacity(u64::MAX) panicked"),
+        Err(p) => panic!("PHashMap::with_capacity(u64::MAX) panicked: {p:?}"),
     }
 }

@@ -42,7 +42,7 @@ fn a_slab_bitmap_clear_past_its_end_never_hands_out_a_block_outside_the_slab() {
     );
     assert!(seg.check().unwrap().is_clean());
     // The stray store: bits[0] of page 0's descriptor (offset 16 in it).
-    let bits = u64::MAX & !(1u64 << 2);
+    let bits = !(1u64 << 2);
     seg.transaction(|tx| tx.put(DESC0 + 16, &bits)).unwrap();
     assert!(
         !seg.check().unwrap().is_clean(),
@@ -88,7 +88,7 @@ fn a_slab_counter_at_its_maximum_is_heap_corrupt_not_a_panic() {
     match r {
         Ok(Ok(()) | Err(Error::HeapCorrupt(_))) => {}
         Ok(Err(e)) => panic!("unexpected error {e}"),
-        Err(_) => panic!("alloc panicked on a damaged slab counter"),
+        Err(p) => panic!("alloc panicked on a damaged slab counter: {p:?}"),
     }
 }
 
@@ -121,7 +121,7 @@ fn a_damaged_root_name_length_is_heap_corrupt_not_a_panic() {
         match r {
             Ok(Err(Error::HeapCorrupt(_))) => {}
             Ok(other) => panic!("{what}: {other:?}"),
-            Err(_) => panic!("Segment::{what} panicked on a damaged root name"),
+            Err(p) => panic!("Segment::{what} panicked on a damaged root name: {p:?}"),
         }
     }
 }

@@ -92,9 +92,14 @@ fn committing_after_undo_log_full_in_free_keeps_the_heap_consistent() {
             "size {size}: after {freed} frees and a commit past UndoLogFull: {:?}",
             report.problems
         );
-        let mut live: Vec<u64> = blocks[freed..].iter().map(|b| b.offset()).collect();
+        let mut live: Vec<u64> = blocks[freed..].iter().map(PPtr::offset).collect();
         live.sort_unstable();
-        let found: Vec<u64> = seg.heap_blocks().unwrap().iter().map(|b| b.offset).collect();
+        let found: Vec<u64> = seg
+            .heap_blocks()
+            .unwrap()
+            .iter()
+            .map(|b| b.offset)
+            .collect();
         assert_eq!(found, live, "size {size}: the live blocks after the commit");
     }
 }

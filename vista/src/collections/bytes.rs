@@ -78,23 +78,25 @@ impl PBytes {
         bytes: &[u8],
         align: u64,
     ) -> Result<PBytes> {
-        let len = bytes.len() as u64;
-        if len > MAX_LEN {
-            return Err(Error::AllocTooLarge {
-                requested: len,
-                align,
-                max: MAX_LEN,
-            });
-        }
-        let off = tx.alloc_block(HEADER + len, align)?;
-        let block = tx.live_block::<[u8]>(off)?;
-        let cap = (block - HEADER).min(MAX_LEN);
-        let mut head = Vec::with_capacity((HEADER + len) as usize);
-        head.extend_from_slice(&bytes_word().to_le_bytes());
-        head.extend_from_slice(&(cap << 32 | len).to_le_bytes());
-        head.extend_from_slice(bytes);
-        tx.write_fresh(off, &head)?;
-        Ok(PBytes { off })
+        tx.all_or_nothing(|tx| {
+            let len = bytes.len() as u64;
+            if len > MAX_LEN {
+                return Err(Error::AllocTooLarge {
+                    requested: len,
+                    align,
+                    max: MAX_LEN,
+                });
+            }
+            let off = tx.alloc_block(HEADER + len, align)?;
+            let block = tx.live_block::<[u8]>(off)?;
+            let cap = (block - HEADER).min(MAX_LEN);
+            let mut head = Vec::with_capacity((HEADER + len) as usize);
+            head.extend_from_slice(&bytes_word().to_le_bytes());
+            head.extend_from_slice(&(cap << 32 | len).to_le_bytes());
+            head.extend_from_slice(bytes);
+            tx.write_fresh(off, &head)?;
+            Ok(PBytes { off })
+        })
     }
 
     /// Checks the handle; returns `(capacity, length)`.
@@ -176,18 +178,20 @@ impl PBytes {
     /// As [`PBytes::new`]; [`Error::BadHandle`].
     #[must_use = "the buffer may have moved: store the returned handle"]
     pub fn set(self, tx: &mut Transaction<'_>, bytes: &[u8]) -> Result<PBytes> {
-        let (cap, _) = self.shape(tx)?;
-        let new_len = bytes.len() as u64;
-        if new_len > cap {
-            let moved = PBytes::new(tx, bytes)?;
-            free_block(tx, self.off)?;
-            return Ok(moved);
-        }
-        // All logged, past the old length too: an earlier change in this transaction
-        // may have left committed bytes there.
-        tx.write(self.off + HEADER, bytes)?;
-        tx.put(self.off + 8, &(cap << 32 | new_len))?;
-        Ok(self)
+        tx.all_or_nothing(|tx| {
+            let (cap, _) = self.shape(tx)?;
+            let new_len = bytes.len() as u64;
+            if new_len > cap {
+                let moved = PBytes::new(tx, bytes)?;
+                free_block(tx, self.off)?;
+                return Ok(moved);
+            }
+            // All logged, past the old length too: an earlier change in this transaction
+            // may have left committed bytes there.
+            tx.write(self.off + HEADER, bytes)?;
+            tx.put(self.off + 8, &(cap << 32 | new_len))?;
+            Ok(self)
+        })
     }
 
     /// Appends `bytes`: in place if they fit its capacity, else in a new block (this
@@ -197,18 +201,20 @@ impl PBytes {
     /// As [`PBytes::set`].
     #[must_use = "the buffer may have moved: store the returned handle"]
     pub fn append(self, tx: &mut Transaction<'_>, bytes: &[u8]) -> Result<PBytes> {
-        let (cap, len) = self.shape(tx)?;
-        let new_len = len + bytes.len() as u64;
-        if new_len > cap {
-            let mut all = tx.read(self.off + HEADER, len)?.to_vec();
-            all.extend_from_slice(bytes);
-            let moved = PBytes::new(tx, &all)?;
-            free_block(tx, self.off)?;
-            return Ok(moved);
-        }
-        tx.write(self.off + HEADER + len, bytes)?;
-        tx.put(self.off + 8, &(cap << 32 | new_len))?;
-        Ok(self)
+        tx.all_or_nothing(|tx| {
+            let (cap, len) = self.shape(tx)?;
+            let new_len = len + bytes.len() as u64;
+            if new_len > cap {
+                let mut all = tx.read(self.off + HEADER, len)?.to_vec();
+                all.extend_from_slice(bytes);
+                let moved = PBytes::new(tx, &all)?;
+                free_block(tx, self.off)?;
+                return Ok(moved);
+            }
+            tx.write(self.off + HEADER + len, bytes)?;
+            tx.put(self.off + 8, &(cap << 32 | new_len))?;
+            Ok(self)
+        })
     }
 
     /// Frees the buffer (at commit; see [`Transaction::free`]).
@@ -216,8 +222,10 @@ impl PBytes {
     /// # Errors
     /// [`Error::BadHandle`]; as [`Transaction::free`].
     pub fn free(self, tx: &mut Transaction<'_>) -> Result<()> {
-        self.shape(tx)?;
-        free_block(tx, self.off)
+        tx.all_or_nothing(|tx| {
+            self.shape(tx)?;
+            free_block(tx, self.off)
+        })
     }
 }
 

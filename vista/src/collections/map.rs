@@ -282,20 +282,22 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
     /// # Errors
     /// As [`PHashMap::new`].
     pub fn with_capacity(tx: &mut Transaction<'_>, n: u64) -> Result<PHashMap<K, V>> {
-        let s = Self::slots();
-        let slots = ((BUCKET_BYTES - s.first) / s.stride).clamp(4, 64);
-        let buckets = (2 * n).div_ceil(slots).max(1).next_power_of_two();
-        let depth = u64::from(buckets.ilog2()).min(MAX_DEPTH);
-        let mut made = Vec::new();
-        let built = (|| -> Result<u64> {
+        tx.all_or_nothing(|tx| {
+            let s = Self::slots();
+            let slots = ((BUCKET_BYTES - s.first) / s.stride).clamp(4, 64);
+            // Saturating: a capacity beyond the largest directory is the largest one.
+            let buckets = n
+                .saturating_mul(2)
+                .div_ceil(slots)
+                .max(1)
+                .next_power_of_two();
+            let depth = u64::from(buckets.ilog2()).min(MAX_DEPTH);
+            // A failure part way gives back what was allocated with the rest of the call.
             let header = alloc_zeroed(tx, HEADER_BYTES, LINE)?;
-            made.push(header);
             let dir = alloc_zeroed(tx, (8 << depth).max(LINE), LINE)?;
-            made.push(dir);
             let mut offs = Vec::with_capacity(1 << depth);
             for _ in 0..1u64 << depth {
                 let b = alloc_zeroed(tx, Self::bucket_bytes(slots), Self::bucket_align())?;
-                made.push(b);
                 tx.write_fresh(b, bytemuck::bytes_of(&[depth as u32, 0, slots as u32, 0]))?;
                 offs.push(b);
             }
@@ -304,20 +306,11 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
                 header,
                 bytemuck::bytes_of(&[Self::word(), depth, dir, slots]),
             )?;
-            Ok(header)
-        })();
-        match built {
-            Ok(off) => Ok(PHashMap {
-                off,
+            Ok(PHashMap {
+                off: header,
                 _type: PhantomData,
-            }),
-            Err(e) => {
-                for b in made {
-                    free_block(tx, b)?;
-                }
-                Err(e)
-            }
-        }
+            })
+        })
     }
 
     fn meta(self, tx: &Transaction<'_>) -> Result<Meta> {
@@ -397,7 +390,10 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
         let stripe = u64::from(tx.lane()) % STRIPES;
         let w = tx.set_range(self.off + LINE * (1 + stripe), 8)?;
         let c = i64::from_le_bytes(w[..8].try_into().expect("8 bytes"));
-        w.copy_from_slice(&(c + delta).to_le_bytes());
+        let Some(n) = c.checked_add(delta) else {
+            return Err(self.corrupt(&format!("a stripe counter of {c}")));
+        };
+        w.copy_from_slice(&n.to_le_bytes());
         Ok(())
     }
 
@@ -456,34 +452,38 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
     /// # Errors
     /// [`Error::OutOfSpace`]; [`Error::BadHandle`]; as [`Transaction::alloc`].
     pub fn insert(&self, tx: &mut Transaction<'_>, key: &K::Query, value: V) -> Result<Option<V>> {
-        let hash = K::hash_query(key);
-        let s = Self::slots();
-        loop {
-            let m = self.meta(tx)?;
-            let idx = dir_index(hash, m.depth);
-            let b = self.bucket_mut(tx, &m, idx)?;
-            if let Some(i) = Self::find(tx, &b, hash, key)? {
-                let at = Self::slot_off(&b, i) + s.value;
-                let old: V = tx.get(at)?;
-                tx.put(at, &value)?;
-                return Ok(Some(old));
+        tx.all_or_nothing(|tx| {
+            let hash = K::hash_query(key);
+            let s = Self::slots();
+            loop {
+                let m = self.meta(tx)?;
+                let idx = dir_index(hash, m.depth);
+                let b = self.bucket_mut(tx, &m, idx)?;
+                if let Some(i) = Self::find(tx, &b, hash, key)? {
+                    let at = Self::slot_off(&b, i) + s.value;
+                    let old: V = tx.get(at)?;
+                    tx.put(at, &value)?;
+                    return Ok(Some(old));
+                }
+                if b.count < b.cap {
+                    let stored = K::store(tx, key)?;
+                    let mut slot = vec![0u8; s.stride as usize];
+                    slot[..8].copy_from_slice(&hash.to_le_bytes());
+                    let (k, v) = (s.key as usize, s.value as usize);
+                    slot[k..k + std::mem::size_of::<K>()]
+                        .copy_from_slice(bytemuck::bytes_of(&stored));
+                    slot[v..v + std::mem::size_of::<V>()]
+                        .copy_from_slice(bytemuck::bytes_of(&value));
+                    // Logged even past the count: a remove earlier in this transaction may
+                    // have left a committed entry there.
+                    tx.write(Self::slot_off(&b, b.count), &slot)?;
+                    tx.put(b.off + 4, &((b.count + 1) as u32))?;
+                    self.count(tx, 1)?;
+                    return Ok(None);
+                }
+                self.make_room(tx, &m, idx, b)?;
             }
-            if b.count < b.cap {
-                let stored = K::store(tx, key)?;
-                let mut slot = vec![0u8; s.stride as usize];
-                slot[..8].copy_from_slice(&hash.to_le_bytes());
-                let (k, v) = (s.key as usize, s.value as usize);
-                slot[k..k + std::mem::size_of::<K>()].copy_from_slice(bytemuck::bytes_of(&stored));
-                slot[v..v + std::mem::size_of::<V>()].copy_from_slice(bytemuck::bytes_of(&value));
-                // Logged even past the count: a remove earlier in this transaction may
-                // have left a committed entry there.
-                tx.write(Self::slot_off(&b, b.count), &slot)?;
-                tx.put(b.off + 4, &((b.count + 1) as u32))?;
-                self.count(tx, 1)?;
-                return Ok(None);
-            }
-            self.make_room(tx, &m, idx, b)?;
-        }
+        })
     }
 
     /// Splits the full bucket `b` (entry `idx`), doubling the directory first if
@@ -557,25 +557,27 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
     /// # Errors
     /// As [`PHashMap::insert`].
     pub fn remove(&self, tx: &mut Transaction<'_>, key: &K::Query) -> Result<Option<V>> {
-        let hash = K::hash_query(key);
-        let s = Self::slots();
-        let m = self.meta(tx)?;
-        let b = self.bucket_mut(tx, &m, dir_index(hash, m.depth))?;
-        let Some(i) = Self::find(tx, &b, hash, key)? else {
-            return Ok(None);
-        };
-        let at = Self::slot_off(&b, i);
-        let stored: K = tx.get(at + s.key)?;
-        let value: V = tx.get(at + s.value)?;
-        let last = b.count - 1;
-        if i != last {
-            let moved = tx.read(Self::slot_off(&b, last), s.stride)?.to_vec();
-            tx.write(at, &moved)?;
-        }
-        tx.put(b.off + 4, &(last as u32))?;
-        self.count(tx, -1)?;
-        stored.release(tx)?;
-        Ok(Some(value))
+        tx.all_or_nothing(|tx| {
+            let hash = K::hash_query(key);
+            let s = Self::slots();
+            let m = self.meta(tx)?;
+            let b = self.bucket_mut(tx, &m, dir_index(hash, m.depth))?;
+            let Some(i) = Self::find(tx, &b, hash, key)? else {
+                return Ok(None);
+            };
+            let at = Self::slot_off(&b, i);
+            let stored: K = tx.get(at + s.key)?;
+            let value: V = tx.get(at + s.value)?;
+            let last = b.count - 1;
+            if i != last {
+                let moved = tx.read(Self::slot_off(&b, last), s.stride)?.to_vec();
+                tx.write(at, &moved)?;
+            }
+            tx.put(b.off + 4, &(last as u32))?;
+            self.count(tx, -1)?;
+            stored.release(tx)?;
+            Ok(Some(value))
+        })
     }
 
     /// Its number of entries: the sum of the lane stripes' counters (all read, so
@@ -587,7 +589,10 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
         self.meta(tx)?;
         let mut n = 0i64;
         for s in 0..STRIPES {
-            n += tx.get::<i64>(self.off + LINE * (1 + s))?;
+            let c = tx.get::<i64>(self.off + LINE * (1 + s))?;
+            n = n
+                .checked_add(c)
+                .ok_or_else(|| self.corrupt(&format!("stripe counters summing past {n}")))?;
         }
         u64::try_from(n).map_err(|_| self.corrupt(&format!("{n} entries")))
     }
@@ -644,19 +649,21 @@ impl<K: HashKey, V: bytemuck::Pod> PHashMap<K, V> {
     /// # Errors
     /// As [`PHashMap::insert`].
     pub fn free(self, tx: &mut Transaction<'_>) -> Result<()> {
-        let m = self.meta(tx)?;
-        let mut idx = 0;
-        while idx < 1 << m.depth {
-            let b = self.bucket(tx, &m, idx)?;
-            let (entries, next) = self.bucket_entries(tx, &m, idx)?;
-            for (key, _) in entries {
-                key.release(tx)?;
+        tx.all_or_nothing(|tx| {
+            let m = self.meta(tx)?;
+            let mut idx = 0;
+            while idx < 1 << m.depth {
+                let b = self.bucket(tx, &m, idx)?;
+                let (entries, next) = self.bucket_entries(tx, &m, idx)?;
+                for (key, _) in entries {
+                    key.release(tx)?;
+                }
+                free_block(tx, b.off)?;
+                idx = next;
             }
-            free_block(tx, b.off)?;
-            idx = next;
-        }
-        free_block(tx, m.dir)?;
-        free_block(tx, self.off)
+            free_block(tx, m.dir)?;
+            free_block(tx, self.off)
+        })
     }
 }
 

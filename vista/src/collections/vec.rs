@@ -163,11 +163,13 @@ impl<T: bytemuck::Pod> PVec<T> {
     /// # Errors
     /// [`Error::OutOfSpace`] (the transaction stays usable); as [`Transaction::alloc`].
     pub fn new(tx: &mut Transaction<'_>) -> Result<PVec<T>> {
-        let off = alloc_zeroed(tx, LINE, LINE)?;
-        tx.write_fresh(off, &Self::word().to_le_bytes())?;
-        Ok(PVec {
-            off,
-            _type: PhantomData,
+        tx.all_or_nothing(|tx| {
+            let off = alloc_zeroed(tx, LINE, LINE)?;
+            tx.write_fresh(off, &Self::word().to_le_bytes())?;
+            Ok(PVec {
+                off,
+                _type: PhantomData,
+            })
         })
     }
 
@@ -180,6 +182,15 @@ impl<T: bytemuck::Pod> PVec<T> {
         if chunks > dir_cap || (dir_cap > 0 && guard(dir, dir_cap.saturating_mul(8)).is_err()) {
             return Err(Error::HeapCorrupt(format!(
                 "PVec {:#x}: {chunks} chunks in a directory of {dir_cap} at {dir:#x}",
+                self.off
+            )));
+        }
+        // The elements lie in the chunks (the directory lies in the heap, so `chunks`
+        // is small enough for `start` not to overflow): a longer length is damage,
+        // and would size copies past every chunk.
+        if len > Self::geo().start(chunks) {
+            return Err(Error::HeapCorrupt(format!(
+                "PVec {:#x}: {len} elements in {chunks} chunks",
                 self.off
             )));
         }
@@ -283,12 +294,14 @@ impl<T: bytemuck::Pod> PVec<T> {
     /// # Errors
     /// [`Error::OutOfSpace`]; [`Error::BadHandle`]; as [`Transaction::alloc`].
     pub fn push(&self, tx: &mut Transaction<'_>, value: T) -> Result<()> {
-        let h = self.header_mut(tx)?;
-        let at = self.slot_for_push(tx, h)?;
-        // Logged even though it lies past the length: a pop earlier in this
-        // transaction may have left committed elements there.
-        tx.put(at, &value)?;
-        tx.put(self.off + LEN, &(h.len + 1))
+        tx.all_or_nothing(|tx| {
+            let h = self.header_mut(tx)?;
+            let at = self.slot_for_push(tx, h)?;
+            // Logged even though it lies past the length: a pop earlier in this
+            // transaction may have left committed elements there.
+            tx.put(at, &value)?;
+            tx.put(self.off + LEN, &(h.len + 1))
+        })
     }
 
     /// The offset of element `h.len`, allocating its chunk (and a larger directory)
@@ -313,15 +326,9 @@ impl<T: bytemuck::Pod> PVec<T> {
         } else {
             None
         };
-        let chunk = match alloc_zeroed(tx, g.cap(k) * g.size, Self::chunk_align()) {
-            Ok(c) => c,
-            Err(e) => {
-                if let Some(d) = new_dir {
-                    free_block(tx, d)?;
-                }
-                return Err(e);
-            }
-        };
+        // If this fails, the new directory is given back with the rest of the call
+        // (`push` is all or nothing).
+        let chunk = alloc_zeroed(tx, g.cap(k) * g.size, Self::chunk_align())?;
         let dir = match new_dir {
             Some(d) => {
                 if h.chunks > 0 {
@@ -345,15 +352,17 @@ impl<T: bytemuck::Pod> PVec<T> {
     /// # Errors
     /// As [`PVec::push`].
     pub fn pop(&self, tx: &mut Transaction<'_>) -> Result<Option<T>> {
-        let h = self.header_mut(tx)?;
-        if h.len == 0 {
-            return Ok(None);
-        }
-        let at = self.at(tx, &h, h.len - 1)?;
-        let value: T = tx.get(at)?;
-        tx.put(self.off + LEN, &(h.len - 1))?;
-        self.shrink(tx, h.len - 1, h)?;
-        Ok(Some(value))
+        tx.all_or_nothing(|tx| {
+            let h = self.header_mut(tx)?;
+            if h.len == 0 {
+                return Ok(None);
+            }
+            let at = self.at(tx, &h, h.len - 1)?;
+            let value: T = tx.get(at)?;
+            tx.put(self.off + LEN, &(h.len - 1))?;
+            self.shrink(tx, h.len - 1, h)?;
+            Ok(Some(value))
+        })
     }
 
     /// Frees trailing chunks while the last two are empty at length `len` (one spare
@@ -416,19 +425,21 @@ impl<T: bytemuck::Pod> PVec<T> {
     /// # Errors
     /// [`Error::IndexOutOfBounds`] if `i > len`; as [`PVec::push`].
     pub fn insert(&self, tx: &mut Transaction<'_>, i: u64, value: T) -> Result<()> {
-        let h = self.header_mut(tx)?;
-        if i > h.len {
-            return Err(Error::IndexOutOfBounds {
-                index: i,
-                len: h.len,
-            });
-        }
-        self.slot_for_push(tx, h)?;
-        let h = self.header(tx)?;
-        let tail = self.read_range(tx, &h, i, h.len)?;
-        self.write_range(tx, &h, i + 1, &tail)?;
-        self.write_range(tx, &h, i, bytemuck::bytes_of(&value))?;
-        tx.put(self.off + LEN, &(h.len + 1))
+        tx.all_or_nothing(|tx| {
+            let h = self.header_mut(tx)?;
+            if i > h.len {
+                return Err(Error::IndexOutOfBounds {
+                    index: i,
+                    len: h.len,
+                });
+            }
+            self.slot_for_push(tx, h)?;
+            let h = self.header(tx)?;
+            let tail = self.read_range(tx, &h, i, h.len)?;
+            self.write_range(tx, &h, i + 1, &tail)?;
+            self.write_range(tx, &h, i, bytemuck::bytes_of(&value))?;
+            tx.put(self.off + LEN, &(h.len + 1))
+        })
     }
 
     /// Removes and returns element `i`, shifting the elements after it.
@@ -436,20 +447,22 @@ impl<T: bytemuck::Pod> PVec<T> {
     /// # Errors
     /// [`Error::IndexOutOfBounds`] if `i >= len`; as [`PVec::push`].
     pub fn remove(&self, tx: &mut Transaction<'_>, i: u64) -> Result<T> {
-        let h = self.header_mut(tx)?;
-        if i >= h.len {
-            return Err(Error::IndexOutOfBounds {
-                index: i,
-                len: h.len,
-            });
-        }
-        let at = self.at(tx, &h, i)?;
-        let value: T = tx.get(at)?;
-        let tail = self.read_range(tx, &h, i + 1, h.len)?;
-        self.write_range(tx, &h, i, &tail)?;
-        tx.put(self.off + LEN, &(h.len - 1))?;
-        self.shrink(tx, h.len - 1, h)?;
-        Ok(value)
+        tx.all_or_nothing(|tx| {
+            let h = self.header_mut(tx)?;
+            if i >= h.len {
+                return Err(Error::IndexOutOfBounds {
+                    index: i,
+                    len: h.len,
+                });
+            }
+            let at = self.at(tx, &h, i)?;
+            let value: T = tx.get(at)?;
+            let tail = self.read_range(tx, &h, i + 1, h.len)?;
+            self.write_range(tx, &h, i, &tail)?;
+            tx.put(self.off + LEN, &(h.len - 1))?;
+            self.shrink(tx, h.len - 1, h)?;
+            Ok(value)
+        })
     }
 
     /// Removes every element and frees the chunks.
@@ -457,12 +470,14 @@ impl<T: bytemuck::Pod> PVec<T> {
     /// # Errors
     /// As [`PVec::push`].
     pub fn clear(&self, tx: &mut Transaction<'_>) -> Result<()> {
-        let h = self.header_mut(tx)?;
-        for k in 0..h.chunks {
-            let c = self.chunk(tx, &h, k)?;
-            free_block(tx, c)?;
-        }
-        tx.put(self.off + LEN, &[0u64, 0])
+        tx.all_or_nothing(|tx| {
+            let h = self.header_mut(tx)?;
+            for k in 0..h.chunks {
+                let c = self.chunk(tx, &h, k)?;
+                free_block(tx, c)?;
+            }
+            tx.put(self.off + LEN, &[0u64, 0])
+        })
     }
 
     /// Frees the vector: its chunks, directory and header (not what its elements
@@ -471,12 +486,14 @@ impl<T: bytemuck::Pod> PVec<T> {
     /// # Errors
     /// As [`PVec::push`].
     pub fn free(self, tx: &mut Transaction<'_>) -> Result<()> {
-        self.clear(tx)?;
-        let h = self.header(tx)?;
-        if h.dir != 0 {
-            free_block(tx, h.dir)?;
-        }
-        free_block(tx, self.off)
+        tx.all_or_nothing(|tx| {
+            self.clear(tx)?;
+            let h = self.header(tx)?;
+            if h.dir != 0 {
+                free_block(tx, h.dir)?;
+            }
+            free_block(tx, self.off)
+        })
     }
 
     /// Its elements in order, read chunk by chunk (each locked shared).

@@ -169,14 +169,16 @@ impl Transaction<'_> {
     /// [`Error::OutOfSpace`] (the transaction stays usable); [`Error::AllocTooLarge`];
     /// [`Error::UndoLogFull`]; [`Error::Conflict`]; [`Error::HeapCorrupt`].
     pub fn alloc<T: bytemuck::Pod>(&mut self, value: T) -> Result<PPtr<T>> {
-        let (size, align) = (
-            std::mem::size_of::<T>() as u64,
-            std::mem::align_of::<T>() as u64,
-        );
-        let off = self.alloc_block(size, align)?;
-        self.write_fresh(off, bytemuck::bytes_of(&value))?;
-        crash_point!("vista.heap.alloc.written");
-        Ok(PPtr::from_offset(off))
+        self.all_or_nothing(|tx| {
+            let (size, align) = (
+                std::mem::size_of::<T>() as u64,
+                std::mem::align_of::<T>() as u64,
+            );
+            let off = tx.alloc_block(size, align)?;
+            tx.write_fresh(off, bytemuck::bytes_of(&value))?;
+            crash_point!("vista.heap.alloc.written");
+            Ok(PPtr::from_offset(off))
+        })
     }
 
     /// Allocates a zero-filled `T` (see [`Transaction::alloc`]); for large values, as
@@ -185,11 +187,13 @@ impl Transaction<'_> {
     /// # Errors
     /// As [`Transaction::alloc`].
     pub fn alloc_zeroed<T: bytemuck::Pod>(&mut self) -> Result<PPtr<T>> {
-        let size = std::mem::size_of::<T>() as u64;
-        let off = self.alloc_block(size, std::mem::align_of::<T>() as u64)?;
-        self.fill_fresh(off, size)?;
-        crash_point!("vista.heap.alloc.written");
-        Ok(PPtr::from_offset(off))
+        self.all_or_nothing(|tx| {
+            let size = std::mem::size_of::<T>() as u64;
+            let off = tx.alloc_block(size, std::mem::align_of::<T>() as u64)?;
+            tx.fill_fresh(off, size)?;
+            crash_point!("vista.heap.alloc.written");
+            Ok(PPtr::from_offset(off))
+        })
     }
 
     /// Allocates a zero-filled byte buffer of `len` bytes (see [`Transaction::alloc`]).
@@ -199,11 +203,13 @@ impl Transaction<'_> {
     /// # Errors
     /// As [`Transaction::alloc`].
     pub fn alloc_bytes(&mut self, len: u64) -> Result<PPtr<[u8]>> {
-        let off = self.alloc_block(len, 1)?;
-        let found = self.block::<[u8]>(off)?;
-        self.fill_fresh(off, found.len)?;
-        crash_point!("vista.heap.alloc.written");
-        Ok(PPtr::from_offset(off))
+        self.all_or_nothing(|tx| {
+            let off = tx.alloc_block(len, 1)?;
+            let found = tx.block::<[u8]>(off)?;
+            tx.fill_fresh(off, found.len)?;
+            crash_point!("vista.heap.alloc.written");
+            Ok(PPtr::from_offset(off))
+        })
     }
 
     /// Frees the block `ptr` designates. The free takes effect if this transaction
@@ -214,27 +220,29 @@ impl Transaction<'_> {
     /// [`Error::BadHandle`] (nothing changed; the transaction stays usable);
     /// [`Error::UndoLogFull`]; [`Error::Conflict`]; [`Error::HeapCorrupt`].
     pub fn free<T: Block + ?Sized>(&mut self, ptr: PPtr<T>) -> Result<()> {
-        let off = ptr.offset();
-        // Read shared, not for update: the handle is checked first (a refused free holds
-        // nothing exclusively), and a large block's free takes the run lists before it
-        // writes its descriptor, while the free of its neighbour, holding the run lists,
-        // reads that descriptor to merge the two runs.
-        let found = self.block::<T>(off)?;
-        match found.slot {
-            Some(slot) => self.free_small(found.g, found.desc, slot)?,
-            None => self.insert_free_run(found.g, found.desc.n)?,
-        }
-        // The whole extent the block occupied (a large block's pages, not only the
-        // bytes asked for) is committed contents until this transaction commits.
-        let extent = match found.slot {
-            Some(_) => found.len,
-            None => u64::from(found.desc.n) * PAGE,
-        };
-        if let Some(freed) = self.freed_mut() {
-            freed.record_free(off, extent);
-        }
-        crash_point!("vista.heap.free.released");
-        Ok(())
+        self.all_or_nothing(|tx| {
+            let off = ptr.offset();
+            // Read shared, not for update: the handle is checked first (a refused free holds
+            // nothing exclusively), and a large block's free takes the run lists before it
+            // writes its descriptor, while the free of its neighbour, holding the run lists,
+            // reads that descriptor to merge the two runs.
+            let found = tx.block::<T>(off)?;
+            match found.slot {
+                Some(slot) => tx.free_small(found.g, found.desc, slot)?,
+                None => tx.insert_free_run(found.g, found.desc.n)?,
+            }
+            // The whole extent the block occupied (a large block's pages, not only the
+            // bytes asked for) is committed contents until this transaction commits.
+            let extent = match found.slot {
+                Some(_) => found.len,
+                None => u64::from(found.desc.n) * PAGE,
+            };
+            if let Some(freed) = tx.freed_mut() {
+                freed.record_free(off, extent);
+            }
+            crash_point!("vista.heap.free.released");
+            Ok(())
+        })
     }
 
     /// The value `ptr` designates, to change in place: its range is declared (locked
@@ -296,21 +304,23 @@ impl Transaction<'_> {
     /// [`Error::RootMismatch`] if the root was created with another type; as
     /// [`Transaction::alloc`].
     pub fn root<T: bytemuck::Pod>(&mut self) -> Result<PPtr<T>> {
-        self.header()?;
-        let wanted = RootType::of::<T>();
-        let [off, size, align, tag]: [u64; 4] = self.get(ROOT_OFF)?;
-        if off != 0 {
-            let found = RootType { size, align, tag };
-            return if found == wanted {
-                Ok(PPtr::from_offset(off))
-            } else {
-                Err(Error::RootMismatch { found, wanted })
-            };
-        }
-        let off = self.alloc_block(wanted.size, wanted.align)?;
-        self.fill_fresh(off, wanted.size)?;
-        self.put(ROOT_OFF, &[off, wanted.size, wanted.align, wanted.tag])?;
-        Ok(PPtr::from_offset(off))
+        self.all_or_nothing(|tx| {
+            tx.header()?;
+            let wanted = RootType::of::<T>();
+            let [off, size, align, tag]: [u64; 4] = tx.get(ROOT_OFF)?;
+            if off != 0 {
+                let found = RootType { size, align, tag };
+                return if found == wanted {
+                    Ok(PPtr::from_offset(off))
+                } else {
+                    Err(Error::RootMismatch { found, wanted })
+                };
+            }
+            let off = tx.alloc_block(wanted.size, wanted.align)?;
+            tx.fill_fresh(off, wanted.size)?;
+            tx.put(ROOT_OFF, &[off, wanted.size, wanted.align, wanted.tag])?;
+            Ok(PPtr::from_offset(off))
+        })
     }
 
     /// The live block at `off`, checked against `T`'s size class.
@@ -491,8 +501,19 @@ impl Transaction<'_> {
         let Some(slot) = d.first_free() else {
             return Err(corrupt(format!("full slab {g} on a free list")));
         };
+        // A damaged bitmap (a bit past the slab's blocks cleared) would name a block
+        // beyond the page: on the next page's live block, written without a record.
+        if slot >= slab_cap(c) {
+            return Err(corrupt(format!(
+                "slab {g}: block {slot} marked free, but the slab has {}",
+                slab_cap(c)
+            )));
+        }
         d.flip(slot);
-        d.n += 1;
+        d.n =
+            d.n.checked_add(1)
+                .filter(|&n| n <= slab_cap(c))
+                .ok_or_else(|| corrupt(format!("slab {g}: counter {} at a free block", d.n)))?;
         if d.first_free().is_none() {
             self.unlink(head_off, g, &mut d)?;
         }

@@ -48,13 +48,18 @@ fn found_id(tx: &Transaction<'_>, r: &Record) -> Result<RootId> {
     let name = if r.name == 0 {
         None
     } else {
-        let bytes = tx
-            .bytes(PPtr::from_offset(r.name))
-            .map_err(|e| Error::HeapCorrupt(format!("the root's name block {:#x}: {e}", r.name)))?;
+        // A handle that names no block is damage; anything else (a lock conflict, a
+        // poisoned segment) is what it is.
+        let bytes = tx.bytes(PPtr::from_offset(r.name)).map_err(|e| match e {
+            Error::BadHandle { .. } => {
+                Error::HeapCorrupt(format!("the root's name block {:#x}: {e}", r.name))
+            }
+            e => e,
+        })?;
         let len = u64::from_le_bytes(bytes[..8].try_into().expect("a block has 16 bytes"));
         let text = usize::try_from(len)
             .ok()
-            .and_then(|len| bytes.get(8..8 + len))
+            .and_then(|len| bytes.get(8..8usize.checked_add(len)?))
             .and_then(|b| std::str::from_utf8(b).ok())
             .ok_or_else(|| Error::HeapCorrupt(format!("the root's name block {:#x}", r.name)))?;
         Some(text.to_owned())
@@ -101,40 +106,36 @@ impl Transaction<'_> {
     /// another size or alignment (its message says which, and what to do); as
     /// [`Transaction::alloc`].
     pub fn root_named<T: bytemuck::Pod>(&mut self, name: &str) -> Result<PPtr<T>> {
-        self.header()?;
-        let wanted = RootId::named::<T>(name);
-        let r = read_record(self)?;
-        if r.off == 0 {
-            let off = self.alloc_block(wanted.size, wanted.align)?;
-            self.fill_fresh(off, wanted.size)?;
-            let name_off = match self.name_block(name) {
-                Ok(n) => n,
-                Err(e) => {
-                    // Nothing refers to the root block yet: give it back.
-                    self.free(PPtr::<[u8]>::from_offset(off))?;
-                    return Err(e);
-                }
-            };
-            self.put(
-                ROOT_OFF,
-                &[off, wanted.size, wanted.align, wanted.tag, name_off],
-            )?;
-            return Ok(PPtr::from_offset(off));
-        }
-        let found = found_id(self, &r)?;
-        if found.name.is_some() && found == wanted {
-            return Ok(PPtr::from_offset(r.off));
-        }
-        let legacy = RootType::of::<T>();
-        if found.name.is_none()
-            && (r.size, r.align, r.tag) == (legacy.size, legacy.align, legacy.tag)
-        {
-            self.name_root(&r, name)?;
-            return Ok(PPtr::from_offset(r.off));
-        }
-        Err(Error::RootNameMismatch {
-            found: Box::new(found),
-            wanted: Box::new(wanted),
+        self.all_or_nothing(|tx| {
+            tx.header()?;
+            let wanted = RootId::named::<T>(name);
+            let r = read_record(tx)?;
+            if r.off == 0 {
+                let off = tx.alloc_block(wanted.size, wanted.align)?;
+                tx.fill_fresh(off, wanted.size)?;
+                // If this fails, the root block is given back with the rest of the call.
+                let name_off = tx.name_block(name)?;
+                tx.put(
+                    ROOT_OFF,
+                    &[off, wanted.size, wanted.align, wanted.tag, name_off],
+                )?;
+                return Ok(PPtr::from_offset(off));
+            }
+            let found = found_id(tx, &r)?;
+            if found.name.is_some() && found == wanted {
+                return Ok(PPtr::from_offset(r.off));
+            }
+            let legacy = RootType::of::<T>();
+            if found.name.is_none()
+                && (r.size, r.align, r.tag) == (legacy.size, legacy.align, legacy.tag)
+            {
+                tx.name_root(&r, name)?;
+                return Ok(PPtr::from_offset(r.off));
+            }
+            Err(Error::RootNameMismatch {
+                found: Box::new(found),
+                wanted: Box::new(wanted),
+            })
         })
     }
 
@@ -148,23 +149,25 @@ impl Transaction<'_> {
     /// [`Error::RootNameMismatch`] if the root's size or alignment differ; as
     /// [`Transaction::alloc`].
     pub fn claim_root<T: bytemuck::Pod>(&mut self, name: &str) -> Result<PPtr<T>> {
-        self.header()?;
-        let r = read_record(self)?;
-        if r.off == 0 {
-            return self.root_named(name);
-        }
-        let wanted = RootId::named::<T>(name);
-        let found = found_id(self, &r)?;
-        if !found.same_layout(&wanted) {
-            return Err(Error::RootNameMismatch {
-                found: Box::new(found),
-                wanted: Box::new(wanted),
-            });
-        }
-        if found != wanted {
-            self.name_root(&r, name)?;
-        }
-        Ok(PPtr::from_offset(r.off))
+        self.all_or_nothing(|tx| {
+            tx.header()?;
+            let r = read_record(tx)?;
+            if r.off == 0 {
+                return tx.root_named(name);
+            }
+            let wanted = RootId::named::<T>(name);
+            let found = found_id(tx, &r)?;
+            if !found.same_layout(&wanted) {
+                return Err(Error::RootNameMismatch {
+                    found: Box::new(found),
+                    wanted: Box::new(wanted),
+                });
+            }
+            if found != wanted {
+                tx.name_root(&r, name)?;
+            }
+            Ok(PPtr::from_offset(r.off))
+        })
     }
 
     /// Writes `name` into the existing root's record (freeing an old name block).
