@@ -314,9 +314,19 @@ impl Lane {
     }
 
     /// Forgets the ranges logged and the calls' saved bytes (the log is empty).
+    #[inline]
     fn clear_logged(&mut self) {
         self.logged.clear();
         self.logged_lines = 0;
+        if self.calls != 0 {
+            // Only after a panic inside an all-or-nothing call (which ends without
+            // unmarking); otherwise every call has ended and `saved` is empty.
+            self.forget_calls();
+        }
+    }
+
+    #[cold]
+    fn forget_calls(&mut self) {
         self.calls = 0;
         self.floor = 0;
         self.saved.clear();
