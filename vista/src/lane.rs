@@ -350,6 +350,7 @@ impl Lane {
     /// `Transaction::all_or_nothing`): until [`Lane::unmark`] or [`Lane::undo_to`], the
     /// records published after the mark and the bytes saved after it (see `saved`) hold
     /// everything needed to put back what the call changes.
+    #[inline]
     pub(crate) fn mark(&mut self) -> Mark {
         let mark = Mark {
             tail: self.tail,
@@ -365,10 +366,11 @@ impl Lane {
     /// The call that began at `mark` succeeded: its records stay. Its saved bytes stay
     /// too while an outer call is in progress (they are older than anything that call
     /// changes later, so undoing it newest first still ends on its own start).
+    #[inline]
     pub(crate) fn unmark(&mut self, mark: Mark) {
         self.calls -= 1;
         self.floor = mark.floor;
-        if self.calls == 0 {
+        if self.calls == 0 && !self.saved.is_empty() {
             self.saved.clear();
         }
     }

@@ -435,6 +435,7 @@ impl<'s> Transaction<'s> {
     ///
     /// If the undo itself fails (a damaged log), the segment is poisoned and the ranges
     /// stay locked, as for a failed roll-back, and that error is returned.
+    #[inline]
     pub(crate) fn all_or_nothing<T>(
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T>,
@@ -451,15 +452,22 @@ impl<'s> Transaction<'s> {
             }
             return out;
         }
-        let e = match f(self) {
+        match f(self) {
             Ok(v) => {
                 if let Some(lane) = self.lane.as_mut() {
                     lane.unmark(mark);
                 }
-                return Ok(v);
+                Ok(v)
             }
-            Err(e) => e,
-        };
+            Err(e) => Err(self.undo_call(mark, e)),
+        }
+    }
+
+    /// The failure of an all-or-nothing call begun at `mark` with error `e`: undoes
+    /// what the call changed and returns the error to report.
+    #[cold]
+    #[inline(never)]
+    fn undo_call(&mut self, mark: crate::lane::Mark, e: Error) -> Error {
         let (layout, path, poison) = (self.cx.layout, self.cx.path, self.cx.poison);
         let (update, lane) = self.parts();
         if let Err(undo) = lane.undo_to(update, layout, path, mark) {
@@ -467,11 +475,11 @@ impl<'s> Transaction<'s> {
             update.poison(why.clone());
             update.keep_locked();
             poison.set(why);
-            return Err(undo);
+            return undo;
         }
         // The rule of `Segment::transaction` looks at the call's own error.
         self.note(matches!(e, Error::Conflict { .. }));
-        Err(e)
+        e
     }
 
     /// Keeps this transaction's lane out of use once it ends (see `Lane::retire`).
