@@ -129,12 +129,98 @@ fn child_entry() {
     };
     let seg_path = PathBuf::from(std::env::var("VISTA_SEG").unwrap());
     let cache = PathBuf::from(std::env::var("VISTA_CACHE").unwrap());
+    let acks = PathBuf::from(std::env::var("VISTA_ACKS").unwrap());
+    if role == "overflow" {
+        let seg = Segment::open(&seg_path, &small_log(&cache)).unwrap();
+        overflow_script(&seg, |k| ack(&acks, k));
+        std::process::exit(0);
+    }
     let seg = Segment::open(&seg_path, &opts(&cache)).unwrap();
     if role == "script" {
-        let acks = PathBuf::from(std::env::var("VISTA_ACKS").unwrap());
         script(&seg, |k| ack(&acks, k));
     }
     std::process::exit(0);
+}
+
+/// A segment whose undo log fills after a few dozen allocations.
+fn small_log(cache: &Path) -> Options {
+    opts(cache).undo_log_size(4096)
+}
+
+/// Two transactions: a few allocations (commit), then a map too large for the log and
+/// allocations until one fails part way with `UndoLogFull` (each failed call's changes
+/// put back), and a commit of the rest.
+fn overflow_script(seg: &Segment, mut after: impl FnMut(u32)) {
+    let mut tx = seg.begin().unwrap();
+    for i in 0..4u64 {
+        tx.alloc(i).unwrap();
+    }
+    tx.commit().unwrap();
+    after(1);
+    let mut tx = seg.begin().unwrap();
+    // A call that changes many ranges before the log fills (a map's buckets, each
+    // from a slab of its own), so its undo has many records to put back.
+    match vista::PHashMap::<u64, u64>::with_capacity(&mut tx, 100_000) {
+        Err(vista::Error::UndoLogFull { .. }) => {}
+        other => panic!("{:?}", other.map(|m| m.offset())),
+    }
+    let mut i = 0u64;
+    loop {
+        match tx.alloc_bytes([8, 2048, 5000][(i % 3) as usize]) {
+            Ok(_) => i += 1,
+            Err(vista::Error::UndoLogFull { .. }) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    tx.commit().unwrap();
+    after(2);
+}
+
+/// A kill in the middle of putting back a failed call's changes (the undo of an
+/// `alloc` that met a full log): recovery rolls back the whole transaction, so the heap
+/// is clean and holds the blocks of the first transaction only (or, once the second
+/// committed, of both).
+#[test]
+fn sigkill_while_a_failed_alloc_is_put_back() {
+    assert!(crash_point::enabled(), "test builds enable crash points");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("ref-shm");
+    std::fs::create_dir_all(&cache).unwrap();
+    let reference = Segment::open(dir.path().join("ref.vista"), &small_log(&cache)).unwrap();
+    let mut states = vec![live(&reference)];
+    overflow_script(&reference, |_| states.push(live(&reference)));
+    drop(reference);
+    let mut n = 1;
+    loop {
+        reset(dir.path());
+        if !spawn("overflow", dir.path(), Some(("vista.abort.partial", n))) {
+            break;
+        }
+        let a = acked(dir.path());
+        let seg = Segment::open(
+            dir.path().join("seg.vista"),
+            &small_log(&dir.path().join("shm")),
+        )
+        .unwrap();
+        let report = seg.check().unwrap();
+        assert!(
+            report.is_clean(),
+            "hit {n} (acked {a}): {:?}",
+            report.problems
+        );
+        let now = live(&seg);
+        assert!(
+            now == states[a] || states.get(a + 1).is_some_and(|s| *s == now),
+            "hit {n} (acked {a}): the live blocks are neither S{a} nor S{}",
+            a + 1
+        );
+        n += 1;
+    }
+    assert!(
+        n > 2,
+        "the failed call's undo was killed only {} times",
+        n - 1
+    );
 }
 
 /// Runs a child; `true` if it was killed by its crash point.
