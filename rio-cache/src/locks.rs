@@ -423,9 +423,11 @@ const SCAN: usize = 8;
 const _: () = assert!(SCAN < INLINE && INLINE <= 32);
 
 /// Hints of [`Held::find`]: with 32 stripes held at random, a stripe not held finds a
-/// zero hint about 60% of the time (and scans otherwise); 64 bytes, cleared at once
-/// (four vector stores) as the set is released.
-const HINTS: usize = 64;
+/// zero hint about 78% of the time (and scans otherwise); 128 bytes, cleared at once
+/// (eight vector stores) as the set is released. 64 hints cost 3 instructions less at
+/// 8 B but 284 more at SPS S = 16 and 184 more at 4 KiB; 256 cost 28 more at 8 B (a
+/// `memset` call) for 140 less at S = 16 (callgrind; docs/benchmarks.md, "Hot path").
+const HINTS: usize = 128;
 
 /// [`Held`]'s hints (see `Held::hint`).
 #[derive(Debug, Clone, PartialEq, Eq)]
