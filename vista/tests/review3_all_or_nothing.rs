@@ -143,6 +143,22 @@ fn run(guard: Protection, seed: u64, undo: u64, rounds: u32, ops: u32, block: bo
                     next.raw.swap_remove(i);
                     Ok(())
                 }
+                13 if next.bufs.iter().any(|(_, m)| !m.is_empty()) => {
+                    // A raw logged write into a buffer's bytes (16 past its handle):
+                    // ranges an append or set then changes, partly overlapping.
+                    let full: Vec<usize> = (0..next.bufs.len())
+                        .filter(|&i| !next.bufs[i].1.is_empty())
+                        .collect();
+                    let i = full[rng.gen_range(0..full.len())];
+                    let len = next.bufs[i].1.len();
+                    let at = rng.gen_range(0..len);
+                    let n = rng.gen_range(1..=(len - at).min(100));
+                    let v: u8 = rng.gen();
+                    let off = next.bufs[i].0.offset() + 16 + at as u64;
+                    tx.write(off, &vec![v; n])?;
+                    next.bufs[i].1[at..at + n].fill(v);
+                    Ok(())
+                }
                 12 | 13 if !next.raw.is_empty() => {
                     // A raw logged write into a block: ranges logged before later calls.
                     let i = rng.gen_range(0..next.raw.len());
