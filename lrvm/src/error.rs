@@ -82,7 +82,8 @@ pub enum Error {
     #[error("region overlaps an already mapped region of {0}")]
     RegionOverlap(PathBuf),
 
-    /// A region of zero length, or one whose end overflows.
+    /// A region of zero length, one whose end overflows, or one larger than the memory
+    /// this process can allocate.
     #[error("invalid region: {0}")]
     InvalidRegion(&'static str),
 

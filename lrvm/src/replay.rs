@@ -49,7 +49,11 @@ pub(crate) fn scan(
 ) -> Result<Scan> {
     let mut reader = LogReader::new(log, read_buffer);
     let limit = match extent {
-        Extent::UntilInvalid => head + log.capacity,
+        // A head this close to the end of the offsets is no head a log ever reached.
+        Extent::UntilInvalid => head.checked_add(log.capacity).ok_or(Error::CorruptLog {
+            offset: head,
+            reason: "the status block's head leaves no room for the log",
+        })?,
         Extent::Exactly(end) => end,
     };
     let strict = matches!(extent, Extent::Exactly(_));

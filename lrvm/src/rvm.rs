@@ -342,6 +342,15 @@ impl Rvm {
                 .expect("fewer than 2^32 segments are open");
             (id, seg, true)
         };
+        // The region's memory first: a region larger than this process may allocate is
+        // refused before the segment file is extended.
+        let mut mem = Vec::new();
+        usize::try_from(spec.len)
+            .ok()
+            .and_then(|n| mem.try_reserve_exact(n).ok())
+            .ok_or(Error::InvalidRegion(
+                "larger than the memory this process can allocate",
+            ))?;
         let len = seg.disk.len()?;
         if len < end {
             if !options.extend {
@@ -353,7 +362,7 @@ impl Rvm {
             }
             seg.extend(end)?;
         }
-        let mut mem = vec![0u8; spec.len as usize];
+        mem.resize(spec.len as usize, 0);
         seg.disk.read_at(&mut mem, spec.offset)?;
         if fresh {
             let r = {

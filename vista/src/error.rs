@@ -212,6 +212,15 @@ pub enum Error {
     /// Nothing was changed by the refused operation.
     #[error("heap metadata is damaged: {0}")]
     HeapCorrupt(String),
+    /// A heap or collection call of this transaction panicked part way, the panic was
+    /// caught, and the transaction was then committed: what the call changed before it
+    /// panicked cannot be told from the rest, so the commit rolled the whole transaction
+    /// back instead.
+    #[error(
+        "a heap or collection call of this transaction panicked part way; \
+         the transaction was rolled back, not committed"
+    )]
+    CallPanicked,
     /// An I/O error.
     #[error("{context}: {source}")]
     Io {

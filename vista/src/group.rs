@@ -581,6 +581,9 @@ impl<'g> GroupTransaction<'g> {
             // Rolled back (the parts drop) if a member cannot commit.
             self.group.core.members[m].poison_state().check()?;
         }
+        if parts.iter().any(Transaction::in_unfinished_call) {
+            return Err(Error::CallPanicked); // the parts drop: rolled back
+        }
         crash_point!("vista.xseg.prepared");
         #[cfg(feature = "mutants")]
         if crate::mutant::is("xseg-members-first") {

@@ -279,6 +279,9 @@ impl Lane {
     #[inline]
     pub(crate) fn commit(&mut self, update: &mut Update<'_>) -> Result<()> {
         if self.tail == 0 {
+            if self.calls != 0 {
+                self.forget_calls();
+            }
             return Ok(()); // Nothing was logged: nothing to discard.
         }
         crash_point!("vista.commit.before_store");
@@ -298,6 +301,9 @@ impl Lane {
         path: &Path,
     ) -> Result<()> {
         if self.tail == 0 {
+            if self.calls != 0 {
+                self.forget_calls();
+            }
             return Ok(());
         }
         let records = records(update, layout, self.index, path)?;
@@ -330,6 +336,11 @@ impl Lane {
         self.calls = 0;
         self.floor = 0;
         self.saved.clear();
+    }
+
+    /// Whether an all-or-nothing call began and never ended (it panicked).
+    pub(crate) fn in_call(&self) -> bool {
+        self.calls != 0
     }
 
     /// Saves `[offset, offset + len)` (at cache offset `at`, locked exclusively by this

@@ -482,6 +482,13 @@ impl<'s> Transaction<'s> {
         e
     }
 
+    /// Whether a heap or collection call of this transaction began and never ended: it
+    /// panicked, and the panic was caught. Such a transaction must not commit.
+    #[inline]
+    pub(crate) fn in_unfinished_call(&self) -> bool {
+        self.lane.as_deref().is_some_and(Lane::in_call)
+    }
+
     /// Keeps this transaction's lane out of use once it ends (see `Lane::retire`).
     pub(crate) fn retire_lane(&mut self) {
         if let Some(lane) = self.lane.as_mut() {
@@ -526,6 +533,11 @@ impl<'s> Transaction<'s> {
             self.finished = true;
             let _ = self.roll_back();
             return Err(e);
+        }
+        if self.in_unfinished_call() {
+            self.finished = true;
+            let _ = self.roll_back();
+            return Err(Error::CallPanicked);
         }
         let (update, lane) = self.parts();
         let stored = lane.commit(update);

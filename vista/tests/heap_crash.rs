@@ -197,11 +197,10 @@ fn sigkill_while_a_failed_alloc_is_put_back() {
             break;
         }
         let a = acked(dir.path());
-        let seg = Segment::open(
-            dir.path().join("seg.vista"),
+        let seg = open_when_free(
+            &dir.path().join("seg.vista"),
             &small_log(&dir.path().join("shm")),
-        )
-        .unwrap();
+        );
         let report = seg.check().unwrap();
         assert!(
             report.is_clean(),
@@ -248,11 +247,38 @@ fn spawn(role: &str, dir: &Path, point: Option<(&str, u64)>) -> bool {
     true
 }
 
+/// Opens the segment once no child forked by the other test of this binary holds a copy
+/// of its lock's descriptor any more (see `reset`).
+fn open_when_free(path: &Path, o: &Options) -> Segment {
+    let mut tries = 0;
+    loop {
+        match Segment::open(path, o) {
+            Err(vista::Error::Locked { .. }) if tries < 200 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => break r.unwrap(),
+        }
+    }
+}
+
 fn reset(dir: &Path) {
     let seg = dir.join("seg.vista");
     let cache = dir.join("shm");
     let _ = std::fs::remove_file(dir.join("acks"));
-    Segment::remove(&seg, &opts(&cache)).unwrap();
+    // The other test of this binary forks its children while this one may hold the
+    // segment: between its fork and its exec, a child holds a copy of the lock's
+    // descriptor (close-on-exec), so the lock may outlive this test's handle briefly.
+    let mut tries = 0;
+    loop {
+        match Segment::remove(&seg, &opts(&cache)) {
+            Err(vista::Error::Locked { .. }) if tries < 200 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => break r.unwrap(),
+        }
+    }
     std::fs::create_dir_all(&cache).unwrap();
 }
 
@@ -292,8 +318,10 @@ fn sigkill_inside_alloc_free_and_extend_then_inside_recovery() {
             if spawn("recover", dir.path(), Some(("vista.recover.partial", 2))) {
                 recovery_kills += 1;
             }
-            let seg = Segment::open(dir.path().join("seg.vista"), &opts(&dir.path().join("shm")))
-                .unwrap();
+            let seg = open_when_free(
+                &dir.path().join("seg.vista"),
+                &opts(&dir.path().join("shm")),
+            );
             let report = seg.check().unwrap();
             assert!(
                 report.is_clean(),

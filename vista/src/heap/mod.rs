@@ -628,6 +628,17 @@ impl Transaction<'_> {
         loop {
             if let Some((g, mut d)) = self.find_run(n)? {
                 let len = d.n;
+                // The run's tail must agree with its head: a damaged length would hand
+                // out pages past the run, over a live block (written without a record).
+                if len > 1 {
+                    let tail = self.desc(g + len - 1)?;
+                    if tail.kind != FREE_TAIL || tail.n != len {
+                        return Err(corrupt(format!(
+                            "free run at page {g} of {len} pages has no tail at page {}",
+                            g + len - 1
+                        )));
+                    }
+                }
                 self.unlink(runlist_off(runlist(len)), g, &mut d)?;
                 if len > n {
                     self.put_free(g + n, len - n)?;

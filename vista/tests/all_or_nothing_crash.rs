@@ -1,4 +1,4 @@
-//! Review 3: a process kill in the middle of a failed call's undo (`Lane::undo_to`, its
+//! A process kill in the middle of a failed call's undo (`Lane::undo_to`, its
 //! crash point `vista.abort.partial`), or in the work that follows it in the same
 //! transaction, rolls back the whole transaction on the next open: the segment holds
 //! exactly the committed state and its heap is clean.
@@ -11,7 +11,7 @@ use std::process::Command;
 
 use vista::{Error, Options, PHashMap, PString, PVec, Segment, Writeback};
 
-const CHILD_ENV: &str = "VISTA_REVIEW3_UNDO_CRASH";
+const CHILD_ENV: &str = "VISTA_UNDO_CRASH_CHILD";
 
 fn opts(cache: &Path) -> Options {
     Options::new()
@@ -62,7 +62,11 @@ fn child(dir: &Path, arm: Option<(String, u64)>) {
         tx.commit().unwrap();
         h
     };
-    std::fs::write(dir.join("handles"), format!("{} {}", handles[0], handles[1])).unwrap();
+    std::fs::write(
+        dir.join("handles"),
+        format!("{} {}", handles[0], handles[1]),
+    )
+    .unwrap();
     std::fs::write(dir.join("baseline"), format!("{:?}", state(&seg, handles))).unwrap();
     if let Some((name, n)) = arm {
         crash_point::arm(&name, n);
@@ -75,8 +79,16 @@ fn child(dir: &Path, arm: Option<(String, u64)>) {
     let mut failures = 0;
     for i in 0..2000u64 {
         let r = match i % 4 {
-            0 => map.insert(&mut tx, &format!("base-{}", i % 30), 100 + i).map(drop),
-            1 => map.insert(&mut tx, &format!("new-{i}-{}", "y".repeat((i % 9) as usize * 30)), i).map(drop),
+            0 => map
+                .insert(&mut tx, &format!("base-{}", i % 30), 100 + i)
+                .map(drop),
+            1 => map
+                .insert(
+                    &mut tx,
+                    &format!("new-{i}-{}", "y".repeat((i % 9) as usize * 30)),
+                    i,
+                )
+                .map(drop),
             2 => vec.push(&mut tx, i),
             _ => vec.remove(&mut tx, i % 7).map(drop),
         };
@@ -94,11 +106,15 @@ fn child(dir: &Path, arm: Option<(String, u64)>) {
 
 fn run_child(dir: &Path, point: Option<(&str, u64)>) -> std::process::ExitStatus {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "a_kill_inside_a_failed_calls_undo_rolls_back_the_whole_transaction", "--nocapture"])
-        .env(CHILD_ENV, dir)
-        .env_remove(crash_point::ENV_VAR);
+    cmd.args([
+        "--exact",
+        "a_kill_inside_a_failed_calls_undo_rolls_back_the_whole_transaction",
+        "--nocapture",
+    ])
+    .env(CHILD_ENV, dir)
+    .env_remove(crash_point::ENV_VAR);
     if let Some((name, n)) = point {
-        cmd.env("VISTA_REVIEW3_ARM", format!("{name}:{n}"));
+        cmd.env("VISTA_UNDO_CRASH_ARM", format!("{name}:{n}"));
     }
     cmd.status().unwrap()
 }
@@ -106,7 +122,7 @@ fn run_child(dir: &Path, point: Option<(&str, u64)>) -> std::process::ExitStatus
 #[test]
 fn a_kill_inside_a_failed_calls_undo_rolls_back_the_whole_transaction() {
     if let Some(dir) = std::env::var_os(CHILD_ENV) {
-        let arm = std::env::var("VISTA_REVIEW3_ARM").ok().map(|s| {
+        let arm = std::env::var("VISTA_UNDO_CRASH_ARM").ok().map(|s| {
             let (a, b) = s.rsplit_once(':').unwrap();
             (a.to_owned(), b.parse().unwrap())
         });
@@ -115,7 +131,11 @@ fn a_kill_inside_a_failed_calls_undo_rolls_back_the_whole_transaction() {
     }
     assert!(crash_point::enabled());
     let mut kills = 0;
-    for point in ["vista.abort.partial", "vista.set_range.published", "vista.heap.alloc.claimed"] {
+    for point in [
+        "vista.abort.partial",
+        "vista.set_range.published",
+        "vista.heap.alloc.claimed",
+    ] {
         let step = if point == "vista.abort.partial" { 1 } else { 7 };
         let mut n = 1;
         loop {

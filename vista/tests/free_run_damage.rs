@@ -1,4 +1,4 @@
-//! Review 3: a damaged free-run descriptor must not let an allocation take pages of a
+//! A damaged free-run descriptor must not let an allocation take pages of a
 //! live block (docs/heap.md: damaged metadata is `HeapCorrupt`, "never a block handed
 //! out over another").
 
@@ -39,7 +39,11 @@ fn a_free_run_longer_than_its_gap_never_hands_out_pages_of_a_live_block() {
     let (l1, l2): (u32, u32) = seg
         .read_transaction(|tx| Ok::<_, Error>((tx.get(RUNLISTS + 4)?, tx.get(RUNLISTS + 8)?)))
         .unwrap();
-    assert_eq!((l1, l2), (1, 0), "layout assumed: the 2-page run alone on list 1");
+    assert_eq!(
+        (l1, l2),
+        (1, 0),
+        "layout assumed: the 2-page run alone on list 1"
+    );
     // The stray stores: n = 4 in page 0's descriptor; the run moved to list 2.
     seg.transaction(|tx| {
         tx.put(DESC0 + 4, &4u32)?;
@@ -64,5 +68,8 @@ fn a_free_run_longer_than_its_gap_never_hands_out_pages_of_a_live_block() {
         ),
         Err(e) => panic!("unexpected error {e}"),
     }
-    assert!(intact, "an aborted allocation destroyed another live block's bytes");
+    assert!(
+        intact,
+        "an aborted allocation destroyed another live block's bytes"
+    );
 }

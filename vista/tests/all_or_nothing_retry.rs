@@ -1,4 +1,4 @@
-//! Review 3: `Segment::transaction` runs its closure again when a heap call fails part
+//! `Segment::transaction` runs its closure again when a heap call fails part
 //! way with a conflict (the call's undo must leave the conflict as the last call's
 //! result), and the committed result holds exactly one run's changes.
 
@@ -21,7 +21,9 @@ fn a_call_that_conflicts_part_way_is_retried_and_commits_once() {
         )
         .unwrap();
         let (v, m) = seg
-            .transaction(|tx| Ok::<_, Error>((PVec::<u64>::new(tx)?, PHashMap::<u64, u64>::new(tx)?)))
+            .transaction(|tx| {
+                Ok::<_, Error>((PVec::<u64>::new(tx)?, PHashMap::<u64, u64>::new(tx)?))
+            })
             .unwrap();
         let (held, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
         let runs = std::sync::atomic::AtomicU32::new(0);

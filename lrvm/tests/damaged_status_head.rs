@@ -1,4 +1,4 @@
-//! Review 3: a status block whose checksum is valid but whose `head` is near u64::MAX
+//! A status block whose checksum is valid but whose `head` is near u64::MAX
 //! (a damaged or hostile log file) must be refused with an error, not panic on the
 //! overflow of `head + capacity` in the recovery scan.
 
@@ -35,6 +35,6 @@ fn a_status_head_near_u64_max_is_an_error_not_a_panic() {
     let got = std::panic::catch_unwind(|| Rvm::initialize(Options::new(&log)).map(drop));
     match got {
         Ok(r) => assert!(r.is_err(), "a head near u64::MAX was accepted"),
-        Err(_) => panic!("Rvm::initialize panicked on a checksum-valid status block"),
+        Err(p) => panic!("Rvm::initialize panicked on a checksum-valid status block: {p:?}"),
     }
 }
