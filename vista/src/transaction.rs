@@ -475,6 +475,8 @@ impl<'s> Transaction<'s> {
             update.poison(why.clone());
             update.keep_locked();
             poison.set(why);
+            // Not a conflict to run again: the segment is poisoned.
+            self.note(false);
             return undo;
         }
         // The rule of `Segment::transaction` looks at the call's own error.
