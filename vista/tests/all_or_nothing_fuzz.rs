@@ -251,12 +251,17 @@ fn run(guard: Protection, seed: u64, undo: u64, rounds: u32, ops: u32, block: bo
     }
 }
 
-#[test]
-fn failed_calls_mixed_with_raw_writes_leave_nothing_behind() {
-    let seeds: u64 = std::env::var("ALL_OR_NOTHING_SEEDS")
+/// Seeds per guard: `ALL_OR_NOTHING_SEEDS`, 40 by default.
+fn seeds() -> u64 {
+    std::env::var("ALL_OR_NOTHING_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
+        .unwrap_or(40)
+}
+
+#[test]
+fn failed_calls_mixed_with_raw_writes_leave_nothing_behind() {
+    let seeds = seeds();
     for guard in guards() {
         for seed in 0..seeds {
             let undo = 4096 + 1531 * (seed % 37);
@@ -268,10 +273,7 @@ fn failed_calls_mixed_with_raw_writes_leave_nothing_behind() {
 
 #[test]
 fn calls_that_conflict_at_random_points_leave_nothing_behind() {
-    let seeds: u64 = std::env::var("ALL_OR_NOTHING_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
+    let seeds = seeds();
     for guard in guards() {
         for seed in 0..seeds {
             run(guard, 1000 + seed, 1 << 20, 12, 60, true);

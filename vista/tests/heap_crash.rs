@@ -197,21 +197,12 @@ fn sigkill_while_a_failed_alloc_is_put_back() {
             break;
         }
         let a = acked(dir.path());
-        let seg = open_when_free(
-            &dir.path().join("seg.vista"),
+        assert_recovered(
+            dir.path(),
             &small_log(&dir.path().join("shm")),
-        );
-        let report = seg.check().unwrap();
-        assert!(
-            report.is_clean(),
-            "hit {n} (acked {a}): {:?}",
-            report.problems
-        );
-        let now = live(&seg);
-        assert!(
-            now == states[a] || states.get(a + 1).is_some_and(|s| *s == now),
-            "hit {n} (acked {a}): the live blocks are neither S{a} nor S{}",
-            a + 1
+            &states,
+            a,
+            &format!("hit {n}"),
         );
         n += 1;
     }
@@ -245,6 +236,30 @@ fn spawn(role: &str, dir: &Path, point: Option<(&str, u64)>) -> bool {
         "child failed: {status:?}"
     );
     true
+}
+
+/// Opens the recovered segment and checks it: the heap is clean and its live blocks are
+/// those after the `acked` transactions, or after the one in flight too.
+fn assert_recovered(
+    dir: &Path,
+    o: &Options,
+    states: &[Vec<(u64, Vec<u8>)>],
+    acked: usize,
+    at: &str,
+) {
+    let seg = open_when_free(&dir.join("seg.vista"), o);
+    let report = seg.check().unwrap();
+    assert!(
+        report.is_clean(),
+        "{at} (acked {acked}): {:?}",
+        report.problems
+    );
+    let now = live(&seg);
+    assert!(
+        now == states[acked] || states.get(acked + 1).is_some_and(|s| *s == now),
+        "{at} (acked {acked}): the live blocks are neither S{acked} nor S{}",
+        acked + 1
+    );
 }
 
 /// Opens the segment once no child forked by the other test of this binary holds a copy
@@ -318,22 +333,12 @@ fn sigkill_inside_alloc_free_and_extend_then_inside_recovery() {
             if spawn("recover", dir.path(), Some(("vista.recover.partial", 2))) {
                 recovery_kills += 1;
             }
-            let seg = open_when_free(
-                &dir.path().join("seg.vista"),
+            assert_recovered(
+                dir.path(),
                 &opts(&dir.path().join("shm")),
-            );
-            let report = seg.check().unwrap();
-            assert!(
-                report.is_clean(),
-                "{point}:{n} (acked {a}): {:?}",
-                report.problems
-            );
-            let now = live(&seg);
-            let ok = now == states[a] || states.get(a + 1).is_some_and(|s| *s == now);
-            assert!(
-                ok,
-                "{point}:{n} (acked {a}): the live blocks are neither S{a} nor S{}",
-                a + 1
+                &states,
+                a,
+                &format!("{point}:{n}"),
             );
             n += if n < 40 { 1 } else { 7 };
         }
