@@ -344,13 +344,10 @@ impl Rvm {
         };
         // The region's memory first: a region larger than this process may allocate is
         // refused before the segment file is extended.
+        let too_large = || Error::InvalidRegion("larger than the memory this process can allocate");
+        let n = usize::try_from(spec.len).map_err(|_| too_large())?;
         let mut mem = Vec::new();
-        usize::try_from(spec.len)
-            .ok()
-            .and_then(|n| mem.try_reserve_exact(n).ok())
-            .ok_or(Error::InvalidRegion(
-                "larger than the memory this process can allocate",
-            ))?;
+        mem.try_reserve_exact(n).map_err(|_| too_large())?;
         let len = seg.disk.len()?;
         if len < end {
             if !options.extend {
@@ -362,7 +359,7 @@ impl Rvm {
             }
             seg.extend(end)?;
         }
-        mem.resize(spec.len as usize, 0);
+        mem.resize(n, 0);
         seg.disk.read_at(&mut mem, spec.offset)?;
         if fresh {
             let r = {

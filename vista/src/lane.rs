@@ -278,16 +278,20 @@ impl Lane {
     /// The commit point: one atomic store empties the log.
     #[inline]
     pub(crate) fn commit(&mut self, update: &mut Update<'_>) -> Result<()> {
+        if self.calls != 0 {
+            // A heap or collection call began and never ended (it panicked, and the
+            // panic was caught): what it changed is not told apart from the rest, so
+            // nothing commits; the caller rolls back, which resets the calls.
+            return Err(Error::CallPanicked);
+        }
         if self.tail == 0 {
-            if self.calls != 0 {
-                self.forget_calls();
-            }
             return Ok(()); // Nothing was logged: nothing to discard.
         }
         crash_point!("vista.commit.before_store");
         update.store_u64(self.off, 0)?;
         self.tail = 0;
-        self.clear_logged();
+        self.logged.clear();
+        self.logged_lines = 0;
         crash_point!("vista.commit.after_store");
         Ok(())
     }
@@ -300,10 +304,12 @@ impl Lane {
         layout: &Layout,
         path: &Path,
     ) -> Result<()> {
+        // Calls still in progress only after a panic inside one (which ends without
+        // unmarking); the whole transaction is undone, so they are forgotten.
+        self.calls = 0;
+        self.floor = 0;
+        self.saved.clear();
         if self.tail == 0 {
-            if self.calls != 0 {
-                self.forget_calls();
-            }
             return Ok(());
         }
         let records = records(update, layout, self.index, path)?;
@@ -315,27 +321,9 @@ impl Lane {
             ("vista.abort.partial", "vista.abort.applied"),
         )?;
         self.tail = 0;
-        self.clear_logged();
-        Ok(())
-    }
-
-    /// Forgets the ranges logged and the calls' saved bytes (the log is empty).
-    #[inline]
-    fn clear_logged(&mut self) {
         self.logged.clear();
         self.logged_lines = 0;
-        if self.calls != 0 {
-            // Only after a panic inside an all-or-nothing call (which ends without
-            // unmarking); otherwise every call has ended and `saved` is empty.
-            self.forget_calls();
-        }
-    }
-
-    #[cold]
-    fn forget_calls(&mut self) {
-        self.calls = 0;
-        self.floor = 0;
-        self.saved.clear();
+        Ok(())
     }
 
     /// Whether an all-or-nothing call began and never ended (it panicked).
@@ -403,16 +391,15 @@ impl Lane {
         path: &Path,
         mark: Mark,
     ) -> Result<()> {
-        let records = if self.tail == mark.tail {
+        let all = if self.tail == mark.tail {
             Vec::new()
         } else {
-            let all = records(update, layout, self.index, path)?;
-            let later = all.partition_point(|r| r.data_at < LANE_HEADER + mark.tail);
-            all[later..].to_vec()
+            records(update, layout, self.index, path)?
         };
+        let later = all.partition_point(|r| r.data_at < LANE_HEADER + mark.tail);
         let lane_off = layout.lane_off(self.index);
         let mut saved = self.saved[mark.saved..].iter().rev().peekable();
-        let mut newer = records.iter().rev().peekable();
+        let mut newer = all[later..].iter().rev().peekable();
         // A record ends where the next begins (the last at the tail); it is newer than
         // a saved range iff it was published after that range was taken.
         let mut end = self.tail;
@@ -425,10 +412,7 @@ impl Lane {
             };
             if record_first {
                 let r = newer.next().expect("peeked");
-                let src = lane_off + r.data_at;
-                let dst = layout.user_off + r.offset;
-                let (before, target) = update.window_pair(src..src + r.len, dst..dst + r.len)?;
-                target.copy_from_slice(before);
+                restore(update, layout, lane_off, r)?;
                 end = r.data_at - LANE_HEADER - undo::RECORD_HEADER;
             } else {
                 let s = saved.next().expect("peeked");
@@ -515,16 +499,23 @@ pub(crate) fn roll_back(
         update.store_u64(lane_off, 0)?; // Mutant: the log is emptied before the undo.
     }
     for r in records.iter().rev() {
-        let src = lane_off + r.data_at;
-        let dst = layout.user_off + r.offset;
-        let (before, target) = update.window_pair(src..src + r.len, dst..dst + r.len)?;
-        target.copy_from_slice(before);
+        restore(update, layout, lane_off, r)?;
         crash_point!(point.0);
     }
     crash_point!(point.1);
     // The log is marked empty last: until this store, a crash repeats the roll-back,
     // which writes the same before-images again (idempotent).
     update.store_u64(lane_off, 0)?;
+    Ok(())
+}
+
+/// Copies record `r`'s before-image (in the lane at cache offset `lane_off`) back over
+/// the range it covers.
+fn restore(update: &mut Update<'_>, layout: &Layout, lane_off: u64, r: &Record) -> Result<()> {
+    let src = lane_off + r.data_at;
+    let dst = layout.user_off + r.offset;
+    let (before, target) = update.window_pair(src..src + r.len, dst..dst + r.len)?;
+    target.copy_from_slice(before);
     Ok(())
 }
 

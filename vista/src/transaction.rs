@@ -353,7 +353,9 @@ impl<'s> Transaction<'s> {
     /// An I/O error if the commit store fails (under [`crate::Protection::Mprotect`] it
     /// is a `pwrite` into the memory image). The transaction is then rolled back, as by
     /// [`Transaction::abort`], before this returns; if the roll-back fails too, the
-    /// segment is poisoned. Either way none of its changes survive.
+    /// segment is poisoned. Either way none of its changes survive. [`Error::CallPanicked`]
+    /// (rolled back the same way) if a heap or collection call of this transaction
+    /// panicked part way and the panic was caught.
     // Always inlined: the transaction value is then built (or consumed) in the
     // caller's frame instead of moved, about 50 instructions a transaction
     // (docs/benchmarks.md, "Hot path").
@@ -536,18 +538,14 @@ impl<'s> Transaction<'s> {
             let _ = self.roll_back();
             return Err(e);
         }
-        if self.in_unfinished_call() {
-            self.finished = true;
-            let _ = self.roll_back();
-            return Err(Error::CallPanicked);
-        }
         let (update, lane) = self.parts();
         let stored = lane.commit(update);
         // Finished either way: committed, or rolled back here (not again in Drop).
         self.finished = true;
         if let Err(e) = stored {
-            // The store did not happen (a failed `pwrite` or `mprotect` changes nothing),
-            // so the published log still covers every change: undo them now, or the
+            // The store did not happen (a failed `pwrite` or `mprotect` changes nothing;
+            // `CallPanicked` refuses before it), so the published log still covers every
+            // change: undo them now, or the
             // lane would go back to the pool with these changes in it. A roll-back that
             // fails poisons the segment (see `roll_back`) and keeps the lane out of use.
             let _ = self.roll_back();

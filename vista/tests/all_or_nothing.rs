@@ -27,9 +27,11 @@ fn open(p: &Place, guard: Protection, undo: u64) -> Segment {
 #[test]
 fn a_failed_collection_call_leaves_nothing_for_the_commit() {
     for guard in guards() {
-        for seed in 0..6u64 {
+        for seed in 0..12u64 {
             let p = Place::new();
-            let seg = open(&p, guard, 4096 + 1024 * seed);
+            // Log sizes that do not divide evenly into the records, so that the call
+            // that meets the full log is sometimes part way (a bucket split, a chunk).
+            let seg = open(&p, guard, 4096 + 1531 * seed);
             let (map, vec) = seg
                 .transaction(|tx| {
                     Ok::<_, Error>((PHashMap::<u64, u64>::new(tx)?, PVec::<u64>::new(tx)?))
@@ -38,11 +40,11 @@ fn a_failed_collection_call_leaves_nothing_for_the_commit() {
             let mut model_map = BTreeMap::new();
             let mut model_vec = Vec::new();
             let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-            for round in 0..4 {
+            for round in 0..6 {
                 let (mut next_map, mut next_vec) = (model_map.clone(), model_vec.clone());
                 let mut tx = seg.begin().unwrap();
                 let stopped = loop {
-                    let k = rng.gen_range(0..200u64);
+                    let k = rng.gen_range(0..2000u64);
                     let r = match rng.gen_range(0..4) {
                         0 => map.insert(&mut tx, &k, k * 7 + round).map(|_| {
                             next_map.insert(k, k * 7 + round);
@@ -104,7 +106,10 @@ fn a_failed_collection_call_leaves_nothing_for_the_commit() {
 }
 
 /// The same for a conflict: a call that fails because another transaction holds a
-/// range it needs keeps none of its changes, and the transaction commits the rest.
+/// range it needs keeps none of its changes, and the transaction commits the rest. One
+/// conflict comes first (a push onto a vector whose header another transaction holds:
+/// nothing changed yet), the other part way (a map insert that wrote its bucket's
+/// slot, then meets its entry counter held by another transaction).
 #[test]
 fn a_call_that_conflicts_leaves_nothing_for_the_commit() {
     for guard in guards() {
@@ -116,35 +121,55 @@ fn a_call_that_conflicts_leaves_nothing_for_the_commit() {
                 .lock_wait(std::time::Duration::from_millis(20)),
         )
         .unwrap();
-        let (a, b) = seg
-            .transaction(|tx| Ok::<_, Error>((PVec::<u64>::new(tx)?, PVec::<u64>::new(tx)?)))
+        let (first, second, map) = seg
+            .transaction(|tx| {
+                Ok::<_, Error>((
+                    PVec::<u64>::new(tx)?,
+                    PVec::<u64>::new(tx)?,
+                    PHashMap::<u64, u64>::new(tx)?,
+                ))
+            })
             .unwrap();
         let mut tx = seg.begin().unwrap();
         for i in 0..10 {
-            a.push(&mut tx, i).unwrap();
+            first.push(&mut tx, i).unwrap();
         }
-        // Another thread holds `b`'s header: a push onto `b` allocates its first chunk
-        // (changing the heap's metadata), then conflicts on the header.
         let (held, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
         std::thread::scope(|s| {
             s.spawn(|| {
                 let mut other = seg.begin().unwrap();
-                other.set_range(b.offset(), 8).unwrap();
+                other.set_range(second.offset(), 8).unwrap();
+                // The map's entry counters: the 16 lines after its first.
+                other.read_for_update(map.offset() + 64, 16 * 64).unwrap();
                 held.wait();
                 release.wait();
                 drop(other);
             });
             held.wait();
-            let e = b.push(&mut tx, 99).unwrap_err();
+            let e = second.push(&mut tx, 99).unwrap_err();
+            assert!(matches!(e, Error::Conflict { .. }), "{guard:?}: {e}");
+            let e = map.insert(&mut tx, &1, 10).unwrap_err();
             assert!(matches!(e, Error::Conflict { .. }), "{guard:?}: {e}");
             release.wait();
         });
         tx.commit().unwrap();
         assert!(seg.check().unwrap().is_clean(), "{guard:?}");
-        let (va, vb) = seg
-            .read_transaction(|tx| Ok::<_, Error>((a.to_vec(tx)?, b.to_vec(tx)?)))
+        let (va, vb, found, n) = seg
+            .read_transaction(|tx| {
+                Ok::<_, Error>((
+                    first.to_vec(tx)?,
+                    second.to_vec(tx)?,
+                    map.get(tx, &1)?,
+                    map.len(tx)?,
+                ))
+            })
             .unwrap();
         assert_eq!(va, (0..10).collect::<Vec<u64>>(), "{guard:?}");
         assert!(vb.is_empty(), "{guard:?}");
+        assert_eq!(
+            (found, n),
+            (None, 0),
+            "{guard:?}: the insert left its entry"
+        );
     }
 }
