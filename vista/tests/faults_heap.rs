@@ -172,15 +172,17 @@ fn every_operation_of_heap_calls_and_their_undo_can_fail() {
                     Some(call),
                     "{what}: another operation"
                 );
-                match &err {
-                    None => {}
-                    Some(
-                        Error::Io { .. }
-                        | Error::Poisoned(_)
-                        | Error::Cache(_)
-                        | Error::CheckpointBusy { .. },
-                    ) => {}
-                    Some(e) => panic!("{what}: an untyped or misleading error: {e}"),
+                if let Some(e) = &err {
+                    assert!(
+                        matches!(
+                            e,
+                            Error::Io { .. }
+                                | Error::Poisoned(_)
+                                | Error::Cache(_)
+                                | Error::CheckpointBusy { .. }
+                        ),
+                        "{what}: an untyped or misleading error: {e}"
+                    );
                 }
                 if undo_store == Some(n as u64) {
                     // The undo of the failing call could not cut the tail back: that
