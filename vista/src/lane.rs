@@ -391,15 +391,15 @@ impl Lane {
         path: &Path,
         mark: Mark,
     ) -> Result<()> {
-        let all = if self.tail == mark.tail {
+        // Only the records the call published: the log before the mark stays as it is.
+        let later = if self.tail == mark.tail {
             Vec::new()
         } else {
-            records(update, layout, self.index, path)?
+            records_from(update, layout, self.index, path, mark.tail)?.0
         };
-        let later = all.partition_point(|r| r.data_at < LANE_HEADER + mark.tail);
         let lane_off = layout.lane_off(self.index);
         let mut saved = self.saved[mark.saved..].iter().rev().peekable();
-        let mut newer = all[later..].iter().rev().peekable();
+        let mut newer = later.iter().rev().peekable();
         // A record ends where the next begins (the last at the tail); it is newer than
         // a saved range iff it was published after that range was taken.
         let mut end = self.tail;
@@ -467,6 +467,18 @@ pub(crate) fn records_tagged(
     lane: u32,
     path: &Path,
 ) -> Result<(Vec<Record>, Option<undo::GroupTag>)> {
+    records_from(update, layout, lane, path, 0)
+}
+
+/// As [`records_tagged`], of the records published from log offset `from` on (a tail
+/// the lane had).
+fn records_from(
+    update: &Update<'_>,
+    layout: &Layout,
+    lane: u32,
+    path: &Path,
+    from: u64,
+) -> Result<(Vec<Record>, Option<undo::GroupTag>)> {
     let off = layout.lane_off(lane);
     let tail = u64::from_le_bytes(update.read(off, 8)?.try_into().expect("8 bytes"));
     let corrupt = |reason: String| Error::Corrupt {
@@ -480,7 +492,7 @@ pub(crate) fn records_tagged(
         )));
     }
     let bytes = update.read(off, LANE_HEADER + tail)?;
-    undo::parse_tagged(bytes, tail, layout).map_err(corrupt)
+    undo::parse_from(bytes, from, tail, layout).map_err(corrupt)
 }
 
 /// Copies a lane's before-images back, newest first, then empties the lane with one

@@ -136,6 +136,18 @@ pub(crate) fn parse_tagged(
     tail: u64,
     layout: &Layout,
 ) -> Result<(Vec<Record>, Option<GroupTag>), String> {
+    parse_from(lane, 0, tail, layout)
+}
+
+/// As [`parse_tagged`], of the records from log offset `from` (where a record begins:
+/// a tail this lane had) to `tail` only: the records of a call that failed, whose
+/// undo then costs what the call logged, not the whole log (see `Lane::undo_to`).
+pub(crate) fn parse_from(
+    lane: &[u8],
+    from: u64,
+    tail: u64,
+    layout: &Layout,
+) -> Result<(Vec<Record>, Option<GroupTag>), String> {
     let mut tag = None;
     if tail > layout.lane_capacity() {
         return Err(format!(
@@ -143,8 +155,11 @@ pub(crate) fn parse_tagged(
             layout.lane_capacity()
         ));
     }
+    if from > tail {
+        return Err(format!("undo log tail {tail} is before {from}"));
+    }
     let end = LANE_HEADER + tail;
-    let mut at = LANE_HEADER;
+    let mut at = LANE_HEADER + from;
     let mut out = Vec::new();
     while at < end {
         if end - at < RECORD_HEADER {
@@ -246,6 +261,26 @@ mod tests {
         assert_eq!(&lane[recs[0].data_at as usize..][..3], b"abc");
         // Unpublished records are invisible.
         assert_eq!(parse(&lane, 0, &layout()).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn parses_the_records_from_a_tail_it_had_only() {
+        let (mut lane, tail) = lane_with(&[(8, b"abc"), (100, &[7; 16]), (200, b"xy")]);
+        let first = record_len(3).unwrap();
+        let (recs, _) = parse_from(&lane, first, tail, &layout()).unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!((recs[0].offset, recs[0].len), (100, 16));
+        assert_eq!(recs[0].data_at, LANE_HEADER + first + RECORD_HEADER);
+        assert_eq!((recs[1].offset, recs[1].len), (200, 2));
+        assert_eq!(parse_from(&lane, tail, tail, &layout()).unwrap().0, vec![]);
+        // Records after `from` are still checked; `from` must be a record's start and
+        // not past the tail.
+        lane[recs[1].data_at as usize] ^= 1;
+        assert!(parse_from(&lane, first, tail, &layout())
+            .unwrap_err()
+            .contains("checksum"));
+        assert!(parse_from(&lane, first + 8, tail, &layout()).is_err());
+        assert!(parse_from(&lane, tail + 8, tail, &layout()).is_err());
     }
 
     #[test]
