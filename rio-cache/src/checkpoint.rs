@@ -48,6 +48,7 @@ use crash_point::crash_point;
 
 use crate::disk_io::DiskFile;
 use crate::error::{IoContext, Result};
+use crate::faults::{IoFile, IoOp};
 use crate::format::{self, DiskHeader, META_AT};
 use crate::journal::Batch;
 use crate::lacks::{ChunkMap, Intent};
@@ -449,9 +450,13 @@ impl Inner {
                 let bytes = n as usize * PAGE;
                 buf.resize(bytes.max(buf.len()), 0);
                 let chunk = &mut buf[..bytes];
-                self.disk
-                    .file()
-                    .read_exact_at(chunk, format::slot_offset(from, first))
+                self.faults
+                    .check(IoOp::Read, IoFile::Disk)
+                    .and_then(|()| {
+                        self.disk
+                            .file()
+                            .read_exact_at(chunk, format::slot_offset(from, first))
+                    })
                     .context(|| format!("read {}", self.path.display()))?;
                 self.disk
                     .write_all_at(chunk, format::slot_offset(to, first))

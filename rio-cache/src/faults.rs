@@ -1,7 +1,7 @@
 //! Injected I/O failures: a test hook that makes one chosen system call of a cache fail.
 //!
-//! Every write, sync, truncate, preallocation, map and protection change a cache makes
-//! passes [`Faults::check`] first. A cache opened without a plan (the default) pays one
+//! Every write, sync, truncate, preallocation, map, protection change and read a cache
+//! makes passes [`Faults::check`] first. A cache opened without a plan (the default) pays one
 //! branch on a `None`. With [`RioOptions::faults`](crate::RioOptions::faults), each such
 //! operation is numbered in the order the cache makes it, and the one a test chose
 //! fails with the error number it chose (`ENOSPC`, `EIO`, `EFBIG`, ...) instead of
@@ -40,6 +40,9 @@ pub enum IoOp {
     Map,
     /// `mprotect`.
     Protect,
+    /// `pread`, or the read side of a kernel copy (`sendfile`): of a header, a journal,
+    /// the other slot, the memory image, a coordinator.
+    Read,
 }
 
 /// Which file an operation is on.

@@ -117,9 +117,18 @@ impl Coordinator {
 
     fn check_header(&self) -> Result<()> {
         let mut h = [0u8; 12];
-        let ok = self.file.read_exact_at(&mut h, 0).is_ok()
-            && h[0..8] == MAGIC
-            && u32::from_le_bytes(h[8..12].try_into().expect("4")) == VERSION;
+        // A failed read is an I/O error, not a file of another kind: only a file too
+        // short for the header is one.
+        let read = self
+            .faults
+            .check(IoOp::Read, IoFile::Coordinator)
+            .and_then(|()| self.file.read_exact_at(&mut h, 0));
+        match read {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => h = [0; 12],
+            Err(e) => return Err(e).context(|| format!("read {}", self.path.display())),
+        }
+        let ok = h[0..8] == MAGIC && u32::from_le_bytes(h[8..12].try_into().expect("4")) == VERSION;
         if ok {
             Ok(())
         } else {
@@ -163,9 +172,12 @@ impl Coordinator {
         for i in 0..2 {
             let mut s = [0u8; 12];
             match self
-                .file
-                .read_exact_at(&mut s, EPOCH_SLOTS_AT + i * EPOCH_SLOT_LEN)
-            {
+                .faults
+                .check(IoOp::Read, IoFile::Coordinator)
+                .and_then(|()| {
+                    self.file
+                        .read_exact_at(&mut s, EPOCH_SLOTS_AT + i * EPOCH_SLOT_LEN)
+                }) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => continue,
                 Err(e) => {
@@ -227,7 +239,11 @@ impl Coordinator {
     /// I/O errors.
     pub fn slot(&self, k: u64) -> Result<u64> {
         let mut s = [0u8; 8];
-        match self.file.read_exact_at(&mut s, TX_SLOTS_AT + 8 * k) {
+        match self
+            .faults
+            .check(IoOp::Read, IoFile::Coordinator)
+            .and_then(|()| self.file.read_exact_at(&mut s, TX_SLOTS_AT + 8 * k))
+        {
             Ok(()) => Ok(u64::from_le_bytes(s)),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
             Err(e) => Err(e).context(|| format!("read {}", self.path.display())),

@@ -241,8 +241,9 @@ impl RioCache {
         // 7. The memory image at the new size, loaded from the disk image.
         let mut b = [0u8; MemHeader::READ_LEN];
         inner
-            .image
-            .read_exact_at(&mut b, 0)
+            .faults
+            .check(IoOp::Read, IoFile::Image)
+            .and_then(|()| inner.image.read_exact_at(&mut b, 0))
             .context(|| format!("read {}", ipath.display()))?;
         let old = MemHeader::decode(&b).map_err(|e| Error::DamagedImage {
             image: ipath.clone(),
@@ -346,8 +347,13 @@ fn edit_batch(
     for (i, &p) in indices.iter().enumerate() {
         if p < old_pages {
             inner
-                .image
-                .read_exact_at(batch.page_mut(i), inner.image_data_at + p * page)
+                .faults
+                .check(IoOp::Read, IoFile::Image)
+                .and_then(|()| {
+                    inner
+                        .image
+                        .read_exact_at(batch.page_mut(i), inner.image_data_at + p * page)
+                })
                 .context(|| format!("read {}", inner.image_path.display()))?;
         }
     }

@@ -246,7 +246,7 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
         }) {
             Ok(Journal::Empty) => JournalState::Empty,
             Ok(Journal::Torn) => {
-                grow = journal::grow_intent(&f, h.data_len)
+                grow = journal::grow_intent(&f, &journal_path, h.data_len)?
                     .map(|to| InterruptedGrow::Uncommitted { to });
                 JournalState::Torn
             }

@@ -301,17 +301,25 @@ pub(crate) fn read(file: &File, path: &Path, data_len: u64) -> Result<Journal> {
 
 /// The size a grow was taking the cache to, if the journal holds the intact header of
 /// an uncommitted batch for a size above `data_len` (a grow writes it, durably, before
-/// it extends the disk file; see `grow.rs`). Errors read as "none": the caller has
-/// already judged the journal.
-pub(crate) fn grow_intent(file: &File, data_len: u64) -> Option<u64> {
+/// it extends the disk file; see `grow.rs`). A journal too short for a header holds
+/// none.
+///
+/// # Errors
+/// A failed read (as [`read`]'s): not taken for "none", which would leave a grow's
+/// longer file behind.
+pub(crate) fn grow_intent(file: &File, path: &Path, data_len: u64) -> Result<Option<u64>> {
     let mut h = [0u8; HEADER_LEN];
-    file.read_exact_at(&mut h, 0).ok()?;
+    match file.read_exact_at(&mut h, 0) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e).context(|| format!("read {}", path.display())),
+    }
     let intact = h[0..8] == JOURNAL_MAGIC
         && get_u32(&h, 8) == VERSION
         && get_u32(&h, 12) as usize == PAGE
         && crc32fast::hash(&h[..60]) == get_u32(&h, 60);
     let to = get_u64(&h, 16);
-    (intact && to > data_len && to <= MAX_DATA_LEN).then_some(to)
+    Ok((intact && to > data_len && to <= MAX_DATA_LEN).then_some(to))
 }
 
 #[cfg(test)]

@@ -140,6 +140,9 @@ impl RioCache {
         // The checkpoint the other slot's header names (0: none yet).
         let mut other_seq = 0;
         if !fresh {
+            opts.faults
+                .check(IoOp::Read, IoFile::Disk)
+                .context(|| format!("read {}", path.display()))?;
             (disk_header, disk_slot, other_seq) = read_disk_header(&disk, path, disk_len)
                 .map_err(|e| note_intact_image(e, &disk, path, &cache_dir))?;
             // A map that does not reach the last page (only a crafted file has one) says
@@ -156,6 +159,9 @@ impl RioCache {
         let mut stale_seal = false;
         let (journal_state, grow_intent) = match File::open(&jpath) {
             Ok(f) => {
+                opts.faults
+                    .check(IoOp::Read, IoFile::Journal)
+                    .context(|| format!("read {}", jpath.display()))?;
                 let state = match journal::read(&f, &jpath, disk_header.data_len)? {
                     // A group member's batch: the coordinator decides, and an open that
                     // cannot ask it refuses before it writes anything.
@@ -180,9 +186,11 @@ impl RioCache {
                     },
                     other => other,
                 };
-                let intent = matches!(state, Journal::Torn)
-                    .then(|| journal::grow_intent(&f, disk_header.data_len))
-                    .flatten();
+                let intent = if matches!(state, Journal::Torn) {
+                    journal::grow_intent(&f, &jpath, disk_header.data_len)?
+                } else {
+                    None
+                };
                 (state, intent)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => (Journal::Empty, None),
@@ -239,6 +247,11 @@ impl RioCache {
         };
         // A new image is loaded from the disk as it will be: remember whose it was.
         header.parent = final_writer;
+        if image_file.is_some() {
+            opts.faults
+                .check(IoOp::Read, IoFile::Image)
+                .context(|| format!("read {}", ipath.display()))?;
+        }
         let verdict = judge_image(
             image_file.as_ref(),
             &ipath,
@@ -354,6 +367,9 @@ impl RioCache {
         }
         // A damaged intent record is replaced by the next checkpoint's (see
         // `Inner::write_intent`); until then every cold start marks every page.
+        faults
+            .check(IoOp::Read, IoFile::Disk)
+            .context(|| format!("read {}", path.display()))?;
         let intent = read_intent(disk.file(), path)?;
         if let StartKind::Cold(_) = start {
             load_cold(
@@ -864,6 +880,9 @@ pub(crate) fn load_cold(
     while at < pages {
         let n_pages = chunk.min(pages - at);
         for (first, n) in format::extent_runs(at, n_pages) {
+            faults
+                .check(IoOp::Read, IoFile::Disk)
+                .context(|| format!("read {}", path.display()))?;
             faults
                 .check(IoOp::Write, IoFile::Image)
                 .context(|| format!("write {}", ipath.display()))?;
