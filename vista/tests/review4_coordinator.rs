@@ -1,0 +1,96 @@
+//! Review 4: a coordinator file is not locked, so a second group (another process, or
+//! this one) can use it at the same time as the first. Their transactions share slots
+//! (a slot is named by member index and lane), and a decision of the second overwrites
+//! one that a member of the first still needs: a transaction across segments that was
+//! decided committed ends up in one member and not in the other.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vista::{Error, Group, Options, Protection, Segment, Writeback};
+
+const CHILD_ENV: &str = "REVIEW4_COORD_CHILD";
+
+fn opts(root: &Path) -> Options {
+    Options::new()
+        .size(64 << 10)
+        .undo_log_size(16 << 10)
+        .lanes(2)
+        .protection(Protection::Auto)
+        .writeback(Writeback::Manual)
+        .cache_dir(root.join("shm"))
+}
+
+fn group_of(root: &Path, names: [&str; 2]) -> Group {
+    let o = opts(root);
+    let members = names
+        .iter()
+        .map(|n| Segment::open(root.join(n), &o).unwrap())
+        .collect();
+    Group::open(root.join("shared.coord"), members, &o).unwrap()
+}
+
+/// Both members get their value in one transaction across segments.
+fn transfer(g: &Group, a: u64, b: u64) {
+    g.transaction(|tx| {
+        tx.on(0)?.put(0, &a)?;
+        tx.on(1)?.put(0, &b)?;
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+}
+
+/// The child: the first group's transaction, killed after the decision and the second
+/// member's commit store (before the first member's, the slot owner's).
+#[test]
+fn child_entry() {
+    let Ok(root) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let root = PathBuf::from(root);
+    let g = group_of(&root, ["a.vista", "b.vista"]);
+    transfer(&g, 111, 222);
+    std::process::exit(0);
+}
+
+#[test]
+fn a_second_group_on_the_same_coordinator_is_refused_or_harmless() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    std::fs::create_dir_all(root.join("shm")).unwrap();
+    // Two groups' segments exist, the first group's at zero.
+    drop(group_of(&root, ["a.vista", "b.vista"]));
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, &root)
+        .env(crash_point::ENV_VAR, "vista.xseg.member_committed:1")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    // Another group (other members) opens the same coordinator file: not refused.
+    let other = Group::open(
+        root.join("shared.coord"),
+        vec![
+            Segment::open(root.join("c.vista"), &opts(&root)).unwrap(),
+            Segment::open(root.join("d.vista"), &opts(&root)).unwrap(),
+        ],
+        &opts(&root),
+    );
+    if let Ok(other) = other {
+        transfer(&other, 7, 8);
+        other.close().unwrap();
+    }
+    // The first group's members recover: the decided transaction is in both or neither.
+    let o = opts(&root);
+    let a = Segment::open(root.join("a.vista"), &o).unwrap();
+    let b = Segment::open(root.join("b.vista"), &o).unwrap();
+    let (va, vb) = (a.get::<u64>(0).unwrap(), b.get::<u64>(0).unwrap());
+    assert!(
+        (va, vb) == (111, 222) || (va, vb) == (0, 0),
+        "a transaction across segments decided committed is half there: a = {va}, b = {vb} \
+         (recovery of a: {:?})",
+        a.recovery()
+    );
+}
