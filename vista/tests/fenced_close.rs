@@ -1,4 +1,4 @@
-//! Review 4: `Segment::close` is documented to take a final checkpoint and report its
+//! `Segment::close` is documented to take a final checkpoint and report its
 //! errors (durability.md: what was committed before it survives power loss). On a
 //! fenced segment (a member left fenced by a crash, opened alone) rio-cache skips the
 //! close-time checkpoint silently, so `close` returns `Ok(())` with nothing written,

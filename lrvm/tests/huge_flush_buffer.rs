@@ -1,4 +1,4 @@
-//! Review 4: `Tunables::validate` bounds the flush and recovery buffer sizes from
+//! `Tunables::validate` bounds the flush and recovery buffer sizes from
 //! below only; `Rvm::initialize` then allocates the flush buffer up front
 //! (`Vec::with_capacity(flush_buffer_size)`), so a large value panics (capacity
 //! overflow) or aborts the process (allocation failure) instead of returning

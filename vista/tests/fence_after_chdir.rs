@@ -1,4 +1,4 @@
-//! Review 4: a segment keeps the path it was opened with, and a group creates the
+//! a segment keeps the path it was opened with, and a group creates the
 //! member's fence file (`<path>.fence`, which keeps the member from checkpointing alone
 //! after a crash) from that path when a transaction across segments first tags the
 //! member. Opened by a relative path, after the process changed its working directory

@@ -1,4 +1,4 @@
-//! Review 4: `create_log(.., CreateMode::Overwrite)` on a log that a running instance
+//! `create_log(.., CreateMode::Overwrite)` on a log that a running instance
 //! holds must be refused (`LogLocked`) without touching it. It opens the file with
 //! `truncate(true)` before it takes the lock, so the refusal comes after the live log
 //! was already emptied: flushed commits not yet applied to the segment are lost.

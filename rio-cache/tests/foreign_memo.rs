@@ -1,4 +1,4 @@
-//! Review 4: a `PageMemo` names pages by number and a dirty-map generation only, not
+//! a `PageMemo` names pages by number and a dirty-map generation only, not
 //! the cache it came from. Passed to another cache's `SharedCache::update_with` (both
 //! at generation 0 after their opens), it makes that cache's update skip marking the
 //! pages it writes dirty: the checkpoint then leaves them out, and a power loss loses
