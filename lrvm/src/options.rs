@@ -41,10 +41,10 @@ pub struct Tunables {
     /// background. Default `0.5`, as in CMU RVM. Must be in `(0, 1]`.
     pub truncate_threshold: f64,
     /// Size of the no-flush buffer: when buffered `NoFlush` records reach this many
-    /// bytes they are written and synced. Default 64 KiB. Must be at least 4 KiB.
+    /// bytes they are written and synced. Default 64 KiB. Must be between 4 KiB and 1 GiB.
     pub flush_buffer_size: usize,
     /// Read-buffer size for recovery and truncation scans. Default 256 KiB (RVM's
-    /// default recovery buffer). Must be at least 4 KiB.
+    /// default recovery buffer). Must be between 4 KiB and 1 GiB.
     pub recovery_buffer_size: usize,
     /// Run epoch truncations on a background thread while new transactions commit to the
     /// rest of the log (concurrent forward processing). Default `true`; with `false` an
@@ -63,19 +63,24 @@ impl Default for Tunables {
     }
 }
 
+/// The largest flush or recovery buffer: 1 GiB.
+const MAX_BUFFER: usize = 1 << 30;
+
 impl Tunables {
     pub(crate) fn validate(&self) -> Result<()> {
         if !(self.truncate_threshold > 0.0 && self.truncate_threshold <= 1.0) {
             return Err(Error::InvalidOption("truncate_threshold must be in (0, 1]"));
         }
-        if self.flush_buffer_size < 4096 {
+        // Both buffers are allocated whole at initialize: a size past memory would abort
+        // the process instead of failing.
+        if !(4096..=MAX_BUFFER).contains(&self.flush_buffer_size) {
             return Err(Error::InvalidOption(
-                "flush_buffer_size must be at least 4096",
+                "flush_buffer_size must be between 4096 and 1 GiB",
             ));
         }
-        if self.recovery_buffer_size < 4096 {
+        if !(4096..=MAX_BUFFER).contains(&self.recovery_buffer_size) {
             return Err(Error::InvalidOption(
-                "recovery_buffer_size must be at least 4096",
+                "recovery_buffer_size must be between 4096 and 1 GiB",
             ));
         }
         Ok(())

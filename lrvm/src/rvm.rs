@@ -59,7 +59,8 @@ pub struct Stats {
 ///
 /// # Errors
 /// [`Error::LogTooSmall`] below [`MIN_LOG_LEN`], [`Error::LogExists`] for an existing
-/// file with [`CreateMode::CreateNew`], [`Error::Io`] otherwise.
+/// file with [`CreateMode::CreateNew`], [`Error::LogLocked`] if a running instance
+/// holds the log (it is left untouched), [`Error::Io`] otherwise.
 pub fn create_log(path: impl AsRef<Path>, len: u64, mode: CreateMode) -> Result<()> {
     let path = path.as_ref();
     if len < MIN_LOG_LEN {
@@ -72,7 +73,9 @@ pub fn create_log(path: impl AsRef<Path>, len: u64, mode: CreateMode) -> Result<
     opts.read(true).write(true);
     match mode {
         CreateMode::CreateNew => opts.create_new(true),
-        CreateMode::Overwrite => opts.create(true).truncate(true),
+        // Not truncated at open: only once the lock is held (below), so that a log a
+        // running instance holds is refused untouched.
+        CreateMode::Overwrite => opts.create(true).truncate(false),
     };
     let file = opts.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
@@ -84,6 +87,7 @@ pub fn create_log(path: impl AsRef<Path>, len: u64, mode: CreateMode) -> Result<
     if !sys::try_lock_exclusive(&file)? {
         return Err(Error::LogLocked(path.to_path_buf()));
     }
+    file.set_len(0)?;
     let zeros = vec![0u8; 1 << 20];
     let mut at = 0;
     while at < len {

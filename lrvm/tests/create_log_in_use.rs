@@ -25,10 +25,7 @@ fn overwriting_a_log_in_use_is_refused_and_changes_nothing() {
 
     // Another caller (a setup script, another process) asks to recreate the log.
     let refused = create_log(&log, MIN_LOG_LEN, CreateMode::Overwrite);
-    assert!(
-        matches!(refused, Err(Error::LogLocked(_))),
-        "{refused:?}"
-    );
+    assert!(matches!(refused, Err(Error::LogLocked(_))), "{refused:?}");
     let after = std::fs::read(&log).unwrap();
     assert!(
         before == after,

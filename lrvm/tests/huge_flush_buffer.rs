@@ -19,6 +19,9 @@ fn a_huge_flush_buffer_size_is_an_error_not_a_panic() {
         "Rvm::initialize panicked on flush_buffer_size(usize::MAX)"
     );
     if let Ok(Err(e)) = opened {
-        assert!(matches!(e, Error::InvalidOption(_)), "unexpected error: {e}");
+        assert!(
+            matches!(e, Error::InvalidOption(_)),
+            "unexpected error: {e}"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! a `PageMemo` names pages by number and a dirty-map generation only, not
+//! A `PageMemo` names pages by number and a dirty-map generation only, not
 //! the cache it came from. Passed to another cache's `SharedCache::update_with` (both
 //! at generation 0 after their opens), it makes that cache's update skip marking the
 //! pages it writes dirty: the checkpoint then leaves them out, and a power loss loses
@@ -72,5 +72,9 @@ fn a_memo_from_before_a_reopen_does_not_keep_a_write_out_of_the_checkpoint() {
 
     power::cut(&path, &opts, Plan::KeepAll).unwrap();
     let c = RioCache::open(&path, &opts).unwrap();
-    assert_eq!(c.read(0, 8).unwrap(), b"second. ", "a checkpointed write was lost");
+    assert_eq!(
+        c.read(0, 8).unwrap(),
+        b"second. ",
+        "a checkpointed write was lost"
+    );
 }

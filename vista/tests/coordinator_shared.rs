@@ -1,4 +1,4 @@
-//! a coordinator file is not locked, so a second group (another process, or
+//! A coordinator file is not locked, so a second group (another process, or
 //! this one) can use it at the same time as the first. Their transactions share slots
 //! (a slot is named by member index and lane), and a decision of the second overwrites
 //! one that a member of the first still needs: a transaction across segments that was

@@ -1,4 +1,4 @@
-//! a segment keeps the path it was opened with, and a group creates the
+//! A segment keeps the path it was opened with, and a group creates the
 //! member's fence file (`<path>.fence`, which keeps the member from checkpointing alone
 //! after a crash) from that path when a transaction across segments first tags the
 //! member. Opened by a relative path, after the process changed its working directory
@@ -83,8 +83,14 @@ fn a_member_opened_by_a_relative_path_stays_fenced_after_a_chdir_and_a_crash() {
     // A power loss: both memory images are gone.
     power::cut(&a, &rio(root), Plan::KeepAll).unwrap();
     power::cut(&b, &rio(root), Plan::KeepAll).unwrap();
-    let va = Segment::open(&a, &opts(root)).unwrap().get::<u64>(0).unwrap();
-    let vb = Segment::open(&b, &opts(root)).unwrap().get::<u64>(0).unwrap();
+    let va = Segment::open(&a, &opts(root))
+        .unwrap()
+        .get::<u64>(0)
+        .unwrap();
+    let vb = Segment::open(&b, &opts(root))
+        .unwrap()
+        .get::<u64>(0)
+        .unwrap();
     assert!(
         va == vb,
         "the transaction across segments survived the power loss in one member only: \

@@ -1,4 +1,4 @@
-//! the memory image is named after the segment's path with only its
+//! The memory image is named after the segment's path with only its
 //! directory canonicalized, not the file itself. A segment opened through a symlink to
 //! its file gets another image: after a process crash, a commit (which survives a
 //! process crash: it is in the memory image) is missing when the segment is next opened
