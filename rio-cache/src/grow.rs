@@ -317,7 +317,9 @@ impl RioCache {
         *inner.dirty_pages.get_mut() = 0;
         *inner.kicked.get_mut() = false;
         // Every page memo from before the grow is stale.
-        inner.dirty_gen.fetch_add(1, Ordering::Relaxed);
+        inner
+            .dirty_gen
+            .store(crate::state::fresh_dirty_gen(), Ordering::Relaxed);
         inner.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.guard = guard;
         self.memo = crate::PageMemo::default();

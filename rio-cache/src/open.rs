@@ -464,7 +464,7 @@ impl RioCache {
             dirty_pages: AtomicU64::new(0),
             dirty_side: std::sync::atomic::AtomicUsize::new(0),
             snapshot: crate::snapshot::Snapshot::new(pages),
-            dirty_gen: AtomicU64::new(0),
+            dirty_gen: AtomicU64::new(crate::state::fresh_dirty_gen()),
             kick_pages: AtomicU64::new(kick_pages(opts.writeback)),
             kicked: AtomicBool::new(false),
             wake: Mutex::new(Wake::default()),

@@ -60,7 +60,8 @@ pub(crate) struct Inner {
     pub(crate) dirty_side: std::sync::atomic::AtomicUsize,
     /// The checkpoint's copy-on-write snapshot.
     pub(crate) snapshot: crate::snapshot::Snapshot,
-    /// Bumped (under the exclusive gate) whenever a checkpoint clears dirty marks.
+    /// Replaced by a fresh generation ([`fresh_dirty_gen`]; under the exclusive gate)
+    /// whenever a checkpoint clears dirty marks.
     pub(crate) dirty_gen: AtomicU64,
     /// Dirty pages that wake the writeback thread (`u64::MAX` without one).
     pub(crate) kick_pages: AtomicU64,
@@ -209,4 +210,14 @@ impl SyncedWord<'_> {
     pub(crate) fn store(&self, seq: u64, order: Ordering) {
         self.0.store(MemHeader::encode_synced(seq), order);
     }
+}
+
+/// The next dirty generation (see [`Inner::dirty_gen`]), never handed out before in this
+/// process and never 0 (a reader's) or `u64::MAX` (an empty memo's): a
+/// [`crate::PageMemo`] names pages of one cache in one generation, so a memo of another
+/// cache, or of a handle from before a reopen, never matches and never keeps a write from
+/// being marked dirty (and so out of the next checkpoint).
+pub(crate) fn fresh_dirty_gen() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }

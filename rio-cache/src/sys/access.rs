@@ -111,7 +111,8 @@ impl Inner {
             self.dirty_side.fetch_xor(1, Ordering::Relaxed);
             self.dirty_pages.store(0, Ordering::Relaxed);
             // Pages remembered as open (and so as dirty) by writers are dirty no more.
-            self.dirty_gen.fetch_add(1, Ordering::Relaxed);
+            self.dirty_gen
+                .store(crate::state::fresh_dirty_gen(), Ordering::Relaxed);
             self.kicked.store(false, Ordering::Relaxed);
             snap.active.store(true, Ordering::Release);
             (epoch, snap.preserved.load(Ordering::Relaxed))
@@ -329,7 +330,9 @@ impl RioCache {
 /// marks since (tracked by a generation), and only without protection (with
 /// protection, opening a page also changes its protection, which ends with the
 /// update). A writer that runs many updates (a transaction lane) keeps one and passes
-/// it to [`crate::SharedCache::update_with`].
+/// it to [`crate::SharedCache::update_with`]. A memo of another cache, or of a handle of
+/// this one from before a reopen or a grow, is ignored: generations are unique in the
+/// process.
 #[derive(Debug, Clone)]
 pub struct PageMemo {
     recent: [Range<usize>; 2],
