@@ -192,7 +192,9 @@ pub use faults::{Faults, IoCall, IoFile, IoOp};
 pub use group::GROUP_CRASH_POINTS;
 pub use grow::GROW_CRASH_POINTS;
 pub use images::{images, remove_orphan, ImageInfo};
-pub use naming::{image_path, journal_path, remove, remove_closed, remove_closed_with};
+pub use naming::{
+    image_path, journal_path, remove, remove_closed, remove_closed_with, resolve_path,
+};
 pub use open::existing_size;
 pub use options::{
     deadline_after, Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACHE_DIR,

@@ -12,7 +12,7 @@ use crate::options::RioOptions;
 /// # Errors
 /// An I/O error other than "not found".
 pub fn remove(path: impl AsRef<Path>, opts: &RioOptions) -> Result<()> {
-    let path = path.as_ref();
+    let path = &absolute(path.as_ref())?;
     let image = image_path(path, &opts.resolved_cache_dir())?;
     for p in [image, journal_path(path), path.to_owned()] {
         match std::fs::remove_file(&p) {
@@ -44,7 +44,7 @@ pub fn remove_closed(path: impl AsRef<Path>, cache_dir: &Path) -> Result<()> {
 /// # Errors
 /// As [`remove_closed`].
 pub fn remove_closed_with(path: impl AsRef<Path>, cache_dir: &Path, also: &[&Path]) -> Result<()> {
-    let path = path.as_ref();
+    let path = &absolute(path.as_ref())?;
     let image = image_path(path, cache_dir)?;
     let mut held = Vec::new();
     for p in [path, image.as_path()] {
@@ -112,9 +112,40 @@ pub(crate) fn image_name(abs: &Path) -> String {
     format!("rio-{name}-{h:016x}.img")
 }
 
-/// The absolute path of `path`, resolving symlinks in its directory so two spellings of
-/// one file share one image.
+/// The path a cache is known by: absolute, with every symlink resolved, the file's own
+/// included, so that every spelling of one disk file (a relative path, a symlinked
+/// directory, a symlink to the file) names one memory image and one journal, and a
+/// relative path means the same file after a change of working directory. A file that
+/// does not exist yet is named by its resolved directory; a symlink to a missing file,
+/// by the file it points to.
+///
+/// # Errors
+/// An I/O error if the directory cannot be resolved; [`Error::InvalidOptions`] for a path
+/// that names no file.
+pub fn resolve_path(path: impl AsRef<Path>) -> Result<PathBuf> {
+    absolute(path.as_ref())
+}
+
+/// See [`resolve_path`].
 pub(crate) fn absolute(path: &Path) -> Result<PathBuf> {
+    match path.canonicalize() {
+        Ok(p) => return Ok(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).context(|| format!("resolve {}", path.display())),
+    }
+    // Absent: a dangling symlink names the file it points to (which an open creates).
+    let target;
+    let path = match std::fs::read_link(path) {
+        Ok(t) if t.is_absolute() => {
+            target = t;
+            target.as_path()
+        }
+        Ok(t) => {
+            target = path.parent().unwrap_or_else(|| Path::new("")).join(t);
+            target.as_path()
+        }
+        Err(_) => path,
+    };
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),

@@ -35,7 +35,8 @@ use crate::writeback::WritebackThread;
 /// # Errors
 /// As [`RioCache::open`] for a file that is not a valid disk image.
 pub fn existing_size(path: impl AsRef<Path>) -> Result<Option<u64>> {
-    let path = path.as_ref();
+    let resolved = crate::naming::absolute(path.as_ref())?;
+    let path = resolved.as_path();
     let f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -81,7 +82,11 @@ impl RioCache {
     /// [`Error::CacheFull`] for the cache directory; [`Error::PkeyUnavailable`] if
     /// [`Protection::Pkey`](crate::Protection::Pkey) was asked for and is not available; I/O errors.
     pub fn open(path: impl AsRef<Path>, opts: &RioOptions) -> Result<RioCache> {
-        let path = path.as_ref();
+        // Every file is named from the resolved path (see `naming::resolve_path`): the
+        // journal and the memory image of a segment opened through a symlink, or by a
+        // relative path, are the ones of the file itself.
+        let resolved = crate::naming::absolute(path.as_ref())?;
+        let path = resolved.as_path();
         if opts.size == 0 || opts.size > format::MAX_DATA_LEN {
             return Err(Error::InvalidOptions(format!(
                 "size must be between 1 and {} bytes",

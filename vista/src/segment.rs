@@ -63,7 +63,10 @@ impl Segment {
     /// (see [`Options::discard_image`]); [`Error::InvalidOptions`]; [`Error::Cache`]
     /// for the cache directory or protection keys; I/O errors.
     pub fn open(path: impl AsRef<Path>, opts: &Options) -> Result<Segment> {
-        let path = path.as_ref().to_owned();
+        // Resolved (absolute, symlinks followed; `rio_cache::resolve_path`): the fence
+        // file a group makes beside the segment, and the files the cache names, are then
+        // the same whatever the spelling and the working directory.
+        let path = rio_cache::resolve_path(path.as_ref())?;
         let (total, new_layout) = match rio_cache::existing_size(&path)? {
             Some(total) => {
                 // Damage the open would refuse is refused before anything is created.
@@ -132,7 +135,7 @@ impl Segment {
     /// # Errors
     /// [`Error::Locked`] if the segment is open; I/O errors other than "not found".
     pub fn remove(path: impl AsRef<Path>, opts: &Options) -> Result<()> {
-        let path = path.as_ref();
+        let path = &rio_cache::resolve_path(path.as_ref())?;
         let cache_dir = opts.rio(1).resolved_cache_dir();
         Ok(rio_cache::remove_closed_with(
             path,
@@ -434,7 +437,8 @@ impl Segment {
         self.cache.stats()
     }
 
-    /// The segment file.
+    /// The segment file, resolved when it was opened (absolute, symlinks followed; see
+    /// `rio_cache::resolve_path`).
     pub fn path(&self) -> &Path {
         &self.path
     }
