@@ -16,8 +16,14 @@
 //! 0     magic "RIOGROUP"  8 version u32  (rest of the first 64 bytes zero)
 //! 64    epoch slot 0: epoch u64, crc32 of the 8 epoch bytes u32 (16 bytes)
 //! 128   epoch slot 1: likewise
+//! 192   members: count u32, crc32 of the count and the ids u32, then count ids u64
+//!       (the layer above's names of the group's members; count 0: none recorded)
 //! 4096  transaction slots: u64 each, for the layer above (slot k at 4096 + 8k)
 //! ```
+//!
+//! A group holds its coordinator locked (`flock`, exclusive) while it is open
+//! ([`Coordinator::lock`]), so a second group cannot use the file at the same time; an
+//! open that only reads decisions (recovery) does not lock.
 //!
 //! Epochs are unique (never reused, also after an epoch that was prepared but never
 //! decided) and increase. A decision overwrites the slot holding the older of the two
@@ -61,6 +67,9 @@ const VERSION: u32 = 1;
 const EPOCH_SLOTS_AT: u64 = 64;
 const EPOCH_SLOT_LEN: u64 = 64;
 const TX_SLOTS_AT: u64 = 4096;
+const MEMBERS_AT: u64 = 192;
+/// The most member ids the record holds (it ends where the transaction slots begin).
+pub const MAX_MEMBER_IDS: usize = ((TX_SLOTS_AT - MEMBERS_AT - 8) / 8) as usize;
 
 /// An open coordinator file (see the module documentation).
 #[derive(Debug)]
@@ -142,6 +151,79 @@ impl Coordinator {
     /// The coordinator file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Locks the file (exclusively, for as long as this value lives): the holder is the
+    /// one group that uses it.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if another holder has it (in this process or another); I/O
+    /// errors.
+    pub fn lock(&self) -> Result<()> {
+        if crate::sys::try_lock_exclusive(&self.file)
+            .context(|| format!("lock {}", self.path.display()))?
+        {
+            Ok(())
+        } else {
+            Err(Error::locked(&self.path))
+        }
+    }
+
+    /// The member ids recorded by [`Coordinator::set_members`], or `None` if there is
+    /// no intact record (a coordinator made before the record existed, or a record torn
+    /// by a power loss while it was rewritten).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn members(&self) -> Result<Option<Vec<u64>>> {
+        let mut b = vec![0u8; (TX_SLOTS_AT - MEMBERS_AT) as usize];
+        match self
+            .faults
+            .check(IoOp::Read, IoFile::Coordinator)
+            .and_then(|()| self.file.read_exact_at(&mut b, MEMBERS_AT))
+        {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e).context(|| format!("read {}", self.path.display())),
+        }
+        let n = u32::from_le_bytes(b[0..4].try_into().expect("4")) as usize;
+        if n == 0 || n > MAX_MEMBER_IDS {
+            return Ok(None);
+        }
+        let mut hashed = b[0..4].to_vec();
+        hashed.extend_from_slice(&b[8..8 + 8 * n]);
+        if crc32fast::hash(&hashed) != u32::from_le_bytes(b[4..8].try_into().expect("4")) {
+            return Ok(None);
+        }
+        Ok(Some(
+            b[8..8 + 8 * n]
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8")))
+                .collect(),
+        ))
+    }
+
+    /// Records the member ids (at most [`MAX_MEMBER_IDS`]) and syncs.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] for none or too many; I/O errors.
+    pub fn set_members(&self, ids: &[u64]) -> Result<()> {
+        if ids.is_empty() || ids.len() > MAX_MEMBER_IDS {
+            return Err(Error::InvalidOptions(format!(
+                "a coordinator records 1 to {MAX_MEMBER_IDS} members, not {}",
+                ids.len()
+            )));
+        }
+        let mut b = vec![0u8; 8 + 8 * ids.len()];
+        b[0..4].copy_from_slice(&(ids.len() as u32).to_le_bytes());
+        for (i, id) in ids.iter().enumerate() {
+            b[8 + 8 * i..16 + 8 * i].copy_from_slice(&id.to_le_bytes());
+        }
+        let mut hashed = b[0..4].to_vec();
+        hashed.extend_from_slice(&b[8..]);
+        b[4..8].copy_from_slice(&crc32fast::hash(&hashed).to_le_bytes());
+        self.write_at(&b, MEMBERS_AT)?;
+        self.sync()
     }
 
     fn write_at(&self, bytes: &[u8], at: u64) -> Result<()> {

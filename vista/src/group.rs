@@ -128,7 +128,37 @@ impl Group {
                 "the coordinator's path is longer than 4096 bytes".into(),
             ));
         }
+        if members.len() > rio_cache::group::MAX_MEMBER_IDS {
+            return Err(Error::InvalidOptions(format!(
+                "a group has at most {} members",
+                rio_cache::group::MAX_MEMBER_IDS
+            )));
+        }
         let coordinator = Coordinator::open(&path, true, opts.faults.clone())?;
+        // One group at a time uses the file, and only a group with every member that
+        // used it last (a member left out may still need its decisions: its recovery
+        // reads them when it is next opened, which every member of this group was).
+        coordinator.lock()?;
+        let ids: Vec<u64> = members.iter().map(|m| member_id(m.path())).collect();
+        let recorded = coordinator.members()?;
+        if let Some(old) = &recorded {
+            let missing = old.iter().filter(|id| !ids.contains(id)).count();
+            if missing > 0 {
+                return Err(Error::CoordinatorInUse {
+                    coordinator: path,
+                    missing,
+                });
+            }
+        }
+        let mut set = ids.clone();
+        set.sort_unstable();
+        set.dedup();
+        if recorded.is_none_or(|mut old| {
+            old.sort_unstable();
+            old != set
+        }) {
+            coordinator.set_members(&set)?;
+        }
         // Ids never repeat for a slot: above every id any slot holds, and above the clock.
         let mut max = 0;
         for k in 0..members.len() as u64 * SLOTS_PER_MEMBER {
@@ -714,4 +744,15 @@ impl crate::retry::Attempt for GroupTransaction<'_> {
     fn last_call_conflicted(&self) -> bool {
         GroupTransaction::last_call_conflicted(self)
     }
+}
+
+/// A member's id in its coordinator's record: FNV-1a of the segment's resolved path
+/// (stable across runs and builds, unlike std's hasher).
+fn member_id(path: &Path) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in path.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
