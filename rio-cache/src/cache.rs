@@ -133,11 +133,16 @@ impl RioCache {
     /// default), and reports its errors (which `Drop` cannot).
     ///
     /// # Errors
-    /// As [`RioCache::checkpoint`].
+    /// As [`RioCache::checkpoint`]; [`Error::Fenced`](crate::Error::Fenced) if the cache
+    /// is fenced (only its group's checkpoint may write it back): nothing was
+    /// checkpointed, and the memory image keeps everything, as after a crash.
     pub fn close(mut self) -> Result<()> {
         self.stop_writeback();
-        if self.checkpoint_on_close && !self.inner.fenced.load(Ordering::SeqCst) {
+        if self.checkpoint_on_close {
             self.checkpoint_on_close = false;
+            if self.inner.fenced.load(Ordering::SeqCst) {
+                return Err(crate::Error::Fenced);
+            }
             self.inner.checkpoint()?;
         }
         Ok(())

@@ -446,7 +446,12 @@ impl Segment {
     /// Closes the segment, taking a final checkpoint and reporting its errors.
     ///
     /// # Errors
-    /// As [`Segment::checkpoint`].
+    /// As [`Segment::checkpoint`]: in particular
+    /// [`Error::GroupCheckpointRequired`] for a fenced segment (it holds transactions
+    /// across segments that only its group's checkpoint may write back; close it with
+    /// [`crate::Group::close`]): nothing was checkpointed, and its memory image keeps
+    /// every commit, so a process crash loses nothing, but a power loss before its
+    /// group's checkpoint would.
     pub fn close(self) -> Result<()> {
         Ok(self.cache.close()?)
     }

@@ -120,7 +120,11 @@ fn a_coordinator_serves_one_group_of_the_members_that_last_used_it() {
         matches!(without_b, Err(Error::CoordinatorInUse { missing: 1, .. })),
         "{without_b:?}"
     );
-    assert_eq!(std::fs::read(&coord).unwrap(), before, "a refused group wrote");
+    assert_eq!(
+        std::fs::read(&coord).unwrap(),
+        before,
+        "a refused group wrote"
+    );
     // The same members in another order: accepted.
     let g = Group::open(&coord, vec![seg("b.vista"), seg("a.vista")], &o).unwrap();
     transfer(&g, 3, 4);

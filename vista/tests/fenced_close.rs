@@ -3,7 +3,7 @@
 //! fenced segment (a member left fenced by a crash, opened alone) rio-cache skips the
 //! close-time checkpoint silently, so `close` returns `Ok(())` with nothing written,
 //! where `checkpoint` says `GroupCheckpointRequired`: a commit acknowledged before an
-//! `Ok` close is lost by a power loss.
+//! `Ok` close is lost by a power loss. It must fail with `GroupCheckpointRequired`.
 
 use std::path::Path;
 use std::process::Command;
@@ -67,10 +67,27 @@ fn closing_a_fenced_segment_reports_that_nothing_was_checkpointed() {
     assert!(seg.is_fenced());
     seg.transaction(|tx| tx.put(64, &77u64)).unwrap();
     let checkpoint = seg.checkpoint();
+    assert!(
+        matches!(checkpoint, Err(Error::GroupCheckpointRequired)),
+        "{checkpoint:?}"
+    );
+    // The close says so too: it took no checkpoint (it returned Ok, and a power loss
+    // then lost the commit).
     let closed = seg.close();
-    if closed.is_err() {
-        return; // told: nothing promised
-    }
+    assert!(
+        matches!(closed, Err(Error::GroupCheckpointRequired)),
+        "close() returned {closed:?}, yet took no checkpoint"
+    );
+    // The memory image keeps the commit: reopened (no power loss), it is there, and the
+    // group's checkpoint then makes it durable.
+    let seg = Segment::open(&a, &opts(root)).unwrap();
+    assert_eq!(seg.get::<u64>(64).unwrap(), 77);
+    let members = vec![
+        seg,
+        Segment::open(root.join("b.vista"), &opts(root)).unwrap(),
+    ];
+    let g = Group::open(root.join("group.coord"), members, &opts(root)).unwrap();
+    g.close().unwrap();
     power::cut(
         &a,
         &RioOptions::new()
@@ -83,7 +100,7 @@ fn closing_a_fenced_segment_reports_that_nothing_was_checkpointed() {
     assert_eq!(
         seg.get::<u64>(64).unwrap(),
         77,
-        "close() returned {closed:?} (checkpoint() said {checkpoint:?}), yet a commit made \
-         before it is lost by a power loss"
+        "lost after the group's checkpoint"
     );
+    assert_eq!(seg.get::<u64>(0).unwrap(), 5);
 }
