@@ -607,9 +607,10 @@ impl<'g> GroupTransaction<'g> {
             .iter()
             .map(|&m| self.parts[m].take().expect("joined"))
             .collect();
-        for &m in &self.joined {
-            // Rolled back (the parts drop) if a member cannot commit.
-            self.group.core.members[m].poison_state().check()?;
+        for p in &parts {
+            // Rolled back (the parts drop) if a member cannot commit: the segment or its
+            // cache is poisoned (a checkpoint of it failed while this transaction ran).
+            p.check_poisoned()?;
         }
         if parts.iter().any(Transaction::in_unfinished_call) {
             return Err(Error::CallPanicked); // the parts drop: rolled back

@@ -486,6 +486,14 @@ impl<'s> Transaction<'s> {
         e
     }
 
+    /// [`Error::Poisoned`] if the segment or its cache is poisoned (a checkpoint that
+    /// failed while this transaction ran poisons the cache only): such a transaction
+    /// must not commit.
+    pub(crate) fn check_poisoned(&self) -> Result<()> {
+        self.cx.poison.check()?;
+        Ok(self.update().check_poison()?)
+    }
+
     /// Whether a heap or collection call of this transaction began and never ended: it
     /// panicked, and the panic was caught. Such a transaction must not commit.
     #[inline]
@@ -528,10 +536,7 @@ impl<'s> Transaction<'s> {
         let poisoned = if unchecked {
             Ok(())
         } else {
-            self.cx
-                .poison
-                .check()
-                .and_then(|()| Ok(self.update().check_poison()?))
+            self.check_poisoned()
         };
         if let Err(e) = poisoned {
             self.finished = true;
