@@ -198,7 +198,7 @@ pub use naming::{
 pub use open::existing_size;
 pub use options::{
     deadline_after, Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACHE_DIR,
-    DEFAULT_CHECKPOINT_WAIT, LONGEST_WAIT,
+    DEFAULT_CHECKPOINT_WAIT, LONGEST_WAIT, SHORTEST_INTERVAL,
 };
 pub use protection::ActiveProtection;
 pub use shared::{Claim, Locked, SharedCache, DEFAULT_LOCK_WAIT};

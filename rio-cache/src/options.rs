@@ -62,7 +62,8 @@ pub enum Writeback {
     Background {
         /// The longest time between checkpoints while pages are dirty (never delayed by
         /// the pacing). At most [`LONGEST_WAIT`]: longer, up to `Duration::MAX`, is
-        /// taken as that.
+        /// taken as that. At least [`SHORTEST_INTERVAL`]: shorter, down to zero, is
+        /// taken as that (zero would keep the thread spinning).
         interval: Duration,
         /// Dirty bytes that trigger an early (paced) checkpoint.
         dirty_bytes: u64,
@@ -78,6 +79,9 @@ impl Default for Writeback {
         }
     }
 }
+
+/// The shortest writeback interval (see [`Writeback::Background`]): 1 ms.
+pub const SHORTEST_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The longest wait any option stands for (a century): a longer one, up to
 /// `Duration::MAX`, means "no limit" and is taken as this (an `Instant` cannot hold

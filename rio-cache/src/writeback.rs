@@ -73,6 +73,7 @@ pub(crate) fn earliest_kicked_start(last: Option<(Instant, Duration)>) -> Option
 }
 
 fn run(inner: &Inner, interval: Duration) {
+    let interval = interval.max(crate::options::SHORTEST_INTERVAL);
     let mut last: Option<(Instant, Duration)> = None;
     let mut due = crate::options::deadline_after(interval);
     loop {

@@ -170,3 +170,42 @@ fn background_checkpoints_never_split_an_update() {
     assert_ne!(first, [0; 8], "no checkpoint reached the disk");
     assert_eq!(first, &got[40 * PAGE as usize..40 * PAGE as usize + 8]);
 }
+
+/// The CPU time, in clock ticks, of this process's threads named `name`
+/// (`/proc/self/task/*/stat`: utime + stime).
+fn thread_ticks(name: &str) -> u64 {
+    let mut total = 0;
+    for t in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = t.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is the 3rd, utime the 14th.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 12 {
+            total += f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// A zero interval is taken as the shortest (1 ms): the writeback thread sleeps between
+/// its checks instead of spinning (with no dirty page it used a whole core).
+#[test]
+fn a_zero_interval_does_not_spin() {
+    let d = TestDir::new();
+    let c = RioCache::open(
+        disk_path(d.path()),
+        &background(d.path(), Duration::ZERO, 1 << 30),
+    )
+    .unwrap();
+    let before = thread_ticks("rio-writeback");
+    std::thread::sleep(Duration::from_secs(1));
+    let used = thread_ticks("rio-writeback") - before;
+    // Clock ticks are 10 ms: a thread that spun for the second used about 100.
+    assert!(used < 50, "the writeback thread used {used} ticks in 1 s");
+    c.close().unwrap();
+}

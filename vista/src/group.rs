@@ -697,6 +697,8 @@ struct GroupWriteback {
 
 impl GroupWriteback {
     fn spawn(core: Arc<Core>, interval: Duration) -> Result<GroupWriteback> {
+        // As the members' writeback: a zero interval would spin.
+        let interval = interval.max(rio_cache::SHORTEST_INTERVAL);
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let signal = Arc::clone(&stop);
         let handle = std::thread::Builder::new()
