@@ -4,7 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -285,27 +285,26 @@ impl RioCache {
         let log = open_write_log(opts, &ipath)?;
         let faults = &opts.faults;
         let disk = DiskFile::new(disk, Target::Disk, log.clone(), faults.clone());
+        // A new cache whose open fails from here on leaves the files as it found them
+        // (see `NewFiles`): a refused create creates nothing, and the next open, at any
+        // size, starts afresh.
+        let mut new_files = NewFiles {
+            path,
+            journal: jpath.clone(),
+            image: ipath.clone(),
+            disk_existed: existed,
+            journal_existed: jpath.exists(),
+            armed: fresh,
+        };
         if fresh {
             let h = DiskHeader {
                 writer: header.id,
                 ..disk_header
             };
-            let init = disk
-                .write_all_at(&h.encode(0), format::META_AT[0])
+            disk.write_all_at(&h.encode(0), format::META_AT[0])
                 .and_then(|()| disk.set_len(format::disk_len_for(map_len)))
-                .and_then(|()| disk.sync_all());
-            if let Err(e) = init {
-                // Leave the file as the open found it (absent or empty), so that the
-                // next open creates it again instead of finding half a header. The
-                // file is locked, so no other open is looking at it.
-                let _ = if existed {
-                    disk.set_len(0)
-                } else {
-                    std::fs::remove_file(path)
-                };
-                let _ = std::fs::remove_file(&ipath);
-                return Err(e).context(|| format!("initialize {}", path.display()));
-            }
+                .and_then(|()| disk.sync_all())
+                .context(|| format!("initialize {}", path.display()))?;
             if !existed {
                 sync_dir(path, faults)?;
             }
@@ -448,6 +447,9 @@ impl RioCache {
         let mut key_guard = key_guard;
         let pkey = key_guard.0.take();
 
+        // Built: from here on nothing fails before the cache exists (a failure to spawn
+        // the writeback thread leaves a complete new cache, which the next open uses).
+        new_files.armed = false;
         let inner = Inner {
             path: path.to_owned(),
             journal_path: jpath,
@@ -536,6 +538,42 @@ impl Drop for CreatedFile<'_> {
         if self.armed {
             let _ = std::fs::remove_file(self.path);
         }
+    }
+}
+
+/// The files an open of a new cache (an absent or empty disk file) made or changed,
+/// put back as it found them if the open fails after it began writing: the disk file
+/// removed (or emptied, if it existed empty), the journal removed if it did not exist,
+/// the memory image removed. Dropped while the open still holds the disk file's lock
+/// (it is declared after the file's handle), so no other open is looking at them.
+struct NewFiles<'a> {
+    path: &'a Path,
+    journal: PathBuf,
+    image: PathBuf,
+    disk_existed: bool,
+    journal_existed: bool,
+    armed: bool,
+}
+
+impl Drop for NewFiles<'_> {
+    /// Ignores failures: the open's own error is the one that matters, and an empty or
+    /// absent disk file is what the next open treats as new either way.
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let _ = if self.disk_existed {
+            OpenOptions::new()
+                .write(true)
+                .open(self.path)
+                .and_then(|f| f.set_len(0))
+        } else {
+            std::fs::remove_file(self.path)
+        };
+        if !self.journal_existed {
+            let _ = std::fs::remove_file(&self.journal);
+        }
+        let _ = std::fs::remove_file(&self.image);
     }
 }
 

@@ -67,6 +67,10 @@ impl Segment {
         // file a group makes beside the segment, and the files the cache names, are then
         // the same whatever the spelling and the working directory.
         let path = rio_cache::resolve_path(path.as_ref())?;
+        let existed = Existed {
+            disk: path.exists(),
+            journal: rio_cache::journal_path(&path).exists(),
+        };
         let (total, new_layout) = match rio_cache::existing_size(&path)? {
             Some(total) => {
                 // Damage the open would refuse is refused before anything is created.
@@ -81,29 +85,31 @@ impl Segment {
         // Manual writeback until the contents are accepted: no background checkpoint
         // may copy what this open is about to refuse.
         let mut cache = RioCache::open(&path, &opts.rio(total).writeback(Writeback::Manual))?;
+        let refuse = |cache: RioCache, e: Error| {
+            // A refused open writes nothing: not even the close-time checkpoint may
+            // carry the refused state (an unfinished transaction, a damaged log) to the
+            // disk image or the journal. A new segment's files go (under its lock).
+            cache.poison(format!("refused at open: {e}"));
+            if new_layout.is_some() {
+                existed.put_back(&path, &opts.rio(1).resolved_cache_dir());
+            }
+            drop(cache);
+            e
+        };
         // A segment with transactions across segments not yet written back by its
         // group's checkpoint stays fenced (see `crate::group`): before any writeback.
         let fenced = match std::fs::metadata(fence_path(&path)) {
             Ok(_) => true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
             Err(e) => {
-                cache.poison(format!("refused at open: {e}"));
-                return Err(Error::Io {
-                    context: format!("stat {}", fence_path(&path).display()),
-                    source: e,
-                });
+                let context = format!("stat {}", fence_path(&path).display());
+                return Err(refuse(cache, Error::Io { context, source: e }));
             }
         };
         cache.set_fenced(fenced);
         let (layout, recovery) = match accept(&mut cache, opts, new_layout, total, &path) {
             Ok(v) => v,
-            Err(e) => {
-                // A refused open writes nothing: not even the close-time checkpoint may
-                // carry the refused state (an unfinished transaction, a damaged log)
-                // to the disk image or the journal.
-                cache.poison(format!("refused at open: {e}"));
-                return Err(e);
-            }
+            Err(e) => return Err(refuse(cache, e)),
         };
         cache.set_writeback(opts.writeback)?;
         // Each lane's bytes are claimed by the transaction that owns the lane: its
@@ -472,6 +478,38 @@ impl Segment {
         let value = self.transaction(f)?;
         self.checkpoint()?;
         Ok(value)
+    }
+}
+
+/// Which of a segment's files existed before an open of a new segment (an absent or
+/// empty file) began: what [`Existed::put_back`] restores if the open fails after the
+/// cache made them.
+struct Existed {
+    disk: bool,
+    journal: bool,
+}
+
+impl Existed {
+    /// Leaves the files as the open found them: the segment file removed (or emptied,
+    /// if it existed empty), the journal removed if it did not exist, the memory image
+    /// removed. The caller still holds the cache, and so its locks. Failures are
+    /// ignored: the open's own error is the one to report, and an absent or empty file
+    /// is what the next open treats as new either way.
+    fn put_back(&self, path: &Path, cache_dir: &Path) {
+        let _ = if self.disk {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_len(0))
+        } else {
+            std::fs::remove_file(path)
+        };
+        if !self.journal {
+            let _ = std::fs::remove_file(rio_cache::journal_path(path));
+        }
+        if let Ok(image) = rio_cache::image_path(path, cache_dir) {
+            let _ = std::fs::remove_file(image);
+        }
     }
 }
 
