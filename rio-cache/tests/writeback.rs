@@ -149,8 +149,11 @@ fn background_checkpoints_never_split_an_update() {
     .unwrap();
     // Each update writes one counter into two pages far apart; every checkpoint the
     // thread takes must hold equal counters.
+    // The writer runs without pause (`wait_until` sleeps between its checks, and on a
+    // loaded machine a checkpoint's copy then seldom overlapped a burst of writes).
     let mut i = 0u64;
-    wait_until("a few background checkpoints", || {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut done = || {
         for _ in 0..50 {
             i += 1;
             let mut u = cache.update().unwrap();
@@ -164,7 +167,14 @@ fn background_checkpoints_never_split_an_update() {
         // their snapshot (the copy-on-write path, slots of the page arena).
         let s = cache.stats();
         s.checkpoints >= 20 && s.pages_preserved > 0
-    });
+    };
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for background checkpoints that preserve pages: {:?}",
+            cache.stats()
+        );
+    }
     let got = after_power_loss(dir, cache, SIZE);
     let first = &got[..8];
     assert_ne!(first, [0; 8], "no checkpoint reached the disk");
