@@ -18,7 +18,7 @@ pub(crate) const GROUP_COMMIT_MAGIC: [u8; 8] = *b"RIOCGRPC";
 
 /// The largest cache (2^50 bytes, 1 PiB): far beyond any memory file system, and small
 /// enough that no offset or length computed from it overflows.
-pub(crate) const MAX_DATA_LEN: u64 = 1 << 50;
+pub const MAX_DATA_LEN: u64 = 1 << 50;
 
 /// The disk image starts with one header page, which holds the two slots' headers
 /// (see [`META_AT`]); the data follows.

@@ -195,6 +195,7 @@ pub use images::{images, remove_orphan, ImageInfo};
 pub use naming::{
     image_path, journal_path, remove, remove_closed, remove_closed_with, resolve_path,
 };
+pub use format::MAX_DATA_LEN;
 pub use open::existing_size;
 pub use options::{
     deadline_after, Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACHE_DIR,

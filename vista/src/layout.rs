@@ -72,10 +72,24 @@ impl Layout {
             user_off,
             user_len: o.size,
         };
-        layout
-            .total()
-            .ok_or_else(|| bad("segment too large"))
-            .map(|_| layout)
+        // The segment's bytes (undo lanes, then user space) within rio-cache's largest
+        // cache, named here so that the error says which option is to blame.
+        let max = rio_cache::MAX_DATA_LEN;
+        if user_off > max {
+            return Err(Error::InvalidOptions(format!(
+                "the undo logs (lanes x undo_log_size: {} x {}) need {user_off} bytes, more \
+                 than the largest segment ({max} bytes)",
+                o.lanes, o.undo_log_size
+            )));
+        }
+        match layout.total() {
+            Some(t) if t <= max => Ok(layout),
+            _ => Err(Error::InvalidOptions(format!(
+                "size {} plus the undo logs ({user_off} bytes: lanes x undo_log_size) is more \
+                 than the largest segment ({max} bytes)",
+                o.size
+            ))),
+        }
     }
 
     /// Bytes of rio-cache data the segment needs.

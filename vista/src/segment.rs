@@ -303,11 +303,13 @@ impl Segment {
     /// [`Segment::transaction`].
     ///
     /// Do not hold the guard while this thread runs a transaction that changes the
-    /// range: that transaction would wait for the guard and fail with
-    /// [`Error::Conflict`].
+    /// range: that transaction's change fails at once with [`Error::HeldByThisThread`]
+    /// (waiting for a guard its own thread holds would never end).
     ///
     /// # Errors
-    /// [`Error::OutOfRange`]; [`Error::Conflict`] after the retries.
+    /// [`Error::OutOfRange`]; [`Error::Conflict`] after the retries;
+    /// [`Error::HeldByThisThread`] if a transaction open on this thread holds part of the
+    /// range exclusively; [`Error::Poisoned`].
     pub fn read(&self, offset: u64, len: u64) -> Result<Bytes<'_>> {
         self.poison.check()?;
         let at = self.layout.user_range(offset, len)?;
@@ -365,9 +367,11 @@ impl Segment {
     /// program that shares the segment through an `Arc` grows it between phases.)
     ///
     /// # Errors
-    /// [`Error::CannotShrink`]; [`Error::TooLarge`]; [`Error::Poisoned`] (none of these
-    /// writes anything). I/O errors, after which the segment is poisoned: reopen it,
-    /// and it is at the old or the new length.
+    /// [`Error::CannotShrink`]; [`Error::TooLarge`]; [`Error::Poisoned`];
+    /// [`Error::GroupCheckpointRequired`] for a fenced member of a group;
+    /// [`Error::CheckpointBusy`] if its first checkpoint gave up (none of these writes
+    /// anything). I/O errors, after which the segment is poisoned: reopen it, and it is
+    /// at the old or the new length.
     pub fn grow(&mut self, new_len: u64) -> Result<()> {
         self.poison.check()?;
         let len = self.layout.user_len;
@@ -388,7 +392,9 @@ impl Segment {
             requested: new_len,
             max: max.saturating_sub(layout.user_off),
         };
-        let total = layout.total().ok_or_else(|| too_large(u64::MAX))?;
+        let total = layout
+            .total()
+            .ok_or_else(|| too_large(rio_cache::MAX_DATA_LEN))?;
         match self.cache.grow_with(total, &[(0, &layout.encode())]) {
             Ok(()) => {}
             Err(rio_cache::Error::TooLarge { max, .. }) => return Err(too_large(max)),
@@ -406,7 +412,9 @@ impl Segment {
     /// # Errors
     /// I/O errors, after which the segment is poisoned; [`Error::Cache`] if this thread
     /// has a transaction of this segment open (the checkpoint would wait for it
-    /// forever).
+    /// forever); [`Error::CheckpointBusy`] if other threads' transactions stayed open for
+    /// the whole checkpoint wait (nothing written); [`Error::GroupCheckpointRequired`]
+    /// for a fenced member of a group (nothing written); [`Error::Poisoned`].
     pub fn checkpoint(&self) -> Result<()> {
         self.poison.check()?;
         Ok(self.cache.checkpoint()?)

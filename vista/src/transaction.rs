@@ -123,7 +123,9 @@ impl<'s> Transaction<'s> {
     ///
     /// # Errors
     /// [`Error::OutOfRange`]; [`Error::UndoLogFull`] (the transaction stays usable);
-    /// [`Error::Conflict`].
+    /// [`Error::Conflict`]; [`Error::HeldByThisThread`] (a read guard or another
+    /// transaction of this thread holds part of the range); [`Error::ReadOnly`] in a
+    /// read-only transaction.
     #[allow(clippy::inline_always)]
     #[inline(always)]
     pub fn set_range(&mut self, offset: u64, len: u64) -> Result<&mut [u8]> {
@@ -240,7 +242,8 @@ impl<'s> Transaction<'s> {
     /// changes. The range is locked shared until the transaction ends.
     ///
     /// # Errors
-    /// [`Error::OutOfRange`]; [`Error::Conflict`].
+    /// [`Error::OutOfRange`]; [`Error::Conflict`]; [`Error::HeldByThisThread`] (another
+    /// transaction of this thread holds part of the range exclusively).
     #[allow(clippy::inline_always)]
     #[inline(always)]
     pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {

@@ -659,3 +659,24 @@ fn a_zeroed_header_over_data_is_refused_before_an_image_is_made() {
     let seg = Segment::open(&p.path, &opts).unwrap();
     assert_eq!(seg.get::<u64>(4096).unwrap(), 0xabcd);
 }
+
+/// Options whose undo logs alone exceed the largest segment name the undo logs, not the
+/// size the caller gave (the message used to say "size must be between 1 and ...").
+#[test]
+fn undo_logs_past_the_largest_segment_are_named_as_such() {
+    let p = Place::new();
+    let opts = p.opts(4096).lanes(1024).undo_log_size(1 << 40);
+    match Segment::open(&p.path, &opts) {
+        Err(Error::InvalidOptions(why)) => {
+            assert!(why.contains("undo_log_size"), "{why}");
+            assert!(!why.contains("size must be"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!p.path.exists(), "a refused open created the file");
+    let too_big = p.opts(1 << 50);
+    match Segment::open(&p.path, &too_big) {
+        Err(Error::InvalidOptions(why)) => assert!(why.contains("size 1125899906842624"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
