@@ -638,6 +638,17 @@ pub(crate) fn read_disk_header(
     let n = b.len().min(usize::try_from(len).unwrap_or(usize::MAX));
     disk.read_exact_at(&mut b[..n], 0)
         .context(|| format!("read {}", path.display()))?;
+    // Shorter than its two slots' headers: truncated (if it starts as one), not damaged.
+    let need = b.len();
+    if n < need {
+        let at = format::META_AT[0] as usize;
+        return Err(match DiskHeader::decode(&b[at..at + DiskHeader::LEN], 0) {
+            Err(HeaderError::Magic) => not_ours("bad magic"),
+            _ => corrupt(format!(
+                "truncated: {len} bytes, shorter than its header ({need} bytes)"
+            )),
+        });
+    }
     let header = |slot: usize| -> Result<DiskHeader> {
         let at = format::META_AT[slot] as usize;
         let h = DiskHeader::decode(&b[at..at + DiskHeader::LEN], slot).map_err(|e| match e {

@@ -64,6 +64,16 @@ fn truncated_file() {
     write_in_place(&p.path, &b[..b.len() - 100]);
     let err = open_fails(&p);
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    // Cut inside its header: said to be truncated (it was "slot 0's header checksum
+    // mismatch", which sends one looking for damage).
+    for cut in [64, 100, 500, 700] {
+        write_in_place(&p.path, &b[..cut]);
+        let err = open_fails(&p);
+        match &err {
+            Error::Corrupt { reason, .. } => assert!(reason.contains("truncated"), "{cut}: {err}"),
+            other => panic!("{cut}: {other}"),
+        }
+    }
 }
 
 #[test]
