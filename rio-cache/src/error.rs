@@ -75,7 +75,7 @@ pub enum Error {
         reason: String,
     },
     /// A complete memory image of this boot is in the cache directory, but the disk
-    /// file does not continue from it: the disk file is empty (truncated, or removed and
+    /// file does not continue from it: the disk file is missing or empty (truncated, or removed and
     /// created again), or it was replaced by another file (another inode) holding the
     /// checkpoint the image continues. Using the disk file would silently drop
     /// everything the image holds beyond it. Nothing was changed.

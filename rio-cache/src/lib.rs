@@ -189,13 +189,13 @@ pub use cache::{RioCache, Stats};
 pub use checkpoint::CRASH_POINTS;
 pub use error::{Error, PkeyUnavailable, Result};
 pub use faults::{Faults, IoCall, IoFile, IoOp};
+pub use format::MAX_DATA_LEN;
 pub use group::GROUP_CRASH_POINTS;
 pub use grow::GROW_CRASH_POINTS;
 pub use images::{images, remove_orphan, ImageInfo};
 pub use naming::{
     image_path, journal_path, remove, remove_closed, remove_closed_with, resolve_path,
 };
-pub use format::MAX_DATA_LEN;
 pub use open::existing_size;
 pub use options::{
     deadline_after, Protection, RioOptions, Writeback, CACHE_DIR_ENV, DEFAULT_CACHE_DIR,

@@ -144,7 +144,7 @@ pub(crate) fn judge_image(
             Error::LiveImage {
                 image: ipath.to_owned(),
                 path: path.to_owned(),
-                reason: "the disk file is empty".into(),
+                reason: "the disk file is missing or empty".into(),
             },
         ));
     };

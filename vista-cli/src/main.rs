@@ -226,7 +226,14 @@ impl Failure {
 /// the commands that do the same, and a refusal without a way forward gets one.
 fn commands_for(msg: &str, path: &Path, cache_dir: &Path, e: &vista::Error) -> String {
     let p = path.display();
-    let discard = format!("`vista recover --discard-image {p}`");
+    // `recover` opens an existing segment: for an image whose file is missing or empty,
+    // the way out is `remove` (which deletes the image with the file).
+    let no_file = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+    let discard = if no_file && matches!(e, vista::Error::LiveImage { .. }) {
+        format!("`vista remove {p}`, which loses the commits it holds,")
+    } else {
+        format!("`vista recover --discard-image {p}`")
+    };
     let mut m = msg
         .replace("opening with discard_image", &discard)
         .replace(
@@ -250,7 +257,9 @@ fn commands_for(msg: &str, path: &Path, cache_dir: &Path, e: &vista::Error) -> S
             "the segment file is damaged: `vista check {p}` shows what is intact; restore \
              it from a copy, or `vista remove {p}` deletes the segment"
         )),
-        vista::Error::DamagedImage { .. } | vista::Error::LiveImage { .. } => {
+        vista::Error::DamagedImage { .. } | vista::Error::LiveImage { .. }
+            if !m.contains("`vista remove") =>
+        {
             Some(format!("or `vista remove {p}` deletes the segment"))
         }
         _ => None,

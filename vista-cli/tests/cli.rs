@@ -1108,3 +1108,28 @@ fn check_says_when_only_the_files_copy_is_damaged() {
     );
     assert_eq!(vista(d, &["checkpoint", "seg"]).code, 0);
 }
+
+/// A segment file deleted while its memory image lives: `create` refuses and names the
+/// command that works (`recover --discard-image` needs the file, and failed), which
+/// then deletes the image.
+#[test]
+fn a_live_image_without_its_file_points_to_remove() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    // A crashed segment: its image holds more than its file.
+    let seg = crashed_segment(dir);
+    std::fs::remove_file(&seg).unwrap();
+    let name = seg.file_name().unwrap().to_str().unwrap();
+    let r = vista(dir, &["create", name, "--size", "64KiB"]);
+    fails(&r, 3, name);
+    assert!(r.stderr.contains("missing or empty"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("`vista remove {name}`")) && !r.stderr.contains("recover"),
+        "{}",
+        r.stderr
+    );
+    let r = vista(dir, &["remove", name]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = vista(dir, &["create", name, "--size", "64KiB"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
