@@ -15,7 +15,8 @@ pub struct CampaignArgs {
     /// Seed of everything random.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Stop after this many cycles (kill, power, wild).
+    /// Stop after this many cycles (the kill and power modes; `crash-sim run`'s wild
+    /// mode too).
     #[arg(long)]
     pub cycles: Option<u64>,
     /// Longest random delay before a kill, in microseconds.
@@ -32,7 +33,7 @@ pub struct CampaignArgs {
     pub hit: Option<u64>,
     /// Points and recovery modes: only this starting state (built-in engines: fresh,
     /// pending, cold, fresh+power, pending+power; applications: fresh, pending, cold);
-    /// compound mode: only this scenario.
+    /// `crash-sim run`'s compound mode: only this scenario.
     #[arg(long)]
     pub scenario: Option<String>,
     /// vista's guard in every mode but `wild` (which runs each itself): auto, none,
