@@ -492,6 +492,7 @@ impl<'s> Transaction<'s> {
     /// [`Error::Poisoned`] if the segment or its cache is poisoned (a checkpoint that
     /// failed while this transaction ran poisons the cache only): such a transaction
     /// must not commit.
+    #[inline]
     pub(crate) fn check_poisoned(&self) -> Result<()> {
         self.cx.poison.check()?;
         Ok(self.update().check_poison()?)
