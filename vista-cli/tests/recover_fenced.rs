@@ -12,7 +12,7 @@ use std::process::Command;
 
 use vista::{Options, Segment, Writeback};
 
-const CHILD_ENV: &str = "REVIEW5_RECOVER_FENCED_CHILD";
+const CHILD_ENV: &str = "VISTA_RECOVER_FENCED_CHILD";
 
 fn options(dir: &Path) -> Options {
     Options::new()
