@@ -17,7 +17,8 @@
 //! 64    epoch slot 0: epoch u64, crc32 of the 8 epoch bytes u32 (16 bytes)
 //! 128   epoch slot 1: likewise
 //! 192   members: count u32, crc32 of the count and the ids u32, then count ids u64
-//!       (the layer above's names of the group's members; count 0: none recorded)
+//!       (the layer above's names of the members that ever used the file, in the order
+//!       they first did; a member's index here is its *slot base*; count 0: none yet)
 //! 4096  transaction slots: u64 each, for the layer above (slot k at 4096 + 8k)
 //! ```
 //!
@@ -203,15 +204,41 @@ impl Coordinator {
         ))
     }
 
-    /// Records the member ids (at most [`MAX_MEMBER_IDS`]) and syncs.
+    /// The slot base of each member id: its index among every member that ever used the
+    /// file, ids seen for the first time appended (and the record synced) before this
+    /// returns. Two members never share a base, so two groups that use the file one
+    /// after the other (or one group whose members were moved or copied) never write
+    /// each other's slots. A record that is torn or absent (an older coordinator) starts
+    /// afresh.
     ///
     /// # Errors
-    /// [`Error::InvalidOptions`] for none or too many; I/O errors.
-    pub fn set_members(&self, ids: &[u64]) -> Result<()> {
+    /// [`Error::InvalidOptions`] once more than [`MAX_MEMBER_IDS`] members have used the
+    /// file; I/O errors.
+    pub fn member_bases(&self, ids: &[u64]) -> Result<Vec<u64>> {
+        let old = self.members()?.unwrap_or_default();
+        let mut all = old.clone();
+        for id in ids {
+            if !all.contains(id) {
+                all.push(*id);
+            }
+        }
+        if all.len() != old.len() {
+            self.set_members(&all)?;
+        }
+        Ok(ids
+            .iter()
+            .map(|id| all.iter().position(|x| x == id).expect("recorded") as u64)
+            .collect())
+    }
+
+    /// Records the member ids and syncs.
+    fn set_members(&self, ids: &[u64]) -> Result<()> {
         if ids.is_empty() || ids.len() > MAX_MEMBER_IDS {
             return Err(Error::InvalidOptions(format!(
-                "a coordinator records 1 to {MAX_MEMBER_IDS} members, not {}",
-                ids.len()
+                "coordinator {} has slots for {MAX_MEMBER_IDS} members over its life, all \
+                 used: give the group a new coordinator file once every member was opened \
+                 since its group last ran",
+                self.path.display()
             )));
         }
         let mut b = vec![0u8; 8 + 8 * ids.len()];

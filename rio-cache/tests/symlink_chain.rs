@@ -50,12 +50,7 @@ fn a_grow_committed_on_a_file_created_through_a_symlink_chain_is_finished() {
     // link1 -> link2 -> data (absent).
     std::os::unix::fs::symlink("link2", dir.join("link1")).unwrap();
     std::os::unix::fs::symlink("data", dir.join("link2")).unwrap();
-    let status = run_child(
-        "grow",
-        dir,
-        "",
-        &[("CRASH_POINT", "rio.grow.committed:1")],
-    );
+    let status = run_child("grow", dir, "", &[("CRASH_POINT", "rio.grow.committed:1")]);
     assert_signaled(status, libc::SIGKILL, "rio.grow.committed");
     let leftover: Vec<_> = std::fs::read_dir(dir)
         .unwrap()

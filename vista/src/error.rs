@@ -262,19 +262,6 @@ pub enum Error {
         /// Why it could not be read.
         reason: String,
     },
-    /// The coordinator file was last used by a group with a member that is not in this
-    /// one: that segment may still need the decisions the file holds (its recovery asks
-    /// for them when it is next opened), and this group would write over them. Nothing
-    /// was written. Open the group with every former member (more may be added), or give
-    /// it a coordinator file of its own; the file may be removed once every former
-    /// member has been opened since its group last ran.
-    #[error("coordinator {} belongs to another group: {missing} of its members are not in this one and may still need its decisions", .coordinator.display())]
-    CoordinatorInUse {
-        /// The coordinator file.
-        coordinator: PathBuf,
-        /// How many recorded members this group lacks.
-        missing: usize,
-    },
     /// The segment holds transactions across segments that have not reached the disk
     /// with the rest of their group: only the group's checkpoint
     /// ([`crate::Group::checkpoint`]) may write it back, so that a power loss never

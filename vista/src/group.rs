@@ -72,6 +72,9 @@ pub struct Group {
 #[derive(Debug)]
 struct Core {
     members: Vec<Segment>,
+    /// Each member's slot base in the coordinator (`Coordinator::member_bases`): its
+    /// slots are `base * SLOTS_PER_MEMBER + lane`.
+    bases: Vec<u64>,
     coordinator: Coordinator,
     /// Transactions of the group hold it shared while they run; a group checkpoint
     /// holds it exclusively, so that every transaction across segments is in all of
@@ -135,40 +138,27 @@ impl Group {
             )));
         }
         let coordinator = Coordinator::open(&path, true, opts.faults.clone())?;
-        // One group at a time uses the file, and only a group with every member that
-        // used it last (a member left out may still need its decisions: its recovery
-        // reads them when it is next opened, which every member of this group was).
+        // One group at a time uses the file; each member decides in slots of its own,
+        // which no other member that ever used the file shares: a segment left out of
+        // this group (another group's, or a moved or copied one) may still need the
+        // decisions in its slots, which its recovery reads when it is next opened.
         coordinator.lock()?;
         let ids: Vec<u64> = members.iter().map(|m| member_id(m.path())).collect();
-        let recorded = coordinator.members()?;
-        if let Some(old) = &recorded {
-            let missing = old.iter().filter(|id| !ids.contains(id)).count();
-            if missing > 0 {
-                return Err(Error::CoordinatorInUse {
-                    coordinator: path,
-                    missing,
-                });
-            }
-        }
-        let mut set = ids.clone();
-        set.sort_unstable();
-        set.dedup();
-        if recorded.is_none_or(|mut old| {
-            old.sort_unstable();
-            old != set
-        }) {
-            coordinator.set_members(&set)?;
-        }
-        // Ids never repeat for a slot: above every id any slot holds, and above the clock.
+        let bases = coordinator.member_bases(&ids)?;
+        // Ids never repeat for a slot: above every id the members' slots hold, and above
+        // the clock.
         let mut max = 0;
-        for k in 0..members.len() as u64 * SLOTS_PER_MEMBER {
-            max = max.max(coordinator.slot(k)?);
+        for &b in &bases {
+            for k in b * SLOTS_PER_MEMBER..(b + 1) * SLOTS_PER_MEMBER {
+                max = max.max(coordinator.slot(k)?);
+            }
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 2));
         let core = Arc::new(Core {
             members,
+            bases,
             coordinator,
             order: RwLock::new(()),
             closing: AtomicU32::new(0),
@@ -523,7 +513,7 @@ impl<'g> GroupTransaction<'g> {
     fn join(&mut self, member: usize) -> Result<()> {
         let tx = self.group.core.members[member].begin()?;
         if self.joined.is_empty() {
-            self.slot = member as u64 * SLOTS_PER_MEMBER + u64::from(tx.lane());
+            self.slot = self.group.core.bases[member] * SLOTS_PER_MEMBER + u64::from(tx.lane());
         }
         self.parts[member] = Some(tx);
         self.joined.push(member);
@@ -750,7 +740,8 @@ impl crate::retry::Attempt for GroupTransaction<'_> {
 }
 
 /// A member's id in its coordinator's record: FNV-1a of the segment's resolved path
-/// (stable across runs and builds, unlike std's hasher).
+/// (stable across runs and builds, unlike std's hasher). A segment moved or copied is
+/// another member, with slots of its own.
 fn member_id(path: &Path) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in path.as_os_str().as_encoded_bytes() {

@@ -64,7 +64,9 @@ fn a_refused_create_through_a_symlink_chain_leaves_nothing_and_keeps_the_links()
         };
         let after = entries(p.dir.path());
         if after != before {
-            left.push(format!("operation {n}: {e}: before {before:?}, after {after:?}"));
+            left.push(format!(
+                "operation {n}: {e}: before {before:?}, after {after:?}"
+            ));
         }
     }
     assert!(left.is_empty(), "{left:#?}");
