@@ -128,24 +128,24 @@ pub fn resolve_path(path: impl AsRef<Path>) -> Result<PathBuf> {
 
 /// See [`resolve_path`].
 pub(crate) fn absolute(path: &Path) -> Result<PathBuf> {
-    match path.canonicalize() {
-        Ok(p) => return Ok(p),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).context(|| format!("resolve {}", path.display())),
+    let given = path;
+    let mut path = path.to_path_buf();
+    // Absent: a dangling symlink names the file at the end of its chain (which an open
+    // creates), however many links lead there, so that resolving a resolved path changes
+    // nothing. (A loop of links fails `canonicalize` with ELOOP.)
+    loop {
+        match path.canonicalize() {
+            Ok(p) => return Ok(p),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).context(|| format!("resolve {}", given.display())),
+        }
+        match std::fs::read_link(&path) {
+            Ok(t) if t.is_absolute() => path = t,
+            Ok(t) => path = path.parent().unwrap_or_else(|| Path::new("")).join(t),
+            Err(_) => break,
+        }
     }
-    // Absent: a dangling symlink names the file it points to (which an open creates).
-    let target;
-    let path = match std::fs::read_link(path) {
-        Ok(t) if t.is_absolute() => {
-            target = t;
-            target.as_path()
-        }
-        Ok(t) => {
-            target = path.parent().unwrap_or_else(|| Path::new("")).join(t);
-            target.as_path()
-        }
-        Err(_) => path,
-    };
+    let path = path.as_path();
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
