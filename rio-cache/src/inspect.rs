@@ -184,6 +184,9 @@ pub struct CacheInfo {
 /// [`Error::Corrupt`] for a disk header an open would refuse. Problems with the file's
 /// length, the journal and the memory image are reported in the [`CacheInfo`] instead.
 pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
+    // The files an open would use (see `crate::resolve_path`).
+    let resolved = crate::naming::absolute(path)?;
+    let path = resolved.as_path();
     let disk = File::open(path).context(|| format!("open {}", path.display()))?;
     let meta = disk
         .metadata()

@@ -22,21 +22,26 @@ fn holder(pid: Option<u32>) -> String {
 
 /// `vista remove`.
 pub fn remove(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
+    // The files of the segment itself (through a symlink: the target's journal, image
+    // and fence, as an open names them); the link is left as it is.
+    let given = path;
+    let resolved = rio_cache::resolve_path(path).map_err(|e| Failure::new(exit::FILE, path, e))?;
+    let path = resolved.as_path();
     if path.is_dir() {
-        return Err(Failure::new(exit::FILE, path, "is a directory"));
+        return Err(Failure::new(exit::FILE, given, "is a directory"));
     }
     // A file that is not a segment is never deleted (a mistyped path); a damaged
     // segment is (that is what the command is for).
     if let Err(rio_cache::Error::NotRioCache { reason, .. }) = rio_cache::existing_size(path) {
         return Err(Failure::new(
             exit::FILE,
-            path,
+            given,
             format!("is not a vista segment ({reason}); nothing was removed"),
         ));
     }
     let journal = rio_cache::journal_path(path);
     let image =
-        rio_cache::image_path(path, cache_dir).map_err(|e| Failure::new(exit::FILE, path, e))?;
+        rio_cache::image_path(path, cache_dir).map_err(|e| Failure::new(exit::FILE, given, e))?;
     let fence = vista::fence_path(path);
     let present = |p: &Path| std::fs::symlink_metadata(p).is_ok();
     let found = [
@@ -53,7 +58,7 @@ pub fn remove(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
     if empty && found[1..].iter().all(Option::is_none) {
         return Err(Failure::new(
             exit::FILE,
-            path,
+            given,
             "is not a vista segment (the file is empty, with no journal, memory image or \
              fence beside it); nothing was removed",
         ));
@@ -61,7 +66,7 @@ pub fn remove(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
     if found.iter().all(Option::is_none) {
         return Err(Failure::new(
             exit::FILE,
-            path,
+            given,
             format!(
                 "nothing to remove: no segment file, journal ({}) or memory image ({})",
                 journal.display(),
@@ -77,16 +82,16 @@ pub fn remove(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
         Err(rio_cache::Error::Locked { path: held, pid }) => {
             return Err(Failure::new(
                 exit::LOCKED,
-                path,
+                given,
                 format!(
                     "{} is open ({} is locked {}); nothing was removed (close it first)",
-                    path.display(),
+                    given.display(),
                     held.display(),
                     holder(pid)
                 ),
             ))
         }
-        Err(e) => return Err(Failure::new(exit::FILE, path, e)),
+        Err(e) => return Err(Failure::new(exit::FILE, given, e)),
     }
     let show = |p: &Option<std::path::PathBuf>| {
         p.as_ref()
@@ -94,7 +99,7 @@ pub fn remove(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
     };
     let text = format!(
         "removed {}\n  segment file  {}\n  journal       {}\n  memory image  {}\n  fence         {}\n",
-        path.display(),
+        given.display(),
         show(&found[0]),
         show(&found[1]),
         show(&found[2]),

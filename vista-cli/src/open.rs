@@ -119,8 +119,14 @@ pub fn recover(path: &Path, cache_dir: &Path, discard_image: bool) -> Result<Out
     let seg = Segment::open(path, &opts).map_err(|e| Failure::vista(path, cache_dir, &e))?;
     let r = seg.recovery();
     let start = seg.start_kind();
-    seg.close()
-        .map_err(|e| Failure::vista(path, cache_dir, &e))?;
+    // A member of a group with transactions across segments not yet written back is
+    // recovered all the same; only its group's checkpoint may write it back, so its
+    // close takes none (the memory image keeps everything).
+    let fenced = match seg.close() {
+        Ok(()) => false,
+        Err(vista::Error::GroupCheckpointRequired) => true,
+        Err(e) => return Err(Failure::vista(path, cache_dir, &e)),
+    };
     let after = vista::inspect::inspect(path, cache_dir)
         .map(|i| i.cache.disk.seq)
         .ok();
@@ -138,11 +144,16 @@ pub fn recover(path: &Path, cache_dir: &Path, discard_image: bool) -> Result<Out
         r.lanes_rolled_back,
         r.records_undone,
         after.map_or_else(|| "unknown".into(), |s| s.to_string()),
-    );
+    ) + if fenced {
+        "  fenced        it holds transactions across segments: only its group's checkpoint\n                (Group::checkpoint, in the program that owns the group) writes it back;\n                its commits are in the memory image\n"
+    } else {
+        ""
+    };
     Ok(Outcome {
         text,
         json: json!({
             "path": path,
+            "fenced": fenced,
             "start": start_name(start),
             "discarded_image": discard_image,
             "journal": journal_text,
@@ -157,6 +168,18 @@ pub fn recover(path: &Path, cache_dir: &Path, discard_image: bool) -> Result<Out
 /// `vista checkpoint`.
 pub fn checkpoint(path: &Path, cache_dir: &Path) -> Result<Outcome, Failure> {
     existing(path)?;
+    // Refused before the open, which would change the memory image (its recovery) and
+    // then fail to checkpoint.
+    let fence = vista::rio_cache::resolve_path(path).map(|p| vista::fence_path(&p));
+    if fence.is_ok_and(|f| f.exists()) {
+        return Err(Failure::new(
+            exit::FILE,
+            path,
+            "is a fenced member of a group: it holds transactions across segments that \
+             only its group's checkpoint writes back (Group::checkpoint, in the program \
+             that owns the group); nothing was changed",
+        ));
+    }
     let seg = Segment::open(path, &options(cache_dir))
         .map_err(|e| Failure::vista(path, cache_dir, &e))?;
     let before = seg.cache_stats().disk_seq;

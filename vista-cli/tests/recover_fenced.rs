@@ -92,4 +92,28 @@ fn a_refused_recover_of_a_fenced_member_changes_nothing() {
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).trim()
     );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("fenced"),
+        "the report says the member stays fenced: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // `vista checkpoint` cannot write a fenced member back: refused, nothing changed.
+    let before = snapshot(dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_vista"))
+        .current_dir(dir)
+        .arg("--cache-dir")
+        .arg(dir)
+        .args(["checkpoint", "seg"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        snapshot(dir) == before,
+        "a refused checkpoint changed files"
+    );
 }
