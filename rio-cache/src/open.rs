@@ -85,7 +85,8 @@ impl RioCache {
         // Every file is named from the resolved path (see `naming::resolve_path`): the
         // journal and the memory image of a segment opened through a symlink, or by a
         // relative path, are the ones of the file itself.
-        let resolved = crate::naming::absolute(path.as_ref())?;
+        let given = path.as_ref();
+        let resolved = crate::naming::absolute(given)?;
         let path = resolved.as_path();
         if opts.size == 0 || opts.size > format::MAX_DATA_LEN {
             return Err(Error::InvalidOptions(format!(
@@ -122,6 +123,7 @@ impl RioCache {
         if !sys::try_lock_exclusive(&disk).context(|| format!("lock {}", path.display()))? {
             return Err(Error::locked(path));
         }
+        adopt_legacy_names(given, path, &cache_dir)?;
         // A refused open leaves no file behind: the one created just now is removed
         // (under its lock) unless the open gets past validation.
         let mut created = CreatedFile {
@@ -539,6 +541,77 @@ impl Drop for CreatedFile<'_> {
             let _ = std::fs::remove_file(self.path);
         }
     }
+}
+
+/// Takes over the memory image and journal that builds before symlinks of the file itself
+/// were resolved (see `naming::resolve_path`) named after `given`, a symlink to the disk
+/// file (its directory resolved, its own name kept): renamed to the names of `resolved`
+/// if those do not exist yet, so that the commits such an image holds (a crash of the
+/// previous build) are not silently left behind by a cold start. The image is renamed
+/// under its lock (`Locked` if a process of the previous build has it open); the caller
+/// holds the disk file's lock. Renaming changes no byte, so a refused open that did it
+/// has still written nothing.
+///
+/// # Errors
+/// [`Error::Locked`]; I/O errors.
+fn adopt_legacy_names(given: &Path, resolved: &Path, cache_dir: &Path) -> Result<()> {
+    let is_link = std::fs::symlink_metadata(given).is_ok_and(|m| m.file_type().is_symlink());
+    let (Some(dir), Some(name)) = (given.parent(), given.file_name()) else {
+        return Ok(());
+    };
+    if !is_link {
+        return Ok(());
+    }
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(dir) = dir.canonicalize() else {
+        return Ok(());
+    };
+    let legacy = dir.join(name);
+    if legacy == resolved {
+        return Ok(());
+    }
+    let old_image = cache_dir.join(crate::naming::image_name(&legacy));
+    let new_image = cache_dir.join(crate::naming::image_name(resolved));
+    if old_image.exists() && !new_image.exists() {
+        if let Some(held) = lock_image(&old_image)? {
+            std::fs::rename(&old_image, &new_image)
+                .context(|| format!("rename {} to {}", old_image.display(), new_image.display()))?;
+            drop(held);
+        }
+    }
+    let (old_journal, new_journal) = (journal_path(&legacy), journal_path(resolved));
+    let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    if len(&old_journal) > 0 && len(&new_journal) == 0 {
+        // Across file systems (a symlink to another one) by a synced copy instead.
+        let moved = std::fs::rename(&old_journal, &new_journal).or_else(|e| {
+            if e.raw_os_error() != Some(libc::EXDEV) {
+                return Err(e);
+            }
+            std::fs::copy(&old_journal, &new_journal)?;
+            File::open(&new_journal)?.sync_all()?;
+            std::fs::remove_file(&old_journal)
+        });
+        moved.context(|| {
+            format!(
+                "move {} to {}",
+                old_journal.display(),
+                new_journal.display()
+            )
+        })?;
+        for d in [Some(dir.as_path()), resolved.parent()]
+            .into_iter()
+            .flatten()
+        {
+            File::open(d)
+                .and_then(|f| f.sync_all())
+                .context(|| format!("fsync directory {}", d.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The files an open of a new cache (an absent or empty disk file) made or changed,
