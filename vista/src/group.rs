@@ -378,11 +378,12 @@ impl Core {
         }
         #[cfg(feature = "mutants")]
         if crate::mutant::is("xseg-install-undecided") {
-            // Mutant: the members install without the group's decision.
+            // Mutant: the members install without the group's decision (and are then
+            // unfenced, as after a decided checkpoint).
             for p in prepared {
                 p.finish()?;
             }
-            return Ok(());
+            return self.unfence();
         }
         if let Err(e) = self.coordinator.decide(epoch) {
             for m in &self.members {
