@@ -249,7 +249,7 @@ pub fn inspect(path: &Path, cache_dir: &Path) -> Result<CacheInfo> {
         }) {
             Ok(Journal::Empty) => JournalState::Empty,
             Ok(Journal::Torn) => {
-                grow = journal::grow_intent(&f, &journal_path, h.data_len)?
+                grow = journal::grow_intent(&f, &journal_path, h.data_len, &crate::Faults::none())?
                     .map(|to| InterruptedGrow::Uncommitted { to });
                 JournalState::Torn
             }

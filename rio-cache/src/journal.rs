@@ -307,9 +307,17 @@ pub(crate) fn read(file: &File, path: &Path, data_len: u64) -> Result<Journal> {
 /// # Errors
 /// A failed read (as [`read`]'s): not taken for "none", which would leave a grow's
 /// longer file behind.
-pub(crate) fn grow_intent(file: &File, path: &Path, data_len: u64) -> Result<Option<u64>> {
+pub(crate) fn grow_intent(
+    file: &File,
+    path: &Path,
+    data_len: u64,
+    faults: &crate::Faults,
+) -> Result<Option<u64>> {
     let mut h = [0u8; HEADER_LEN];
-    match file.read_exact_at(&mut h, 0) {
+    let read = faults
+        .check(crate::IoOp::Read, crate::IoFile::Journal)
+        .and_then(|()| file.read_exact_at(&mut h, 0));
+    match read {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e).context(|| format!("read {}", path.display())),

@@ -194,7 +194,7 @@ impl RioCache {
                     other => other,
                 };
                 let intent = if matches!(state, Journal::Torn) {
-                    journal::grow_intent(&f, &jpath, disk_header.data_len)?
+                    journal::grow_intent(&f, &jpath, disk_header.data_len, &opts.faults)?
                 } else {
                     None
                 };

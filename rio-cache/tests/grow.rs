@@ -550,3 +550,48 @@ fn inspection_shows_an_interrupted_grow() {
         assert!(files.0 == after_files.0, "{point}: inspection wrote");
     }
 }
+
+/// A grow killed after it extended the file and before its commit point leaves a torn
+/// journal whose header says how far the grow went (the intent). Every read the next
+/// open makes fails in turn: the open reports the I/O error, and the one after it undoes
+/// the grow as if nothing had failed. (A failed read of the intent was taken for "no
+/// grow": the open then refused the longer file as corrupt.)
+#[test]
+fn every_read_of_the_open_after_an_interrupted_grow_can_fail() {
+    let _serial = common::serial();
+    if !crash_points_or_skip() {
+        return;
+    }
+    let t = TestDir::new();
+    let dir = t.path();
+    setup(dir);
+    kill_at(dir, "grow", "rio.grow.extended");
+    let crashed = save(dir);
+    let counting = rio_cache::Faults::counting();
+    let size = existing_size(disk_path(dir)).unwrap().unwrap();
+    drop(RioCache::open(disk_path(dir), &o(dir, size).faults(counting.clone())).unwrap());
+    let reads: Vec<(usize, rio_cache::IoCall)> = counting
+        .calls()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, c)| c.op == rio_cache::IoOp::Read)
+        .collect();
+    assert!(
+        reads
+            .iter()
+            .any(|(_, c)| c.file == rio_cache::IoFile::Journal),
+        "{reads:?}"
+    );
+    for (n, call) in reads {
+        restore(dir, &crashed);
+        let faults = rio_cache::Faults::counting();
+        faults.fail_at(n as u64, libc::EIO);
+        match RioCache::open(disk_path(dir), &o(dir, size).faults(faults)) {
+            Err(Error::Io { .. }) => {}
+            other => panic!("read {n} ({call}) failing: {other:?}"),
+        }
+        let cache = RioCache::open(disk_path(dir), &o(dir, size))
+            .unwrap_or_else(|e| panic!("after read {n} ({call}) failed: {e}"));
+        assert!(cache.as_slice().unwrap() == before(), "read {n} ({call})");
+    }
+}
