@@ -65,8 +65,11 @@ impl Segment {
     pub fn open(path: impl AsRef<Path>, opts: &Options) -> Result<Segment> {
         // Resolved (absolute, symlinks followed; `rio_cache::resolve_path`): the fence
         // file a group makes beside the segment, and the files the cache names, are then
-        // the same whatever the spelling and the working directory.
-        let path = rio_cache::resolve_path(path.as_ref())?;
+        // the same whatever the spelling and the working directory. The cache is opened
+        // by the path as given (it resolves it the same way, and takes over the files
+        // an older build named after a symlink: `RioCache::open`).
+        let given = path.as_ref();
+        let path = rio_cache::resolve_path(given)?;
         let existed = Existed {
             disk: path.exists(),
             journal: rio_cache::journal_path(&path).exists(),
@@ -84,7 +87,7 @@ impl Segment {
         };
         // Manual writeback until the contents are accepted: no background checkpoint
         // may copy what this open is about to refuse.
-        let mut cache = RioCache::open(&path, &opts.rio(total).writeback(Writeback::Manual))?;
+        let mut cache = RioCache::open(given, &opts.rio(total).writeback(Writeback::Manual))?;
         let refuse = |cache: RioCache, e: Error| {
             // A refused open writes nothing: not even the close-time checkpoint may
             // carry the refused state (an unfinished transaction, a damaged log) to the
