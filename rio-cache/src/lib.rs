@@ -194,7 +194,7 @@ pub use group::GROUP_CRASH_POINTS;
 pub use grow::GROW_CRASH_POINTS;
 pub use images::{images, remove_orphan, ImageInfo};
 pub use naming::{
-    image_path, journal_path, remove, remove_closed, remove_closed_with, resolve_path,
+    image_path, journal_path, path_hash, remove, remove_closed, remove_closed_with, resolve_path,
 };
 pub use open::existing_size;
 pub use options::{

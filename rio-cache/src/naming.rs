@@ -93,14 +93,20 @@ pub fn image_path(path: &Path, cache_dir: &Path) -> Result<PathBuf> {
     Ok(cache_dir.join(image_name(&absolute(path)?)))
 }
 
-/// The file name of the memory image of the disk file at the absolute path `abs`.
-pub(crate) fn image_name(abs: &Path) -> String {
-    // FNV-1a: stable across runs and builds, unlike std's hasher.
+/// A path's 64-bit FNV-1a hash: stable across runs and builds, unlike std's hasher.
+/// Names a memory image (with the file name), and a group's member in its coordinator.
+pub fn path_hash(path: &Path) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in abs.as_os_str().as_encoded_bytes() {
+    for b in path.as_os_str().as_encoded_bytes() {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
+    h
+}
+
+/// The file name of the memory image of the disk file at the absolute path `abs`.
+pub(crate) fn image_name(abs: &Path) -> String {
+    let h = path_hash(abs);
     let name: String = abs
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

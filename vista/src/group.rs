@@ -740,14 +740,9 @@ impl crate::retry::Attempt for GroupTransaction<'_> {
     }
 }
 
-/// A member's id in its coordinator's record: FNV-1a of the segment's resolved path
-/// (stable across runs and builds, unlike std's hasher). A segment moved or copied is
+/// A member's id in its coordinator's record: the hash of the segment's resolved path
+/// (`rio_cache::path_hash`, as the memory image's name). A segment moved or copied is
 /// another member, with slots of its own.
 fn member_id(path: &Path) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in path.as_os_str().as_encoded_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    rio_cache::path_hash(path)
 }
